@@ -1,0 +1,433 @@
+//! `cargo xtask setup`: provisions the pinned libtorch (see DESIGN.md section 5).
+//!
+//! tch's own `download-libtorch` feature cannot reach its servers from the machines this project
+//! runs on, but PyPI is reachable, and the PyTorch wheel carries a complete libtorch. So:
+//!
+//! 1. `pip download` the pinned `torch` wheel and the two CUDA runtime wheels that
+//!    `libtorch_cpu.so` links against even on CPU, into a per-user cache (outside the work tree,
+//!    so a second clone downloads nothing). Downloads land in a private temporary folder and are
+//!    renamed into the cache only once pip has verified them.
+//! 2. Unpack `torch/include`, the CPU libraries of `torch/lib` and `libcudart`/`libcupti` into
+//!    `.libtorch.tmp-<pid>/` in the workspace, check the version and that every library
+//!    resolves, write a stamp, then rename the folder to `.libtorch/`. An interrupted setup
+//!    leaves only a temporary folder, which the next run deletes: `.libtorch/` exists only
+//!    when it is complete.
+//!
+//! A `LIBTORCH` set in the environment (a user's own CPU or CUDA libtorch 2.11) is used as it is.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::project::{self, prepend_path_var};
+use crate::Result;
+
+/// The PyTorch release tch 0.24.0 binds. Moves only together with `tch` in the root
+/// `Cargo.toml` and with the PyTorch image of the GPU machines.
+pub const TORCH_VERSION: &str = "2.11.0";
+
+/// One pinned wheel: the pip requirement and the prefix of its file name.
+struct Wheel {
+    requirement: &'static str,
+    file_prefix: &'static str,
+}
+
+const WHEELS: [Wheel; 3] = [
+    Wheel {
+        requirement: "torch==2.11.0",
+        file_prefix: "torch-2.11.0-",
+    },
+    Wheel {
+        requirement: "nvidia-cuda-runtime==13.0.96",
+        file_prefix: "nvidia_cuda_runtime-13.0.96-",
+    },
+    Wheel {
+        requirement: "nvidia-cuda-cupti==13.0.85",
+        file_prefix: "nvidia_cuda_cupti-13.0.85-",
+    },
+];
+
+/// Platform tags pip may pick wheels for; the libraries are Python-independent, so the Python
+/// tag is fixed too and the result does not depend on the local interpreter.
+const PLATFORMS: [&str; 4] = [
+    "manylinux_2_28_x86_64",
+    "manylinux_2_25_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+];
+const PYTHON_VERSION: &str = "3.11";
+
+/// Folder name of the provisioned libtorch in the workspace root (git-ignored).
+const INSTALL_DIR: &str = ".libtorch";
+/// Written last into a complete install; names what it holds.
+const STAMP_FILE: &str = "taskmoe-libtorch.stamp";
+/// Libraries that must be present and must resolve all their dependencies.
+const REQUIRED_LIBS: [&str; 5] = [
+    "libtorch_cpu.so",
+    "libtorch.so",
+    "libc10.so",
+    "libcudart.so.13",
+    "libcupti.so.13",
+];
+
+/// Unpacks what libtorch needs on CPU from the wheels. Arguments: destination `torch` folder,
+/// then the torch wheel, then the CUDA wheels. Python's zipfile checks each member's CRC.
+const UNPACK_PY: &str = r#"
+import os, shutil, sys, zipfile
+dest, torch_whl, cuda_whls = sys.argv[1], sys.argv[2], sys.argv[3:]
+skip = ("cuda", "nvrtc", "nvshmem", "_python")
+def copy(z, member, target):
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with z.open(member) as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+with zipfile.ZipFile(torch_whl) as z:
+    for info in z.infolist():
+        name = info.filename
+        if info.is_dir():
+            continue
+        if name.startswith("torch/include/") or name == "torch/version.py":
+            copy(z, name, os.path.join(dest, name[len("torch/"):]))
+        elif name.startswith("torch/lib/") and name.count("/") == 2 and ".so" in name:
+            base = os.path.basename(name)
+            if not any(s in base for s in skip):
+                copy(z, name, os.path.join(dest, "lib", base))
+for whl in cuda_whls:
+    with zipfile.ZipFile(whl) as z:
+        for name in z.namelist():
+            base = os.path.basename(name)
+            if "/lib/" in name and (base.startswith("libcudart.so.") or base.startswith("libcupti.so.")):
+                copy(z, name, os.path.join(dest, "lib", base))
+"#;
+
+/// A usable libtorch: its root (the folder `LIBTORCH` names) and where it came from.
+pub struct Libtorch {
+    /// The folder holding `include/` and `lib/`.
+    pub root: PathBuf,
+    /// True when `LIBTORCH` came from the user's environment.
+    pub from_user: bool,
+}
+
+impl Libtorch {
+    /// The shared-library folder.
+    pub fn lib_dir(&self) -> PathBuf {
+        self.root.join("lib")
+    }
+
+    /// Points a command (cargo, or a built binary) at this libtorch for building and running.
+    pub fn apply_env(&self, cmd: &mut Command) {
+        cmd.env("LIBTORCH", &self.root);
+        cmd.env(
+            "LD_LIBRARY_PATH",
+            prepend_path_var("LD_LIBRARY_PATH", &self.lib_dir()),
+        );
+    }
+}
+
+/// Returns the libtorch to use, provisioning the pinned one first if it is not there yet.
+pub fn ensure() -> Result<Libtorch> {
+    let install = project::root().join(INSTALL_DIR);
+    if let Some(user) = user_setting(&install) {
+        return user_libtorch(user);
+    }
+    if is_complete(&install) {
+        return Ok(Libtorch {
+            root: install.join("torch"),
+            from_user: false,
+        });
+    }
+    provision(&install)
+}
+
+/// `cargo xtask setup [--force]`.
+pub fn setup(args: &[String]) -> Result<()> {
+    let force = match args {
+        [] => false,
+        [flag] if flag == "--force" => true,
+        _ => return Err("usage: cargo xtask setup [--force]".into()),
+    };
+    let install = project::root().join(INSTALL_DIR);
+    if force && user_setting(&install).is_none() && install.exists() {
+        fs::remove_dir_all(&install)
+            .map_err(|e| format!("cannot remove {}: {e}", install.display()))?;
+    }
+    let lt = ensure()?;
+    let origin = if lt.from_user {
+        "from LIBTORCH"
+    } else {
+        "provisioned"
+    };
+    eprintln!("libtorch {TORCH_VERSION} ready ({origin}): {}", lt.root.display());
+    Ok(())
+}
+
+/// A `LIBTORCH` from the user's environment. `.cargo/config.toml` sets `LIBTORCH` to our own
+/// install folder for plain cargo commands (xtask runs under `cargo run` too): that one is ours.
+fn user_setting(install: &Path) -> Option<PathBuf> {
+    let value = PathBuf::from(env::var_os("LIBTORCH").filter(|v| !v.is_empty())?);
+    (value != install.join("torch")).then_some(value)
+}
+
+fn user_libtorch(root: PathBuf) -> Result<Libtorch> {
+    let lib = root.join("lib");
+    let has_lib = lib.join("libtorch_cpu.so").exists() || lib.join("libtorch.so").exists();
+    if !has_lib || !root.join("include").is_dir() {
+        return Err(format!(
+            "LIBTORCH={} holds no libtorch (expected lib/libtorch_cpu.so and include/); \
+             unset it to let `cargo xtask setup` provision libtorch {TORCH_VERSION}",
+            root.display()
+        )
+        .into());
+    }
+    if let Some(version) = read_version(&root) {
+        if !version_matches(&version) {
+            return Err(format!(
+                "LIBTORCH={} is libtorch {version}, but tch needs {TORCH_VERSION}",
+                root.display()
+            )
+            .into());
+        }
+    }
+    Ok(Libtorch {
+        root,
+        from_user: true,
+    })
+}
+
+fn stamp_text() -> String {
+    let mut s = String::new();
+    for w in &WHEELS {
+        s.push_str(w.requirement);
+        s.push('\n');
+    }
+    s
+}
+
+fn is_complete(install: &Path) -> bool {
+    fs::read_to_string(install.join(STAMP_FILE)).is_ok_and(|s| s == stamp_text())
+}
+
+fn provision(install: &Path) -> Result<Libtorch> {
+    let root = install
+        .parent()
+        .expect("the install folder has a parent")
+        .to_path_buf();
+    remove_leftovers(&root);
+    let python = find_python()?;
+    let wheels = cached_wheels(&python)?;
+
+    let tmp = root.join(format!("{INSTALL_DIR}.tmp-{}", std::process::id()));
+    let torch_dir = tmp.join("torch");
+    fs::create_dir_all(&torch_dir).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    eprintln!("setup: unpacking libtorch {TORCH_VERSION} into {}", install.display());
+    let mut cmd = Command::new(&python);
+    cmd.arg("-c").arg(UNPACK_PY).arg(&torch_dir).args(&wheels);
+    run_quiet(&mut cmd, "unpacking the wheels")?;
+    verify(&torch_dir)?;
+    fs::write(tmp.join(STAMP_FILE), stamp_text())
+        .map_err(|e| format!("cannot write the setup stamp: {e}"))?;
+
+    // Move any old or foreign install aside first, so the rename below cannot fail on it.
+    if install.exists() {
+        let old = root.join(format!("{INSTALL_DIR}.old-{}", std::process::id()));
+        fs::rename(install, &old).map_err(|e| format!("cannot move old install aside: {e}"))?;
+        let _ = fs::remove_dir_all(&old);
+    }
+    fs::rename(&tmp, install)
+        .map_err(|e| format!("cannot move {} into place: {e}", tmp.display()))?;
+    Ok(Libtorch {
+        root: install.join("torch"),
+        from_user: false,
+    })
+}
+
+/// Deletes the temporary folders of interrupted earlier runs.
+fn remove_leftovers(root: &Path) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = name.starts_with(&format!("{INSTALL_DIR}.tmp-"))
+            || name.starts_with(&format!("{INSTALL_DIR}.old-"));
+        if stale {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn find_python() -> Result<PathBuf> {
+    for candidate in ["python3", "python"] {
+        let ok = Command::new(candidate)
+            .args(["-m", "pip", "--version"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Ok(PathBuf::from(candidate));
+        }
+    }
+    Err(format!(
+        "setup needs Python with pip to fetch the torch {TORCH_VERSION} wheel from PyPI \
+         (install python3-pip), or a LIBTORCH pointing at libtorch {TORCH_VERSION}"
+    )
+    .into())
+}
+
+/// Paths of the pinned wheels in the cache, downloading the missing ones.
+fn cached_wheels(python: &Path) -> Result<Vec<PathBuf>> {
+    let dir = project::cache_dir()?.join("wheels");
+    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let missing: Vec<&Wheel> = WHEELS
+        .iter()
+        .filter(|w| find_wheel(&dir, w).is_none())
+        .collect();
+    if !missing.is_empty() {
+        download(python, &dir, &missing)?;
+    }
+    WHEELS
+        .iter()
+        .map(|w| {
+            find_wheel(&dir, w).ok_or_else(|| {
+                format!(
+                    "pip did not produce a wheel for {} in {}",
+                    w.requirement,
+                    dir.display()
+                )
+                .into()
+            })
+        })
+        .collect()
+}
+
+fn find_wheel(dir: &Path, wheel: &Wheel) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(wheel.file_prefix) && n.ends_with(".whl"))
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn download(python: &Path, cache: &Path, wheels: &[&Wheel]) -> Result<()> {
+    let partial = cache.join(format!(".partial-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&partial);
+    fs::create_dir_all(&partial).map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+    let names: Vec<&str> = wheels.iter().map(|w| w.requirement).collect();
+    eprintln!(
+        "setup: downloading {} from PyPI into {} (about 540 MB, once per machine)",
+        names.join(", "),
+        cache.display()
+    );
+    let mut cmd = Command::new(python);
+    cmd.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+        .args(["--python-version", PYTHON_VERSION])
+        .args(["--retries", "2", "--timeout", "30", "--progress-bar", "off"])
+        .arg("--dest")
+        .arg(&partial);
+    for p in PLATFORMS {
+        cmd.args(["--platform", p]);
+    }
+    cmd.args(&names);
+    let result = run_quiet(&mut cmd, "downloading the libtorch wheels");
+    if result.is_ok() {
+        for entry in fs::read_dir(&partial).map_err(|e| e.to_string())?.flatten() {
+            let target = cache.join(entry.file_name());
+            fs::rename(entry.path(), &target)
+                .map_err(|e| format!("cannot move a wheel into {}: {e}", cache.display()))?;
+        }
+    }
+    let _ = fs::remove_dir_all(&partial);
+    result
+}
+
+/// Runs a helper program, showing its output only when it fails, as one line: the last error
+/// line it printed.
+fn run_quiet(cmd: &mut Command, what: &str) -> Result<()> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot start `{}`: {e}", project::describe(cmd)))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let reason = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("ERROR") || l.contains("Error"))
+        .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()))
+        .unwrap_or("no message")
+        .trim();
+    Err(format!("setup failed {what} ({}): {reason}", out.status).into())
+}
+
+fn read_version(torch_dir: &Path) -> Option<String> {
+    if let Ok(v) = fs::read_to_string(torch_dir.join("build-version")) {
+        return Some(v.trim().to_string());
+    }
+    let py = fs::read_to_string(torch_dir.join("version.py")).ok()?;
+    let line = py.lines().find(|l| l.starts_with("__version__"))?;
+    Some(line.split('\'').nth(1)?.to_string())
+}
+
+fn version_matches(version: &str) -> bool {
+    version.split('+').next() == Some(TORCH_VERSION)
+}
+
+/// Checks an unpacked libtorch before it is moved into place, and records its version where
+/// torch-sys looks for it (`build-version`).
+fn verify(torch_dir: &Path) -> Result<()> {
+    let version = read_version(torch_dir)
+        .ok_or("setup: the torch wheel has no torch/version.py: not a PyTorch wheel")?;
+    if !version_matches(&version) {
+        return Err(format!("setup: the wheel is torch {version}, expected {TORCH_VERSION}").into());
+    }
+    if !torch_dir.join("include/torch/csrc/api/include/torch/torch.h").exists() {
+        return Err("setup: the torch wheel has no C++ headers (include/torch)".into());
+    }
+    let lib = torch_dir.join("lib");
+    for name in REQUIRED_LIBS {
+        if !lib.join(name).exists() {
+            return Err(format!("setup: {name} is missing from the unpacked wheels").into());
+        }
+    }
+    unresolved_libraries(&lib)?;
+    fs::write(torch_dir.join("build-version"), format!("{version}\n"))
+        .map_err(|e| format!("cannot write build-version: {e}"))?;
+    Ok(())
+}
+
+/// With `ldd` available, every dependency of the CPU libraries must resolve from `lib` or the
+/// system.
+fn unresolved_libraries(lib: &Path) -> Result<()> {
+    for name in ["libtorch_cpu.so", "libc10.so"] {
+        let out = Command::new("ldd")
+            .arg(lib.join(name))
+            .env("LD_LIBRARY_PATH", prepend_path_var("LD_LIBRARY_PATH", lib))
+            .output();
+        let Ok(out) = out else {
+            return Ok(()); // no ldd here: the first build will tell
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let missing: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("not found"))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "setup: {name} needs libraries the wheels do not provide: {}",
+                missing.join(", ")
+            )
+            .into());
+        }
+    }
+    Ok(())
+}

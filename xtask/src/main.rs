@@ -1,0 +1,63 @@
+//! `cargo xtask`: the project's automation, in plain Rust with no dependencies, so it builds on
+//! a machine that has nothing but cargo (in particular no libtorch: provisioning it is xtask's
+//! first job).
+
+mod bench;
+mod libtorch;
+mod project;
+mod test;
+
+use std::process::ExitCode;
+
+/// Errors are reported as one line and a non-zero exit.
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [args]
+
+commands:
+  setup [--force]        provision the pinned libtorch (PyTorch wheel from PyPI) into .libtorch/
+  test [cargo test args] setup, then cargo fmt --check, clippy -D warnings, cargo test --workspace
+  bench [criterion args] setup, then run the criterion benches (e.g. `bench -- dispatch`)
+  env                    print shell exports that point LIBTORCH and LD_LIBRARY_PATH at libtorch
+
+environment:
+  LIBTORCH           use this libtorch (2.11.0) instead of provisioning one
+  TASKMOE_CACHE_DIR  download cache (default $XDG_CACHE_HOME/taskmoe or ~/.cache/taskmoe)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = match command.as_str() {
+        "setup" => libtorch::setup(rest),
+        "test" => test::run(rest),
+        "bench" => bench::run(rest),
+        "env" => print_env(),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`\n{USAGE}").into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_env() -> Result<()> {
+    let lt = libtorch::ensure()?;
+    let lib = lt.lib_dir();
+    println!("export LIBTORCH='{}'", lt.root.display());
+    println!(
+        "export LD_LIBRARY_PATH='{}'",
+        project::prepend_path_var("LD_LIBRARY_PATH", &lib).to_string_lossy()
+    );
+    Ok(())
+}
