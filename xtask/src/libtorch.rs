@@ -157,7 +157,10 @@ pub fn setup(args: &[String]) -> Result<()> {
     } else {
         "provisioned"
     };
-    eprintln!("libtorch {TORCH_VERSION} ready ({origin}): {}", lt.root.display());
+    eprintln!(
+        "libtorch {TORCH_VERSION} ready ({origin}): {}",
+        lt.root.display()
+    );
     Ok(())
 }
 
@@ -219,7 +222,10 @@ fn provision(install: &Path) -> Result<Libtorch> {
     let tmp = root.join(format!("{INSTALL_DIR}.tmp-{}", std::process::id()));
     let torch_dir = tmp.join("torch");
     fs::create_dir_all(&torch_dir).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    eprintln!("setup: unpacking libtorch {TORCH_VERSION} into {}", install.display());
+    eprintln!(
+        "setup: unpacking libtorch {TORCH_VERSION} into {}",
+        install.display()
+    );
     let mut cmd = Command::new(&python);
     cmd.arg("-c").arg(UNPACK_PY).arg(&torch_dir).args(&wheels);
     run_quiet(&mut cmd, "unpacking the wheels")?;
@@ -319,7 +325,8 @@ fn find_wheel(dir: &Path, wheel: &Wheel) -> Option<PathBuf> {
 fn download(python: &Path, cache: &Path, wheels: &[&Wheel]) -> Result<()> {
     let partial = cache.join(format!(".partial-{}", std::process::id()));
     let _ = fs::remove_dir_all(&partial);
-    fs::create_dir_all(&partial).map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+    fs::create_dir_all(&partial)
+        .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
     let names: Vec<&str> = wheels.iter().map(|w| w.requirement).collect();
     eprintln!(
         "setup: downloading {} from PyPI into {} (about 540 MB, once per machine)",
@@ -387,9 +394,14 @@ fn verify(torch_dir: &Path) -> Result<()> {
     let version = read_version(torch_dir)
         .ok_or("setup: the torch wheel has no torch/version.py: not a PyTorch wheel")?;
     if !version_matches(&version) {
-        return Err(format!("setup: the wheel is torch {version}, expected {TORCH_VERSION}").into());
+        return Err(
+            format!("setup: the wheel is torch {version}, expected {TORCH_VERSION}").into(),
+        );
     }
-    if !torch_dir.join("include/torch/csrc/api/include/torch/torch.h").exists() {
+    if !torch_dir
+        .join("include/torch/csrc/api/include/torch/torch.h")
+        .exists()
+    {
         return Err("setup: the torch wheel has no C++ headers (include/torch)".into());
     }
     let lib = torch_dir.join("lib");

@@ -1,8 +1,42 @@
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn smoke() {
-        let t = tch::Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
-        assert_eq!(t.sum(tch::Kind::Float).double_value(&[]), 6.0);
-    }
-}
+//! Routing primitives for sparse Mixture-of-Experts layers, on tch tensors.
+//!
+//! The lowest layer of taskmoe (see `docs/architecture.md`). A sparse MoE feed-forward block
+//! ([Shazeer et al. 2017](https://arxiv.org/abs/1701.06538), Switch, GShard) routes every token
+//! to `k` of `E` experts. This crate holds the steps of that routing, each a small function over
+//! tensors, in the order they run:
+//!
+//! 1. [`top_k`]: router logits to fp32 probabilities, the `k` best experts per token and their
+//!    combine weights;
+//! 2. [`DispatchPlan`]: a sort-based plan that orders the `tokens x k` slots by expert, applies
+//!    the expert capacity and its drop priority, and records where every slot went;
+//! 3. [`permute`]: gathers token rows into expert order, so each expert sees one contiguous
+//!    slice;
+//! 4. [`grouped_matmul`] (or [`padded_bmm`]): one matmul per expert over its slice;
+//! 5. [`combine`]: the deterministic weighted sum back into token order through a
+//!    `[tokens, k, d]` buffer;
+//! 6. [`aux`] losses (load balance, router z-loss, task-expert mutual information) and
+//!    [`stats`] (load, drops, entropy, task x expert counts).
+//!
+//! No function here builds the `tokens x experts x capacity` one-hot tensors of GShard: memory
+//! grows linearly with tokens. [`reference`] holds plain ndarray implementations of every step,
+//! used by the property tests.
+//!
+//! Shapes use `T` tokens, `k` choices per token, `E` experts, `R` kept rows (`R <= T * k`),
+//! `d` hidden size.
+
+#![warn(missing_docs)]
+
+pub mod aux;
+mod dispatch;
+mod error;
+mod grouped;
+mod permute;
+pub mod reference;
+pub mod stats;
+mod topk;
+
+pub use dispatch::{Capacity, DispatchPlan};
+pub use error::{KernelError, Result};
+pub use grouped::{grouped_matmul, padded_bmm};
+pub use permute::{combine, permute, unpermute};
+pub use topk::{top_k, TopK};

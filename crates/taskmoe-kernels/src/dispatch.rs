@@ -1,0 +1,220 @@
+//! The sort-based dispatch plan: which slot goes to which expert row, and which are dropped.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{dims2, invalid, KernelError, Result};
+
+/// How many slots each expert may take.
+///
+/// With a factor `c`, every expert takes at most `ceil(c * T * k / E)` slots (GShard/Switch
+/// capacity); `c = 0` means dropless: every slot is processed, however unbalanced the routing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Capacity {
+    /// Every slot is kept.
+    Dropless,
+    /// `ceil(factor * T * k / E)` slots per expert; `factor > 0`.
+    Factor(f64),
+}
+
+impl Capacity {
+    /// `0` is dropless, a positive finite factor caps the experts; anything else is an error.
+    pub fn from_factor(factor: f64) -> Result<Self> {
+        if factor == 0.0 {
+            Ok(Capacity::Dropless)
+        } else if factor.is_finite() && factor > 0.0 {
+            Ok(Capacity::Factor(factor))
+        } else {
+            Err(invalid(
+                "capacity",
+                format!("capacity_factor must be 0 (dropless) or positive, got {factor}"),
+            ))
+        }
+    }
+
+    /// Slots per expert for `tokens` tokens with `k` choices over `experts` experts, or `None`
+    /// when dropless. At least one slot, so a tiny batch never drops everything.
+    pub fn slots(&self, tokens: usize, k: usize, experts: usize) -> Option<usize> {
+        match *self {
+            Capacity::Dropless => None,
+            Capacity::Factor(f) => {
+                let per_expert = f * (tokens * k) as f64 / experts as f64;
+                Some((per_expert.ceil() as usize).max(1))
+            }
+        }
+    }
+}
+
+/// Where every `(token, choice)` slot of a routing decision goes.
+///
+/// Slots are numbered in natural order, `slot = token * k + choice`. The plan orders them by
+/// expert with a stable sort over the *priority order* (all first choices in token order, then
+/// all second choices, ...), so when an expert is over capacity, first choices are kept before
+/// second choices and earlier tokens before later ones (DESIGN.md section 4). A dropped slot
+/// contributes nothing: its token keeps only its other choices, or just the residual.
+///
+/// Building the plan reads the per-expert counts back to the host once (the only host
+/// synchronisation of a MoE layer): the grouped matmul needs them to slice.
+#[derive(Debug)]
+pub struct DispatchPlan {
+    /// Tokens `T`.
+    pub num_tokens: usize,
+    /// Choices per token `k`.
+    pub k: usize,
+    /// Experts `E`.
+    pub num_experts: usize,
+    /// Slots per expert, `None` when dropless.
+    pub capacity: Option<usize>,
+    /// Slots each expert was asked to take (before capacity). `[E]` on the host.
+    pub requested: Vec<usize>,
+    /// Rows each expert takes (after capacity); sums to `R`. `[E]` on the host.
+    pub counts: Vec<usize>,
+    /// Slot index of each kept row, rows grouped by expert. `[R]` int64
+    pub slot_order: Tensor,
+    /// Token index of each kept row (`slot_order / k`). `[R]` int64
+    pub token_order: Tensor,
+    /// Row of each slot, or `R` for a dropped slot. `[T * k]` int64
+    pub slot_row: Tensor,
+    /// Rank of each slot in its expert's queue; kept iff below capacity. `[T, k]` int64
+    pub position: Tensor,
+    /// Whether each slot was kept. `[T, k]` bool
+    pub kept: Tensor,
+}
+
+impl DispatchPlan {
+    /// Plans the dispatch of `experts` (`[T, k]` expert ids, as from [`crate::top_k`]) over
+    /// `num_experts` experts.
+    pub fn new(experts: &Tensor, num_experts: usize, capacity: Capacity) -> Result<Self> {
+        const OP: &str = "DispatchPlan::new";
+        let (t, k) = dims2(OP, "experts", experts)?;
+        if experts.kind() != Kind::Int64 {
+            return Err(invalid(
+                OP,
+                format!("experts must be int64, got {:?}", experts.kind()),
+            ));
+        }
+        let device = experts.device();
+        let (tokens, choices) = (t as usize, k as usize);
+        let slots = t * k;
+
+        // Priority order p = choice * T + token; a stable sort by expert keeps it per expert.
+        let priority = experts.transpose(0, 1).reshape([slots]);
+        let out_of_range = || invalid(OP, format!("expert ids must lie in 0..{num_experts}"));
+        // bincount rejects negative ids and grows past E for ids >= E.
+        let requested_t = priority
+            .f_bincount::<Tensor>(None, num_experts as i64)
+            .map_err(|_| out_of_range())?;
+        // The one host synchronisation.
+        let requested: Vec<i64> = Vec::try_from(&requested_t)?;
+        if requested.len() != num_experts {
+            return Err(out_of_range());
+        }
+        let requested: Vec<usize> = requested.iter().map(|&c| c as usize).collect();
+        let (sorted_experts, sorted_priority) = priority.sort_stable(true, 0, false);
+
+        let starts = exclusive_cumsum(&requested);
+        let position_sorted = Tensor::arange(slots, (Kind::Int64, device))
+            - host_tensor(&starts, device).index_select(0, &sorted_experts);
+        // priority p -> natural slot (p % T) * k + p / T
+        let slot_sorted = sorted_priority.remainder(t) * k + sorted_priority.floor_divide_scalar(t);
+
+        let cap = capacity.slots(tokens, choices, num_experts);
+        let counts: Vec<usize> = match cap {
+            None => requested.clone(),
+            Some(c) => requested.iter().map(|&r| r.min(c)).collect(),
+        };
+        let rows: usize = counts.iter().sum();
+        let slot_order = if rows == tokens * choices {
+            slot_sorted
+        } else {
+            // Kept rows of expert e are the first counts[e] of its sorted run, which starts at
+            // starts[e]: index = row + (starts[e] - kept_starts[e]).
+            let kept_starts = exclusive_cumsum(&counts);
+            let shift: Vec<i64> = starts
+                .iter()
+                .zip(&kept_starts)
+                .map(|(s, ks)| s - ks)
+                .collect();
+            let keep = Tensor::arange(rows as i64, (Kind::Int64, device))
+                + Tensor::f_repeat_interleave_self_tensor(
+                    &host_tensor(&shift, device),
+                    &host_tensor(&to_i64(&counts), device),
+                    0,
+                    rows as i64,
+                )?;
+            slot_sorted.index_select(0, &keep)
+        };
+        let token_order = slot_order.floor_divide_scalar(k);
+        let slot_row = Tensor::full([slots], rows as i64, (Kind::Int64, device)).index_copy(
+            0,
+            &slot_order,
+            &Tensor::arange(rows as i64, (Kind::Int64, device)),
+        );
+        let position = Tensor::zeros([slots], (Kind::Int64, device))
+            .index_copy(0, &sorted_priority, &position_sorted)
+            .reshape([k, t])
+            .transpose(0, 1)
+            .contiguous();
+        let kept = match cap {
+            None => position.ones_like().to_kind(Kind::Bool),
+            Some(c) => position.lt(c as i64),
+        };
+        Ok(DispatchPlan {
+            num_tokens: tokens,
+            k: choices,
+            num_experts,
+            capacity: cap,
+            requested,
+            counts,
+            slot_order,
+            token_order,
+            slot_row,
+            position,
+            kept,
+        })
+    }
+
+    /// Rows `R` that experts will process.
+    pub fn num_rows(&self) -> usize {
+        self.counts.iter().sum()
+    }
+
+    /// Slots dropped by the capacity limit.
+    pub fn num_dropped(&self) -> usize {
+        self.num_tokens * self.k - self.num_rows()
+    }
+
+    /// Checks that `t` has the `[T, k]` shape of this plan's routing decision.
+    pub(crate) fn check_tk(&self, op: &'static str, arg: &'static str, t: &Tensor) -> Result<()> {
+        let expected = [self.num_tokens as i64, self.k as i64];
+        if t.size() != expected {
+            return Err(KernelError::Shape {
+                op,
+                arg,
+                got: t.size(),
+                expected: format!("{expected:?} (tokens, k)"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `[0, a0, a0 + a1, ...]`, one entry per input.
+pub(crate) fn exclusive_cumsum(counts: &[usize]) -> Vec<i64> {
+    counts
+        .iter()
+        .scan(0i64, |acc, &c| {
+            let start = *acc;
+            *acc += c as i64;
+            Some(start)
+        })
+        .collect()
+}
+
+pub(crate) fn to_i64(v: &[usize]) -> Vec<i64> {
+    v.iter().map(|&x| x as i64).collect()
+}
+
+/// A small host vector as an int64 tensor on `device`.
+pub(crate) fn host_tensor(v: &[i64], device: Device) -> Tensor {
+    Tensor::from_slice(v).to_device(device)
+}

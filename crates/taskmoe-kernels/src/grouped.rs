@@ -1,0 +1,120 @@
+//! Expert matmuls over rows grouped by expert.
+
+use tch::{Kind, Tensor};
+
+use crate::dispatch::{exclusive_cumsum, host_tensor, to_i64};
+use crate::error::{dims2, invalid, KernelError, Result};
+
+/// Checks `x: [R, d_in]`, `w: [E, d_in, d_out]`, `bias: [E, d_out]` against `counts`.
+fn check(
+    op: &'static str,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    counts: &[usize],
+) -> Result<(i64, i64, i64)> {
+    let (r, d_in) = dims2(op, "x", x)?;
+    let ws = w.size();
+    if ws.len() != 3 || ws[1] != d_in || ws[0] as usize != counts.len() {
+        return Err(KernelError::Shape {
+            op,
+            arg: "w",
+            got: ws,
+            expected: format!("[{}, {d_in}, d_out] (experts, d_in, d_out)", counts.len()),
+        });
+    }
+    if let Some(b) = bias {
+        if b.size() != [ws[0], ws[2]] {
+            return Err(KernelError::Shape {
+                op,
+                arg: "bias",
+                got: b.size(),
+                expected: format!("[{}, {}] (experts, d_out)", ws[0], ws[2]),
+            });
+        }
+    }
+    let total: usize = counts.iter().sum();
+    if total as i64 != r {
+        return Err(invalid(
+            op,
+            format!("counts sum to {total} but x has {r} rows"),
+        ));
+    }
+    Ok((r, ws[0], ws[2]))
+}
+
+/// `y[rows of e] = x[rows of e] @ w[e] + bias[e]` for every expert, where expert `e` owns the
+/// `counts[e]` rows after those of experts `0..e` (the layout [`crate::permute`] produces).
+///
+/// One matmul per non-empty expert over a contiguous slice: no padding, no copies of `x`.
+///
+/// # Shapes
+/// `x: [R, d_in]`, `w: [E, d_in, d_out]`, `bias: [E, d_out]`, `counts: [E]` -> `[R, d_out]`.
+pub fn grouped_matmul(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    counts: &[usize],
+) -> Result<Tensor> {
+    let (_, _, d_out) = check("grouped_matmul", x, w, bias, counts)?;
+    let mut outputs = Vec::with_capacity(counts.len());
+    let mut start = 0i64;
+    for (e, &count) in counts.iter().enumerate() {
+        if count == 0 {
+            continue;
+        }
+        let e = e as i64;
+        let mut y = x.narrow(0, start, count as i64).matmul(&w.get(e));
+        if let Some(b) = bias {
+            y += b.get(e);
+        }
+        outputs.push(y);
+        start += count as i64;
+    }
+    if outputs.is_empty() {
+        return Ok(x.new_zeros([0, d_out], (x.kind(), x.device())));
+    }
+    Ok(Tensor::f_cat(&outputs, 0)?)
+}
+
+/// The same result as [`grouped_matmul`] through one batched matmul: rows are copied into an
+/// `[E, max(counts), d_in]` zero-padded buffer, multiplied with `bmm`, and gathered back.
+/// Costs `E * max(counts)` rows of compute, so it pays off only when experts are balanced and
+/// the per-expert matmuls are small.
+///
+/// # Shapes
+/// `x: [R, d_in]`, `w: [E, d_in, d_out]`, `bias: [E, d_out]`, `counts: [E]` -> `[R, d_out]`.
+pub fn padded_bmm(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    counts: &[usize],
+) -> Result<Tensor> {
+    let (r, e, d_out) = check("padded_bmm", x, w, bias, counts)?;
+    let d_in = x.size()[1];
+    let device = x.device();
+    let max_count = counts.iter().copied().max().unwrap_or(0) as i64;
+    // Row r of expert j sits at j * max_count + (r - start_j) in the padded buffer.
+    let shift: Vec<i64> = exclusive_cumsum(counts)
+        .iter()
+        .enumerate()
+        .map(|(j, start)| j as i64 * max_count - start)
+        .collect();
+    let padded_index = Tensor::arange(r, (Kind::Int64, device))
+        + Tensor::f_repeat_interleave_self_tensor(
+            &host_tensor(&shift, device),
+            &host_tensor(&to_i64(counts), device),
+            0,
+            r,
+        )?;
+    let padded = x
+        .new_zeros([e * max_count, d_in], (x.kind(), device))
+        .f_index_copy(0, &padded_index, x)?
+        .view([e, max_count, d_in]);
+    let mut y = padded.f_bmm(w)?; // (experts, max_count, d_out)
+    if let Some(b) = bias {
+        y += b.unsqueeze(1);
+    }
+    Ok(y.view([e * max_count, d_out])
+        .f_index_select(0, &padded_index)?)
+}

@@ -1,0 +1,76 @@
+//! Moving token rows into expert order and back.
+
+use tch::{Kind, Tensor};
+
+use crate::dispatch::DispatchPlan;
+use crate::error::{dims2, KernelError, Result};
+
+/// Gathers the rows of `x` into expert order: row `r` is the token of the plan's `r`-th kept
+/// slot, so each expert's inputs form one contiguous slice (`plan.counts` long).
+///
+/// # Shapes
+/// `x: [T, d]` -> `[R, d]`.
+pub fn permute(x: &Tensor, plan: &DispatchPlan) -> Result<Tensor> {
+    let (t, _) = dims2("permute", "x", x)?;
+    if t as usize != plan.num_tokens {
+        return Err(KernelError::Shape {
+            op: "permute",
+            arg: "x",
+            got: x.size(),
+            expected: format!("[{}, d] (tokens of the plan)", plan.num_tokens),
+        });
+    }
+    Ok(x.f_index_select(0, &plan.token_order)?)
+}
+
+/// Scatters expert-ordered rows back to their slots: `[T, k, d]` with zeros for dropped slots.
+///
+/// It gathers (every slot reads one row, dropped slots read an appended zero row), so it is
+/// deterministic and its backward is a plain index-add over distinct rows.
+///
+/// # Shapes
+/// `rows: [R, d]` -> `[T, k, d]`.
+pub fn unpermute(rows: &Tensor, plan: &DispatchPlan) -> Result<Tensor> {
+    let (r, d) = dims2("unpermute", "rows", rows)?;
+    if r as usize != plan.num_rows() {
+        return Err(KernelError::Shape {
+            op: "unpermute",
+            arg: "rows",
+            got: rows.size(),
+            expected: format!("[{}, d] (kept rows of the plan)", plan.num_rows()),
+        });
+    }
+    let padded = Tensor::f_cat(
+        &[rows, &rows.new_zeros([1, d], (rows.kind(), rows.device()))],
+        0,
+    )?;
+    Ok(padded
+        .f_index_select(0, &plan.slot_row)?
+        .view([plan.num_tokens as i64, plan.k as i64, d]))
+}
+
+/// The weighted sum of each token's expert outputs: `y_t = sum_j w_{t,j} * rows[row(t, j)]`,
+/// dropped slots contributing zero.
+///
+/// Deterministic by construction (a `[T, k, d]` buffer reduced over `k`, never an `index_add`
+/// with repeated indices), so results do not depend on thread scheduling on CPU or GPU.
+/// Gradients reach `rows` and `weights`, and through `weights` the router logits. The result
+/// has the promoted dtype of `rows` and `weights`.
+///
+/// # Shapes
+/// `rows: [R, d]`, `weights: [T, k]` -> `[T, d]`.
+pub fn combine(rows: &Tensor, weights: &Tensor, plan: &DispatchPlan) -> Result<Tensor> {
+    plan.check_tk("combine", "weights", weights)?;
+    let buffer = unpermute(rows, plan)?; // (tokens, k, d)
+    let kind = promote(rows.kind(), weights.kind());
+    let weighted = buffer.to_kind(kind) * weights.to_kind(kind).unsqueeze(-1);
+    Ok(weighted.f_sum_dim_intlist(1, false, kind)?)
+}
+
+fn promote(a: Kind, b: Kind) -> Kind {
+    match (a, b) {
+        (Kind::Double, _) | (_, Kind::Double) => Kind::Double,
+        (Kind::Float, _) | (_, Kind::Float) => Kind::Float,
+        (a, _) => a,
+    }
+}

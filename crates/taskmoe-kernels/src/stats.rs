@@ -1,0 +1,84 @@
+//! Routing statistics: what the router did, for logs and analysis.
+
+use tch::{Kind, Tensor};
+
+use crate::dispatch::DispatchPlan;
+use crate::error::{dims2, KernelError, Result};
+
+/// Summary of one dispatch, computed on the host from the plan's counts (no extra sync).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoutingStats {
+    /// Share of routing slots each expert was asked to take (sums to 1). `[E]`
+    pub load: Vec<f64>,
+    /// Share of slots dropped by the capacity limit.
+    pub dropped_fraction: f64,
+    /// Entropy of `load` in nats; `ln E` when balanced, 0 when one expert takes everything.
+    pub load_entropy: f64,
+}
+
+impl RoutingStats {
+    /// Statistics of a plan.
+    pub fn from_plan(plan: &DispatchPlan) -> Self {
+        let slots = (plan.num_tokens * plan.k).max(1) as f64;
+        let load: Vec<f64> = plan.requested.iter().map(|&c| c as f64 / slots).collect();
+        RoutingStats {
+            load_entropy: entropy(&load),
+            dropped_fraction: plan.num_dropped() as f64 / slots,
+            load,
+        }
+    }
+}
+
+/// Shannon entropy in nats of a distribution given as shares (zeros allowed).
+pub fn entropy(shares: &[f64]) -> f64 {
+    shares
+        .iter()
+        .filter(|&&p| p > 0.0)
+        .map(|&p| -p * p.ln())
+        .sum()
+}
+
+/// Mean entropy of the router's per-token distributions, in nats (how confident it is).
+///
+/// # Shapes
+/// `probs: [T, E]` -> scalar fp32.
+pub fn router_entropy(probs: &Tensor) -> Result<Tensor> {
+    dims2("router_entropy", "probs", probs)?;
+    let p = probs.to_kind(Kind::Float);
+    let per_token = -(&p * p.clamp_min(1e-12).log()).sum_dim_intlist(-1, false, Kind::Float);
+    Ok(per_token.mean(Kind::Float))
+}
+
+/// How many routing slots of each task chose each expert (before capacity).
+///
+/// # Shapes
+/// `experts: [T, k]`, `task_ids: [T]` -> `[num_tasks, E]` int64.
+pub fn task_expert_counts(
+    experts: &Tensor,
+    task_ids: &Tensor,
+    num_tasks: usize,
+    num_experts: usize,
+) -> Result<Tensor> {
+    let (t, k) = dims2("task_expert_counts", "experts", experts)?;
+    if task_ids.size() != [t] {
+        return Err(KernelError::Shape {
+            op: "task_expert_counts",
+            arg: "task_ids",
+            got: task_ids.size(),
+            expected: format!("[{t}] (one task per token)"),
+        });
+    }
+    let e = num_experts as i64;
+    let cells = (task_ids.unsqueeze(1).expand([t, k], false) * e + experts).reshape([-1]);
+    let n = num_tasks as i64 * e;
+    let counts = cells
+        .f_bincount::<Tensor>(None, n)
+        .ok()
+        .filter(|c| c.size() == [n]);
+    counts
+        .map(|c| c.view([num_tasks as i64, e]))
+        .ok_or_else(|| KernelError::Invalid {
+            op: "task_expert_counts",
+            message: format!("task ids must lie in 0..{num_tasks} and experts in 0..{e}"),
+        })
+}

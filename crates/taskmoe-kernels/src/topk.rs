@@ -1,0 +1,45 @@
+//! Top-k gating in fp32.
+
+use tch::{Kind, Tensor};
+
+use crate::error::{dims2, invalid, Result};
+
+/// The routing decision for a batch of tokens.
+#[derive(Debug)]
+pub struct TopK {
+    /// Router probabilities, softmax over experts in fp32. `[T, E]`
+    pub probs: Tensor,
+    /// Combine weight of each choice, fp32, best first. `[T, k]`
+    pub weights: Tensor,
+    /// Expert id of each choice (int64), best first. `[T, k]`
+    pub experts: Tensor,
+}
+
+/// Softmax over router logits in fp32 and the `k` most probable experts per token.
+///
+/// The logits are cast to fp32 first, whatever their dtype, so routing decisions do not depend
+/// on bf16 rounding. With `renormalize`, the `k` weights of a token are divided by their sum
+/// (`w_j = p_j / sum_{i<k} p_i`, Mixtral/GShard style); without, they are the raw softmax
+/// probabilities (Switch style, where `k = 1` keeps the gradient scale of the router).
+///
+/// # Shapes
+/// `logits: [T, E]` -> probs `[T, E]`, weights `[T, k]`, experts `[T, k]`.
+pub fn top_k(logits: &Tensor, k: usize, renormalize: bool) -> Result<TopK> {
+    let (_, e) = dims2("top_k", "logits", logits)?;
+    if k == 0 || k as i64 > e {
+        return Err(invalid(
+            "top_k",
+            format!("k = {k} must be in 1..={e} (the number of experts)"),
+        ));
+    }
+    let probs = logits.to_kind(Kind::Float).f_softmax(-1, Kind::Float)?;
+    let (mut weights, experts) = probs.f_topk(k as i64, -1, true, true)?;
+    if renormalize {
+        weights = &weights / weights.sum_dim_intlist(-1, true, Kind::Float);
+    }
+    Ok(TopK {
+        probs,
+        weights,
+        experts,
+    })
+}
