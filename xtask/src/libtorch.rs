@@ -139,7 +139,8 @@ pub fn ensure() -> Result<Libtorch> {
     provision(&install)
 }
 
-/// `cargo xtask setup [--force]`.
+/// `cargo xtask setup [--force]`. `--force` unpacks the wheels again; the old install stays
+/// in place until the new one is complete.
 pub fn setup(args: &[String]) -> Result<()> {
     let force = match args {
         [] => false,
@@ -147,11 +148,11 @@ pub fn setup(args: &[String]) -> Result<()> {
         _ => return Err("usage: cargo xtask setup [--force]".into()),
     };
     let install = project::root().join(INSTALL_DIR);
-    if force && user_setting(&install).is_none() && install.exists() {
-        fs::remove_dir_all(&install)
-            .map_err(|e| format!("cannot remove {}: {e}", install.display()))?;
-    }
-    let lt = ensure()?;
+    let lt = if force && user_setting(&install).is_none() {
+        provision(&install)?
+    } else {
+        ensure()?
+    };
     let origin = if lt.from_user {
         "from LIBTORCH"
     } else {
@@ -215,7 +216,13 @@ fn provision(install: &Path) -> Result<Libtorch> {
         .parent()
         .expect("the install folder has a parent")
         .to_path_buf();
-    remove_leftovers(&root);
+    remove_leftovers(
+        &root,
+        &[
+            &format!("{INSTALL_DIR}.tmp-"),
+            &format!("{INSTALL_DIR}.old-"),
+        ],
+    );
     let python = find_python()?;
     let wheels = cached_wheels(&python)?;
 
@@ -247,16 +254,17 @@ fn provision(install: &Path) -> Result<Libtorch> {
     })
 }
 
-/// Deletes the temporary folders of interrupted earlier runs.
-fn remove_leftovers(root: &Path) {
-    let Ok(entries) = fs::read_dir(root) else {
+/// Deletes the temporary folders `<prefix><pid>` in `dir` left by interrupted earlier runs
+/// (their process is gone; a setup running concurrently keeps its own).
+fn remove_leftovers(dir: &Path, prefixes: &[&str]) {
+    let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let stale = name.starts_with(&format!("{INSTALL_DIR}.tmp-"))
-            || name.starts_with(&format!("{INSTALL_DIR}.old-"));
-        if stale {
+        let pid = prefixes.iter().find_map(|p| name.strip_prefix(p));
+        let alive = pid.is_some_and(|pid| Path::new("/proc").join(pid).exists());
+        if pid.is_some() && !alive {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
@@ -285,6 +293,7 @@ fn find_python() -> Result<PathBuf> {
 fn cached_wheels(python: &Path) -> Result<Vec<PathBuf>> {
     let dir = project::cache_dir()?.join("wheels");
     fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    remove_leftovers(&dir, &[".partial-"]);
     let missing: Vec<&Wheel> = WHEELS
         .iter()
         .filter(|w| find_wheel(&dir, w).is_none())
@@ -324,7 +333,6 @@ fn find_wheel(dir: &Path, wheel: &Wheel) -> Option<PathBuf> {
 
 fn download(python: &Path, cache: &Path, wheels: &[&Wheel]) -> Result<()> {
     let partial = cache.join(format!(".partial-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&partial);
     fs::create_dir_all(&partial)
         .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
     let names: Vec<&str> = wheels.iter().map(|w| w.requirement).collect();
@@ -365,14 +373,35 @@ fn run_quiet(cmd: &mut Command, what: &str) -> Result<()> {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let reason = stderr
+    Err(format!(
+        "setup failed {what} ({}): {}",
+        out.status,
+        failure_reason(&stderr)
+    )
+    .into())
+}
+
+/// One line saying why a helper failed: an unreachable index first (pip then also reports
+/// "no matching distribution", which would mislead), else the last error line.
+fn failure_reason(stderr: &str) -> String {
+    const NETWORK: [&str; 5] = [
+        "Failed to establish a new connection",
+        "Temporary failure in name resolution",
+        "Network is unreachable",
+        "Connection refused",
+        "timed out",
+    ];
+    if let Some(hint) = NETWORK.iter().find(|n| stderr.contains(*n)) {
+        return format!("cannot reach the package index ({hint}); setup needs PyPI once");
+    }
+    stderr
         .lines()
         .rev()
         .find(|l| l.starts_with("ERROR") || l.contains("Error"))
         .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()))
         .unwrap_or("no message")
-        .trim();
-    Err(format!("setup failed {what} ({}): {reason}", out.status).into())
+        .trim()
+        .to_string()
 }
 
 fn read_version(torch_dir: &Path) -> Option<String> {

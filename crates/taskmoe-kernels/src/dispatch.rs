@@ -92,6 +92,9 @@ impl DispatchPlan {
                 format!("experts must be int64, got {:?}", experts.kind()),
             ));
         }
+        if k == 0 {
+            return Err(invalid(OP, "experts has no choices (k = 0)"));
+        }
         let device = experts.device();
         let (tokens, choices) = (t as usize, k as usize);
         let slots = t * k;

@@ -52,7 +52,7 @@ pub fn unpermute(rows: &Tensor, plan: &DispatchPlan) -> Result<Tensor> {
 /// The weighted sum of each token's expert outputs: `y_t = sum_j w_{t,j} * rows[row(t, j)]`,
 /// dropped slots contributing zero.
 ///
-/// Deterministic by construction (a `[T, k, d]` buffer reduced over `k`, never an `index_add`
+/// Deterministic by construction (a `[T, k, d]` buffer reduced over `k` in a fixed order, never an `index_add`
 /// with repeated indices), so results do not depend on thread scheduling on CPU or GPU.
 /// Gradients reach `rows` and `weights`, and through `weights` the router logits. The result
 /// has the promoted dtype of `rows` and `weights`.
@@ -63,8 +63,14 @@ pub fn combine(rows: &Tensor, weights: &Tensor, plan: &DispatchPlan) -> Result<T
     plan.check_tk("combine", "weights", weights)?;
     let buffer = unpermute(rows, plan)?; // (tokens, k, d)
     let kind = promote(rows.kind(), weights.kind());
-    let weighted = buffer.to_kind(kind) * weights.to_kind(kind).unsqueeze(-1);
-    Ok(weighted.f_sum_dim_intlist(1, false, kind)?)
+    let (buffer, weights) = (buffer.to_kind(kind), weights.to_kind(kind));
+    // Sum over choices in a fixed order, one [T, d] multiply-add per choice: no weighted copy of
+    // the whole buffer (a batched (1 x k) @ (k x d) matmul is slower still on CPU).
+    let mut y = buffer.select(1, 0) * weights.select(1, 0).unsqueeze(-1);
+    for j in 1..plan.k as i64 {
+        y += buffer.select(1, j) * weights.select(1, j).unsqueeze(-1);
+    }
+    Ok(y)
 }
 
 fn promote(a: Kind, b: Kind) -> Kind {
