@@ -1,0 +1,137 @@
+//! A bank of `E` expert FFNs stored as stacked weights.
+
+use tch::{nn, Kind, Tensor};
+
+use taskmoe_kernels::grouped_matmul;
+
+use crate::dense::DenseFfn;
+use crate::error::{ExpertsError, Result};
+
+/// `E` independent FFNs, `y = gelu(x W1[e] + b1[e]) W2[e] + b2[e]`, run over rows grouped by
+/// expert (the layout `taskmoe_kernels::permute` produces).
+///
+/// Parameters (stacked, input-major so no transpose is needed per call):
+/// `w1 [E, d, d_ff]`, `b1 [E, d_ff]`, `w2 [E, d_ff, d]`, `b2 [E, d]`. Each expert is drawn
+/// independently from PyTorch's `Linear` default (uniform in `±1/sqrt(fan_in)`), so no two
+/// experts are equal or tied; [`ExpertBank::upcycle_from`] instead starts every expert from a
+/// dense FFN plus noise.
+#[derive(Debug)]
+pub struct ExpertBank {
+    /// First projection. `[E, d, d_ff]`
+    pub w1: Tensor,
+    /// First bias. `[E, d_ff]`
+    pub b1: Tensor,
+    /// Second projection. `[E, d_ff, d]`
+    pub w2: Tensor,
+    /// Second bias. `[E, d]`
+    pub b2: Tensor,
+    dropout: f64,
+}
+
+impl ExpertBank {
+    /// Creates `num_experts` experts `d_model -> d_ff -> d_model` under `p`, with dropout
+    /// `dropout` on their hidden activation in training.
+    pub fn new(p: nn::Path, num_experts: usize, d_model: usize, d_ff: usize, dropout: f64) -> Self {
+        let (e, d, f) = (num_experts as i64, d_model as i64, d_ff as i64);
+        let uniform = |fan_in: i64| {
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            nn::Init::Uniform {
+                lo: -bound,
+                up: bound,
+            }
+        };
+        ExpertBank {
+            w1: p.var("w1", &[e, d, f], uniform(d)),
+            b1: p.var("b1", &[e, f], uniform(d)),
+            w2: p.var("w2", &[e, f, d], uniform(f)),
+            b2: p.var("b2", &[e, d], uniform(f)),
+            dropout,
+        }
+    }
+
+    /// A bank from existing stacked weights (checked for consistent shapes), for import and
+    /// sub-network export.
+    pub fn from_weights(
+        w1: Tensor,
+        b1: Tensor,
+        w2: Tensor,
+        b2: Tensor,
+        dropout: f64,
+    ) -> Result<Self> {
+        let s1 = w1.size();
+        let ok = s1.len() == 3
+            && b1.size() == [s1[0], s1[2]]
+            && w2.size() == [s1[0], s1[2], s1[1]]
+            && b2.size() == [s1[0], s1[1]];
+        if !ok {
+            return Err(ExpertsError::Input(format!(
+                "inconsistent expert weights: w1 {:?}, b1 {:?}, w2 {:?}, b2 {:?} (expected \
+                 [E, d, f], [E, f], [E, f, d], [E, d])",
+                s1,
+                b1.size(),
+                w2.size(),
+                b2.size()
+            )));
+        }
+        Ok(ExpertBank {
+            w1,
+            b1,
+            w2,
+            b2,
+            dropout,
+        })
+    }
+
+    /// Number of experts `E`.
+    pub fn num_experts(&self) -> usize {
+        self.w1.size()[0] as usize
+    }
+
+    /// Runs each expert on its rows.
+    ///
+    /// # Shapes
+    /// `rows: [R, d]`, `counts: [E]` summing to `R` -> `[R, d]`.
+    pub fn forward(&self, rows: &Tensor, counts: &[usize], train: bool) -> Result<Tensor> {
+        let h = grouped_matmul(rows, &self.w1, Some(&self.b1), counts)?.gelu("none");
+        let h = h.dropout(self.dropout, train);
+        Ok(grouped_matmul(&h, &self.w2, Some(&self.b2), counts)?)
+    }
+
+    /// Sets every expert to the dense FFN's weights plus independent Gaussian noise of standard
+    /// deviation `noise * std(W)` on each weight matrix (biases are copied exactly), as in
+    /// sparse upcycling ([Komatsuzaki et al. 2022](https://arxiv.org/abs/2212.05055)). The
+    /// noise breaks the symmetry between experts; `noise = 0` makes them identical.
+    pub fn upcycle_from(&self, dense: &DenseFfn, noise: f64) -> Result<()> {
+        let (w1, b1, w2, b2) = dense.weights();
+        let e = self.num_experts() as i64;
+        if w1.size() != [self.w1.size()[2], self.w1.size()[1]]
+            || w2.size() != [self.w2.size()[2], self.w2.size()[1]]
+        {
+            return Err(ExpertsError::Input(format!(
+                "cannot upcycle: dense FFN weights {:?} / {:?} do not fit experts {:?} / {:?}",
+                w1.size(),
+                w2.size(),
+                self.w1.size(),
+                self.w2.size()
+            )));
+        }
+        tch::no_grad(|| {
+            let stacked = |w: &Tensor| {
+                // Linear [out, in] -> expert [in, out], repeated E times, plus noise.
+                let base = w.tr().unsqueeze(0).expand([e, -1, -1], false);
+                let std = w.to_kind(Kind::Float).std(true).double_value(&[]);
+                &base + base.randn_like() * (noise * std)
+            };
+            // shallow_clone shares storage: the copies land in the bank's parameters.
+            self.w1.shallow_clone().copy_(&stacked(w1));
+            self.w2.shallow_clone().copy_(&stacked(w2));
+            self.b1
+                .shallow_clone()
+                .copy_(&b1.unsqueeze(0).expand([e, -1], false));
+            self.b2
+                .shallow_clone()
+                .copy_(&b2.unsqueeze(0).expand([e, -1], false));
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,60 @@
+//! The dense feed-forward block: the baseline a MoE layer is compared with.
+
+use tch::{nn, nn::Module, Tensor};
+
+use crate::config::check_probability;
+use crate::error::{ExpertsError, Result};
+
+/// `y = W2 gelu(W1 x + b1) + b2`, the transformer FFN, with optional dropout on the hidden
+/// activation in training.
+///
+/// Parameter names follow HF BERT, so BERT weights load without renaming:
+/// `intermediate.dense.{weight [d_ff, d], bias [d_ff]}` and
+/// `output.dense.{weight [d, d_ff], bias [d]}` (PyTorch `Linear` layout, `[out, in]`).
+/// Weights start as PyTorch's `Linear` default (uniform in `±1/sqrt(fan_in)`).
+#[derive(Debug)]
+pub struct DenseFfn {
+    intermediate: nn::Linear,
+    output: nn::Linear,
+    dropout: f64,
+}
+
+impl DenseFfn {
+    /// Creates the block under `p`, `d_model -> d_ff -> d_model`.
+    pub fn new(p: nn::Path, d_model: usize, d_ff: usize, dropout: f64) -> Result<Self> {
+        check_probability("dropout", dropout)?;
+        if d_model == 0 || d_ff == 0 {
+            return Err(ExpertsError::Input(format!(
+                "DenseFfn needs positive sizes, got d_model {d_model}, d_ff {d_ff}"
+            )));
+        }
+        let (d, f) = (d_model as i64, d_ff as i64);
+        Ok(DenseFfn {
+            intermediate: nn::linear(&p / "intermediate" / "dense", d, f, Default::default()),
+            output: nn::linear(&p / "output" / "dense", f, d, Default::default()),
+            dropout,
+        })
+    }
+
+    /// Applies the block to every row.
+    ///
+    /// # Shapes
+    /// `x: [.., d]` -> `[.., d]`.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let h = self.intermediate.forward(x).gelu("none");
+        self.output.forward(&h.dropout(self.dropout, train))
+    }
+
+    /// `(W1 [d_ff, d], b1 [d_ff], W2 [d, d_ff], b2 [d])`, the weights in `Linear` layout.
+    pub fn weights(&self) -> (&Tensor, &Tensor, &Tensor, &Tensor) {
+        (
+            &self.intermediate.ws,
+            self.intermediate
+                .bs
+                .as_ref()
+                .expect("FFN layers have biases"),
+            &self.output.ws,
+            self.output.bs.as_ref().expect("FFN layers have biases"),
+        )
+    }
+}

@@ -1,0 +1,66 @@
+//! One interface over the dense FFN and the MoE layer, for model assembly.
+
+use tch::{nn, Tensor};
+
+use taskmoe_router::AuxLosses;
+
+use crate::config::MoeConfig;
+use crate::dense::DenseFfn;
+use crate::error::Result;
+use crate::moe::{LayerStats, MoeLayer};
+
+/// A transformer block's feed-forward part: dense or sparse.
+#[derive(Debug)]
+pub enum FeedForward {
+    /// The dense FFN baseline.
+    Dense(DenseFfn),
+    /// A sparse MoE layer.
+    Moe(MoeLayer),
+}
+
+/// The output of either kind: a dense layer has no aux losses and no routing statistics.
+#[derive(Debug)]
+pub struct FfnOutput {
+    /// Output rows. `[T, d]`
+    pub y: Tensor,
+    /// The MoE layer's unweighted aux losses.
+    pub aux: Option<AuxLosses>,
+    /// The MoE layer's routing statistics.
+    pub stats: Option<LayerStats>,
+}
+
+impl FeedForward {
+    /// A dense FFN `d_model -> d_ff -> d_model`.
+    pub fn dense(p: nn::Path, d_model: usize, d_ff: usize, dropout: f64) -> Result<Self> {
+        Ok(FeedForward::Dense(DenseFfn::new(
+            p, d_model, d_ff, dropout,
+        )?))
+    }
+
+    /// A MoE layer.
+    pub fn moe(p: nn::Path, cfg: &MoeConfig, d_model: usize, num_tasks: usize) -> Result<Self> {
+        Ok(FeedForward::Moe(MoeLayer::new(p, cfg, d_model, num_tasks)?))
+    }
+
+    /// Applies the layer to token rows with their task ids.
+    ///
+    /// # Shapes
+    /// `x: [T, d]`, `task_ids: [T]` -> `y: [T, d]`.
+    pub fn forward(&self, x: &Tensor, task_ids: &Tensor, train: bool) -> Result<FfnOutput> {
+        match self {
+            FeedForward::Dense(ffn) => Ok(FfnOutput {
+                y: ffn.forward(x, train),
+                aux: None,
+                stats: None,
+            }),
+            FeedForward::Moe(moe) => {
+                let out = moe.forward(x, task_ids, train)?;
+                Ok(FfnOutput {
+                    y: out.y,
+                    aux: Some(out.aux),
+                    stats: Some(out.stats),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The sparse MoE feed-forward layer: router + dispatch + experts + combine.
+
+use tch::{nn, Kind, Tensor};
+
+use taskmoe_kernels::stats::{task_expert_counts, RoutingStats};
+use taskmoe_kernels::{combine, permute, DispatchPlan};
+use taskmoe_router::{AuxLosses, Router, RouterKind};
+
+use crate::bank::ExpertBank;
+use crate::config::MoeConfig;
+use crate::dense::DenseFfn;
+use crate::error::{ExpertsError, Result};
+
+/// What one MoE layer did with a batch, for logs and routing analysis.
+#[derive(Debug)]
+pub struct LayerStats {
+    /// Per-expert load, dropped fraction and load entropy.
+    pub routing: RoutingStats,
+    /// Routing slots per task and expert (before capacity), on the device. `[tasks, E]` int64
+    pub task_expert: Tensor,
+}
+
+/// The result of a MoE layer's forward pass.
+#[derive(Debug)]
+pub struct MoeOutput {
+    /// The layer output, in the dtype of the input. `[T, d]`
+    pub y: Tensor,
+    /// The unweighted aux losses of this layer.
+    pub aux: AuxLosses,
+    /// Routing statistics.
+    pub stats: LayerStats,
+}
+
+/// A sparse Mixture-of-Experts FFN ([Shazeer et al. 2017](https://arxiv.org/abs/1701.06538)).
+///
+/// For tokens `x [T, d]` with task ids `[T]`:
+///
+/// 1. the [`Router`] picks `k` experts and weights per token (fp32);
+/// 2. a `DispatchPlan` orders the slots by expert and applies the capacity (training or
+///    evaluation factor);
+/// 3. `permute` gathers the rows, the [`ExpertBank`] runs each expert on its contiguous slice;
+///    (with expert parallelism, the all-to-all exchange of rows sits between these two steps);
+/// 4. `combine` sums each token's expert outputs with its weights; a token whose slots were all
+///    dropped gets zero here and keeps only the residual of the surrounding block;
+/// 5. with shared experts, their dense output is added for every token.
+///
+/// Parameters live under `router.*`, `experts.{w1,b1,w2,b2}` and
+/// `shared_expert.{intermediate,output}.dense.*`.
+#[derive(Debug)]
+pub struct MoeLayer {
+    cfg: MoeConfig,
+    router: Router,
+    experts: ExpertBank,
+    shared: Option<DenseFfn>,
+}
+
+/// The dense sub-network one task uses under `task-level` routing: its `k` experts with their
+/// fixed weights (plus the shared experts, if any), extracted from a [`MoeLayer`].
+#[derive(Debug)]
+pub struct TaskSubnetwork {
+    /// Expert ids in the layer, best first.
+    pub experts: Vec<usize>,
+    /// Combine weight of each expert.
+    pub weights: Vec<f64>,
+    /// The selected experts' weights (copies), in the order of `experts`.
+    pub bank: ExpertBank,
+}
+
+impl MoeLayer {
+    /// Creates the layer under `p` for `d_model`-wide tokens of `num_tasks` tasks.
+    pub fn new(p: nn::Path, cfg: &MoeConfig, d_model: usize, num_tasks: usize) -> Result<Self> {
+        cfg.validate("moe")?;
+        let router = Router::new(&p / "router", &cfg.router, d_model, num_tasks)?;
+        let experts = ExpertBank::new(
+            &p / "experts",
+            cfg.router.num_experts,
+            d_model,
+            cfg.d_ff,
+            cfg.expert_dropout,
+        );
+        let shared = (cfg.num_shared_experts > 0)
+            .then(|| {
+                DenseFfn::new(
+                    &p / "shared_expert",
+                    d_model,
+                    cfg.num_shared_experts * cfg.d_ff,
+                    cfg.expert_dropout,
+                )
+            })
+            .transpose()?;
+        Ok(MoeLayer {
+            cfg: cfg.clone(),
+            router,
+            experts,
+            shared,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MoeConfig {
+        &self.cfg
+    }
+
+    /// The router.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The routed experts.
+    pub fn experts(&self) -> &ExpertBank {
+        &self.experts
+    }
+
+    /// The always-on shared experts, if configured.
+    pub fn shared(&self) -> Option<&DenseFfn> {
+        self.shared.as_ref()
+    }
+
+    /// Routes, runs and combines. `train` selects the training capacity, router noise and
+    /// dropout; evaluation is deterministic.
+    ///
+    /// # Shapes
+    /// `x: [T, d]`, `task_ids: [T]` int64 -> `y: [T, d]`.
+    pub fn forward(&self, x: &Tensor, task_ids: &Tensor, train: bool) -> Result<MoeOutput> {
+        let cfg = &self.cfg.router;
+        let decision = self.router.forward(x, task_ids, train)?;
+        let plan = DispatchPlan::new(
+            &decision.routed.experts,
+            cfg.num_experts,
+            cfg.capacity(train),
+        )?;
+        let rows = permute(x, &plan)?; // (rows, d), grouped by expert
+        let out_rows = self.experts.forward(&rows, &plan.counts, train)?;
+        let mut y = combine(&out_rows, &decision.routed.weights, &plan)?.to_kind(x.kind());
+        if let Some(shared) = &self.shared {
+            y += shared.forward(x, train);
+        }
+        let num_tasks = self.router.num_tasks();
+        let aux = AuxLosses::compute(&decision, task_ids, num_tasks)?;
+        let task_expert = task_expert_counts(
+            &decision.routed.experts,
+            task_ids,
+            num_tasks,
+            cfg.num_experts,
+        )?;
+        Ok(MoeOutput {
+            y,
+            aux,
+            stats: LayerStats {
+                routing: RoutingStats::from_plan(&plan),
+                task_expert,
+            },
+        })
+    }
+
+    /// Extracts the sub-network `task` uses under `task-level` routing (evaluation mode, so no
+    /// noise); an error for other router kinds, whose experts depend on the token.
+    pub fn task_subnetwork(&self, task: usize) -> Result<TaskSubnetwork> {
+        if self.cfg.router.kind != RouterKind::TaskLevel {
+            return Err(ExpertsError::Input(format!(
+                "task sub-networks exist only for task-level routing, this layer routes with \
+                 {:?}",
+                self.cfg.router.kind
+            )));
+        }
+        let ids = Tensor::from_slice(&[task as i64]).to_device(self.experts.w1.device());
+        let probe = Tensor::zeros(
+            [1, self.experts.w1.size()[1]],
+            (Kind::Float, self.experts.w1.device()),
+        );
+        let decision = tch::no_grad(|| self.router.forward(&probe, &ids, false))?;
+        let experts: Vec<i64> = Vec::try_from(&decision.routed.experts.reshape([-1]))?;
+        let weights: Vec<f64> =
+            Vec::try_from(&decision.routed.weights.reshape([-1]).to_kind(Kind::Double))?;
+        let index = Tensor::from_slice(&experts).to_device(self.experts.w1.device());
+        let take = |t: &Tensor| tch::no_grad(|| t.index_select(0, &index).copy());
+        Ok(TaskSubnetwork {
+            experts: experts.iter().map(|&e| e as usize).collect(),
+            weights,
+            bank: ExpertBank::from_weights(
+                take(&self.experts.w1),
+                take(&self.experts.b1),
+                take(&self.experts.w2),
+                take(&self.experts.b2),
+                0.0,
+            )?,
+        })
+    }
+}
+
+impl TaskSubnetwork {
+    /// `sum_j w_j expert_j(x)`: the layer's evaluation output for this task's tokens, less the
+    /// layer's shared experts (add `layer.shared()`'s output when it has them).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let t = x.size()[0] as usize;
+        let mut y = x.zeros_like();
+        for (j, &w) in self.weights.iter().enumerate() {
+            let mut counts = vec![0; self.experts.len()];
+            counts[j] = t;
+            y += self.bank.forward(x, &counts, false)? * w;
+        }
+        Ok(y)
+    }
+}

@@ -1,0 +1,71 @@
+//! Auxiliary losses of one router, and their weighted sum.
+
+use tch::{Device, Kind, Tensor};
+
+use taskmoe_kernels::aux::{load_balance_loss, mutual_information_loss, z_loss};
+
+use crate::config::RouterConfig;
+use crate::error::Result;
+use crate::router::RouterOutput;
+
+/// The unweighted auxiliary losses of one MoE layer (fp32 scalars), or their sum / mean over
+/// layers.
+#[derive(Debug)]
+pub struct AuxLosses {
+    /// Switch load balance, 1 when balanced (see [`load_balance_loss`]).
+    pub load_balance: Tensor,
+    /// ST-MoE router z-loss (see [`z_loss`]).
+    pub z_loss: Tensor,
+    /// Negative task-expert mutual information (see [`mutual_information_loss`]).
+    pub mutual_information: Tensor,
+}
+
+impl AuxLosses {
+    /// The losses of one routing decision. `task_ids: [T]`.
+    pub fn compute(out: &RouterOutput, task_ids: &Tensor, num_tasks: usize) -> Result<Self> {
+        Ok(AuxLosses {
+            load_balance: load_balance_loss(&out.routed.probs, &out.routed.experts)?,
+            z_loss: z_loss(&out.logits)?,
+            mutual_information: mutual_information_loss(&out.routed.probs, task_ids, num_tasks)?,
+        })
+    }
+
+    /// All zero: what a dense layer contributes.
+    pub fn zeros(device: Device) -> Self {
+        let zero = || Tensor::zeros([], (Kind::Float, device));
+        AuxLosses {
+            load_balance: zero(),
+            z_loss: zero(),
+            mutual_information: zero(),
+        }
+    }
+
+    /// The mean over layers (DESIGN.md: aux losses per MoE layer, averaged over layers).
+    /// `None` for no layers.
+    pub fn mean(layers: &[AuxLosses]) -> Option<Self> {
+        let n = layers.len() as f64;
+        let first = layers.first()?;
+        let mut sum = AuxLosses {
+            load_balance: first.load_balance.shallow_clone(),
+            z_loss: first.z_loss.shallow_clone(),
+            mutual_information: first.mutual_information.shallow_clone(),
+        };
+        for l in &layers[1..] {
+            sum.load_balance = &sum.load_balance + &l.load_balance;
+            sum.z_loss = &sum.z_loss + &l.z_loss;
+            sum.mutual_information = &sum.mutual_information + &l.mutual_information;
+        }
+        Some(AuxLosses {
+            load_balance: sum.load_balance / n,
+            z_loss: sum.z_loss / n,
+            mutual_information: sum.mutual_information / n,
+        })
+    }
+
+    /// `load_balance_coef * lb + z_loss_coef * z + mutual_information_coef * (-MI)`.
+    pub fn weighted(&self, cfg: &RouterConfig) -> Tensor {
+        &self.load_balance * cfg.load_balance_coef
+            + &self.z_loss * cfg.z_loss_coef
+            + &self.mutual_information * cfg.mutual_information_coef
+    }
+}

@@ -1,0 +1,147 @@
+//! Router configuration: one serde struct for every gating function.
+
+use serde::{Deserialize, Serialize};
+use taskmoe_kernels::Capacity;
+
+use crate::error::{Result, RouterError};
+
+/// Which gating function routes tokens to experts. See [`crate::Router`] for the formulas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouterKind {
+    /// Task-agnostic: `softmax(x W)` per token (Switch top-1, GShard top-2, any `k`).
+    Token,
+    /// The router sees the token concatenated with a learned task embedding:
+    /// `softmax([x, e_task] W)`.
+    TaskConcat,
+    /// One gate matrix per task over shared experts: `softmax(x W_task)`.
+    PerTask,
+    /// One decision per task from the task embedding alone: `softmax(e_task W)`; all tokens of
+    /// a task use the same `k` experts.
+    TaskLevel,
+}
+
+impl RouterKind {
+    /// Whether the gating function depends on the task.
+    pub fn is_task_aware(self) -> bool {
+        !matches!(self, RouterKind::Token)
+    }
+}
+
+/// Router settings. Every field has a default (the value shown in its doc).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterConfig {
+    /// Gating function. Default `token`.
+    pub kind: RouterKind,
+    /// Experts `E` routed over. Default 8.
+    pub num_experts: usize,
+    /// Experts per token `k`. Default 1 (Switch).
+    pub k: usize,
+    /// Capacity factor in training; `0` = dropless. Default 1.25.
+    pub capacity_factor_train: f64,
+    /// Capacity factor in evaluation; `0` = dropless. Default 0 (no eval-time drops).
+    pub capacity_factor_eval: f64,
+    /// Divide the `k` top weights by their sum (GShard/Mixtral) instead of using raw softmax
+    /// probabilities (Switch). Default `true`; with `k = 1` it makes every weight 1 and the
+    /// router would get no gradient from the task loss, so `k = 1` should set it `false`.
+    pub renormalize: bool,
+    /// Multiplicative input jitter in training, `x * U(1 - eps, 1 + eps)` (Switch). Never in
+    /// evaluation. Default 0 (off).
+    pub jitter_eps: f64,
+    /// Standard deviation of Gaussian noise added to the logits in training before top-k
+    /// (noisy top-k with a fixed scale). Never in evaluation. Default 0 (off).
+    pub noise_std: f64,
+    /// Size of the learned task embedding of `task-concat` and `task-level`. Default 32.
+    pub task_embedding_dim: usize,
+    /// Weight of the Switch load-balancing loss. Default 0.01.
+    pub load_balance_coef: f64,
+    /// Weight of the ST-MoE router z-loss. Default 0.001.
+    pub z_loss_coef: f64,
+    /// Weight of the negative task-expert mutual information (Mod-Squad). Default 0.
+    pub mutual_information_coef: f64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            kind: RouterKind::Token,
+            num_experts: 8,
+            k: 1,
+            capacity_factor_train: 1.25,
+            capacity_factor_eval: 0.0,
+            renormalize: true,
+            jitter_eps: 0.0,
+            noise_std: 0.0,
+            task_embedding_dim: 32,
+            load_balance_coef: 0.01,
+            z_loss_coef: 0.001,
+            mutual_information_coef: 0.0,
+        }
+    }
+}
+
+impl RouterConfig {
+    /// Checks every value; errors name the key as `{prefix}.{field}`.
+    pub fn validate(&self, prefix: &str) -> Result<()> {
+        let err = |field: &str, message: String| {
+            Err(RouterError::Config {
+                key: format!("{prefix}.{field}"),
+                message,
+            })
+        };
+        if self.num_experts == 0 {
+            return err("num_experts", "must be at least 1".into());
+        }
+        if self.k == 0 || self.k > self.num_experts {
+            return err(
+                "k",
+                format!(
+                    "must be in 1..={} (num_experts), got {}",
+                    self.num_experts, self.k
+                ),
+            );
+        }
+        for (field, value) in [
+            ("capacity_factor_train", self.capacity_factor_train),
+            ("capacity_factor_eval", self.capacity_factor_eval),
+        ] {
+            if Capacity::from_factor(value).is_err() {
+                return err(
+                    field,
+                    format!("must be 0 (dropless) or positive, got {value}"),
+                );
+            }
+        }
+        if !(0.0..1.0).contains(&self.jitter_eps) {
+            return err(
+                "jitter_eps",
+                format!("must be in [0, 1), got {}", self.jitter_eps),
+            );
+        }
+        for (field, value) in [
+            ("noise_std", self.noise_std),
+            ("load_balance_coef", self.load_balance_coef),
+            ("z_loss_coef", self.z_loss_coef),
+            ("mutual_information_coef", self.mutual_information_coef),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return err(field, format!("must be finite and >= 0, got {value}"));
+            }
+        }
+        if self.kind.is_task_aware() && self.task_embedding_dim == 0 {
+            return err("task_embedding_dim", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The capacity in training or evaluation.
+    pub fn capacity(&self, train: bool) -> Capacity {
+        let factor = if train {
+            self.capacity_factor_train
+        } else {
+            self.capacity_factor_eval
+        };
+        Capacity::from_factor(factor).unwrap_or(Capacity::Dropless)
+    }
+}

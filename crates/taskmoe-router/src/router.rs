@@ -1,0 +1,258 @@
+//! The gating functions.
+
+use tch::{nn, Kind, Tensor};
+
+use taskmoe_kernels::{top_k, TopK};
+
+use crate::config::{RouterConfig, RouterKind};
+use crate::error::{Result, RouterError};
+
+/// A router: maps token representations (and their task) to `k` experts with weights.
+///
+/// With `x` a token (`d`), `t` its task, `e_t` a learned task embedding (`d_task`) and
+/// `p = softmax(logits)` computed in fp32, the logits are:
+///
+/// | kind | logits | parameters |
+/// |---|---|---|
+/// | `token` | `x W` | `weight [E, d]` |
+/// | `task-concat` | `[x ; e_t] W = x W_x + e_t W_e` | `weight [E, d + d_task]`, `task_embedding [tasks, d_task]` |
+/// | `per-task` | `x W_t` | `weight [tasks, E, d]` |
+/// | `task-level` | `e_t W` (no token term) | `weight [E, d_task]`, `task_embedding [tasks, d_task]` |
+///
+/// Then the `k` largest of `p` are chosen, with weights renormalised or raw
+/// ([`RouterConfig::renormalize`]). `task-level` makes one decision per task: every token of a
+/// task gets the same experts, so experts that no task of the batch selected are never
+/// computed, and [`Router::task_experts`] names a task's sub-network.
+///
+/// Everything here runs in fp32 with autocast disabled, whatever the surrounding precision.
+/// Training adds the configured input jitter and logit noise (from libtorch's seeded RNG);
+/// evaluation never does.
+#[derive(Debug)]
+pub struct Router {
+    cfg: RouterConfig,
+    num_tasks: usize,
+    d_model: usize,
+    weight: Tensor,
+    task_embedding: Option<Tensor>,
+}
+
+/// What a router decided for a batch of tokens.
+#[derive(Debug)]
+pub struct RouterOutput {
+    /// Router logits in fp32. `[T, E]`
+    pub logits: Tensor,
+    /// Probabilities, chosen experts and their weights. `[T, E]`, `[T, k]`, `[T, k]`
+    pub routed: TopK,
+}
+
+impl Router {
+    /// Creates a router's parameters under `p` for `d_model`-wide tokens and `num_tasks` tasks
+    /// (all tasks that will ever be routed, unseen ones included). Validates `cfg` first.
+    ///
+    /// Weights start at `N(0, 0.02^2)`, so initial routing is near uniform; task embeddings at
+    /// `N(0, 1)`, so tasks start distinguishable.
+    pub fn new(p: nn::Path, cfg: &RouterConfig, d_model: usize, num_tasks: usize) -> Result<Self> {
+        cfg.validate("router")?;
+        if num_tasks == 0 {
+            return Err(RouterError::Input("num_tasks must be at least 1".into()));
+        }
+        let (e, d, dt) = (
+            cfg.num_experts as i64,
+            d_model as i64,
+            cfg.task_embedding_dim as i64,
+        );
+        let init = nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        let weight = match cfg.kind {
+            RouterKind::Token => p.var("weight", &[e, d], init),
+            RouterKind::TaskConcat => p.var("weight", &[e, d + dt], init),
+            RouterKind::PerTask => p.var("weight", &[num_tasks as i64, e, d], init),
+            RouterKind::TaskLevel => p.var("weight", &[e, dt], init),
+        };
+        let task_embedding = matches!(cfg.kind, RouterKind::TaskConcat | RouterKind::TaskLevel)
+            .then(|| {
+                p.var(
+                    "task_embedding",
+                    &[num_tasks as i64, dt],
+                    nn::Init::Randn {
+                        mean: 0.0,
+                        stdev: 1.0,
+                    },
+                )
+            });
+        Ok(Router {
+            cfg: cfg.clone(),
+            num_tasks,
+            d_model,
+            weight,
+            task_embedding,
+        })
+    }
+
+    /// The configuration this router was built with.
+    pub fn config(&self) -> &RouterConfig {
+        &self.cfg
+    }
+
+    /// Number of task slots.
+    pub fn num_tasks(&self) -> usize {
+        self.num_tasks
+    }
+
+    /// Routes tokens `x` of tasks `task_ids`; `train` enables jitter and noise. Task ids must
+    /// lie in `0..num_tasks` (an out-of-range id is a libtorch index error).
+    ///
+    /// # Shapes
+    /// `x: [T, d]` (any float dtype), `task_ids: [T]` int64 -> logits `[T, E]`, routed
+    /// `[T, k]`.
+    pub fn forward(&self, x: &Tensor, task_ids: &Tensor, train: bool) -> Result<RouterOutput> {
+        self.check_inputs(x, task_ids)?;
+        tch::autocast(false, || self.forward_fp32(x, task_ids, train))
+    }
+
+    fn forward_fp32(&self, x: &Tensor, task_ids: &Tensor, train: bool) -> Result<RouterOutput> {
+        let cfg = &self.cfg;
+        if cfg.kind == RouterKind::TaskLevel {
+            // One decision per task, then every token takes its task's row.
+            let mut task_logits = self.task_embedding().matmul(&self.weight.tr()); // (tasks, E)
+            if train && cfg.noise_std > 0.0 {
+                task_logits = &task_logits + task_logits.randn_like() * cfg.noise_std;
+            }
+            let per_task = top_k(&task_logits, cfg.k, cfg.renormalize)?;
+            let take = |t: &Tensor| t.f_index_select(0, task_ids);
+            return Ok(RouterOutput {
+                logits: take(&task_logits)?,
+                routed: TopK {
+                    probs: take(&per_task.probs)?,
+                    weights: take(&per_task.weights)?,
+                    experts: take(&per_task.experts)?,
+                },
+            });
+        }
+        let mut x = x.to_kind(Kind::Float);
+        if train && cfg.jitter_eps > 0.0 {
+            let noise = x.rand_like() * (2.0 * cfg.jitter_eps) + (1.0 - cfg.jitter_eps);
+            x = x * noise;
+        }
+        let d = self.d_model as i64;
+        let mut logits = match cfg.kind {
+            RouterKind::Token => x.matmul(&self.weight.tr()),
+            RouterKind::TaskConcat => {
+                // [x ; e_t] W^T, with the task part computed once per task.
+                let w_x = self.weight.narrow(1, 0, d);
+                let w_e = self.weight.narrow(1, d, cfg.task_embedding_dim as i64);
+                let per_task = self.task_embedding().matmul(&w_e.tr()); // (tasks, E)
+                x.matmul(&w_x.tr()) + per_task.f_index_select(0, task_ids)?
+            }
+            RouterKind::PerTask => {
+                // All tasks' logits in one matmul, then each token keeps its own task's E.
+                // Costs T * d * tasks * E multiply-adds: small next to the experts for tens
+                // of tasks.
+                let (nt, e) = (self.num_tasks as i64, cfg.num_experts as i64);
+                let all = x
+                    .matmul(&self.weight.reshape([nt * e, d]).tr())
+                    .view([-1, nt, e]);
+                let index = task_ids.view([-1, 1, 1]).expand([-1, 1, e], false);
+                all.f_gather(1, &index, false)?.squeeze_dim(1)
+            }
+            RouterKind::TaskLevel => unreachable!("handled above"),
+        };
+        if train && cfg.noise_std > 0.0 {
+            logits = &logits + logits.randn_like() * cfg.noise_std;
+        }
+        let routed = top_k(&logits, cfg.k, cfg.renormalize)?;
+        Ok(RouterOutput { logits, routed })
+    }
+
+    /// The experts a `task-level` router sends every token of `task` to, best first (the
+    /// task's sub-network; noise-free). `None` for other router kinds, whose choice depends on
+    /// the token.
+    pub fn task_experts(&self, task: usize) -> Result<Option<Vec<usize>>> {
+        if self.cfg.kind != RouterKind::TaskLevel {
+            return Ok(None);
+        }
+        self.check_task(task)?;
+        let logits = tch::no_grad(|| {
+            self.task_embedding()
+                .get(task as i64)
+                .unsqueeze(0)
+                .matmul(&self.weight.tr())
+        });
+        let routed = top_k(&logits, self.cfg.k, self.cfg.renormalize)?;
+        let experts: Vec<i64> = Vec::try_from(&routed.experts.reshape([-1]))?;
+        Ok(Some(experts.into_iter().map(|e| e as usize).collect()))
+    }
+
+    /// Initialises the routing of `task` from other tasks: the task-specific parameters (task
+    /// embedding row, or per-task gate matrix) become `sum_i w_i * param[source_i] / sum_i w_i`.
+    /// A single source with any positive weight copies it. The token router has no task
+    /// parameters: nothing changes and `Ok(false)` says so.
+    ///
+    /// This is how an unseen task reuses the routing of related seen tasks.
+    pub fn init_task_from(&self, task: usize, sources: &[(usize, f64)]) -> Result<bool> {
+        self.check_task(task)?;
+        let total: f64 = sources.iter().map(|(_, w)| w).sum();
+        if sources.is_empty() || !(total > 0.0) || sources.iter().any(|&(_, w)| w < 0.0) {
+            return Err(RouterError::Input(
+                "init_task_from needs at least one source and non-negative weights with a \
+                 positive sum"
+                    .into(),
+            ));
+        }
+        for &(s, _) in sources {
+            self.check_task(s)?;
+        }
+        let param = match self.cfg.kind {
+            RouterKind::Token => return Ok(false),
+            RouterKind::PerTask => &self.weight,
+            RouterKind::TaskConcat | RouterKind::TaskLevel => self.task_embedding(),
+        };
+        tch::no_grad(|| {
+            let mut mix = param.get(sources[0].0 as i64).zeros_like();
+            for &(s, w) in sources {
+                mix += param.get(s as i64) * (w / total);
+            }
+            param.get(task as i64).copy_(&mix);
+        });
+        Ok(true)
+    }
+
+    fn task_embedding(&self) -> &Tensor {
+        self.task_embedding
+            .as_ref()
+            .expect("task-aware routers have a task embedding")
+    }
+
+    fn check_task(&self, task: usize) -> Result<()> {
+        if task >= self.num_tasks {
+            return Err(RouterError::Input(format!(
+                "task {task} is out of range: the router has {} task slots",
+                self.num_tasks
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_inputs(&self, x: &Tensor, task_ids: &Tensor) -> Result<()> {
+        let xs = x.size();
+        if xs.len() != 2 || xs[1] != self.d_model as i64 {
+            return Err(RouterError::Input(format!(
+                "x has shape {xs:?}, expected [tokens, {}]",
+                self.d_model
+            )));
+        }
+        if task_ids.size() != [xs[0]] || task_ids.kind() != Kind::Int64 {
+            return Err(RouterError::Input(format!(
+                "task_ids has shape {:?} and dtype {:?}, expected [{}] int64 (one per token)",
+                task_ids.size(),
+                task_ids.kind(),
+                xs[0]
+            )));
+        }
+        // Id ranges are not read back here (that would be a host sync per layer): the model
+        // checks each batch once on the host, and libtorch rejects out-of-range indices.
+        Ok(())
+    }
+}
