@@ -134,7 +134,7 @@ impl Router {
         let mut x = x.to_kind(Kind::Float);
         if train && cfg.jitter_eps > 0.0 {
             let noise = x.rand_like() * (2.0 * cfg.jitter_eps) + (1.0 - cfg.jitter_eps);
-            x = x * noise;
+            x *= noise;
         }
         let d = self.d_model as i64;
         let mut logits = match cfg.kind {
@@ -194,7 +194,11 @@ impl Router {
     pub fn init_task_from(&self, task: usize, sources: &[(usize, f64)]) -> Result<bool> {
         self.check_task(task)?;
         let total: f64 = sources.iter().map(|(_, w)| w).sum();
-        if sources.is_empty() || !(total > 0.0) || sources.iter().any(|&(_, w)| w < 0.0) {
+        if sources.is_empty()
+            || !total.is_finite()
+            || total <= 0.0
+            || sources.iter().any(|&(_, w)| w < 0.0)
+        {
             return Err(RouterError::Input(
                 "init_task_from needs at least one source and non-negative weights with a \
                  positive sum"
