@@ -15,7 +15,7 @@ pub enum FeedForward {
     /// The dense FFN baseline.
     Dense(DenseFfn),
     /// A sparse MoE layer.
-    Moe(MoeLayer),
+    Moe(Box<MoeLayer>),
 }
 
 /// The output of either kind: a dense layer has no aux losses and no routing statistics.
@@ -39,7 +39,9 @@ impl FeedForward {
 
     /// A MoE layer.
     pub fn moe(p: nn::Path, cfg: &MoeConfig, d_model: usize, num_tasks: usize) -> Result<Self> {
-        Ok(FeedForward::Moe(MoeLayer::new(p, cfg, d_model, num_tasks)?))
+        Ok(FeedForward::Moe(Box::new(MoeLayer::new(
+            p, cfg, d_model, num_tasks,
+        )?)))
     }
 
     /// Applies the layer to token rows with their task ids.
