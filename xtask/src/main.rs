@@ -18,7 +18,8 @@ usage: cargo xtask <command> [args]
 commands:
   setup [--force]        provision the pinned libtorch (PyTorch wheel from PyPI) into .libtorch/
   test [cargo test args] setup, then cargo fmt --check, clippy -D warnings, cargo test --workspace
-  bench [criterion args] setup, then run the criterion benches (e.g. `bench -- dispatch`)
+  bench [kernels|moe] [--quick] [-- args]
+                         setup, then run the benches (moe: MoE vs dense table)
   env                    print shell exports that point LIBTORCH and LD_LIBRARY_PATH at libtorch
 
 environment:

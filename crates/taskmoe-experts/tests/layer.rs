@@ -1,0 +1,356 @@
+//! Properties of the MoE layer: eval determinism, task-level sparsity, per-example task
+//! routing, the dense limit, gradient locality, upcycling, task routing transfer.
+
+use proptest::prelude::*;
+use taskmoe_experts::{DenseFfn, MoeConfig, MoeLayer};
+use taskmoe_router::{RouterConfig, RouterKind};
+use tch::{nn, Device, Kind, Tensor};
+
+const D: usize = 6;
+const TASKS: usize = 3;
+const KINDS: [RouterKind; 4] = [
+    RouterKind::Token,
+    RouterKind::TaskConcat,
+    RouterKind::PerTask,
+    RouterKind::TaskLevel,
+];
+
+fn config(kind: RouterKind, experts: usize, k: usize, capacity: f64) -> MoeConfig {
+    MoeConfig {
+        router: RouterConfig {
+            kind,
+            num_experts: experts,
+            k,
+            capacity_factor_train: capacity,
+            capacity_factor_eval: capacity,
+            renormalize: k > 1,
+            task_embedding_dim: 4,
+            ..RouterConfig::default()
+        },
+        d_ff: 10,
+        ..MoeConfig::default()
+    }
+}
+
+fn layer(cfg: &MoeConfig, seed: i64) -> (nn::VarStore, MoeLayer) {
+    tch::manual_seed(seed);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let layer = MoeLayer::new(vs.root(), cfg, D, TASKS).unwrap();
+    // Sharper routers than the near-uniform default, so choices are well separated.
+    tch::no_grad(|| {
+        let mut w = vs.variables()["router.weight"].shallow_clone();
+        let _ = w.normal_(0.0, 1.0);
+    });
+    (vs, layer)
+}
+
+fn inputs(t: i64, seed: i64) -> (Tensor, Tensor) {
+    tch::manual_seed(seed);
+    let x = Tensor::randn([t, D as i64], (Kind::Float, Device::Cpu));
+    let tasks = Tensor::randint(TASKS as i64, [t], (Kind::Int64, Device::Cpu));
+    (x, tasks)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    #[test]
+    fn eval_is_noise_free_and_training_is_not(kind_i in 0usize..4, seed in 0i64..1000) {
+        let mut cfg = config(KINDS[kind_i], 4, 2, 0.0);
+        cfg.router.noise_std = 1.0;
+        cfg.router.jitter_eps = 0.2;
+        let (_vs, layer) = layer(&cfg, seed);
+        let (x, tasks) = inputs(20, seed + 1);
+        let a = layer.forward(&x, &tasks, false).unwrap().y;
+        let b = layer.forward(&x, &tasks, false).unwrap().y;
+        prop_assert!(a.equal(&b), "eval twice gives the same output");
+        let noisy: Vec<bool> = (0..4)
+            .map(|_| layer.forward(&x, &tasks, true).unwrap().y.equal(&a))
+            .collect();
+        prop_assert!(noisy.iter().any(|same| !same), "training adds noise");
+    }
+
+    #[test]
+    fn mixed_task_batches_route_each_token_by_its_own_task(kind_i in 0usize..4, seed in 0i64..1000) {
+        // Dropless eval: a token's output must not depend on the other tokens or their tasks.
+        let cfg = config(KINDS[kind_i], 4, 2, 0.0);
+        let (_vs, layer) = layer(&cfg, seed);
+        let (x, tasks) = inputs(24, seed + 2);
+        let together = layer.forward(&x, &tasks, false).unwrap().y;
+        for t in 0..24 {
+            let alone = layer
+                .forward(&x.narrow(0, t, 1), &tasks.narrow(0, t, 1), false)
+                .unwrap()
+                .y;
+            prop_assert!(alone.allclose(&together.narrow(0, t, 1), 1e-5, 1e-6, false));
+        }
+        if KINDS[kind_i].is_task_aware() {
+            // And the task matters: the same tokens under another task route differently.
+            let shifted = (&tasks + 1).remainder(TASKS as i64);
+            let other = layer.forward(&x, &shifted, false).unwrap().y;
+            prop_assert!(!other.allclose(&together, 1e-5, 1e-6, false));
+        }
+    }
+
+    #[test]
+    fn dropless_top_all_equals_the_dense_mixture(kind_i in 0usize..4, seed in 0i64..1000) {
+        let (e, k) = (3usize, 3usize);
+        let mut cfg = config(KINDS[kind_i], e, k, 0.0);
+        cfg.router.renormalize = false;
+        let (_vs, layer) = layer(&cfg, seed);
+        let (x, tasks) = inputs(10, seed + 3);
+        let y = layer.forward(&x, &tasks, false).unwrap().y;
+        let probs = layer.router().forward(&x, &tasks, false).unwrap().routed.probs;
+        let mut dense = x.zeros_like();
+        for j in 0..e {
+            let mut counts = vec![0; e];
+            counts[j] = 10;
+            let out = layer.experts().forward(&x, &counts, false).unwrap();
+            dense += out * probs.narrow(1, j as i64, 1);
+        }
+        prop_assert!(y.allclose(&dense, 1e-5, 1e-6, false));
+    }
+
+    #[test]
+    fn experts_get_gradients_only_from_their_tokens(kind_i in 0usize..4, seed in 0i64..1000) {
+        // Build once: the global libtorch RNG is shared with tests running in parallel.
+        let cfg = config(KINDS[kind_i], 4, 2, 0.75);
+        let (t, e) = (16i64, 4usize);
+        let (vs, layer) = layer(&cfg, seed);
+        let (x, tasks) = inputs(t, seed + 4);
+        let w1 = vs.variables()["experts.w1"].shallow_clone();
+        let decision = layer.router().forward(&x, &tasks, false).unwrap();
+        let plan = taskmoe_kernels::DispatchPlan::new(
+            &decision.routed.experts, e, cfg.router.capacity(false)).unwrap();
+        // Eval mode: no noise, so both passes route identically.
+        let grad = |mask: Option<&Tensor>| {
+            let mut w = w1.shallow_clone();
+            w.zero_grad();
+            let y = layer.forward(&x, &tasks, false).unwrap().y;
+            let g = Tensor::ones([t, D as i64], (Kind::Float, Device::Cpu));
+            let g = match mask { Some(m) => g * m.unsqueeze(1), None => g };
+            (y * g).sum(Kind::Float).backward();
+            w1.grad().copy()
+        };
+        let full = grad(None);
+        for expert in 0..e {
+            // Tokens with a kept slot on this expert.
+            let mine = (decision.routed.experts.eq(expert as i64).logical_and(&plan.kept))
+                .any_dim(1, false)
+                .to_kind(Kind::Float);
+            let only_mine = grad(Some(&mine));
+            let (a, b) = (full.get(expert as i64), only_mine.get(expert as i64));
+            prop_assert!(a.allclose(&b, 1e-5, 1e-6, false));
+            if plan.counts[expert] == 0 {
+                prop_assert_eq!(a.abs().sum(Kind::Float).double_value(&[]), 0.0);
+            }
+        }
+    }
+}
+
+#[test]
+fn task_level_routing_computes_only_the_selected_experts() {
+    let cfg = config(RouterKind::TaskLevel, 8, 2, 0.0);
+    let (vs, layer) = layer(&cfg, 7);
+    let (x, _) = inputs(12, 8);
+    let tasks = Tensor::from_slice(&[1i64; 12]);
+    let selected = layer.router().task_experts(1).unwrap().unwrap();
+    assert_eq!(selected.len(), 2);
+    let out = layer
+        .forward(&x.set_requires_grad(true), &tasks, true)
+        .unwrap();
+    let load: Vec<usize> = out
+        .stats
+        .routing
+        .load
+        .iter()
+        .map(|&l| (l * 24.0).round() as usize)
+        .collect();
+    for (expert, &n) in load.iter().enumerate() {
+        let expected = if selected.contains(&expert) { 12 } else { 0 };
+        assert_eq!(n, expected, "expert {expert}");
+    }
+    out.y.sum(Kind::Float).backward();
+    let w1 = vs.variables()["experts.w1"].grad();
+    for expert in 0..8 {
+        let norm = w1
+            .get(expert as i64)
+            .abs()
+            .sum(Kind::Float)
+            .double_value(&[]);
+        assert_eq!(
+            selected.contains(&expert),
+            norm > 0.0,
+            "expert {expert} computed"
+        );
+    }
+    // The exported sub-network reproduces the layer for this task.
+    let sub = layer.task_subnetwork(1).unwrap();
+    assert_eq!(sub.experts, selected);
+    let y = tch::no_grad(|| layer.forward(&x, &tasks, false).unwrap().y);
+    assert!(sub.forward(&x).unwrap().allclose(&y, 1e-5, 1e-6, false));
+    assert!(config_layer_error(RouterKind::Token));
+}
+
+fn config_layer_error(kind: RouterKind) -> bool {
+    let (_vs, layer) = layer(&config(kind, 4, 1, 0.0), 1);
+    layer.task_subnetwork(0).is_err()
+}
+
+#[test]
+fn a_new_task_can_take_the_routing_of_a_seen_task() {
+    for kind in [
+        RouterKind::TaskConcat,
+        RouterKind::PerTask,
+        RouterKind::TaskLevel,
+    ] {
+        let cfg = config(kind, 4, 2, 0.0);
+        let (_vs, layer) = layer(&cfg, 11);
+        let (x, _) = inputs(9, 12);
+        let route = |task: i64| {
+            let tasks = Tensor::full([9], task, (Kind::Int64, Device::Cpu));
+            layer.router().forward(&x, &tasks, false).unwrap().logits
+        };
+        assert!(!route(2).allclose(&route(0), 1e-6, 1e-6, false));
+        assert!(layer.router().init_task_from(2, &[(0, 1.0)]).unwrap());
+        assert!(
+            route(2).allclose(&route(0), 1e-6, 1e-6, false),
+            "{kind:?}: copy"
+        );
+        // A weighted mix of two tasks' parameters.
+        assert!(layer
+            .router()
+            .init_task_from(2, &[(0, 1.0), (1, 3.0)])
+            .unwrap());
+        let mixed = route(2);
+        assert!(!mixed.allclose(&route(0), 1e-6, 1e-6, false));
+        assert!(!mixed.allclose(&route(1), 1e-6, 1e-6, false));
+        if kind == RouterKind::PerTask {
+            // Logits are linear in the gate matrix: the mix of the logits.
+            let expected = route(0) * 0.25 + route(1) * 0.75;
+            assert!(mixed.allclose(&expected, 1e-5, 1e-6, false));
+        }
+    }
+    let (_vs, token) = layer(&config(RouterKind::Token, 4, 1, 0.0), 1);
+    assert!(!token.router().init_task_from(1, &[(0, 1.0)]).unwrap());
+    assert!(token.router().init_task_from(5, &[(0, 1.0)]).is_err());
+    assert!(token.router().init_task_from(1, &[]).is_err());
+}
+
+#[test]
+fn experts_start_independent_and_upcycling_starts_them_at_the_dense_ffn() {
+    let cfg = config(RouterKind::Token, 4, 2, 0.0);
+    let (vs, layer) = layer(&cfg, 3);
+    let w1 = &layer.experts().w1;
+    for a in 0..4 {
+        for b in a + 1..4 {
+            assert!(
+                !w1.get(a).allclose(&w1.get(b), 1e-3, 1e-3, false),
+                "experts {a} and {b}"
+            );
+        }
+    }
+    let dense_vs = nn::VarStore::new(Device::Cpu);
+    let dense = DenseFfn::new(dense_vs.root(), D, 10, 0.0).unwrap();
+    let (x, tasks) = inputs(8, 4);
+
+    // No noise: every expert is the dense FFN, so the renormalised mixture is the dense output.
+    layer.experts().upcycle_from(&dense, 0.0).unwrap();
+    let y = layer.forward(&x, &tasks, false).unwrap().y;
+    assert!(y.allclose(&dense.forward(&x, false), 1e-5, 1e-6, false));
+
+    // With noise: each expert differs from the dense weights by about noise * std(W).
+    layer.experts().upcycle_from(&dense, 0.01).unwrap();
+    let (w_dense, ..) = dense.weights();
+    let std = w_dense.std(true).double_value(&[]);
+    for e in 0..4 {
+        let diff = layer.experts().w1.get(e) - w_dense.tr();
+        let rel = diff.std(true).double_value(&[]) / std;
+        assert!(
+            (0.005..0.02).contains(&rel),
+            "expert {e}: noise {rel} of std"
+        );
+    }
+    assert!(!layer.experts().w1.get(0).equal(&layer.experts().w1.get(1)));
+    drop(vs);
+}
+
+#[test]
+fn shared_experts_add_a_dense_path_for_every_token() {
+    let mut cfg = config(RouterKind::Token, 4, 1, 0.0);
+    cfg.num_shared_experts = 2;
+    let (_vs, layer) = layer(&cfg, 5);
+    let shared = layer.shared().expect("configured");
+    assert_eq!(shared.weights().0.size(), [20, D as i64], "2 x d_ff wide");
+    let (x, tasks) = inputs(6, 6);
+    let y = layer.forward(&x, &tasks, false).unwrap().y;
+    let routed_only = {
+        let decision = layer.router().forward(&x, &tasks, false).unwrap();
+        let plan = taskmoe_kernels::DispatchPlan::new(
+            &decision.routed.experts,
+            4,
+            cfg.router.capacity(false),
+        )
+        .unwrap();
+        let rows = taskmoe_kernels::permute(&x, &plan).unwrap();
+        let out = layer.experts().forward(&rows, &plan.counts, false).unwrap();
+        taskmoe_kernels::combine(&out, &decision.routed.weights, &plan).unwrap()
+    };
+    assert!(y.allclose(
+        &(routed_only + shared.forward(&x, false)),
+        1e-5,
+        1e-6,
+        false
+    ));
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let mut cfg = config(RouterKind::Token, 4, 5, 0.0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let err = MoeLayer::new(vs.root(), &cfg, D, TASKS)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("moe.router.k") && err.contains("1..=4"),
+        "{err}"
+    );
+    cfg.router.k = 1;
+    cfg.router.capacity_factor_train = -1.0;
+    let err = MoeLayer::new(vs.root(), &cfg, D, TASKS)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("moe.router.capacity_factor_train"), "{err}");
+    cfg.router.capacity_factor_train = 1.0;
+    cfg.expert_dropout = 1.0;
+    let err = MoeLayer::new(vs.root(), &cfg, D, TASKS)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("moe.expert_dropout"), "{err}");
+    let unknown: Result<MoeConfig, _> = serde_json::from_str(r#"{"router": {"experts": 4}}"#);
+    assert!(unknown
+        .unwrap_err()
+        .to_string()
+        .contains("unknown field `experts`"));
+    let parsed: MoeConfig =
+        serde_json::from_str(r#"{"router": {"kind": "task-level", "num_experts": 16}}"#).unwrap();
+    assert_eq!(parsed.router.kind, RouterKind::TaskLevel);
+    assert_eq!(parsed.router.k, 1, "defaults fill the rest");
+}
+
+#[test]
+fn wrong_shapes_are_errors() {
+    let (_vs, layer) = layer(&config(RouterKind::PerTask, 4, 1, 0.0), 1);
+    let x = Tensor::zeros([5, D as i64 + 1], (Kind::Float, Device::Cpu));
+    let tasks = Tensor::zeros([5], (Kind::Int64, Device::Cpu));
+    let err = layer.forward(&x, &tasks, false).unwrap_err().to_string();
+    assert!(err.contains("x has shape [5, 7]"), "{err}");
+    let x = Tensor::zeros([5, D as i64], (Kind::Float, Device::Cpu));
+    let err = layer
+        .forward(&x, &tasks.narrow(0, 0, 4), false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("task_ids"), "{err}");
+    let bad_task = Tensor::from_slice(&[0i64, 1, 2, 3, 0]);
+    assert!(layer.forward(&x, &bad_task, false).is_err(), "task 3 of 3");
+}
