@@ -46,7 +46,8 @@ fn check(
 /// `y[rows of e] = x[rows of e] @ w[e] + bias[e]` for every expert, where expert `e` owns the
 /// `counts[e]` rows after those of experts `0..e` (the layout [`crate::permute`] produces).
 ///
-/// One matmul per non-empty expert over a contiguous slice: no padding, no copies of `x`.
+/// One matmul per non-empty expert over a contiguous slice: no padding, no copies of `x`;
+/// the backward is as cheap (one concatenation of the slice gradients).
 ///
 /// # Shapes
 /// `x: [R, d_in]`, `w: [E, d_in, d_out]`, `bias: [E, d_out]`, `counts: [E]` -> `[R, d_out]`.
@@ -57,19 +58,21 @@ pub fn grouped_matmul(
     counts: &[usize],
 ) -> Result<Tensor> {
     let (_, _, d_out) = check("grouped_matmul", x, w, bias, counts)?;
+    // split / unbind rather than narrow / get: their backward is one cat / stack, where the
+    // backward of each narrow or get would allocate a zero tensor as large as the whole input.
+    let slices = x.f_split_with_sizes(to_i64(counts), 0)?;
+    let weights = w.f_unbind(0)?;
+    let biases = bias.map(|b| b.unbind(0));
     let mut outputs = Vec::with_capacity(counts.len());
-    let mut start = 0i64;
-    for (e, &count) in counts.iter().enumerate() {
-        if count == 0 {
+    for (e, slice) in slices.iter().enumerate() {
+        if counts[e] == 0 {
             continue;
         }
-        let e = e as i64;
-        let mut y = x.narrow(0, start, count as i64).matmul(&w.get(e));
-        if let Some(b) = bias {
-            y += b.get(e);
-        }
-        outputs.push(y);
-        start += count as i64;
+        let y = slice.matmul(&weights[e]);
+        outputs.push(match &biases {
+            Some(b) => y + &b[e],
+            None => y,
+        });
     }
     if outputs.is_empty() {
         return Ok(x.new_zeros([0, d_out], (x.kind(), x.device())));
