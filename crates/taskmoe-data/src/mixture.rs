@@ -39,8 +39,8 @@ pub enum MixtureSpec {
         #[serde(default = "one")]
         scale: f64,
     },
-    /// Every task equally often.
-    Uniform,
+    /// Every task equally often. (A struct variant, so that unknown keys are refused.)
+    Uniform {},
 }
 
 fn one() -> f64 {
@@ -80,7 +80,7 @@ impl Mixture {
             ));
         }
         let rates: Vec<f64> = match spec {
-            MixtureSpec::Uniform => vec![1.0; tasks.len()],
+            MixtureSpec::Uniform {} => vec![1.0; tasks.len()],
             MixtureSpec::Explicit { rates } => {
                 if let Some(extra) = rates.keys().find(|k| !names.contains(k.as_str())) {
                     return Err(invalid(
