@@ -256,6 +256,12 @@ fn tasks_do_not_depend_on_sizes_or_other_tasks() {
 }
 
 #[test]
+fn default_toml_is_the_default_config() {
+    let parsed = SyntheticConfig::from_toml_str(SyntheticConfig::DEFAULT_TOML).unwrap();
+    assert_eq!(parsed, SyntheticConfig::default());
+}
+
+#[test]
 fn config_reads_partial_toml_and_refuses_mistakes() {
     let c = SyntheticConfig::from_toml_str(
         "seed = 9\nrelatedness = 0.5\n\n[[families]]\nname = \"lex\"\nskill = \"lexicon\"\n\

@@ -1,5 +1,6 @@
 //! The synthetic benchmark's configuration. `SyntheticConfig::default()` is the default
-//! benchmark (the embedded data set of `cargo xtask train`).
+//! benchmark (the embedded data set of `cargo xtask train`); `configs/synthetic-default.toml`
+//! in this crate spells it out as TOML ([`SyntheticConfig::DEFAULT_TOML`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -149,6 +150,10 @@ impl Default for SyntheticConfig {
 }
 
 impl SyntheticConfig {
+    /// The default benchmark's config as commented TOML, a starting point for variants; it
+    /// parses to `SyntheticConfig::default()`.
+    pub const DEFAULT_TOML: &'static str = include_str!("../../configs/synthetic-default.toml");
+
     /// Parses TOML; absent keys keep their defaults.
     pub fn from_toml_str(text: &str) -> Result<Self> {
         let config: SyntheticConfig = toml::from_str(text).map_err(|source| DataError::Toml {
