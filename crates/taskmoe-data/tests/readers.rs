@@ -228,6 +228,20 @@ fn format_comes_from_argument_spec_or_extension() {
 }
 
 #[test]
+fn a_header_naming_a_field_twice_is_malformed() {
+    let dir = std::env::temp_dir().join(format!("taskmoe-data-dup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("dup.csv");
+    std::fs::write(&path, "id,score,sentence1,sentence2,score\na,1,x,y,2\n").unwrap();
+    let err = read_file(&spec("stsb"), &path, None).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        matches!(&err, DataError::Malformed { line: 1, message, .. } if message.contains("`score` twice")),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn missing_file_is_an_io_error_naming_it() {
     let err = read_file(&spec("rte"), &fixture("rte/nope.tsv"), None).unwrap_err();
     assert!(matches!(err, DataError::Io { .. }));

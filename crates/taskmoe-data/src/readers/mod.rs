@@ -234,6 +234,9 @@ impl Sink<'_> {
             .chain(std::iter::once(&spec.label_field))
             .chain(spec.id_field.iter());
         for field in wanted {
+            if header.iter().filter(|c| **c == field.as_str()).count() > 1 {
+                return Err(self.malformed(1, format!("the header names `{field}` twice")));
+            }
             if !header.contains(&field.as_str()) {
                 return Err(DataError::MissingField {
                     path: self.path_buf(),
