@@ -1,0 +1,224 @@
+//! The synthetic benchmark's configuration. `SyntheticConfig::default()` is the default
+//! benchmark (the embedded data set of `cargo xtask train`); `configs/synthetic-default.toml`
+//! in this crate spells it out as TOML ([`SyntheticConfig::DEFAULT_TOML`]).
+
+use serde::{Deserialize, Serialize};
+
+use super::skills::Skill;
+use crate::error::{invalid, DataError, Result};
+
+/// Everything the generator needs; every field has a default, so a TOML file may set only what
+/// it changes. Unknown keys are errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticConfig {
+    /// The seed of everything generated: word classes, weights, examples. Default `0`.
+    pub seed: u64,
+    /// Number of word tokens (special tokens come on top). Default `512`.
+    pub vocab_size: usize,
+    /// Number of word classes for the class-level skills (order, count). Default `16`.
+    pub word_classes: usize,
+    /// Fewest words in a sentence. Default `8`.
+    pub min_words: usize,
+    /// Most words in a sentence. Default `16`.
+    pub max_words: usize,
+    /// The relatedness knob `rho` in `[0, 1]`: each task's weights are
+    /// `rho * w_family + sqrt(1 - rho^2) * w_own`, so two tasks of one family have weight
+    /// correlation `rho^2` in expectation. Default `0.8`.
+    pub relatedness: f64,
+    /// Probability in `[0, 0.5)` that a label is flipped after scoring; the Bayes accuracy is
+    /// `1 - label_noise`. Default `0.05`.
+    pub label_noise: f64,
+    /// Training examples of a high-resource task (and of the extra tasks). Default `4000`.
+    pub high_resource_examples: usize,
+    /// Training examples of a low-resource task. Default `200`.
+    pub low_resource_examples: usize,
+    /// Training examples generated for a held-out (unseen) task: the pool its k-shot sets are
+    /// drawn from. Default `1000`.
+    pub unseen_train_examples: usize,
+    /// Validation and test examples of every task (each). Default `500`.
+    pub eval_examples: usize,
+    /// The task families. Default: one family per skill, named after it (`lexicon`,
+    /// `overlap`, `order`, `count`), each with 1 high-resource, 2 low-resource and 1 unseen
+    /// task.
+    pub families: Vec<FamilyConfig>,
+    /// Tasks outside the families. Default: `lexicon_conflict` (conflicting with the
+    /// `lexicon` family) and `lexicon_unrelated` (lexicon skill, independent weights).
+    pub extra_tasks: Vec<ExtraTaskConfig>,
+}
+
+/// One task family: tasks that share a skill and a family weight vector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FamilyConfig {
+    /// Family name; task names are `{name}_hi{i}`, `{name}_lo{i}`, `{name}_unseen{i}`.
+    pub name: String,
+    /// The family's skill.
+    pub skill: Skill,
+    /// Number of high-resource tasks. Default `1`.
+    #[serde(default = "one")]
+    pub high_resource: usize,
+    /// Number of low-resource tasks. Default `2`.
+    #[serde(default = "two")]
+    pub low_resource: usize,
+    /// Number of held-out (unseen) tasks. Default `1`.
+    #[serde(default = "one")]
+    pub unseen: usize,
+    /// This family's own `rho`, overriding [`SyntheticConfig::relatedness`]. Default none.
+    #[serde(default)]
+    pub relatedness: Option<f64>,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn two() -> usize {
+    2
+}
+
+/// A task outside the families.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraTaskConfig {
+    /// Task name (also its family: a family of one).
+    pub name: String,
+    /// How it relates to the families.
+    pub relation: Relation,
+}
+
+/// How an extra task relates to the families.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Relation {
+    /// Built like a task of `family` (its skill, `rho * w_family + sqrt(1 - rho^2) * w_own`)
+    /// with the weights negated: its weight correlation with the family's tasks is `-rho^2`,
+    /// so what helps it hurts them.
+    Conflicting {
+        /// The family it conflicts with.
+        family: String,
+    },
+    /// A task of `skill` with its own independent weight vector: correlation 0 with every
+    /// family in expectation.
+    Unrelated {
+        /// Its skill.
+        skill: Skill,
+    },
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        SyntheticConfig {
+            seed: 0,
+            vocab_size: 512,
+            word_classes: 16,
+            min_words: 8,
+            max_words: 16,
+            relatedness: 0.8,
+            label_noise: 0.05,
+            high_resource_examples: 4000,
+            low_resource_examples: 200,
+            unseen_train_examples: 1000,
+            eval_examples: 500,
+            families: Skill::ALL
+                .iter()
+                .map(|&skill| FamilyConfig {
+                    name: skill.name().to_string(),
+                    skill,
+                    high_resource: 1,
+                    low_resource: 2,
+                    unseen: 1,
+                    relatedness: None,
+                })
+                .collect(),
+            extra_tasks: vec![
+                ExtraTaskConfig {
+                    name: "lexicon_conflict".into(),
+                    relation: Relation::Conflicting {
+                        family: "lexicon".into(),
+                    },
+                },
+                ExtraTaskConfig {
+                    name: "lexicon_unrelated".into(),
+                    relation: Relation::Unrelated {
+                        skill: Skill::Lexicon,
+                    },
+                },
+            ],
+        }
+    }
+}
+
+impl SyntheticConfig {
+    /// The default benchmark's config as commented TOML, a starting point for variants; it
+    /// parses to `SyntheticConfig::default()`.
+    pub const DEFAULT_TOML: &'static str = include_str!("../../configs/synthetic-default.toml");
+
+    /// Parses TOML; absent keys keep their defaults.
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        let config: SyntheticConfig = toml::from_str(text).map_err(|source| DataError::Toml {
+            origin: "<synthetic config>".into(),
+            source,
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and names.
+    pub fn validate(&self) -> Result<()> {
+        let err = |m: String| Err(invalid("synthetic config", m));
+        if self.vocab_size < 2 || self.word_classes < 2 || self.word_classes > self.vocab_size {
+            return err(format!(
+                "need 2 <= word_classes ({}) <= vocab_size ({})",
+                self.word_classes, self.vocab_size
+            ));
+        }
+        if self.min_words < 2 || self.min_words > self.max_words {
+            return err(format!(
+                "need 2 <= min_words ({}) <= max_words ({})",
+                self.min_words, self.max_words
+            ));
+        }
+        let rhos = std::iter::once(self.relatedness)
+            .chain(self.families.iter().filter_map(|f| f.relatedness));
+        for rho in rhos {
+            if !(0.0..=1.0).contains(&rho) {
+                return err(format!("relatedness {rho} is outside [0, 1]"));
+            }
+        }
+        if !(0.0..0.5).contains(&self.label_noise) {
+            return err(format!(
+                "label_noise {} is outside [0, 0.5)",
+                self.label_noise
+            ));
+        }
+        let sizes = [
+            self.high_resource_examples,
+            self.low_resource_examples,
+            self.unseen_train_examples,
+            self.eval_examples,
+        ];
+        if sizes.contains(&0) {
+            return err("every example count must be positive".into());
+        }
+        if self.families.is_empty() && self.extra_tasks.is_empty() {
+            return err("no families and no extra tasks".into());
+        }
+        for f in &self.families {
+            if f.high_resource + f.low_resource == 0 {
+                return err(format!("family `{}` has no seen task", f.name));
+            }
+        }
+        for t in &self.extra_tasks {
+            if let Relation::Conflicting { family } = &t.relation {
+                if !self.families.iter().any(|f| &f.name == family) {
+                    return err(format!(
+                        "`{}` conflicts with unknown family `{family}`",
+                        t.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
