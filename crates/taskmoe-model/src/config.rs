@@ -1,0 +1,247 @@
+//! Model configuration: one serde struct for every variant, with named presets.
+
+use serde::{Deserialize, Serialize};
+use taskmoe_experts::MoeConfig;
+use taskmoe_router::{RouterConfig, RouterKind};
+
+use crate::error::{config_error, Result};
+
+/// Which model to build. All variants share the encoder; they differ in the feed-forward
+/// blocks and in how tasks are handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// Dense multi-task model: every block has a dense FFN, all tasks share every weight.
+    Dense,
+    /// Task-agnostic MoE: MoE blocks with the `token` router.
+    TokenMoe,
+    /// Task-aware MoE: MoE blocks with a task-aware router (`moe.router.kind` is
+    /// `task-concat`, `per-task` or `task-level`).
+    TaskMoe,
+    /// The single-task baseline: a dense model trained on one task (the trainer builds one
+    /// per task).
+    SingleTask,
+}
+
+impl Variant {
+    /// Whether the variant has MoE blocks.
+    pub fn is_moe(self) -> bool {
+        matches!(self, Variant::TokenMoe | Variant::TaskMoe)
+    }
+}
+
+/// Where LayerNorm sits in a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NormPlacement {
+    /// `LN(x + f(x))` after each sub-layer, as BERT (so BERT weights load as they are).
+    Post,
+    /// `x + f(LN(x))`, with a final LayerNorm after the last block (more stable from scratch).
+    Pre,
+}
+
+/// How a sequence becomes one vector for the task head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pooling {
+    /// The first (`[CLS]`) token.
+    First,
+    /// The mean over non-padding tokens (sentence-transformers style).
+    Mean,
+}
+
+/// How the encoder is told the task (the heads always are).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskEmbedding {
+    /// Not at all: only the routers (task-aware variants) and the heads see the task.
+    None,
+    /// A learned vector per task added to every token's input embedding (like the position
+    /// embedding), before the embedding LayerNorm.
+    Added,
+    /// A learned task token prepended to the sequence (after embedding, so it takes no
+    /// position); it attends and is attended to, and is excluded from pooling.
+    Prefix,
+}
+
+/// The model configuration. Every field has a default (shown in its doc); the default is the
+/// [`ModelConfig::small`] preset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Model variant. Default `task-moe`.
+    pub variant: Variant,
+    /// Token vocabulary size. Default 1024.
+    pub vocab_size: usize,
+    /// Longest sequence (position embeddings). Default 128.
+    pub max_position: usize,
+    /// Token type (segment) vocabulary, 2 for sentence pairs. Default 2.
+    pub type_vocab_size: usize,
+    /// Hidden size `d`. Default 128.
+    pub d_model: usize,
+    /// Transformer blocks. Default 4.
+    pub num_layers: usize,
+    /// Attention heads; must divide `d_model`. Default 4.
+    pub num_heads: usize,
+    /// Width of the dense FFN blocks. Default 512.
+    pub d_ff: usize,
+    /// Dropout on embeddings, sub-layer outputs and the head. Default 0.1.
+    pub dropout: f64,
+    /// Dropout on attention probabilities. Default 0.1.
+    pub attention_dropout: f64,
+    /// LayerNorm epsilon. Default 1e-12 (BERT).
+    pub layer_norm_eps: f64,
+    /// LayerNorm placement. Default `post` (BERT).
+    pub norm: NormPlacement,
+    /// Pooling for the heads. Default `first`.
+    pub pooling: Pooling,
+    /// How the encoder sees the task. Default `none`.
+    pub task_embedding: TaskEmbedding,
+    /// Block `i` (0-based) is a MoE block when `(i + 1) % moe_every == 0`: 1 = every block,
+    /// 2 = every other block starting with the second (Switch/GShard). Ignored by dense
+    /// variants. Default 2.
+    pub moe_every: usize,
+    /// The MoE blocks: router, experts and their width. Default: 8 experts of width 512, top-1,
+    /// `per-task` router.
+    pub moe: MoeConfig,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self::small()
+    }
+}
+
+impl ModelConfig {
+    /// The default: d = 128, 4 blocks (2 of them MoE with 8 experts), sized for CPU training
+    /// of the synthetic benchmark.
+    pub fn small() -> Self {
+        ModelConfig {
+            variant: Variant::TaskMoe,
+            vocab_size: 1024,
+            max_position: 128,
+            type_vocab_size: 2,
+            d_model: 128,
+            num_layers: 4,
+            num_heads: 4,
+            d_ff: 512,
+            dropout: 0.1,
+            attention_dropout: 0.1,
+            layer_norm_eps: 1e-12,
+            norm: NormPlacement::Post,
+            pooling: Pooling::First,
+            task_embedding: TaskEmbedding::None,
+            moe_every: 2,
+            moe: MoeConfig {
+                router: RouterConfig {
+                    kind: RouterKind::PerTask,
+                    num_experts: 8,
+                    k: 1,
+                    renormalize: false,
+                    ..RouterConfig::default()
+                },
+                d_ff: 512,
+                ..MoeConfig::default()
+            },
+        }
+    }
+
+    /// A tiny model for tests: d = 32, 2 blocks, both MoE with 4 experts.
+    pub fn tiny() -> Self {
+        let mut cfg = Self::small();
+        cfg.vocab_size = 64;
+        cfg.max_position = 32;
+        cfg.d_model = 32;
+        cfg.num_layers = 2;
+        cfg.num_heads = 2;
+        cfg.d_ff = 64;
+        cfg.moe_every = 1;
+        cfg.moe.router.num_experts = 4;
+        cfg.moe.d_ff = 64;
+        cfg.dropout = 0.0;
+        cfg.attention_dropout = 0.0;
+        cfg
+    }
+
+    /// The same configuration as another variant. MoE variants get a matching router kind:
+    /// `token` for `token-moe`, the configured task-aware kind (or `per-task`) for `task-moe`.
+    pub fn with_variant(&self, variant: Variant) -> Self {
+        let mut cfg = self.clone();
+        cfg.variant = variant;
+        match variant {
+            Variant::TokenMoe => cfg.moe.router.kind = RouterKind::Token,
+            Variant::TaskMoe if !cfg.moe.router.kind.is_task_aware() => {
+                cfg.moe.router.kind = RouterKind::PerTask
+            }
+            _ => {}
+        }
+        cfg
+    }
+
+    /// Whether block `layer` (0-based) has a MoE feed-forward.
+    pub fn is_moe_block(&self, layer: usize) -> bool {
+        self.variant.is_moe() && (layer + 1) % self.moe_every == 0
+    }
+
+    /// Checks every value; errors name the key as `model.<field>`.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("max_position", self.max_position),
+            ("type_vocab_size", self.type_vocab_size),
+            ("d_model", self.d_model),
+            ("num_layers", self.num_layers),
+            ("num_heads", self.num_heads),
+            ("d_ff", self.d_ff),
+            ("moe_every", self.moe_every),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(config_error(format!("model.{key}"), "must be at least 1"));
+            }
+        }
+        if self.d_model % self.num_heads != 0 {
+            return Err(config_error(
+                "model.num_heads",
+                format!(
+                    "must divide d_model = {}, got {}",
+                    self.d_model, self.num_heads
+                ),
+            ));
+        }
+        for (key, p) in [
+            ("dropout", self.dropout),
+            ("attention_dropout", self.attention_dropout),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(config_error(
+                    format!("model.{key}"),
+                    format!("must be in [0, 1), got {p}"),
+                ));
+            }
+        }
+        if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
+            return Err(config_error("model.layer_norm_eps", "must be positive"));
+        }
+        if self.variant.is_moe() {
+            self.moe.validate("model.moe")?;
+            let kind = self.moe.router.kind;
+            match self.variant {
+                Variant::TokenMoe if kind != RouterKind::Token => {
+                    return Err(config_error(
+                        "model.moe.router.kind",
+                        format!("token-moe routes with `token`, got {kind:?}"),
+                    ))
+                }
+                Variant::TaskMoe if !kind.is_task_aware() => {
+                    return Err(config_error(
+                        "model.moe.router.kind",
+                        "task-moe needs a task-aware router: task-concat, per-task or task-level",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,96 @@
+//! Input embeddings: tokens, positions, token types, and optionally the task.
+
+use tch::{nn, nn::Module, Tensor};
+
+use crate::config::{ModelConfig, TaskEmbedding};
+
+/// `LN(word[id] + position[i] + token_type[type] (+ task[t]))`, then dropout.
+///
+/// Parameter names follow HF BERT: `embeddings.word_embeddings.weight [V, d]`,
+/// `embeddings.position_embeddings.weight [P, d]`,
+/// `embeddings.token_type_embeddings.weight [types, d]`, `embeddings.LayerNorm.{weight,bias}`;
+/// the task embedding (added or prefix mode) is `task_embeddings.weight [tasks, d]`.
+#[derive(Debug)]
+pub(crate) struct Embeddings {
+    word: nn::Embedding,
+    position: nn::Embedding,
+    token_type: nn::Embedding,
+    layer_norm: nn::LayerNorm,
+    task: Option<nn::Embedding>,
+    mode: TaskEmbedding,
+    dropout: f64,
+}
+
+impl Embeddings {
+    pub(crate) fn new(root: &nn::Path, cfg: &ModelConfig, num_tasks: usize) -> Self {
+        let p = root / "embeddings";
+        let d = cfg.d_model as i64;
+        let init = nn::EmbeddingConfig {
+            ws_init: nn::Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
+            ..Default::default()
+        };
+        let task = (cfg.task_embedding != TaskEmbedding::None)
+            .then(|| nn::embedding(root / "task_embeddings", num_tasks as i64, d, init));
+        Embeddings {
+            word: nn::embedding(&p / "word_embeddings", cfg.vocab_size as i64, d, init),
+            position: nn::embedding(&p / "position_embeddings", cfg.max_position as i64, d, init),
+            token_type: nn::embedding(
+                &p / "token_type_embeddings",
+                cfg.type_vocab_size as i64,
+                d,
+                init,
+            ),
+            layer_norm: nn::layer_norm(
+                &p / "LayerNorm",
+                vec![d],
+                nn::LayerNormConfig {
+                    eps: cfg.layer_norm_eps,
+                    ..Default::default()
+                },
+            ),
+            task,
+            mode: cfg.task_embedding,
+            dropout: cfg.dropout,
+        }
+    }
+
+    /// # Shapes
+    /// `input_ids, token_type_ids: [B, L]`, `task_ids: [B]` -> `[B, L, d]`, or `[B, L + 1, d]`
+    /// in prefix mode (the task token first).
+    pub(crate) fn forward(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: &Tensor,
+        task_ids: &Tensor,
+        train: bool,
+    ) -> Tensor {
+        let (_, l) = input_ids.size2().expect("checked by the model");
+        let positions = Tensor::arange(l, (tch::Kind::Int64, input_ids.device())).unsqueeze(0);
+        let mut x = self.word.forward(input_ids)
+            + self.position.forward(&positions)
+            + self.token_type.forward(token_type_ids);
+        if let (TaskEmbedding::Added, Some(task)) = (self.mode, &self.task) {
+            x += task.forward(task_ids).unsqueeze(1);
+        }
+        let x = self.layer_norm.forward(&x);
+        let x = match (self.mode, &self.task) {
+            (TaskEmbedding::Prefix, Some(task)) => {
+                let prefix = self
+                    .layer_norm
+                    .forward(&task.forward(task_ids))
+                    .unsqueeze(1);
+                Tensor::cat(&[prefix, x], 1)
+            }
+            _ => x,
+        };
+        x.dropout(self.dropout, train)
+    }
+
+    /// Whether a task token is prepended.
+    pub(crate) fn has_prefix(&self) -> bool {
+        self.mode == TaskEmbedding::Prefix
+    }
+}

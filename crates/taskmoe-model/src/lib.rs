@@ -1,0 +1,37 @@
+//! Multi-task transformer encoders with dense or sparse (task-aware MoE) feed-forward blocks.
+//!
+//! - [`ModelConfig`]: one serde configuration for every [`Variant`] (`dense`, `token-moe`,
+//!   `task-moe` with any task-aware router, `single-task`), with presets;
+//! - [`MultiTaskModel`]: embeddings (+ an optional task embedding, added or as a prefix
+//!   token), `N` blocks of self-attention and dense-or-MoE FFN (post- or pre-LayerNorm),
+//!   pooling, and one head per task; its forward returns padded per-example logits, the
+//!   averaged aux losses and per-layer routing statistics ([`ModelOutput`]);
+//! - [`per_example_loss`]: cross-entropy / squared error on the padded logits;
+//! - [`save_weights`] / [`load_weights`]: safetensors with HF BERT names where they exist,
+//!   exported in fp32, bf16 or fp16; loading reports every missing, extra or mis-shaped tensor;
+//! - [`bert_config`] / [`import_bert`]: HF BERT-family checkpoints (all-MiniLM-L6-v2 is the
+//!   test asset) into the dense encoder, with MoE experts upcycled from the pretrained FFNs;
+//! - [`param_report`]: total and active parameters and FLOPs per token of any configuration.
+
+#![warn(missing_docs)]
+
+mod attention;
+mod block;
+mod checkpoint;
+mod config;
+mod embeddings;
+mod error;
+mod heads;
+mod import;
+mod loss;
+mod model;
+mod params;
+
+pub use checkpoint::{load_card, load_weights, save_card, save_weights, ExportDtype, ModelCard};
+pub use config::{ModelConfig, NormPlacement, Pooling, TaskEmbedding, Variant};
+pub use error::{ModelError, Result};
+pub use heads::{HeadKind, HeadSpec};
+pub use import::{bert_config, import_bert, ImportReport};
+pub use loss::{per_example_loss, IGNORE_INDEX};
+pub use model::{ModelInput, ModelOutput, MultiTaskModel, MISSING_CLASS_LOGIT};
+pub use params::{param_report, ParamReport};

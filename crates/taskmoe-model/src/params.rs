@@ -1,0 +1,143 @@
+//! Parameter and compute accounting for any configuration, without building the model.
+
+use std::fmt;
+
+use taskmoe_router::RouterKind;
+
+use crate::config::{ModelConfig, NormPlacement, TaskEmbedding};
+use crate::heads::HeadSpec;
+
+/// Sizes and cost of a model, so "the compute of a dense model" can be checked per variant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamReport {
+    /// Every parameter.
+    pub total: u64,
+    /// Parameters one token of one task uses: everything except the experts its router does
+    /// not select (`E - k` per MoE block), other tasks' router parameters, task embeddings and
+    /// heads (the widest head is counted). Embedding tables are counted whole.
+    pub active_per_token: u64,
+    /// Forward FLOPs per token (a multiply-add is 2) of the matmuls: attention projections,
+    /// attention scores at `seq_len`, the FFN or the router plus `k` experts (plus shared
+    /// experts), and the head amortised over `seq_len`. LayerNorm, softmax and activations are
+    /// left out.
+    pub flops_per_token: u64,
+    /// The sequence length the FLOPs assume.
+    pub seq_len: usize,
+    /// Total parameters by part: embeddings, attention, dense FFNs, routers, experts, shared
+    /// experts, heads.
+    pub parts: Vec<(&'static str, u64)>,
+}
+
+/// Computes the report for `cfg` with these heads at sequence length `seq_len`.
+pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> ParamReport {
+    let (d, t, l) = (cfg.d_model as u64, heads.len() as u64, seq_len as u64);
+    let ffn = |f: u64| d * f + f + f * d + d;
+    let layer_norm = 2 * d;
+
+    let mut embeddings =
+        (cfg.vocab_size + cfg.max_position + cfg.type_vocab_size) as u64 * d + layer_norm;
+    let task_embedding = match cfg.task_embedding {
+        TaskEmbedding::None => 0,
+        TaskEmbedding::Added | TaskEmbedding::Prefix => t * d,
+    };
+    embeddings += task_embedding;
+    let attention_block = 4 * (d * d + d) + 2 * layer_norm;
+    let final_norm = if cfg.norm == NormPlacement::Pre {
+        layer_norm
+    } else {
+        0
+    };
+
+    let r = &cfg.moe.router;
+    let (e, k, fe) = (r.num_experts as u64, r.k as u64, cfg.moe.d_ff as u64);
+    let dt = r.task_embedding_dim as u64;
+    let (router, router_inactive) = match r.kind {
+        RouterKind::Token => (e * d, 0),
+        RouterKind::TaskConcat => (e * (d + dt) + t * dt, (t - 1) * dt),
+        RouterKind::PerTask => (t * e * d, (t - 1) * e * d),
+        RouterKind::TaskLevel => (e * dt + t * dt, (t - 1) * dt),
+    };
+    let shared_width = cfg.moe.num_shared_experts as u64 * fe;
+    let shared = if shared_width > 0 {
+        ffn(shared_width)
+    } else {
+        0
+    };
+
+    let moe_blocks = (0..cfg.num_layers).filter(|&i| cfg.is_moe_block(i)).count() as u64;
+    let dense_blocks = cfg.num_layers as u64 - moe_blocks;
+    let head_params = |h: &HeadSpec| {
+        let c = h.num_outputs() as u64;
+        d * d + d + d * c + c
+    };
+    let heads_total: u64 = heads.iter().map(head_params).sum();
+    let widest_head = heads.iter().map(head_params).max().unwrap_or(0);
+    let widest_outputs = heads.iter().map(|h| h.num_outputs()).max().unwrap_or(0) as u64;
+
+    let parts = vec![
+        ("embeddings", embeddings),
+        (
+            "attention",
+            cfg.num_layers as u64 * attention_block + final_norm,
+        ),
+        ("dense FFNs", dense_blocks * ffn(cfg.d_ff as u64)),
+        ("routers", moe_blocks * router),
+        ("experts", moe_blocks * e * ffn(fe)),
+        ("shared experts", moe_blocks * shared),
+        ("heads", heads_total),
+    ];
+    let total = parts.iter().map(|(_, n)| n).sum();
+    let inactive = moe_blocks * ((e - k) * ffn(fe) + router_inactive)
+        + if task_embedding > 0 { (t - 1) * d } else { 0 }
+        + (heads_total - widest_head);
+
+    let attention_flops = 8 * d * d + 4 * l * d;
+    let dense_ffn_flops = 4 * d * cfg.d_ff as u64;
+    let moe_flops = 2 * d * e + k * 4 * d * fe + 4 * d * shared_width;
+    let head_flops = (2 * d * d + 2 * d * widest_outputs) / l.max(1);
+    let flops_per_token = cfg.num_layers as u64 * attention_flops
+        + dense_blocks * dense_ffn_flops
+        + moe_blocks * moe_flops
+        + head_flops;
+    ParamReport {
+        total,
+        active_per_token: total - inactive,
+        flops_per_token,
+        seq_len,
+        parts,
+    }
+}
+
+impl fmt::Display for ParamReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "parameters          {:>14}", group(self.total))?;
+        writeln!(
+            f,
+            "active per token    {:>14}",
+            group(self.active_per_token)
+        )?;
+        writeln!(
+            f,
+            "forward FLOPs/token {:>14}  (sequence length {})",
+            group(self.flops_per_token),
+            self.seq_len
+        )?;
+        for (part, n) in &self.parts {
+            writeln!(f, "  {part:<17} {:>14}", group(*n))?;
+        }
+        Ok(())
+    }
+}
+
+/// `1234567` -> `1,234,567`.
+fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
