@@ -18,20 +18,15 @@
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::project::{self, prepend_path_var};
+use crate::pypi::{self, remove_leftovers, Wheel};
 use crate::Result;
 
 /// The PyTorch release tch 0.24.0 binds. Moves only together with `tch` in the root
 /// `Cargo.toml` and with the PyTorch image of the GPU machines.
 pub const TORCH_VERSION: &str = "2.11.0";
-
-/// One pinned wheel: the pip requirement and the prefix of its file name.
-struct Wheel {
-    requirement: &'static str,
-    file_prefix: &'static str,
-}
 
 const WHEELS: [Wheel; 3] = [
     Wheel {
@@ -47,16 +42,6 @@ const WHEELS: [Wheel; 3] = [
         file_prefix: "nvidia_cuda_cupti-13.0.85-",
     },
 ];
-
-/// Platform tags pip may pick wheels for; the libraries are Python-independent, so the Python
-/// tag is fixed too and the result does not depend on the local interpreter.
-const PLATFORMS: [&str; 4] = [
-    "manylinux_2_28_x86_64",
-    "manylinux_2_25_x86_64",
-    "manylinux_2_17_x86_64",
-    "manylinux2014_x86_64",
-];
-const PYTHON_VERSION: &str = "3.11";
 
 /// Folder name of the provisioned libtorch in the workspace root (git-ignored).
 const INSTALL_DIR: &str = ".libtorch";
@@ -223,8 +208,10 @@ fn provision(install: &Path) -> Result<Libtorch> {
             &format!("{INSTALL_DIR}.old-"),
         ],
     );
-    let python = find_python()?;
-    let wheels = cached_wheels(&python)?;
+    let python = pypi::find_python(&format!(
+        "setup (or a LIBTORCH pointing at libtorch {TORCH_VERSION})"
+    ))?;
+    let wheels = pypi::cached_wheels(&python, &WHEELS, "about 540 MB")?;
 
     let tmp = root.join(format!("{INSTALL_DIR}.tmp-{}", std::process::id()));
     let torch_dir = tmp.join("torch");
@@ -235,7 +222,7 @@ fn provision(install: &Path) -> Result<Libtorch> {
     );
     let mut cmd = Command::new(&python);
     cmd.arg("-c").arg(UNPACK_PY).arg(&torch_dir).args(&wheels);
-    run_quiet(&mut cmd, "unpacking the wheels")?;
+    pypi::run_quiet(&mut cmd, "unpacking the libtorch wheels")?;
     verify(&torch_dir)?;
     fs::write(tmp.join(STAMP_FILE), stamp_text())
         .map_err(|e| format!("cannot write the setup stamp: {e}"))?;
@@ -252,156 +239,6 @@ fn provision(install: &Path) -> Result<Libtorch> {
         root: install.join("torch"),
         from_user: false,
     })
-}
-
-/// Deletes the temporary folders `<prefix><pid>` in `dir` left by interrupted earlier runs
-/// (their process is gone; a setup running concurrently keeps its own).
-fn remove_leftovers(dir: &Path, prefixes: &[&str]) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let pid = prefixes.iter().find_map(|p| name.strip_prefix(p));
-        let alive = pid.is_some_and(|pid| Path::new("/proc").join(pid).exists());
-        if pid.is_some() && !alive {
-            let _ = fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-fn find_python() -> Result<PathBuf> {
-    for candidate in ["python3", "python"] {
-        let ok = Command::new(candidate)
-            .args(["-m", "pip", "--version"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Ok(PathBuf::from(candidate));
-        }
-    }
-    Err(format!(
-        "setup needs Python with pip to fetch the torch {TORCH_VERSION} wheel from PyPI \
-         (install python3-pip), or a LIBTORCH pointing at libtorch {TORCH_VERSION}"
-    )
-    .into())
-}
-
-/// Paths of the pinned wheels in the cache, downloading the missing ones.
-fn cached_wheels(python: &Path) -> Result<Vec<PathBuf>> {
-    let dir = project::cache_dir()?.join("wheels");
-    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    remove_leftovers(&dir, &[".partial-"]);
-    let missing: Vec<&Wheel> = WHEELS
-        .iter()
-        .filter(|w| find_wheel(&dir, w).is_none())
-        .collect();
-    if !missing.is_empty() {
-        download(python, &dir, &missing)?;
-    }
-    WHEELS
-        .iter()
-        .map(|w| {
-            find_wheel(&dir, w).ok_or_else(|| {
-                format!(
-                    "pip did not produce a wheel for {} in {}",
-                    w.requirement,
-                    dir.display()
-                )
-                .into()
-            })
-        })
-        .collect()
-}
-
-fn find_wheel(dir: &Path, wheel: &Wheel) -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(wheel.file_prefix) && n.ends_with(".whl"))
-        })
-        .collect();
-    found.sort();
-    found.pop()
-}
-
-fn download(python: &Path, cache: &Path, wheels: &[&Wheel]) -> Result<()> {
-    let partial = cache.join(format!(".partial-{}", std::process::id()));
-    fs::create_dir_all(&partial)
-        .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
-    let names: Vec<&str> = wheels.iter().map(|w| w.requirement).collect();
-    eprintln!(
-        "setup: downloading {} from PyPI into {} (about 540 MB, once per machine)",
-        names.join(", "),
-        cache.display()
-    );
-    let mut cmd = Command::new(python);
-    cmd.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
-        .args(["--python-version", PYTHON_VERSION])
-        .args(["--retries", "2", "--timeout", "30", "--progress-bar", "off"])
-        .arg("--dest")
-        .arg(&partial);
-    for p in PLATFORMS {
-        cmd.args(["--platform", p]);
-    }
-    cmd.args(&names);
-    let result = run_quiet(&mut cmd, "downloading the libtorch wheels");
-    if result.is_ok() {
-        for entry in fs::read_dir(&partial).map_err(|e| e.to_string())?.flatten() {
-            let target = cache.join(entry.file_name());
-            fs::rename(entry.path(), &target)
-                .map_err(|e| format!("cannot move a wheel into {}: {e}", cache.display()))?;
-        }
-    }
-    let _ = fs::remove_dir_all(&partial);
-    result
-}
-
-/// Runs a helper program, showing its output only when it fails, as one line: the last error
-/// line it printed.
-fn run_quiet(cmd: &mut Command, what: &str) -> Result<()> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{what}: cannot start `{}`: {e}", project::describe(cmd)))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    Err(format!(
-        "setup failed {what} ({}): {}",
-        out.status,
-        failure_reason(&stderr)
-    )
-    .into())
-}
-
-/// One line saying why a helper failed: an unreachable index first (pip then also reports
-/// "no matching distribution", which would mislead), else the last error line.
-fn failure_reason(stderr: &str) -> String {
-    const NETWORK: [&str; 5] = [
-        "Failed to establish a new connection",
-        "Temporary failure in name resolution",
-        "Network is unreachable",
-        "Connection refused",
-        "timed out",
-    ];
-    if let Some(hint) = NETWORK.iter().find(|n| stderr.contains(*n)) {
-        return format!("cannot reach the package index ({hint}); setup needs PyPI once");
-    }
-    stderr
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("ERROR") || l.contains("Error"))
-        .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()))
-        .unwrap_or("no message")
-        .trim()
-        .to_string()
 }
 
 fn read_version(torch_dir: &Path) -> Option<String> {

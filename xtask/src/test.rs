@@ -1,7 +1,9 @@
-//! `cargo xtask test`: the one command CI and README run. Provisions libtorch, then checks
-//! formatting, lints (warnings are errors, missing docs included) and runs every test.
+//! `cargo xtask test`: the one command CI and README run. Provisions libtorch and the MiniLM
+//! test model, then checks formatting, lints (warnings are errors, missing docs included) and
+//! runs every test.
 
 use crate::libtorch;
+use crate::models;
 use crate::project::{cargo, run_cmd};
 use crate::Result;
 
@@ -23,8 +25,11 @@ pub fn run(args: &[String]) -> Result<()> {
     lt.apply_env(&mut clippy);
     run_cmd(&mut clippy)?;
 
+    // The MiniLM import golden test needs the real model.
+    let minilm = models::ensure("minilm")?;
     let mut test = cargo();
     test.args(["test", "--workspace"]).args(args);
+    test.env("TASKMOE_MINILM_DIR", &minilm);
     lt.apply_env(&mut test);
     run_cmd(&mut test)
 }

@@ -1,0 +1,147 @@
+//! all-MiniLM-L6-v2 imported into the dense encoder reproduces HF transformers' hidden states
+//! (`tests/golden/minilm_reference.py`), and upcycling starts the experts at the pretrained FFN.
+//!
+//! Needs the model: `cargo xtask test` fetches it and sets `TASKMOE_MINILM_DIR`; by hand, run
+//! `cargo xtask fetch-model minilm` first.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use taskmoe_model::{
+    bert_config, import_bert, HeadKind, HeadSpec, ModelConfig, ModelInput, MultiTaskModel, Variant,
+};
+use tch::{nn, Device, Kind, Tensor};
+
+fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("TASKMOE_MINILM_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".cache/taskmoe/models/all-MiniLM-L6-v2"))
+        })
+        .expect("TASKMOE_MINILM_DIR or HOME");
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "{} has no model.safetensors: run `cargo xtask fetch-model minilm` (or `cargo xtask test`)",
+        dir.display()
+    );
+    dir
+}
+
+fn fixture() -> HashMap<String, Tensor> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/minilm_hidden.safetensors");
+    Tensor::read_safetensors(path)
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+fn heads() -> Vec<HeadSpec> {
+    vec![HeadSpec {
+        name: "probe".into(),
+        kind: HeadKind::Classification { num_labels: 2 },
+    }]
+}
+
+/// Hidden states of the fixture's inputs, and the mask of real tokens.
+fn hidden(model: &MultiTaskModel, f: &HashMap<String, Tensor>) -> (Tensor, Tensor) {
+    let tasks = Tensor::zeros([f["input_ids"].size()[0]], (Kind::Int64, Device::Cpu));
+    let input = ModelInput {
+        input_ids: &f["input_ids"],
+        attention_mask: &f["attention_mask"],
+        token_type_ids: Some(&f["token_type_ids"]),
+        task_ids: &tasks,
+    };
+    let out = tch::no_grad(|| model.forward(&input, false).unwrap());
+    (
+        out.hidden,
+        f["attention_mask"].to_kind(Kind::Bool).unsqueeze(-1),
+    )
+}
+
+/// Largest absolute difference on real tokens (padding positions are not defined the same
+/// way: HF runs the FFN on them, taskmoe skips them).
+fn max_diff(a: &Tensor, b: &Tensor, mask: &Tensor) -> f64 {
+    ((a - b).abs() * mask.to_kind(Kind::Float))
+        .max()
+        .double_value(&[])
+}
+
+#[test]
+fn imported_minilm_matches_transformers() {
+    tch::set_num_threads(2);
+    let dir = model_dir();
+    let f = fixture();
+    let cfg = bert_config(&dir, &ModelConfig::small()).unwrap();
+    assert_eq!(
+        (cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.d_ff),
+        (384, 6, 12, 1536)
+    );
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = MultiTaskModel::new(&vs.root(), &cfg, &heads()).unwrap();
+    let report = import_bert(&model, &vs, &dir, 0.0).unwrap();
+    assert_eq!(report.loaded.len(), 5 + 6 * 16);
+    assert!(report.upcycled_blocks.is_empty());
+    assert!(
+        report.ignored.iter().any(|n| n.starts_with("pooler.")),
+        "{:?}",
+        report.ignored
+    );
+    assert!(
+        report.fresh.iter().all(|n| n.starts_with("heads.")),
+        "{:?}",
+        report.fresh
+    );
+
+    let (ours, mask) = hidden(&model, &f);
+    let diff = max_diff(&ours, &f["last_hidden_state"], &mask);
+    eprintln!("MiniLM hidden states: max |taskmoe - transformers| = {diff:.2e}");
+    assert!(diff < 1e-4, "max difference {diff}");
+}
+
+#[test]
+fn upcycled_minilm_starts_at_the_pretrained_model() {
+    tch::set_num_threads(2);
+    let dir = model_dir();
+    let f = fixture();
+    let dense = bert_config(&dir, &ModelConfig::small()).unwrap();
+    // Top-1 with renormalised weights: every token gets weight 1 on one expert, so experts
+    // equal to the pretrained FFN give exactly the dense model.
+    let mut cfg = dense.with_variant(Variant::TokenMoe);
+    cfg.moe.router.k = 1;
+    cfg.moe.router.renormalize = true;
+    cfg.moe.router.capacity_factor_eval = 0.0;
+
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = MultiTaskModel::new(&vs.root(), &cfg, &heads()).unwrap();
+    let report = import_bert(&model, &vs, &dir, 0.0).unwrap();
+    assert_eq!(report.upcycled_blocks, vec![1, 3, 5]);
+    assert!(report.fresh.iter().any(|n| n.contains(".moe.router.")));
+    let (ours, mask) = hidden(&model, &f);
+    let diff = max_diff(&ours, &f["last_hidden_state"], &mask);
+    assert!(
+        diff < 1e-4,
+        "noise-free upcycling changes the model by {diff}"
+    );
+
+    // With noise, each expert is the pretrained FFN plus about 1% of its weight scale.
+    import_bert(&model, &vs, &dir, 0.01).unwrap();
+    let pretrained: HashMap<String, Tensor> =
+        Tensor::read_safetensors(dir.join("model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    let w = &pretrained["encoder.layer.1.intermediate.dense.weight"];
+    let experts = &vs.variables()["encoder.layer.1.moe.experts.w1"];
+    let std = w.std(true).double_value(&[]);
+    for e in 0..experts.size()[0] {
+        let rel = (experts.get(e) - w.tr()).std(true).double_value(&[]) / std;
+        assert!((0.008..0.012).contains(&rel), "expert {e}: noise {rel}");
+    }
+    let (noisy, _) = hidden(&model, &f);
+    let drift = max_diff(&noisy, &f["last_hidden_state"], &mask);
+    assert!(
+        drift > 1e-4 && drift < 0.5,
+        "1% noise moves hidden states by {drift}"
+    );
+}
