@@ -1,0 +1,19 @@
+//! Evaluation for taskmoe: metrics, and later evaluation loops, routing analysis and the
+//! experiment protocols.
+//!
+//! The evaluation layer of taskmoe (see `docs/architecture.md`). So far it holds the
+//! [`metrics`] the tasks are scored with: [`accuracy`], [`binary_f1`] and [`macro_f1`],
+//! [`matthews`] (binary and Gorodkin's multiclass `R_K`), [`pearson`], [`spearman`] (average
+//! ranks for ties), [`mse`] and the [`majority_baseline`]. A [`MetricKind`] names each one as
+//! configs and `taskmoe-data`'s task specs do, and [`compute`] evaluates a metric by name.
+
+#![warn(missing_docs)]
+
+mod error;
+pub mod metrics;
+
+pub use error::{EvalError, Result};
+pub use metrics::{
+    accuracy, average_ranks, binary_f1, compute, macro_f1, majority_baseline, majority_class,
+    matthews, mse, pearson, spearman, Confusion, MetricKind, Values,
+};

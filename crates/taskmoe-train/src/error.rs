@@ -1,0 +1,91 @@
+//! The training crate's error type.
+//!
+//! Errors about a file name the file; errors about optimizer state name the parameters that are
+//! missing, extra or mis-shaped, so a mismatched checkpoint can be diagnosed from the message.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// What can go wrong in the optimizer, the schedules, the checkpoints and the trainer state.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    /// A file or directory operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A JSON file (trainer state, checkpoint manifest) does not parse or match its schema.
+    #[error("{path}: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error, with line and column.
+        source: serde_json::Error,
+    },
+    /// A config value is out of range or inconsistent.
+    #[error("{what}: {message}")]
+    Invalid {
+        /// The object that is wrong (`schedule`, `adamw`, `checkpoint writer`...).
+        what: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Saved optimizer state does not fit the optimizer's parameters.
+    #[error("{path}: optimizer state does not match the parameters: {problems}")]
+    StateMismatch {
+        /// The state file.
+        path: PathBuf,
+        /// Every missing, extra and mis-shaped entry, `; `-separated.
+        problems: String,
+    },
+    /// A loss or gradient norm is NaN or infinite and the policy is `error`.
+    #[error("step {step}: {what} is not finite ({value})")]
+    NonFinite {
+        /// The optimizer step at which it happened.
+        step: u64,
+        /// What was not finite (`loss`, `gradient norm`).
+        what: String,
+        /// The value.
+        value: f64,
+    },
+    /// A checkpoint directory is incomplete or its files do not match its manifest.
+    #[error("{path}: incomplete checkpoint: {message}")]
+    IncompleteCheckpoint {
+        /// The checkpoint directory.
+        path: PathBuf,
+        /// What is missing or wrong.
+        message: String,
+    },
+    /// The caller's file-writing callback failed while a checkpoint was written.
+    #[error("writing checkpoint {path}: {source}")]
+    WriteCallback {
+        /// The temporary directory the callback was writing into.
+        path: PathBuf,
+        /// The callback's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// libtorch reported an error.
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+}
+
+/// `Result` with [`TrainError`].
+pub type Result<T> = std::result::Result<T, TrainError>;
+
+/// Builds a [`TrainError::Invalid`].
+pub(crate) fn invalid(what: impl Into<String>, message: impl Into<String>) -> TrainError {
+    TrainError::Invalid {
+        what: what.into(),
+        message: message.into(),
+    }
+}
+
+/// Wraps an IO error with its path.
+pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
+    let path = path.into();
+    move |source| TrainError::Io { path, source }
+}

@@ -1,0 +1,37 @@
+//! Training foundations for taskmoe: an optimizer whose state can be saved, gradient clipping,
+//! learning-rate schedules, atomic checkpoints and the loop's own state.
+//!
+//! The training layer of taskmoe (see `docs/architecture.md`); it joins the model and the data
+//! crates, and these foundations depend on neither. A training step uses them in this order:
+//!
+//! 1. the loss goes through [`NonFinitePolicy::check`] (error or skip the step);
+//! 2. after the backward pass, [`clip_grad_norm`] (or [`AdamW::clip_grad_norm`]) clips the
+//!    gradients to a global L2 norm and returns the norm before clipping, which is checked too;
+//! 3. [`ScheduleConfig::lr`] gives the step's learning rate, a pure function of the step;
+//! 4. [`AdamW::step`] updates the named parameters with decoupled weight decay for the decay
+//!    group ([`default_decays`]), then [`AdamW::zero_grad`];
+//! 5. every so often, [`CheckpointWriter::write`] makes `checkpoint-{step}/` atomically from the
+//!    model weights, [`AdamW::save`] and the [`TrainerState`], and [`latest_complete`] finds the
+//!    checkpoint to resume from.
+//!
+//! tch's built-in optimizers cannot export their Adam moments, which is why [`AdamW`] is
+//! implemented here over plain tensors (DESIGN.md section 4).
+
+#![warn(missing_docs)]
+
+mod checkpoint;
+mod error;
+mod nonfinite;
+pub mod optim;
+mod schedule;
+mod trainer_state;
+
+pub use checkpoint::{
+    checkpoint_dir, clean_stale_temp_dirs, latest_complete, list_checkpoints, Checkpoint,
+    CheckpointFiles, CheckpointWriter, Manifest, ManifestEntry, MANIFEST_FILE,
+};
+pub use error::{Result, TrainError};
+pub use nonfinite::{NonFinitePolicy, StepAction};
+pub use optim::{clip_grad_norm, default_decays, grad_norm, AdamW, AdamWConfig};
+pub use schedule::{Decay, ScheduleConfig};
+pub use trainer_state::{BestMetric, TrainerState, TRAINER_STATE_FILE, TRAINER_STATE_VERSION};

@@ -1,0 +1,385 @@
+//! AdamW over named parameters, with state that can be saved and loaded.
+//!
+//! Adam ([Kingma & Ba 2015](https://arxiv.org/abs/1412.6980)) with decoupled weight decay
+//! ([Loshchilov & Hutter 2019](https://arxiv.org/abs/1711.05101)), the update of PyTorch's
+//! `torch.optim.AdamW` (`amsgrad = False`, `maximize = False`). For a parameter `p` with
+//! gradient `g`, at its `t`-th update with learning rate `lr`:
+//!
+//! ```text
+//! p  <- p * (1 - lr * weight_decay)        (only parameters in the decay group)
+//! m  <- beta1 * m + (1 - beta1) * g
+//! v  <- beta2 * v + (1 - beta2) * g^2
+//! p  <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+//! ```
+//!
+//! tch's own optimizers keep their moments inside libtorch where they cannot be exported, so a
+//! resumed run would restart Adam from zero; this one keeps `m` (`exp_avg`), `v` (`exp_avg_sq`)
+//! and `t` per parameter as tensors it owns and saves them in safetensors (DESIGN.md section 4).
+//!
+//! The step count `t` is per parameter, as in PyTorch: a parameter whose gradient is undefined
+//! (never reached by a backward pass) is skipped and its `t` does not advance. A gradient that
+//! is defined but zero (after [`AdamW::zero_grad`]) is a real update: the moments decay and
+//! weight decay applies.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{invalid, Result, TrainError};
+use crate::optim::clip::clip_grad_norm;
+
+/// AdamW hyper-parameters other than the learning rate, which is passed to every
+/// [`AdamW::step`] (a schedule computes it).
+///
+/// ```toml
+/// beta1 = 0.9
+/// beta2 = 0.999
+/// eps = 1e-8
+/// weight_decay = 0.01
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdamWConfig {
+    /// Decay rate of the first moment (the gradient's running mean). Default `0.9`.
+    pub beta1: f64,
+    /// Decay rate of the second moment (the running mean of squared gradients). Default
+    /// `0.999`.
+    pub beta2: f64,
+    /// Added to the denominator for numerical stability. Default `1e-8`.
+    pub eps: f64,
+    /// Decoupled weight decay coefficient, applied as `p *= 1 - lr * weight_decay` to the
+    /// parameters of the decay group only (see [`default_decays`]). Default `0.01`.
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        }
+    }
+}
+
+impl AdamWConfig {
+    /// Checks that betas are in `[0, 1)`, `eps > 0` and `weight_decay >= 0`, all finite.
+    pub fn validate(&self) -> Result<()> {
+        for (name, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&beta) {
+                return Err(invalid("adamw", format!("{name} = {beta} is not in [0, 1)")));
+            }
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(invalid("adamw", format!("eps = {} must be > 0", self.eps)));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(invalid(
+                "adamw",
+                format!("weight_decay = {} must be >= 0", self.weight_decay),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The default weight-decay rule: whether the parameter called `name` is decayed.
+///
+/// A parameter is **not** decayed when its name
+/// - is `bias` or ends in `.bias`;
+/// - has a dot-separated segment whose lower-case form contains `norm` (`LayerNorm.weight`,
+///   `layer_norm.weight`, `final_norm.gamma`, `rmsnorm.weight`), or is `ln` or starts with
+///   `ln_` (GPT-2's `ln_1`, `ln_f`);
+/// - has a segment whose lower-case form contains `embed` (`word_embeddings.weight`,
+///   `task_embedding.weight`, `embed_tokens.weight`).
+///
+/// Everything else (linear and expert weight matrices, router gates, heads) is decayed. This
+/// is the grouping of BERT's and nanoGPT's training scripts expressed through names, so that it
+/// also works for parameters that are 1-D for other reasons.
+pub fn default_decays(name: &str) -> bool {
+    if name == "bias" || name.ends_with(".bias") {
+        return false;
+    }
+    !name.split('.').any(|segment| {
+        let s = segment.to_ascii_lowercase();
+        s.contains("norm") || s == "ln" || s.starts_with("ln_") || s.contains("embed")
+    })
+}
+
+/// One parameter and its optimizer state.
+#[derive(Debug)]
+struct ParamState {
+    name: String,
+    param: Tensor,
+    decay: bool,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    step: u64,
+}
+
+/// AdamW over a list of named parameters (module docs give the update).
+#[derive(Debug)]
+pub struct AdamW {
+    config: AdamWConfig,
+    params: Vec<ParamState>,
+    num_steps: u64,
+}
+
+/// Tensor name prefix of the first moments in a state file.
+pub const EXP_AVG_PREFIX: &str = "exp_avg.";
+/// Tensor name prefix of the second moments in a state file.
+pub const EXP_AVG_SQ_PREFIX: &str = "exp_avg_sq.";
+/// Tensor name prefix of the per-parameter step counts (int64 scalars) in a state file.
+pub const STEP_PREFIX: &str = "step.";
+/// Tensor name of the optimizer's own step count ([`AdamW::num_steps`], int64 scalar).
+pub const NUM_STEPS: &str = "num_steps";
+
+impl AdamW {
+    /// An optimizer over `params` (as from `VarStore::variables()`), with weight decay for the
+    /// parameters [`default_decays`] selects.
+    pub fn new(params: Vec<(String, Tensor)>, config: AdamWConfig) -> Result<Self> {
+        Self::with_decay_rule(params, config, default_decays)
+    }
+
+    /// An optimizer over `params` where `decays(name)` says which parameters get weight decay;
+    /// an explicit set is `|n| set.contains(n)`.
+    ///
+    /// Parameters are kept in name order. Fails on duplicate names and non-floating-point
+    /// parameters. The moments start at zero, with the parameter's kind and device.
+    pub fn with_decay_rule(
+        params: Vec<(String, Tensor)>,
+        config: AdamWConfig,
+        decays: impl Fn(&str) -> bool,
+    ) -> Result<Self> {
+        config.validate()?;
+        let mut sorted: BTreeMap<String, Tensor> = BTreeMap::new();
+        for (name, param) in params {
+            if !param.is_floating_point() {
+                return Err(invalid(
+                    "adamw",
+                    format!("parameter `{name}` has kind {:?}", param.kind()),
+                ));
+            }
+            if sorted.contains_key(&name) {
+                return Err(invalid("adamw", format!("parameter `{name}` appears twice")));
+            }
+            sorted.insert(name, param);
+        }
+        let params = sorted
+            .into_iter()
+            .map(|(name, param)| {
+                Ok(ParamState {
+                    decay: decays(&name),
+                    exp_avg: param.f_zeros_like()?,
+                    exp_avg_sq: param.f_zeros_like()?,
+                    name,
+                    param,
+                    step: 0,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(AdamW {
+            config,
+            params,
+            num_steps: 0,
+        })
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> &AdamWConfig {
+        &self.config
+    }
+
+    /// How many times [`AdamW::step`] has run (saved and restored with the state).
+    pub fn num_steps(&self) -> u64 {
+        self.num_steps
+    }
+
+    /// The parameter names, in the optimizer's (sorted) order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.params.iter().map(|p| p.name.as_str())
+    }
+
+    /// Whether the parameter `name` is in the weight-decay group; `None` if it is unknown.
+    pub fn decays(&self, name: &str) -> Option<bool> {
+        self.find(name).map(|p| p.decay)
+    }
+
+    /// The first and second moments and the step count of parameter `name`.
+    pub fn state(&self, name: &str) -> Option<(&Tensor, &Tensor, u64)> {
+        self.find(name).map(|p| (&p.exp_avg, &p.exp_avg_sq, p.step))
+    }
+
+    fn find(&self, name: &str) -> Option<&ParamState> {
+        self.params
+            .binary_search_by(|p| p.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.params[i])
+    }
+
+    /// Zeroes every defined gradient in place.
+    pub fn zero_grad(&mut self) {
+        for p in &mut self.params {
+            p.param.zero_grad();
+        }
+    }
+
+    /// Clips the parameters' gradients to a global L2 norm of `max_norm`; see
+    /// [`clip_grad_norm`].
+    pub fn clip_grad_norm(&self, max_norm: f64) -> Result<f64> {
+        clip_grad_norm(self.params.iter().map(|p| &p.param), max_norm)
+    }
+
+    /// One AdamW update of every parameter with a defined gradient, at learning rate `lr`,
+    /// without recording autograd history.
+    pub fn step(&mut self, lr: f64) -> Result<()> {
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(invalid("adamw", format!("learning rate {lr} must be >= 0")));
+        }
+        let AdamWConfig {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } = self.config;
+        let _guard = tch::no_grad_guard();
+        self.num_steps += 1;
+        for p in &mut self.params {
+            let grad = p.param.grad();
+            if !grad.defined() {
+                continue;
+            }
+            p.step += 1;
+            let t = i32::try_from(p.step).unwrap_or(i32::MAX);
+            if p.decay && weight_decay != 0.0 {
+                p.param.f_mul_scalar_(1.0 - lr * weight_decay)?;
+            }
+            p.exp_avg.f_lerp_(&grad, 1.0 - beta1)?;
+            p.exp_avg_sq.f_mul_scalar_(beta2)?;
+            p.exp_avg_sq
+                .f_addcmul_(&grad, &grad.f_mul_scalar(1.0 - beta2)?)?;
+            let bias_correction1 = 1.0 - beta1.powi(t);
+            let bias_correction2_sqrt = (1.0 - beta2.powi(t)).sqrt();
+            let mut denom = p.exp_avg_sq.f_sqrt()?;
+            denom.f_div_scalar_(bias_correction2_sqrt)?;
+            denom.f_add_scalar_(eps)?;
+            let mut update = p.exp_avg.f_div(&denom)?;
+            update.f_mul_scalar_(lr / bias_correction1)?;
+            p.param.f_sub_(&update)?;
+        }
+        Ok(())
+    }
+
+    /// The state as named CPU tensors: `exp_avg.<param>`, `exp_avg_sq.<param>` (the
+    /// parameter's shape and kind), `step.<param>` (int64 scalar) and `num_steps`.
+    pub fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::with_capacity(3 * self.params.len() + 1);
+        for p in &self.params {
+            out.push((
+                format!("{EXP_AVG_PREFIX}{}", p.name),
+                p.exp_avg.f_to_device(Device::Cpu)?.f_contiguous()?,
+            ));
+            out.push((
+                format!("{EXP_AVG_SQ_PREFIX}{}", p.name),
+                p.exp_avg_sq.f_to_device(Device::Cpu)?.f_contiguous()?,
+            ));
+            out.push((format!("{STEP_PREFIX}{}", p.name), step_tensor(p.step)));
+        }
+        out.push((NUM_STEPS.to_string(), step_tensor(self.num_steps)));
+        Ok(out)
+    }
+
+    /// Writes the state to a safetensors file (tensors of [`AdamW::state_tensors`]).
+    ///
+    /// The file is not fsynced here; [`crate::CheckpointWriter`] does that for the files of a
+    /// checkpoint.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        Tensor::write_safetensors(&self.state_tensors()?, path.as_ref())?;
+        Ok(())
+    }
+
+    /// Restores the state from a file written by [`AdamW::save`].
+    ///
+    /// Every parameter must have its three entries with its own shape and kind, and the file
+    /// must hold nothing else; otherwise [`TrainError::StateMismatch`] lists every missing,
+    /// extra and mis-shaped entry, and the optimizer is left unchanged.
+    pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let mut saved: BTreeMap<String, Tensor> =
+            Tensor::read_safetensors(path)?.into_iter().collect();
+        let mut problems = Vec::new();
+        let mut take_step = |saved: &mut BTreeMap<String, Tensor>, key: &str| {
+            match saved.remove(key) {
+                None => problems.push(format!("missing `{key}`")),
+                Some(t) if t.kind() != Kind::Int64 || t.numel() != 1 => problems.push(format!(
+                    "`{key}` is {:?} {:?}, expected an int64 scalar",
+                    t.kind(),
+                    t.size()
+                )),
+                Some(t) => match u64::try_from(t.reshape([-1]).int64_value(&[0])) {
+                    Ok(step) => return Some(step),
+                    Err(_) => problems.push(format!("`{key}` is negative")),
+                },
+            }
+            None
+        };
+        let num_steps = take_step(&mut saved, NUM_STEPS);
+        let steps: Vec<Option<u64>> = self
+            .params
+            .iter()
+            .map(|p| take_step(&mut saved, &format!("{STEP_PREFIX}{}", p.name)))
+            .collect();
+        let mut moments = Vec::with_capacity(self.params.len());
+        for p in &self.params {
+            let mut pair = Vec::with_capacity(2);
+            for prefix in [EXP_AVG_PREFIX, EXP_AVG_SQ_PREFIX] {
+                let key = format!("{prefix}{}", p.name);
+                match saved.remove(&key) {
+                    None => problems.push(format!("missing `{key}`")),
+                    Some(t) if t.size() != p.param.size() || t.kind() != p.param.kind() => {
+                        problems.push(format!(
+                            "`{key}` is {:?} {:?}, the parameter is {:?} {:?}",
+                            t.kind(),
+                            t.size(),
+                            p.param.kind(),
+                            p.param.size()
+                        ))
+                    }
+                    Some(t) => pair.push(t),
+                }
+            }
+            moments.push(pair);
+        }
+        problems.extend(saved.keys().map(|k| format!("extra `{k}`")));
+        if !problems.is_empty() {
+            return Err(TrainError::StateMismatch {
+                path: path.to_path_buf(),
+                problems: problems.join("; "),
+            });
+        }
+        let _guard = tch::no_grad_guard();
+        for ((p, step), pair) in self.params.iter_mut().zip(steps).zip(moments) {
+            p.exp_avg.f_copy_(&pair[0])?;
+            p.exp_avg_sq.f_copy_(&pair[1])?;
+            p.step = step.unwrap_or_default();
+        }
+        self.num_steps = num_steps.unwrap_or_default();
+        Ok(())
+    }
+
+    /// The names in the decay group and in the no-decay group.
+    pub fn groups(&self) -> (BTreeSet<&str>, BTreeSet<&str>) {
+        let (decay, no_decay): (Vec<_>, Vec<_>) = self.params.iter().partition(|p| p.decay);
+        (
+            decay.iter().map(|p| p.name.as_str()).collect(),
+            no_decay.iter().map(|p| p.name.as_str()).collect(),
+        )
+    }
+}
+
+fn step_tensor(step: u64) -> Tensor {
+    Tensor::from(i64::try_from(step).unwrap_or(i64::MAX))
+}
