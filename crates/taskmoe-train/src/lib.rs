@@ -23,7 +23,11 @@ mod checkpoint;
 mod error;
 mod nonfinite;
 pub mod optim;
+mod overrides;
+mod run_config;
+mod run_data;
 mod schedule;
+mod trainer;
 mod trainer_state;
 
 pub use checkpoint::{
@@ -34,4 +38,11 @@ pub use error::{Result, TrainError};
 pub use nonfinite::{NonFinitePolicy, StepAction};
 pub use optim::{clip_grad_norm, default_decays, grad_norm, AdamW, AdamWConfig};
 pub use schedule::{Decay, ScheduleConfig};
+pub use overrides::{apply_overrides, deserialize_with_path};
+pub use run_config::{DataConfig, DataSource, OutputConfig, RunConfig, TrainConfig};
+pub use run_data::RunData;
+pub use trainer::{
+    select_device, EvalPoint, Progress, Silent, StepLog, Trainer, EVAL_FILE, METRICS_FILE,
+    MODEL_CARD_FILE, MODEL_FILE, OPTIMIZER_FILE, RUN_CONFIG_FILE,
+};
 pub use trainer_state::{BestMetric, TrainerState, TRAINER_STATE_FILE, TRAINER_STATE_VERSION};

@@ -1,0 +1,70 @@
+//! `--set key.path=value` overrides on a TOML table, and key-path errors.
+
+use crate::error::{invalid, Result};
+
+/// Applies `key.path=value` overrides in order. The value is parsed as a TOML value (`3`,
+/// `1e-3`, `true`, `"text"`, `[1, 2]`, `{ kind = "uniform" }`); anything that does not parse
+/// is taken as a bare string (`--set train.device=cpu`). Missing tables on the path are
+/// created; whether the key exists is checked when the table is deserialized.
+pub fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<()> {
+    for spec in overrides {
+        let Some((path, raw)) = spec.split_once('=') else {
+            return Err(invalid(
+                "--set",
+                format!("`{spec}` is not `key.path=value`"),
+            ));
+        };
+        let keys: Vec<&str> = path.trim().split('.').collect();
+        if keys.iter().any(|k| k.is_empty()) {
+            return Err(invalid("--set", format!("`{path}` is not a key path")));
+        }
+        let value = parse_value(raw.trim());
+        let (last, parents) = keys.split_last().expect("split gives at least one key");
+        let mut current = &mut *table;
+        for (i, key) in parents.iter().enumerate() {
+            let entry = current
+                .entry(key.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            current = entry.as_table_mut().ok_or_else(|| {
+                invalid(
+                    "--set",
+                    format!("`{}` is a value, not a section", keys[..=i].join(".")),
+                )
+            })?;
+        }
+        current.insert(last.to_string(), value);
+    }
+    Ok(())
+}
+
+fn parse_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+/// Deserializes `table` into `T`, naming the key path of any error (`train.steps: invalid
+/// type...`, `unknown key train.stepz, expected one of ...`).
+pub fn deserialize_with_path<T: serde::de::DeserializeOwned>(
+    table: toml::Table,
+    origin: &str,
+) -> Result<T> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().message().to_string();
+        let message = match inner.strip_prefix("unknown field `") {
+            Some(rest) => {
+                let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+                let key = if path == "." || path.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{path}.{field}")
+                };
+                format!("unknown key `{key}`{expected}")
+            }
+            None => format!("key `{path}`: {inner}"),
+        };
+        invalid("config", format!("{origin}: {message}"))
+    })
+}

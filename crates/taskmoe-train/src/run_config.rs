@@ -1,0 +1,284 @@
+//! The run configuration: one TOML file with `[model]`, `[data]`, `[train]` and `[output]`
+//! sections, every key documented with its default, and `--set key.path=value` overrides.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use taskmoe_data::synthetic::SyntheticConfig;
+use taskmoe_data::MixtureSpec;
+use taskmoe_model::ModelConfig;
+
+use crate::error::{invalid, Result};
+use crate::nonfinite::NonFinitePolicy;
+use crate::optim::AdamWConfig;
+use crate::overrides::{apply_overrides, deserialize_with_path};
+use crate::schedule::{Decay, ScheduleConfig};
+
+/// Everything a training run needs. `RunConfig::default()` is the embedded default run:
+/// the synthetic benchmark and the small task-MoE preset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// The model (see `taskmoe_model::ModelConfig`). Default: the `small` preset.
+    pub model: ModelConfig,
+    /// Where examples come from and how tasks are mixed.
+    pub data: DataConfig,
+    /// Optimisation, schedule, checkpoints and evaluation cadence.
+    pub train: TrainConfig,
+    /// Where the run folder goes.
+    pub output: OutputConfig,
+}
+
+/// Where the data comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataSource {
+    /// The built-in synthetic multi-task benchmark (`[data.synthetic]`).
+    Synthetic,
+    /// Task files listed in a registry TOML (`data.registry`), tokenized with
+    /// `data.tokenizer`.
+    Registry,
+}
+
+/// The `[data]` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// `synthetic` or `registry`. Default `synthetic`.
+    pub source: DataSource,
+    /// The synthetic benchmark's settings. Default: the default benchmark.
+    pub synthetic: SyntheticConfig,
+    /// Registry TOML of real tasks (source `registry`); relative paths in it are relative to
+    /// it. Default none.
+    pub registry: Option<PathBuf>,
+    /// `tokenizer.json` or WordPiece `vocab.txt` for registry data. Default none.
+    pub tokenizer: Option<PathBuf>,
+    /// Tasks to train on, by name; empty means every task not marked held out. Default empty.
+    pub tasks: Vec<String>,
+    /// Task mixing (seqio): `{ kind = "examples_proportional", cap = .., temperature = .. }`,
+    /// `{ kind = "explicit", rates = { task = rate } }` or `{ kind = "uniform" }`. Default:
+    /// examples-proportional, no cap, temperature 1.
+    pub mixture: MixtureSpec,
+    /// Examples per training batch (tasks mixed within a batch). Default 32.
+    pub batch_size: usize,
+    /// Padded sequence length; 0 means the longest example of the data. Default 0.
+    pub seq_len: usize,
+}
+
+/// The `[train]` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Optimizer steps. Default 500.
+    pub steps: u64,
+    /// Seed of everything random: initialisation, mixture sampling, dropout, router noise.
+    /// Default 0.
+    pub seed: u64,
+    /// AdamW settings. Default: betas 0.9 / 0.999, eps 1e-8, weight decay 0.01.
+    pub optimizer: AdamWConfig,
+    /// Learning-rate schedule; `total_steps = 0` means `steps`. Default: peak 1e-3, 50 warmup
+    /// steps, linear decay to 0.
+    pub schedule: ScheduleConfig,
+    /// Clip the global gradient L2 norm to this; 0 disables clipping. Default 1.0.
+    pub clip_grad_norm: f64,
+    /// Non-finite loss or gradient norm: `error` (stop, naming the step, task and last good
+    /// checkpoint) or `skip-step`. Default `error`.
+    pub nonfinite: NonFinitePolicy,
+    /// Loss weight per task name (others weigh 1). Default empty.
+    pub task_weights: BTreeMap<String, f64>,
+    /// CPU threads for libtorch; 0 keeps libtorch's default. Default 2.
+    pub threads: usize,
+    /// `cpu`, `cuda` or `auto`. Default `cpu`.
+    pub device: String,
+    /// Steps between checkpoints (the last step always gets one). Default 250.
+    pub checkpoint_every: u64,
+    /// Checkpoints kept (older ones are deleted once a newer one is complete). Default 2.
+    pub keep_last: usize,
+    /// Steps between evaluations on the validation split (and one at the end); 0 = only at
+    /// the end. Default 250.
+    pub eval_every: u64,
+    /// Examples per evaluation batch. Default 256.
+    pub eval_batch_size: usize,
+}
+
+/// The `[output]` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Folder that holds run folders. Default `runs`.
+    pub dir: PathBuf,
+    /// The run folder's name; empty means `<variant>-seed<seed>`. Default empty.
+    pub name: String,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            model: ModelConfig::small(),
+            data: DataConfig::default(),
+            train: TrainConfig::default(),
+            output: OutputConfig::default(),
+        }
+    }
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            source: DataSource::Synthetic,
+            synthetic: SyntheticConfig::default(),
+            registry: None,
+            tokenizer: None,
+            tasks: Vec::new(),
+            mixture: MixtureSpec::ExamplesProportional {
+                cap: None,
+                temperature: 1.0,
+                scale: 1.0,
+            },
+            batch_size: 32,
+            seq_len: 0,
+        }
+    }
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 500,
+            seed: 0,
+            optimizer: AdamWConfig::default(),
+            schedule: ScheduleConfig {
+                peak_lr: 1e-3,
+                warmup_steps: 50,
+                total_steps: 0,
+                decay: Decay::Linear,
+                min_lr_ratio: 0.0,
+            },
+            clip_grad_norm: 1.0,
+            nonfinite: NonFinitePolicy::Error,
+            task_weights: BTreeMap::new(),
+            threads: 2,
+            device: "cpu".into(),
+            checkpoint_every: 250,
+            keep_last: 2,
+            eval_every: 250,
+            eval_batch_size: 256,
+        }
+    }
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            dir: PathBuf::from("runs"),
+            name: String::new(),
+        }
+    }
+}
+
+impl RunConfig {
+    /// Reads `path` (or the defaults when `None`), applies `overrides` (`key.path=value`, the
+    /// value in TOML syntax or a bare string), and validates. Errors name the file and key.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| invalid("config", format!("{}: {e}", p.display())))?,
+            None => String::new(),
+        };
+        let origin = path.map_or("the default config".to_string(), |p| p.display().to_string());
+        let mut value: toml::Table = toml::from_str(&text)
+            .map_err(|e| invalid("config", format!("{origin}: {e}")))?;
+        apply_overrides(&mut value, overrides)?;
+        let mut cfg: RunConfig = deserialize_with_path(value, &origin)?;
+        // Relative data paths are relative to the config file.
+        if let Some(dir) = path.and_then(Path::parent) {
+            for p in [&mut cfg.data.registry, &mut cfg.data.tokenizer].into_iter().flatten() {
+                if p.is_relative() {
+                    *p = dir.join(&*p);
+                }
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values the sections' own types cannot: ranges and cross-section consistency.
+    pub fn validate(&self) -> Result<()> {
+        self.model
+            .validate()
+            .map_err(|e| invalid("config", e.to_string()))?;
+        let t = &self.train;
+        if t.steps == 0 {
+            return Err(invalid("config", "key `train.steps`: must be at least 1"));
+        }
+        if self.data.batch_size == 0 {
+            return Err(invalid("config", "key `data.batch_size`: must be at least 1"));
+        }
+        if t.eval_batch_size == 0 {
+            return Err(invalid("config", "key `train.eval_batch_size`: must be at least 1"));
+        }
+        if t.keep_last == 0 {
+            return Err(invalid("config", "key `train.keep_last`: must be at least 1"));
+        }
+        if !(t.clip_grad_norm.is_finite() && t.clip_grad_norm >= 0.0) {
+            return Err(invalid(
+                "config",
+                format!("key `train.clip_grad_norm`: must be >= 0, got {}", t.clip_grad_norm),
+            ));
+        }
+        if !matches!(t.device.as_str(), "cpu" | "cuda" | "auto") {
+            return Err(invalid(
+                "config",
+                format!("key `train.device`: `{}` is not one of cpu, cuda, auto", t.device),
+            ));
+        }
+        for (task, w) in &t.task_weights {
+            if !(w.is_finite() && *w >= 0.0) {
+                return Err(invalid(
+                    "config",
+                    format!("key `train.task_weights.{task}`: must be >= 0, got {w}"),
+                ));
+            }
+        }
+        self.optimizer_schedule().validate()?;
+        t.optimizer.validate()?;
+        if self.data.source == DataSource::Registry
+            && (self.data.registry.is_none() || self.data.tokenizer.is_none())
+        {
+            return Err(invalid(
+                "config",
+                "keys `data.registry` and `data.tokenizer` are needed when `data.source = \"registry\"`",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The schedule with `total_steps = 0` resolved to the run's steps.
+    pub fn optimizer_schedule(&self) -> ScheduleConfig {
+        let mut s = self.train.schedule;
+        if s.total_steps == 0 {
+            s.total_steps = self.train.steps;
+        }
+        s
+    }
+
+    /// The run folder: `output.dir / output.name` (or `<variant>-seed<seed>`).
+    pub fn run_dir(&self) -> PathBuf {
+        let name = if self.output.name.is_empty() {
+            let variant = serde_json::to_value(self.model.variant)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_else(|| "model".into());
+            format!("{variant}-seed{}", self.train.seed)
+        } else {
+            self.output.name.clone()
+        };
+        self.output.dir.join(name)
+    }
+
+    /// The configuration as TOML, as saved in every checkpoint.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("the run config serializes to TOML")
+    }
+}

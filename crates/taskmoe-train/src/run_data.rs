@@ -1,0 +1,234 @@
+//! The data of a run: every task's splits, encoded, and the heads the model needs for them.
+
+use taskmoe_data::synthetic::SyntheticBenchmark;
+use taskmoe_data::{
+    Mixture, MixtureTask, Sampler, SamplerConfig, TaskData, TaskKind, TaskRegistry, TaskSpec,
+    TextTokenizer,
+};
+use taskmoe_model::{HeadKind, HeadSpec};
+
+use crate::error::{invalid, Result};
+use crate::run_config::{DataSource, RunConfig};
+
+/// Encoded splits of every task of a registry (held-out tasks included, so they have heads and
+/// task slots for later few-shot use), and which of them a run trains on.
+#[derive(Debug)]
+pub struct RunData {
+    /// Task specs in task-id order.
+    pub specs: Vec<TaskSpec>,
+    /// Training examples per task (task id order).
+    pub train: Vec<TaskData>,
+    /// Validation examples per task.
+    pub validation: Vec<TaskData>,
+    /// Test examples per task (empty where a task has none).
+    pub test: Vec<TaskData>,
+    /// Ids of the tasks in the training mixture.
+    pub train_tasks: Vec<usize>,
+    /// Padded sequence length.
+    pub seq_len: usize,
+    /// Vocabulary size the data needs.
+    pub vocab_size: usize,
+    /// Padding token id.
+    pub pad_id: i64,
+}
+
+impl RunData {
+    /// Loads the configured data: generates the synthetic benchmark, or reads and tokenizes
+    /// the registry's files.
+    pub fn load(cfg: &RunConfig) -> Result<Self> {
+        let d = &cfg.data;
+        let mut data = match d.source {
+            DataSource::Synthetic => {
+                let bench = SyntheticBenchmark::generate(&d.synthetic).map_err(data_err)?;
+                let registry = bench.registry().map_err(data_err)?;
+                let split = |name: &str| -> Vec<TaskData> {
+                    (0..registry.len())
+                        .map(|id| {
+                            bench.task_data(id, name).unwrap_or(TaskData {
+                                task_id: id,
+                                examples: Vec::new(),
+                            })
+                        })
+                        .collect()
+                };
+                RunData {
+                    specs: registry.tasks().to_vec(),
+                    train: split("train"),
+                    validation: split("validation"),
+                    test: split("test"),
+                    train_tasks: Vec::new(),
+                    seq_len: bench.max_seq_len(),
+                    vocab_size: bench.vocab().len(),
+                    pad_id: 0,
+                }
+            }
+            DataSource::Registry => {
+                let path = d.registry.as_ref().expect("validated");
+                let registry = TaskRegistry::from_toml_file(path).map_err(data_err)?;
+                let max_len = if d.seq_len == 0 { cfg.model.max_position } else { d.seq_len };
+                let tok_path = d.tokenizer.as_ref().expect("validated");
+                let tokenizer = if tok_path.extension().is_some_and(|e| e == "txt") {
+                    TextTokenizer::from_wordpiece_vocab(tok_path, true, max_len)
+                } else {
+                    TextTokenizer::from_file(tok_path, max_len)
+                }
+                .map_err(data_err)?;
+                let read = |spec: &TaskSpec, id: usize, split: &str| -> Result<TaskData> {
+                    let examples = if spec.splits.contains_key(split) {
+                        let report = registry.read_split(&spec.name, split).map_err(data_err)?;
+                        tokenizer.encode_examples(&report.examples).map_err(data_err)?
+                    } else {
+                        Vec::new()
+                    };
+                    Ok(TaskData {
+                        task_id: id,
+                        examples,
+                    })
+                };
+                let specs = registry.tasks().to_vec();
+                let mut out = RunData {
+                    train: Vec::new(),
+                    validation: Vec::new(),
+                    test: Vec::new(),
+                    train_tasks: Vec::new(),
+                    seq_len: 0,
+                    vocab_size: tokenizer.vocab_size(),
+                    pad_id: tokenizer.pad_id(),
+                    specs: Vec::new(),
+                };
+                for (id, spec) in specs.iter().enumerate() {
+                    out.train.push(read(spec, id, "train")?);
+                    out.validation.push(read(spec, id, "validation")?);
+                    out.test.push(read(spec, id, "test")?);
+                }
+                out.seq_len = out
+                    .train
+                    .iter()
+                    .chain(&out.validation)
+                    .chain(&out.test)
+                    .flat_map(|t| &t.examples)
+                    .map(|e| e.input_ids.len())
+                    .max()
+                    .unwrap_or(1);
+                out.specs = specs;
+                out
+            }
+        };
+        if d.seq_len > 0 {
+            data.seq_len = d.seq_len;
+        }
+        data.train_tasks = data.select_tasks(&d.tasks)?;
+        data.check_fits(cfg)?;
+        Ok(data)
+    }
+
+    fn select_tasks(&self, names: &[String]) -> Result<Vec<usize>> {
+        if names.is_empty() {
+            return Ok((0..self.specs.len())
+                .filter(|&i| !self.specs[i].held_out)
+                .collect());
+        }
+        names
+            .iter()
+            .map(|n| {
+                self.id(n).ok_or_else(|| {
+                    let known: Vec<&str> = self.specs.iter().map(|s| s.name.as_str()).collect();
+                    invalid(
+                        "config",
+                        format!("key `data.tasks`: unknown task `{n}`; known tasks: {}", known.join(", ")),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn check_fits(&self, cfg: &RunConfig) -> Result<()> {
+        if self.vocab_size > cfg.model.vocab_size {
+            return Err(invalid(
+                "config",
+                format!(
+                    "key `model.vocab_size`: the data needs {} token ids, the model has {}",
+                    self.vocab_size, cfg.model.vocab_size
+                ),
+            ));
+        }
+        if self.seq_len > cfg.model.max_position {
+            return Err(invalid(
+                "config",
+                format!(
+                    "key `model.max_position`: sequences are {} long, the model takes {}",
+                    self.seq_len, cfg.model.max_position
+                ),
+            ));
+        }
+        for &t in &self.train_tasks {
+            if self.train[t].examples.is_empty() {
+                return Err(invalid(
+                    "data",
+                    format!("task `{}` has no training examples", self.specs[t].name),
+                ));
+            }
+        }
+        for name in cfg.train.task_weights.keys() {
+            if self.id(name).is_none() {
+                return Err(invalid(
+                    "config",
+                    format!("key `train.task_weights.{name}`: unknown task"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The id of task `name`.
+    pub fn id(&self, name: &str) -> Option<usize> {
+        self.specs.iter().position(|s| s.name == name)
+    }
+
+    /// One head per task, in task-id order.
+    pub fn heads(&self) -> Vec<HeadSpec> {
+        self.specs
+            .iter()
+            .map(|s| HeadSpec {
+                name: s.name.clone(),
+                kind: match s.kind {
+                    TaskKind::Classification => HeadKind::Classification {
+                        num_labels: s.labels.len().max(2),
+                    },
+                    TaskKind::Regression => HeadKind::Regression,
+                },
+            })
+            .collect()
+    }
+
+    /// The training sampler over `train_tasks` with the configured mixture.
+    pub fn sampler(&self, cfg: &RunConfig) -> Result<Sampler> {
+        let tasks = self
+            .train_tasks
+            .iter()
+            .map(|&t| MixtureTask {
+                name: self.specs[t].name.clone(),
+                task_id: t,
+                num_examples: self.train[t].examples.len(),
+            })
+            .collect();
+        let mixture = Mixture::new(&cfg.data.mixture, tasks).map_err(data_err)?;
+        let data = self.train_tasks.iter().map(|&t| self.train[t].clone()).collect();
+        Sampler::new(
+            mixture,
+            data,
+            SamplerConfig {
+                batch_size: cfg.data.batch_size,
+                seq_len: self.seq_len,
+                pad_id: self.pad_id,
+                seed: cfg.train.seed,
+            },
+        )
+        .map_err(data_err)
+    }
+}
+
+/// A data-crate error as a training error (the message names file, line and field).
+pub(crate) fn data_err(e: taskmoe_data::DataError) -> crate::error::TrainError {
+    invalid("data", e.to_string())
+}

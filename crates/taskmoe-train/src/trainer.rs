@@ -1,0 +1,501 @@
+//! The training loop: sample, forward, losses, backward, clip, AdamW, log, evaluate,
+//! checkpoint; resumable bit for bit from any complete checkpoint.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+use tch::{nn, Device, Kind, Tensor};
+
+use taskmoe_data::{Batch, Sampler, SamplerState};
+use taskmoe_model::{
+    load_weights, per_example_loss, save_card, save_weights, ExportDtype, ModelCard, ModelInput,
+    MultiTaskModel,
+};
+
+use crate::checkpoint::{latest_complete, CheckpointWriter};
+use crate::error::{invalid, Result, TrainError};
+use crate::nonfinite::StepAction;
+use crate::optim::{grad_norm, AdamW};
+use crate::run_config::RunConfig;
+use crate::run_data::RunData;
+use crate::trainer_state::{TrainerState, TRAINER_STATE_FILE};
+
+/// Files of a checkpoint directory, beside the manifest.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// The optimizer state.
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// The resolved run configuration.
+pub const RUN_CONFIG_FILE: &str = "config.toml";
+/// The model card (`ModelConfig` + heads), enough to rebuild the model without the run config.
+pub const MODEL_CARD_FILE: &str = "config.json";
+/// Per-step training log in the run folder.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// Per-evaluation log in the run folder.
+pub const EVAL_FILE: &str = "eval.jsonl";
+
+/// What one training step did, as written to `metrics.jsonl`.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepLog {
+    /// 1-based index of the step just taken.
+    pub step: u64,
+    /// Total loss: weighted task loss + weighted aux losses.
+    pub loss: f64,
+    /// Weighted mean task loss.
+    pub task_loss: f64,
+    /// Mean task loss of each task present in the batch.
+    pub task_losses: BTreeMap<String, f64>,
+    /// Unweighted aux losses averaged over MoE blocks (empty for dense models).
+    pub aux: BTreeMap<String, f64>,
+    /// Learning rate of the step.
+    pub lr: f64,
+    /// Global gradient L2 norm before clipping.
+    pub grad_norm: f64,
+    /// Real (non-padding) tokens in the batch.
+    pub tokens: usize,
+    /// Tokens per second of this step (wall clock).
+    pub tokens_per_s: f64,
+    /// Share of routing slots per expert, per MoE block.
+    pub expert_load: Vec<Vec<f64>>,
+    /// Share of dropped slots per MoE block.
+    pub dropped: Vec<f64>,
+    /// Whether the update was skipped (non-finite values under `skip-step`).
+    pub skipped: bool,
+}
+
+/// What the caller's evaluation returned, written to `eval.jsonl`.
+#[derive(Clone, Debug)]
+pub struct EvalPoint {
+    /// The record to log (metrics per task, say).
+    pub record: serde_json::Value,
+    /// A score to track the best checkpoint by: name, value, higher is better.
+    pub score: Option<(String, f64, bool)>,
+}
+
+/// Receives progress; the CLI draws a bar, tests ignore it.
+pub trait Progress {
+    /// Training starts (or resumes) at `done` of `total` steps.
+    fn start(&mut self, total: u64, done: u64);
+    /// A step finished.
+    fn step(&mut self, log: &StepLog);
+    /// Something worth a line (evaluation results, checkpoints).
+    fn message(&mut self, text: &str);
+    /// Training ended.
+    fn finish(&mut self);
+}
+
+/// A [`Progress`] that shows nothing.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&mut self, _: u64, _: u64) {}
+    fn step(&mut self, _: &StepLog) {}
+    fn message(&mut self, _: &str) {}
+    fn finish(&mut self) {}
+}
+
+/// A training run in a run folder.
+pub struct Trainer {
+    cfg: RunConfig,
+    run_dir: PathBuf,
+    device: Device,
+    vs: nn::VarStore,
+    model: MultiTaskModel,
+    opt: AdamW,
+    sampler: Sampler,
+    state: TrainerState,
+    writer: CheckpointWriter,
+    task_weights: Tensor,
+    task_names: Vec<String>,
+    last_checkpoint: Option<PathBuf>,
+}
+
+/// The seed of step `step`: dropout masks and router noise are a pure function of it.
+fn step_seed(seed: u64, step: u64) -> i64 {
+    let mut z = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) >> 1) as i64
+}
+
+/// Resolves `cpu`, `cuda` or `auto` to a device.
+pub fn select_device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+        "cuda" => Err(invalid(
+            "device",
+            "CUDA was requested but libtorch reports no CUDA device (is a CUDA libtorch and its \
+             driver present?)",
+        )),
+        "auto" if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+        "auto" => Ok(Device::Cpu),
+        other => Err(invalid("device", format!("`{other}` is not cpu, cuda or auto"))),
+    }
+}
+
+impl Trainer {
+    /// Sets up a run in `cfg.run_dir()`. With `resume`, continues from the newest complete
+    /// checkpoint there (if any); without, refuses a folder that already has checkpoints.
+    pub fn new(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Self> {
+        if cfg.train.threads > 0 {
+            tch::set_num_threads(cfg.train.threads as i32);
+        }
+        let device = select_device(&cfg.train.device)?;
+        let run_dir = cfg.run_dir();
+        let existing = latest_complete(&run_dir)?;
+        if existing.is_some() && !resume {
+            return Err(invalid(
+                "run",
+                format!(
+                    "{} already holds checkpoints: pass --resume to continue it, or set \
+                     output.name to start another run",
+                    run_dir.display()
+                ),
+            ));
+        }
+        tch::manual_seed(step_seed(cfg.train.seed, u64::MAX));
+        let vs = nn::VarStore::new(device);
+        let heads = data.heads();
+        let model = MultiTaskModel::new(&vs.root(), &cfg.model, &heads).map_err(model_err)?;
+        let opt = AdamW::new(
+            vs.variables().into_iter().collect(),
+            cfg.train.optimizer,
+        )?;
+        let sampler = data.sampler(cfg)?;
+        let writer = CheckpointWriter::new(&run_dir, Some(cfg.train.keep_last))?;
+        let weights: Vec<f32> = data
+            .specs
+            .iter()
+            .map(|s| *cfg.train.task_weights.get(&s.name).unwrap_or(&1.0) as f32)
+            .collect();
+        let mut trainer = Trainer {
+            cfg: cfg.clone(),
+            device,
+            vs,
+            model,
+            opt,
+            sampler,
+            state: TrainerState::new(cfg.train.seed),
+            writer,
+            task_weights: Tensor::from_slice(&weights).to_device(device),
+            task_names: data.specs.iter().map(|s| s.name.clone()).collect(),
+            last_checkpoint: None,
+            run_dir,
+        };
+        match existing {
+            Some(ckpt) => trainer.restore(&ckpt.dir)?,
+            None => {
+                fs::create_dir_all(&trainer.run_dir).map_err(io(&trainer.run_dir))?;
+                for file in [METRICS_FILE, EVAL_FILE] {
+                    let path = trainer.run_dir.join(file);
+                    File::create(&path).map_err(io(&path))?;
+                }
+                let sampler_state = trainer.sampler.state(0);
+                trainer.state.set_sampler(&sampler_state)?;
+            }
+        }
+        Ok(trainer)
+    }
+
+    fn restore(&mut self, dir: &Path) -> Result<()> {
+        let saved = RunConfig::load(Some(&dir.join(RUN_CONFIG_FILE)), &[])?;
+        if saved.model != self.cfg.model || saved.data != self.cfg.data {
+            return Err(invalid(
+                "resume",
+                format!(
+                    "{} was made with another [model] or [data] configuration; resume with \
+                     the run's own config ({})",
+                    dir.display(),
+                    dir.join(RUN_CONFIG_FILE).display()
+                ),
+            ));
+        }
+        load_weights(&self.vs, &dir.join(MODEL_FILE)).map_err(model_err)?;
+        self.opt.load(dir.join(OPTIMIZER_FILE))?;
+        self.state = TrainerState::read(dir.join(TRAINER_STATE_FILE))?;
+        let sampler_state: SamplerState = self.state.sampler()?;
+        let step = self.sampler.resume(&sampler_state).map_err(crate::run_data::data_err)?;
+        if step != self.state.step {
+            return Err(invalid(
+                "resume",
+                format!("sampler at step {step} but trainer at {}", self.state.step),
+            ));
+        }
+        // The logs keep one history: drop what was logged after the checkpoint.
+        for file in [METRICS_FILE, EVAL_FILE] {
+            truncate_log(&self.run_dir.join(file), self.state.step)?;
+        }
+        self.last_checkpoint = Some(dir.to_path_buf());
+        Ok(())
+    }
+
+    /// The model.
+    pub fn model(&self) -> &MultiTaskModel {
+        &self.model
+    }
+
+    /// The parameters (for inspection, or tests that corrupt a weight).
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// The loop's state.
+    pub fn state(&self) -> &TrainerState {
+        &self.state
+    }
+
+    /// The run folder.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// The newest checkpoint written or resumed from.
+    pub fn last_checkpoint(&self) -> Option<&Path> {
+        self.last_checkpoint.as_deref()
+    }
+
+    /// Trains until `train.steps`, or until `stop_after` more steps when given (tests use it
+    /// to stop mid-run). Evaluates every `eval_every` steps and at the end through `evaluate`,
+    /// checkpoints every `checkpoint_every` steps and at the end.
+    pub fn train(
+        &mut self,
+        evaluate: &mut dyn FnMut(&MultiTaskModel, u64) -> Result<EvalPoint>,
+        progress: &mut dyn Progress,
+        stop_after: Option<u64>,
+    ) -> Result<()> {
+        let total = self.cfg.train.steps;
+        let last = stop_after.map_or(total, |n| (self.state.step + n).min(total));
+        progress.start(total, self.state.step);
+        let mut metrics = append(&self.run_dir.join(METRICS_FILE))?;
+        while self.state.step < last {
+            let started = Instant::now();
+            let log = self.step()?;
+            self.state.elapsed_secs += started.elapsed().as_secs_f64();
+            writeln!(metrics, "{}", serde_json::to_string(&log).expect("logs serialize"))
+                .map_err(io(&self.run_dir.join(METRICS_FILE)))?;
+            progress.step(&log);
+            let step = self.state.step;
+            let every = |n: u64| n > 0 && step % n == 0;
+            if every(self.cfg.train.eval_every) || step == total {
+                self.evaluate(evaluate, progress)?;
+            }
+            if every(self.cfg.train.checkpoint_every) || step == total {
+                metrics.flush().map_err(io(&self.run_dir.join(METRICS_FILE)))?;
+                let dir = self.checkpoint()?;
+                progress.message(&format!("step {step}: checkpoint {}", dir.display()));
+            }
+        }
+        progress.finish();
+        Ok(())
+    }
+
+    fn evaluate(
+        &mut self,
+        evaluate: &mut dyn FnMut(&MultiTaskModel, u64) -> Result<EvalPoint>,
+        progress: &mut dyn Progress,
+    ) -> Result<()> {
+        let step = self.state.step;
+        let point = tch::no_grad(|| evaluate(&self.model, step))?;
+        let mut record = serde_json::json!({ "step": step });
+        if let (Some(map), serde_json::Value::Object(extra)) = (record.as_object_mut(), &point.record)
+        {
+            map.extend(extra.clone());
+        }
+        let path = self.run_dir.join(EVAL_FILE);
+        writeln!(append(&path)?, "{record}").map_err(io(&path))?;
+        if let Some((name, value, higher)) = point.score {
+            if value.is_finite() {
+                self.state.update_best(&name, value, higher)?;
+            }
+            progress.message(&format!("step {step}: {name} = {value:.4}"));
+        }
+        Ok(())
+    }
+
+    /// One optimizer step on the batch of the current step.
+    fn step(&mut self) -> Result<StepLog> {
+        let step = self.state.step;
+        let started = Instant::now();
+        tch::manual_seed(step_seed(self.cfg.train.seed, step));
+        let batch = self.sampler.batch(step);
+        let tokens: usize = batch.attention_mask.iter().filter(|&&m| m != 0).count();
+        let t = batch.to_tensors(self.device).map_err(crate::run_data::data_err)?;
+        let out = self
+            .model
+            .forward(
+                &ModelInput {
+                    input_ids: &t.input_ids,
+                    attention_mask: &t.attention_mask,
+                    token_type_ids: Some(&t.token_type_ids),
+                    task_ids: &t.task_ids,
+                },
+                true,
+            )
+            .map_err(model_err)?;
+        let per_example = per_example_loss(
+            &out.logits,
+            &t.class_labels,
+            &t.regression_targets,
+            &t.regression_mask,
+        );
+        let weights = self.task_weights.index_select(0, &t.task_ids);
+        let task_loss = (&per_example * &weights).mean(Kind::Float);
+        let mut loss = task_loss.shallow_clone();
+        let mut aux = BTreeMap::new();
+        if let Some(a) = &out.aux {
+            loss = loss + a.weighted(&self.cfg.model.moe.router);
+            for (name, value) in [
+                ("load_balance", &a.load_balance),
+                ("z_loss", &a.z_loss),
+                ("mutual_information", &a.mutual_information),
+            ] {
+                aux.insert(name.to_string(), value.double_value(&[]));
+            }
+        }
+        let task_losses = self.task_losses(&batch, &per_example);
+        let loss_value = loss.double_value(&[]);
+        let checkpoint = self
+            .last_checkpoint
+            .as_ref()
+            .map_or("none yet".to_string(), |p| p.display().to_string());
+        let mut action = self.cfg.train.nonfinite.check(
+            step,
+            &self.nonfinite_culprit(&task_losses, &checkpoint),
+            loss_value,
+        )?;
+        let mut norm = f64::NAN;
+        if action == StepAction::Apply {
+            self.opt.zero_grad();
+            loss.backward();
+            norm = if self.cfg.train.clip_grad_norm > 0.0 {
+                self.opt.clip_grad_norm(self.cfg.train.clip_grad_norm)?
+            } else {
+                let vars = self.vs.trainable_variables();
+                grad_norm(vars.iter())?
+            };
+            action = self.cfg.train.nonfinite.check(
+                step,
+                &format!("the gradient norm (last good checkpoint: {checkpoint})"),
+                norm,
+            )?;
+        }
+        let lr = self.cfg.optimizer_schedule().lr(step);
+        if action == StepAction::Apply {
+            self.opt.step(lr)?;
+        } else {
+            self.state.skipped_steps += 1;
+        }
+        self.opt.zero_grad();
+        self.state.step += 1;
+        self.state.examples_seen += batch.len() as u64;
+        let sampler_state = self.sampler.state(self.state.step);
+        self.state.set_sampler(&sampler_state)?;
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(StepLog {
+            step: self.state.step,
+            loss: loss_value,
+            task_loss: task_loss.double_value(&[]),
+            task_losses,
+            aux,
+            lr,
+            grad_norm: norm,
+            tokens,
+            tokens_per_s: tokens as f64 / seconds.max(1e-9),
+            expert_load: out.stats.iter().map(|(_, s)| s.routing.load.clone()).collect(),
+            dropped: out.stats.iter().map(|(_, s)| s.routing.dropped_fraction).collect(),
+            skipped: action == StepAction::Skip,
+        })
+    }
+
+    /// Mean loss per task present in the batch (host values).
+    fn task_losses(&self, batch: &Batch, per_example: &Tensor) -> BTreeMap<String, f64> {
+        let values: Vec<f64> = Vec::try_from(&per_example.to_kind(Kind::Double)).unwrap_or_default();
+        let mut sums: BTreeMap<usize, (f64, usize)> = BTreeMap::new();
+        for (&task, &v) in batch.task_ids.iter().zip(&values) {
+            let e = sums.entry(task as usize).or_insert((0.0, 0));
+            e.0 += v;
+            e.1 += 1;
+        }
+        sums.into_iter()
+            .map(|(task, (sum, n))| (self.task_names[task].clone(), sum / n as f64))
+            .collect()
+    }
+
+    /// Names what went non-finite: the first task whose loss did, else the aux losses.
+    fn nonfinite_culprit(&self, task_losses: &BTreeMap<String, f64>, checkpoint: &str) -> String {
+        match task_losses.iter().find(|(_, v)| !v.is_finite()) {
+            Some((task, _)) => {
+                format!("the loss of task `{task}` (last good checkpoint: {checkpoint})")
+            }
+            None => format!("the loss (aux losses; last good checkpoint: {checkpoint})"),
+        }
+    }
+
+    /// Writes `checkpoint-{step}/` atomically and rotates old ones.
+    pub fn checkpoint(&mut self) -> Result<PathBuf> {
+        let step = self.state.step;
+        let card = ModelCard {
+            model: self.cfg.model.clone(),
+            heads: self.model.heads().to_vec(),
+        };
+        let config_text = self.cfg.to_toml();
+        let ckpt = self.writer.write(step, |files| -> Result<()> {
+            save_weights(&self.vs, &files.path(MODEL_FILE)?, ExportDtype::F32).map_err(model_err)?;
+            self.opt.save(files.path(OPTIMIZER_FILE)?)?;
+            save_card(&card, &files.path(MODEL_CARD_FILE)?).map_err(model_err)?;
+            files.write_bytes(RUN_CONFIG_FILE, config_text.as_bytes())?;
+            files.write_json(TRAINER_STATE_FILE, &self.state)?;
+            Ok(())
+        })?;
+        self.last_checkpoint = Some(ckpt.dir.clone());
+        Ok(ckpt.dir)
+    }
+}
+
+/// A model-crate error as a training error.
+pub(crate) fn model_err(e: taskmoe_model::ModelError) -> TrainError {
+    invalid("model", e.to_string())
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn append(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io(path))
+}
+
+/// Keeps the lines of a JSONL log whose `step` is at most `step`.
+fn truncate_log(path: &Path, step: u64) -> Result<()> {
+    let Ok(file) = File::open(path) else {
+        return File::create(path).map(|_| ()).map_err(io(path));
+    };
+    let kept: Vec<String> = BufReader::new(file)
+        .lines()
+        .map_while(std::result::Result::ok)
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
+                .is_some_and(|s| s <= step)
+        })
+        .collect();
+    let tmp = path.with_extension("jsonl.tmp");
+    let mut text = kept.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    fs::write(&tmp, text).map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))
+}
