@@ -81,7 +81,10 @@ fn pearson_by_hand() {
     // mean x 2.5, mean y 5; dx [-1.5,-.5,.5,1.5], dy [-3,-1,0,4]: sxy 11, sxx 5, syy 26.
     let r = pearson(&[1.0, 2.0, 3.0, 4.0], &[2.0, 4.0, 5.0, 9.0]).unwrap();
     close(r, 11.0 / 130f64.sqrt());
-    close(pearson(&[1.0, 2.0, 3.0], &[-2.0, -4.0, -6.0]).unwrap(), -1.0);
+    close(
+        pearson(&[1.0, 2.0, 3.0], &[-2.0, -4.0, -6.0]).unwrap(),
+        -1.0,
+    );
     // Constant side: 0, not NaN; one example is constant too.
     close(pearson(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).unwrap(), 0.0);
     close(pearson(&[5.0], &[7.0]).unwrap(), 0.0);
@@ -118,7 +121,10 @@ fn majority_baseline_predicts_the_most_frequent_class() {
     // Ties go to the smaller index.
     assert_eq!(majority_class(&[1, 0, 1, 0]), Some(0));
     assert_eq!(majority_class(&[]), None);
-    close(majority_baseline(&[2, 0, 2, 1], &[2, 0, 2, 1]).unwrap(), 0.5);
+    close(
+        majority_baseline(&[2, 0, 2, 1], &[2, 0, 2, 1]).unwrap(),
+        0.5,
+    );
     // The training majority (1) scored on another split.
     close(majority_baseline(&[1, 1, 0], &[0, 0, 0, 1]).unwrap(), 0.25);
 }

@@ -77,8 +77,8 @@ impl Checkpoint {
         };
         let text = fs::read_to_string(dir.join(MANIFEST_FILE))
             .map_err(|e| incomplete(format!("{MANIFEST_FILE}: {e}")))?;
-        let manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| incomplete(format!("{MANIFEST_FILE}: {e}")))?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| incomplete(format!("{MANIFEST_FILE}: {e}")))?;
         if parse_step(dir, CHECKPOINT_PREFIX) != Some(manifest.step) {
             return Err(incomplete(format!(
                 "the manifest names step {}, the directory name does not",

@@ -77,7 +77,8 @@ impl TrainerState {
 
     /// Stores a sampler state (anything serialisable) in [`TrainerState::sampler`].
     pub fn set_sampler<T: Serialize>(&mut self, sampler: &T) -> Result<()> {
-        self.sampler = serde_json::to_value(sampler).map_err(|e| invalid("sampler", e.to_string()))?;
+        self.sampler =
+            serde_json::to_value(sampler).map_err(|e| invalid("sampler", e.to_string()))?;
         Ok(())
     }
 

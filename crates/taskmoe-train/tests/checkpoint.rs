@@ -14,13 +14,23 @@ fn write_simple(writer: &CheckpointWriter, step: u64) -> Checkpoint {
     writer
         .write(step, |files| {
             files.write_bytes("model.bin", &vec![step as u8; 100 + step as usize])?;
-            files.write_json(TRAINER_STATE_FILE, &TrainerState { step, ..TrainerState::new(7) })
+            files.write_json(
+                TRAINER_STATE_FILE,
+                &TrainerState {
+                    step,
+                    ..TrainerState::new(7)
+                },
+            )
         })
         .unwrap()
 }
 
 fn steps(run: &Path) -> Vec<u64> {
-    list_checkpoints(run).unwrap().into_iter().map(|(s, _)| s).collect()
+    list_checkpoints(run)
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect()
 }
 
 #[test]
@@ -30,10 +40,14 @@ fn writes_a_complete_directory_with_a_manifest() {
     let ckpt = write_simple(&writer, 10);
     assert_eq!(ckpt.dir, checkpoint_dir(run.path(), 10));
     assert_eq!(ckpt.dir.file_name().unwrap(), "checkpoint-10");
-    let names: Vec<&str> = ckpt.manifest.files.iter().map(|f| f.name.as_str()).collect();
+    let names: Vec<&str> = ckpt
+        .manifest
+        .files
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
     assert_eq!(names, vec!["model.bin", TRAINER_STATE_FILE]);
     assert_eq!(ckpt.manifest.files[0].size, 110);
-    // sha256 of 110 bytes of 0x0a.
     assert_eq!(ckpt.manifest.files[0].sha256.len(), 64);
     assert_eq!(Checkpoint::open(&ckpt.dir).unwrap(), ckpt);
     ckpt.verify_hashes().unwrap();
@@ -42,6 +56,22 @@ fn writes_a_complete_directory_with_a_manifest() {
     // Nothing temporary is left.
     let entries: Vec<_> = fs::read_dir(run.path()).unwrap().collect();
     assert_eq!(entries.len(), 1);
+}
+
+#[test]
+fn the_manifest_records_the_sha256() {
+    let run = tempfile::tempdir().unwrap();
+    let writer = CheckpointWriter::new(run.path(), None).unwrap();
+    let ckpt = writer
+        .write(0, |f| f.write_bytes("abc.txt", b"abc"))
+        .unwrap();
+    // FIPS 180-2, appendix B.1.
+    assert_eq!(
+        ckpt.manifest.files[0].sha256,
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    let text = fs::read_to_string(ckpt.file(MANIFEST_FILE)).unwrap();
+    assert!(text.contains("\"size\": 3"), "{text}");
 }
 
 #[test]
@@ -55,9 +85,18 @@ fn latest_complete_skips_truncated_and_unmarked_checkpoints() {
 
     // Truncate a file of the newest: the previous one is chosen.
     let model = checkpoint_dir(run.path(), 3).join("model.bin");
-    fs::OpenOptions::new().write(true).open(&model).unwrap().set_len(50).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&model)
+        .unwrap()
+        .set_len(50)
+        .unwrap();
     let err = Checkpoint::open(checkpoint_dir(run.path(), 3)).unwrap_err();
-    assert!(err.to_string().contains("model.bin has 50 bytes, the manifest records 103"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("model.bin has 50 bytes, the manifest records 103"),
+        "{err}"
+    );
     assert_eq!(latest_complete(run.path()).unwrap().unwrap().step, 2);
 
     // Without its manifest, checkpoint 2 does not count either.
@@ -67,17 +106,26 @@ fn latest_complete_skips_truncated_and_unmarked_checkpoints() {
     // A manifest copied into another step's directory is refused.
     let fake = checkpoint_dir(run.path(), 9);
     fs::create_dir(&fake).unwrap();
-    fs::copy(checkpoint_dir(run.path(), 1).join(MANIFEST_FILE), fake.join(MANIFEST_FILE)).unwrap();
+    fs::copy(
+        checkpoint_dir(run.path(), 1).join(MANIFEST_FILE),
+        fake.join(MANIFEST_FILE),
+    )
+    .unwrap();
     assert_eq!(latest_complete(run.path()).unwrap().unwrap().step, 1);
 
     // Same size, other content: the size check passes, the hash check does not.
     let ckpt = latest_complete(run.path()).unwrap().unwrap();
     fs::write(ckpt.file("model.bin"), vec![0xffu8; 101]).unwrap();
-    assert!(matches!(ckpt.verify_hashes(), Err(TrainError::IncompleteCheckpoint { .. })));
+    assert!(matches!(
+        ckpt.verify_hashes(),
+        Err(TrainError::IncompleteCheckpoint { .. })
+    ));
 
     let empty = tempfile::tempdir().unwrap();
     assert!(latest_complete(empty.path()).unwrap().is_none());
-    assert!(latest_complete(empty.path().join("absent")).unwrap().is_none());
+    assert!(latest_complete(empty.path().join("absent"))
+        .unwrap()
+        .is_none());
 }
 
 #[test]
@@ -109,10 +157,13 @@ fn a_failing_callback_leaves_existing_checkpoints_and_no_temporaries() {
     let writer = CheckpointWriter::new(run.path(), Some(1)).unwrap();
     write_simple(&writer, 1);
     let err = writer
-        .write(2, |files| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-            files.write_bytes("model.bin", b"partial")?;
-            Err("disk full".into())
-        })
+        .write(
+            2,
+            |files| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                files.write_bytes("model.bin", b"partial")?;
+                Err("disk full".into())
+            },
+        )
         .unwrap_err();
     assert!(matches!(err, TrainError::WriteCallback { .. }));
     assert!(err.to_string().contains("disk full"));
@@ -120,8 +171,12 @@ fn a_failing_callback_leaves_existing_checkpoints_and_no_temporaries() {
     assert_eq!(fs::read_dir(run.path()).unwrap().count(), 1);
 
     // Reserved and nested names are refused.
-    assert!(writer.write(3, |f| f.write_bytes(MANIFEST_FILE, b"{}")).is_err());
-    assert!(writer.write(3, |f| f.write_bytes("sub/model.bin", b"x")).is_err());
+    assert!(writer
+        .write(3, |f| f.write_bytes(MANIFEST_FILE, b"{}"))
+        .is_err());
+    assert!(writer
+        .write(3, |f| f.write_bytes("sub/model.bin", b"x"))
+        .is_err());
     assert!(writer
         .write(3, |f| fs::create_dir(f.dir().join("nested")))
         .is_err());
@@ -149,7 +204,11 @@ fn stale_temporaries_are_cleaned_and_a_step_can_be_rewritten() {
 #[test]
 fn optimizer_and_trainer_state_round_trip_through_a_checkpoint() {
     let w = Tensor::from_slice(&[1.0f32, -2.0, 0.5]).set_requires_grad(true);
-    let mut opt = AdamW::new(vec![("w".into(), w.shallow_clone())], AdamWConfig::default()).unwrap();
+    let mut opt = AdamW::new(
+        vec![("w".into(), w.shallow_clone())],
+        AdamWConfig::default(),
+    )
+    .unwrap();
     for _ in 0..2 {
         opt.zero_grad();
         (&w * &w).sum(Kind::Float).backward();
@@ -157,7 +216,9 @@ fn optimizer_and_trainer_state_round_trip_through_a_checkpoint() {
     }
     let mut state = TrainerState::new(42);
     state.step = opt.num_steps();
-    state.update_best("validation/accuracy", 0.75, true).unwrap();
+    state
+        .update_best("validation/accuracy", 0.75, true)
+        .unwrap();
 
     let run = tempfile::tempdir().unwrap();
     let writer = CheckpointWriter::new(run.path(), Some(3)).unwrap();
@@ -174,7 +235,11 @@ fn optimizer_and_trainer_state_round_trip_through_a_checkpoint() {
     let restored = TrainerState::read(ckpt.file(TRAINER_STATE_FILE)).unwrap();
     assert_eq!(restored, state);
     let w2 = Tensor::from_slice(&[0.0f32; 3]).set_requires_grad(true);
-    let mut opt2 = AdamW::new(vec![("w".into(), w2.shallow_clone())], AdamWConfig::default()).unwrap();
+    let mut opt2 = AdamW::new(
+        vec![("w".into(), w2.shallow_clone())],
+        AdamWConfig::default(),
+    )
+    .unwrap();
     opt2.load(ckpt.file("optimizer.safetensors")).unwrap();
     assert_eq!(opt2.num_steps(), 2);
     let (m1, v1, t1) = opt.state("w").unwrap();

@@ -6,7 +6,9 @@ use tch::{Kind, Tensor};
 fn with_grad(values: &[f32]) -> Tensor {
     let t = Tensor::from_slice(values).set_requires_grad(true);
     // d/dt sum(t * values) = values.
-    (&t * Tensor::from_slice(values)).sum(Kind::Float).backward();
+    (&t * Tensor::from_slice(values))
+        .sum(Kind::Float)
+        .backward();
     t
 }
 

@@ -70,28 +70,46 @@ fn constant_and_no_warmup() {
 
 #[test]
 fn toml_config_with_defaults_and_validation() {
-    let s: ScheduleConfig = toml::from_str("peak_lr = 3e-4\nwarmup_steps = 10\ndecay = \"cosine\"")
-        .unwrap();
+    let s: ScheduleConfig =
+        toml::from_str("peak_lr = 3e-4\nwarmup_steps = 10\ndecay = \"cosine\"").unwrap();
     assert_eq!(s.peak_lr, 3e-4);
     assert_eq!(s.warmup_steps, 10);
     assert_eq!(s.decay, Decay::Cosine);
     assert_eq!(s.total_steps, ScheduleConfig::default().total_steps);
     assert_eq!(s.min_lr_ratio, 0.0);
     s.validate().unwrap();
-    assert_eq!(toml::from_str::<ScheduleConfig>("").unwrap(), ScheduleConfig::default());
+    assert_eq!(
+        toml::from_str::<ScheduleConfig>("").unwrap(),
+        ScheduleConfig::default()
+    );
     let err = toml::from_str::<ScheduleConfig>("peak_lr = 1.0\nwarmup = 3").unwrap_err();
     assert!(err.to_string().contains("unknown field `warmup`"), "{err}");
     assert!(toml::from_str::<ScheduleConfig>("decay = \"step\"").is_err());
 
     for bad in [
-        ScheduleConfig { peak_lr: 0.0, ..ScheduleConfig::default() },
-        ScheduleConfig { min_lr_ratio: 1.5, ..ScheduleConfig::default() },
-        ScheduleConfig { warmup_steps: 20, total_steps: 10, ..ScheduleConfig::default() },
+        ScheduleConfig {
+            peak_lr: 0.0,
+            ..ScheduleConfig::default()
+        },
+        ScheduleConfig {
+            min_lr_ratio: 1.5,
+            ..ScheduleConfig::default()
+        },
+        ScheduleConfig {
+            warmup_steps: 20,
+            total_steps: 10,
+            ..ScheduleConfig::default()
+        },
     ] {
         assert!(bad.validate().is_err(), "{bad:?}");
     }
     // A constant schedule does not need total_steps.
-    ScheduleConfig { warmup_steps: 20, total_steps: 10, decay: Decay::Constant, ..ScheduleConfig::default() }
-        .validate()
-        .unwrap();
+    ScheduleConfig {
+        warmup_steps: 20,
+        total_steps: 10,
+        decay: Decay::Constant,
+        ..ScheduleConfig::default()
+    }
+    .validate()
+    .unwrap();
 }

@@ -17,7 +17,11 @@ fn trainer_state_round_trips_exactly() {
     state.elapsed_secs = 12.345_678_901_234;
     state.examples_seen = 16_000;
     state.skipped_steps = 2;
-    let sampler = FakeSampler { seed: 1234, step: 500, fingerprint: "ab12".into() };
+    let sampler = FakeSampler {
+        seed: 1234,
+        step: 500,
+        fingerprint: "ab12".into(),
+    };
     state.set_sampler(&sampler).unwrap();
     state.update_best("validation/loss", 0.4, false).unwrap();
 
@@ -33,9 +37,14 @@ fn trainer_state_round_trips_exactly() {
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replacen("{", "{\n  \"lr\": 0.1,", 1)).unwrap();
     let err = TrainerState::read(&path).unwrap_err();
-    assert!(matches!(err, TrainError::Json { .. }) && err.to_string().contains("unknown field `lr`"));
+    assert!(
+        matches!(err, TrainError::Json { .. }) && err.to_string().contains("unknown field `lr`")
+    );
     std::fs::write(&path, text.replace("\"version\": 1", "\"version\": 2")).unwrap();
-    assert!(TrainerState::read(&path).unwrap_err().to_string().contains("version 2"));
+    assert!(TrainerState::read(&path)
+        .unwrap_err()
+        .to_string()
+        .contains("version 2"));
 }
 
 #[test]
@@ -45,11 +54,17 @@ fn best_metric_follows_the_direction() {
     assert!(state.update_best("acc", 0.6, true).unwrap());
     state.step = 20;
     assert!(!state.update_best("acc", 0.5, true).unwrap());
-    assert!(!state.update_best("acc", 0.6, true).unwrap(), "ties keep the earlier step");
+    assert!(
+        !state.update_best("acc", 0.6, true).unwrap(),
+        "ties keep the earlier step"
+    );
     assert!(state.update_best("acc", 0.7, true).unwrap());
     let best = state.best.clone().unwrap();
     assert_eq!((best.value, best.step), (0.7, 20));
-    assert!(state.update_best("loss", 3.0, false).unwrap(), "another metric replaces it");
+    assert!(
+        state.update_best("loss", 3.0, false).unwrap(),
+        "another metric replaces it"
+    );
     assert!(state.update_best("loss", 2.0, false).unwrap());
     assert!(!state.update_best("loss", 2.5, false).unwrap());
     assert!(state.update_best("loss", f64::NAN, false).is_err());
@@ -65,12 +80,20 @@ fn non_finite_policy() {
     assert_eq!(cfg.on_non_finite, NonFinitePolicy::SkipStep);
     assert!(toml::from_str::<Cfg>("on_non_finite = \"skip_step\"").is_err());
     assert_eq!(NonFinitePolicy::default(), NonFinitePolicy::Error);
-    assert_eq!(serde_json::to_string(&NonFinitePolicy::Error).unwrap(), "\"error\"");
+    assert_eq!(
+        serde_json::to_string(&NonFinitePolicy::Error).unwrap(),
+        "\"error\""
+    );
 
     let skip = NonFinitePolicy::SkipStep;
     assert_eq!(skip.check(3, "loss", 1.5).unwrap(), StepAction::Apply);
     assert_eq!(skip.check(3, "loss", f64::NAN).unwrap(), StepAction::Skip);
-    let err = NonFinitePolicy::Error.check(7, "gradient norm", f64::INFINITY).unwrap_err();
+    let err = NonFinitePolicy::Error
+        .check(7, "gradient norm", f64::INFINITY)
+        .unwrap_err();
     assert_eq!(err.to_string(), "step 7: gradient norm is not finite (inf)");
-    assert_eq!(NonFinitePolicy::Error.check(7, "loss", -2.0).unwrap(), StepAction::Apply);
+    assert_eq!(
+        NonFinitePolicy::Error.check(7, "loss", -2.0).unwrap(),
+        StepAction::Apply
+    );
 }

@@ -11,11 +11,7 @@ impl Confusion {
     /// The matrix of `predictions` against `labels` (same length assumed) over classes
     /// `0..K`, `K` being one more than the largest class in either.
     pub fn new(predictions: &[usize], labels: &[usize]) -> Self {
-        let k = predictions
-            .iter()
-            .chain(labels)
-            .max()
-            .map_or(0, |&m| m + 1);
+        let k = predictions.iter().chain(labels).max().map_or(0, |&m| m + 1);
         let mut counts = vec![vec![0u64; k]; k];
         for (&p, &t) in predictions.iter().zip(labels) {
             counts[t][p] += 1;

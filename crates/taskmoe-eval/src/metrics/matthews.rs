@@ -31,7 +31,12 @@ pub fn matthews(predictions: &[usize], labels: &[usize]) -> Result<f64> {
     let predicted: Vec<f64> = (0..k)
         .map(|c| confusion.counts.iter().map(|row| row[c]).sum::<u64>() as f64)
         .collect();
-    let cov_pt: f64 = correct * n - truth.iter().zip(&predicted).map(|(t, p)| t * p).sum::<f64>();
+    let cov_pt: f64 = correct * n
+        - truth
+            .iter()
+            .zip(&predicted)
+            .map(|(t, p)| t * p)
+            .sum::<f64>();
     let cov_pp: f64 = n * n - predicted.iter().map(|p| p * p).sum::<f64>();
     let cov_tt: f64 = n * n - truth.iter().map(|t| t * t).sum::<f64>();
     if cov_pp == 0.0 || cov_tt == 0.0 {

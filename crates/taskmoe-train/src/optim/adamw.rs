@@ -70,7 +70,10 @@ impl AdamWConfig {
     pub fn validate(&self) -> Result<()> {
         for (name, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if !(0.0..1.0).contains(&beta) {
-                return Err(invalid("adamw", format!("{name} = {beta} is not in [0, 1)")));
+                return Err(invalid(
+                    "adamw",
+                    format!("{name} = {beta} is not in [0, 1)"),
+                ));
             }
         }
         if !(self.eps.is_finite() && self.eps > 0.0) {
@@ -164,7 +167,10 @@ impl AdamW {
                 ));
             }
             if sorted.contains_key(&name) {
-                return Err(invalid("adamw", format!("parameter `{name}` appears twice")));
+                return Err(invalid(
+                    "adamw",
+                    format!("parameter `{name}` appears twice"),
+                ));
             }
             sorted.insert(name, param);
         }
@@ -245,6 +251,7 @@ impl AdamW {
             eps,
             weight_decay,
         } = self.config;
+        // In-place tensor methods return a handle to their receiver, which is not needed.
         let _guard = tch::no_grad_guard();
         self.num_steps += 1;
         for p in &mut self.params {
@@ -255,20 +262,21 @@ impl AdamW {
             p.step += 1;
             let t = i32::try_from(p.step).unwrap_or(i32::MAX);
             if p.decay && weight_decay != 0.0 {
-                p.param.f_mul_scalar_(1.0 - lr * weight_decay)?;
+                let _ = p.param.f_mul_scalar_(1.0 - lr * weight_decay)?;
             }
-            p.exp_avg.f_lerp_(&grad, 1.0 - beta1)?;
-            p.exp_avg_sq.f_mul_scalar_(beta2)?;
-            p.exp_avg_sq
+            let _ = p.exp_avg.f_lerp_(&grad, 1.0 - beta1)?;
+            let _ = p.exp_avg_sq.f_mul_scalar_(beta2)?;
+            let _ = p
+                .exp_avg_sq
                 .f_addcmul_(&grad, &grad.f_mul_scalar(1.0 - beta2)?)?;
             let bias_correction1 = 1.0 - beta1.powi(t);
             let bias_correction2_sqrt = (1.0 - beta2.powi(t)).sqrt();
             let mut denom = p.exp_avg_sq.f_sqrt()?;
-            denom.f_div_scalar_(bias_correction2_sqrt)?;
-            denom.f_add_scalar_(eps)?;
+            let _ = denom.f_div_scalar_(bias_correction2_sqrt)?;
+            let _ = denom.f_add_scalar_(eps)?;
             let mut update = p.exp_avg.f_div(&denom)?;
-            update.f_mul_scalar_(lr / bias_correction1)?;
-            p.param.f_sub_(&update)?;
+            let _ = update.f_mul_scalar_(lr / bias_correction1)?;
+            let _ = p.param.f_sub_(&update)?;
         }
         Ok(())
     }
@@ -339,15 +347,14 @@ impl AdamW {
                 let key = format!("{prefix}{}", p.name);
                 match saved.remove(&key) {
                     None => problems.push(format!("missing `{key}`")),
-                    Some(t) if t.size() != p.param.size() || t.kind() != p.param.kind() => {
-                        problems.push(format!(
+                    Some(t) if t.size() != p.param.size() || t.kind() != p.param.kind() => problems
+                        .push(format!(
                             "`{key}` is {:?} {:?}, the parameter is {:?} {:?}",
                             t.kind(),
                             t.size(),
                             p.param.kind(),
                             p.param.size()
-                        ))
-                    }
+                        )),
                     Some(t) => pair.push(t),
                 }
             }

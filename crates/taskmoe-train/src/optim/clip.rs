@@ -56,7 +56,7 @@ pub fn clip_grad_norm<'a>(
         for p in params {
             let mut g = p.grad();
             if g.defined() {
-                g.f_mul_scalar_(scale)?;
+                let _ = g.f_mul_scalar_(scale)?;
             }
         }
     }
