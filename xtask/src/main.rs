@@ -7,6 +7,7 @@ mod libtorch;
 mod models;
 mod project;
 mod pypi;
+mod run;
 mod test;
 
 use std::process::ExitCode;
@@ -18,6 +19,11 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args]
 
 commands:
+  train [--config FILE] [--set key=value]... [--resume]
+                         train (default: synthetic benchmark, small task-MoE), print the table
+  eval (--run DIR | --checkpoint DIR) [--split test|validation]
+                         evaluate a run's newest checkpoint, print the table
+  inspect [--config FILE] parameters, active parameters and FLOPs per token of every variant
   setup [--force]        provision the pinned libtorch (PyTorch wheel from PyPI) into .libtorch/
   test [cargo test args] setup, then cargo fmt --check, clippy -D warnings, cargo test --workspace
   bench [kernels|moe] [--quick] [-- args]
@@ -40,6 +46,7 @@ fn main() -> ExitCode {
         "test" => test::run(rest),
         "bench" => bench::run(rest),
         "fetch-model" => models::fetch(rest),
+        "train" | "eval" | "inspect" => run::taskmoe(command, rest),
         "env" => print_env(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

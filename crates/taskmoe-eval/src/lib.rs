@@ -10,9 +10,11 @@
 #![warn(missing_docs)]
 
 mod error;
+mod evaluate;
 pub mod metrics;
 
 pub use error::{EvalError, Result};
+pub use evaluate::{evaluate, EvalData, EvalResult, EvaluateError, Prediction, TaskScores};
 pub use metrics::{
     accuracy, average_ranks, binary_f1, compute, macro_f1, majority_baseline, majority_class,
     matthews, mse, pearson, spearman, Confusion, MetricKind, Values,

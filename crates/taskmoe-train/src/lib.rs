@@ -37,10 +37,10 @@ pub use checkpoint::{
 pub use error::{Result, TrainError};
 pub use nonfinite::{NonFinitePolicy, StepAction};
 pub use optim::{clip_grad_norm, default_decays, grad_norm, AdamW, AdamWConfig};
-pub use schedule::{Decay, ScheduleConfig};
 pub use overrides::{apply_overrides, deserialize_with_path};
 pub use run_config::{DataConfig, DataSource, OutputConfig, RunConfig, TrainConfig};
 pub use run_data::RunData;
+pub use schedule::{Decay, ScheduleConfig};
 pub use trainer::{
     select_device, EvalPoint, Progress, Silent, StepLog, Trainer, EVAL_FILE, METRICS_FILE,
     MODEL_CARD_FILE, MODEL_FILE, OPTIMIZER_FILE, RUN_CONFIG_FILE,

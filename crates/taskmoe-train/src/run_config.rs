@@ -186,14 +186,19 @@ impl RunConfig {
                 .map_err(|e| invalid("config", format!("{}: {e}", p.display())))?,
             None => String::new(),
         };
-        let origin = path.map_or("the default config".to_string(), |p| p.display().to_string());
-        let mut value: toml::Table = toml::from_str(&text)
-            .map_err(|e| invalid("config", format!("{origin}: {e}")))?;
+        let origin = path.map_or("the default config".to_string(), |p| {
+            p.display().to_string()
+        });
+        let mut value: toml::Table =
+            toml::from_str(&text).map_err(|e| invalid("config", format!("{origin}: {e}")))?;
         apply_overrides(&mut value, overrides)?;
         let mut cfg: RunConfig = deserialize_with_path(value, &origin)?;
         // Relative data paths are relative to the config file.
         if let Some(dir) = path.and_then(Path::parent) {
-            for p in [&mut cfg.data.registry, &mut cfg.data.tokenizer].into_iter().flatten() {
+            for p in [&mut cfg.data.registry, &mut cfg.data.tokenizer]
+                .into_iter()
+                .flatten()
+            {
                 if p.is_relative() {
                     *p = dir.join(&*p);
                 }
@@ -213,24 +218,39 @@ impl RunConfig {
             return Err(invalid("config", "key `train.steps`: must be at least 1"));
         }
         if self.data.batch_size == 0 {
-            return Err(invalid("config", "key `data.batch_size`: must be at least 1"));
+            return Err(invalid(
+                "config",
+                "key `data.batch_size`: must be at least 1",
+            ));
         }
         if t.eval_batch_size == 0 {
-            return Err(invalid("config", "key `train.eval_batch_size`: must be at least 1"));
+            return Err(invalid(
+                "config",
+                "key `train.eval_batch_size`: must be at least 1",
+            ));
         }
         if t.keep_last == 0 {
-            return Err(invalid("config", "key `train.keep_last`: must be at least 1"));
+            return Err(invalid(
+                "config",
+                "key `train.keep_last`: must be at least 1",
+            ));
         }
         if !(t.clip_grad_norm.is_finite() && t.clip_grad_norm >= 0.0) {
             return Err(invalid(
                 "config",
-                format!("key `train.clip_grad_norm`: must be >= 0, got {}", t.clip_grad_norm),
+                format!(
+                    "key `train.clip_grad_norm`: must be >= 0, got {}",
+                    t.clip_grad_norm
+                ),
             ));
         }
         if !matches!(t.device.as_str(), "cpu" | "cuda" | "auto") {
             return Err(invalid(
                 "config",
-                format!("key `train.device`: `{}` is not one of cpu, cuda, auto", t.device),
+                format!(
+                    "key `train.device`: `{}` is not one of cpu, cuda, auto",
+                    t.device
+                ),
             ));
         }
         for (task, w) in &t.task_weights {

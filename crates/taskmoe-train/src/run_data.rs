@@ -65,7 +65,11 @@ impl RunData {
             DataSource::Registry => {
                 let path = d.registry.as_ref().expect("validated");
                 let registry = TaskRegistry::from_toml_file(path).map_err(data_err)?;
-                let max_len = if d.seq_len == 0 { cfg.model.max_position } else { d.seq_len };
+                let max_len = if d.seq_len == 0 {
+                    cfg.model.max_position
+                } else {
+                    d.seq_len
+                };
                 let tok_path = d.tokenizer.as_ref().expect("validated");
                 let tokenizer = if tok_path.extension().is_some_and(|e| e == "txt") {
                     TextTokenizer::from_wordpiece_vocab(tok_path, true, max_len)
@@ -76,7 +80,9 @@ impl RunData {
                 let read = |spec: &TaskSpec, id: usize, split: &str| -> Result<TaskData> {
                     let examples = if spec.splits.contains_key(split) {
                         let report = registry.read_split(&spec.name, split).map_err(data_err)?;
-                        tokenizer.encode_examples(&report.examples).map_err(data_err)?
+                        tokenizer
+                            .encode_examples(&report.examples)
+                            .map_err(data_err)?
                     } else {
                         Vec::new()
                     };
@@ -135,7 +141,10 @@ impl RunData {
                     let known: Vec<&str> = self.specs.iter().map(|s| s.name.as_str()).collect();
                     invalid(
                         "config",
-                        format!("key `data.tasks`: unknown task `{n}`; known tasks: {}", known.join(", ")),
+                        format!(
+                            "key `data.tasks`: unknown task `{n}`; known tasks: {}",
+                            known.join(", ")
+                        ),
                     )
                 })
             })
@@ -213,7 +222,11 @@ impl RunData {
             })
             .collect();
         let mixture = Mixture::new(&cfg.data.mixture, tasks).map_err(data_err)?;
-        let data = self.train_tasks.iter().map(|&t| self.train[t].clone()).collect();
+        let data = self
+            .train_tasks
+            .iter()
+            .map(|&t| self.train[t].clone())
+            .collect();
         Sampler::new(
             mixture,
             data,

@@ -133,7 +133,10 @@ pub fn select_device(name: &str) -> Result<Device> {
         )),
         "auto" if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
         "auto" => Ok(Device::Cpu),
-        other => Err(invalid("device", format!("`{other}` is not cpu, cuda or auto"))),
+        other => Err(invalid(
+            "device",
+            format!("`{other}` is not cpu, cuda or auto"),
+        )),
     }
 }
 
@@ -161,10 +164,7 @@ impl Trainer {
         let vs = nn::VarStore::new(device);
         let heads = data.heads();
         let model = MultiTaskModel::new(&vs.root(), &cfg.model, &heads).map_err(model_err)?;
-        let opt = AdamW::new(
-            vs.variables().into_iter().collect(),
-            cfg.train.optimizer,
-        )?;
+        let opt = AdamW::new(vs.variables().into_iter().collect(), cfg.train.optimizer)?;
         let sampler = data.sampler(cfg)?;
         let writer = CheckpointWriter::new(&run_dir, Some(cfg.train.keep_last))?;
         let weights: Vec<f32> = data
@@ -218,7 +218,10 @@ impl Trainer {
         self.opt.load(dir.join(OPTIMIZER_FILE))?;
         self.state = TrainerState::read(dir.join(TRAINER_STATE_FILE))?;
         let sampler_state: SamplerState = self.state.sampler()?;
-        let step = self.sampler.resume(&sampler_state).map_err(crate::run_data::data_err)?;
+        let step = self
+            .sampler
+            .resume(&sampler_state)
+            .map_err(crate::run_data::data_err)?;
         if step != self.state.step {
             return Err(invalid(
                 "resume",
@@ -275,8 +278,12 @@ impl Trainer {
             let started = Instant::now();
             let log = self.step()?;
             self.state.elapsed_secs += started.elapsed().as_secs_f64();
-            writeln!(metrics, "{}", serde_json::to_string(&log).expect("logs serialize"))
-                .map_err(io(&self.run_dir.join(METRICS_FILE)))?;
+            writeln!(
+                metrics,
+                "{}",
+                serde_json::to_string(&log).expect("logs serialize")
+            )
+            .map_err(io(&self.run_dir.join(METRICS_FILE)))?;
             progress.step(&log);
             let step = self.state.step;
             let every = |n: u64| n > 0 && step % n == 0;
@@ -284,7 +291,9 @@ impl Trainer {
                 self.evaluate(evaluate, progress)?;
             }
             if every(self.cfg.train.checkpoint_every) || step == total {
-                metrics.flush().map_err(io(&self.run_dir.join(METRICS_FILE)))?;
+                metrics
+                    .flush()
+                    .map_err(io(&self.run_dir.join(METRICS_FILE)))?;
                 let dir = self.checkpoint()?;
                 progress.message(&format!("step {step}: checkpoint {}", dir.display()));
             }
@@ -301,7 +310,8 @@ impl Trainer {
         let step = self.state.step;
         let point = tch::no_grad(|| evaluate(&self.model, step))?;
         let mut record = serde_json::json!({ "step": step });
-        if let (Some(map), serde_json::Value::Object(extra)) = (record.as_object_mut(), &point.record)
+        if let (Some(map), serde_json::Value::Object(extra)) =
+            (record.as_object_mut(), &point.record)
         {
             map.extend(extra.clone());
         }
@@ -323,7 +333,9 @@ impl Trainer {
         tch::manual_seed(step_seed(self.cfg.train.seed, step));
         let batch = self.sampler.batch(step);
         let tokens: usize = batch.attention_mask.iter().filter(|&&m| m != 0).count();
-        let t = batch.to_tensors(self.device).map_err(crate::run_data::data_err)?;
+        let t = batch
+            .to_tensors(self.device)
+            .map_err(crate::run_data::data_err)?;
         let out = self
             .model
             .forward(
@@ -344,10 +356,12 @@ impl Trainer {
         );
         let weights = self.task_weights.index_select(0, &t.task_ids);
         let task_loss = (&per_example * &weights).mean(Kind::Float);
-        let mut loss = task_loss.shallow_clone();
+        let loss = match &out.aux {
+            Some(a) => &task_loss + a.weighted(&self.cfg.model.moe.router),
+            None => task_loss.shallow_clone(),
+        };
         let mut aux = BTreeMap::new();
         if let Some(a) = &out.aux {
-            loss = loss + a.weighted(&self.cfg.model.moe.router);
             for (name, value) in [
                 ("load_balance", &a.load_balance),
                 ("z_loss", &a.z_loss),
@@ -405,15 +419,24 @@ impl Trainer {
             grad_norm: norm,
             tokens,
             tokens_per_s: tokens as f64 / seconds.max(1e-9),
-            expert_load: out.stats.iter().map(|(_, s)| s.routing.load.clone()).collect(),
-            dropped: out.stats.iter().map(|(_, s)| s.routing.dropped_fraction).collect(),
+            expert_load: out
+                .stats
+                .iter()
+                .map(|(_, s)| s.routing.load.clone())
+                .collect(),
+            dropped: out
+                .stats
+                .iter()
+                .map(|(_, s)| s.routing.dropped_fraction)
+                .collect(),
             skipped: action == StepAction::Skip,
         })
     }
 
     /// Mean loss per task present in the batch (host values).
     fn task_losses(&self, batch: &Batch, per_example: &Tensor) -> BTreeMap<String, f64> {
-        let values: Vec<f64> = Vec::try_from(&per_example.to_kind(Kind::Double)).unwrap_or_default();
+        let values: Vec<f64> =
+            Vec::try_from(&per_example.to_kind(Kind::Double)).unwrap_or_default();
         let mut sums: BTreeMap<usize, (f64, usize)> = BTreeMap::new();
         for (&task, &v) in batch.task_ids.iter().zip(&values) {
             let e = sums.entry(task as usize).or_insert((0.0, 0));
@@ -444,7 +467,8 @@ impl Trainer {
         };
         let config_text = self.cfg.to_toml();
         let ckpt = self.writer.write(step, |files| -> Result<()> {
-            save_weights(&self.vs, &files.path(MODEL_FILE)?, ExportDtype::F32).map_err(model_err)?;
+            save_weights(&self.vs, &files.path(MODEL_FILE)?, ExportDtype::F32)
+                .map_err(model_err)?;
             self.opt.save(files.path(OPTIMIZER_FILE)?)?;
             save_card(&card, &files.path(MODEL_CARD_FILE)?).map_err(model_err)?;
             files.write_bytes(RUN_CONFIG_FILE, config_text.as_bytes())?;

@@ -1,0 +1,96 @@
+//! `taskmoe`: train, evaluate and inspect multi-task models with sparse, task-aware MoE layers.
+//!
+//! ```text
+//! taskmoe train   [--config FILE] [--set key.path=value]... [--resume]
+//! taskmoe eval    (--run DIR | --checkpoint DIR) [--split validation|test] [--set ...]
+//! taskmoe inspect [--config FILE] [--set ...]
+//! ```
+//! `cargo xtask train` / `cargo xtask eval` build this binary and run it.
+
+mod eval_cmd;
+mod inspect_cmd;
+mod progress;
+mod report;
+mod train_cmd;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "taskmoe",
+    version,
+    about = "Multi-task learning with task-aware sparse MoE"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where a run's configuration comes from.
+#[derive(clap::Args, Clone, Debug)]
+struct ConfigArgs {
+    /// Run configuration (TOML); without it, the embedded default (synthetic benchmark, small
+    /// task-MoE).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override a key, e.g. `--set train.steps=100 --set model.variant=dense`.
+    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model; prints a per-task table at the end.
+    Train {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Continue the run from its newest complete checkpoint.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Evaluate a run's newest checkpoint (or a given checkpoint).
+    Eval {
+        /// A run folder: its newest complete checkpoint is evaluated.
+        #[arg(
+            long,
+            conflicts_with = "checkpoint",
+            required_unless_present = "checkpoint"
+        )]
+        run: Option<PathBuf>,
+        /// A checkpoint folder.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Split to score: validation or test.
+        #[arg(long, default_value = "validation")]
+        split: String,
+        /// Override keys of the run's saved configuration (e.g. other data).
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        set: Vec<String>,
+    },
+    /// Parameters, active parameters and FLOPs per token of a configuration, for every
+    /// variant.
+    Inspect {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train { config, resume } => train_cmd::run(&config, resume),
+        Command::Eval {
+            run,
+            checkpoint,
+            split,
+            set,
+        } => eval_cmd::run(run, checkpoint, &split, &set),
+        Command::Inspect { config } => inspect_cmd::run(&config),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

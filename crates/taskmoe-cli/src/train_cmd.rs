@@ -1,0 +1,79 @@
+//! `taskmoe train`.
+
+use anyhow::{Context, Result};
+use taskmoe_eval::{evaluate, EvalData};
+use taskmoe_train::{EvalPoint, RunConfig, RunData, Trainer};
+
+use crate::progress::Bar;
+use crate::{report, ConfigArgs};
+
+/// Trains, evaluating on validation as configured, then scores the test split and prints the
+/// per-task table.
+pub fn run(args: &ConfigArgs, resume: bool) -> Result<()> {
+    let cfg = RunConfig::load(args.config.as_deref(), &args.set)?;
+    let data = RunData::load(&cfg)?;
+    let mut trainer = Trainer::new(&cfg, &data, resume)?;
+    let run_dir = trainer.run_dir().to_path_buf();
+    eprintln!(
+        "run {}: {:?} model, {} training tasks, {} steps of {} examples",
+        run_dir.display(),
+        cfg.model.variant,
+        data.train_tasks.len(),
+        cfg.train.steps,
+        cfg.data.batch_size
+    );
+    let device = taskmoe_train::select_device(&cfg.train.device)?;
+    let validation = EvalData {
+        specs: &data.specs,
+        split: &data.validation,
+        train: &data.train,
+        seq_len: data.seq_len,
+        pad_id: data.pad_id,
+    };
+    let mut hook = |model: &taskmoe_model::MultiTaskModel, _step: u64| {
+        let result = evaluate(
+            model,
+            &validation,
+            &data.train_tasks,
+            cfg.train.eval_batch_size,
+            device,
+        )
+        .map_err(|e| taskmoe_train::TrainError::Invalid {
+            what: "evaluation".into(),
+            message: e.to_string(),
+        })?;
+        let mean = result.mean_primary();
+        Ok(EvalPoint {
+            record: serde_json::json!({ "split": "validation", "mean": mean, "tasks": result.tasks }),
+            score: Some(("validation/mean".into(), mean, true)),
+        })
+    };
+    let mut bar = Bar::new(10);
+    trainer.train(&mut hook, &mut bar, None)?;
+
+    let test = EvalData {
+        split: &data.test,
+        ..validation
+    };
+    let result = evaluate(
+        trainer.model(),
+        &test,
+        &data.train_tasks,
+        cfg.train.eval_batch_size,
+        device,
+    )
+    .context("final evaluation")?;
+    let names: Vec<String> = data.specs.iter().map(|s| s.name.clone()).collect();
+    report::write(&result, &run_dir, "final-test", &names)?;
+    let state = trainer.state();
+    println!("{}", report::table(&result, "test"));
+    println!(
+        "{} steps, {} examples, {:.1} s training ({:.0} examples/s); run folder {}",
+        state.step,
+        state.examples_seen,
+        state.elapsed_secs,
+        state.examples_seen as f64 / state.elapsed_secs.max(1e-9),
+        run_dir.display()
+    );
+    Ok(())
+}

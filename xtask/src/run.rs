@@ -1,0 +1,25 @@
+//! `cargo xtask train` / `eval` / `inspect`: build the `taskmoe` binary (release) against the
+//! provisioned libtorch and run it with the given arguments.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::libtorch;
+use crate::project::{cargo, root, run_cmd};
+use crate::Result;
+
+/// Builds `taskmoe` and runs `taskmoe <subcommand> <args>`.
+pub fn taskmoe(subcommand: &str, args: &[String]) -> Result<()> {
+    let lt = libtorch::ensure()?;
+    let mut build = cargo();
+    build.args(["build", "--release", "--package", "taskmoe-cli"]);
+    lt.apply_env(&mut build);
+    run_cmd(&mut build)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let mut cmd = Command::new(target.join("release").join("taskmoe"));
+    cmd.arg(subcommand).args(args).current_dir(root());
+    lt.apply_env(&mut cmd);
+    run_cmd(&mut cmd)
+}
