@@ -56,8 +56,9 @@ pub fn deserialize_with_path<T: serde::de::DeserializeOwned>(
         let message = match inner.strip_prefix("unknown field `") {
             Some(rest) => {
                 let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
-                let key = if path == "." || path.is_empty() {
-                    field.to_string()
+                // The path already ends with the unknown field.
+                let key = if path.ends_with(field) {
+                    path.clone()
                 } else {
                     format!("{path}.{field}")
                 };

@@ -16,10 +16,15 @@
 //! resumed run would restart Adam from zero; this one keeps `m` (`exp_avg`), `v` (`exp_avg_sq`)
 //! and `t` per parameter as tensors it owns and saves them in safetensors (DESIGN.md section 4).
 //!
-//! The step count `t` is per parameter, as in PyTorch: a parameter whose gradient is undefined
-//! (never reached by a backward pass) is skipped and its `t` does not advance. A gradient that
-//! is defined but zero (after [`AdamW::zero_grad`]) is a real update: the moments decay and
-//! weight decay applies.
+//! Every parameter is updated at every step; a parameter whose gradient is undefined (no
+//! backward pass has reached it yet) is updated as if its gradient were zero: the moments
+//! decay and weight decay applies. This differs from PyTorch, which skips it, on purpose:
+//! libtorch cannot reset a gradient to undefined, so after [`AdamW::zero_grad`] a parameter a
+//! batch did not use (another task's head, an expert nobody chose) has a zero gradient, not
+//! none. Treating both the same makes an update independent of which parameters earlier
+//! batches reached, which is what lets a run resumed from a checkpoint (where no gradient is
+//! defined yet) continue exactly as the uninterrupted run. The step count `t` is kept per
+//! parameter and saved, and advances for every parameter at every step.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -255,9 +260,9 @@ impl AdamW {
         let _guard = tch::no_grad_guard();
         self.num_steps += 1;
         for p in &mut self.params {
-            let grad = p.param.grad();
+            let mut grad = p.param.grad();
             if !grad.defined() {
-                continue;
+                grad = p.param.zeros_like();
             }
             p.step += 1;
             let t = i32::try_from(p.step).unwrap_or(i32::MAX);

@@ -1,0 +1,235 @@
+//! The `taskmoe` binary end to end on a tiny configuration: train, evaluate, resume after a
+//! kill, and the errors a user sees for bad configurations and damaged checkpoints.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("taskmoe-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn taskmoe(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskmoe"));
+    cmd.args(args);
+    cmd
+}
+
+fn train(out: &Path, extra: &[&str]) -> Command {
+    let fixture = fixture();
+    let out_dir = format!("output.dir={}", out.display());
+    let mut args = vec![
+        "train",
+        "--config",
+        fixture.to_str().unwrap(),
+        "--set",
+        &out_dir,
+    ];
+    args.extend_from_slice(extra);
+    taskmoe(&args)
+}
+
+fn ok(output: Output) -> String {
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "failed: {}\n{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
+fn fails(output: Output) -> String {
+    assert!(!output.status.success(), "expected a failure");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `(step, loss)` of every line of a run's metrics.jsonl, the loss as written.
+fn losses(run: &Path) -> Vec<(u64, String)> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["step"].as_u64().unwrap(), v["loss"].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn train_then_eval_reproduces_the_final_table() {
+    let out = scratch("e2e");
+    let table = ok(train(&out, &["--set", "output.name=run"]).output().unwrap());
+    assert!(
+        table.contains("lexicon_hi0") && table.contains("majority"),
+        "{table}"
+    );
+    let run = out.join("run");
+    for f in [
+        "metrics.jsonl",
+        "eval.jsonl",
+        "final-test.json",
+        "final-test-predictions.jsonl",
+        "final-test-routing.json",
+    ] {
+        assert!(run.join(f).exists(), "{f}");
+    }
+    assert_eq!(losses(&run).len(), 12);
+    // keep_last = 2: steps 9 and 12 remain.
+    assert!(run.join("checkpoint-12").exists() && run.join("checkpoint-9").exists());
+    assert!(!run.join("checkpoint-6").exists());
+
+    let eval = ok(
+        taskmoe(&["eval", "--run", run.to_str().unwrap(), "--split", "test"])
+            .output()
+            .unwrap(),
+    );
+    let read = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let final_scores = read(run.join("final-test.json"));
+    let eval_scores = read(run.join("checkpoint-12/eval-test.json"));
+    assert_eq!(
+        final_scores["tasks"], eval_scores["tasks"],
+        "eval reproduces the final numbers"
+    );
+    assert!(eval.contains("step 12"), "{eval}");
+    let routing = read(run.join("final-test-routing.json"));
+    assert_eq!(routing.as_array().unwrap().len(), 2, "two MoE blocks");
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn killed_and_resumed_run_matches_the_uninterrupted_one() {
+    let out = scratch("resume");
+    let steps = "train.steps=30";
+    ok(
+        train(&out, &["--set", "output.name=straight", "--set", steps])
+            .output()
+            .unwrap(),
+    );
+
+    // Start the same run, kill it once checkpoint-6 exists, resume.
+    let mut child = train(&out, &["--set", "output.name=killed", "--set", steps])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let killed = out.join("killed");
+    let started = Instant::now();
+    while !killed.join("checkpoint-6").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no checkpoint-6"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!killed.join("checkpoint-30").exists(), "killed mid-run");
+    ok(train(
+        &out,
+        &["--set", "output.name=killed", "--set", steps, "--resume"],
+    )
+    .output()
+    .unwrap());
+
+    let (a, b) = (losses(&out.join("straight")), losses(&killed));
+    assert_eq!(a.len(), 30);
+    assert_eq!(
+        a, b,
+        "per-step losses after kill and resume equal the uninterrupted run"
+    );
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn a_second_train_without_resume_is_refused() {
+    let out = scratch("refuse");
+    ok(
+        train(&out, &["--set", "output.name=r", "--set", "train.steps=3"])
+            .output()
+            .unwrap(),
+    );
+    let err = fails(
+        train(&out, &["--set", "output.name=r", "--set", "train.steps=3"])
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("--resume"), "{err}");
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn bad_configurations_fail_with_the_key_named() {
+    let out = scratch("config");
+    let cases: [(&[&str], &str); 5] = [
+        (&["--set", "train.stepz=3"], "train.stepz"),
+        (&["--set", "data.tasks=[\"nope\"]"], "unknown task `nope`"),
+        (
+            &[
+                "--set",
+                "data.mixture={ kind = \"explicit\", rates = { lexicon_hi0 = -1.0 } }",
+                "--set",
+                "data.tasks=[\"lexicon_hi0\"]",
+            ],
+            "lexicon_hi0",
+        ),
+        (&["--set", "model.moe.router.k=9"], "model.moe.router.k"),
+        (&["--set", "train.device=tpu"], "train.device"),
+    ];
+    for (args, expected) in cases {
+        let err = fails(train(&out, args).output().unwrap());
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn a_truncated_checkpoint_is_skipped_for_the_previous_one() {
+    let out = scratch("truncated");
+    ok(
+        train(&out, &["--set", "output.name=t", "--set", "train.steps=6"])
+            .output()
+            .unwrap(),
+    );
+    let run = out.join("t");
+    let newest = run.join("checkpoint-6/model.safetensors");
+    let len = std::fs::metadata(&newest).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let eval = ok(taskmoe(&["eval", "--run", run.to_str().unwrap()])
+        .output()
+        .unwrap());
+    assert!(
+        eval.contains("checkpoint-3") && eval.contains("step 3"),
+        "{eval}"
+    );
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn inspect_shows_every_variant() {
+    let f = fixture();
+    let text = ok(taskmoe(&["inspect", "--config", f.to_str().unwrap()])
+        .output()
+        .unwrap());
+    for v in ["Dense", "TokenMoe", "TaskMoe", "active per token", "FLOPs"] {
+        assert!(text.contains(v), "{v}: {text}");
+    }
+}
