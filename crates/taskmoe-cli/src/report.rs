@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use taskmoe_eval::routing::{analyze, heatmap_svg, RoutingAnalysis};
 use taskmoe_eval::EvalResult;
 
 /// The per-task table: examples, headline metric, the other metrics, majority baseline.
@@ -66,15 +67,47 @@ pub fn write(result: &EvalResult, dir: &Path, prefix: &str, task_names: &[String
         writeln!(f, "{}", serde_json::to_string(p)?)?;
     }
     f.flush()?;
-    let routing = dir.join(format!("{prefix}-routing.json"));
-    let layers: Vec<serde_json::Value> = result
+    // Routing analysis per MoE block: JSON, and SVG heatmaps of P(expert | task) and of the
+    // task-to-task routing similarity.
+    let analyses: Vec<RoutingAnalysis> = result
         .routing
         .iter()
-        .map(|(layer, counts)| {
-            serde_json::json!({ "layer": layer, "tasks": task_names, "task_expert_counts": counts })
-        })
+        .map(|(layer, counts)| analyze(*layer, task_names, counts))
         .collect();
-    std::fs::write(&routing, serde_json::to_string_pretty(&layers)? + "\n")
+    let routing = dir.join(format!("{prefix}-routing.json"));
+    std::fs::write(&routing, serde_json::to_string_pretty(&analyses)? + "\n")
         .with_context(|| format!("writing {}", routing.display()))?;
+    for a in &analyses {
+        let experts: Vec<String> = (0..a.load.first().map_or(0, Vec::len))
+            .map(|e| format!("e{e}"))
+            .collect();
+        let load = heatmap_svg(
+            &format!(
+                "block {}: P(expert | task), I(task; expert) = {:.3} nats",
+                a.layer, a.mutual_information
+            ),
+            &a.tasks,
+            &experts,
+            &a.load,
+            0.0,
+            1.0,
+        );
+        let short: Vec<String> = (0..a.tasks.len()).map(|i| format!("t{i}")).collect();
+        let similarity = heatmap_svg(
+            &format!(
+                "block {}: task routing similarity (cosine; columns t0.. = rows)",
+                a.layer
+            ),
+            &a.tasks,
+            &short,
+            &a.similarity,
+            0.0,
+            1.0,
+        );
+        for (name, svg) in [("load", load), ("similarity", similarity)] {
+            let path = dir.join(format!("{prefix}-routing-block{}-{name}.svg", a.layer));
+            std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
     Ok(())
 }

@@ -12,6 +12,7 @@
 mod error;
 mod evaluate;
 pub mod metrics;
+pub mod routing;
 
 pub use error::{EvalError, Result};
 pub use evaluate::{evaluate, EvalData, EvalResult, EvaluateError, Prediction, TaskScores};
