@@ -1,18 +1,59 @@
 //! `taskmoe train`.
 
 use anyhow::{Context, Result};
-use taskmoe_eval::{evaluate, EvalData};
+use taskmoe_eval::{evaluate, EvalData, EvalResult};
+use taskmoe_model::Variant;
 use taskmoe_train::{EvalPoint, RunConfig, RunData, Trainer};
 
 use crate::progress::Bar;
 use crate::{report, ConfigArgs};
 
 /// Trains, evaluating on validation as configured, then scores the test split and prints the
-/// per-task table.
+/// per-task table. The `single-task` variant trains one dense model per task (each with the
+/// run's full step budget) in `<run>/<task>/`, and the table gives each task its own model's
+/// scores.
 pub fn run(args: &ConfigArgs, resume: bool) -> Result<()> {
     let cfg = RunConfig::load(args.config.as_deref(), &args.set)?;
     let data = RunData::load(&cfg)?;
-    let mut trainer = Trainer::new(&cfg, &data, resume)?;
+    if cfg.model.variant != Variant::SingleTask {
+        let result = train_one(&cfg, &data, resume)?;
+        println!("{}", report::table(&result, "test"));
+        return Ok(());
+    }
+    let parent = cfg.run_dir();
+    let mut combined: Option<EvalResult> = None;
+    for &task in &data.train_tasks {
+        let name = &data.specs[task].name;
+        let mut one = cfg.clone();
+        one.data.tasks = vec![name.clone()];
+        one.output.dir = parent.clone();
+        one.output.name = name.clone();
+        let one_data = RunData::load(&one)?;
+        eprintln!(
+            "single-task baseline {}/{}: {name}",
+            task + 1,
+            data.specs.len()
+        );
+        let result = train_one(&one, &one_data, resume)?;
+        match &mut combined {
+            None => combined = Some(result),
+            Some(c) => {
+                c.tasks.extend(result.tasks);
+                c.predictions.extend(result.predictions);
+                c.routing.extend(result.routing);
+            }
+        }
+    }
+    let combined = combined.context("no training tasks")?;
+    let names: Vec<String> = data.specs.iter().map(|s| s.name.clone()).collect();
+    report::write(&combined, &parent, "final-test", &names)?;
+    println!("{}", report::table(&combined, "test"));
+    Ok(())
+}
+
+/// Trains one model and scores its training tasks on the test split.
+fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<EvalResult> {
+    let mut trainer = Trainer::new(cfg, data, resume)?;
     let run_dir = trainer.run_dir().to_path_buf();
     eprintln!(
         "run {}: {:?} model, {} training tasks, {} steps of {} examples",
@@ -66,8 +107,7 @@ pub fn run(args: &ConfigArgs, resume: bool) -> Result<()> {
     let names: Vec<String> = data.specs.iter().map(|s| s.name.clone()).collect();
     report::write(&result, &run_dir, "final-test", &names)?;
     let state = trainer.state();
-    println!("{}", report::table(&result, "test"));
-    println!(
+    eprintln!(
         "{} steps, {} examples, {:.1} s training ({:.0} examples/s); run folder {}",
         state.step,
         state.examples_seen,
@@ -75,5 +115,5 @@ pub fn run(args: &ConfigArgs, resume: bool) -> Result<()> {
         state.examples_seen as f64 / state.elapsed_secs.max(1e-9),
         run_dir.display()
     );
-    Ok(())
+    Ok(result)
 }

@@ -233,3 +233,35 @@ fn inspect_shows_every_variant() {
         assert!(text.contains(v), "{v}: {text}");
     }
 }
+
+#[test]
+fn single_task_baseline_trains_one_model_per_task() {
+    let out = scratch("single");
+    let table = ok(train(
+        &out,
+        &[
+            "--set",
+            "output.name=st",
+            "--set",
+            "model.variant=single-task",
+            "--set",
+            "data.tasks=[\"lexicon_hi0\", \"count_lo0\"]",
+            "--set",
+            "train.steps=3",
+        ],
+    )
+    .output()
+    .unwrap());
+    assert!(
+        table.contains("lexicon_hi0") && table.contains("count_lo0"),
+        "{table}"
+    );
+    for task in ["lexicon_hi0", "count_lo0"] {
+        assert!(
+            out.join("st").join(task).join("checkpoint-3").exists(),
+            "{task}"
+        );
+    }
+    assert!(out.join("st/final-test.json").exists());
+    std::fs::remove_dir_all(out).unwrap();
+}
