@@ -55,6 +55,14 @@ pub fn run(args: &ConfigArgs, resume: bool) -> Result<()> {
 fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<EvalResult> {
     let mut trainer = Trainer::new(cfg, data, resume)?;
     let run_dir = trainer.run_dir().to_path_buf();
+    if let Some(r) = trainer.import_report() {
+        eprintln!(
+            "imported {} pretrained tensors; upcycled MoE blocks {:?}; {} tensors start fresh",
+            r.loaded.len(),
+            r.upcycled_blocks,
+            r.fresh.len()
+        );
+    }
     eprintln!(
         "run {}: {:?} model, {} training tasks, {} steps of {} examples",
         run_dir.display(),

@@ -265,3 +265,61 @@ fn single_task_baseline_trains_one_model_per_task() {
     assert!(out.join("st/final-test.json").exists());
     std::fs::remove_dir_all(out).unwrap();
 }
+
+/// The MiniLM folder (`cargo xtask test` sets `TASKMOE_MINILM_DIR`).
+fn minilm() -> PathBuf {
+    let dir = std::env::var_os("TASKMOE_MINILM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap())
+                .join(".cache/taskmoe/models/all-MiniLM-L6-v2")
+        });
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "{}: run `cargo xtask fetch-model minilm`",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn glue_example_fine_tunes_an_upcycled_minilm() {
+    let out = scratch("glue");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let config = root.join("configs/glue-minilm.toml");
+    let registry = root.join("configs/glue-example/tasks.toml");
+    let output = taskmoe(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--set",
+        &format!("train.init_from={}", minilm().display()),
+        "--set",
+        &format!("data.registry={}", registry.display()),
+        "--set",
+        &format!("output.dir={}", out.display()),
+        "--set",
+        "output.name=glue",
+        "--set",
+        "train.steps=2",
+        "--set",
+        "data.batch_size=4",
+    ])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let table = ok(output);
+    for task in ["rte", "sst2", "stsb"] {
+        assert!(table.contains(task), "{task}: {table}");
+    }
+    assert!(stderr.contains("upcycled MoE blocks [1, 3, 5]"), "{stderr}");
+    let card: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("glue/checkpoint-2/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        card["model"]["d_model"], 384,
+        "architecture taken from MiniLM"
+    );
+    std::fs::remove_dir_all(out).unwrap();
+}

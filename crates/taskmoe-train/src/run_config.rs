@@ -70,15 +70,25 @@ pub struct DataConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
-    /// Optimizer steps. Default 500.
+    /// Optimizer steps. Default 2000.
     pub steps: u64,
     /// Seed of everything random: initialisation, mixture sampling, dropout, router noise.
     /// Default 0.
     pub seed: u64,
+    /// Start from a pretrained HF BERT-family folder (`config.json`, `model.safetensors`,
+    /// e.g. `cargo xtask fetch-model minilm`): the encoder architecture (width, depth, heads,
+    /// FFN width, vocabulary, positions) comes from its `config.json`, its weights are
+    /// imported, and the experts of MoE blocks are upcycled from the pretrained FFNs. Relative
+    /// to the config file. Default none (random initialisation).
+    pub init_from: Option<PathBuf>,
+    /// Noise of upcycling, as a fraction of each FFN weight matrix's standard deviation.
+    /// Default 0.01.
+    pub upcycle_noise: f64,
     /// AdamW settings. Default: betas 0.9 / 0.999, eps 1e-8, weight decay 0.01.
     pub optimizer: AdamWConfig,
-    /// Learning-rate schedule; `total_steps = 0` means `steps`. Default: peak 1e-3, 50 warmup
-    /// steps, linear decay to 0.
+    /// Learning-rate schedule; `total_steps = 0` means `steps`. Default: peak 3e-4, 100 warmup
+    /// steps, linear decay to 0 (1e-3 made the post-LN default collapse to constant outputs on
+    /// the 14-task mixture).
     pub schedule: ScheduleConfig,
     /// Clip the global gradient L2 norm to this; 0 disables clipping. Default 1.0.
     pub clip_grad_norm: f64,
@@ -91,12 +101,12 @@ pub struct TrainConfig {
     pub threads: usize,
     /// `cpu`, `cuda` or `auto`. Default `cpu`.
     pub device: String,
-    /// Steps between checkpoints (the last step always gets one). Default 250.
+    /// Steps between checkpoints (the last step always gets one). Default 500.
     pub checkpoint_every: u64,
     /// Checkpoints kept (older ones are deleted once a newer one is complete). Default 2.
     pub keep_last: usize,
     /// Steps between evaluations on the validation split (and one at the end); 0 = only at
-    /// the end. Default 250.
+    /// the end. Default 500.
     pub eval_every: u64,
     /// Examples per evaluation batch. Default 256.
     pub eval_batch_size: usize,
@@ -145,12 +155,14 @@ impl Default for DataConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            steps: 500,
+            steps: 2000,
             seed: 0,
+            init_from: None,
+            upcycle_noise: 0.01,
             optimizer: AdamWConfig::default(),
             schedule: ScheduleConfig {
-                peak_lr: 1e-3,
-                warmup_steps: 50,
+                peak_lr: 3e-4,
+                warmup_steps: 100,
                 total_steps: 0,
                 decay: Decay::Linear,
                 min_lr_ratio: 0.0,
@@ -160,9 +172,9 @@ impl Default for TrainConfig {
             task_weights: BTreeMap::new(),
             threads: 2,
             device: "cpu".into(),
-            checkpoint_every: 250,
+            checkpoint_every: 500,
             keep_last: 2,
-            eval_every: 250,
+            eval_every: 500,
             eval_batch_size: 256,
         }
     }
@@ -195,13 +207,25 @@ impl RunConfig {
         let mut cfg: RunConfig = deserialize_with_path(value, &origin)?;
         // Relative data paths are relative to the config file.
         if let Some(dir) = path.and_then(Path::parent) {
-            for p in [&mut cfg.data.registry, &mut cfg.data.tokenizer]
-                .into_iter()
-                .flatten()
-            {
+            let paths = [
+                &mut cfg.data.registry,
+                &mut cfg.data.tokenizer,
+                &mut cfg.train.init_from,
+            ];
+            for p in paths.into_iter().flatten() {
                 if p.is_relative() {
                     *p = dir.join(&*p);
                 }
+            }
+        }
+        if let Some(dir) = &cfg.train.init_from {
+            // The architecture is the pretrained model's; variant, MoE and head settings stay.
+            let variant = cfg.model.variant;
+            cfg.model = taskmoe_model::bert_config(dir, &cfg.model)
+                .map_err(|e| invalid("config", format!("key `train.init_from`: {e}")))?;
+            cfg.model.variant = variant;
+            if cfg.data.tokenizer.is_none() {
+                cfg.data.tokenizer = Some(dir.join("tokenizer.json"));
             }
         }
         cfg.validate()?;
@@ -233,6 +257,15 @@ impl RunConfig {
             return Err(invalid(
                 "config",
                 "key `train.keep_last`: must be at least 1",
+            ));
+        }
+        if !(t.upcycle_noise.is_finite() && t.upcycle_noise >= 0.0) {
+            return Err(invalid(
+                "config",
+                format!(
+                    "key `train.upcycle_noise`: must be >= 0, got {}",
+                    t.upcycle_noise
+                ),
             ));
         }
         if !(t.clip_grad_norm.is_finite() && t.clip_grad_norm >= 0.0) {

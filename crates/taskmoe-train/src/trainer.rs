@@ -12,8 +12,8 @@ use tch::{nn, Device, Kind, Tensor};
 
 use taskmoe_data::{Batch, Sampler, SamplerState};
 use taskmoe_model::{
-    load_weights, per_example_loss, save_card, save_weights, ExportDtype, ModelCard, ModelInput,
-    MultiTaskModel,
+    import_bert, load_weights, per_example_loss, save_card, save_weights, ExportDtype,
+    ImportReport, ModelCard, ModelInput, MultiTaskModel,
 };
 
 use crate::checkpoint::{latest_complete, CheckpointWriter};
@@ -111,6 +111,7 @@ pub struct Trainer {
     task_weights: Tensor,
     task_names: Vec<String>,
     last_checkpoint: Option<PathBuf>,
+    import: Option<ImportReport>,
 }
 
 /// The seed of step `step`: dropout masks and router noise are a pure function of it.
@@ -184,11 +185,18 @@ impl Trainer {
             task_weights: Tensor::from_slice(&weights).to_device(device),
             task_names: data.specs.iter().map(|s| s.name.clone()).collect(),
             last_checkpoint: None,
+            import: None,
             run_dir,
         };
         match existing {
             Some(ckpt) => trainer.restore(&ckpt.dir)?,
             None => {
+                if let Some(dir) = &cfg.train.init_from {
+                    let report =
+                        import_bert(&trainer.model, &trainer.vs, dir, cfg.train.upcycle_noise)
+                            .map_err(model_err)?;
+                    trainer.import = Some(report);
+                }
                 fs::create_dir_all(&trainer.run_dir).map_err(io(&trainer.run_dir))?;
                 for file in [METRICS_FILE, EVAL_FILE] {
                     let path = trainer.run_dir.join(file);
@@ -254,6 +262,11 @@ impl Trainer {
     /// The run folder.
     pub fn run_dir(&self) -> &Path {
         &self.run_dir
+    }
+
+    /// What was imported from `train.init_from` (fresh runs only).
+    pub fn import_report(&self) -> Option<&ImportReport> {
+        self.import.as_ref()
     }
 
     /// The newest checkpoint written or resumed from.
