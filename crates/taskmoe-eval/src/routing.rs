@@ -26,7 +26,8 @@ pub struct RoutingAnalysis {
 }
 
 fn entropy(p: &[f64]) -> f64 {
-    p.iter().filter(|&&x| x > 0.0).map(|&x| -x * x.ln()).sum()
+    let h: f64 = p.iter().filter(|&&x| x > 0.0).map(|&x| -x * x.ln()).sum();
+    h.max(0.0) // -0.0 for a one-hot row
 }
 
 /// Analyses one block's `counts[task][expert]`; tasks without routed tokens are left out.
@@ -95,7 +96,8 @@ pub fn heatmap_svg(
     hi: f64,
 ) -> String {
     let (cell, left, top) = (34.0, 150.0, 60.0);
-    let width = left + cell * col_labels.len() as f64 + 20.0;
+    // Wide enough for the grid and for the title (about 7.5 px per character at 14 px).
+    let width = (left + cell * col_labels.len() as f64 + 20.0).max(20.0 + 7.5 * title.len() as f64);
     let height = top + cell * row_labels.len() as f64 + 20.0;
     let esc = |s: &str| {
         s.replace('&', "&amp;")
@@ -106,7 +108,7 @@ pub fn heatmap_svg(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
          font-family=\"sans-serif\" font-size=\"11\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{left}\" y=\"18\" font-size=\"14\">{}</text>\n",
+         <text x=\"10\" y=\"18\" font-size=\"14\">{}</text>\n",
         esc(title)
     );
     for (j, label) in col_labels.iter().enumerate() {
