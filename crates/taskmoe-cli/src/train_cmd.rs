@@ -22,7 +22,7 @@ pub fn run(args: &ConfigArgs, resume: bool) -> Result<()> {
     }
     let parent = cfg.run_dir();
     let mut combined: Option<EvalResult> = None;
-    for &task in &data.train_tasks {
+    for (i, &task) in data.train_tasks.iter().enumerate() {
         let name = &data.specs[task].name;
         let mut one = cfg.clone();
         one.data.tasks = vec![name.clone()];
@@ -31,8 +31,8 @@ pub fn run(args: &ConfigArgs, resume: bool) -> Result<()> {
         let one_data = RunData::load(&one)?;
         eprintln!(
             "single-task baseline {}/{}: {name}",
-            task + 1,
-            data.specs.len()
+            i + 1,
+            data.train_tasks.len()
         );
         let result = train_one(&one, &one_data, resume)?;
         match &mut combined {

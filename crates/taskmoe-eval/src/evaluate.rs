@@ -62,16 +62,24 @@ pub struct EvalResult {
     #[serde(skip)]
     pub predictions: Vec<Prediction>,
     /// Routing slots per MoE block (by block index): `[tasks][experts]` counts over the
-    /// evaluated examples, dropless or not as the evaluation capacity says.
+    /// evaluated examples' tokens, the router's choices before any capacity drop.
     pub routing: BTreeMap<usize, Vec<Vec<i64>>>,
 }
 
 impl EvalResult {
-    /// The mean of each task's primary metric (the run's headline number).
+    /// The mean of the tasks' primary metrics where higher is better (the run's headline
+    /// number; a task headlined by a lower-is-better metric such as MSE is left out, so the
+    /// mean always rises with quality).
     pub fn mean_primary(&self) -> f64 {
         let values: Vec<f64> = self
             .tasks
             .iter()
+            .filter(|t| {
+                MetricKind::ALL
+                    .iter()
+                    .find(|k| k.name() == t.primary)
+                    .is_none_or(|k| k.higher_is_better())
+            })
             .filter_map(|t| t.metrics.get(&t.primary).copied())
             .collect();
         values.iter().sum::<f64>() / values.len().max(1) as f64

@@ -17,7 +17,8 @@ pub struct ParamReport {
     /// heads (the widest head is counted). Embedding tables are counted whole.
     pub active_per_token: u64,
     /// Forward FLOPs per token (a multiply-add is 2) of the matmuls: attention projections,
-    /// attention scores at `seq_len`, the FFN or the router plus `k` experts (plus shared
+    /// attention scores at `seq_len`, the FFN or the router (as implemented: `per-task`
+    /// scores all tasks' gates, `task-level` nothing per token) plus `k` experts (plus shared
     /// experts), and the head amortised over `seq_len`. LayerNorm, softmax and activations are
     /// left out.
     pub flops_per_token: u64,
@@ -93,7 +94,15 @@ pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> Pa
 
     let attention_flops = 8 * d * d + 4 * l * d;
     let dense_ffn_flops = 4 * d * cfg.d_ff as u64;
-    let moe_flops = 2 * d * e + k * 4 * d * fe + 4 * d * shared_width;
+    // Router: token and task-concat score E experts per token (the task part of task-concat
+    // is per task); per-task scores every task's gate in one matmul; task-level decides per
+    // task, nothing per token.
+    let router_flops = match r.kind {
+        RouterKind::Token | RouterKind::TaskConcat => 2 * d * e,
+        RouterKind::PerTask => 2 * d * e * t,
+        RouterKind::TaskLevel => 0,
+    };
+    let moe_flops = router_flops + k * 4 * d * fe + 4 * d * shared_width;
     let head_flops = (2 * d * d + 2 * d * widest_outputs) / l.max(1);
     let flops_per_token = cfg.num_layers as u64 * attention_flops
         + dense_blocks * dense_ffn_flops

@@ -4,9 +4,14 @@ use crate::error::{invalid, Result};
 
 /// Applies `key.path=value` overrides in order. The value is parsed as a TOML value (`3`,
 /// `1e-3`, `true`, `"text"`, `[1, 2]`, `{ kind = "uniform" }`); anything that does not parse
-/// is taken as a bare string (`--set train.device=cpu`). Missing tables on the path are
-/// created; whether the key exists is checked when the table is deserialized.
-pub fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<()> {
+/// is taken as a bare string (`--set train.device=cpu`), and so is any value for a key whose
+/// default (in `defaults`) is a string (`--set output.name=123`). Missing tables on the path
+/// are created; whether the key exists is checked when the table is deserialized.
+pub fn apply_overrides(
+    table: &mut toml::Table,
+    overrides: &[String],
+    defaults: &toml::Table,
+) -> Result<()> {
     for spec in overrides {
         let Some((path, raw)) = spec.split_once('=') else {
             return Err(invalid(
@@ -18,7 +23,11 @@ pub fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<
         if keys.iter().any(|k| k.is_empty()) {
             return Err(invalid("--set", format!("`{path}` is not a key path")));
         }
-        let value = parse_value(raw.trim());
+        let value = if lookup(defaults, &keys).is_some_and(toml::Value::is_str) {
+            toml::Value::String(raw.trim().trim_matches('"').to_string())
+        } else {
+            parse_value(raw.trim())
+        };
         let (last, parents) = keys.split_last().expect("split gives at least one key");
         let mut current = &mut *table;
         for (i, key) in parents.iter().enumerate() {
@@ -35,6 +44,16 @@ pub fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<
         current.insert(last.to_string(), value);
     }
     Ok(())
+}
+
+/// The value at `keys` in `table`, if every step exists.
+fn lookup<'a>(table: &'a toml::Table, keys: &[&str]) -> Option<&'a toml::Value> {
+    let (last, parents) = keys.split_last()?;
+    let mut t = table;
+    for k in parents {
+        t = t.get(*k)?.as_table()?;
+    }
+    t.get(*last)
 }
 
 fn parse_value(raw: &str) -> toml::Value {

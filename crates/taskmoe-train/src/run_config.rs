@@ -15,6 +15,13 @@ use crate::optim::AdamWConfig;
 use crate::overrides::{apply_overrides, deserialize_with_path};
 use crate::schedule::{Decay, ScheduleConfig};
 
+/// The keys that hold file paths, by section.
+const PATH_KEYS: [(&str, &str); 3] = [
+    ("data", "registry"),
+    ("data", "tokenizer"),
+    ("train", "init_from"),
+];
+
 /// Everything a training run needs. `RunConfig::default()` is the embedded default run:
 /// the synthetic benchmark and the small task-MoE preset.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -77,7 +84,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Start from a pretrained HF BERT-family folder (`config.json`, `model.safetensors`,
     /// e.g. `cargo xtask fetch-model minilm`): the encoder architecture (width, depth, heads,
-    /// FFN width, vocabulary, positions) comes from its `config.json`, its weights are
+    /// FFN and expert width, vocabulary, positions, LayerNorm epsilon, post-LN) comes from its
+    /// `config.json` (the configured dropout rates are kept), its weights are
     /// imported, and the experts of MoE blocks are upcycled from the pretrained FFNs. Relative
     /// to the config file. Default none (random initialisation).
     pub init_from: Option<PathBuf>,
@@ -203,27 +211,50 @@ impl RunConfig {
         });
         let mut value: toml::Table =
             toml::from_str(&text).map_err(|e| invalid("config", format!("{origin}: {e}")))?;
-        apply_overrides(&mut value, overrides)?;
-        let mut cfg: RunConfig = deserialize_with_path(value, &origin)?;
-        // Relative data paths are relative to the config file.
+        // Paths written in the file are relative to the file; paths given with --set are
+        // relative to the working directory. All become absolute, so a saved config.toml
+        // reads back the same from wherever it is.
         if let Some(dir) = path.and_then(Path::parent) {
-            let paths = [
-                &mut cfg.data.registry,
-                &mut cfg.data.tokenizer,
-                &mut cfg.train.init_from,
-            ];
-            for p in paths.into_iter().flatten() {
-                if p.is_relative() {
-                    *p = dir.join(&*p);
+            for (section, key) in PATH_KEYS {
+                let entry = value
+                    .get_mut(section)
+                    .and_then(|s| s.as_table_mut())
+                    .and_then(|s| s.get_mut(key));
+                if let Some(toml::Value::String(p)) = entry {
+                    if Path::new(p.as_str()).is_relative() {
+                        *p = dir.join(&*p).to_string_lossy().into_owned();
+                    }
                 }
             }
         }
+        let defaults = toml::Table::try_from(RunConfig::default())
+            .map_err(|e| invalid("config", e.to_string()))?;
+        apply_overrides(&mut value, overrides, &defaults)?;
+        let mut cfg: RunConfig = deserialize_with_path(value, &origin)?;
+        for p in [
+            &mut cfg.data.registry,
+            &mut cfg.data.tokenizer,
+            &mut cfg.train.init_from,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *p = std::path::absolute(&*p)
+                .map_err(|e| invalid("config", format!("{}: {e}", p.display())))?;
+        }
         if let Some(dir) = &cfg.train.init_from {
-            // The architecture is the pretrained model's; variant, MoE and head settings stay.
-            let variant = cfg.model.variant;
+            // The architecture is the pretrained model's; variant, MoE, pooling, task embedding
+            // and the dropout rates (training choices) stay as configured.
+            let (variant, dropout, attention_dropout) = (
+                cfg.model.variant,
+                cfg.model.dropout,
+                cfg.model.attention_dropout,
+            );
             cfg.model = taskmoe_model::bert_config(dir, &cfg.model)
                 .map_err(|e| invalid("config", format!("key `train.init_from`: {e}")))?;
             cfg.model.variant = variant;
+            cfg.model.dropout = dropout;
+            cfg.model.attention_dropout = attention_dropout;
             if cfg.data.tokenizer.is_none() {
                 cfg.data.tokenizer = Some(dir.join("tokenizer.json"));
             }

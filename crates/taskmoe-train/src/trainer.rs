@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -211,12 +211,25 @@ impl Trainer {
 
     fn restore(&mut self, dir: &Path) -> Result<()> {
         let saved = RunConfig::load(Some(&dir.join(RUN_CONFIG_FILE)), &[])?;
-        if saved.model != self.cfg.model || saved.data != self.cfg.data {
+        // Everything that shapes the per-step computation must match; only the cadence of
+        // evaluation and checkpoints (and the step count, with an explicit schedule) may change.
+        let (a, b) = (&saved.train, &self.cfg.train);
+        let same_training = a.seed == b.seed
+            && a.optimizer == b.optimizer
+            && saved.optimizer_schedule() == self.cfg.optimizer_schedule()
+            && a.clip_grad_norm == b.clip_grad_norm
+            && a.task_weights == b.task_weights
+            && a.nonfinite == b.nonfinite
+            && a.threads == b.threads
+            && a.init_from == b.init_from
+            && a.upcycle_noise == b.upcycle_noise;
+        if saved.model != self.cfg.model || saved.data != self.cfg.data || !same_training {
             return Err(invalid(
                 "resume",
                 format!(
-                    "{} was made with another [model] or [data] configuration; resume with \
-                     the run's own config ({})",
+                    "{} was made with another [model], [data] or [train] configuration (only \
+                     eval_every, checkpoint_every, keep_last, eval_batch_size and steps may \
+                     change); resume with the run's own config ({})",
                     dir.display(),
                     dir.join(RUN_CONFIG_FILE).display()
                 ),
@@ -389,8 +402,9 @@ impl Trainer {
             .last_checkpoint
             .as_ref()
             .map_or("none yet".to_string(), |p| p.display().to_string());
+        // Steps are named 1-based, as in metrics.jsonl.
         let mut action = self.cfg.train.nonfinite.check(
-            step,
+            step + 1,
             &self.nonfinite_culprit(&task_losses, &checkpoint),
             loss_value,
         )?;
@@ -405,7 +419,7 @@ impl Trainer {
                 grad_norm(vars.iter())?
             };
             action = self.cfg.train.nonfinite.check(
-                step,
+                step + 1,
                 &format!("the gradient norm (last good checkpoint: {checkpoint})"),
                 norm,
             )?;
@@ -513,26 +527,27 @@ fn append(path: &Path) -> Result<File> {
         .map_err(io(path))
 }
 
-/// Keeps the lines of a JSONL log whose `step` is at most `step`.
+/// Keeps the lines of a JSONL log whose `step` is at most `step` (a line that is not valid
+/// JSON, such as one cut by a kill, is dropped; every other line is kept or dropped by step).
 fn truncate_log(path: &Path, step: u64) -> Result<()> {
-    let Ok(file) = File::open(path) else {
-        return File::create(path).map(|_| ()).map_err(io(path));
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io(path)(e)),
     };
-    let kept: Vec<String> = BufReader::new(file)
-        .lines()
-        .map_while(std::result::Result::ok)
-        .filter(|line| {
-            serde_json::from_str::<serde_json::Value>(line)
-                .ok()
-                .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
-                .is_some_and(|s| s <= step)
-        })
-        .collect();
-    let tmp = path.with_extension("jsonl.tmp");
-    let mut text = kept.join("\n");
-    if !text.is_empty() {
-        text.push('\n');
+    let text = String::from_utf8_lossy(&bytes);
+    let mut kept = String::new();
+    for line in text.lines() {
+        let keep = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
+            .is_some_and(|s| s <= step);
+        if keep {
+            kept.push_str(line);
+            kept.push('\n');
+        }
     }
-    fs::write(&tmp, text).map_err(io(&tmp))?;
+    let tmp = path.with_extension("jsonl.tmp");
+    fs::write(&tmp, kept).map_err(io(&tmp))?;
     fs::rename(&tmp, path).map_err(io(path))
 }

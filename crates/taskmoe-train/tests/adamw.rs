@@ -323,6 +323,8 @@ fn default_decay_rule_by_name() {
         "embeddings.word_embeddings.weight",
         "task_embedding.weight",
         "final_norm.gamma",
+        "encoder.layer.1.moe.experts.b1",
+        "encoder.layer.1.moe.experts.b2",
     ] {
         assert!(!default_decays(name), "{name} should not decay");
     }

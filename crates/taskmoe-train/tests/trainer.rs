@@ -45,7 +45,8 @@ fn a_nan_weight_stops_training_at_that_step_naming_task_and_checkpoint() {
         .train(&mut no_eval, &mut Silent, None)
         .unwrap_err()
         .to_string();
-    assert!(err.starts_with("step 3:"), "{err}");
+    // The 4th step (1-based, as in metrics.jsonl) is the first with the NaN weight.
+    assert!(err.starts_with("step 4:"), "{err}");
     assert!(err.contains("the loss of task `"), "{err}");
     assert!(
         err.contains("checkpoint-3") && err.contains("not finite"),
@@ -88,5 +89,35 @@ fn config_errors_name_the_key() {
     let file = dir.join("config.toml");
     std::fs::write(&file, defaults.to_toml()).unwrap();
     assert_eq!(RunConfig::load(Some(&file), &[]).unwrap(), defaults);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn paths_are_relative_to_their_origin_and_saved_absolute() {
+    let dir = std::env::temp_dir().join(format!("taskmoe-train-{}-paths", std::process::id()));
+    let sub = dir.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let file = dir.join("run.toml");
+    std::fs::write(&file, "[data]\nregistry = \"tasks.toml\"\n").unwrap();
+    // From the file: relative to the file's folder.
+    let cfg = RunConfig::load(Some(&file), &[]).unwrap();
+    assert_eq!(
+        cfg.data.registry.as_deref(),
+        Some(dir.join("tasks.toml").as_path())
+    );
+    // From --set: relative to the working directory.
+    let cfg = RunConfig::load(Some(&file), &["data.tokenizer=tok/tokenizer.json".into()]).unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(
+        cfg.data.tokenizer.as_deref(),
+        Some(cwd.join("tok/tokenizer.json").as_path())
+    );
+    // A saved config reads back the same from another folder.
+    let saved = sub.join("config.toml");
+    std::fs::write(&saved, cfg.to_toml()).unwrap();
+    assert_eq!(RunConfig::load(Some(&saved), &[]).unwrap(), cfg);
+    // A bare value for a string key stays a string.
+    let cfg = RunConfig::load(None, &["output.name=2024".into()]).unwrap();
+    assert_eq!(cfg.output.name, "2024");
     std::fs::remove_dir_all(dir).unwrap();
 }

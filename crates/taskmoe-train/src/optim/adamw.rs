@@ -97,7 +97,7 @@ impl AdamWConfig {
 /// The default weight-decay rule: whether the parameter called `name` is decayed.
 ///
 /// A parameter is **not** decayed when its name
-/// - is `bias` or ends in `.bias`;
+/// - is `bias` or ends in `.bias`, or is a stacked expert bias (`.b1`, `.b2` of an expert bank);
 /// - has a dot-separated segment whose lower-case form contains `norm` (`LayerNorm.weight`,
 ///   `layer_norm.weight`, `final_norm.gamma`, `rmsnorm.weight`), or is `ln` or starts with
 ///   `ln_` (GPT-2's `ln_1`, `ln_f`);
@@ -108,7 +108,9 @@ impl AdamWConfig {
 /// is the grouping of BERT's and nanoGPT's training scripts expressed through names, so that it
 /// also works for parameters that are 1-D for other reasons.
 pub fn default_decays(name: &str) -> bool {
-    if name == "bias" || name.ends_with(".bias") {
+    let expert_bias =
+        name.contains(".experts.") && (name.ends_with(".b1") || name.ends_with(".b2"));
+    if name == "bias" || name.ends_with(".bias") || expert_bias {
         return false;
     }
     !name.split('.').any(|segment| {
@@ -244,7 +246,8 @@ impl AdamW {
         clip_grad_norm(self.params.iter().map(|p| &p.param), max_norm)
     }
 
-    /// One AdamW update of every parameter with a defined gradient, at learning rate `lr`,
+    /// One AdamW update of every parameter (an undefined gradient counts as zero), at learning
+    /// rate `lr`,
     /// without recording autograd history.
     pub fn step(&mut self, lr: f64) -> Result<()> {
         if !(lr.is_finite() && lr >= 0.0) {
