@@ -1,6 +1,6 @@
 //! CSV with a header row and RFC 4180 quoting (fields may contain commas, quotes, newlines).
 
-use super::{Sink, Value};
+use super::Sink;
 use crate::error::Result;
 
 /// Reads a CSV file into `sink` with the `csv` crate. The line of an error is the line where
@@ -43,23 +43,8 @@ pub(crate) fn read(bytes: &[u8], sink: &mut Sink<'_>) -> Result<()> {
             .position()
             .map(|p| p.line() as usize)
             .unwrap_or(line_hint);
-        let example = if record.len() != columns.len() {
-            Err(sink.malformed(
-                line,
-                format!(
-                    "{} comma-separated columns, the header has {}",
-                    record.len(),
-                    columns.len()
-                ),
-            ))
-        } else {
-            sink.example(line, |field| {
-                columns
-                    .iter()
-                    .position(|c| *c == field)
-                    .map(|i| Value::Text(&record[i]))
-            })
-        };
+        let cells: Vec<&str> = record.iter().collect();
+        let example = sink.delimited_example(line, "comma-separated", &columns, &cells);
         sink.push(example)?;
     }
     Ok(())

@@ -114,6 +114,34 @@ impl Sink<'_> {
         Ok(())
     }
 
+    /// Builds an example from one delimited row (`cells`) under its header (`columns`); a row
+    /// with another number of cells than the header is malformed. `kind` names the delimiter
+    /// in the message ("tab-separated").
+    pub(crate) fn delimited_example(
+        &self,
+        line: usize,
+        kind: &str,
+        columns: &[&str],
+        cells: &[&str],
+    ) -> Result<TextExample> {
+        if cells.len() != columns.len() {
+            return Err(self.malformed(
+                line,
+                format!(
+                    "{} {kind} columns, the header has {}",
+                    cells.len(),
+                    columns.len()
+                ),
+            ));
+        }
+        self.example(line, |field| {
+            columns
+                .iter()
+                .position(|c| *c == field)
+                .map(|i| Value::Text(cells[i]))
+        })
+    }
+
     /// Builds an example from a row whose fields `get` returns (`None` = missing).
     pub(crate) fn example<'v>(
         &self,

@@ -1,6 +1,6 @@
 //! GLUE / SuperGLUE-style TSV: a header row, tab-separated columns, no quoting.
 
-use super::{utf8, Sink, Value};
+use super::{utf8, Sink};
 use crate::error::Result;
 
 /// Reads a TSV file into `sink`. Lines are split on `\n` (a trailing `\r` is dropped) and then
@@ -25,23 +25,7 @@ pub(crate) fn read(bytes: &[u8], sink: &mut Sink<'_>) -> Result<()> {
     sink.check_header(&columns)?;
     for (line, row) in lines {
         let cells: Vec<&str> = row.split('\t').collect();
-        let example = if cells.len() != columns.len() {
-            Err(sink.malformed(
-                line,
-                format!(
-                    "{} tab-separated columns, the header has {}",
-                    cells.len(),
-                    columns.len()
-                ),
-            ))
-        } else {
-            sink.example(line, |field| {
-                columns
-                    .iter()
-                    .position(|c| *c == field)
-                    .map(|i| Value::Text(cells[i]))
-            })
-        };
+        let example = sink.delimited_example(line, "tab-separated", &columns, &cells);
         sink.push(example)?;
     }
     Ok(())
