@@ -288,8 +288,9 @@ impl Trainer {
     }
 
     /// Trains until `train.steps`, or until `stop_after` more steps when given (tests use it
-    /// to stop mid-run). Evaluates every `eval_every` steps and at the end through `evaluate`,
-    /// checkpoints every `checkpoint_every` steps and at the end.
+    /// to stop mid-run). Checkpoints every `checkpoint_every` steps and at the end, then
+    /// evaluates every `eval_every` steps and at the end through `evaluate` (checkpoint first,
+    /// so a failing evaluation loses no training).
     pub fn train(
         &mut self,
         evaluate: &mut dyn FnMut(&MultiTaskModel, u64) -> Result<EvalPoint>,
