@@ -24,6 +24,10 @@ commands:
   eval (--run DIR | --checkpoint DIR) [--split test|validation]
                          evaluate a run's newest checkpoint, print the table
   inspect [--config FILE] parameters, active parameters and FLOPs per token of every variant
+  experiment <low-resource|unseen|unrelated|all> [--profile quick|full] [--seeds N]
+             [--config FILE] [--set key=value]... [--out DIR]
+                         run the paper's experiments over seeds; report folders + tables
+                         (quick: 3 seeds, about 20 min per experiment on 2 CPU cores)
   setup [--force]        provision the pinned libtorch (PyTorch wheel from PyPI) into .libtorch/
   test [cargo test args] setup, then cargo fmt --check, clippy -D warnings, cargo test --workspace
   bench [kernels|moe] [--quick] [-- args]
@@ -46,7 +50,7 @@ fn main() -> ExitCode {
         "test" => test::run(rest),
         "bench" => bench::run(rest),
         "fetch-model" => models::fetch(rest),
-        "train" | "eval" | "inspect" => run::taskmoe(command, rest),
+        "train" | "eval" | "inspect" | "experiment" => run::taskmoe(command, rest),
         "env" => print_env(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

@@ -1,4 +1,4 @@
-//! `cargo xtask train` / `eval` / `inspect`: build the `taskmoe` binary (release) against the
+//! `cargo xtask train` / `eval` / `inspect` / `experiment`: build the `taskmoe` binary (release) against the
 //! provisioned libtorch and run it with the given arguments.
 
 use std::path::PathBuf;

@@ -4,10 +4,13 @@
 //! taskmoe train   [--config FILE] [--set key.path=value]... [--resume]
 //! taskmoe eval    (--run DIR | --checkpoint DIR) [--split validation|test] [--set ...]
 //! taskmoe inspect [--config FILE] [--set ...]
+//! taskmoe experiment (low-resource|unseen|unrelated|all) [--profile quick|full] [--seeds N]
+//!                    [--config FILE] [--set key.path=value]... [--out DIR]
 //! ```
 //! `cargo xtask train` / `cargo xtask eval` build this binary and run it.
 
 mod eval_cmd;
+mod experiment_cmd;
 mod inspect_cmd;
 mod progress;
 mod report;
@@ -75,6 +78,32 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Run an experiment of the paper's three claims (or all): every arm trained over
+    /// several seeds, a report folder (markdown, JSON, SVG plots) and a printed table.
+    Experiment {
+        /// low-resource, unseen, unrelated or all.
+        name: String,
+        /// quick (minutes on 2 CPU cores) or full (sized for a GPU).
+        #[arg(long, default_value = "quick")]
+        profile: String,
+        /// Number of seeds (default: the profile's, 3 for quick).
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// Runs trained at the same time (default: the profile's).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Experiment settings (TOML) over the profile's; its `run_config` names the run
+        /// configuration, e.g. real tasks.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a setting, e.g. `--set unseen.k=[16,64]` or
+        /// `--set run_set=["train.steps=400"]`.
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        set: Vec<String>,
+        /// Report folder (default runs/experiments/<profile>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -88,6 +117,23 @@ fn main() {
             set,
         } => eval_cmd::run(run, checkpoint, &split, &set),
         Command::Inspect { config } => inspect_cmd::run(&config),
+        Command::Experiment {
+            name,
+            profile,
+            seeds,
+            jobs,
+            config,
+            set,
+            out,
+        } => experiment_cmd::run(experiment_cmd::ExperimentArgs {
+            name,
+            profile,
+            seeds,
+            jobs,
+            config,
+            set,
+            out,
+        }),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

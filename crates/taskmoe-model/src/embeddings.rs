@@ -89,6 +89,19 @@ impl Embeddings {
         x.dropout(self.dropout, train)
     }
 
+    /// Copies the task embedding of `source` into `task`'s row; `false` when the model has no
+    /// task embedding.
+    pub(crate) fn copy_task_row(&self, task: usize, source: usize) -> bool {
+        let Some(emb) = &self.task else {
+            return false;
+        };
+        tch::no_grad(|| {
+            let row = emb.ws.get(source as i64);
+            emb.ws.get(task as i64).copy_(&row);
+        });
+        true
+    }
+
     /// Whether a task token is prepended.
     pub(crate) fn has_prefix(&self) -> bool {
         self.mode == TaskEmbedding::Prefix

@@ -56,6 +56,26 @@ impl Head {
         }
     }
 
+    /// Copies `other`'s parameters into this head (same shapes: checked by the caller).
+    pub(crate) fn copy_from(&self, other: &Head) {
+        tch::no_grad(|| {
+            for (dst, src) in [
+                (&self.dense.ws, &other.dense.ws),
+                (&self.out.ws, &other.out.ws),
+            ] {
+                dst.shallow_clone().copy_(src);
+            }
+            for (dst, src) in [
+                (&self.dense.bs, &other.dense.bs),
+                (&self.out.bs, &other.out.bs),
+            ] {
+                if let (Some(d), Some(s)) = (dst, src) {
+                    d.shallow_clone().copy_(s);
+                }
+            }
+        });
+    }
+
     /// `[n, d]` -> `[n, outputs]`.
     pub(crate) fn forward(&self, pooled: &Tensor, train: bool) -> Tensor {
         let h = self

@@ -26,6 +26,7 @@ mod import;
 mod loss;
 mod model;
 mod params;
+mod transfer;
 
 pub use checkpoint::{load_card, load_weights, save_card, save_weights, ExportDtype, ModelCard};
 pub use config::{ModelConfig, NormPlacement, Pooling, TaskEmbedding, Variant};
@@ -35,3 +36,4 @@ pub use import::{bert_config, import_bert, ImportReport};
 pub use loss::{per_example_loss, IGNORE_INDEX};
 pub use model::{ModelInput, ModelOutput, MultiTaskModel, MISSING_CLASS_LOGIT};
 pub use params::{param_report, ParamReport};
+pub use transfer::TaskInitReport;

@@ -52,11 +52,11 @@ pub struct ModelOutput {
 #[derive(Debug)]
 pub struct MultiTaskModel {
     cfg: ModelConfig,
-    heads_spec: Vec<HeadSpec>,
-    embeddings: Embeddings,
+    pub(crate) heads_spec: Vec<HeadSpec>,
+    pub(crate) embeddings: Embeddings,
     blocks: Vec<Block>,
     final_norm: Option<nn::LayerNorm>,
-    heads: Vec<Head>,
+    pub(crate) heads: Vec<Head>,
 }
 
 impl MultiTaskModel {

@@ -42,7 +42,7 @@ pub use run_config::{DataConfig, DataSource, OutputConfig, RunConfig, TrainConfi
 pub use run_data::RunData;
 pub use schedule::{Decay, ScheduleConfig};
 pub use trainer::{
-    select_device, EvalPoint, Progress, Silent, StepLog, Trainer, EVAL_FILE, METRICS_FILE,
-    MODEL_CARD_FILE, MODEL_FILE, OPTIMIZER_FILE, RUN_CONFIG_FILE,
+    resolve_checkpoint, select_device, EvalPoint, Progress, Silent, StepLog, Trainer, EVAL_FILE,
+    METRICS_FILE, MODEL_CARD_FILE, MODEL_FILE, OPTIMIZER_FILE, RUN_CONFIG_FILE,
 };
 pub use trainer_state::{BestMetric, TrainerState, TRAINER_STATE_FILE, TRAINER_STATE_VERSION};

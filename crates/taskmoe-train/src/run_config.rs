@@ -16,10 +16,11 @@ use crate::overrides::{apply_overrides, deserialize_with_path};
 use crate::schedule::{Decay, ScheduleConfig};
 
 /// The keys that hold file paths, by section.
-const PATH_KEYS: [(&str, &str); 3] = [
+const PATH_KEYS: [(&str, &str); 4] = [
     ("data", "registry"),
     ("data", "tokenizer"),
     ("train", "init_from"),
+    ("train", "init_checkpoint"),
 ];
 
 /// Everything a training run needs. `RunConfig::default()` is the embedded default run:
@@ -71,6 +72,11 @@ pub struct DataConfig {
     pub batch_size: usize,
     /// Padded sequence length; 0 means the longest example of the data. Default 0.
     pub seq_len: usize,
+    /// Keep only this many training examples of the named tasks: a deterministic subsample
+    /// keyed by `train.seed` and the task name, nested across sizes (the 64-example set holds
+    /// the 32-example one). Makes a task low-resource, or gives a held-out task its k-shot
+    /// training set. Default empty.
+    pub train_examples: BTreeMap<String, usize>,
 }
 
 /// The `[train]` section.
@@ -89,6 +95,18 @@ pub struct TrainConfig {
     /// imported, and the experts of MoE blocks are upcycled from the pretrained FFNs. Relative
     /// to the config file. Default none (random initialisation).
     pub init_from: Option<PathBuf>,
+    /// Start from the weights of a taskmoe checkpoint folder (or a run folder: its newest
+    /// complete checkpoint) made with the same `[model]` and tasks; the optimizer, schedule and
+    /// step start fresh. This is how a trained multi-task model is fine-tuned on a new task
+    /// or continued on a new mixture. Relative to the config file. Default none.
+    pub init_checkpoint: Option<PathBuf>,
+    /// Before training, start each key task from the value task (`{ new = "seen" }`): its
+    /// head, its task embedding and, with `task_init_routing`, its routing are copied
+    /// (`MultiTaskModel::init_task_from`). Default empty.
+    pub task_init: BTreeMap<String, String>,
+    /// Whether `task_init` copies the routing of task-aware routers too; `false` leaves the
+    /// new task's routing as initialised. Default true.
+    pub task_init_routing: bool,
     /// Noise of upcycling, as a fraction of each FFN weight matrix's standard deviation.
     /// Default 0.01.
     pub upcycle_noise: f64,
@@ -156,6 +174,7 @@ impl Default for DataConfig {
             },
             batch_size: 32,
             seq_len: 0,
+            train_examples: BTreeMap::new(),
         }
     }
 }
@@ -166,6 +185,9 @@ impl Default for TrainConfig {
             steps: 2000,
             seed: 0,
             init_from: None,
+            init_checkpoint: None,
+            task_init: BTreeMap::new(),
+            task_init_routing: true,
             upcycle_noise: 0.01,
             optimizer: AdamWConfig::default(),
             schedule: ScheduleConfig {
@@ -194,6 +216,20 @@ impl Default for OutputConfig {
             dir: PathBuf::from("runs"),
             name: String::new(),
         }
+    }
+}
+
+impl TrainConfig {
+    /// `init_from` and `init_checkpoint` exclude each other.
+    fn check_init(&self) -> Result<()> {
+        if self.init_from.is_some() && self.init_checkpoint.is_some() {
+            return Err(invalid(
+                "config",
+                "keys `train.init_from` and `train.init_checkpoint` exclude each other: start \
+                 from a pretrained BERT or from a taskmoe checkpoint",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -235,6 +271,7 @@ impl RunConfig {
             &mut cfg.data.registry,
             &mut cfg.data.tokenizer,
             &mut cfg.train.init_from,
+            &mut cfg.train.init_checkpoint,
         ]
         .into_iter()
         .flatten()
@@ -242,6 +279,7 @@ impl RunConfig {
             *p = std::path::absolute(&*p)
                 .map_err(|e| invalid("config", format!("{}: {e}", p.display())))?;
         }
+        cfg.train.check_init()?;
         if let Some(dir) = &cfg.train.init_from {
             // The architecture is the pretrained model's; variant, MoE, pooling, task embedding
             // and the dropout rates (training choices) stay as configured.
@@ -269,6 +307,7 @@ impl RunConfig {
             .validate()
             .map_err(|e| invalid("config", e.to_string()))?;
         let t = &self.train;
+        t.check_init()?;
         if t.steps == 0 {
             return Err(invalid("config", "key `train.steps`: must be at least 1"));
         }

@@ -2,12 +2,12 @@
 
 use taskmoe_data::synthetic::SyntheticBenchmark;
 use taskmoe_data::{
-    Mixture, MixtureTask, Sampler, SamplerConfig, TaskData, TaskKind, TaskRegistry, TaskSpec,
-    TextTokenizer,
+    subsample, Mixture, MixtureTask, Sampler, SamplerConfig, TaskData, TaskKind, TaskRegistry,
+    TaskSpec, TextTokenizer,
 };
 use taskmoe_model::{HeadKind, HeadSpec};
 
-use crate::error::{invalid, Result};
+use crate::error::{invalid, Result, TrainError};
 use crate::run_config::{DataSource, RunConfig};
 
 /// Encoded splits of every task of a registry (held-out tasks included, so they have heads and
@@ -123,9 +123,34 @@ impl RunData {
         if d.seq_len > 0 {
             data.seq_len = d.seq_len;
         }
+        data.subsample(cfg)?;
         data.train_tasks = data.select_tasks(&d.tasks)?;
         data.check_fits(cfg)?;
         Ok(data)
+    }
+
+    /// Applies `data.train_examples`.
+    fn subsample(&mut self, cfg: &RunConfig) -> Result<()> {
+        for (name, &n) in &cfg.data.train_examples {
+            let id = self
+                .id(name)
+                .ok_or_else(|| self.unknown_task("data.train_examples", name))?;
+            let kept = subsample(&self.train[id].examples, n, cfg.train.seed, name)
+                .map_err(|e| invalid("config", format!("key `data.train_examples.{name}`: {e}")))?;
+            self.train[id].examples = kept;
+        }
+        Ok(())
+    }
+
+    fn unknown_task(&self, key: &str, name: &str) -> TrainError {
+        let known: Vec<&str> = self.specs.iter().map(|s| s.name.as_str()).collect();
+        invalid(
+            "config",
+            format!(
+                "key `{key}`: unknown task `{name}`; known tasks: {}",
+                known.join(", ")
+            ),
+        )
     }
 
     fn select_tasks(&self, names: &[String]) -> Result<Vec<usize>> {
@@ -136,18 +161,7 @@ impl RunData {
         }
         names
             .iter()
-            .map(|n| {
-                self.id(n).ok_or_else(|| {
-                    let known: Vec<&str> = self.specs.iter().map(|s| s.name.as_str()).collect();
-                    invalid(
-                        "config",
-                        format!(
-                            "key `data.tasks`: unknown task `{n}`; known tasks: {}",
-                            known.join(", ")
-                        ),
-                    )
-                })
-            })
+            .map(|n| self.id(n).ok_or_else(|| self.unknown_task("data.tasks", n)))
             .collect()
     }
 
@@ -180,10 +194,14 @@ impl RunData {
         }
         for name in cfg.train.task_weights.keys() {
             if self.id(name).is_none() {
-                return Err(invalid(
-                    "config",
-                    format!("key `train.task_weights.{name}`: unknown task"),
-                ));
+                return Err(self.unknown_task(&format!("train.task_weights.{name}"), name));
+            }
+        }
+        for (new, seen) in &cfg.train.task_init {
+            for name in [new, seen] {
+                if self.id(name).is_none() {
+                    return Err(self.unknown_task(&format!("train.task_init.{new}"), name));
+                }
             }
         }
         Ok(())

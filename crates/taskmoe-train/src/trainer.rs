@@ -197,6 +197,26 @@ impl Trainer {
                             .map_err(model_err)?;
                     trainer.import = Some(report);
                 }
+                if let Some(dir) = &cfg.train.init_checkpoint {
+                    let ckpt = resolve_checkpoint(dir)?;
+                    load_weights(&trainer.vs, &ckpt.join(MODEL_FILE)).map_err(|e| {
+                        invalid(
+                            "config",
+                            format!("key `train.init_checkpoint` ({}): {e}", ckpt.display()),
+                        )
+                    })?;
+                }
+                for (new, seen) in &cfg.train.task_init {
+                    let (Some(t), Some(s)) = (data.id(new), data.id(seen)) else {
+                        unreachable!("RunData::load checked the task names");
+                    };
+                    trainer
+                        .model
+                        .init_task_from(t, s, cfg.train.task_init_routing)
+                        .map_err(|e| {
+                            invalid("config", format!("key `train.task_init.{new}`: {e}"))
+                        })?;
+                }
                 fs::create_dir_all(&trainer.run_dir).map_err(io(&trainer.run_dir))?;
                 for file in [METRICS_FILE, EVAL_FILE] {
                     let path = trainer.run_dir.join(file);
@@ -222,6 +242,9 @@ impl Trainer {
             && a.nonfinite == b.nonfinite
             && a.threads == b.threads
             && a.init_from == b.init_from
+            && a.init_checkpoint == b.init_checkpoint
+            && a.task_init == b.task_init
+            && a.task_init_routing == b.task_init_routing
             && a.upcycle_noise == b.upcycle_noise;
         if saved.model != self.cfg.model || saved.data != self.cfg.data || !same_training {
             return Err(invalid(
@@ -505,6 +528,24 @@ impl Trainer {
         })?;
         self.last_checkpoint = Some(ckpt.dir.clone());
         Ok(ckpt.dir)
+    }
+}
+
+/// A checkpoint folder as given, or the newest complete checkpoint of a run folder.
+pub fn resolve_checkpoint(dir: &Path) -> Result<PathBuf> {
+    if dir.join(MODEL_FILE).is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    match latest_complete(dir)? {
+        Some(ckpt) => Ok(ckpt.dir),
+        None => Err(invalid(
+            "checkpoint",
+            format!(
+                "{} is neither a checkpoint folder (no {MODEL_FILE}) nor a run folder with a \
+                 complete checkpoint",
+                dir.display()
+            ),
+        )),
     }
 }
 

@@ -1,0 +1,61 @@
+//! `taskmoe experiment`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use taskmoe_experiments::{Experiment, ExperimentConfig, ExperimentContext, Profile};
+
+/// What `taskmoe experiment` was asked.
+pub struct ExperimentArgs {
+    /// `low-resource`, `unseen`, `unrelated` or `all`.
+    pub name: String,
+    /// `quick` or `full`.
+    pub profile: String,
+    /// Overrides the profile's seed count.
+    pub seeds: Option<u64>,
+    /// Overrides the profile's parallel runs.
+    pub jobs: Option<usize>,
+    /// Experiment settings over the profile's.
+    pub config: Option<PathBuf>,
+    /// `key.path=value` overrides of the settings.
+    pub set: Vec<String>,
+    /// Report folder; default `runs/experiments/<profile>`.
+    pub out: Option<PathBuf>,
+}
+
+/// Runs the experiments, writes each report folder and prints each summary.
+pub fn run(args: ExperimentArgs) -> Result<()> {
+    let experiments = Experiment::parse_list(&args.name)?;
+    let profile = Profile::parse(&args.profile)?;
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs/experiments").join(profile.name()));
+    let out = std::path::absolute(&out)?;
+    let mut set = args.set.clone();
+    if let Some(n) = args.seeds {
+        set.push(format!("seeds={n}"));
+    }
+    if let Some(n) = args.jobs {
+        set.push(format!("jobs={n}"));
+    }
+    let loaded = ExperimentConfig::load(profile, args.config.as_deref(), &set, &out)?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let ctx = ExperimentContext {
+        loaded,
+        exe: std::env::current_exe().context("locating the taskmoe executable")?,
+        out: out.clone(),
+        command,
+    };
+    for experiment in experiments {
+        let started = std::time::Instant::now();
+        let report = experiment.run(&ctx)?;
+        println!("{}", report.summary);
+        println!(
+            "{}: report {} ({:.0} s)\n",
+            experiment.name(),
+            ctx.dir(experiment).join("report.md").display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! `taskmoe experiment` end to end on the smoke configuration: every experiment runs, writes
+//! a readable report folder, reuses finished runs, and rejects bad settings by name.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/experiments/tiny.toml")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("taskmoe-exp-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn experiment(name: &str, out: &Path, extra: &[&str]) -> Output {
+    let config = config();
+    Command::new(env!("CARGO_BIN_EXE_taskmoe"))
+        .args(["experiment", name, "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn every_experiment_writes_a_report_and_reuses_finished_runs() {
+    let out = scratch("all");
+    let first = experiment("all", &out, &[]);
+    let stdout = String::from_utf8_lossy(&first.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&first.stderr).into_owned();
+    assert!(first.status.success(), "{stderr}\n{stdout}");
+    for claim in ["Claim 1", "Claim 2", "Claim 3"] {
+        assert!(stdout.contains(claim), "{claim} missing from:\n{stdout}");
+    }
+
+    // Low-resource: every arm and setting has one value per seed, within [0, 1].
+    let lr = read_json(&out.join("low-resource/results.json"));
+    let settings = lr["settings"].as_array().unwrap();
+    assert_eq!(settings.len(), 2, "one size plus one relatedness value");
+    for s in settings {
+        let arms = s["arms"].as_array().unwrap();
+        assert_eq!(arms.len(), 3);
+        for a in arms {
+            let low = a["low_resource_mean"].as_array().unwrap();
+            assert_eq!(low.len(), 2, "two seeds: {a}");
+            assert!(low
+                .iter()
+                .all(|v| (0.0..=1.0).contains(&v.as_f64().unwrap())));
+        }
+    }
+    assert_eq!(
+        lr["low_resource_tasks"],
+        serde_json::json!(["lexicon_lo0", "count_lo0"])
+    );
+    let md = std::fs::read_to_string(out.join("low-resource/report.md")).unwrap();
+    assert!(md.contains("| single-task |") && md.contains("low-resource-by-size.svg"));
+    assert!(out.join("low-resource/low-resource-by-size.svg").is_file());
+    assert!(out
+        .join("low-resource/low-resource-by-relatedness.svg")
+        .is_file());
+
+    // Unseen: four arms, a choice of source per model, seed, task and k.
+    let unseen = read_json(&out.join("unseen/results.json"));
+    assert_eq!(unseen["arms"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        unseen["unseen_tasks"],
+        serde_json::json!(["lexicon_unseen0", "count_unseen0"])
+    );
+    let choices = unseen["source_choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 2 * 2 * 2, "model x seed x task at one k");
+    for c in choices {
+        let chosen = c["chosen"].as_str().unwrap();
+        assert!(
+            !chosen.contains("unseen"),
+            "a source must be a seen task: {c}"
+        );
+        assert!(c["losses"].as_object().unwrap().contains_key(chosen));
+    }
+    assert!(out.join("unseen/unseen-learning-curves.svg").is_file());
+
+    // Unrelated: routing heatmaps before and after, per MoE block.
+    let unrelated = read_json(&out.join("unrelated/results.json"));
+    assert_eq!(
+        unrelated["new_tasks"],
+        serde_json::json!(["lexicon_unrelated"])
+    );
+    for stage in ["before", "joint", "sequential"] {
+        for block in [0, 1] {
+            let svg = out.join(format!("unrelated/routing-{stage}-block{block}.svg"));
+            assert!(svg.is_file(), "{} missing", svg.display());
+        }
+    }
+
+    // Again: nothing is retrained and the numbers are the same.
+    let second = experiment("all", &out, &[]);
+    let stderr2 = String::from_utf8_lossy(&second.stderr).into_owned();
+    assert!(second.status.success(), "{stderr2}");
+    assert!(!stderr2.contains("to train, 0 reused"), "{stderr2}");
+    assert!(stderr2.contains("(0 to train,"), "{stderr2}");
+    assert_eq!(read_json(&out.join("low-resource/results.json")), lr);
+    assert_eq!(read_json(&out.join("unseen/results.json")), unseen);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn bad_settings_are_named() {
+    let out = scratch("bad");
+    let unknown = experiment("low-resource", &out, &["--set", "low_resource.sizez=[4]"]);
+    let text = String::from_utf8_lossy(&unknown.stderr).into_owned();
+    assert!(!unknown.status.success());
+    assert!(text.contains("low_resource.sizez"), "{text}");
+
+    let task = experiment(
+        "low-resource",
+        &out,
+        &["--set", "low_resource.tasks=[\"nope\"]"],
+    );
+    let text = String::from_utf8_lossy(&task.stderr).into_owned();
+    assert!(!task.status.success());
+    assert!(text.contains("`nope`"), "{text}");
+
+    let arm = experiment(
+        "low-resource",
+        &out,
+        &["--set", "low_resource.variants=[\"task-moe:token\"]"],
+    );
+    let text = String::from_utf8_lossy(&arm.stderr).into_owned();
+    assert!(!arm.status.success());
+    assert!(text.contains("low_resource.variants"), "{text}");
+
+    let name = experiment("sideways", &out, &[]);
+    let text = String::from_utf8_lossy(&name.stderr).into_owned();
+    assert!(text.contains("unknown experiment `sideways`"), "{text}");
+    let _ = std::fs::remove_dir_all(&out);
+}

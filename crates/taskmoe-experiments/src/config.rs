@@ -1,0 +1,362 @@
+//! Experiment settings: a profile (`quick` or `full`, embedded TOML files), optionally
+//! overridden by a user's TOML file and `--set key.path=value`, naming the run configuration
+//! every arm starts from.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use taskmoe_model::Variant;
+use taskmoe_router::RouterKind;
+use taskmoe_train::{apply_overrides, deserialize_with_path, RunConfig};
+
+/// A named set of experiment settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// 3 seeds on a small benchmark: minutes on 2 CPU cores.
+    Quick,
+    /// 5 seeds on the default benchmark and model, more sizes: sized for a GPU.
+    Full,
+}
+
+impl Profile {
+    /// Parses `quick` or `full`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "quick" => Ok(Profile::Quick),
+            "full" => Ok(Profile::Full),
+            other => bail!("unknown profile `{other}`: expected quick or full"),
+        }
+    }
+
+    /// The profile's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Quick => "quick",
+            Profile::Full => "full",
+        }
+    }
+
+    /// The profile's experiment settings (TOML).
+    pub fn settings_toml(self) -> &'static str {
+        match self {
+            Profile::Quick => include_str!("../profiles/quick.toml"),
+            Profile::Full => include_str!("../profiles/full.toml"),
+        }
+    }
+
+    /// The run configuration its arms start from (TOML).
+    pub fn run_toml(self) -> &'static str {
+        match self {
+            Profile::Quick => include_str!("../profiles/quick-run.toml"),
+            Profile::Full => include_str!("../profiles/full-run.toml"),
+        }
+    }
+}
+
+/// Everything an experiment needs besides the run configuration. Unknown keys are errors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExperimentConfig {
+    /// Seeds `0..seeds`; each seed is a fresh draw of everything random (the synthetic
+    /// benchmark, subsamples, initialisation, batches). Default 3.
+    pub seeds: u64,
+    /// Runs trained at the same time (each its own process); with `train.threads = 1` this is
+    /// the number of cores to use. Default 2.
+    pub jobs: usize,
+    /// The run configuration every arm starts from, relative to this file; none means the
+    /// profile's own. Default none.
+    pub run_config: Option<PathBuf>,
+    /// Overrides applied to that run configuration (`key.path=value`, as `taskmoe train
+    /// --set`). Default empty.
+    pub run_set: Vec<String>,
+    /// The low-resource experiment.
+    pub low_resource: LowResourceConfig,
+    /// The unseen-task experiment.
+    pub unseen: UnseenConfig,
+    /// The unrelated-task experiment.
+    pub unrelated: UnrelatedConfig,
+}
+
+/// `[low_resource]`: tasks cut to few training examples inside the mixture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LowResourceConfig {
+    /// The tasks made low-resource; empty means the synthetic benchmark's low-resource tasks
+    /// (real data must name them). Default empty.
+    pub tasks: Vec<String>,
+    /// Training examples kept per low-resource task (nested subsamples). Default `[32, 128]`.
+    pub sizes: Vec<usize>,
+    /// Synthetic data only: further values of the relatedness knob `rho`, each run at the
+    /// smallest size (the sizes run at the run configuration's own `rho`). Default
+    /// `[0.0, 0.95]`.
+    pub relatedness: Vec<f64>,
+    /// The arms: `single-task`, `dense`, `token-moe`, `task-moe` (the configured router) or
+    /// `task-moe:<router kind>`. Default: all six.
+    pub variants: Vec<String>,
+}
+
+/// `[unseen]`: k-shot fine-tuning on held-out tasks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UnseenConfig {
+    /// The held-out tasks; empty means every task marked `held_out`. Default empty.
+    pub tasks: Vec<String>,
+    /// Shots: training examples of the new task (nested subsamples). Default `[16, 64, 256]`.
+    pub k: Vec<usize>,
+    /// Fine-tuning steps at every k. Default 150.
+    pub steps: u64,
+    /// Fine-tuning batch size (at most k). Default 16.
+    pub batch_size: usize,
+    /// Fine-tuning peak learning rate (10% warmup, linear decay). Default 3e-4.
+    pub peak_lr: f64,
+}
+
+/// `[unrelated]`: adding unrelated or conflicting tasks to a base mixture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UnrelatedConfig {
+    /// The base mixture; empty means the synthetic benchmark's family tasks. Default empty.
+    pub base_tasks: Vec<String>,
+    /// The tasks added; empty means the synthetic benchmark's conflicting and unrelated
+    /// tasks. Default empty.
+    pub new_tasks: Vec<String>,
+    /// Steps of continued training in the sequential protocol (and of its control, the base
+    /// mixture alone). Default 400.
+    pub extra_steps: u64,
+}
+
+impl Default for ExperimentConfig {
+    fn default() -> Self {
+        ExperimentConfig {
+            seeds: 3,
+            jobs: 2,
+            run_config: None,
+            run_set: Vec::new(),
+            low_resource: LowResourceConfig::default(),
+            unseen: UnseenConfig::default(),
+            unrelated: UnrelatedConfig::default(),
+        }
+    }
+}
+
+impl Default for LowResourceConfig {
+    fn default() -> Self {
+        LowResourceConfig {
+            tasks: Vec::new(),
+            sizes: vec![32, 128],
+            relatedness: vec![0.0, 0.95],
+            variants: [
+                "single-task",
+                "dense",
+                "token-moe",
+                "task-moe:task-concat",
+                "task-moe:per-task",
+                "task-moe:task-level",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+impl Default for UnseenConfig {
+    fn default() -> Self {
+        UnseenConfig {
+            tasks: Vec::new(),
+            k: vec![16, 64, 256],
+            steps: 150,
+            batch_size: 16,
+            peak_lr: 3e-4,
+        }
+    }
+}
+
+impl Default for UnrelatedConfig {
+    fn default() -> Self {
+        UnrelatedConfig {
+            base_tasks: Vec::new(),
+            new_tasks: Vec::new(),
+            extra_steps: 400,
+        }
+    }
+}
+
+/// The settings and the base run configuration of one invocation.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The profile the settings started from.
+    pub profile: Profile,
+    /// The experiment settings.
+    pub settings: ExperimentConfig,
+    /// The run configuration every arm starts from (paths absolute).
+    pub run: RunConfig,
+    /// The settings as TOML, as saved in each report folder.
+    pub settings_toml: String,
+}
+
+impl ExperimentConfig {
+    /// The profile's settings, with `file`'s keys over them (tables merge key by key), then
+    /// `set` overrides; errors name the file and key. The run configuration comes from
+    /// `run_config` (relative to `file`) or the profile, with `run_set` applied; it is written
+    /// to `scratch/base-run.toml` first when it is the profile's own, so that every run reads
+    /// from a file.
+    pub fn load(
+        profile: Profile,
+        file: Option<&Path>,
+        set: &[String],
+        scratch: &Path,
+    ) -> Result<Loaded> {
+        let mut table: toml::Table = toml::from_str(profile.settings_toml())
+            .with_context(|| format!("the embedded {} profile", profile.name()))?;
+        let origin = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let user: toml::Table =
+                    toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+                merge(&mut table, user);
+                path.display().to_string()
+            }
+            None => format!("the {} profile", profile.name()),
+        };
+        let defaults = toml::Table::try_from(ExperimentConfig::default())?;
+        apply_overrides(&mut table, set, &defaults)?;
+        let mut settings: ExperimentConfig = deserialize_with_path(table, &origin)?;
+        settings.validate(&origin)?;
+        std::fs::create_dir_all(scratch)
+            .with_context(|| format!("creating {}", scratch.display()))?;
+        let run_path = match &settings.run_config {
+            Some(p) if p.is_relative() => file
+                .and_then(Path::parent)
+                .map_or_else(|| p.clone(), |dir| dir.join(p)),
+            Some(p) => p.clone(),
+            None => {
+                let path = scratch.join("base-run.toml");
+                std::fs::write(&path, profile.run_toml())
+                    .with_context(|| format!("writing {}", path.display()))?;
+                path
+            }
+        };
+        let run = RunConfig::load(Some(&run_path), &settings.run_set)
+            .with_context(|| format!("the run configuration {}", run_path.display()))?;
+        settings.run_config = Some(std::path::absolute(&run_path)?);
+        let settings_toml = toml::to_string_pretty(&settings)?;
+        Ok(Loaded {
+            profile,
+            settings,
+            run,
+            settings_toml,
+        })
+    }
+
+    fn validate(&self, origin: &str) -> Result<()> {
+        let err = |key: &str, what: &str| bail!("{origin}: key `{key}`: {what}");
+        if self.seeds == 0 {
+            return err("seeds", "must be at least 1");
+        }
+        if self.jobs == 0 {
+            return err("jobs", "must be at least 1");
+        }
+        if self.low_resource.sizes.is_empty() || self.low_resource.sizes.contains(&0) {
+            return err(
+                "low_resource.sizes",
+                "needs at least one size, all positive",
+            );
+        }
+        if self
+            .low_resource
+            .relatedness
+            .iter()
+            .any(|r| !(0.0..=1.0).contains(r))
+        {
+            return err("low_resource.relatedness", "values must lie in [0, 1]");
+        }
+        for v in &self.low_resource.variants {
+            Arm::parse(v)
+                .map_err(|e| anyhow::anyhow!("{origin}: key `low_resource.variants`: {e}"))?;
+        }
+        if self.unseen.k.is_empty() || self.unseen.k.contains(&0) {
+            return err("unseen.k", "needs at least one k, all positive");
+        }
+        if self.unseen.steps == 0 || self.unseen.batch_size == 0 {
+            return err("unseen.steps", "steps and batch_size must be at least 1");
+        }
+        if !(self.unseen.peak_lr.is_finite() && self.unseen.peak_lr > 0.0) {
+            return err("unseen.peak_lr", "must be positive");
+        }
+        if self.unrelated.extra_steps == 0 {
+            return err("unrelated.extra_steps", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Merges `over` into `base`: tables key by key, anything else replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// One arm of a comparison: a model variant and, for task-MoE, its router.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arm {
+    /// How reports name it (`dense`, `task-moe:per-task`, ...).
+    pub label: String,
+    /// The model variant.
+    pub variant: Variant,
+    /// The router kind of a `task-moe` arm; `None` keeps the configured one.
+    pub router: Option<RouterKind>,
+}
+
+impl Arm {
+    /// Parses `single-task`, `dense`, `token-moe`, `task-moe` or `task-moe:<kind>` with kind
+    /// `task-concat`, `per-task` or `task-level`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let (name, kind) = match text.split_once(':') {
+            Some((n, k)) => (n, Some(k)),
+            None => (text, None),
+        };
+        let variant = match name {
+            "single-task" => Variant::SingleTask,
+            "dense" => Variant::Dense,
+            "token-moe" => Variant::TokenMoe,
+            "task-moe" => Variant::TaskMoe,
+            other => bail!(
+                "unknown arm `{other}`: expected single-task, dense, token-moe, task-moe or \
+                 task-moe:<router kind>"
+            ),
+        };
+        let router = match (variant, kind) {
+            (_, None) => None,
+            (Variant::TaskMoe, Some("task-concat")) => Some(RouterKind::TaskConcat),
+            (Variant::TaskMoe, Some("per-task")) => Some(RouterKind::PerTask),
+            (Variant::TaskMoe, Some("task-level")) => Some(RouterKind::TaskLevel),
+            (_, Some(k)) => bail!(
+                "`{text}`: only task-moe takes a router kind, one of task-concat, per-task, \
+                 task-level (got `{k}`)"
+            ),
+        };
+        Ok(Arm {
+            label: text.to_string(),
+            variant,
+            router,
+        })
+    }
+
+    /// `base` turned into this arm's run configuration (model only).
+    pub fn apply(&self, base: &RunConfig) -> RunConfig {
+        let mut cfg = base.clone();
+        cfg.model = base.model.with_variant(self.variant);
+        if let Some(kind) = self.router {
+            cfg.model.moe.router.kind = kind;
+        }
+        cfg
+    }
+}

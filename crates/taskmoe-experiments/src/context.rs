@@ -1,0 +1,197 @@
+//! What every experiment shares: the loaded settings, where reports go, how runs are started.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use taskmoe_data::synthetic::{SyntheticBenchmark, TaskRole};
+use taskmoe_model::param_report;
+use taskmoe_train::{DataSource, RunConfig, RunData};
+
+use crate::config::Loaded;
+use crate::report::Report;
+use crate::runner::Runner;
+use crate::{low_resource, unrelated, unseen};
+
+/// One of the three experiments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Experiment {
+    /// Low-resource transfer.
+    LowResource,
+    /// Few-shot transfer to unseen tasks.
+    Unseen,
+    /// Robustness to unrelated tasks.
+    Unrelated,
+}
+
+impl Experiment {
+    /// Every experiment, in the order `all` runs them.
+    pub const ALL: [Experiment; 3] = [
+        Experiment::LowResource,
+        Experiment::Unseen,
+        Experiment::Unrelated,
+    ];
+
+    /// `low-resource`, `unseen`, `unrelated`, or `all` (every experiment).
+    pub fn parse_list(name: &str) -> Result<Vec<Experiment>> {
+        Ok(match name {
+            "low-resource" => vec![Experiment::LowResource],
+            "unseen" => vec![Experiment::Unseen],
+            "unrelated" => vec![Experiment::Unrelated],
+            "all" => Experiment::ALL.to_vec(),
+            other => bail!(
+                "unknown experiment `{other}`: expected low-resource, unseen, unrelated or all"
+            ),
+        })
+    }
+
+    /// The experiment's name, also its report folder.
+    pub fn name(self) -> &'static str {
+        match self {
+            Experiment::LowResource => "low-resource",
+            Experiment::Unseen => "unseen",
+            Experiment::Unrelated => "unrelated",
+        }
+    }
+
+    /// Runs it and writes its report into `<out>/<name>/`.
+    pub fn run(self, ctx: &ExperimentContext) -> Result<Report> {
+        let report = match self {
+            Experiment::LowResource => low_resource::run(ctx),
+            Experiment::Unseen => unseen::run(ctx),
+            Experiment::Unrelated => unrelated::run(ctx),
+        }
+        .with_context(|| format!("experiment {}", self.name()))?;
+        let dir = ctx.dir(self);
+        report.write(&dir)?;
+        std::fs::write(dir.join("settings.toml"), &ctx.loaded.settings_toml)
+            .with_context(|| format!("writing {}", dir.join("settings.toml").display()))?;
+        Ok(report)
+    }
+}
+
+/// The settings, the output folder and the `taskmoe` binary that trains the arms.
+#[derive(Clone, Debug)]
+pub struct ExperimentContext {
+    /// Settings and base run configuration.
+    pub loaded: Loaded,
+    /// The `taskmoe` executable.
+    pub exe: PathBuf,
+    /// The folder that holds one folder per experiment.
+    pub out: PathBuf,
+    /// The command line that made the reports (quoted in them).
+    pub command: String,
+}
+
+impl ExperimentContext {
+    /// The report folder of `experiment`.
+    pub fn dir(&self, experiment: Experiment) -> PathBuf {
+        self.out.join(experiment.name())
+    }
+
+    /// A runner for `experiment`'s runs.
+    pub fn runner(&self, experiment: Experiment) -> Runner {
+        Runner::new(
+            self.exe.clone(),
+            &self.dir(experiment),
+            self.loaded.settings.jobs,
+        )
+    }
+
+    /// The base run configuration.
+    pub fn base(&self) -> &RunConfig {
+        &self.loaded.run
+    }
+
+    /// The seeds, `0..seeds`.
+    pub fn seeds(&self) -> Vec<u64> {
+        (0..self.loaded.settings.seeds).collect()
+    }
+
+    /// Whether the data is the synthetic benchmark.
+    pub fn synthetic(&self) -> bool {
+        self.base().data.source == DataSource::Synthetic
+    }
+
+    /// `cfg` with seed `seed` for training and, on synthetic data, for the benchmark itself
+    /// (each seed draws new task weights and examples).
+    pub fn seeded(&self, cfg: &RunConfig, seed: u64) -> RunConfig {
+        let mut cfg = cfg.clone();
+        cfg.train.seed = seed;
+        if cfg.data.source == DataSource::Synthetic {
+            cfg.data.synthetic.seed = seed;
+        }
+        cfg
+    }
+
+    /// The synthetic benchmark of the base configuration's data; `None` for real data.
+    pub fn benchmark(&self) -> Result<Option<SyntheticBenchmark>> {
+        if !self.synthetic() {
+            return Ok(None);
+        }
+        Ok(Some(SyntheticBenchmark::generate(
+            &self.base().data.synthetic,
+        )?))
+    }
+
+    /// Names of the synthetic tasks with one of `roles`, in benchmark order; `None` for real
+    /// data.
+    pub fn tasks_with_role(&self, roles: &[TaskRole]) -> Result<Option<Vec<String>>> {
+        Ok(self.benchmark()?.map(|b| {
+            b.tasks()
+                .iter()
+                .filter(|t| roles.contains(&t.role))
+                .map(|t| t.spec.name.clone())
+                .collect()
+        }))
+    }
+
+    /// The base configuration's data (tasks, heads, lengths).
+    pub fn base_data(&self) -> Result<RunData> {
+        Ok(RunData::load(self.base())?)
+    }
+
+    /// Active parameters per token of `cfg`'s model for the base data's heads.
+    pub fn active_params(&self, cfg: &RunConfig, data: &RunData) -> u64 {
+        param_report(&cfg.model, &data.heads(), data.seq_len).active_per_token
+    }
+
+    /// The tasks the base configuration trains on, by name.
+    pub fn training_tasks(&self, data: &RunData) -> Vec<String> {
+        data.train_tasks
+            .iter()
+            .map(|&t| data.specs[t].name.clone())
+            .collect()
+    }
+
+    /// The first lines of every report: command, profile, seeds, base configuration.
+    pub fn preamble(&self, title: &str) -> String {
+        let cfg = self.base();
+        let source = self
+            .loaded
+            .settings
+            .run_config
+            .as_deref()
+            .map_or("-".into(), |p: &Path| p.display().to_string());
+        format!(
+            "# {title}\n\nCommand: `{}` (profile `{}`, {} seeds: 0..{}; every arm of a seed sees the \
+             same data). Base run configuration: `{source}`; each arm's exact configuration is \
+             `configs/<run>.toml` beside this report, its run folder `runs/<run>/`. Model `{:?}`: d = {}, {} blocks, {} \
+             experts of width {} (top-{}) in MoE blocks, dense FFN width {}; {} steps of {} \
+             examples at peak learning rate {:e}.\n\n",
+            self.command,
+            self.loaded.profile.name(),
+            self.loaded.settings.seeds,
+            self.loaded.settings.seeds,
+            cfg.model.variant,
+            cfg.model.d_model,
+            cfg.model.num_layers,
+            cfg.model.moe.router.num_experts,
+            cfg.model.moe.d_ff,
+            cfg.model.moe.router.k,
+            cfg.model.d_ff,
+            cfg.train.steps,
+            cfg.data.batch_size,
+            cfg.train.schedule.peak_lr,
+        )
+    }
+}

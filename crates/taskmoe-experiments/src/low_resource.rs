@@ -1,0 +1,465 @@
+//! Experiment 1: low-resource tasks inside a mixture with related high-resource tasks.
+//!
+//! For every setting (a low-resource size at the configured relatedness, and on synthetic data
+//! the smallest size at further relatedness values) and seed, each arm trains with the same
+//! steps and batch size: multi-task arms on the whole mixture with the low-resource tasks cut
+//! to `size` training examples (`data.train_examples`), the single-task arm one dense model
+//! per low-resource task. Scores are test accuracy (the tasks' headline metric) at the end of
+//! training; no checkpoint selection.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use anyhow::{bail, Result};
+use serde_json::json;
+use taskmoe_data::synthetic::TaskRole;
+use taskmoe_model::Variant;
+use taskmoe_router::RouterKind;
+use taskmoe_train::RunConfig;
+
+use crate::config::Arm;
+use crate::context::{Experiment, ExperimentContext};
+use crate::plot::{line_chart, Series};
+use crate::report::{header, md_table, Report};
+use crate::results::RunResult;
+use crate::runner::Job;
+use crate::stats::{paired, Summary};
+
+/// One point of the sweep.
+#[derive(Clone, Debug)]
+struct Setting {
+    size: usize,
+    /// `None`: the run configuration's own relatedness (or real data).
+    rho: Option<f64>,
+}
+
+impl Setting {
+    fn id(&self) -> String {
+        match self.rho {
+            Some(r) => format!("n{}-rho{r}", self.size),
+            None => format!("n{}", self.size),
+        }
+    }
+
+    fn label(&self, base_rho: Option<f64>) -> String {
+        match (self.rho.or(base_rho), self.rho.is_some()) {
+            (Some(r), _) => format!("n = {}, rho = {r}", self.size),
+            (None, _) => format!("n = {}", self.size),
+        }
+    }
+}
+
+/// Per-seed scores of one arm at one setting.
+#[derive(Clone, Debug, Default)]
+struct ArmScores {
+    /// Mean over the low-resource tasks, per seed.
+    low: Vec<f64>,
+    /// Mean over all training tasks, per seed (multi-task arms).
+    all: Vec<f64>,
+    /// Per low-resource task, per seed.
+    per_task: BTreeMap<String, Vec<f64>>,
+}
+
+/// Runs the experiment and builds its report.
+pub fn run(ctx: &ExperimentContext) -> Result<Report> {
+    let s = &ctx.loaded.settings.low_resource;
+    let base_data = ctx.base_data()?;
+    let low_tasks: Vec<String> = if !s.tasks.is_empty() {
+        s.tasks.clone()
+    } else {
+        match ctx.tasks_with_role(&[TaskRole::LowResource])? {
+            Some(t) if !t.is_empty() => t,
+            _ => bail!(
+                "name the low-resource tasks with `low_resource.tasks` (real data has no roles)"
+            ),
+        }
+    };
+    let training = ctx.training_tasks(&base_data);
+    for t in &low_tasks {
+        if !training.contains(t) {
+            bail!("low-resource task `{t}` is not among the training tasks: {training:?}");
+        }
+    }
+    let arms: Vec<Arm> = s
+        .variants
+        .iter()
+        .map(|v| Arm::parse(v))
+        .collect::<Result<_>>()?;
+    let base_rho = ctx
+        .synthetic()
+        .then(|| ctx.base().data.synthetic.relatedness);
+    let mut sizes = s.sizes.clone();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut settings: Vec<Setting> = sizes
+        .iter()
+        .map(|&size| Setting { size, rho: None })
+        .collect();
+    if ctx.synthetic() {
+        for &rho in &s.relatedness {
+            if Some(rho) != base_rho {
+                settings.push(Setting {
+                    size: sizes[0],
+                    rho: Some(rho),
+                });
+            }
+        }
+    }
+    let max_size = *sizes.last().expect("validated: at least one size");
+
+    // The jobs: setting x seed x arm (x task for single-task).
+    let mut jobs = Vec::new();
+    let mut index: Vec<(usize, u64, usize, Option<String>)> = Vec::new();
+    for (si, setting) in settings.iter().enumerate() {
+        for seed in ctx.seeds() {
+            for (ai, arm) in arms.iter().enumerate() {
+                let mut cfg = ctx.seeded(&arm.apply(ctx.base()), seed);
+                if ctx.synthetic() {
+                    let syn = &mut cfg.data.synthetic;
+                    syn.low_resource_examples = syn.low_resource_examples.max(max_size);
+                    if let Some(rho) = setting.rho {
+                        syn.relatedness = rho;
+                    }
+                }
+                for t in &low_tasks {
+                    cfg.data.train_examples.insert(t.clone(), setting.size);
+                }
+                let arm_id = arm.label.replace(':', "-");
+                if arm.variant == Variant::SingleTask {
+                    for t in &low_tasks {
+                        let mut one = cfg.clone();
+                        one.data.tasks = vec![t.clone()];
+                        jobs.push(Job {
+                            id: format!("{}-seed{seed}-{arm_id}-{t}", setting.id()),
+                            config: one,
+                        });
+                        index.push((si, seed, ai, Some(t.clone())));
+                    }
+                } else {
+                    jobs.push(Job {
+                        id: format!("{}-seed{seed}-{arm_id}", setting.id()),
+                        config: cfg,
+                    });
+                    index.push((si, seed, ai, None));
+                }
+            }
+        }
+    }
+    let dirs = ctx
+        .runner(Experiment::LowResource)
+        .run("low-resource", &jobs)?;
+
+    // Collect: scores[setting][arm], seeds in order.
+    let mut scores = vec![vec![ArmScores::default(); arms.len()]; settings.len()];
+    let mut single: BTreeMap<(usize, u64), BTreeMap<String, f64>> = BTreeMap::new();
+    for ((si, seed, ai, task), dir) in index.iter().zip(&dirs) {
+        let result = RunResult::read(dir)?;
+        match task {
+            Some(t) => {
+                single
+                    .entry((*si, *seed))
+                    .or_default()
+                    .insert(t.clone(), result.score(t)?);
+            }
+            None => {
+                let a = &mut scores[*si][*ai];
+                a.low.push(result.mean(&low_tasks)?);
+                a.all.push(result.mean(&training)?);
+                for t in &low_tasks {
+                    a.per_task
+                        .entry(t.clone())
+                        .or_default()
+                        .push(result.score(t)?);
+                }
+            }
+        }
+    }
+    if let Some(ai) = arms.iter().position(|a| a.variant == Variant::SingleTask) {
+        for (si, row) in scores.iter_mut().enumerate() {
+            for seed in ctx.seeds() {
+                let per = &single[&(si, seed)];
+                let a = &mut row[ai];
+                a.low.push(per.values().sum::<f64>() / per.len() as f64);
+                for (t, v) in per {
+                    a.per_task.entry(t.clone()).or_default().push(*v);
+                }
+            }
+        }
+    }
+
+    build_report(
+        ctx, &arms, &settings, base_rho, &low_tasks, &training, &scores, &base_data,
+    )
+}
+
+/// The arm the claim is judged on: the task-MoE arm with the configured router kind, else the
+/// first task-MoE arm.
+fn primary_task_moe(arms: &[Arm], configured: RouterKind) -> Option<usize> {
+    arms.iter()
+        .position(|a| a.variant == Variant::TaskMoe && a.router.unwrap_or(configured) == configured)
+        .or_else(|| arms.iter().position(|a| a.variant == Variant::TaskMoe))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_report(
+    ctx: &ExperimentContext,
+    arms: &[Arm],
+    settings: &[Setting],
+    base_rho: Option<f64>,
+    low_tasks: &[String],
+    training: &[String],
+    scores: &[Vec<ArmScores>],
+    base_data: &taskmoe_train::RunData,
+) -> Result<Report> {
+    let configured = ctx.base().model.moe.router.kind;
+    let dense = arms.iter().position(|a| a.variant == Variant::Dense);
+    let single = arms.iter().position(|a| a.variant == Variant::SingleTask);
+    let task_moe = primary_task_moe(arms, configured);
+    let mut md = ctx.preamble("Experiment 1: low-resource transfer");
+    let _ = writeln!(
+        md,
+        "Low-resource tasks ({}): {}. Each keeps `n` training examples (a nested subsample \
+         per seed); the other training tasks keep all of theirs. Training tasks ({}): {}.\n",
+        low_tasks.len(),
+        low_tasks.join(", "),
+        training.len(),
+        training.join(", ")
+    );
+    let _ = writeln!(
+        md,
+        "Equal budgets: every arm trains {} steps of {} examples. Single-task arms train one \
+         dense model per low-resource task with that whole budget.\n",
+        ctx.base().train.steps,
+        ctx.base().data.batch_size
+    );
+    // Active parameters per token, per arm.
+    let mut rows = Vec::new();
+    for arm in arms {
+        let cfg: RunConfig = arm.apply(ctx.base());
+        let report = taskmoe_model::param_report(&cfg.model, &base_data.heads(), base_data.seq_len);
+        rows.push(vec![
+            arm.label.clone(),
+            report.total.to_string(),
+            report.active_per_token.to_string(),
+            report.flops_per_token.to_string(),
+        ]);
+    }
+    let _ = writeln!(
+        md,
+        "## Arms\n\n{}",
+        md_table(
+            &header(&[
+                "arm",
+                "parameters",
+                "active parameters / token",
+                "FLOPs / token"
+            ]),
+            &rows
+        )
+    );
+
+    // Main table: low-resource mean per arm and setting.
+    let mut head = vec!["arm".to_string()];
+    head.extend(settings.iter().map(|s| s.label(base_rho)));
+    let rows: Vec<Vec<String>> = arms
+        .iter()
+        .enumerate()
+        .map(|(ai, arm)| {
+            let mut row = vec![arm.label.clone()];
+            row.extend(scores.iter().map(|s| Summary::of(&s[ai].low).show()));
+            row
+        })
+        .collect();
+    let main = md_table(&head, &rows);
+    let _ = writeln!(
+        md,
+        "## Mean test accuracy over the low-resource tasks (mean ± std over seeds)\n\n{main}"
+    );
+    let rows: Vec<Vec<String>> = arms
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.variant != Variant::SingleTask)
+        .map(|(ai, arm)| {
+            let mut row = vec![arm.label.clone()];
+            row.extend(scores.iter().map(|s| Summary::of(&s[ai].all).show()));
+            row
+        })
+        .collect();
+    let _ = writeln!(
+        md,
+        "## Mean test accuracy over all {} training tasks\n\n{}",
+        training.len(),
+        md_table(&head, &rows)
+    );
+
+    // Paired comparisons and verdicts.
+    let mut verdicts = String::new();
+    let mut comparisons = Vec::new();
+    let mut cmp_rows = Vec::new();
+    for (si, setting) in settings.iter().enumerate() {
+        let mut row = vec![setting.label(base_rho)];
+        for (name, a, b) in [
+            ("task-MoE - dense", task_moe, dense),
+            ("task-MoE - single-task", task_moe, single),
+            ("dense - single-task", dense, single),
+        ] {
+            match (a, b) {
+                (Some(a), Some(b)) => {
+                    let c = paired(&scores[si][a].low, &scores[si][b].low);
+                    row.push(c.show());
+                    comparisons.push(json!({
+                        "setting": setting.label(base_rho), "comparison": name,
+                        "a": arms[a].label, "b": arms[b].label, "result": c,
+                    }));
+                }
+                _ => row.push("-".into()),
+            }
+        }
+        cmp_rows.push(row);
+    }
+    let cmp = md_table(
+        &header(&[
+            "setting",
+            "task-MoE - dense",
+            "task-MoE - single-task",
+            "dense - single-task",
+        ]),
+        &cmp_rows,
+    );
+    let tm_label = task_moe.map_or("-".to_string(), |i| arms[i].label.clone());
+    let _ = writeln!(
+        md,
+        "## Paired differences on the low-resource mean\n\nDifferences of seed-paired means, \
+         with the 95% Student-t interval over seeds; task-MoE is `{tm_label}`. A claim \
+         *held* when the interval lies above 0, *failed* when it lies below +0.01 (no advantage \
+         of at least one point), and is *inconclusive* otherwise.\n\n{cmp}"
+    );
+    if let (Some(t), Some(d)) = (task_moe, dense) {
+        for (si, setting) in settings.iter().enumerate() {
+            let c = paired(&scores[si][t].low, &scores[si][d].low);
+            let _ = writeln!(
+                verdicts,
+                "- Claim 1 (task-MoE transfers to low-resource tasks better than dense) at {}: \
+                 **{}** ({})",
+                setting.label(base_rho),
+                c.verdict.word(),
+                c.interval()
+            );
+        }
+    }
+    let _ = writeln!(md, "## Verdicts\n\n{verdicts}");
+
+    // Per-task detail at every setting.
+    let _ = writeln!(md, "## Per low-resource task\n");
+    for (si, setting) in settings.iter().enumerate() {
+        let mut head = vec!["arm".to_string()];
+        head.extend(low_tasks.iter().cloned());
+        let rows: Vec<Vec<String>> = arms
+            .iter()
+            .enumerate()
+            .map(|(ai, arm)| {
+                let mut row = vec![arm.label.clone()];
+                row.extend(low_tasks.iter().map(|t| {
+                    scores[si][ai]
+                        .per_task
+                        .get(t)
+                        .map_or("-".into(), |v| Summary::of(v).show())
+                }));
+                row
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "### {}\n\n{}",
+            setting.label(base_rho),
+            md_table(&head, &rows)
+        );
+    }
+
+    // Plots: against size, and against relatedness at the smallest size.
+    let mut plots = Vec::new();
+    let size_idx: Vec<usize> = (0..settings.len())
+        .filter(|&i| settings[i].rho.is_none())
+        .collect();
+    let series = |idx: &[usize]| -> Vec<Series> {
+        arms.iter()
+            .enumerate()
+            .map(|(ai, arm)| Series {
+                name: arm.label.clone(),
+                points: idx
+                    .iter()
+                    .map(|&si| Summary::of(&scores[si][ai].low))
+                    .collect(),
+            })
+            .collect()
+    };
+    let labels: Vec<String> = size_idx
+        .iter()
+        .map(|&i| settings[i].size.to_string())
+        .collect();
+    plots.push((
+        "low-resource-by-size.svg".to_string(),
+        line_chart(
+            "Low-resource tasks: test accuracy against training examples",
+            "training examples per low-resource task",
+            "mean test accuracy (± std over seeds)",
+            &labels,
+            &series(&size_idx),
+        )?,
+    ));
+    if let Some(rho0) = base_rho {
+        let smallest = settings[0].size;
+        let mut rho_idx: Vec<(f64, usize)> = settings
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.size == smallest)
+            .map(|(i, s)| (s.rho.unwrap_or(rho0), i))
+            .collect();
+        if rho_idx.len() > 1 {
+            rho_idx.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let idx: Vec<usize> = rho_idx.iter().map(|x| x.1).collect();
+            let labels: Vec<String> = rho_idx.iter().map(|x| x.0.to_string()).collect();
+            plots.push((
+                "low-resource-by-relatedness.svg".to_string(),
+                line_chart(
+                    &format!("Low-resource tasks at n = {smallest}: accuracy against relatedness"),
+                    "relatedness rho (task-family weight correlation rho^2)",
+                    "mean test accuracy (± std over seeds)",
+                    &labels,
+                    &series(&idx),
+                )?,
+            ));
+        }
+    }
+    let _ = writeln!(md, "## Plots\n");
+    for (name, _) in &plots {
+        let _ = writeln!(md, "![{name}]({name})\n");
+    }
+
+    let json = json!({
+        "experiment": "low-resource",
+        "low_resource_tasks": low_tasks,
+        "training_tasks": training,
+        "settings": settings.iter().enumerate().map(|(si, s)| json!({
+            "size": s.size,
+            "relatedness": s.rho.or(base_rho),
+            "arms": arms.iter().enumerate().map(|(ai, a)| json!({
+                "arm": a.label,
+                "low_resource_mean": scores[si][ai].low,
+                "all_tasks_mean": scores[si][ai].all,
+                "per_task": scores[si][ai].per_task,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "comparisons": comparisons,
+    });
+    let summary = format!(
+        "low-resource: mean test accuracy over the low-resource tasks\n{main}\n{cmp}\n{verdicts}"
+    );
+    Ok(Report {
+        name: "low-resource",
+        markdown: md,
+        json,
+        plots,
+        summary,
+    })
+}

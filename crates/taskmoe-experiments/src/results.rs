@@ -1,0 +1,161 @@
+//! What a finished run left behind: test scores per task and routing per MoE block.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::runner::RESULT_FILE;
+
+/// The routing file `taskmoe train` writes beside its scores.
+pub const ROUTING_FILE: &str = "final-test-routing.json";
+
+/// Test scores and routing of one finished run.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// The run folder.
+    pub dir: PathBuf,
+    /// Each evaluated task's headline metric.
+    pub scores: BTreeMap<String, f64>,
+    /// Routing per MoE block (empty for dense models).
+    pub routing: Vec<BlockRouting>,
+}
+
+/// `P(expert | task)` of one MoE block over the evaluated tasks.
+#[derive(Clone, Debug, Deserialize)]
+pub struct BlockRouting {
+    /// Block index.
+    pub layer: usize,
+    /// Tasks, in the order of `load`'s rows.
+    pub tasks: Vec<String>,
+    /// Rows of `P(expert | task)`.
+    pub load: Vec<Vec<f64>>,
+}
+
+#[derive(Deserialize)]
+struct Scores {
+    tasks: Vec<TaskScore>,
+}
+
+#[derive(Deserialize)]
+struct TaskScore {
+    task: String,
+    metrics: BTreeMap<String, f64>,
+    primary: String,
+}
+
+impl RunResult {
+    /// Reads `final-test.json` (and the routing file when present) from `dir`.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(RESULT_FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let parsed: Scores =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let mut scores = BTreeMap::new();
+        for t in parsed.tasks {
+            let Some(&v) = t.metrics.get(&t.primary) else {
+                bail!(
+                    "{}: task `{}` lacks its metric `{}`",
+                    path.display(),
+                    t.task,
+                    t.primary
+                );
+            };
+            scores.insert(t.task, v);
+        }
+        let routing_path = dir.join(ROUTING_FILE);
+        let routing = if routing_path.is_file() {
+            let text = std::fs::read_to_string(&routing_path)
+                .with_context(|| format!("reading {}", routing_path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", routing_path.display()))?
+        } else {
+            Vec::new()
+        };
+        Ok(RunResult {
+            dir: dir.to_path_buf(),
+            scores,
+            routing,
+        })
+    }
+
+    /// The headline metric of `task`.
+    pub fn score(&self, task: &str) -> Result<f64> {
+        self.scores.get(task).copied().with_context(|| {
+            format!(
+                "{} has no score for task `{task}`",
+                self.dir.join(RESULT_FILE).display()
+            )
+        })
+    }
+
+    /// The mean headline metric over `tasks`.
+    pub fn mean(&self, tasks: &[String]) -> Result<f64> {
+        if tasks.is_empty() {
+            bail!("a mean over no tasks");
+        }
+        let mut sum = 0.0;
+        for t in tasks {
+            sum += self.score(t)?;
+        }
+        Ok(sum / tasks.len() as f64)
+    }
+}
+
+/// Histogram intersection `sum_e min(p_e, q_e)` of two expert distributions: 1 for identical
+/// routing, 0 for disjoint experts.
+pub fn routing_overlap(p: &[f64], q: &[f64]) -> f64 {
+    p.iter().zip(q).map(|(a, b)| a.min(*b)).sum()
+}
+
+/// Mean routing overlap, over MoE blocks, between each task of `a` and each task of `b`
+/// (pairs of one task with itself left out); `None` without routing for them.
+pub fn mean_overlap(routing: &[BlockRouting], a: &[String], b: &[String]) -> Option<f64> {
+    let mut values = Vec::new();
+    for block in routing {
+        let row = |t: &String| block.tasks.iter().position(|x| x == t);
+        for ta in a {
+            for tb in b {
+                if ta == tb {
+                    continue;
+                }
+                if let (Some(i), Some(j)) = (row(ta), row(tb)) {
+                    values.push(routing_overlap(&block.load[i], &block.load[j]));
+                }
+            }
+        }
+    }
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlap_is_one_for_equal_and_zero_for_disjoint_routing() {
+        assert!((routing_overlap(&[0.5, 0.5, 0.0], &[0.5, 0.5, 0.0]) - 1.0).abs() < 1e-12);
+        assert_eq!(routing_overlap(&[1.0, 0.0], &[0.0, 1.0]), 0.0);
+        let block = BlockRouting {
+            layer: 0,
+            tasks: vec!["a".into(), "b".into(), "c".into()],
+            load: vec![vec![1.0, 0.0], vec![1.0, 0.0], vec![0.0, 1.0]],
+        };
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            mean_overlap(std::slice::from_ref(&block), &names(&["a"]), &names(&["b"])),
+            Some(1.0)
+        );
+        assert_eq!(
+            mean_overlap(
+                std::slice::from_ref(&block),
+                &names(&["c"]),
+                &names(&["a", "b"])
+            ),
+            Some(0.0)
+        );
+        assert_eq!(mean_overlap(&[block], &names(&["x"]), &names(&["a"])), None);
+    }
+}

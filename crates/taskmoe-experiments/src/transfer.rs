@@ -1,0 +1,105 @@
+//! Choosing the seen task an unseen task starts from, by measured few-shot loss: the seen
+//! task whose routing, task embedding and head, applied unchanged to the new task's k
+//! training examples, give the lowest loss against the new task's labels.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use taskmoe_data::{Batch, EncodedExample};
+use taskmoe_model::{load_weights, per_example_loss, ModelInput, MultiTaskModel};
+use taskmoe_train::{latest_complete, RunConfig, RunData, MODEL_FILE, RUN_CONFIG_FILE};
+use tch::{nn, Device, Kind};
+
+/// A trained model loaded from a run folder's newest complete checkpoint (on the CPU).
+pub struct TrainedModel {
+    /// The run's configuration.
+    pub config: RunConfig,
+    /// The run's data.
+    pub data: RunData,
+    /// Keeps the parameters alive.
+    _vs: nn::VarStore,
+    /// The model.
+    pub model: MultiTaskModel,
+}
+
+impl TrainedModel {
+    /// Loads `run_dir`'s newest complete checkpoint.
+    pub fn load(run_dir: &Path) -> Result<Self> {
+        let ckpt = latest_complete(run_dir)?
+            .with_context(|| format!("{} holds no complete checkpoint", run_dir.display()))?;
+        let config = RunConfig::load(Some(&ckpt.file(RUN_CONFIG_FILE)), &[])?;
+        let data = RunData::load(&config)?;
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = MultiTaskModel::new(&vs.root(), &config.model, &data.heads())?;
+        load_weights(&vs, &ckpt.file(MODEL_FILE))?;
+        Ok(TrainedModel {
+            config,
+            data,
+            _vs: vs,
+            model,
+        })
+    }
+
+    /// Mean loss of the examples (labels of their own task) when the model treats them as
+    /// task `as_task`: its routing, task embedding and head.
+    pub fn loss_as(&self, examples: &[EncodedExample], as_task: usize) -> Result<f64> {
+        let batch = Batch::from_examples(
+            examples.iter().map(|e| (as_task, e)),
+            self.data.seq_len,
+            self.data.pad_id,
+        )?;
+        let t = batch.to_tensors(Device::Cpu)?;
+        let loss = tch::no_grad(|| -> Result<f64> {
+            let out = self.model.forward(
+                &ModelInput {
+                    input_ids: &t.input_ids,
+                    attention_mask: &t.attention_mask,
+                    token_type_ids: Some(&t.token_type_ids),
+                    task_ids: &t.task_ids,
+                },
+                false,
+            )?;
+            let per = per_example_loss(
+                &out.logits,
+                &t.class_labels,
+                &t.regression_targets,
+                &t.regression_mask,
+            );
+            Ok(per.mean(Kind::Float).double_value(&[]))
+        })?;
+        Ok(loss)
+    }
+
+    /// The candidate (a task id with the same head kind as `task`) with the lowest
+    /// [`Self::loss_as`] on `examples`, and every candidate's loss. `None` when no candidate
+    /// fits.
+    pub fn most_related(
+        &self,
+        task: usize,
+        examples: &[EncodedExample],
+        candidates: &[usize],
+    ) -> Result<Option<Relatedness>> {
+        let heads = self.data.heads();
+        let mut losses = Vec::new();
+        for &c in candidates {
+            if c != task && heads[c].kind == heads[task].kind {
+                losses.push((c, self.loss_as(examples, c)?));
+            }
+        }
+        let best = losses
+            .iter()
+            .filter(|(_, l)| l.is_finite())
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|&(c, _)| c);
+        Ok(best.map(|best| Relatedness { best, losses }))
+    }
+}
+
+/// What [`TrainedModel::most_related`] measured.
+#[derive(Clone, Debug)]
+pub struct Relatedness {
+    /// The task with the lowest loss.
+    pub best: usize,
+    /// Every fitting candidate's loss.
+    pub losses: Vec<(usize, f64)>,
+}

@@ -1,0 +1,109 @@
+//! Experiment settings: profiles, a user file over a profile, overrides, and errors that name
+//! the file and key.
+
+use std::path::PathBuf;
+
+use taskmoe_experiments::{Arm, ExperimentConfig, Profile};
+use taskmoe_model::Variant;
+use taskmoe_router::RouterKind;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("taskmoe-expcfg-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn both_profiles_load_and_their_arms_have_equal_active_ffn_width() {
+    for profile in [Profile::Quick, Profile::Full] {
+        let dir = scratch(profile.name());
+        let loaded = ExperimentConfig::load(profile, None, &[], &dir).unwrap();
+        assert!(dir.join("base-run.toml").is_file());
+        let run = &loaded.run;
+        // Equal active parameters: top-1 experts as wide as the dense FFN.
+        assert_eq!(run.model.moe.router.k, 1);
+        assert_eq!(run.model.moe.d_ff, run.model.d_ff, "{}", profile.name());
+        for v in &loaded.settings.low_resource.variants {
+            Arm::parse(v).unwrap();
+        }
+    }
+    let quick = ExperimentConfig::load(Profile::Quick, None, &[], &scratch("q")).unwrap();
+    assert_eq!(quick.settings.seeds, 3);
+    assert_eq!(
+        quick.run.train.threads, 1,
+        "quick runs two 1-thread runs at a time"
+    );
+}
+
+#[test]
+fn a_user_file_overrides_only_what_it_names() {
+    let dir = scratch("user");
+    std::fs::write(
+        dir.join("run.toml"),
+        "[train]\nsteps = 700\n[data.synthetic]\nseed = 3\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("exp.toml"),
+        "seeds = 2\nrun_config = \"run.toml\"\n[unseen]\nk = [4]\n",
+    )
+    .unwrap();
+    let loaded = ExperimentConfig::load(
+        Profile::Quick,
+        Some(&dir.join("exp.toml")),
+        &["unrelated.extra_steps=9".into()],
+        &dir.join("out"),
+    )
+    .unwrap();
+    let s = &loaded.settings;
+    assert_eq!((s.seeds, s.unseen.k.clone()), (2, vec![4]));
+    assert_eq!(s.unseen.steps, 150, "kept from the quick profile");
+    assert_eq!(s.unrelated.extra_steps, 9);
+    assert_eq!(
+        loaded.run.train.steps, 700,
+        "run_config is relative to the file"
+    );
+    assert!(loaded.settings_toml.contains("extra_steps = 9"));
+}
+
+#[test]
+fn errors_name_the_file_and_key() {
+    let dir = scratch("errors");
+    std::fs::write(dir.join("exp.toml"), "[unseen]\nshots = [4]\n").unwrap();
+    let err = ExperimentConfig::load(Profile::Quick, Some(&dir.join("exp.toml")), &[], &dir)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("exp.toml") && err.contains("unseen.shots"),
+        "{err}"
+    );
+    let err = ExperimentConfig::load(Profile::Quick, None, &["seeds=0".into()], &dir)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`seeds`"), "{err}");
+    let err = format!(
+        "{:#}",
+        ExperimentConfig::load(
+            Profile::Quick,
+            None,
+            &["run_set=[\"train.stepz=3\"]".into()],
+            &dir
+        )
+        .unwrap_err()
+    );
+    assert!(err.contains("train.stepz"), "{err}");
+}
+
+#[test]
+fn arms_parse_variants_and_router_kinds() {
+    let a = Arm::parse("task-moe:task-level").unwrap();
+    assert_eq!(
+        (a.variant, a.router),
+        (Variant::TaskMoe, Some(RouterKind::TaskLevel))
+    );
+    assert_eq!(Arm::parse("dense").unwrap().router, None);
+    assert!(Arm::parse("dense:per-task").is_err());
+    assert!(Arm::parse("task-moe:token").is_err());
+    assert!(Arm::parse("moe").is_err());
+}

@@ -1,0 +1,132 @@
+//! Starting a run from another: `train.init_checkpoint`, `train.task_init` and
+//! `data.train_examples`, and the errors that name their keys.
+
+use std::path::{Path, PathBuf};
+
+use taskmoe_train::{EvalPoint, RunConfig, RunData, Silent, Trainer};
+
+fn tiny(out: &Path, name: &str, extra: &[&str]) -> taskmoe_train::Result<RunConfig> {
+    let mut sets = vec![
+        format!("output.dir={}", out.display()),
+        format!("output.name={name}"),
+    ];
+    sets.extend(extra.iter().map(|s| s.to_string()));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml");
+    RunConfig::load(Some(&path), &sets)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let out = std::env::temp_dir().join(format!("taskmoe-transfer-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    out
+}
+
+fn no_eval(_: &taskmoe_model::MultiTaskModel, _: u64) -> taskmoe_train::Result<EvalPoint> {
+    Ok(EvalPoint {
+        record: serde_json::json!({}),
+        score: None,
+    })
+}
+
+#[test]
+fn train_examples_keeps_a_nested_subsample_per_seed() {
+    let out = scratch("subsample");
+    let load = |n: usize, seed: u64| {
+        let cfg = tiny(
+            &out,
+            "run",
+            &[
+                &format!("data.train_examples={{ lexicon_lo0 = {n} }}"),
+                &format!("train.seed={seed}"),
+            ],
+        )
+        .unwrap();
+        let data = RunData::load(&cfg).unwrap();
+        let id = data.id("lexicon_lo0").unwrap();
+        data.train[id]
+            .examples
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+    };
+    let (small, large) = (load(4, 0), load(8, 0));
+    assert_eq!((small.len(), large.len()), (4, 8));
+    assert!(small.iter().all(|id| large.contains(id)), "nested");
+    assert_ne!(load(8, 1), large, "another seed, another subsample");
+
+    let cfg = tiny(&out, "run", &["data.train_examples={ lexicon_lo0 = 1000 }"]).unwrap();
+    let err = RunData::load(&cfg).unwrap_err().to_string();
+    assert!(err.contains("data.train_examples.lexicon_lo0"), "{err}");
+    let cfg = tiny(&out, "run", &["data.train_examples={ nope = 3 }"]).unwrap();
+    let err = RunData::load(&cfg).unwrap_err().to_string();
+    assert!(
+        err.contains("data.train_examples") && err.contains("`nope`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn init_checkpoint_starts_from_the_trained_weights_and_task_init_copies_a_task() {
+    let out = scratch("init");
+    let cfg = tiny(&out, "base", &[]).unwrap();
+    let data = RunData::load(&cfg).unwrap();
+    let mut base = Trainer::new(&cfg, &data, false).unwrap();
+    base.train(&mut no_eval, &mut Silent, None).unwrap();
+
+    let from = format!("train.init_checkpoint={}", out.join("base").display());
+    let cfg = tiny(
+        &out,
+        "fine-tune",
+        &[
+            &from,
+            "data.tasks=[\"lexicon_unseen0\"]",
+            "train.task_init={ lexicon_unseen0 = \"lexicon_hi0\" }",
+        ],
+    )
+    .unwrap();
+    let data = RunData::load(&cfg).unwrap();
+    let tuned = Trainer::new(&cfg, &data, false).unwrap();
+    let before = base.var_store().variables();
+    let after = tuned.var_store().variables();
+    let (new, seen) = (
+        data.id("lexicon_unseen0").unwrap(),
+        data.id("lexicon_hi0").unwrap(),
+    );
+    for (name, tensor) in &after {
+        let expected = if name.starts_with(&format!("heads.{new}.")) {
+            before[&name.replacen(&format!("heads.{new}."), &format!("heads.{seen}."), 1)]
+                .shallow_clone()
+        } else if name.ends_with("router.weight") && tensor.dim() == 3 {
+            // Per-task gates: the new task's slice is the seen task's, the rest unchanged.
+            let w = before[name].copy();
+            w.get(new as i64).copy_(&before[name].get(seen as i64));
+            w
+        } else {
+            before[name].shallow_clone()
+        };
+        assert!(tensor.equal(&expected), "{name}");
+    }
+
+    let missing = tiny(&out, "x", &["train.init_checkpoint=/nonexistent/run"]).unwrap();
+    let data = RunData::load(&missing).unwrap();
+    let err = Trainer::new(&missing, &data, false)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("/nonexistent/run"), "{err}");
+    let unknown = tiny(
+        &out,
+        "y",
+        &["train.task_init={ lexicon_unseen0 = \"nope\" }"],
+    )
+    .unwrap();
+    let err = RunData::load(&unknown).unwrap_err().to_string();
+    assert!(
+        err.contains("train.task_init.lexicon_unseen0") && err.contains("`nope`"),
+        "{err}"
+    );
+    let both = tiny(&out, "z", &[&from, "train.init_from=/some/bert"]);
+    let err = both.unwrap_err().to_string();
+    assert!(err.contains("exclude each other"), "{err}");
+    std::fs::remove_dir_all(out).unwrap();
+}
