@@ -19,6 +19,8 @@ pub struct ExperimentArgs {
     pub config: Option<PathBuf>,
     /// `key.path=value` overrides of the settings.
     pub set: Vec<String>,
+    /// `key.path=value` overrides of the run configuration, after the settings' `run_set`.
+    pub run_set: Vec<String>,
     /// Report folder; default `runs/experiments/<profile>`.
     pub out: Option<PathBuf>,
 }
@@ -38,7 +40,8 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
     if let Some(n) = args.jobs {
         set.push(format!("jobs={n}"));
     }
-    let loaded = ExperimentConfig::load(profile, args.config.as_deref(), &set, &out)?;
+    let loaded =
+        ExperimentConfig::load(profile, args.config.as_deref(), &set, &args.run_set, &out)?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let ctx = ExperimentContext {
         loaded,

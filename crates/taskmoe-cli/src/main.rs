@@ -5,7 +5,8 @@
 //! taskmoe eval    (--run DIR | --checkpoint DIR) [--split validation|test] [--set ...]
 //! taskmoe inspect [--config FILE] [--set ...]
 //! taskmoe experiment (low-resource|unseen|unrelated|all) [--profile quick|full] [--seeds N]
-//!                    [--config FILE] [--set key.path=value]... [--out DIR]
+//!                    [--config FILE] [--set key.path=value]... [--run-set key.path=value]...
+//!                    [--out DIR]
 //! ```
 //! `cargo xtask train` / `cargo xtask eval` build this binary and run it.
 
@@ -100,6 +101,10 @@ enum Command {
         /// `--set run_set=["train.steps=400"]`.
         #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
         set: Vec<String>,
+        /// Override a key of the run configuration every arm starts from, after the
+        /// settings' `run_set`, e.g. `--run-set train.init_from=DIR`.
+        #[arg(long = "run-set", value_name = "KEY.PATH=VALUE")]
+        run_set: Vec<String>,
         /// Report folder (default runs/experiments/<profile>).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -124,6 +129,7 @@ fn main() {
             jobs,
             config,
             set,
+            run_set,
             out,
         } => experiment_cmd::run(experiment_cmd::ExperimentArgs {
             name,
@@ -132,6 +138,7 @@ fn main() {
             jobs,
             config,
             set,
+            run_set,
             out,
         }),
     };

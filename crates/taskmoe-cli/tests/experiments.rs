@@ -143,3 +143,57 @@ fn bad_settings_are_named() {
     assert!(text.contains("unknown experiment `sideways`"), "{text}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The MiniLM folder (`cargo xtask test` sets `TASKMOE_MINILM_DIR`).
+fn minilm() -> PathBuf {
+    let dir = std::env::var_os("TASKMOE_MINILM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap())
+                .join(".cache/taskmoe/models/all-MiniLM-L6-v2")
+        });
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "{}: run `cargo xtask fetch-model minilm`",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn the_unseen_experiment_runs_on_real_tasks_named_in_a_config() {
+    let out = scratch("glue");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/experiments/glue.toml");
+    let init = format!("train.init_from={}", minilm().display());
+    let output = Command::new(env!("CARGO_BIN_EXE_taskmoe"))
+        .args(["experiment", "unseen", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .args(["--seeds", "2", "--jobs", "2", "--run-set", &init])
+        .args([
+            "--run-set",
+            "train.steps=2",
+            "--run-set",
+            "train.checkpoint_every=2",
+        ])
+        .args([
+            "--run-set",
+            "train.schedule.warmup_steps=1",
+            "--run-set",
+            "train.threads=1",
+        ])
+        .args(["--set", "unseen.k=[4]", "--set", "unseen.steps=2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    let unseen = read_json(&out.join("unseen/results.json"));
+    assert_eq!(unseen["unseen_tasks"], serde_json::json!(["sst2"]));
+    // STS-B is a regression task: only RTE has a head like SST-2's, so it is always chosen.
+    for c in unseen["source_choices"].as_array().unwrap() {
+        assert_eq!(c["chosen"], "rte", "{c}");
+        assert_eq!(c["losses"].as_object().unwrap().len(), 1, "{c}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

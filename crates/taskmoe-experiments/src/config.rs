@@ -198,13 +198,14 @@ pub struct Loaded {
 impl ExperimentConfig {
     /// The profile's settings, with `file`'s keys over them (tables merge key by key), then
     /// `set` overrides; errors name the file and key. The run configuration comes from
-    /// `run_config` (relative to `file`) or the profile, with `run_set` applied; it is written
-    /// to `scratch/base-run.toml` first when it is the profile's own, so that every run reads
-    /// from a file.
+    /// `run_config` (relative to `file`) or the profile, with `run_set` and then `run_set_extra`
+    /// (the command line's `--run-set`) applied; it is written to `scratch/base-run.toml` first
+    /// when it is the profile's own, so that every run reads from a file.
     pub fn load(
         profile: Profile,
         file: Option<&Path>,
         set: &[String],
+        run_set_extra: &[String],
         scratch: &Path,
     ) -> Result<Loaded> {
         let mut table: toml::Table = toml::from_str(profile.settings_toml())
@@ -223,6 +224,7 @@ impl ExperimentConfig {
         let defaults = toml::Table::try_from(ExperimentConfig::default())?;
         apply_overrides(&mut table, set, &defaults)?;
         let mut settings: ExperimentConfig = deserialize_with_path(table, &origin)?;
+        settings.run_set.extend(run_set_extra.iter().cloned());
         settings.validate(&origin)?;
         std::fs::create_dir_all(scratch)
             .with_context(|| format!("creating {}", scratch.display()))?;

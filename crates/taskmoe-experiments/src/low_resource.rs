@@ -58,6 +58,8 @@ struct ArmScores {
     all: Vec<f64>,
     /// Per low-resource task, per seed.
     per_task: BTreeMap<String, Vec<f64>>,
+    /// Training tokens per run (one entry per run).
+    tokens: Vec<f64>,
 }
 
 /// Runs the experiment and builds its report.
@@ -154,6 +156,7 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
     let mut single: BTreeMap<(usize, u64), BTreeMap<String, f64>> = BTreeMap::new();
     for ((si, seed, ai, task), dir) in index.iter().zip(&dirs) {
         let result = RunResult::read(dir)?;
+        scores[*si][*ai].tokens.push(result.tokens as f64);
         match task {
             Some(t) => {
                 single
@@ -232,9 +235,9 @@ fn build_report(
         ctx.base().train.steps,
         ctx.base().data.batch_size
     );
-    // Active parameters per token, per arm.
+    // Active parameters per token and training tokens per run, per arm.
     let mut rows = Vec::new();
-    for arm in arms {
+    for (ai, arm) in arms.iter().enumerate() {
         let cfg: RunConfig = arm.apply(ctx.base());
         let report = taskmoe_model::param_report(&cfg.model, &base_data.heads(), base_data.seq_len);
         rows.push(vec![
@@ -242,11 +245,15 @@ fn build_report(
             report.total.to_string(),
             report.active_per_token.to_string(),
             report.flops_per_token.to_string(),
+            format!("{:.0}", Summary::of(&scores[0][ai].tokens).mean),
         ]);
     }
     let _ = writeln!(
         md,
-        "## Arms\n\n{}",
+        "## Arms\n\nParameters and forward FLOPs per token from `taskmoe_model::param_report` \
+         (the MoE arms differ from dense only by their router); training tokens are the real \
+         tokens of all steps, mean over the runs of the first setting (a single-task run \
+         trains on one task, so its sequences are that task's length).\n\n{}",
         md_table(
             &header(&[
                 "arm",

@@ -20,6 +20,9 @@ pub struct RunResult {
     pub scores: BTreeMap<String, f64>,
     /// Routing per MoE block (empty for dense models).
     pub routing: Vec<BlockRouting>,
+    /// Real (non-padding) training tokens over all steps, from `metrics.jsonl` (summed over
+    /// the per-task models of a single-task run).
+    pub tokens: u64,
 }
 
 /// `P(expert | task)` of one MoE block over the evaluated tasks.
@@ -78,6 +81,7 @@ impl RunResult {
             dir: dir.to_path_buf(),
             scores,
             routing,
+            tokens: training_tokens(dir)?,
         })
     }
 
@@ -102,6 +106,34 @@ impl RunResult {
         }
         Ok(sum / tasks.len() as f64)
     }
+}
+
+/// Sums the `tokens` of `dir/metrics.jsonl`, or of `dir/*/metrics.jsonl` when `dir` holds
+/// one run per task.
+fn training_tokens(dir: &Path) -> Result<u64> {
+    let own = dir.join("metrics.jsonl");
+    let files: Vec<PathBuf> = if own.is_file() {
+        vec![own]
+    } else {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path().join("metrics.jsonl")))
+            .filter(|p| p.is_file())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut total = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{} line {}", file.display(), i + 1))?;
+            total += v["tokens"].as_u64().unwrap_or(0);
+        }
+    }
+    Ok(total)
 }
 
 /// Histogram intersection `sum_e min(p_e, q_e)` of two expert distributions: 1 for identical

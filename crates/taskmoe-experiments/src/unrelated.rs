@@ -96,6 +96,7 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
                 cfg.train.checkpoint_every = s.extra_steps;
                 cfg.train.schedule.warmup_steps =
                     cfg.train.schedule.warmup_steps.min(s.extra_steps / 10);
+                cfg.train.init_from = None;
                 cfg.train.init_checkpoint = Some(base_dir.clone());
                 second.push(Job {
                     id: id(stage, seed, arm),

@@ -10,8 +10,9 @@
 //!   embedding of the most related seen task;
 //! - `task-moe, fresh routing`: the same, but the new task keeps its own freshly initialised
 //!   routing;
-//! - `scratch`: a dense model of the same size trained from random initialisation (at the base
-//!   run's learning rate, since nothing is being preserved).
+//! - `scratch`: a dense model of the same size trained from the base run's own initialisation
+//!   (random, or the pretrained encoder when the run configuration has `train.init_from`), at
+//!   the base run's learning rate: no multi-task training at all.
 //!
 //! "Most related" is measured, per model, seed and k: the seen task whose routing, task
 //! embedding and head give the lowest loss on the k examples before any fine-tuning
@@ -153,6 +154,8 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
                         _ => fine_tune(&moe_arm, seed, u, k),
                     };
                     if m < 3 {
+                        // The checkpoint holds everything, pretrained encoder included.
+                        cfg.train.init_from = None;
                         cfg.train.init_checkpoint = Some(base_dir(seed, m > 0));
                         let source = &sources[usize::from(m > 0)];
                         cfg.train.task_init = [(u.clone(), source.clone())].into();

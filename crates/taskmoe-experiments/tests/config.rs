@@ -18,7 +18,7 @@ fn scratch(name: &str) -> PathBuf {
 fn both_profiles_load_and_their_arms_have_equal_active_ffn_width() {
     for profile in [Profile::Quick, Profile::Full] {
         let dir = scratch(profile.name());
-        let loaded = ExperimentConfig::load(profile, None, &[], &dir).unwrap();
+        let loaded = ExperimentConfig::load(profile, None, &[], &[], &dir).unwrap();
         assert!(dir.join("base-run.toml").is_file());
         let run = &loaded.run;
         // Equal active parameters: top-1 experts as wide as the dense FFN.
@@ -28,7 +28,7 @@ fn both_profiles_load_and_their_arms_have_equal_active_ffn_width() {
             Arm::parse(v).unwrap();
         }
     }
-    let quick = ExperimentConfig::load(Profile::Quick, None, &[], &scratch("q")).unwrap();
+    let quick = ExperimentConfig::load(Profile::Quick, None, &[], &[], &scratch("q")).unwrap();
     assert_eq!(quick.settings.seeds, 3);
     assert_eq!(
         quick.run.train.threads, 1,
@@ -53,6 +53,7 @@ fn a_user_file_overrides_only_what_it_names() {
         Profile::Quick,
         Some(&dir.join("exp.toml")),
         &["unrelated.extra_steps=9".into()],
+        &["train.seed=4".into()],
         &dir.join("out"),
     )
     .unwrap();
@@ -71,26 +72,21 @@ fn a_user_file_overrides_only_what_it_names() {
 fn errors_name_the_file_and_key() {
     let dir = scratch("errors");
     std::fs::write(dir.join("exp.toml"), "[unseen]\nshots = [4]\n").unwrap();
-    let err = ExperimentConfig::load(Profile::Quick, Some(&dir.join("exp.toml")), &[], &dir)
+    let err = ExperimentConfig::load(Profile::Quick, Some(&dir.join("exp.toml")), &[], &[], &dir)
         .unwrap_err()
         .to_string();
     assert!(
         err.contains("exp.toml") && err.contains("unseen.shots"),
         "{err}"
     );
-    let err = ExperimentConfig::load(Profile::Quick, None, &["seeds=0".into()], &dir)
+    let err = ExperimentConfig::load(Profile::Quick, None, &["seeds=0".into()], &[], &dir)
         .unwrap_err()
         .to_string();
     assert!(err.contains("`seeds`"), "{err}");
     let err = format!(
         "{:#}",
-        ExperimentConfig::load(
-            Profile::Quick,
-            None,
-            &["run_set=[\"train.stepz=3\"]".into()],
-            &dir
-        )
-        .unwrap_err()
+        ExperimentConfig::load(Profile::Quick, None, &[], &["train.stepz=3".into()], &dir)
+            .unwrap_err()
     );
     assert!(err.contains("train.stepz"), "{err}");
 }
