@@ -259,7 +259,8 @@ fn build_report(
                 "arm",
                 "parameters",
                 "active parameters / token",
-                "FLOPs / token"
+                "FLOPs / token",
+                "training tokens / run",
             ]),
             &rows
         )
