@@ -42,9 +42,9 @@ impl Setting {
     }
 
     fn label(&self, base_rho: Option<f64>) -> String {
-        match (self.rho.or(base_rho), self.rho.is_some()) {
-            (Some(r), _) => format!("n = {}, rho = {r}", self.size),
-            (None, _) => format!("n = {}", self.size),
+        match self.rho.or(base_rho) {
+            Some(r) => format!("n = {}, rho = {r}", self.size),
+            None => format!("n = {}", self.size),
         }
     }
 }
