@@ -27,7 +27,8 @@ commands:
   experiment <low-resource|unseen|unrelated|all> [--profile quick|full] [--seeds N]
              [--config FILE] [--set key=value]... [--out DIR]
                          run the paper's experiments over seeds; report folders + tables
-                         (quick: 3 seeds, about 20 min per experiment on 2 CPU cores)
+                         (quick: 3 seeds; all three took 38 min on 2 busy cores, see
+                         docs/results.md)
   setup [--force]        provision the pinned libtorch (PyTorch wheel from PyPI) into .libtorch/
   test [cargo test args] setup, then cargo fmt --check, clippy -D warnings, cargo test --workspace
   bench [kernels|moe] [--quick] [-- args]

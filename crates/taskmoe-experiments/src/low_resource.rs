@@ -340,7 +340,7 @@ fn build_report(
         "## Paired differences on the low-resource mean\n\nDifferences of seed-paired means, \
          with the 95% Student-t interval over seeds; task-MoE is `{tm_label}`. A claim \
          *held* when the interval lies above 0, *failed* when it lies below +0.01 (no advantage \
-         of at least one point), and is *inconclusive* otherwise.\n\n{cmp}"
+         of at least one point), and is *inconclusive* otherwise or with fewer than 3 seeds.\n\n{cmp}"
     );
     if let (Some(t), Some(d)) = (task_moe, dense) {
         for (si, setting) in settings.iter().enumerate() {

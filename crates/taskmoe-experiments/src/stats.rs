@@ -99,9 +99,14 @@ impl Comparison {
 /// The margin below which an advantage does not count: one accuracy point.
 pub const MARGIN: f64 = 0.01;
 
+/// The fewest seed pairs a verdict other than `Inconclusive` needs: with two, a discrete metric
+/// on a small test set easily gives two equal differences and a zero-width interval.
+pub const MIN_PAIRS: usize = 3;
+
 /// Compares `a[i] - b[i]` (pairs share a seed). `Held` when the 95% interval of the mean
 /// difference is above 0, `Failed` when it is below [`MARGIN`] (a is not better by a point),
-/// else `Inconclusive`; with fewer than two pairs, always `Inconclusive`.
+/// else `Inconclusive`; with fewer than [`MIN_PAIRS`] pairs, always `Inconclusive` (the
+/// interval is still reported from two pairs on).
 pub fn paired(a: &[f64], b: &[f64]) -> Comparison {
     assert_eq!(a.len(), b.len(), "paired values come in pairs");
     let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
@@ -116,7 +121,9 @@ pub fn paired(a: &[f64], b: &[f64]) -> Comparison {
     }
     let half = t_975(diff.n - 1) * diff.std / (diff.n as f64).sqrt();
     let (low, high) = (diff.mean - half, diff.mean + half);
-    let verdict = if low > 0.0 {
+    let verdict = if diff.n < MIN_PAIRS {
+        Verdict::Inconclusive
+    } else if low > 0.0 {
         Verdict::Held
     } else if high < MARGIN {
         Verdict::Failed
@@ -174,8 +181,10 @@ mod tests {
             paired(&[0.80, 0.70, 0.78], &[0.75, 0.77, 0.74]).verdict,
             Verdict::Inconclusive
         );
-        // One seed is never enough.
+        // One or two seeds are never enough, however consistent.
         assert_eq!(paired(&[0.9], &[0.5]).verdict, Verdict::Inconclusive);
+        let two = paired(&[0.75, 0.75], &[0.5, 0.5]);
+        assert_eq!((two.low, two.verdict), (0.25, Verdict::Inconclusive));
     }
 
     #[test]

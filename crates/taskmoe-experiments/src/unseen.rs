@@ -284,7 +284,8 @@ fn build_report(
     let _ = writeln!(
         md,
         "## Paired differences\n\nSeed-paired differences of the mean over unseen tasks, 95% \
-         Student-t interval; *held* above 0, *failed* below +0.01, else *inconclusive*.\n\n{cmp}"
+         Student-t interval; *held* above 0, *failed* below +0.01, else (or with fewer than \
+         3 seeds) *inconclusive*.\n\n{cmp}"
     );
     let mut verdicts = String::new();
     for (ki, k) in ks.iter().enumerate() {
