@@ -308,14 +308,15 @@ fn logits_check(
             setting: setting.clone(),
             result: format!("max rel err {e32:.2e}"),
             target: "<= 1e-4".into(),
-            pass: Some(e32 <= 1e-4),
+            pass: device.is_cuda().then_some(e32 <= 1e-4),
         },
         Row {
             check: format!("logits bf16 on {device:?} vs CPU fp32"),
             setting,
             result: format!("max rel err {e16:.2e}"),
             target: "<= 1e-2".into(),
-            pass: Some(e16 <= 1e-2),
+            // Targets are for the GPU; on the CPU (smoke test) the numbers are reported only.
+            pass: device.is_cuda().then_some(e16 <= 1e-2),
         },
     ])
 }
