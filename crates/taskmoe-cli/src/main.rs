@@ -4,12 +4,14 @@
 //! taskmoe train   [--config FILE] [--set key.path=value]... [--resume]
 //! taskmoe eval    (--run DIR | --checkpoint DIR) [--split validation|test] [--set ...]
 //! taskmoe inspect [--config FILE] [--set ...]
+//! taskmoe check   [--device cuda|cpu|auto] [--checkpoint DIR] [--moe-sizes TxDxE,...] [--tiny]
 //! taskmoe experiment (low-resource|unseen|unrelated|all) [--profile quick|full] [--seeds N]
 //!                    [--config FILE] [--set key.path=value]... [--run-set key.path=value]...
 //!                    [--out DIR]
 //! ```
 //! `cargo xtask train` / `cargo xtask eval` build this binary and run it.
 
+mod check_cmd;
 mod eval_cmd;
 mod experiment_cmd;
 mod inspect_cmd;
@@ -79,6 +81,9 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// The one-shot GPU check: CPU-vs-device logits (fp32, bf16), MoE layer vs dense FFN at
+    /// large sizes, training tokens/s and MFU; prints one table (`cargo xtask gpu-bundle`).
+    Check(check_cmd::CheckArgs),
     /// Run an experiment of the paper's three claims (or all): every arm trained over
     /// several seeds, a report folder (markdown, JSON, SVG plots) and a printed table.
     Experiment {
@@ -122,6 +127,7 @@ fn main() {
             set,
         } => eval_cmd::run(run, checkpoint, &split, &set),
         Command::Inspect { config } => inspect_cmd::run(&config),
+        Command::Check(args) => check_cmd::run(&args),
         Command::Experiment {
             name,
             profile,

@@ -323,3 +323,77 @@ fn glue_example_fine_tunes_an_upcycled_minilm() {
     );
     std::fs::remove_dir_all(out).unwrap();
 }
+
+#[test]
+fn the_gpu_check_runs_on_the_cpu_at_tiny_sizes() {
+    let out = ok(taskmoe(&[
+        "check",
+        "--device",
+        "cpu",
+        "--tiny",
+        "--moe-sizes",
+        "64x16x4,128x16x8",
+        "--batch",
+        "4x16",
+        "--reps",
+        "1",
+        "--train-steps",
+        "2",
+    ])
+    .output()
+    .unwrap());
+    assert!(
+        out.starts_with("| check | setting | result | target | verdict |"),
+        "{out}"
+    );
+    assert!(out.contains("logits fp32"), "{out}");
+    assert!(out.contains("logits bf16"), "{out}");
+    assert_eq!(out.matches("MoE layer vs dense FFN").count(), 2, "{out}");
+    assert!(out.contains("tokens/s"), "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+}
+
+#[test]
+fn cuda_on_a_cpu_only_libtorch_names_the_library_and_auto_falls_back() {
+    let out = taskmoe(&["check", "--device", "cuda", "--tiny"])
+        .output()
+        .unwrap();
+    if out.status.success() {
+        return; // a machine with a CUDA libtorch and a GPU
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("libtorch_cuda.so"), "{err}");
+
+    let dir = scratch("auto-bf16");
+    let out = train(
+        &dir,
+        &[
+            "--set",
+            "train.device=auto",
+            "--set",
+            "train.precision=\"bf16\"",
+            "--set",
+            "train.steps=3",
+        ],
+    )
+    .output()
+    .unwrap();
+    let note = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(
+        note.contains("device auto:") && note.contains("using the CPU"),
+        "{note}"
+    );
+    let run = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let logged = losses(&run);
+    assert_eq!(logged.len(), 3);
+    assert!(logged
+        .iter()
+        .all(|(_, l)| l.parse::<f64>().is_ok_and(f64::is_finite)));
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -50,8 +50,10 @@ impl FeedForward {
     /// `x: [T, d]`, `task_ids: [T]` -> `y: [T, d]`.
     pub fn forward(&self, x: &Tensor, task_ids: &Tensor, train: bool) -> Result<FfnOutput> {
         match self {
+            // Under autocast the dense FFN computes in bf16; its rows go back in the input's
+            // dtype, as the MoE layer's do, so the block can scatter them into its buffer.
             FeedForward::Dense(ffn) => Ok(FfnOutput {
-                y: ffn.forward(x, train),
+                y: ffn.forward(x, train).to_kind(x.kind()),
                 aux: None,
                 stats: None,
             }),

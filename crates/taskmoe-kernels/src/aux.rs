@@ -28,9 +28,8 @@ pub fn load_balance_loss(probs: &Tensor, experts: &Tensor) -> Result<Tensor> {
             expected: format!("[{t}, k] (same tokens as probs)"),
         });
     }
-    let fraction = experts
-        .reshape([-1])
-        .f_bincount::<Tensor>(None, e)?
+    // A device-side count: no host synchronisation (bincount would read back min and max).
+    let fraction = crate::count::count_ids("load_balance_loss", experts, e as usize)?
         .to_kind(Kind::Float)
         / (t * k).max(1) as f64;
     let mean_prob = probs.to_kind(Kind::Float).mean_dim(0, false, Kind::Float);

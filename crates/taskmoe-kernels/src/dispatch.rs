@@ -53,7 +53,10 @@ impl Capacity {
 /// contributes nothing: its token keeps only its other choices, or just the residual.
 ///
 /// Building the plan reads the per-expert counts back to the host once (the only host
-/// synchronisation of a MoE layer): the grouped matmul needs them to slice.
+/// synchronisation of a MoE layer on CUDA): the grouped matmul needs them to slice. Counting
+/// is an index-add on the device (`bincount` would synchronise twice more), and every other
+/// index (starts, capacity shifts) is derived on the device from the counts tensor rather than
+/// copied up from host vectors.
 #[derive(Debug)]
 pub struct DispatchPlan {
     /// Tokens `T`.
@@ -102,21 +105,18 @@ impl DispatchPlan {
         // Priority order p = choice * T + token; a stable sort by expert keeps it per expert.
         let priority = experts.transpose(0, 1).reshape([slots]);
         let out_of_range = || invalid(OP, format!("expert ids must lie in 0..{num_experts}"));
-        // bincount rejects negative ids and grows past E for ids >= E.
-        let requested_t = priority
-            .f_bincount::<Tensor>(None, num_experts as i64)
-            .map_err(|_| out_of_range())?;
-        // The one host synchronisation.
+        let requested_t =
+            crate::count::count_ids(OP, &priority, num_experts).map_err(|_| out_of_range())?;
+        // The one host synchronisation: everything below that needs the counts on the device
+        // derives them from `requested_t`, so no host vector is copied back (a host-to-device
+        // copy of pageable memory synchronises too).
         let requested: Vec<i64> = Vec::try_from(&requested_t)?;
-        if requested.len() != num_experts {
-            return Err(out_of_range());
-        }
         let requested: Vec<usize> = requested.iter().map(|&c| c as usize).collect();
         let (sorted_experts, sorted_priority) = priority.sort_stable(true, 0, false);
 
-        let starts = exclusive_cumsum(&requested);
+        let starts_t = requested_t.cumsum(0, Kind::Int64) - &requested_t;
         let position_sorted = Tensor::arange(slots, (Kind::Int64, device))
-            - host_tensor(&starts, device).index_select(0, &sorted_experts);
+            - starts_t.index_select(0, &sorted_experts);
         // priority p -> natural slot (p % T) * k + p / T
         let slot_sorted = sorted_priority.remainder(t) * k + sorted_priority.floor_divide_scalar(t);
 
@@ -130,17 +130,14 @@ impl DispatchPlan {
             slot_sorted
         } else {
             // Kept rows of expert e are the first counts[e] of its sorted run, which starts at
-            // starts[e]: index = row + (starts[e] - kept_starts[e]).
-            let kept_starts = exclusive_cumsum(&counts);
-            let shift: Vec<i64> = starts
-                .iter()
-                .zip(&kept_starts)
-                .map(|(s, ks)| s - ks)
-                .collect();
+            // starts[e]: index = row + (starts[e] - kept_starts[e]). All on the device.
+            let c = cap.expect("rows < slots only with a capacity") as i64;
+            let counts_t = requested_t.clamp_max(c);
+            let kept_starts_t = counts_t.cumsum(0, Kind::Int64) - &counts_t;
             let keep = Tensor::arange(rows as i64, (Kind::Int64, device))
                 + Tensor::f_repeat_interleave_self_tensor(
-                    &host_tensor(&shift, device),
-                    &host_tensor(&to_i64(&counts), device),
+                    &(&starts_t - kept_starts_t),
+                    &counts_t,
                     0,
                     rows as i64,
                 )?;

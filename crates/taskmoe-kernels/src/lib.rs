@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod aux;
+mod count;
 mod dispatch;
 mod error;
 mod grouped;
@@ -35,8 +36,9 @@ pub mod reference;
 pub mod stats;
 mod topk;
 
+pub use count::count_ids;
 pub use dispatch::{Capacity, DispatchPlan};
 pub use error::{KernelError, Result};
 pub use grouped::{grouped_matmul, padded_bmm};
-pub use permute::{combine, permute, unpermute};
+pub use permute::{combine, permute, permute_by_slots, unpermute};
 pub use topk::{top_k, TopK};

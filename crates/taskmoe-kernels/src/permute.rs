@@ -20,7 +20,37 @@ pub fn permute(x: &Tensor, plan: &DispatchPlan) -> Result<Tensor> {
             expected: format!("[{}, d] (tokens of the plan)", plan.num_tokens),
         });
     }
+    if x.device().is_cuda() && plan.k > 1 {
+        return permute_by_slots(x, plan);
+    }
     Ok(x.f_index_select(0, &plan.token_order)?)
+}
+
+/// [`permute`] with a deterministic backward, the variant used on CUDA when `k > 1`.
+///
+/// `permute` gathers token rows by `token_order`, where a token appears up to `k` times; the
+/// backward of that gather is an `index_add` over repeated ids, which CUDA implements with
+/// floating-point atomics whose order (and so whose rounding) varies from run to run. Here
+/// each token is first expanded to its `k` slots (`[T * k, d]`, one copy of the input per
+/// choice) and the kept slots are gathered by `slot_order`, whose ids are distinct: the
+/// backward scatters each row gradient to its own slot and sums a token's `k` slots with a
+/// plain reduction, in a fixed order. The price is a `[T * k, d]` buffer.
+///
+/// # Shapes
+/// `x: [T, d]` -> `[R, d]`.
+pub fn permute_by_slots(x: &Tensor, plan: &DispatchPlan) -> Result<Tensor> {
+    let (t, d) = dims2("permute_by_slots", "x", x)?;
+    if t as usize != plan.num_tokens {
+        return Err(KernelError::Shape {
+            op: "permute_by_slots",
+            arg: "x",
+            got: x.size(),
+            expected: format!("[{}, d] (tokens of the plan)", plan.num_tokens),
+        });
+    }
+    let k = plan.k as i64;
+    let slots = x.unsqueeze(1).expand([t, k, d], false).reshape([t * k, d]);
+    Ok(slots.f_index_select(0, &plan.slot_order)?)
 }
 
 /// Scatters expert-ordered rows back to their slots: `[T, k, d]` with zeros for dropped slots.

@@ -71,10 +71,8 @@ pub fn task_expert_counts(
     let e = num_experts as i64;
     let cells = (task_ids.unsqueeze(1).expand([t, k], false) * e + experts).reshape([-1]);
     let n = num_tasks as i64 * e;
-    let counts = cells
-        .f_bincount::<Tensor>(None, n)
-        .ok()
-        .filter(|c| c.size() == [n]);
+    // A device-side count: no host synchronisation (bincount would read back min and max).
+    let counts = crate::count::count_ids("task_expert_counts", &cells, n as usize).ok();
     counts
         .map(|c| c.view([num_tasks as i64, e]))
         .ok_or_else(|| KernelError::Invalid {

@@ -22,11 +22,19 @@ pub struct AuxLosses {
 
 impl AuxLosses {
     /// The losses of one routing decision. `task_ids: [T]`.
+    /// Computed with autocast off, so they stay fp32 under bf16 mixed precision (the mutual
+    /// information's matmul would otherwise run in bf16).
     pub fn compute(out: &RouterOutput, task_ids: &Tensor, num_tasks: usize) -> Result<Self> {
-        Ok(AuxLosses {
-            load_balance: load_balance_loss(&out.routed.probs, &out.routed.experts)?,
-            z_loss: z_loss(&out.logits)?,
-            mutual_information: mutual_information_loss(&out.routed.probs, task_ids, num_tasks)?,
+        taskmoe_device::full_precision(|| {
+            Ok(AuxLosses {
+                load_balance: load_balance_loss(&out.routed.probs, &out.routed.experts)?,
+                z_loss: z_loss(&out.logits)?,
+                mutual_information: mutual_information_loss(
+                    &out.routed.probs,
+                    task_ids,
+                    num_tasks,
+                )?,
+            })
         })
     }
 

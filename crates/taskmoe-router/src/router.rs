@@ -109,7 +109,9 @@ impl Router {
     /// `[T, k]`.
     pub fn forward(&self, x: &Tensor, task_ids: &Tensor, train: bool) -> Result<RouterOutput> {
         self.check_inputs(x, task_ids)?;
-        tch::autocast(false, || self.forward_fp32(x, task_ids, train))
+        // Autocast off on CPU and CUDA (tch::autocast only knows CUDA): logits, softmax and
+        // top-k stay fp32 under bf16 mixed precision.
+        taskmoe_device::full_precision(|| self.forward_fp32(x, task_ids, train))
     }
 
     fn forward_fp32(&self, x: &Tensor, task_ids: &Tensor, train: bool) -> Result<RouterOutput> {

@@ -125,8 +125,16 @@ pub struct TrainConfig {
     pub task_weights: BTreeMap<String, f64>,
     /// CPU threads for libtorch; 0 keeps libtorch's default. Default 2.
     pub threads: usize,
-    /// `cpu`, `cuda` or `auto`. Default `cpu`.
+    /// `cpu`, `cuda` or `auto`. Default `cpu`. `cuda` loads libtorch's CUDA library at start
+    /// (an error naming it, or the driver, when that fails); `auto` falls back to the CPU with a
+    /// message. Parameters, optimizer state and batches live on the device; checkpoints are
+    /// always written from CPU copies and load onto any device.
     pub device: String,
+    /// Compute precision of the encoder, experts and heads: `fp32` or `bf16` (libtorch
+    /// autocast, on CPU and CUDA alike, with fp32 master weights, optimizer state, router,
+    /// softmax, top-k, aux and task losses). No loss scaling: bf16 has fp32's exponent range.
+    /// Default `fp32`.
+    pub precision: taskmoe_device::Precision,
     /// Steps between checkpoints (the last step always gets one). Default 500.
     pub checkpoint_every: u64,
     /// Checkpoints kept (older ones are deleted once a newer one is complete). Default 2.
@@ -202,6 +210,7 @@ impl Default for TrainConfig {
             task_weights: BTreeMap::new(),
             threads: 2,
             device: "cpu".into(),
+            precision: taskmoe_device::Precision::Fp32,
             checkpoint_every: 500,
             keep_last: 2,
             eval_every: 500,

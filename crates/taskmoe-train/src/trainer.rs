@@ -122,23 +122,18 @@ fn step_seed(seed: u64, step: u64) -> i64 {
     ((z ^ (z >> 31)) >> 1) as i64
 }
 
-/// Resolves `cpu`, `cuda` or `auto` to a device.
+/// Resolves `cpu`, `cuda` or `auto` to a device (see [`taskmoe_device::select_device`]):
+/// `cuda` and `auto` load `libtorch_cuda.so` first, `cuda` fails naming the missing library or
+/// driver, and `auto` falls back to the CPU, printing why on stderr.
 pub fn select_device(name: &str) -> Result<Device> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-        "cuda" => Err(invalid(
-            "device",
-            "CUDA was requested but libtorch reports no CUDA device (is a CUDA libtorch and its \
-             driver present?)",
-        )),
-        "auto" if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-        "auto" => Ok(Device::Cpu),
-        other => Err(invalid(
-            "device",
-            format!("`{other}` is not cpu, cuda or auto"),
-        )),
+    let selected = name
+        .parse::<taskmoe_device::DeviceRequest>()
+        .and_then(taskmoe_device::select_device)
+        .map_err(|e| invalid("device", e.to_string()))?;
+    if let Some(note) = &selected.note {
+        eprintln!("taskmoe: {note}");
     }
+    Ok(selected.device)
 }
 
 impl Trainer {
@@ -149,6 +144,8 @@ impl Trainer {
             tch::set_num_threads(cfg.train.threads as i32);
         }
         let device = select_device(&cfg.train.device)?;
+        taskmoe_device::check_precision(cfg.train.precision)
+            .map_err(|e| invalid("precision", e.to_string()))?;
         let run_dir = cfg.run_dir();
         let existing = latest_complete(&run_dir)?;
         if existing.is_some() && !resume {
@@ -358,7 +355,10 @@ impl Trainer {
         progress: &mut dyn Progress,
     ) -> Result<()> {
         let step = self.state.step;
-        let point = tch::no_grad(|| evaluate(&self.model, step))?;
+        let (device, precision) = (self.device, self.cfg.train.precision);
+        let point = tch::no_grad(|| {
+            taskmoe_device::autocast(device, precision, || evaluate(&self.model, step))
+        })?;
         let mut record = serde_json::json!({ "step": step });
         if let (Some(map), serde_json::Value::Object(extra)) =
             (record.as_object_mut(), &point.record)
@@ -386,9 +386,10 @@ impl Trainer {
         let t = batch
             .to_tensors(self.device)
             .map_err(crate::run_data::data_err)?;
-        let out = self
-            .model
-            .forward(
+        // bf16 autocast (when configured) covers the forward pass only; the losses below and
+        // the backward run outside it, as in PyTorch's recipe.
+        let out = taskmoe_device::autocast(self.device, self.cfg.train.precision, || {
+            self.model.forward(
                 &ModelInput {
                     input_ids: &t.input_ids,
                     attention_mask: &t.attention_mask,
@@ -397,7 +398,8 @@ impl Trainer {
                 },
                 true,
             )
-            .map_err(model_err)?;
+        })
+        .map_err(model_err)?;
         let per_example = per_example_loss(
             &out.logits,
             &t.class_labels,

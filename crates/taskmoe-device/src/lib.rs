@@ -1,0 +1,27 @@
+//! Where taskmoe computes, and in which precision.
+//!
+//! - [`select_device`]: `cpu`, `cuda` or `auto` to a `tch::Device`. A binary built against
+//!   libtorch with as-needed linking does not record `libtorch_cuda.so` as a dependency (no
+//!   symbol of it is referenced directly), so CUDA stays invisible to libtorch even on a GPU
+//!   machine (DESIGN.md section 5). When CUDA is requested, [`load_cuda`] therefore `dlopen`s
+//!   `libtorch_cuda.so` (`RTLD_NOW | RTLD_GLOBAL`, from the folder of the `libtorch_cpu.so` in
+//!   use first, then the loader's search path) before the first CUDA query; its static
+//!   initialisers register libtorch's CUDA hooks. A missing library or driver is an error naming
+//!   it; `auto` falls back to the CPU with a note saying why.
+//! - [`Precision`] and [`autocast`]: bf16 mixed precision through libtorch's own autocast, on
+//!   CUDA *and* on CPU (tch's `autocast` only switches CUDA), so CI runs the same code path as a
+//!   GPU. Weights stay fp32 (master weights), matmuls run in bf16, and [`full_precision`] turns
+//!   autocast off for code that must stay fp32 (the router, softmax, top-k and aux losses).
+//!
+//! Neither needs a GPU: on a CPU-only libtorch, `cuda` fails with a message naming
+//! `libtorch_cuda.so`, and bf16 runs on the CPU.
+
+#![warn(missing_docs)]
+
+mod cuda;
+mod error;
+mod precision;
+
+pub use cuda::{libtorch_lib_dir, load_cuda, select_device, DeviceRequest, Selected, CUDA_LIBRARY};
+pub use error::{DeviceError, Result};
+pub use precision::{autocast, check_precision, full_precision, is_autocast_enabled, Precision};
