@@ -8,7 +8,7 @@ use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 use taskmoe_kernels::{
-    combine, grouped_matmul, padded_bmm, permute, top_k, Capacity, DispatchPlan,
+    combine, dropout, grouped_matmul, padded_bmm, permute, top_k, Capacity, DispatchPlan,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -125,6 +125,8 @@ fn summary(quick: bool) {
         "`combine` (gather into `[T, 2, 512]`, weighted sum)",
         "`grouped_matmul` (8 per-expert matmuls)",
         "`padded_bmm` (one batched matmul over padded `[8, max count, 512]`)",
+        "libtorch `dropout(0.1)` over `[T, 512]` (serial Bernoulli)",
+        "`taskmoe_kernels::dropout(0.1)` over `[T, 512]` (counter hash)",
     ]
     .into_iter()
     .map(|name| (name, Vec::new()))
@@ -157,6 +159,8 @@ fn summary(quick: bool) {
             median_ms(runs, || {
                 padded_bmm(&h, &w, Some(&bias), &plan.counts).unwrap()
             }),
+            median_ms(runs, || x.dropout(0.1, true)),
+            median_ms(runs, || dropout(&x, 0.1, true)),
         ];
         for (row, ms) in rows.iter_mut().zip(times) {
             row.1.push(ms);

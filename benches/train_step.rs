@@ -465,12 +465,12 @@ fn summary(quick: bool, python: Option<&str>) {
     );
     println!("**small** (d = 128, 4 blocks, MoE in blocks 2 and 4: 8 experts of width 512), batch 32 x 64 = 2,048 tokens:\n");
     variant_table("small", "b32:l64", small_models, true, runs, python);
-    println!("**medium** (d = 512, 8 blocks, MoE in every second block: 16 experts of width 2048), batch 8 x 128 = 1,024 tokens:\n");
-    variant_table("medium", "b8:l128", medium_models, true, runs, python);
+    println!("**medium** (d = 512, 8 blocks, MoE in every second block: 16 experts of width 2048), batch 16 x 128 = 2,048 tokens:\n");
+    variant_table("medium", "b16:l128", medium_models, true, runs, python);
     println!("Evaluation forward (no grad, evaluation mode), same batches:\n");
     variant_table("small", "b32:l64", small_models, false, runs, python);
     if !quick {
-        variant_table("medium", "b8:l128", medium_models, false, runs, python);
+        variant_table("medium", "b16:l128", medium_models, false, runs, python);
     }
     let small = |k: usize, e: usize, t: usize, b: usize| {
         format!("small:per-task:k{k}:e{e}:t{t}:b{b}:l64:train")
