@@ -171,12 +171,13 @@ fn suite(lt: &Libtorch, quick: bool, torch: bool, write: bool) -> Result<()> {
     let moe = run_tee(&mut moe)?;
     let step = run_tee(&mut step_cmd(lt, quick, torch)?)?;
     let minutes = started.elapsed().as_secs_f64() / 60.0;
-    println!("suite took {minutes:.1} minutes");
+    let end_load = load_average();
+    println!("suite took {minutes:.1} minutes; load average {end_load} at the end");
     if quick || !write {
         return Ok(());
     }
     let generated = format!(
-        "{BEGIN}\n{header}\nThe suite took {minutes:.0} minutes.\n\n### Routing kernels\n\n\
+        "{BEGIN}\n{header}\nThe suite took {minutes:.0} minutes; load average {end_load} at the end.\n\n### Routing kernels\n\n\
          {kernels}\n### MoE layer against the dense FFN\n\n{moe}\n### Training step and \
          evaluation, end to end\n\n{step}{END}"
     );
@@ -191,6 +192,16 @@ fn suite(lt: &Libtorch, quick: bool, torch: bool, write: bool) -> Result<()> {
     fs::write(&path, new)?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// The 1-minute load average (`/proc/loadavg`).
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_string()
 }
 
 /// The measurement conditions: machine, threads, command, date, libtorch.
@@ -208,12 +219,11 @@ fn conditions(quick: bool, torch: bool) -> String {
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or("?".to_string(), |kb| format!("{:.0}", kb / 1048576.0));
-    let load = fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .next()
-        .unwrap_or("?")
-        .to_string();
+    let load = load_average();
+    let omp = match std::env::var("OMP_WAIT_POLICY") {
+        Ok(v) => format!("`OMP_WAIT_POLICY={v}` (both sides)"),
+        Err(_) => "OpenMP defaults (`OMP_WAIT_POLICY` unset)".to_string(),
+    };
     let date = Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
@@ -230,7 +240,7 @@ fn conditions(quick: bool, torch: bool) -> String {
     format!(
         "- machine: {cpu}, {cores} cores visible, {mem_gib} GiB, load average {load} at the \
          start\n- threads: {threads} intra-op (`TASKMOE_BENCH_THREADS`), PyTorch reference \
-         likewise\n- command: `{command}`\n- date: {date}\n- libtorch 2.11.0 (CPU), tch \
+         likewise; {omp}\n- command: `{command}`\n- date: {date}\n- libtorch 2.11.0 (CPU), tch \
          0.24.0, release profile\n"
     )
 }
