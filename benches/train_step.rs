@@ -382,6 +382,12 @@ fn variant_table(
         let torch_cols = match torch {
             None => String::new(),
             Some(t) => {
+                if let Some(t) = t.filter(|t| t.params != m.params) {
+                    eprintln!(
+                        "warning: {s}: the PyTorch reference has {} parameters, taskmoe {}",
+                        t.params, m.params
+                    );
+                }
                 let t = t.map(|t| t.step_ms);
                 format!(
                     " {} | {} |",
