@@ -133,9 +133,12 @@ pub fn default_decays(name: &str) -> bool {
     })
 }
 
-/// Elements per chunk of the flat update: 64 Ki elements (256 KiB per fp32 array), so the
-/// parameter, gradient, both moments and the scratch chunk fit in a core's L2 cache.
-pub const CHUNK: i64 = 1 << 16;
+/// Elements per chunk of the flat update: 1 Mi elements (4 MiB per fp32 array), so the chunks
+/// of the parameter, gradient, both moments and the scratch (20 MiB) stay in the 32 MiB L3
+/// cache across the chunk's eight ops, while the number of ops stays small (64 Ki-element
+/// chunks measured slower: 2,350 chunks per step for the 154M parameters of the `medium`
+/// task-MoE model, each op paying libtorch's dispatch and OpenMP start-up).
+pub const CHUNK: i64 = 1 << 20;
 
 /// One parameter and its optimizer state; the tensors are views of its group's buffers.
 #[derive(Debug)]
