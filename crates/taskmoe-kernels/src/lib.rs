@@ -17,6 +17,9 @@
 //! 6. [`aux`] losses (load balance, router z-loss, task-expert mutual information) and
 //!    [`stats`] (load, drops, entropy, task x expert counts).
 //!
+//! Beside the routing, [`dropout`] is the training-time dropout every layer above uses: a
+//! counter-based mask that is much faster on CPU than libtorch's serial Bernoulli sampler.
+//!
 //! No function here builds the `tokens x experts x capacity` one-hot tensors of GShard: memory
 //! grows linearly with tokens. [`reference`] holds plain ndarray implementations of every step,
 //! used by the property tests.
@@ -29,6 +32,7 @@
 pub mod aux;
 mod count;
 mod dispatch;
+pub mod dropout;
 mod error;
 mod grouped;
 mod permute;
@@ -38,6 +42,7 @@ mod topk;
 
 pub use count::count_ids;
 pub use dispatch::{Capacity, DispatchPlan};
+pub use dropout::dropout;
 pub use error::{KernelError, Result};
 pub use grouped::{grouped_matmul, padded_bmm};
 pub use permute::{combine, permute, permute_by_slots, unpermute};

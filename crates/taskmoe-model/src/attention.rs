@@ -1,6 +1,7 @@
 //! Multi-head self-attention with a padding mask.
 
-use tch::{nn, nn::Module, Tensor};
+use taskmoe_kernels::dropout;
+use tch::{nn, nn::Module, Device, Tensor};
 
 use crate::config::ModelConfig;
 
@@ -32,10 +33,15 @@ impl SelfAttention {
         }
     }
 
+    /// In training with attention dropout on the CPU, the attention is written out (scores,
+    /// mask, softmax, `taskmoe_kernels::dropout`, weighted sum), because libtorch's fused
+    /// kernel does not take dropout and its fallback samples the mask serially; otherwise it is
+    /// libtorch's `scaled_dot_product_attention`.
+    ///
     /// # Shapes
-    /// `x: [B, L, d]`, `attend: [B, 1, 1, L]` bool (true where a key may be attended) ->
-    /// `[B, L, d]`.
-    pub(crate) fn forward(&self, x: &Tensor, attend: &Tensor, train: bool) -> Tensor {
+    /// `x: [B, L, d]`, `attend: [B, 1, 1, L]` bool (true where a key may be attended; `None`:
+    /// every key) -> `[B, L, d]`.
+    pub(crate) fn forward(&self, x: &Tensor, attend: Option<&Tensor>, train: bool) -> Tensor {
         let (b, l, d) = x.size3().expect("checked by the model");
         let heads = |t: Tensor| {
             t.view([b, l, self.num_heads, d / self.num_heads])
@@ -46,17 +52,18 @@ impl SelfAttention {
             heads(self.key.forward(x)),
             heads(self.value.forward(x)),
         );
-        let dropout = if train { self.dropout } else { 0.0 };
-        let context = Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            Some(attend),
-            dropout,
-            false,
-            None,
-            false,
-        );
+        let p = if train { self.dropout } else { 0.0 };
+        let context = if p > 0.0 && x.device() == Device::Cpu {
+            let d_head = (d / self.num_heads) as f64;
+            let mut scores = q.matmul(&k.transpose(-2, -1)) * (1.0 / d_head.sqrt());
+            if let Some(attend) = attend {
+                scores = scores.masked_fill(&attend.logical_not(), f64::NEG_INFINITY);
+            }
+            let probs = scores.softmax(-1, scores.kind());
+            dropout(&probs, p, true).matmul(&v) // (batch, heads, length, d_head)
+        } else {
+            Tensor::scaled_dot_product_attention(&q, &k, &v, attend, p, false, None, false)
+        };
         self.output
             .forward(&context.transpose(1, 2).contiguous().view([b, l, d]))
     }

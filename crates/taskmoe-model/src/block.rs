@@ -3,6 +3,7 @@
 use tch::{nn, nn::Module, Tensor};
 
 use taskmoe_experts::{FeedForward, FfnOutput, LayerStats};
+use taskmoe_kernels::dropout;
 use taskmoe_router::AuxLosses;
 
 use crate::config::{ModelConfig, NormPlacement};
@@ -13,8 +14,9 @@ use crate::error::Result;
 /// feed-forward layers (dense or MoE) never compute or route padding.
 #[derive(Debug)]
 pub(crate) struct TokenRows {
-    /// Flat indices into `B * L`. `[N]` int64
-    pub(crate) index: Tensor,
+    /// Flat indices into `B * L`; `None` when every token is real (no gather or scatter
+    /// needed). `[N]` int64
+    pub(crate) index: Option<Tensor>,
     /// Task of each row. `[N]` int64
     pub(crate) task_ids: Tensor,
 }
@@ -75,11 +77,11 @@ impl Block {
     }
 
     /// # Shapes
-    /// `x: [B, L, d]`, `attend: [B, 1, 1, L]` -> `[B, L, d]`.
+    /// `x: [B, L, d]`, `attend: [B, 1, 1, L]` (`None`: no padding) -> `[B, L, d]`.
     pub(crate) fn forward(
         &self,
         x: &Tensor,
-        attend: &Tensor,
+        attend: Option<&Tensor>,
         rows: &TokenRows,
         train: bool,
     ) -> Result<BlockOutput> {
@@ -87,21 +89,26 @@ impl Block {
         // The feed-forward sees only real tokens; padding positions get a zero update.
         let ffn = |h: &Tensor| -> Result<(Tensor, Option<AuxLosses>, Option<LayerStats>)> {
             let flat = h.contiguous().view([b * l, d]);
-            let FfnOutput { y, aux, stats } =
-                self.ffn
-                    .forward(&flat.index_select(0, &rows.index), &rows.task_ids, train)?;
-            let full = flat
-                .zeros_like()
-                .index_copy(0, &rows.index, &y)
-                .view([b, l, d]);
-            Ok((full.dropout(self.dropout, train), aux, stats))
+            let full = match &rows.index {
+                Some(index) => {
+                    let out =
+                        self.ffn
+                            .forward(&flat.index_select(0, index), &rows.task_ids, train)?;
+                    let y = flat.zeros_like().index_copy(0, index, &out.y);
+                    FfnOutput { y, ..out }
+                }
+                None => self.ffn.forward(&flat, &rows.task_ids, train)?,
+            };
+            let FfnOutput { y, aux, stats } = full;
+            Ok((dropout(&y.view([b, l, d]), self.dropout, train), aux, stats))
         };
         let (x, aux, stats) = match self.norm {
             NormPlacement::Post => {
-                let a = self
-                    .attention
-                    .forward(x, attend, train)
-                    .dropout(self.dropout, train);
+                let a = dropout(
+                    &self.attention.forward(x, attend, train),
+                    self.dropout,
+                    train,
+                );
                 let x = self.attention_norm.forward(&(x + a));
                 let (f, aux, stats) = ffn(&x)?;
                 (self.ffn_norm.forward(&(x + f)), aux, stats)
@@ -110,7 +117,7 @@ impl Block {
                 let a = self
                     .attention
                     .forward(&self.attention_norm.forward(x), attend, train);
-                let x = x + a.dropout(self.dropout, train);
+                let x = x + dropout(&a, self.dropout, train);
                 let (f, aux, stats) = ffn(&self.ffn_norm.forward(&x))?;
                 (x + f, aux, stats)
             }

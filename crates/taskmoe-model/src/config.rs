@@ -146,6 +146,21 @@ impl ModelConfig {
         }
     }
 
+    /// The larger preset of the performance suite: [`ModelConfig::small`] scaled to
+    /// d = 512, 8 blocks of 8 heads, FFN width 2048, and 16 experts of width 2048 (top-1,
+    /// per-task router) in every second block. The vocabulary and positions stay those of
+    /// `small`, so the comparison between variants is about the encoder, not the embeddings.
+    pub fn medium() -> Self {
+        let mut cfg = Self::small();
+        cfg.d_model = 512;
+        cfg.num_layers = 8;
+        cfg.num_heads = 8;
+        cfg.d_ff = 2048;
+        cfg.moe.router.num_experts = 16;
+        cfg.moe.d_ff = 2048;
+        cfg
+    }
+
     /// A tiny model for tests: d = 32, 2 blocks, both MoE with 4 experts.
     pub fn tiny() -> Self {
         let mut cfg = Self::small();

@@ -1,5 +1,6 @@
 //! Input embeddings: tokens, positions, token types, and optionally the task.
 
+use taskmoe_kernels::dropout;
 use tch::{nn, nn::Module, Tensor};
 
 use crate::config::{ModelConfig, TaskEmbedding};
@@ -86,7 +87,7 @@ impl Embeddings {
             }
             _ => x,
         };
-        x.dropout(self.dropout, train)
+        dropout(&x, self.dropout, train)
     }
 
     /// Copies the task embedding of `source` into `task`'s row; `false` when the model has no

@@ -1,6 +1,7 @@
 //! Per-task output heads.
 
 use serde::{Deserialize, Serialize};
+use taskmoe_kernels::dropout;
 use tch::{nn, nn::Module, Tensor};
 
 /// What a task predicts.
@@ -78,11 +79,7 @@ impl Head {
 
     /// `[n, d]` -> `[n, outputs]`.
     pub(crate) fn forward(&self, pooled: &Tensor, train: bool) -> Tensor {
-        let h = self
-            .dense
-            .forward(pooled)
-            .tanh()
-            .dropout(self.dropout, train);
+        let h = dropout(&self.dense.forward(pooled).tanh(), self.dropout, train);
         self.out.forward(&h)
     }
 }

@@ -153,21 +153,26 @@ impl MultiTaskModel {
             mask = Tensor::cat(&[prefix, mask], 1);
         }
         let l = mask.size()[1];
-        let attend = mask.view([b, 1, 1, l]);
         let index = mask.reshape([-1]).nonzero().squeeze_dim(1); // real tokens of B * L
+                                                                 // Without padding, attention needs no mask and the feed-forward no gather / scatter.
+        let padded = index.size()[0] < b * l;
+        let attend = padded.then(|| mask.view([b, 1, 1, l]));
+        let token_tasks = input
+            .task_ids
+            .unsqueeze(1)
+            .expand([b, l], false)
+            .reshape([-1]);
         let rows = TokenRows {
-            task_ids: input
-                .task_ids
-                .unsqueeze(1)
-                .expand([b, l], false)
-                .reshape([-1])
-                .index_select(0, &index),
-            index,
+            task_ids: match padded {
+                true => token_tasks.index_select(0, &index),
+                false => token_tasks,
+            },
+            index: padded.then_some(index),
         };
         let mut aux_layers = Vec::new();
         let mut stats = Vec::new();
         for (i, block) in self.blocks.iter().enumerate() {
-            let out = block.forward(&x, &attend, &rows, train)?;
+            let out = block.forward(&x, attend.as_ref(), &rows, train)?;
             x = out.x;
             aux_layers.extend(out.aux);
             if let Some(s) = out.stats {

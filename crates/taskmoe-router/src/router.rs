@@ -5,6 +5,11 @@ use tch::{nn, Kind, Tensor};
 use taskmoe_kernels::{top_k, TopK};
 
 use crate::config::{RouterConfig, RouterKind};
+
+/// Up to this many tasks, a `per-task` router scores every task's gate in one matmul and keeps
+/// each token's own; above it, it gathers each token's gate (constant cost in the number of
+/// tasks; see `docs/benchmarks.md`, scaling with tasks).
+pub const PER_TASK_MATMUL_MAX_TASKS: usize = 16;
 use crate::error::{Result, RouterError};
 
 /// A router: maps token representations (and their task) to `k` experts with weights.
@@ -148,10 +153,17 @@ impl Router {
                 let per_task = self.task_embedding().matmul(&w_e.tr()); // (tasks, E)
                 x.matmul(&w_x.tr()) + per_task.f_index_select(0, task_ids)?
             }
+            RouterKind::PerTask if self.num_tasks > PER_TASK_MATMUL_MAX_TASKS => {
+                // Many tasks: gather each token's own gate and take one small product per
+                // token, T * E * d multiply-adds whatever the number of tasks (the gathered
+                // [T, E, d] gates cost memory traffic, which is why few tasks use the matmul).
+                let gates = self.weight.f_index_select(0, task_ids)?; // (tokens, E, d)
+                gates.f_bmm(&x.unsqueeze(2))?.squeeze_dim(2)
+            }
             RouterKind::PerTask => {
                 // All tasks' logits in one matmul, then each token keeps its own task's E.
-                // Costs T * d * tasks * E multiply-adds: small next to the experts for tens
-                // of tasks.
+                // Costs T * d * tasks * E multiply-adds: cheaper than gathering per-token
+                // gates up to PER_TASK_MATMUL_MAX_TASKS tasks.
                 let (nt, e) = (self.num_tasks as i64, cfg.num_experts as i64);
                 let all = x
                     .matmul(&self.weight.reshape([nt * e, d]).tr())

@@ -19,7 +19,7 @@ use taskmoe_model::{
 use crate::checkpoint::{latest_complete, CheckpointWriter};
 use crate::error::{invalid, Result, TrainError};
 use crate::nonfinite::StepAction;
-use crate::optim::{grad_norm, AdamW};
+use crate::optim::AdamW;
 use crate::run_config::RunConfig;
 use crate::run_data::RunData;
 use crate::trainer_state::{TrainerState, TRAINER_STATE_FILE};
@@ -441,8 +441,7 @@ impl Trainer {
             norm = if self.cfg.train.clip_grad_norm > 0.0 {
                 self.opt.clip_grad_norm(self.cfg.train.clip_grad_norm)?
             } else {
-                let vars = self.vs.trainable_variables();
-                grad_norm(vars.iter())?
+                self.opt.grad_norm()?
             };
             action = self.cfg.train.nonfinite.check(
                 step + 1,

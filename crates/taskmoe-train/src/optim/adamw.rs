@@ -25,6 +25,21 @@
 //! batches reached, which is what lets a run resumed from a checkpoint (where no gradient is
 //! defined yet) continue exactly as the uninterrupted run. The step count `t` is kept per
 //! parameter and saved, and advances for every parameter at every step.
+//!
+//! # Flat buffers
+//!
+//! The parameters of one kind and device are moved into one flat buffer when the optimizer is
+//! built (each parameter's data becomes a view of it, `Tensor::set_data`, so the model and its
+//! `VarStore` see the same values), decay group first, with flat buffers for the moments and
+//! for the gradients: the first time a gradient is seen it is copied into its slice and
+//! becomes a view of it too, and libtorch accumulates later gradients in place, so from then on
+//! the whole update, the gradient norm and the clipping are a few vectorised ops over a few
+//! long buffers instead of ten small ops per parameter. The update walks the buffers in chunks
+//! of [`CHUNK`] elements so that every chunk's five arrays stay in cache across its eight ops.
+//! Whatever replaces a parameter's data afterwards (another `set_data`) detaches it from the
+//! optimizer: load weights with `copy_`, as `taskmoe_model::load_weights` does. When the
+//! parameters' step counts differ (only possible through a hand-made state file) the update
+//! falls back to one parameter at a time, with the same formula.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -33,7 +48,6 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{invalid, Result, TrainError};
-use crate::optim::clip::clip_grad_norm;
 
 /// AdamW hyper-parameters other than the learning rate, which is passed to every
 /// [`AdamW::step`] (a schedule computes it).
@@ -119,7 +133,14 @@ pub fn default_decays(name: &str) -> bool {
     })
 }
 
-/// One parameter and its optimizer state.
+/// Elements per chunk of the flat update: 1 Mi elements (4 MiB per fp32 array), so the chunks
+/// of the parameter, gradient, both moments and the scratch (20 MiB) stay in the 32 MiB L3
+/// cache across the chunk's eight ops, while the number of ops stays small (64 Ki-element
+/// chunks measured slower: 2,350 chunks per step for the 154M parameters of the `medium`
+/// task-MoE model, each op paying libtorch's dispatch and OpenMP start-up).
+pub const CHUNK: i64 = 1 << 20;
+
+/// One parameter and its optimizer state; the tensors are views of its group's buffers.
 #[derive(Debug)]
 struct ParamState {
     name: String,
@@ -128,6 +149,24 @@ struct ParamState {
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
     step: u64,
+    /// Its flat group, and its element offset in the group's buffers.
+    group: usize,
+    offset: i64,
+}
+
+/// The parameters of one kind and device in flat buffers, decayed ones first.
+#[derive(Debug)]
+struct FlatGroup {
+    /// Indices into `AdamW::params`, in buffer order.
+    members: Vec<usize>,
+    /// Elements of the decayed parameters (a prefix of the buffers).
+    decay_len: i64,
+    values: Tensor,
+    grads: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    /// One chunk of scratch space.
+    scratch: Tensor,
 }
 
 /// AdamW over a list of named parameters (module docs give the update).
@@ -135,6 +174,7 @@ struct ParamState {
 pub struct AdamW {
     config: AdamWConfig,
     params: Vec<ParamState>,
+    groups: Vec<FlatGroup>,
     num_steps: u64,
 }
 
@@ -181,24 +221,50 @@ impl AdamW {
             }
             sorted.insert(name, param);
         }
-        let params = sorted
+        let mut params: Vec<ParamState> = sorted
             .into_iter()
-            .map(|(name, param)| {
-                Ok(ParamState {
-                    decay: decays(&name),
-                    exp_avg: param.f_zeros_like()?,
-                    exp_avg_sq: param.f_zeros_like()?,
-                    name,
-                    param,
-                    step: 0,
-                })
+            .map(|(name, param)| ParamState {
+                decay: decays(&name),
+                exp_avg: Tensor::new(),
+                exp_avg_sq: Tensor::new(),
+                name,
+                param,
+                step: 0,
+                group: 0,
+                offset: 0,
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect();
+        let groups = flatten(&mut params)?;
         Ok(AdamW {
             config,
             params,
+            groups,
             num_steps: 0,
         })
+    }
+
+    /// Makes every defined gradient a view of its slice of the group's gradient buffer
+    /// (copying it there the first time); an undefined gradient's slice is zero.
+    fn adopt_grads(&mut self) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        for group in &self.groups {
+            for &i in &group.members {
+                let p = &self.params[i];
+                let n = p.param.numel() as i64;
+                let mut g = p.param.grad();
+                if n == 0 || !g.defined() {
+                    continue;
+                }
+                if is_adopted(&g, p, &self.groups) {
+                    continue;
+                }
+                let slice = group.grads.f_narrow(0, p.offset, n)?;
+                let view = slice.f_view(p.param.size().as_slice())?;
+                view.shallow_clone().f_copy_(&g)?;
+                g.f_set_data(&view)?;
+            }
+        }
+        Ok(())
     }
 
     /// The hyper-parameters.
@@ -233,17 +299,52 @@ impl AdamW {
             .map(|i| &self.params[i])
     }
 
-    /// Zeroes every defined gradient in place.
+    /// Zeroes every defined gradient in place (one op per flat buffer once the gradients have
+    /// been adopted).
     pub fn zero_grad(&mut self) {
+        let _guard = tch::no_grad_guard();
+        for group in &mut self.groups {
+            let _ = group.grads.zero_();
+        }
         for p in &mut self.params {
-            p.param.zero_grad();
+            let mut g = p.param.grad();
+            if g.defined() && g.numel() > 0 && !is_adopted(&g, p, &self.groups) {
+                let _ = g.zero_();
+            }
         }
     }
 
-    /// Clips the parameters' gradients to a global L2 norm of `max_norm`; see
-    /// [`clip_grad_norm`].
-    pub fn clip_grad_norm(&self, max_norm: f64) -> Result<f64> {
-        clip_grad_norm(self.params.iter().map(|p| &p.param), max_norm)
+    /// The global L2 norm of the gradients (0 when none is defined), over the flat buffers.
+    pub fn grad_norm(&mut self) -> Result<f64> {
+        self.adopt_grads()?;
+        let _guard = tch::no_grad_guard();
+        let mut squares = 0.0;
+        for group in &self.groups {
+            let norm = group.grads.f_norm()?.f_double_value(&[])?;
+            squares += norm * norm;
+        }
+        Ok(squares.sqrt())
+    }
+
+    /// Clips the parameters' gradients to a global L2 norm of `max_norm` and returns the norm
+    /// before clipping, as [`crate::clip_grad_norm`] does (a non-finite norm is returned and nothing is
+    /// scaled), in one scaling op per flat buffer.
+    pub fn clip_grad_norm(&mut self, max_norm: f64) -> Result<f64> {
+        if !(max_norm.is_finite() && max_norm > 0.0) {
+            return Err(invalid(
+                "gradient clipping",
+                format!("max_norm = {max_norm} must be > 0"),
+            ));
+        }
+        let norm = self.grad_norm()?;
+        if norm.is_finite() && norm > max_norm {
+            let scale = max_norm / (norm + CLIP_EPS);
+            let _guard = tch::no_grad_guard();
+            for group in &mut self.groups {
+                let _ = group.grads.f_mul_scalar_(scale)?;
+            }
+        }
+        Ok(norm)
     }
 
     /// One AdamW update of every parameter (an undefined gradient counts as zero), at learning
@@ -259,9 +360,21 @@ impl AdamW {
             eps,
             weight_decay,
         } = self.config;
+        self.adopt_grads()?;
         // In-place tensor methods return a handle to their receiver, which is not needed.
         let _guard = tch::no_grad_guard();
         self.num_steps += 1;
+        let first = self.params.first().map_or(0, |p| p.step);
+        if self.params.iter().all(|p| p.step == first) {
+            for p in &mut self.params {
+                p.step += 1;
+            }
+            let t = i32::try_from(first + 1).unwrap_or(i32::MAX);
+            for group in &mut self.groups {
+                group.update(&self.config, lr, t)?;
+            }
+            return Ok(());
+        }
         for p in &mut self.params {
             let mut grad = p.param.grad();
             if !grad.defined() {
@@ -392,6 +505,120 @@ impl AdamW {
             decay.iter().map(|p| p.name.as_str()).collect(),
             no_decay.iter().map(|p| p.name.as_str()).collect(),
         )
+    }
+}
+
+/// Clipping's epsilon, as in [`crate::clip_grad_norm`].
+const CLIP_EPS: f64 = 1e-6;
+
+/// Whether `g` (a defined gradient of `p`) is already the view of its flat slice.
+fn is_adopted(g: &Tensor, p: &ParamState, groups: &[FlatGroup]) -> bool {
+    let grads = &groups[p.group].grads;
+    g.is_contiguous() && grads.narrow(0, p.offset, g.numel() as i64).data_ptr() == g.data_ptr()
+}
+
+/// Groups the parameters by kind and device, decayed first, and moves each group into flat
+/// buffers (module docs, "Flat buffers").
+fn flatten(params: &mut [ParamState]) -> Result<Vec<FlatGroup>> {
+    let _guard = tch::no_grad_guard();
+    let mut keys: Vec<(Kind, Device)> = Vec::new();
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    for (i, p) in params.iter().enumerate() {
+        let key = (p.param.kind(), p.param.device());
+        let g = match keys.iter().position(|k| *k == key) {
+            Some(g) => g,
+            None => {
+                keys.push(key);
+                members.push(Vec::new());
+                keys.len() - 1
+            }
+        };
+        members[g].push(i);
+    }
+    let mut groups = Vec::with_capacity(keys.len());
+    for (group, ((kind, device), mut idx)) in keys.into_iter().zip(members).enumerate() {
+        idx.sort_by_key(|&i| !params[i].decay); // stable: name order within each part
+        let flat: Vec<Tensor> = idx
+            .iter()
+            .map(|&i| params[i].param.f_detach()?.f_reshape([-1]))
+            .collect::<std::result::Result<_, _>>()?;
+        let values = Tensor::f_cat(&flat, 0)?;
+        let total = values.size()[0];
+        let zeros = || Tensor::f_zeros([total], (kind, device));
+        let (grads, exp_avg, exp_avg_sq) = (zeros()?, zeros()?, zeros()?);
+        let mut offset = 0;
+        let mut decay_len = 0;
+        for &i in &idx {
+            let p = &mut params[i];
+            let n = p.param.numel() as i64;
+            let shape = p.param.size();
+            let view = |t: &Tensor| t.f_narrow(0, offset, n)?.f_view(shape.as_slice());
+            p.param.f_set_data(&view(&values)?)?;
+            p.exp_avg = view(&exp_avg)?;
+            p.exp_avg_sq = view(&exp_avg_sq)?;
+            p.group = group;
+            p.offset = offset;
+            offset += n;
+            if p.decay {
+                decay_len = offset;
+            }
+        }
+        groups.push(FlatGroup {
+            members: idx,
+            decay_len,
+            scratch: Tensor::f_empty([total.min(CHUNK)], (kind, device))?,
+            values,
+            grads,
+            exp_avg,
+            exp_avg_sq,
+        });
+    }
+    Ok(groups)
+}
+
+impl FlatGroup {
+    /// The AdamW update of every element at step `t` (the same for all), chunk by chunk.
+    fn update(&mut self, config: &AdamWConfig, lr: f64, t: i32) -> Result<()> {
+        let AdamWConfig {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } = *config;
+        let bias_correction1 = 1.0 - beta1.powi(t);
+        let bias_correction2_sqrt = (1.0 - beta2.powi(t)).sqrt();
+        // p + m / D with D = -(bc1 / lr) * (sqrt(v) / sqrt(bc2) + eps) is the Adam step
+        // p - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), in one addcdiv.
+        let d_scale = -bias_correction1 / (lr * bias_correction2_sqrt);
+        let d_shift = -eps * bias_correction1 / lr;
+        let total = self.values.size()[0];
+        let mut start = 0;
+        while start < total {
+            let n = CHUNK.min(total - start);
+            let chunk = |t: &Tensor| t.f_narrow(0, start, n);
+            let mut p = chunk(&self.values)?;
+            let g = chunk(&self.grads)?;
+            let mut m = chunk(&self.exp_avg)?;
+            let mut v = chunk(&self.exp_avg_sq)?;
+            let mut s = self.scratch.f_narrow(0, 0, n)?;
+            let decayed = (self.decay_len - start).clamp(0, n);
+            if weight_decay != 0.0 && decayed > 0 {
+                let _ = p
+                    .f_narrow(0, 0, decayed)?
+                    .f_mul_scalar_(1.0 - lr * weight_decay)?;
+            }
+            let _ = m.f_lerp_(&g, 1.0 - beta1)?;
+            let _ = g.f_mul_out(&s, &g)?;
+            let _ = v.f_lerp_(&s, 1.0 - beta2)?;
+            if lr > 0.0 {
+                let _ = v.f_sqrt_out(&s)?;
+                let _ = s.f_mul_scalar_(d_scale)?;
+                let _ = s.f_add_scalar_(d_shift)?;
+                let _ = p.f_addcdiv_(&m, &s)?;
+            }
+            start += n;
+        }
+        Ok(())
     }
 }
 
