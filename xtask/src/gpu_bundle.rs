@@ -10,11 +10,10 @@
 //! section 5: the same 2.11.0 build).
 
 use std::fs;
-use std::path::PathBuf;
 use std::process::Command;
 
-use crate::libtorch::{self, TORCH_VERSION};
-use crate::project::{cargo, root, run_cmd};
+use crate::libtorch::TORCH_VERSION;
+use crate::project::run_cmd;
 use crate::Result;
 
 /// Name of the bundle folder and tarball under `target/gpu-bundle/`.
@@ -86,14 +85,7 @@ pub fn run(args: &[String]) -> Result<()> {
     if !args.is_empty() {
         return Err("usage: cargo xtask gpu-bundle".into());
     }
-    let lt = libtorch::ensure()?;
-    let mut build = cargo();
-    build.args(["build", "--release", "--package", "taskmoe-cli"]);
-    lt.apply_env(&mut build);
-    run_cmd(&mut build)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
+    let (_, target) = crate::run::build_taskmoe()?;
     let base = target.join("gpu-bundle");
     let dir = base.join(BUNDLE);
     if dir.exists() {

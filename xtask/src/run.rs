@@ -8,8 +8,9 @@ use crate::libtorch;
 use crate::project::{cargo, root, run_cmd};
 use crate::Result;
 
-/// Builds `taskmoe` and runs `taskmoe <subcommand> <args>`.
-pub fn taskmoe(subcommand: &str, args: &[String]) -> Result<()> {
+/// Provisions libtorch, builds the release `taskmoe` binary and returns libtorch and the
+/// target folder (`$CARGO_TARGET_DIR` or `target/`) that holds `release/taskmoe`.
+pub fn build_taskmoe() -> Result<(libtorch::Libtorch, PathBuf)> {
     let lt = libtorch::ensure()?;
     let mut build = cargo();
     build.args(["build", "--release", "--package", "taskmoe-cli"]);
@@ -18,6 +19,12 @@ pub fn taskmoe(subcommand: &str, args: &[String]) -> Result<()> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
+    Ok((lt, target))
+}
+
+/// Builds `taskmoe` and runs `taskmoe <subcommand> <args>`.
+pub fn taskmoe(subcommand: &str, args: &[String]) -> Result<()> {
+    let (lt, target) = build_taskmoe()?;
     let mut cmd = Command::new(target.join("release").join("taskmoe"));
     cmd.arg(subcommand).args(args).current_dir(root());
     lt.apply_env(&mut cmd);

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::minilm;
+
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml")
 }
@@ -264,22 +267,6 @@ fn single_task_baseline_trains_one_model_per_task() {
     }
     assert!(out.join("st/final-test.json").exists());
     std::fs::remove_dir_all(out).unwrap();
-}
-
-/// The MiniLM folder (`cargo xtask test` sets `TASKMOE_MINILM_DIR`).
-fn minilm() -> PathBuf {
-    let dir = std::env::var_os("TASKMOE_MINILM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap())
-                .join(".cache/taskmoe/models/all-MiniLM-L6-v2")
-        });
-    assert!(
-        dir.join("model.safetensors").exists(),
-        "{}: run `cargo xtask fetch-model minilm`",
-        dir.display()
-    );
-    dir
 }
 
 #[test]

@@ -66,6 +66,10 @@ impl Runner {
             let mut cfg = job.config.clone();
             cfg.output.dir = self.dir.join("runs");
             cfg.output.name = job.id.clone();
+            // Experiment runs are retrained, never resumed: their checkpoints need only the
+            // weights (a third of the disk).
+            cfg.train.save_optimizer = false;
+            cfg.train.keep_last = 1;
             let text = cfg.to_toml();
             let config_path = self.dir.join("configs").join(format!("{}.toml", job.id));
             let run_dir = cfg.run_dir();

@@ -139,6 +139,10 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     /// Checkpoints kept (older ones are deleted once a newer one is complete). Default 2.
     pub keep_last: usize,
+    /// Whether checkpoints hold the optimizer state (AdamW moments, twice the model's size),
+    /// which `--resume` needs; `false` keeps only what evaluation and `init_checkpoint` read.
+    /// Default true.
+    pub save_optimizer: bool,
     /// Steps between evaluations on the validation split (and one at the end); 0 = only at
     /// the end. Default 500.
     pub eval_every: u64,
@@ -213,6 +217,7 @@ impl Default for TrainConfig {
             precision: taskmoe_device::Precision::Fp32,
             checkpoint_every: 500,
             keep_last: 2,
+            save_optimizer: true,
             eval_every: 500,
             eval_batch_size: 256,
         }

@@ -256,7 +256,19 @@ impl Trainer {
             ));
         }
         load_weights(&self.vs, &dir.join(MODEL_FILE)).map_err(model_err)?;
-        self.opt.load(dir.join(OPTIMIZER_FILE))?;
+        let optimizer = dir.join(OPTIMIZER_FILE);
+        if !optimizer.is_file() {
+            return Err(invalid(
+                "resume",
+                format!(
+                    "{} holds no optimizer state (the run had `train.save_optimizer = false`), \
+                     so it cannot be resumed exactly; start it from its weights with \
+                     `train.init_checkpoint` instead",
+                    dir.display()
+                ),
+            ));
+        }
+        self.opt.load(optimizer)?;
         self.state = TrainerState::read(dir.join(TRAINER_STATE_FILE))?;
         let sampler_state: SamplerState = self.state.sampler()?;
         let step = self
@@ -521,7 +533,9 @@ impl Trainer {
         let ckpt = self.writer.write(step, |files| -> Result<()> {
             save_weights(&self.vs, &files.path(MODEL_FILE)?, ExportDtype::F32)
                 .map_err(model_err)?;
-            self.opt.save(files.path(OPTIMIZER_FILE)?)?;
+            if self.cfg.train.save_optimizer {
+                self.opt.save(files.path(OPTIMIZER_FILE)?)?;
+            }
             save_card(&card, &files.path(MODEL_CARD_FILE)?).map_err(model_err)?;
             files.write_bytes(RUN_CONFIG_FILE, config_text.as_bytes())?;
             files.write_json(TRAINER_STATE_FILE, &self.state)?;

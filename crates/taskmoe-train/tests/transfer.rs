@@ -130,3 +130,24 @@ fn init_checkpoint_starts_from_the_trained_weights_and_task_init_copies_a_task()
     assert!(err.contains("exclude each other"), "{err}");
     std::fs::remove_dir_all(out).unwrap();
 }
+
+#[test]
+fn checkpoints_without_optimizer_state_start_runs_but_do_not_resume() {
+    let out = scratch("no-optimizer");
+    let cfg = tiny(&out, "base", &["train.save_optimizer=false"]).unwrap();
+    let data = RunData::load(&cfg).unwrap();
+    let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
+    trainer.train(&mut no_eval, &mut Silent, Some(3)).unwrap();
+    let ckpt = trainer.last_checkpoint().unwrap().to_path_buf();
+    assert!(ckpt.join(taskmoe_train::MODEL_FILE).is_file());
+    assert!(!ckpt.join(taskmoe_train::OPTIMIZER_FILE).exists());
+    let err = Trainer::new(&cfg, &data, true).err().unwrap().to_string();
+    assert!(
+        err.contains("no optimizer state") && err.contains("init_checkpoint"),
+        "{err}"
+    );
+    let from = format!("train.init_checkpoint={}", out.join("base").display());
+    let next = tiny(&out, "next", &[&from]).unwrap();
+    Trainer::new(&next, &RunData::load(&next).unwrap(), false).unwrap();
+    std::fs::remove_dir_all(out).unwrap();
+}
