@@ -48,7 +48,9 @@ fi
 extra="$(find "$(dirname "$torch_dir")/nvidia" -maxdepth 3 -type d -name lib 2>/dev/null | tr '\n' ':' || true)"
 export LD_LIBRARY_PATH="$lib:$extra${{LD_LIBRARY_PATH:-}}"
 echo "torch $version from $torch_dir" >&2
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >&2 || true
+if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >&2 || true
+fi
 out="$here/gpu-check-$(date +%Y%m%d-%H%M%S).txt"
 "$here/taskmoe" check --device cuda "$@" 2>&1 | tee "$out"
 echo "saved to $out" >&2
