@@ -20,6 +20,10 @@ use taskmoe_experts::{DenseFfn, MoeConfig, MoeLayer};
 use taskmoe_router::{RouterConfig, RouterKind};
 use tch::{nn, Device, Kind, Tensor};
 
+#[path = "common.rs"]
+mod common;
+use common::{peak_rss_mib, threads};
+
 const D_MODEL: usize = 512;
 const D_EXPERT: usize = 2048;
 const TASKS: usize = 4;
@@ -125,23 +129,6 @@ impl Workload {
         }
         (self.step)();
     }
-}
-
-fn threads() -> i32 {
-    std::env::var("TASKMOE_BENCH_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2)
-}
-
-/// Peak resident set size of this process in MiB (Linux `VmHWM`).
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 /// Measures one point: one warm-up step, then the median of `runs` steps.

@@ -38,6 +38,10 @@ use taskmoe_router::RouterKind;
 use taskmoe_train::{AdamW, AdamWConfig};
 use tch::{nn, Device, Kind, Tensor};
 
+#[path = "common.rs"]
+mod common;
+use common::{peak_rss_mib, threads};
+
 /// Classes of every task's head.
 const CLASSES: usize = 3;
 /// Gradient clipping of the default run.
@@ -119,23 +123,6 @@ impl Spec {
             }
         }
     }
-}
-
-fn threads() -> i32 {
-    std::env::var("TASKMOE_BENCH_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2)
-}
-
-/// Peak resident set size of this process in MiB (Linux `VmHWM`).
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 /// The batch tensors of a point.
