@@ -1,0 +1,104 @@
+//! Running a job of `N` local ranks (tests, benchmarks): each a child process with torchrun's
+//! variables, on a free loopback port.
+
+use std::io::Read;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::env::{free_loopback_port, DistEnv};
+
+/// What one rank of a local job did.
+#[derive(Debug)]
+pub struct RankOutput {
+    /// The rank.
+    pub rank: usize,
+    /// Its exit status; `None` when it was killed at the deadline.
+    pub status: Option<ExitStatus>,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+impl RankOutput {
+    /// Whether the rank exited with status 0.
+    pub fn success(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+}
+
+/// Starts `world` processes made by `command(rank)`, each with torchrun's variables for a
+/// job on 127.0.0.1 (a free port) and a collective timeout of `collective_timeout`, and waits
+/// for all of them, killing those still running after `deadline`. Output is captured.
+pub fn run_local(
+    world: usize,
+    collective_timeout: Duration,
+    deadline: Duration,
+    command: impl Fn(usize) -> Command,
+) -> std::io::Result<Vec<RankOutput>> {
+    let env = DistEnv {
+        rank: 0,
+        world_size: world,
+        local_rank: 0,
+        master_addr: "127.0.0.1".to_string(),
+        master_port: free_loopback_port()?,
+        timeout: collective_timeout,
+    };
+    let mut children: Vec<(
+        Child,
+        thread::JoinHandle<String>,
+        thread::JoinHandle<String>,
+    )> = Vec::new();
+    for rank in 0..world {
+        let mut cmd = command(rank);
+        cmd.envs(env.vars_for(rank))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn()?;
+        let drain = |mut r: Box<dyn Read + Send>| {
+            thread::spawn(move || {
+                let mut s = String::new();
+                let _ = r.read_to_string(&mut s);
+                s
+            })
+        };
+        let out = drain(Box::new(child.stdout.take().expect("piped")));
+        let err = drain(Box::new(child.stderr.take().expect("piped")));
+        children.push((child, out, err));
+    }
+    let start = Instant::now();
+    let mut statuses: Vec<Option<ExitStatus>> = vec![None; world];
+    loop {
+        for (rank, (child, _, _)) in children.iter_mut().enumerate() {
+            if statuses[rank].is_none() {
+                statuses[rank] = child.try_wait()?;
+            }
+        }
+        if statuses.iter().all(Option::is_some) {
+            break;
+        }
+        if start.elapsed() > deadline {
+            for (rank, (child, _, _)) in children.iter_mut().enumerate() {
+                if statuses[rank].is_none() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Ok(children
+        .into_iter()
+        .zip(statuses)
+        .enumerate()
+        .map(|(rank, ((_, out, err), status))| RankOutput {
+            rank,
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        })
+        .collect())
+}

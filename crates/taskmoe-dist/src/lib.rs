@@ -1,0 +1,34 @@
+//! Distributed training on PyTorch's own engine, c10d: a [`TCPStore`] rendezvous and Gloo
+//! process groups reached through a small C++ shim (`csrc/shim.cpp`) compiled against the
+//! libtorch tch uses.
+//!
+//! - [`DistEnv`] reads torchrun's environment (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`,
+//!   `MASTER_ADDR`, `MASTER_PORT`);
+//! - [`ProcessGroup`] holds one group and runs the collectives on tch tensors (all-reduce,
+//!   all-gather, all-to-all with split sizes, broadcast, barrier), each bounded by the group's
+//!   timeout and failing with an error that names the rank and the collective;
+//! - [`all_to_all`](ProcessGroup::all_to_all) and
+//!   [`all_reduce_sum_autograd`](ProcessGroup::all_reduce_sum_autograd) are autograd-aware
+//!   (custom `torch::autograd::Function`s in the shim): the backward pass runs the mirrored
+//!   collective, which is what expert parallelism needs;
+//! - [`GradBuckets`] averages gradients with a few flat all-reduces (data parallelism);
+//! - [`Topology`] lays ranks out as data-parallel x expert-parallel groups.
+//!
+//! [`TCPStore`]: https://pytorch.org/docs/stable/distributed.html#torch.distributed.TCPStore
+
+#![warn(missing_docs)]
+
+mod buckets;
+mod env;
+mod error;
+mod ffi;
+mod group;
+mod launch;
+mod topology;
+
+pub use buckets::GradBuckets;
+pub use env::{free_loopback_port, DistEnv, DEFAULT_TIMEOUT_SECS, TIMEOUT_ENV};
+pub use error::{DistError, Result};
+pub use group::{CollectiveStats, ProcessGroup};
+pub use launch::{run_local, RankOutput};
+pub use topology::Topology;
