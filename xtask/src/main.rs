@@ -4,6 +4,7 @@
 
 mod bench;
 mod gpu_bundle;
+mod launch;
 mod libtorch;
 mod models;
 mod project;
@@ -20,8 +21,10 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args]
 
 commands:
-  train [--config FILE] [--set key=value]... [--resume]
-                         train (default: synthetic benchmark, small task-MoE), print the table
+  train [--nproc N] [--config FILE] [--set key=value]... [--resume]
+                         train (default: synthetic benchmark, small task-MoE), print the table;
+                         --nproc N: N data-parallel ranks on 127.0.0.1 (torchrun's variables;
+                         train.expert_parallel = N splits the experts over them)
   eval (--run DIR | --checkpoint DIR) [--split test|validation]
                          evaluate a run's newest checkpoint, print the table
   inspect [--config FILE] parameters, active parameters and FLOPs per token of every variant

@@ -22,10 +22,22 @@ pub fn build_taskmoe() -> Result<(libtorch::Libtorch, PathBuf)> {
     Ok((lt, target))
 }
 
-/// Builds `taskmoe` and runs `taskmoe <subcommand> <args>`.
+/// Builds `taskmoe` and runs `taskmoe <subcommand> <args>`; `train --nproc N` runs `N` ranks
+/// of a local data-parallel job instead (see `launch.rs`).
 pub fn taskmoe(subcommand: &str, args: &[String]) -> Result<()> {
+    let (nproc, args) = if subcommand == "train" {
+        crate::launch::take_nproc(args)?
+    } else {
+        (None, args.to_vec())
+    };
     let (lt, target) = build_taskmoe()?;
-    let mut cmd = Command::new(target.join("release").join("taskmoe"));
+    let binary = target.join("release").join("taskmoe");
+    if let Some(n) = nproc {
+        let mut full = vec![subcommand.to_string()];
+        full.extend(args);
+        return crate::launch::run(n, &binary, &full, &root(), |cmd| lt.apply_env(cmd));
+    }
+    let mut cmd = Command::new(binary);
     cmd.arg(subcommand).args(args).current_dir(root());
     lt.apply_env(&mut cmd);
     run_cmd(&mut cmd)

@@ -12,12 +12,16 @@ use crate::{report, ConfigArgs};
 /// per-task table. The `single-task` variant trains one dense model per task (each with the
 /// run's full step budget) in `<run>/<task>/`, and the table gives each task its own model's
 /// scores.
+///
+/// Under torchrun's variables (`WORLD_SIZE` > 1; `cargo xtask train --nproc N` sets them) the
+/// process is one rank of a data-parallel job: rank 0 reports, the others train silently.
 pub fn run(args: &ConfigArgs, resume: bool) -> Result<()> {
     let cfg = RunConfig::load(args.config.as_deref(), &args.set)?;
     let data = RunData::load(&cfg)?;
     if cfg.model.variant != Variant::SingleTask {
-        let result = train_one(&cfg, &data, resume)?;
-        println!("{}", report::table(&result, "test"));
+        if let Some(result) = train_one(&cfg, &data, resume)? {
+            println!("{}", report::table(&result, "test"));
+        }
         return Ok(());
     }
     let parent = cfg.run_dir();
@@ -34,7 +38,9 @@ pub fn run(args: &ConfigArgs, resume: bool) -> Result<()> {
             i + 1,
             data.train_tasks.len()
         );
-        let result = train_one(&one, &one_data, resume)?;
+        let Some(result) = train_one(&one, &one_data, resume)? else {
+            continue; // not rank 0
+        };
         match &mut combined {
             None => combined = Some(result),
             Some(c) => {
@@ -44,17 +50,32 @@ pub fn run(args: &ConfigArgs, resume: bool) -> Result<()> {
             }
         }
     }
-    let combined = combined.context("no training tasks")?;
+    let Some(combined) = combined else {
+        if data.train_tasks.is_empty() {
+            anyhow::bail!("no training tasks");
+        }
+        return Ok(()); // not rank 0
+    };
     let names: Vec<String> = data.specs.iter().map(|s| s.name.clone()).collect();
     report::write(&combined, &parent, "final-test", &names)?;
     println!("{}", report::table(&combined, "test"));
     Ok(())
 }
 
-/// Trains one model and scores its training tasks on the test split.
-fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<EvalResult> {
+/// Trains one model and scores its training tasks on the test split (rank 0 of a
+/// data-parallel job, or a single process; other ranks train and return `None`).
+fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<EvalResult>> {
     let mut trainer = Trainer::new(cfg, data, resume)?;
     let run_dir = trainer.run_dir().to_path_buf();
+    let rank0 = trainer.is_rank0();
+    if let Some(d) = trainer.distributed().filter(|_| rank0) {
+        eprintln!(
+            "data-parallel job of {} ranks (expert parallel {}), {} examples per rank and step",
+            d.world_size(),
+            cfg.train.expert_parallel,
+            cfg.data.batch_size / d.world_size()
+        );
+    }
     if let Some(r) = trainer.import_report() {
         eprintln!(
             "imported {} pretrained tensors; upcycled MoE blocks {:?}; {} tensors start fresh",
@@ -99,6 +120,9 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<EvalResult
     };
     let mut bar = Bar::new(10);
     trainer.train(&mut hook, &mut bar, None)?;
+    if !rank0 {
+        return Ok(None);
+    }
 
     let test = EvalData {
         split: &data.test,
@@ -123,5 +147,5 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<EvalResult
         state.examples_seen as f64 / state.elapsed_secs.max(1e-9),
         run_dir.display()
     );
-    Ok(result)
+    Ok(Some(result))
 }

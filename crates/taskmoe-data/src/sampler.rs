@@ -152,15 +152,41 @@ impl Sampler {
     /// The batch at `step`: the same for the same seed, mixture and step, whatever was drawn
     /// before.
     pub fn batch(&self, step: u64) -> Batch {
-        let picks = (0..self.config.batch_size).map(|slot| {
-            let mut rng = Rng::from_key(&[self.config.seed, stream(), step, slot as u64]);
-            let t = rng.categorical(&self.cumulative);
-            let task = &self.data[t];
-            let i = rng.below(task.examples.len() as u64) as usize;
-            (task.task_id, &task.examples[i])
-        });
+        let picks = (0..self.config.batch_size).map(|slot| self.pick(step, slot));
         Batch::from_examples(picks, self.config.seq_len, self.config.pad_id)
             .expect("lengths were checked in Sampler::new")
+    }
+
+    /// Rank `rank`'s shard of the batch at `step` in a job of `world` data-parallel ranks:
+    /// slots `rank * B / world .. (rank + 1) * B / world` of [`Sampler::batch`]`(step)`, drawn
+    /// directly (each slot's generator is keyed by the slot alone), so the shards of one step
+    /// concatenate, in rank order, to the single-process batch. An error unless `world` divides
+    /// the batch size.
+    pub fn shard(&self, step: u64, rank: usize, world: usize) -> Result<Batch> {
+        let b = self.config.batch_size;
+        if world == 0 || rank >= world || b % world != 0 {
+            return Err(invalid(
+                "sampler",
+                format!(
+                    "rank {rank} of {world}: the batch size {b} must split evenly over the ranks"
+                ),
+            ));
+        }
+        let per = b / world;
+        let picks = (rank * per..(rank + 1) * per).map(|slot| self.pick(step, slot));
+        Ok(
+            Batch::from_examples(picks, self.config.seq_len, self.config.pad_id)
+                .expect("lengths were checked in Sampler::new"),
+        )
+    }
+
+    /// Task id and example of slot `slot` at `step`.
+    fn pick(&self, step: u64, slot: usize) -> (usize, &crate::example::EncodedExample) {
+        let mut rng = Rng::from_key(&[self.config.seed, stream(), step, slot as u64]);
+        let t = rng.categorical(&self.cumulative);
+        let task = &self.data[t];
+        let i = rng.below(task.examples.len() as u64) as usize;
+        (task.task_id, &task.examples[i])
     }
 
     /// The state to store after drawing the batch of `step - 1` (the next step is `step`).

@@ -239,3 +239,29 @@ fn sampler_refuses_data_that_does_not_match_the_mixture() {
     };
     assert!(Sampler::new(Mixture::new(&uniform, task(2)).unwrap(), data, fits).is_ok());
 }
+
+#[test]
+fn shards_concatenate_to_the_single_process_batch() {
+    let s = sampler(5, &proportional());
+    for step in [0, 7, 123] {
+        let whole = s.batch(step);
+        for world in [1, 2, 4] {
+            let mut task_ids = Vec::new();
+            let mut input_ids = Vec::new();
+            let mut example_ids = Vec::new();
+            for rank in 0..world {
+                let shard = s.shard(step, rank, world).unwrap();
+                assert_eq!(shard.len(), 16 / world);
+                task_ids.extend(shard.task_ids);
+                input_ids.extend(shard.input_ids);
+                example_ids.extend(shard.example_ids);
+            }
+            assert_eq!(task_ids, whole.task_ids, "step {step}, world {world}");
+            assert_eq!(input_ids, whole.input_ids);
+            assert_eq!(example_ids, whole.example_ids);
+        }
+    }
+    let err = s.shard(0, 0, 3).unwrap_err().to_string();
+    assert!(err.contains("rank 0 of 3") && err.contains("16"), "{err}");
+    assert!(s.shard(0, 2, 2).is_err());
+}

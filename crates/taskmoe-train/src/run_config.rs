@@ -148,6 +148,11 @@ pub struct TrainConfig {
     pub eval_every: u64,
     /// Examples per evaluation batch. Default 256.
     pub eval_batch_size: usize,
+    /// Expert-parallel degree: the experts of every MoE layer run split over this many ranks of
+    /// a multi-process job (`cargo xtask train --nproc N`, torchrun), tokens travelling to them
+    /// by all-to-all; it must divide the number of processes. 1 = every rank runs every expert.
+    /// Default 1.
+    pub expert_parallel: usize,
 }
 
 /// The `[output]` section.
@@ -220,6 +225,7 @@ impl Default for TrainConfig {
             save_optimizer: true,
             eval_every: 500,
             eval_batch_size: 256,
+            expert_parallel: 1,
         }
     }
 }
@@ -380,6 +386,12 @@ impl RunConfig {
         }
         self.optimizer_schedule().validate()?;
         t.optimizer.validate()?;
+        if t.expert_parallel == 0 {
+            return Err(invalid(
+                "config",
+                "key `train.expert_parallel`: must be at least 1 (1 = no expert parallelism)",
+            ));
+        }
         if self.data.source == DataSource::Registry
             && (self.data.registry.is_none() || self.data.tokenizer.is_none())
         {

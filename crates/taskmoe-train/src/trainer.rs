@@ -17,6 +17,7 @@ use taskmoe_model::{
 };
 
 use crate::checkpoint::{latest_complete, CheckpointWriter};
+use crate::distributed::Distributed;
 use crate::error::{invalid, Result, TrainError};
 use crate::nonfinite::StepAction;
 use crate::optim::AdamW;
@@ -112,9 +113,19 @@ pub struct Trainer {
     task_names: Vec<String>,
     last_checkpoint: Option<PathBuf>,
     import: Option<ImportReport>,
+    /// The data-parallel job this process is a rank of (`None`: a single-process run).
+    dist: Option<Distributed>,
 }
 
 /// The seed of step `step`: dropout masks and router noise are a pure function of it.
+/// Rank `r > 0` of a data-parallel job mixes its rank in, so shards get independent masks;
+/// rank 0 (and a single process) keeps the plain seed.
+fn rank_step_seed(seed: u64, step: u64, rank: usize) -> i64 {
+    let seed = seed ^ (rank as u64).wrapping_mul(0xA076_1D64_78BD_642F);
+    step_seed(seed, step)
+}
+
+/// See [`rank_step_seed`].
 fn step_seed(seed: u64, step: u64) -> i64 {
     let mut z = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -139,7 +150,24 @@ pub fn select_device(name: &str) -> Result<Device> {
 impl Trainer {
     /// Sets up a run in `cfg.run_dir()`. With `resume`, continues from the newest complete
     /// checkpoint there (if any); without, refuses a folder that already has checkpoints.
+    ///
+    /// Under torchrun's variables (`WORLD_SIZE` > 1) it joins that data-parallel job first
+    /// (see [`Distributed::from_env`] and [`Trainer::with_distributed`]).
     pub fn new(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Self> {
+        let dist = Distributed::from_env(cfg)?;
+        Self::with_distributed(cfg, data, resume, dist)
+    }
+
+    /// [`Trainer::new`] as rank `dist.rank()` of a data-parallel job: the run folder is shared
+    /// (every rank resumes from the same checkpoint), each rank trains on its shard of every
+    /// global batch of `data.batch_size` examples, gradients are averaged over the ranks, and
+    /// rank 0 alone writes logs and checkpoints and evaluates.
+    pub fn with_distributed(
+        cfg: &RunConfig,
+        data: &RunData,
+        resume: bool,
+        dist: Option<Distributed>,
+    ) -> Result<Self> {
         if cfg.train.threads > 0 {
             tch::set_num_threads(cfg.train.threads as i32);
         }
@@ -148,6 +176,10 @@ impl Trainer {
             .map_err(|e| invalid("precision", e.to_string()))?;
         let run_dir = cfg.run_dir();
         let existing = latest_complete(&run_dir)?;
+        if let Some(d) = &dist {
+            let step = existing.as_ref().map_or(u64::MAX, |c| c.step);
+            d.agree("the checkpoint to resume from", step)?;
+        }
         if existing.is_some() && !resume {
             return Err(invalid(
                 "run",
@@ -184,6 +216,7 @@ impl Trainer {
             last_checkpoint: None,
             import: None,
             run_dir,
+            dist,
         };
         match existing {
             Some(ckpt) => trainer.restore(&ckpt.dir)?,
@@ -214,14 +247,19 @@ impl Trainer {
                             invalid("config", format!("key `train.task_init.{new}`: {e}"))
                         })?;
                 }
-                fs::create_dir_all(&trainer.run_dir).map_err(io(&trainer.run_dir))?;
-                for file in [METRICS_FILE, EVAL_FILE] {
-                    let path = trainer.run_dir.join(file);
-                    File::create(&path).map_err(io(&path))?;
+                if trainer.is_rank0() {
+                    fs::create_dir_all(&trainer.run_dir).map_err(io(&trainer.run_dir))?;
+                    for file in [METRICS_FILE, EVAL_FILE] {
+                        let path = trainer.run_dir.join(file);
+                        File::create(&path).map_err(io(&path))?;
+                    }
                 }
                 let sampler_state = trainer.sampler.state(0);
                 trainer.state.set_sampler(&sampler_state)?;
             }
+        }
+        if let Some(d) = &trainer.dist {
+            d.broadcast_params(&trainer.vs)?;
         }
         Ok(trainer)
     }
@@ -282,8 +320,10 @@ impl Trainer {
             ));
         }
         // The logs keep one history: drop what was logged after the checkpoint.
-        for file in [METRICS_FILE, EVAL_FILE] {
-            truncate_log(&self.run_dir.join(file), self.state.step)?;
+        if self.is_rank0() {
+            for file in [METRICS_FILE, EVAL_FILE] {
+                truncate_log(&self.run_dir.join(file), self.state.step)?;
+            }
         }
         self.last_checkpoint = Some(dir.to_path_buf());
         Ok(())
@@ -314,6 +354,16 @@ impl Trainer {
         self.import.as_ref()
     }
 
+    /// The data-parallel job, if this process is a rank of one.
+    pub fn distributed(&self) -> Option<&Distributed> {
+        self.dist.as_ref()
+    }
+
+    /// Whether this process writes logs and checkpoints (rank 0, or a single process).
+    pub fn is_rank0(&self) -> bool {
+        self.dist.as_ref().is_none_or(Distributed::is_rank0)
+    }
+
     /// The newest checkpoint written or resumed from.
     pub fn last_checkpoint(&self) -> Option<&Path> {
         self.last_checkpoint.as_deref()
@@ -331,30 +381,48 @@ impl Trainer {
     ) -> Result<()> {
         let total = self.cfg.train.steps;
         let last = stop_after.map_or(total, |n| (self.state.step + n).min(total));
+        // Ranks other than 0 train silently and write nothing.
+        let rank0 = self.is_rank0();
+        let mut silent = Silent;
+        let progress: &mut dyn Progress = if rank0 { progress } else { &mut silent };
         progress.start(total, self.state.step);
-        let mut metrics = append(&self.run_dir.join(METRICS_FILE))?;
+        let mut metrics = if rank0 {
+            Some(append(&self.run_dir.join(METRICS_FILE))?)
+        } else {
+            None
+        };
         while self.state.step < last {
             let started = Instant::now();
             let log = self.step()?;
             self.state.elapsed_secs += started.elapsed().as_secs_f64();
-            writeln!(
-                metrics,
-                "{}",
-                serde_json::to_string(&log).expect("logs serialize")
-            )
-            .map_err(io(&self.run_dir.join(METRICS_FILE)))?;
+            if let Some(metrics) = &mut metrics {
+                writeln!(
+                    metrics,
+                    "{}",
+                    serde_json::to_string(&log).expect("logs serialize")
+                )
+                .map_err(io(&self.run_dir.join(METRICS_FILE)))?;
+            }
             progress.step(&log);
             let step = self.state.step;
             let every = |n: u64| n > 0 && step % n == 0;
-            if every(self.cfg.train.eval_every) || step == total {
+            if rank0 && (every(self.cfg.train.eval_every) || step == total) {
                 self.evaluate(evaluate, progress)?;
             }
             if every(self.cfg.train.checkpoint_every) || step == total {
-                metrics
-                    .flush()
-                    .map_err(io(&self.run_dir.join(METRICS_FILE)))?;
-                let dir = self.checkpoint()?;
-                progress.message(&format!("step {step}: checkpoint {}", dir.display()));
+                if let Some(metrics) = &mut metrics {
+                    metrics
+                        .flush()
+                        .map_err(io(&self.run_dir.join(METRICS_FILE)))?;
+                }
+                if rank0 {
+                    let dir = self.checkpoint()?;
+                    progress.message(&format!("step {step}: checkpoint {}", dir.display()));
+                }
+                // No rank runs ahead of a checkpoint that is still being written.
+                if let Some(d) = &self.dist {
+                    d.barrier()?;
+                }
             }
         }
         progress.finish();
@@ -392,8 +460,18 @@ impl Trainer {
     fn step(&mut self) -> Result<StepLog> {
         let step = self.state.step;
         let started = Instant::now();
-        tch::manual_seed(step_seed(self.cfg.train.seed, step));
-        let batch = self.sampler.batch(step);
+        let (rank, world) = self
+            .dist
+            .as_ref()
+            .map_or((0, 1), |d| (d.rank(), d.world_size()));
+        tch::manual_seed(rank_step_seed(self.cfg.train.seed, step, rank));
+        let batch = if world > 1 {
+            self.sampler
+                .shard(step, rank, world)
+                .map_err(crate::run_data::data_err)?
+        } else {
+            self.sampler.batch(step)
+        };
         let tokens: usize = batch.attention_mask.iter().filter(|&&m| m != 0).count();
         let t = batch
             .to_tensors(self.device)
@@ -434,8 +512,54 @@ impl Trainer {
                 aux.insert(name.to_string(), value.double_value(&[]));
             }
         }
-        let task_losses = self.task_losses(&batch, &per_example);
-        let loss_value = loss.double_value(&[]);
+        let mut task_sums = self.task_sums(&batch, &per_example);
+        let mut loss_value = loss.double_value(&[]);
+        let mut task_loss_value = task_loss.double_value(&[]);
+        let mut tokens = tokens;
+        let mut expert_load: Vec<Vec<f64>> = out
+            .stats
+            .iter()
+            .map(|(_, s)| s.routing.load.clone())
+            .collect();
+        let mut dropped: Vec<f64> = out
+            .stats
+            .iter()
+            .map(|(_, s)| s.routing.dropped_fraction)
+            .collect();
+        if let Some(d) = &self.dist {
+            // The logged numbers describe the global batch: sums over the ranks, means of the
+            // per-rank means (every shard has the same number of examples and routing slots).
+            let mut v = vec![loss_value, task_loss_value, tokens as f64];
+            v.extend(aux.values());
+            v.extend(task_sums.iter().flat_map(|&(s, n)| [s, n as f64]));
+            v.extend(expert_load.iter().flatten());
+            v.extend(&dropped);
+            let sum = d.sum(&v)?;
+            let w = world as f64;
+            let mut it = sum.into_iter();
+            let mut next = || it.next().expect("every rank sends the same layout");
+            loss_value = next() / w;
+            task_loss_value = next() / w;
+            tokens = next() as usize;
+            for value in aux.values_mut() {
+                *value = next() / w;
+            }
+            for entry in &mut task_sums {
+                *entry = (next(), next() as usize);
+            }
+            for value in expert_load.iter_mut().flatten() {
+                *value = next() / w;
+            }
+            for value in &mut dropped {
+                *value = next() / w;
+            }
+        }
+        let task_losses: BTreeMap<String, f64> = task_sums
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, n))| *n > 0)
+            .map(|(t, &(sum, n))| (self.task_names[t].clone(), sum / n as f64))
+            .collect();
         let checkpoint = self
             .last_checkpoint
             .as_ref()
@@ -450,6 +574,9 @@ impl Trainer {
         if action == StepAction::Apply {
             self.opt.zero_grad();
             loss.backward();
+            if let Some(d) = &self.dist {
+                d.sync_grads(&mut self.opt)?;
+            }
             norm = if self.cfg.train.clip_grad_norm > 0.0 {
                 self.opt.clip_grad_norm(self.cfg.train.clip_grad_norm)?
             } else {
@@ -469,47 +596,38 @@ impl Trainer {
         }
         self.opt.zero_grad();
         self.state.step += 1;
-        self.state.examples_seen += batch.len() as u64;
+        self.state.examples_seen += (batch.len() * world) as u64;
         let sampler_state = self.sampler.state(self.state.step);
         self.state.set_sampler(&sampler_state)?;
         let seconds = started.elapsed().as_secs_f64();
         Ok(StepLog {
             step: self.state.step,
             loss: loss_value,
-            task_loss: task_loss.double_value(&[]),
+            task_loss: task_loss_value,
             task_losses,
             aux,
             lr,
             grad_norm: norm,
             tokens,
             tokens_per_s: tokens as f64 / seconds.max(1e-9),
-            expert_load: out
-                .stats
-                .iter()
-                .map(|(_, s)| s.routing.load.clone())
-                .collect(),
-            dropped: out
-                .stats
-                .iter()
-                .map(|(_, s)| s.routing.dropped_fraction)
-                .collect(),
+            expert_load,
+            dropped,
             skipped: action == StepAction::Skip,
         })
     }
 
-    /// Mean loss per task present in the batch (host values).
-    fn task_losses(&self, batch: &Batch, per_example: &Tensor) -> BTreeMap<String, f64> {
+    /// Sum and count of the per-example losses of every task id (host values; tasks absent
+    /// from the batch have count 0).
+    fn task_sums(&self, batch: &Batch, per_example: &Tensor) -> Vec<(f64, usize)> {
         let values: Vec<f64> =
             Vec::try_from(&per_example.to_kind(Kind::Double)).unwrap_or_default();
-        let mut sums: BTreeMap<usize, (f64, usize)> = BTreeMap::new();
+        let mut sums = vec![(0.0, 0); self.task_names.len()];
         for (&task, &v) in batch.task_ids.iter().zip(&values) {
-            let e = sums.entry(task as usize).or_insert((0.0, 0));
+            let e = &mut sums[task as usize];
             e.0 += v;
             e.1 += 1;
         }
-        sums.into_iter()
-            .map(|(task, (sum, n))| (self.task_names[task].clone(), sum / n as f64))
-            .collect()
+        sums
     }
 
     /// Names what went non-finite: the first task whose loss did, else the aux losses.

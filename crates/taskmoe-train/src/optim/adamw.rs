@@ -267,6 +267,19 @@ impl AdamW {
         Ok(())
     }
 
+    /// The flat gradient buffers, one per kind and device (after making every defined
+    /// gradient a view of its slice; a parameter without a gradient has a zero slice). Writing
+    /// into them changes the gradients the next [`AdamW::step`] and [`AdamW::grad_norm`] use:
+    /// data parallelism all-reduces them in place.
+    pub fn flat_grads(&mut self) -> Result<Vec<Tensor>> {
+        self.adopt_grads()?;
+        Ok(self
+            .groups
+            .iter()
+            .map(|g| g.grads.shallow_clone())
+            .collect())
+    }
+
     /// The hyper-parameters.
     pub fn config(&self) -> &AdamWConfig {
         &self.config

@@ -1,0 +1,161 @@
+//! Data parallelism on 2 processes over loopback (Gloo): a run's per-step losses equal the
+//! single-process run of the same global batch, and a job stopped after a checkpoint resumes
+//! on the same losses.
+//!
+//! Tolerance: the ranks average per-shard mean losses and per-shard gradients, the single
+//! process takes one mean over the whole batch, so the two differ by fp32 reduction order only:
+//! losses and gradient norms must agree to 1e-4 relative over the run (observed: about 1e-7).
+//! Dropout and router noise are off (their masks are drawn per rank), the capacity is large
+//! enough that no slot is dropped, and the aux-loss weights are 0: per-shard aux losses are not
+//! the global batch's (expert parallelism computes those globally).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use taskmoe_dist::run_local;
+use taskmoe_train::{EvalPoint, RunConfig, RunData, Silent, Trainer};
+
+const CASE: &str = "TMT_DP_CASE";
+const OUT: &str = "TMT_DP_OUT";
+const STOP: &str = "TMT_DP_STOP";
+
+fn config(out: &Path) -> RunConfig {
+    let sets: Vec<String> = [
+        format!("output.dir={}", out.display()),
+        "output.name=run".to_string(),
+        "train.steps=6".to_string(),
+        "train.eval_every=0".to_string(),
+        "train.checkpoint_every=3".to_string(),
+        "model.dropout=0.0".to_string(),
+        "model.attention_dropout=0.0".to_string(),
+        "model.moe.expert_dropout=0.0".to_string(),
+        "model.moe.router.noise_std=0.0".to_string(),
+        "model.moe.router.capacity_factor_train=8.0".to_string(),
+        "model.moe.router.load_balance_coef=0.0".to_string(),
+        "model.moe.router.z_loss_coef=0.0".to_string(),
+        "model.moe.router.mutual_information_coef=0.0".to_string(),
+    ]
+    .into();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml");
+    RunConfig::load(Some(&path), &sets).unwrap()
+}
+
+fn no_eval(_: &taskmoe_model::MultiTaskModel, _: u64) -> taskmoe_train::Result<EvalPoint> {
+    Ok(EvalPoint {
+        record: serde_json::json!({}),
+        score: None,
+    })
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let out = std::env::temp_dir().join(format!("taskmoe-dp-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    out
+}
+
+/// (loss, grad_norm) per logged step of `run_dir/metrics.jsonl`.
+fn losses(run_dir: &Path) -> Vec<(u64, f64, f64)> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["step"].as_u64().unwrap(),
+                v["loss"].as_f64().unwrap(),
+                v["grad_norm"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn dp_job(out: &Path, stop_after: Option<u64>) {
+    let exe = std::env::current_exe().unwrap();
+    let outs = run_local(2, Duration::from_secs(30), Duration::from_secs(120), |_| {
+        let mut c = Command::new(&exe);
+        c.args(["worker", "--exact", "--nocapture", "--test-threads=1"])
+            .env(CASE, "train")
+            .env(OUT, out);
+        if let Some(n) = stop_after {
+            c.env(STOP, n.to_string());
+        }
+        c
+    })
+    .unwrap();
+    for o in &outs {
+        assert!(
+            o.success() && o.stdout.contains("WORKER OK"),
+            "rank {} ({:?}):\n{}\n{}",
+            o.rank,
+            o.status,
+            o.stdout,
+            o.stderr
+        );
+    }
+}
+
+fn assert_same(single: &[(u64, f64, f64)], dp: &[(u64, f64, f64)]) {
+    assert_eq!(single.len(), dp.len());
+    let mut worst = 0f64;
+    for (a, b) in single.iter().zip(dp) {
+        worst = worst.max((a.1 - b.1).abs() / a.1.abs().max(1.0));
+        assert_eq!(a.0, b.0);
+        for (x, y) in [(a.1, b.1), (a.2, b.2)] {
+            assert!(
+                (x - y).abs() <= 1e-4 * x.abs().max(1.0),
+                "step {}: single {x} vs data-parallel {y}",
+                a.0
+            );
+        }
+    }
+    eprintln!("largest relative loss difference: {worst:.2e}");
+}
+
+#[test]
+fn worker() {
+    if std::env::var(CASE).is_err() {
+        return; // run as a plain test: nothing to do
+    }
+    let out = PathBuf::from(std::env::var(OUT).unwrap());
+    let cfg = config(&out);
+    let data = RunData::load(&cfg).unwrap();
+    let stop = std::env::var(STOP).ok().map(|s| s.parse().unwrap());
+    let mut trainer = Trainer::new(&cfg, &data, true).unwrap();
+    let dist = trainer.distributed().expect("a 2-rank job");
+    assert_eq!(dist.world_size(), 2);
+    trainer.train(&mut no_eval, &mut Silent, stop).unwrap();
+    println!("WORKER OK");
+}
+
+#[test]
+fn two_ranks_match_the_single_process_run_and_resume_on_the_same_losses() {
+    let single_out = scratch("single");
+    let cfg = config(&single_out);
+    let data = RunData::load(&cfg).unwrap();
+    let mut single = Trainer::with_distributed(&cfg, &data, false, None).unwrap();
+    single.train(&mut no_eval, &mut Silent, None).unwrap();
+    let reference = losses(&cfg.run_dir());
+    assert_eq!(reference.len(), 6);
+
+    let dp_out = scratch("dp");
+    dp_job(&dp_out, None);
+    let dp_dir = dp_out.join("run");
+    assert_same(&reference, &losses(&dp_dir));
+    // Rank 0 wrote the checkpoints, in the single-process layout.
+    assert!(dp_dir
+        .join("checkpoint-6")
+        .join("model.safetensors")
+        .is_file());
+
+    // Stopped after the step-3 checkpoint, then resumed by a new job: the same losses.
+    let resumed_out = scratch("resumed");
+    dp_job(&resumed_out, Some(3));
+    assert_eq!(losses(&resumed_out.join("run")).len(), 3);
+    dp_job(&resumed_out, None);
+    assert_same(&reference, &losses(&resumed_out.join("run")));
+
+    for d in [single_out, dp_out, resumed_out] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
