@@ -82,6 +82,19 @@ impl ExpertBank {
         })
     }
 
+    /// Experts `first .. first + n` as a bank of views (gradients reach these parameters), for
+    /// the experts one rank runs under expert parallelism.
+    pub(crate) fn narrow(&self, first: usize, n: usize) -> Result<ExpertBank> {
+        let (f, n) = (first as i64, n as i64);
+        Ok(ExpertBank {
+            w1: self.w1.f_narrow(0, f, n)?,
+            b1: self.b1.f_narrow(0, f, n)?,
+            w2: self.w2.f_narrow(0, f, n)?,
+            b2: self.b2.f_narrow(0, f, n)?,
+            dropout: self.dropout,
+        })
+    }
+
     /// Number of experts `E`.
     pub fn num_experts(&self) -> usize {
         self.w1.size()[0] as usize

@@ -6,7 +6,9 @@
 //! - [`MoeLayer`]: router (any `taskmoe-router` gating function) + sort-based dispatch +
 //!   expert bank + deterministic combine, with optional always-on shared experts; returns its
 //!   output, aux losses and routing statistics ([`MoeOutput`]);
-//! - [`FeedForward`]: one interface over both, for model assembly.
+//! - [`FeedForward`]: one interface over both, for model assembly;
+//! - [`ExpertExchange`]: what a [`MoeLayer`] needs to split its experts over ranks (expert
+//!   parallelism; `taskmoe-train` provides it over c10d).
 //!
 //! A MoE layer with `k` active experts of width `d_ff` costs about what a dense FFN of width
 //! `k * d_ff` costs (plus routing); `benches/moe_layer.rs` measures it.
@@ -17,6 +19,7 @@ mod bank;
 mod config;
 mod dense;
 mod error;
+mod expert_parallel;
 mod ffn;
 mod moe;
 
@@ -24,5 +27,6 @@ pub use bank::ExpertBank;
 pub use config::MoeConfig;
 pub use dense::DenseFfn;
 pub use error::{ExpertsError, Result};
+pub use expert_parallel::ExpertExchange;
 pub use ffn::{FeedForward, FfnOutput};
 pub use moe::{LayerStats, MoeLayer, MoeOutput, TaskSubnetwork};

@@ -1,5 +1,7 @@
 //! The sparse MoE feed-forward layer: router + dispatch + experts + combine.
 
+use std::sync::{Arc, OnceLock};
+
 use tch::{nn, Kind, Tensor};
 
 use taskmoe_kernels::stats::{task_expert_counts, RoutingStats};
@@ -10,6 +12,7 @@ use crate::bank::ExpertBank;
 use crate::config::MoeConfig;
 use crate::dense::DenseFfn;
 use crate::error::{ExpertsError, Result};
+use crate::expert_parallel::{self, ExpertExchange};
 
 /// What one MoE layer did with a batch, for logs and routing analysis.
 #[derive(Debug)]
@@ -52,6 +55,8 @@ pub struct MoeLayer {
     router: Router,
     experts: ExpertBank,
     shared: Option<DenseFfn>,
+    /// Set once for expert parallelism: the experts run split over this group's ranks.
+    exchange: OnceLock<Arc<dyn ExpertExchange>>,
 }
 
 /// The dense sub-network one task uses under `task-level` routing: its `k` experts with their
@@ -93,6 +98,25 @@ impl MoeLayer {
             router,
             experts,
             shared,
+            exchange: OnceLock::new(),
+        })
+    }
+
+    /// Splits the experts over the ranks of `exchange` from now on (expert parallelism: see
+    /// `expert_parallel.rs`). Every rank still holds all `E` experts' weights, but runs only
+    /// its `E / P` on the rows the others send it, in training; evaluation (`train = false`)
+    /// runs all experts locally, with no collective. An error when `E` does not split evenly or
+    /// the layer already has a group.
+    pub fn set_expert_parallel(&self, exchange: Arc<dyn ExpertExchange>) -> Result<()> {
+        let (e, p) = (self.cfg.router.num_experts, exchange.size());
+        if p == 0 || e % p != 0 {
+            return Err(ExpertsError::Config {
+                key: "train.expert_parallel".into(),
+                message: format!("{e} experts do not split evenly over {p} ranks"),
+            });
+        }
+        self.exchange.set(exchange).map_err(|_| {
+            ExpertsError::Input("the MoE layer already has an expert-parallel group".into())
         })
     }
 
@@ -130,7 +154,14 @@ impl MoeLayer {
             cfg.capacity(train),
         )?;
         let rows = permute(x, &plan)?; // (rows, d), grouped by expert
-        let out_rows = self.experts.forward(&rows, &plan.counts, train)?;
+                                       // Evaluation runs every expert here: every rank holds all of them, and a rank-0-only
+                                       // evaluation must not wait for ranks that are not evaluating.
+        let out_rows = match self.exchange.get().filter(|_| train) {
+            Some(ex) => {
+                expert_parallel::forward(&self.experts, ex.as_ref(), &rows, &plan.counts, train)?
+            }
+            None => self.experts.forward(&rows, &plan.counts, train)?,
+        };
         let mut y = combine(&out_rows, &decision.routed.weights, &plan)?.to_kind(x.kind());
         if let Some(shared) = &self.shared {
             y += shared.forward(x, train);

@@ -5,12 +5,21 @@
 //! global batch ([`taskmoe_data::Sampler::shard`]); after the backward pass the gradients are
 //! averaged over the ranks ([`Distributed::sync_grads`]), so every rank applies the same update
 //! and the replicas never drift apart. Rank 0 writes the logs and checkpoints.
+//!
+//! With `train.expert_parallel = P > 1`, each block of `P` consecutive ranks also forms an
+//! expert-parallel group: every MoE layer runs its experts split over the group, exchanging
+//! token rows by all-to-all ([`taskmoe_experts::ExpertExchange`]). Every rank still stores
+//! every expert: the gradient average (which sums the owner's expert gradients, zeros
+//! elsewhere) keeps all copies equal, so checkpoints keep the single-process layout.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tch::{nn, Tensor};
 
-use taskmoe_dist::{DistEnv, GradBuckets, ProcessGroup, Topology};
+use taskmoe_dist::{CollectiveStats, DistEnv, GradBuckets, ProcessGroup, Topology};
+use taskmoe_experts::ExpertExchange;
+use taskmoe_model::MultiTaskModel;
 
 use crate::error::{invalid, Result, TrainError};
 use crate::optim::AdamW;
@@ -22,6 +31,36 @@ pub struct Distributed {
     world: ProcessGroup,
     topology: Topology,
     buckets: GradBuckets,
+    experts: Option<Arc<ExpertGroup>>,
+}
+
+/// An expert-parallel group as the MoE layers see it.
+#[derive(Debug)]
+pub struct ExpertGroup(pub ProcessGroup);
+
+impl ExpertExchange for ExpertGroup {
+    fn size(&self) -> usize {
+        self.0.size()
+    }
+
+    fn rank(&self) -> usize {
+        self.0.rank()
+    }
+
+    fn all_gather(&self, t: &Tensor) -> std::result::Result<Tensor, String> {
+        self.0.all_gather(t).map_err(|e| e.to_string())
+    }
+
+    fn all_to_all(
+        &self,
+        t: &Tensor,
+        out_splits: &[i64],
+        in_splits: &[i64],
+    ) -> std::result::Result<Tensor, String> {
+        self.0
+            .all_to_all(t, out_splits, in_splits)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// A distributed-layer error as a training error.
@@ -67,10 +106,21 @@ impl Distributed {
             ));
         }
         let world = ProcessGroup::connect(env).map_err(dist_err)?;
+        let experts = if topology.ep > 1 {
+            let name = format!("ep{}", topology.ep_group());
+            let group = world
+                .subgroup(&name, &topology.ep_ranks())
+                .map_err(dist_err)?
+                .expect("a rank is a member of its own expert-parallel group");
+            Some(Arc::new(ExpertGroup(group)))
+        } else {
+            None
+        };
         Ok(Distributed {
             world,
             topology,
             buckets: GradBuckets::default(),
+            experts,
         })
     }
 
@@ -151,6 +201,52 @@ impl Distributed {
             ));
         }
         Ok(())
+    }
+
+    /// Splits the experts of every MoE layer of `model` over this rank's expert-parallel group
+    /// (nothing without `train.expert_parallel > 1`).
+    pub fn attach_experts(&self, model: &MultiTaskModel) -> Result<()> {
+        let Some(group) = &self.experts else {
+            return Ok(());
+        };
+        for (block, layer) in model.moe_layers() {
+            layer
+                .set_expert_parallel(group.clone())
+                .map_err(|e| invalid("config", format!("MoE block {block}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Collectives so far: the world group's all-reduces (gradients, logs), all-to-alls and
+    /// others, then the expert-parallel group's, if any.
+    pub fn stats(&self) -> Vec<(String, [CollectiveStats; 3])> {
+        let mut out = vec![(self.world.name().to_string(), self.world.stats())];
+        if let Some(g) = &self.experts {
+            out.push((g.0.name().to_string(), g.0.stats()));
+        }
+        out
+    }
+
+    /// [`Distributed::stats`] as one line per group, for the end of a run.
+    pub fn stats_summary(&self) -> String {
+        let mut lines = Vec::new();
+        for (name, [reduce, a2a, other]) in self.stats() {
+            let mb = |s: &CollectiveStats| s.bytes as f64 / 1e6;
+            lines.push(format!(
+                "rank {} group {name}: all_reduce {} calls {:.1} MB {:.2} s; all_to_all {} calls \
+                 {:.1} MB sent {:.2} s; other {} calls {:.2} s",
+                self.rank(),
+                reduce.calls,
+                mb(&reduce),
+                reduce.seconds,
+                a2a.calls,
+                mb(&a2a),
+                a2a.seconds,
+                other.calls,
+                other.seconds
+            ));
+        }
+        lines.join("\n")
     }
 
     /// Waits for every rank.

@@ -35,7 +35,7 @@ pub use checkpoint::{
     checkpoint_dir, clean_stale_temp_dirs, latest_complete, list_checkpoints, Checkpoint,
     CheckpointFiles, CheckpointWriter, Manifest, ManifestEntry, MANIFEST_FILE,
 };
-pub use distributed::Distributed;
+pub use distributed::{Distributed, ExpertGroup};
 pub use error::{Result, TrainError};
 pub use nonfinite::{NonFinitePolicy, StepAction};
 pub use optim::{clip_grad_norm, default_decays, grad_norm, AdamW, AdamWConfig};

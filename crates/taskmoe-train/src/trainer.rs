@@ -194,6 +194,9 @@ impl Trainer {
         let vs = nn::VarStore::new(device);
         let heads = data.heads();
         let model = MultiTaskModel::new(&vs.root(), &cfg.model, &heads).map_err(model_err)?;
+        if let Some(d) = &dist {
+            d.attach_experts(&model)?;
+        }
         let opt = AdamW::new(vs.variables().into_iter().collect(), cfg.train.optimizer)?;
         let sampler = data.sampler(cfg)?;
         let writer = CheckpointWriter::new(&run_dir, Some(cfg.train.keep_last))?;

@@ -19,9 +19,11 @@ use taskmoe_train::{EvalPoint, RunConfig, RunData, Silent, Trainer};
 const CASE: &str = "TMT_DP_CASE";
 const OUT: &str = "TMT_DP_OUT";
 const STOP: &str = "TMT_DP_STOP";
+const EP: &str = "TMT_DP_EXPERT_PARALLEL";
 
-fn config(out: &Path) -> RunConfig {
+fn config(out: &Path, expert_parallel: usize) -> RunConfig {
     let sets: Vec<String> = [
+        format!("train.expert_parallel={expert_parallel}"),
         format!("output.dir={}", out.display()),
         "output.name=run".to_string(),
         "train.steps=6".to_string(),
@@ -70,18 +72,30 @@ fn losses(run_dir: &Path) -> Vec<(u64, f64, f64)> {
         .collect()
 }
 
-fn dp_job(out: &Path, stop_after: Option<u64>) {
+fn dp_job(out: &Path, stop_after: Option<u64>, expert_parallel: usize) {
+    job(2, out, stop_after, expert_parallel);
+}
+
+/// Runs `world` ranks of the worker; a world of 1 is a plain single-process run (torchrun's
+/// `WORLD_SIZE=1`).
+fn job(world: usize, out: &Path, stop_after: Option<u64>, expert_parallel: usize) {
     let exe = std::env::current_exe().unwrap();
-    let outs = run_local(2, Duration::from_secs(30), Duration::from_secs(120), |_| {
-        let mut c = Command::new(&exe);
-        c.args(["worker", "--exact", "--nocapture", "--test-threads=1"])
-            .env(CASE, "train")
-            .env(OUT, out);
-        if let Some(n) = stop_after {
-            c.env(STOP, n.to_string());
-        }
-        c
-    })
+    let outs = run_local(
+        world,
+        Duration::from_secs(30),
+        Duration::from_secs(120),
+        |_| {
+            let mut c = Command::new(&exe);
+            c.args(["worker", "--exact", "--nocapture", "--test-threads=1"])
+                .env(CASE, "train")
+                .env(OUT, out)
+                .env(EP, expert_parallel.to_string());
+            if let Some(n) = stop_after {
+                c.env(STOP, n.to_string());
+            }
+            c
+        },
+    )
     .unwrap();
     for o in &outs {
         assert!(
@@ -118,28 +132,48 @@ fn worker() {
         return; // run as a plain test: nothing to do
     }
     let out = PathBuf::from(std::env::var(OUT).unwrap());
-    let cfg = config(&out);
+    let ep = std::env::var(EP).unwrap().parse().unwrap();
+    let cfg = config(&out, ep);
     let data = RunData::load(&cfg).unwrap();
     let stop = std::env::var(STOP).ok().map(|s| s.parse().unwrap());
     let mut trainer = Trainer::new(&cfg, &data, true).unwrap();
-    let dist = trainer.distributed().expect("a 2-rank job");
-    assert_eq!(dist.world_size(), 2);
+    let resumed_at = trainer.state().step;
     trainer.train(&mut no_eval, &mut Silent, stop).unwrap();
+    let world: usize = std::env::var("WORLD_SIZE").unwrap().parse().unwrap();
+    match trainer.distributed() {
+        None => assert_eq!(world, 1),
+        Some(d) => {
+            assert_eq!(d.world_size(), world);
+            let stats = d.stats();
+            if ep > 1 {
+                // Two MoE blocks; per block and step two exchanges forward, two backward.
+                let steps = trainer.state().step - resumed_at;
+                assert_eq!(stats[1].1[1].calls, steps * 2 * 4, "{stats:?}");
+            } else {
+                assert_eq!(stats.len(), 1);
+            }
+        }
+    }
     println!("WORKER OK");
+}
+
+/// The single-process run's log, in a folder of its own.
+///
+/// It runs in a child process, as the ranks do: the tests of this file run in parallel, and
+/// two trainers in one process would interleave draws from libtorch's global generator.
+fn reference(name: &str) -> (Vec<(u64, f64, f64)>, PathBuf) {
+    let out = scratch(name);
+    job(1, &out, None, 1);
+    let log = losses(&out.join("run"));
+    assert_eq!(log.len(), 6);
+    (log, out)
 }
 
 #[test]
 fn two_ranks_match_the_single_process_run_and_resume_on_the_same_losses() {
-    let single_out = scratch("single");
-    let cfg = config(&single_out);
-    let data = RunData::load(&cfg).unwrap();
-    let mut single = Trainer::with_distributed(&cfg, &data, false, None).unwrap();
-    single.train(&mut no_eval, &mut Silent, None).unwrap();
-    let reference = losses(&cfg.run_dir());
-    assert_eq!(reference.len(), 6);
-
+    let (reference, single_out) = reference("single");
     let dp_out = scratch("dp");
-    dp_job(&dp_out, None);
+    dp_job(&dp_out, None, 1);
     let dp_dir = dp_out.join("run");
     assert_same(&reference, &losses(&dp_dir));
     // Rank 0 wrote the checkpoints, in the single-process layout.
@@ -150,12 +184,38 @@ fn two_ranks_match_the_single_process_run_and_resume_on_the_same_losses() {
 
     // Stopped after the step-3 checkpoint, then resumed by a new job: the same losses.
     let resumed_out = scratch("resumed");
-    dp_job(&resumed_out, Some(3));
+    dp_job(&resumed_out, Some(3), 1);
     assert_eq!(losses(&resumed_out.join("run")).len(), 3);
-    dp_job(&resumed_out, None);
+    dp_job(&resumed_out, None, 1);
     assert_same(&reference, &losses(&resumed_out.join("run")));
 
     for d in [single_out, dp_out, resumed_out] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// `train.expert_parallel = 2`: the 4 experts of each MoE block split over the 2 ranks. The
+/// same losses as the single-process run; stopped at step 3 and resumed, still the same; the
+/// checkpoint loads into a single-process trainer (the single-process layout).
+#[test]
+fn expert_parallel_run_matches_the_single_process_run_and_resumes() {
+    let (reference, single_out) = reference("single-ep");
+    let ep_out = scratch("ep");
+    dp_job(&ep_out, Some(3), 2);
+    dp_job(&ep_out, None, 2);
+    assert_same(&reference, &losses(&ep_out.join("run")));
+    let ckpt = ep_out
+        .join("run")
+        .join("checkpoint-6")
+        .join("model.safetensors");
+    let single = single_out
+        .join("run")
+        .join("checkpoint-6")
+        .join("model.safetensors");
+    let a = tch::Tensor::read_safetensors(&ckpt).unwrap();
+    let b = tch::Tensor::read_safetensors(&single).unwrap();
+    assert_eq!(a.len(), b.len());
+    for d in [single_out, ep_out] {
         let _ = std::fs::remove_dir_all(d);
     }
 }

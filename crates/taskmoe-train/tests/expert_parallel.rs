@@ -1,0 +1,130 @@
+//! Expert parallelism on 2 processes over loopback (Gloo): a MoE layer whose 4 experts are
+//! split over the ranks (2 each, token rows exchanged by all-to-all) gives the output and the
+//! gradients (router, experts, input) of the single-process layer on the same tokens, to 1e-5.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tch::{nn, Device, Kind, Tensor};
+
+use taskmoe_dist::{run_local, DistEnv, ProcessGroup};
+use taskmoe_experts::{MoeConfig, MoeLayer};
+use taskmoe_router::{RouterConfig, RouterKind};
+use taskmoe_train::ExpertGroup;
+
+const CASE: &str = "TMT_EP_CASE";
+const TOKENS: i64 = 12;
+const D: i64 = 8;
+
+fn layer(vs: &nn::VarStore) -> MoeLayer {
+    let cfg = MoeConfig {
+        router: RouterConfig {
+            kind: RouterKind::Token,
+            num_experts: 4,
+            k: 2,
+            capacity_factor_train: 8.0, // nothing dropped, on one rank or two
+            noise_std: 0.0,
+            ..RouterConfig::default()
+        },
+        d_ff: 16,
+        expert_dropout: 0.0,
+        num_shared_experts: 0,
+    };
+    // This process's own generator (each rank is a fresh process): same seed, same weights.
+    tch::manual_seed(7);
+    MoeLayer::new(vs.root() / "moe", &cfg, D as usize, 1).unwrap()
+}
+
+fn inputs() -> (Tensor, Tensor) {
+    let opts = (Kind::Float, Device::Cpu);
+    let x = (Tensor::arange(TOKENS * D, opts) * 0.37)
+        .sin()
+        .reshape([TOKENS, D]);
+    let c = (Tensor::arange(TOKENS * D, opts) * 0.11)
+        .cos()
+        .reshape([TOKENS, D]);
+    (x, c)
+}
+
+fn close(what: &str, a: &Tensor, b: &Tensor) {
+    assert_eq!(a.size(), b.size(), "{what}");
+    let d = (a - b).abs().max().double_value(&[]);
+    assert!(d <= 1e-5, "{what}: max difference {d}");
+}
+
+#[test]
+fn worker() {
+    if std::env::var(CASE).is_err() {
+        return; // run as a plain test: nothing to do
+    }
+    let env = DistEnv::from_env().unwrap().expect("torchrun variables");
+    let world = ProcessGroup::connect(&env).unwrap();
+    let r = world.rank() as i64;
+    let half = TOKENS / 2;
+    let (x, c) = inputs();
+    let tasks = Tensor::zeros([TOKENS], (Kind::Int64, Device::Cpu));
+
+    // The single-process layer on all tokens.
+    let vs_one = nn::VarStore::new(Device::Cpu);
+    let one = layer(&vs_one);
+    let x_one = x.copy().set_requires_grad(true);
+    let y_one = one.forward(&x_one, &tasks, true).unwrap().y;
+    (&y_one * &c).sum(Kind::Float).backward();
+
+    // The same weights, experts split over the two ranks, each rank with its half of the tokens.
+    let vs_ep = nn::VarStore::new(Device::Cpu);
+    let ep = layer(&vs_ep);
+    let group = Arc::new(ExpertGroup(world.subgroup("ep", &[0, 1]).unwrap().unwrap()));
+    ep.set_expert_parallel(group.clone()).unwrap();
+    let x_ep = x.narrow(0, r * half, half).copy().set_requires_grad(true);
+    let out = ep.forward(&x_ep, &tasks.narrow(0, 0, half), true).unwrap();
+    (&out.y * c.narrow(0, r * half, half))
+        .sum(Kind::Float)
+        .backward();
+
+    let y_all = world
+        .all_gather(&out.y.detach())
+        .unwrap()
+        .reshape([TOKENS, D]);
+    close("output", &y_all, &y_one.detach());
+    close(
+        "input gradient",
+        &x_ep.grad(),
+        &x_one.grad().narrow(0, r * half, half),
+    );
+    let one_vars = vs_one.variables();
+    let mut names: Vec<_> = vs_ep.variables().into_iter().collect();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, var) in names {
+        let mut g = var.grad().copy();
+        world.all_reduce_sum(&mut g).unwrap();
+        close(&format!("gradient of {name}"), &g, &one_vars[&name].grad());
+    }
+    // Rows out and back in the forward pass, the mirrored pair in the backward pass.
+    let [_, a2a, _] = group.0.stats();
+    assert_eq!(a2a.calls, 4);
+    println!("WORKER OK");
+}
+
+#[test]
+fn an_expert_parallel_layer_equals_the_single_process_layer() {
+    let exe = std::env::current_exe().unwrap();
+    let outs = run_local(2, Duration::from_secs(20), Duration::from_secs(60), |_| {
+        let mut c = Command::new(&exe);
+        c.args(["worker", "--exact", "--nocapture", "--test-threads=1"])
+            .env(CASE, "layer");
+        c
+    })
+    .unwrap();
+    for o in &outs {
+        assert!(
+            o.success() && o.stdout.contains("WORKER OK"),
+            "rank {} ({:?}):\n{}\n{}",
+            o.rank,
+            o.status,
+            o.stdout,
+            o.stderr
+        );
+    }
+}
