@@ -120,6 +120,9 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<Eva
     };
     let mut bar = Bar::new(10);
     trainer.train(&mut hook, &mut bar, None)?;
+    if let Some(d) = trainer.distributed() {
+        eprintln!("{}", d.stats_summary());
+    }
     if !rank0 {
         return Ok(None);
     }

@@ -20,6 +20,7 @@ const CASE: &str = "TMT_DP_CASE";
 const OUT: &str = "TMT_DP_OUT";
 const STOP: &str = "TMT_DP_STOP";
 const EP: &str = "TMT_DP_EXPERT_PARALLEL";
+const KILL: &str = "TMT_DP_KILL_AFTER";
 
 fn config(out: &Path, expert_parallel: usize) -> RunConfig {
     let sets: Vec<String> = [
@@ -74,6 +75,33 @@ fn losses(run_dir: &Path) -> Vec<(u64, f64, f64)> {
 
 fn dp_job(out: &Path, stop_after: Option<u64>, expert_parallel: usize) {
     job(2, out, stop_after, expert_parallel);
+}
+
+/// Two ranks that train `steps` steps and then `kill -9` themselves (no unwinding, no
+/// flushing, no cleanup of any kind).
+fn killed_job(out: &Path, steps: u64, expert_parallel: usize) {
+    use std::os::unix::process::ExitStatusExt;
+    let exe = std::env::current_exe().unwrap();
+    let outs = run_local(2, Duration::from_secs(30), Duration::from_secs(120), |_| {
+        let mut c = Command::new(&exe);
+        c.args(["worker", "--exact", "--nocapture", "--test-threads=1"])
+            .env(CASE, "train")
+            .env(OUT, out)
+            .env(EP, expert_parallel.to_string())
+            .env(KILL, steps.to_string());
+        c
+    })
+    .unwrap();
+    for o in &outs {
+        assert_eq!(
+            o.status.and_then(|s| s.signal()),
+            Some(9),
+            "rank {}: {}\n{}",
+            o.rank,
+            o.stdout,
+            o.stderr
+        );
+    }
 }
 
 /// Runs `world` ranks of the worker; a world of 1 is a plain single-process run (torchrun's
@@ -138,6 +166,13 @@ fn worker() {
     let stop = std::env::var(STOP).ok().map(|s| s.parse().unwrap());
     let mut trainer = Trainer::new(&cfg, &data, true).unwrap();
     let resumed_at = trainer.state().step;
+    if let Ok(steps) = std::env::var(KILL) {
+        trainer
+            .train(&mut no_eval, &mut Silent, Some(steps.parse().unwrap()))
+            .unwrap();
+        // SAFETY: kill(2) on this process.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    }
     trainer.train(&mut no_eval, &mut Silent, stop).unwrap();
     let world: usize = std::env::var("WORLD_SIZE").unwrap().parse().unwrap();
     match trainer.distributed() {
@@ -194,14 +229,16 @@ fn two_ranks_match_the_single_process_run_and_resume_on_the_same_losses() {
     }
 }
 
-/// `train.expert_parallel = 2`: the 4 experts of each MoE block split over the 2 ranks. The
-/// same losses as the single-process run; stopped at step 3 and resumed, still the same; the
-/// checkpoint loads into a single-process trainer (the single-process layout).
+/// `train.expert_parallel = 2`: the 4 experts of each MoE block split over the 2 ranks. Both
+/// ranks are killed with SIGKILL after step 4 (one step past the step-3 checkpoint); a new job
+/// resumes from the checkpoint and the whole log equals the single-process run's. The final
+/// checkpoint has the single-process layout.
 #[test]
-fn expert_parallel_run_matches_the_single_process_run_and_resumes() {
+fn expert_parallel_run_resumes_after_kill_9_on_the_single_process_losses() {
     let (reference, single_out) = reference("single-ep");
     let ep_out = scratch("ep");
-    dp_job(&ep_out, Some(3), 2);
+    killed_job(&ep_out, 4, 2);
+    assert_eq!(losses(&ep_out.join("run")).len(), 4);
     dp_job(&ep_out, None, 2);
     assert_same(&reference, &losses(&ep_out.join("run")));
     let ckpt = ep_out
@@ -214,7 +251,12 @@ fn expert_parallel_run_matches_the_single_process_run_and_resumes() {
         .join("model.safetensors");
     let a = tch::Tensor::read_safetensors(&ckpt).unwrap();
     let b = tch::Tensor::read_safetensors(&single).unwrap();
-    assert_eq!(a.len(), b.len());
+    let names = |v: &[(String, tch::Tensor)]| {
+        let mut n: Vec<(String, Vec<i64>)> = v.iter().map(|(k, t)| (k.clone(), t.size())).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&a), names(&b));
     for d in [single_out, ep_out] {
         let _ = std::fs::remove_dir_all(d);
     }
