@@ -13,10 +13,16 @@
 //!
 //! The exchanges are autograd-aware (their backward is the reverse exchange), so gradients
 //! reach the experts on their ranks and the rows' gradients come back to their tokens.
+//!
+//! The aux losses that are not linear in the batch (load balance, mutual information) are
+//! recomputed over the whole group's tokens by [`group_aux`]: one differentiable all-reduce of
+//! the per-expert counts and probability sums and the task x expert probability sums.
 
 use std::fmt::Debug;
 
-use tch::Tensor;
+use taskmoe_kernels::count_ids;
+use taskmoe_router::AuxLosses;
+use tch::{Kind, Tensor};
 
 use crate::bank::ExpertBank;
 use crate::error::{ExpertsError, Result};
@@ -39,6 +45,9 @@ pub trait ExpertExchange: Debug + Send + Sync {
         out_splits: &[i64],
         in_splits: &[i64],
     ) -> std::result::Result<Tensor, String>;
+    /// The sum of `t` over the group; differentiable (the backward sums the gradients over the
+    /// group, as every rank's loss depends on the sum).
+    fn all_reduce_sum(&self, t: &Tensor) -> std::result::Result<Tensor, String>;
 }
 
 fn exchange_err(op: &str, e: String) -> ExpertsError {
@@ -114,4 +123,57 @@ pub(crate) fn forward(
     let back = out.f_index_select(0, &inverse)?;
     ex.all_to_all(&back, &send, &recv)
         .map_err(|err| exchange_err("all_to_all of the outputs", err))
+}
+
+/// This rank's aux losses with the load balance and the mutual information recomputed over
+/// all the group's tokens (the z-loss, a mean over tokens, stays local: averaging it over
+/// ranks, as the gradient average does, is already the group's mean).
+///
+/// With the group-wide statistics `f_e` (share of routing slots), `P_e` (mean probability) and
+/// `P(t, e)` (the joint of task and expert), the formulas are those of
+/// `taskmoe_kernels::aux`. Every rank gets the same values; the all-reduce's backward sums the
+/// ranks' gradients, and the data-parallel gradient average divides by the ranks again.
+///
+/// # Shapes
+/// `probs: [T, E]`, `experts: [T, k]`, `task_ids: [T]`.
+pub(crate) fn group_aux(
+    ex: &dyn ExpertExchange,
+    probs: &Tensor,
+    experts: &Tensor,
+    task_ids: &Tensor,
+    num_tasks: usize,
+    local: AuxLosses,
+) -> Result<AuxLosses> {
+    let (t, e) = (probs.size()[0], probs.size()[1]);
+    let k = experts.size()[1];
+    let probs = probs.to_kind(Kind::Float);
+    let device = probs.device();
+    let counts = count_ids("load_balance_loss", experts, e as usize)?.to_kind(Kind::Float);
+    let prob_sum = probs.sum_dim_intlist(0, false, Kind::Float);
+    let one_hot = task_ids.f_one_hot(num_tasks as i64)?.to_kind(Kind::Float);
+    let joint_sum = one_hot.tr().matmul(&probs).reshape([-1]);
+    let tokens = Tensor::from_slice(&[t as f32]).to_device(device);
+    let packed = Tensor::cat(&[tokens, counts, prob_sum, joint_sum], 0);
+    let summed = ex
+        .all_reduce_sum(&packed)
+        .map_err(|err| exchange_err("all_reduce of the routing statistics", err))?;
+    let total = summed.narrow(0, 0, 1).detach().clamp_min(1.0);
+    let fraction = summed.narrow(0, 1, e).detach() / (&total * k as f64);
+    let mean_prob = summed.narrow(0, 1 + e, e) / &total;
+    let load_balance = (fraction * mean_prob).sum(Kind::Float) * e as f64;
+    let joint = summed
+        .narrow(0, 1 + 2 * e, num_tasks as i64 * e)
+        .reshape([num_tasks as i64, e])
+        / &total;
+    let p_task = joint.sum_dim_intlist(1, true, Kind::Float);
+    let p_expert = joint.sum_dim_intlist(0, true, Kind::Float);
+    let tiny = 1e-12;
+    let ratio =
+        joint.clamp_min(tiny).log() - p_task.clamp_min(tiny).log() - p_expert.clamp_min(tiny).log();
+    let mutual_information = -(joint * ratio).sum(Kind::Float);
+    Ok(AuxLosses {
+        load_balance: load_balance.reshape([]),
+        z_loss: local.z_loss,
+        mutual_information: mutual_information.reshape([]),
+    })
 }

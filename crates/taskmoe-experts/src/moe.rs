@@ -167,7 +167,18 @@ impl MoeLayer {
             y += shared.forward(x, train);
         }
         let num_tasks = self.router.num_tasks();
-        let aux = AuxLosses::compute(&decision, task_ids, num_tasks)?;
+        let mut aux = AuxLosses::compute(&decision, task_ids, num_tasks)?;
+        if let Some(ex) = self.exchange.get().filter(|_| train) {
+            // The load balance and mutual information of the whole group's tokens.
+            aux = expert_parallel::group_aux(
+                ex.as_ref(),
+                &decision.routed.probs,
+                &decision.routed.experts,
+                task_ids,
+                num_tasks,
+                aux,
+            )?;
+        }
         let task_expert = task_expert_counts(
             &decision.routed.experts,
             task_ids,

@@ -61,6 +61,10 @@ impl ExpertExchange for ExpertGroup {
             .all_to_all(t, out_splits, in_splits)
             .map_err(|e| e.to_string())
     }
+
+    fn all_reduce_sum(&self, t: &Tensor) -> std::result::Result<Tensor, String> {
+        self.0.all_reduce_sum_autograd(t).map_err(|e| e.to_string())
+    }
 }
 
 /// A distributed-layer error as a training error.

@@ -5,9 +5,10 @@
 //! Tolerance: the ranks average per-shard mean losses and per-shard gradients, the single
 //! process takes one mean over the whole batch, so the two differ by fp32 reduction order only:
 //! losses and gradient norms must agree to 1e-4 relative over the run (observed: about 1e-7).
-//! Dropout and router noise are off (their masks are drawn per rank), the capacity is large
-//! enough that no slot is dropped, and the aux-loss weights are 0: per-shard aux losses are not
-//! the global batch's (expert parallelism computes those globally).
+//! Dropout and router noise are off (their masks are drawn per rank) and the capacity is large
+//! enough that no slot is dropped. Data parallelism alone computes aux losses per shard, which
+//! are not the global batch's, so that test sets their weights to 0; expert parallelism computes
+//! them over the group's tokens, and its test keeps them on.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,9 +22,12 @@ const OUT: &str = "TMT_DP_OUT";
 const STOP: &str = "TMT_DP_STOP";
 const EP: &str = "TMT_DP_EXPERT_PARALLEL";
 const KILL: &str = "TMT_DP_KILL_AFTER";
+const AUX: &str = "TMT_DP_AUX";
 
-fn config(out: &Path, expert_parallel: usize) -> RunConfig {
-    let sets: Vec<String> = [
+/// The tiny run of 6 steps; `aux` keeps aux-loss weights (with expert parallelism the aux
+/// losses are computed over all tokens, so they match the single process), else they are 0.
+fn config(out: &Path, expert_parallel: usize, aux: bool) -> RunConfig {
+    let mut sets: Vec<String> = [
         format!("train.expert_parallel={expert_parallel}"),
         format!("output.dir={}", out.display()),
         "output.name=run".to_string(),
@@ -35,11 +39,23 @@ fn config(out: &Path, expert_parallel: usize) -> RunConfig {
         "model.moe.expert_dropout=0.0".to_string(),
         "model.moe.router.noise_std=0.0".to_string(),
         "model.moe.router.capacity_factor_train=8.0".to_string(),
-        "model.moe.router.load_balance_coef=0.0".to_string(),
-        "model.moe.router.z_loss_coef=0.0".to_string(),
-        "model.moe.router.mutual_information_coef=0.0".to_string(),
     ]
     .into();
+    let weights = if aux {
+        ["0.01", "0.001", "0.01"]
+    } else {
+        ["0.0", "0.0", "0.0"]
+    };
+    for (key, w) in [
+        "load_balance_coef",
+        "z_loss_coef",
+        "mutual_information_coef",
+    ]
+    .iter()
+    .zip(weights)
+    {
+        sets.push(format!("model.moe.router.{key}={w}"));
+    }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml");
     RunConfig::load(Some(&path), &sets).unwrap()
 }
@@ -73,13 +89,13 @@ fn losses(run_dir: &Path) -> Vec<(u64, f64, f64)> {
         .collect()
 }
 
-fn dp_job(out: &Path, stop_after: Option<u64>, expert_parallel: usize) {
-    job(2, out, stop_after, expert_parallel);
+fn dp_job(out: &Path, stop_after: Option<u64>, expert_parallel: usize, aux: bool) {
+    job(2, out, stop_after, expert_parallel, aux);
 }
 
 /// Two ranks that train `steps` steps and then `kill -9` themselves (no unwinding, no
 /// flushing, no cleanup of any kind).
-fn killed_job(out: &Path, steps: u64, expert_parallel: usize) {
+fn killed_job(out: &Path, steps: u64, expert_parallel: usize, aux: bool) {
     use std::os::unix::process::ExitStatusExt;
     let exe = std::env::current_exe().unwrap();
     let outs = run_local(2, Duration::from_secs(30), Duration::from_secs(120), |_| {
@@ -88,6 +104,7 @@ fn killed_job(out: &Path, steps: u64, expert_parallel: usize) {
             .env(CASE, "train")
             .env(OUT, out)
             .env(EP, expert_parallel.to_string())
+            .env(AUX, (aux as u8).to_string())
             .env(KILL, steps.to_string());
         c
     })
@@ -106,7 +123,7 @@ fn killed_job(out: &Path, steps: u64, expert_parallel: usize) {
 
 /// Runs `world` ranks of the worker; a world of 1 is a plain single-process run (torchrun's
 /// `WORLD_SIZE=1`).
-fn job(world: usize, out: &Path, stop_after: Option<u64>, expert_parallel: usize) {
+fn job(world: usize, out: &Path, stop_after: Option<u64>, expert_parallel: usize, aux: bool) {
     let exe = std::env::current_exe().unwrap();
     let outs = run_local(
         world,
@@ -117,7 +134,8 @@ fn job(world: usize, out: &Path, stop_after: Option<u64>, expert_parallel: usize
             c.args(["worker", "--exact", "--nocapture", "--test-threads=1"])
                 .env(CASE, "train")
                 .env(OUT, out)
-                .env(EP, expert_parallel.to_string());
+                .env(EP, expert_parallel.to_string())
+                .env(AUX, (aux as u8).to_string());
             if let Some(n) = stop_after {
                 c.env(STOP, n.to_string());
             }
@@ -161,7 +179,8 @@ fn worker() {
     }
     let out = PathBuf::from(std::env::var(OUT).unwrap());
     let ep = std::env::var(EP).unwrap().parse().unwrap();
-    let cfg = config(&out, ep);
+    let aux = std::env::var(AUX).unwrap() == "1";
+    let cfg = config(&out, ep, aux);
     let data = RunData::load(&cfg).unwrap();
     let stop = std::env::var(STOP).ok().map(|s| s.parse().unwrap());
     let mut trainer = Trainer::new(&cfg, &data, true).unwrap();
@@ -196,9 +215,9 @@ fn worker() {
 ///
 /// It runs in a child process, as the ranks do: the tests of this file run in parallel, and
 /// two trainers in one process would interleave draws from libtorch's global generator.
-fn reference(name: &str) -> (Vec<(u64, f64, f64)>, PathBuf) {
+fn reference(name: &str, aux: bool) -> (Vec<(u64, f64, f64)>, PathBuf) {
     let out = scratch(name);
-    job(1, &out, None, 1);
+    job(1, &out, None, 1, aux);
     let log = losses(&out.join("run"));
     assert_eq!(log.len(), 6);
     (log, out)
@@ -206,9 +225,9 @@ fn reference(name: &str) -> (Vec<(u64, f64, f64)>, PathBuf) {
 
 #[test]
 fn two_ranks_match_the_single_process_run_and_resume_on_the_same_losses() {
-    let (reference, single_out) = reference("single");
+    let (reference, single_out) = reference("single", false);
     let dp_out = scratch("dp");
-    dp_job(&dp_out, None, 1);
+    dp_job(&dp_out, None, 1, false);
     let dp_dir = dp_out.join("run");
     assert_same(&reference, &losses(&dp_dir));
     // Rank 0 wrote the checkpoints, in the single-process layout.
@@ -219,9 +238,9 @@ fn two_ranks_match_the_single_process_run_and_resume_on_the_same_losses() {
 
     // Stopped after the step-3 checkpoint, then resumed by a new job: the same losses.
     let resumed_out = scratch("resumed");
-    dp_job(&resumed_out, Some(3), 1);
+    dp_job(&resumed_out, Some(3), 1, false);
     assert_eq!(losses(&resumed_out.join("run")).len(), 3);
-    dp_job(&resumed_out, None, 1);
+    dp_job(&resumed_out, None, 1, false);
     assert_same(&reference, &losses(&resumed_out.join("run")));
 
     for d in [single_out, dp_out, resumed_out] {
@@ -229,17 +248,18 @@ fn two_ranks_match_the_single_process_run_and_resume_on_the_same_losses() {
     }
 }
 
-/// `train.expert_parallel = 2`: the 4 experts of each MoE block split over the 2 ranks. Both
+/// `train.expert_parallel = 2`: the 4 experts of each MoE block split over the 2 ranks, aux
+/// losses on (load balance, z-loss, mutual information, computed over both ranks' tokens). Both
 /// ranks are killed with SIGKILL after step 4 (one step past the step-3 checkpoint); a new job
 /// resumes from the checkpoint and the whole log equals the single-process run's. The final
 /// checkpoint has the single-process layout.
 #[test]
 fn expert_parallel_run_resumes_after_kill_9_on_the_single_process_losses() {
-    let (reference, single_out) = reference("single-ep");
+    let (reference, single_out) = reference("single-ep", true);
     let ep_out = scratch("ep");
-    killed_job(&ep_out, 4, 2);
+    killed_job(&ep_out, 4, 2, true);
     assert_eq!(losses(&ep_out.join("run")).len(), 4);
-    dp_job(&ep_out, None, 2);
+    dp_job(&ep_out, None, 2, true);
     assert_same(&reference, &losses(&ep_out.join("run")));
     let ckpt = ep_out
         .join("run")

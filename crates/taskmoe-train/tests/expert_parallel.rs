@@ -1,6 +1,7 @@
 //! Expert parallelism on 2 processes over loopback (Gloo): a MoE layer whose 4 experts are
 //! split over the ranks (2 each, token rows exchanged by all-to-all) gives the output and the
-//! gradients (router, experts, input) of the single-process layer on the same tokens, to 1e-5.
+//! gradients (router, experts, input) of the single-process layer on the same tokens, to 1e-5,
+//! and the aux losses of all tokens (load balance and mutual information over the group).
 
 use std::process::Command;
 use std::sync::Arc;
@@ -33,7 +34,7 @@ fn layer(vs: &nn::VarStore) -> MoeLayer {
     };
     // This process's own generator (each rank is a fresh process): same seed, same weights.
     tch::manual_seed(7);
-    MoeLayer::new(vs.root() / "moe", &cfg, D as usize, 1).unwrap()
+    MoeLayer::new(vs.root() / "moe", &cfg, D as usize, 2).unwrap()
 }
 
 fn inputs() -> (Tensor, Tensor) {
@@ -63,14 +64,18 @@ fn worker() {
     let r = world.rank() as i64;
     let half = TOKENS / 2;
     let (x, c) = inputs();
-    let tasks = Tensor::zeros([TOKENS], (Kind::Int64, Device::Cpu));
+    // Two tasks, unevenly spread over the ranks' halves.
+    let tasks = Tensor::from_slice(&[0i64, 0, 1, 0, 0, 0, 1, 1, 0, 1, 1, 1]);
 
     // The single-process layer on all tokens.
     let vs_one = nn::VarStore::new(Device::Cpu);
     let one = layer(&vs_one);
     let x_one = x.copy().set_requires_grad(true);
-    let y_one = one.forward(&x_one, &tasks, true).unwrap().y;
-    (&y_one * &c).sum(Kind::Float).backward();
+    let out_one = one.forward(&x_one, &tasks, true).unwrap();
+    let y_one = out_one.y.shallow_clone();
+    let aux_one = &out_one.aux;
+    ((&y_one * &c).sum(Kind::Float) + &aux_one.load_balance + &aux_one.mutual_information)
+        .backward();
 
     // The same weights, experts split over the two ranks, each rank with its half of the tokens.
     let vs_ep = nn::VarStore::new(Device::Cpu);
@@ -78,10 +83,18 @@ fn worker() {
     let group = Arc::new(ExpertGroup(world.subgroup("ep", &[0, 1]).unwrap().unwrap()));
     ep.set_expert_parallel(group.clone()).unwrap();
     let x_ep = x.narrow(0, r * half, half).copy().set_requires_grad(true);
-    let out = ep.forward(&x_ep, &tasks.narrow(0, 0, half), true).unwrap();
-    (&out.y * c.narrow(0, r * half, half))
-        .sum(Kind::Float)
-        .backward();
+    let out = ep
+        .forward(&x_ep, &tasks.narrow(0, r * half, half), true)
+        .unwrap();
+    close("load balance", &out.aux.load_balance, &aux_one.load_balance);
+    close(
+        "mutual information",
+        &out.aux.mutual_information,
+        &aux_one.mutual_information,
+    );
+    // Every rank holds the same group-wide aux losses: each adds its share of them.
+    let aux = (&out.aux.load_balance + &out.aux.mutual_information) / 2.0;
+    ((&out.y * c.narrow(0, r * half, half)).sum(Kind::Float) + aux).backward();
 
     let y_all = world
         .all_gather(&out.y.detach())
@@ -101,9 +114,11 @@ fn worker() {
         world.all_reduce_sum(&mut g).unwrap();
         close(&format!("gradient of {name}"), &g, &one_vars[&name].grad());
     }
-    // Rows out and back in the forward pass, the mirrored pair in the backward pass.
-    let [_, a2a, _] = group.0.stats();
+    // Rows out and back in the forward pass, the mirrored pair in the backward pass; the
+    // routing statistics' all-reduce forward and backward.
+    let [reduce, a2a, _] = group.0.stats();
     assert_eq!(a2a.calls, 4);
+    assert_eq!(reduce.calls, 2);
     println!("WORKER OK");
 }
 
