@@ -1,0 +1,85 @@
+//! `taskmoe train` under torchrun's conventions: two processes with `RANK`, `WORLD_SIZE`,
+//! `LOCAL_RANK`, `MASTER_ADDR`, `MASTER_PORT` set (what `cargo xtask train --nproc 2` and
+//! torchrun do), data + expert parallel on the tiny configuration. Rank 0 prints the table
+//! and writes the run; rank 1 prints nothing; a single-process `taskmoe eval` of the run's
+//! checkpoint reproduces rank 0's final table (the checkpoint has the single-process layout).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+#[test]
+fn two_ranks_train_and_a_single_process_evaluates_their_checkpoint() {
+    let out = std::env::temp_dir().join(format!("taskmoe-cli-{}-torchrun", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml");
+    let port = TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let children: Vec<_> = (0..2)
+        .map(|rank| {
+            Command::new(env!("CARGO_BIN_EXE_taskmoe"))
+                .args(["train", "--config", config.to_str().unwrap()])
+                .args(["--set", &format!("output.dir={}", out.display())])
+                .args([
+                    "--set",
+                    "output.name=run",
+                    "--set",
+                    "train.expert_parallel=2",
+                ])
+                .env("RANK", rank.to_string())
+                .env("LOCAL_RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", port.to_string())
+                .env("TASKMOE_DIST_TIMEOUT", "60")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for (rank, o) in outputs.iter().enumerate() {
+        assert!(
+            o.status.success(),
+            "rank {rank}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let table = String::from_utf8_lossy(&outputs[0].stdout).into_owned();
+    assert!(
+        table.contains("lexicon_hi0") && table.contains("majority"),
+        "{table}"
+    );
+    assert!(outputs[1].stdout.is_empty(), "rank 1 printed to stdout");
+    let stderr0 = String::from_utf8_lossy(&outputs[0].stderr);
+    assert!(
+        stderr0.contains("data-parallel job of 2 ranks (expert parallel 2)"),
+        "{stderr0}"
+    );
+    assert!(stderr0.contains("group world/ep0: all_reduce"), "{stderr0}");
+
+    let run = out.join("run");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 12);
+    let eval = Command::new(env!("CARGO_BIN_EXE_taskmoe"))
+        .args(["eval", "--run", run.to_str().unwrap(), "--split", "test"])
+        .output()
+        .unwrap();
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    // `eval` names the checkpoint on its first line, then prints the same table.
+    let evaluated = String::from_utf8_lossy(&eval.stdout).into_owned();
+    assert!(evaluated.starts_with("checkpoint "), "{evaluated}");
+    assert!(evaluated.ends_with(&table), "{evaluated}\n---\n{table}");
+    let _ = std::fs::remove_dir_all(&out);
+}
