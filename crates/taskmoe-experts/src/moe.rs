@@ -57,6 +57,8 @@ pub struct MoeLayer {
     shared: Option<DenseFfn>,
     /// Set once for expert parallelism: the experts run split over this group's ranks.
     exchange: OnceLock<Arc<dyn ExpertExchange>>,
+    /// Set once for data parallelism: the aux losses are computed over this group's tokens.
+    statistics: OnceLock<Arc<dyn ExpertExchange>>,
 }
 
 /// The dense sub-network one task uses under `task-level` routing: its `k` experts with their
@@ -99,7 +101,18 @@ impl MoeLayer {
             experts,
             shared,
             exchange: OnceLock::new(),
+            statistics: OnceLock::new(),
         })
+    }
+
+    /// Computes the load-balance and mutual-information losses over the tokens of all ranks of
+    /// `group` (in training), instead of this rank's alone: with data parallelism the group is
+    /// the world, and the aux losses are the global batch's. Without it, and with expert
+    /// parallelism, they cover the expert-parallel group's tokens. An error if already set.
+    pub fn set_statistics_group(&self, group: Arc<dyn ExpertExchange>) -> Result<()> {
+        self.statistics
+            .set(group)
+            .map_err(|_| ExpertsError::Input("the MoE layer already has a statistics group".into()))
     }
 
     /// Splits the experts over the ranks of `exchange` from now on (expert parallelism: see
@@ -168,7 +181,8 @@ impl MoeLayer {
         }
         let num_tasks = self.router.num_tasks();
         let mut aux = AuxLosses::compute(&decision, task_ids, num_tasks)?;
-        if let Some(ex) = self.exchange.get().filter(|_| train) {
+        let statistics = self.statistics.get().or(self.exchange.get());
+        if let Some(ex) = statistics.filter(|_| train) {
             // The load balance and mutual information of the whole group's tokens.
             aux = expert_parallel::group_aux(
                 ex.as_ref(),

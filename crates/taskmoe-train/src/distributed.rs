@@ -32,6 +32,8 @@ pub struct Distributed {
     topology: Topology,
     buckets: GradBuckets,
     experts: Option<Arc<ExpertGroup>>,
+    /// All ranks again, as the MoE layers' statistics group (global aux losses).
+    statistics: Arc<ExpertGroup>,
 }
 
 /// An expert-parallel group as the MoE layers see it.
@@ -120,11 +122,17 @@ impl Distributed {
         } else {
             None
         };
+        let all: Vec<usize> = (0..env.world_size).collect();
+        let statistics = world
+            .subgroup("statistics", &all)
+            .map_err(dist_err)?
+            .expect("every rank is in the world");
         Ok(Distributed {
             world,
             topology,
             buckets: GradBuckets::default(),
             experts,
+            statistics: Arc::new(ExpertGroup(statistics)),
         })
     }
 
@@ -207,27 +215,35 @@ impl Distributed {
         Ok(())
     }
 
-    /// Splits the experts of every MoE layer of `model` over this rank's expert-parallel group
-    /// (nothing without `train.expert_parallel > 1`).
+    /// Makes every MoE layer of `model` compute its aux losses over all ranks' tokens, and
+    /// splits its experts over this rank's expert-parallel group (with
+    /// `train.expert_parallel > 1`).
     pub fn attach_experts(&self, model: &MultiTaskModel) -> Result<()> {
-        let Some(group) = &self.experts else {
-            return Ok(());
-        };
         for (block, layer) in model.moe_layers() {
+            let err = |e: taskmoe_experts::ExpertsError| {
+                invalid("config", format!("MoE block {block}: {e}"))
+            };
             layer
-                .set_expert_parallel(group.clone())
-                .map_err(|e| invalid("config", format!("MoE block {block}: {e}")))?;
+                .set_statistics_group(self.statistics.clone())
+                .map_err(err)?;
+            if let Some(group) = &self.experts {
+                layer.set_expert_parallel(group.clone()).map_err(err)?;
+            }
         }
         Ok(())
     }
 
     /// Collectives so far: the world group's all-reduces (gradients, logs), all-to-alls and
-    /// others, then the expert-parallel group's, if any.
+    /// others, then the expert-parallel group's, if any, then the statistics group's.
     pub fn stats(&self) -> Vec<(String, [CollectiveStats; 3])> {
         let mut out = vec![(self.world.name().to_string(), self.world.stats())];
         if let Some(g) = &self.experts {
             out.push((g.0.name().to_string(), g.0.stats()));
         }
+        out.push((
+            self.statistics.0.name().to_string(),
+            self.statistics.0.stats(),
+        ));
         out
     }
 

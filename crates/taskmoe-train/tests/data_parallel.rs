@@ -6,9 +6,9 @@
 //! process takes one mean over the whole batch, so the two differ by fp32 reduction order only:
 //! losses and gradient norms must agree to 1e-4 relative over the run (observed: about 1e-7).
 //! Dropout and router noise are off (their masks are drawn per rank) and the capacity is large
-//! enough that no slot is dropped. Data parallelism alone computes aux losses per shard, which
-//! are not the global batch's, so that test sets their weights to 0; expert parallelism computes
-//! them over the group's tokens, and its test keeps them on.
+//! enough that no slot is dropped. The aux losses are on: the MoE layers compute the load
+//! balance and mutual information over all ranks' tokens (the statistics group), so they are
+//! the global batch's.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,8 +24,8 @@ const EP: &str = "TMT_DP_EXPERT_PARALLEL";
 const KILL: &str = "TMT_DP_KILL_AFTER";
 const AUX: &str = "TMT_DP_AUX";
 
-/// The tiny run of 6 steps; `aux` keeps aux-loss weights (with expert parallelism the aux
-/// losses are computed over all tokens, so they match the single process), else they are 0.
+/// The tiny run of 6 steps; `aux` gives the aux losses weights (they are computed over all
+/// ranks' tokens, so they match the single process), else they are 0.
 fn config(out: &Path, expert_parallel: usize, aux: bool) -> RunConfig {
     let mut sets: Vec<String> = [
         format!("train.expert_parallel={expert_parallel}"),
@@ -199,13 +199,15 @@ fn worker() {
         Some(d) => {
             assert_eq!(d.world_size(), world);
             let stats = d.stats();
+            let steps = trainer.state().step - resumed_at;
             if ep > 1 {
                 // Two MoE blocks; per block and step two exchanges forward, two backward.
-                let steps = trainer.state().step - resumed_at;
                 assert_eq!(stats[1].1[1].calls, steps * 2 * 4, "{stats:?}");
-            } else {
-                assert_eq!(stats.len(), 1);
             }
+            // The statistics group: one all-reduce per block and step, forward and backward.
+            let statistics = stats.last().unwrap();
+            assert_eq!(statistics.0, "world/statistics");
+            assert_eq!(statistics.1[0].calls, steps * 2 * 2, "{stats:?}");
         }
     }
     println!("WORKER OK");
@@ -225,9 +227,9 @@ fn reference(name: &str, aux: bool) -> (Vec<(u64, f64, f64)>, PathBuf) {
 
 #[test]
 fn two_ranks_match_the_single_process_run_and_resume_on_the_same_losses() {
-    let (reference, single_out) = reference("single", false);
+    let (reference, single_out) = reference("single", true);
     let dp_out = scratch("dp");
-    dp_job(&dp_out, None, 1, false);
+    dp_job(&dp_out, None, 1, true);
     let dp_dir = dp_out.join("run");
     assert_same(&reference, &losses(&dp_dir));
     // Rank 0 wrote the checkpoints, in the single-process layout.
@@ -238,9 +240,9 @@ fn two_ranks_match_the_single_process_run_and_resume_on_the_same_losses() {
 
     // Stopped after the step-3 checkpoint, then resumed by a new job: the same losses.
     let resumed_out = scratch("resumed");
-    dp_job(&resumed_out, Some(3), 1, false);
+    dp_job(&resumed_out, Some(3), 1, true);
     assert_eq!(losses(&resumed_out.join("run")).len(), 3);
-    dp_job(&resumed_out, None, 1, false);
+    dp_job(&resumed_out, None, 1, true);
     assert_same(&reference, &losses(&resumed_out.join("run")));
 
     for d in [single_out, dp_out, resumed_out] {
