@@ -8,6 +8,7 @@ mod libtorch;
 mod models;
 mod project;
 mod pypi;
+mod repeat;
 mod run;
 mod test;
 
@@ -25,6 +26,8 @@ commands:
   eval (--run DIR | --checkpoint DIR) [--split test|validation]
                          evaluate a run's newest checkpoint, print the table
   inspect [--config FILE] parameters, active parameters and FLOPs per token of every variant
+  config show [--config FILE] [--set key=value]...
+                         print the resolved run configuration (preset, file, --set merged)
   experiment <low-resource|unseen|unrelated|all> [--profile quick|full] [--seeds N]
              [--config FILE] [--set key=value]... [--out DIR]
                          run the paper's experiments over seeds; report folders + tables
@@ -32,6 +35,9 @@ commands:
                          docs/results.md)
   setup [--force]        provision the pinned libtorch (PyTorch wheel from PyPI) into .libtorch/
   test [cargo test args] setup, then cargo fmt --check, clippy -D warnings, cargo test --workspace
+  test --repeat N [--only SUBSTR]... [-- test args]
+                         run every test binary (or those whose crate/target name contains
+                         SUBSTR) N times and report each test whose outcome changed
   bench [--quick] [--torch] [--no-write]
                          setup, then the benchmark suite as tables (kernels, MoE layer vs dense,
                          training step and evaluation of every variant, scaling); the full
@@ -62,7 +68,7 @@ fn main() -> ExitCode {
         "bench" => bench::run(rest),
         "fetch-model" => models::fetch(rest),
         "gpu-bundle" => gpu_bundle::run(rest),
-        "train" | "eval" | "inspect" | "experiment" => run::taskmoe(command, rest),
+        "train" | "eval" | "inspect" | "experiment" | "config" => run::taskmoe(command, rest),
         "env" => print_env(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

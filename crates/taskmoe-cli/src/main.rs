@@ -4,6 +4,7 @@
 //! taskmoe train   [--config FILE] [--set key.path=value]... [--resume]
 //! taskmoe eval    (--run DIR | --checkpoint DIR) [--split validation|test] [--set ...]
 //! taskmoe inspect [--config FILE] [--set ...]
+//! taskmoe config show [--config FILE] [--set ...]
 //! taskmoe check   [--device cuda|cpu|auto] [--checkpoint DIR] [--moe-sizes TxDxE,...] [--tiny]
 //! taskmoe experiment (low-resource|unseen|unrelated|all) [--profile quick|full] [--seeds N]
 //!                    [--config FILE] [--set key.path=value]... [--run-set key.path=value]...
@@ -12,6 +13,8 @@
 //! `cargo xtask train` / `cargo xtask eval` build this binary and run it.
 
 mod check_cmd;
+mod config_cmd;
+mod curves;
 mod eval_cmd;
 mod experiment_cmd;
 mod inspect_cmd;
@@ -81,6 +84,11 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// The resolved run configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// The one-shot GPU check: CPU-vs-device logits (fp32, bf16), MoE layer vs dense FFN at
     /// large sizes, training tokens/s and MFU; prints one table (`cargo xtask gpu-bundle`).
     Check(check_cmd::CheckArgs),
@@ -116,6 +124,16 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print the configuration a run with these arguments would use (preset, then file, then
+    /// every `--set`, merged key by key), as TOML.
+    Show {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -127,6 +145,9 @@ fn main() {
             set,
         } => eval_cmd::run(run, checkpoint, &split, &set),
         Command::Inspect { config } => inspect_cmd::run(&config),
+        Command::Config {
+            action: ConfigAction::Show { config },
+        } => config_cmd::show(&config),
         Command::Check(args) => check_cmd::run(&args),
         Command::Experiment {
             name,

@@ -5,6 +5,7 @@ use taskmoe_eval::{evaluate, EvalData, EvalResult};
 use taskmoe_model::Variant;
 use taskmoe_train::{EvalPoint, RunConfig, RunData, Trainer};
 
+use crate::curves;
 use crate::progress::Bar;
 use crate::{report, ConfigArgs};
 
@@ -14,6 +15,11 @@ use crate::{report, ConfigArgs};
 /// scores.
 pub fn run(args: &ConfigArgs, resume: bool) -> Result<()> {
     let cfg = RunConfig::load(args.config.as_deref(), &args.set)?;
+    eprintln!(
+        "resolved configuration (saved as {}/config.toml):\n{}",
+        cfg.run_dir().display(),
+        cfg.to_toml()
+    );
     let data = RunData::load(&cfg)?;
     if cfg.model.variant != Variant::SingleTask {
         let result = train_one(&cfg, &data, resume)?;
@@ -123,5 +129,8 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<EvalResult
         state.examples_seen as f64 / state.elapsed_secs.max(1e-9),
         run_dir.display()
     );
+    if let Some(svg) = curves::write(&run_dir)? {
+        eprintln!("learning curves (validation): {}", svg.display());
+    }
     Ok(result)
 }

@@ -290,6 +290,8 @@ fn glue_example_fine_tunes_an_upcycled_minilm() {
         "--set",
         "train.steps=2",
         "--set",
+        "train.schedule.warmup_steps=1",
+        "--set",
         "data.batch_size=4",
     ])
     .output()

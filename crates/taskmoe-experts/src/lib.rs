@@ -18,6 +18,7 @@ mod config;
 mod dense;
 mod error;
 mod ffn;
+pub mod init;
 mod moe;
 
 pub use bank::ExpertBank;

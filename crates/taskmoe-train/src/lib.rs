@@ -37,7 +37,7 @@ pub use checkpoint::{
 pub use error::{Result, TrainError};
 pub use nonfinite::{NonFinitePolicy, StepAction};
 pub use optim::{clip_grad_norm, default_decays, grad_norm, AdamW, AdamWConfig};
-pub use overrides::{apply_overrides, deserialize_with_path};
+pub use overrides::{apply_overrides, deserialize_with_path, merge_tables};
 pub use run_config::{DataConfig, DataSource, OutputConfig, RunConfig, TrainConfig};
 pub use run_data::RunData;
 pub use schedule::{Decay, ScheduleConfig};

@@ -62,6 +62,9 @@ pub struct StepLog {
     pub expert_load: Vec<Vec<f64>>,
     /// Share of dropped slots per MoE block.
     pub dropped: Vec<f64>,
+    /// Mean router probability of the first choice per MoE block (the top-1 gate value of a
+    /// raw Switch gate; the router's confidence otherwise).
+    pub top1_prob: Vec<f64>,
     /// Whether the update was skipped (non-finite values under `skip-step`).
     pub skipped: bool,
 }
@@ -158,6 +161,9 @@ impl Trainer {
                 ),
             ));
         }
+        // Initialisation (and upcycling noise) draw from the global generator: hold it, so a
+        // run's weights are a function of its seed whatever else runs in the process.
+        let _rng = taskmoe_device::lock_global_rng();
         tch::manual_seed(step_seed(cfg.train.seed, u64::MAX));
         let vs = nn::VarStore::new(device);
         let heads = data.heads();
@@ -219,6 +225,9 @@ impl Trainer {
                     let path = trainer.run_dir.join(file);
                     File::create(&path).map_err(io(&path))?;
                 }
+                // The resolved configuration, before any step: what this run is.
+                let path = trainer.run_dir.join(RUN_CONFIG_FILE);
+                fs::write(&path, cfg.to_toml()).map_err(io(&path))?;
                 let sampler_state = trainer.sampler.state(0);
                 trainer.state.set_sampler(&sampler_state)?;
             }
@@ -392,6 +401,9 @@ impl Trainer {
     fn step(&mut self) -> Result<StepLog> {
         let step = self.state.step;
         let started = Instant::now();
+        // Dropout seeds and router noise come from the global generator: the whole step holds
+        // it, so its draws are a function of (seed, step) alone.
+        let _rng = taskmoe_device::lock_global_rng();
         tch::manual_seed(step_seed(self.cfg.train.seed, step));
         let batch = self.sampler.batch(step);
         let tokens: usize = batch.attention_mask.iter().filter(|&&m| m != 0).count();
@@ -492,6 +504,11 @@ impl Trainer {
                 .stats
                 .iter()
                 .map(|(_, s)| s.routing.dropped_fraction)
+                .collect(),
+            top1_prob: out
+                .stats
+                .iter()
+                .map(|(_, s)| s.top1_prob.double_value(&[]))
                 .collect(),
             skipped: action == StepAction::Skip,
         })
