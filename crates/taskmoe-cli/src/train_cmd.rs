@@ -15,6 +15,7 @@ use crate::{report, ConfigArgs};
 pub fn run(args: &ConfigArgs, resume: bool) -> Result<()> {
     let cfg = RunConfig::load(args.config.as_deref(), &args.set)?;
     let data = RunData::load(&cfg)?;
+    data.warn_skipped();
     if cfg.model.variant != Variant::SingleTask {
         let result = train_one(&cfg, &data, resume)?;
         println!("{}", report::table(&result, "test"));
@@ -64,9 +65,9 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<EvalResult
         );
     }
     eprintln!(
-        "run {}: {:?} model, {} training tasks, {} steps of {} examples",
+        "run {}: {} model, {} training tasks, {} steps of {} examples",
         run_dir.display(),
-        cfg.model.variant,
+        crate::report::spelling(&cfg.model.variant),
         data.train_tasks.len(),
         cfg.train.steps,
         cfg.data.batch_size
