@@ -226,13 +226,16 @@ class TaskMoeExport(torch.nn.Module):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder")
-    parser.add_argument("--inputs", required=True, help="JSON with input_ids, attention_mask, token_type_ids, task_ids")
+    parser.add_argument(
+        "--inputs", required=True, help="JSON with input_ids, attention_mask, token_type_ids, task_ids"
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     with open(args.inputs) as f:
         inputs = {k: torch.tensor(v, dtype=torch.long) for k, v in json.load(f).items()}
     model = TaskMoeExport(args.folder)
-    logits = model(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"], inputs["task_ids"])
+    task_ids = inputs["task_ids"].reshape(-1)  # written as one row
+    logits = model(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"], task_ids)
     with open(args.out, "w") as f:
         json.dump({"logits": logits.tolist(), "made_by": "python/taskmoe_hf.py", "torch": torch.__version__}, f)
         f.write("\n")

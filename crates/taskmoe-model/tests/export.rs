@@ -156,7 +156,8 @@ fn load_export(dir: &Path) -> (nn::VarStore, MultiTaskModel) {
         tensors.extend(Tensor::read_safetensors(dir.join(file)).unwrap());
     }
     let vars = vs.variables();
-    let names: Vec<&String> = vars.keys().collect();
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
     assert_eq!(
         names,
         tensors.keys().collect::<Vec<_>>(),

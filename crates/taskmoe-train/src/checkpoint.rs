@@ -12,8 +12,9 @@
 //! 4. the directory is renamed to `checkpoint-{step}` and the run directory is fsynced;
 //! 5. only then are old checkpoints beyond the `keep_last` newest complete ones deleted.
 //!
-//! A checkpoint is *complete* when its manifest parses, names its own step, and every listed
-//! file exists with the recorded size (a cheap check that catches truncation and deletion;
+//! A checkpoint is *complete* when its manifest parses, names its own step (when the folder is
+//! called `checkpoint-{step}`; a copy may have any name), and every listed file exists with
+//! the recorded size (a cheap check that catches truncation and deletion;
 //! [`Checkpoint::verify_hashes`] also compares contents). [`latest_complete`] returns the
 //! newest complete one and skips the rest; [`latest_verified`] also compares every hash and
 //! says which checkpoints it skipped and why. Temporary directories left by a crashed writer
@@ -82,7 +83,9 @@ impl Checkpoint {
             .map_err(|e| incomplete(format!("{MANIFEST_FILE}: {e}")))?;
         let manifest: Manifest =
             serde_json::from_str(&text).map_err(|e| incomplete(format!("{MANIFEST_FILE}: {e}")))?;
-        if parse_step(dir, CHECKPOINT_PREFIX) != Some(manifest.step) {
+        // A folder named `checkpoint-{n}` must hold step n; a copy under another name (a
+        // checkpoint taken elsewhere) is read as it is.
+        if parse_step(dir, CHECKPOINT_PREFIX).is_some_and(|n| n != manifest.step) {
             return Err(incomplete(format!(
                 "the manifest names step {}, the directory name does not",
                 manifest.step
