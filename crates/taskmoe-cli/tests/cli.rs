@@ -85,9 +85,20 @@ fn train_then_eval_reproduces_the_final_table() {
         assert!(run.join(f).exists(), "{f}");
     }
     assert_eq!(losses(&run).len(), 12);
-    // keep_last = 2: steps 9 and 12 remain.
+    // keep_last = 2: steps 9 and 12 remain, and the best by validation (train.keep_best;
+    // evaluations at steps 6 and 12).
     assert!(run.join("checkpoint-12").exists() && run.join("checkpoint-9").exists());
-    assert!(!run.join("checkpoint-6").exists());
+    assert!(!run.join("checkpoint-3").exists());
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("checkpoint-12/trainer_state.json")).unwrap(),
+    )
+    .unwrap();
+    let best = state["best"]["step"].as_u64().unwrap();
+    assert!(
+        run.join(format!("checkpoint-{best}")).exists(),
+        "best {best}"
+    );
+    assert_eq!(run.join("checkpoint-6").exists(), best == 6);
 
     let eval = ok(
         taskmoe(&["eval", "--run", run.to_str().unwrap(), "--split", "test"])

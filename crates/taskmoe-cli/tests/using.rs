@@ -371,6 +371,32 @@ fn a_synthetic_run_predicts_and_exports() {
         "lexicon_hi0",
     ]));
     assert!(err.contains("task-level"), "{err}");
+
+    // A dense model exports as a transformers BertModel folder.
+    ok(taskmoe(&[
+        "train",
+        "--config",
+        tiny.to_str().unwrap(),
+        "--set",
+        &dir,
+        "--set",
+        "output.name=d",
+        "--set",
+        "model.variant=dense",
+        "--set",
+        "train.steps=2",
+    ]));
+    let dense = out.join("d");
+    let (msg, _) = ok(taskmoe(&["export", "--run", dense.to_str().unwrap()]));
+    assert!(msg.contains("BertModel layout"), "{msg}");
+    let folder = dense.join("export-hf-step2");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["model_type"], "bert");
+    assert_eq!(config["architectures"][0], "BertModel");
+    assert_eq!(config["hidden_size"], 32);
+    assert_eq!(config["torch_dtype"], "float32");
     std::fs::remove_dir_all(out).unwrap();
 }
 

@@ -456,7 +456,10 @@ impl Trainer {
         let point = tch::no_grad(|| {
             taskmoe_device::autocast(device, precision, || evaluate(&self.model, step))
         })?;
-        let mut record = serde_json::json!({ "step": step });
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut record = serde_json::json!({ "step": step, "time": time });
         if let (Some(map), serde_json::Value::Object(extra)) =
             (record.as_object_mut(), &point.record)
         {
