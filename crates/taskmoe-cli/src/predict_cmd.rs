@@ -85,8 +85,8 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let device = taskmoe_train::select_device(&args.device)?;
     let inf = Inference::load(&ckpt, device)
         .with_context(|| format!("loading {}", ckpt.dir.display()))?;
-    if inf.config.train.threads > 0 {
-        tch::set_num_threads(inf.config.train.threads as i32);
+    if inf.threads > 0 {
+        tch::set_num_threads(inf.threads as i32);
     }
     let task = match (&args.task, &args.task_field) {
         (Some(name), _) => InputTask::Fixed(inf.task_id(name)?),

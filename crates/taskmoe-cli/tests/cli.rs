@@ -329,6 +329,35 @@ fn glue_example_fine_tunes_an_upcycled_minilm() {
         card["model"]["d_model"], 384,
         "architecture taken from MiniLM"
     );
+    // A copy of the checkpoint predicts with its own tokenizer.json (Inference reads only
+    // `data.seq_len` and `train.threads` of config.toml, so the pretrained folder it names
+    // need not exist).
+    let copy = out.join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in std::fs::read_dir(out.join("glue/checkpoint-2")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
+    }
+    assert!(copy.join("tokenizer.json").exists());
+    let input = out.join("pairs.tsv");
+    std::fs::write(
+        &input,
+        "index\tsentence1\tsentence2\n7\tA man is eating.\tSomeone eats.\n",
+    )
+    .unwrap();
+    let prediction = ok(
+        taskmoe(&["predict", "--checkpoint", copy.to_str().unwrap(), "--input"])
+            .arg(&input)
+            .args(["--task", "rte"])
+            .output()
+            .unwrap(),
+    );
+    let row: serde_json::Value = serde_json::from_str(prediction.trim()).unwrap();
+    assert_eq!(row["id"], "7");
+    assert!(
+        ["entailment", "not_entailment"].contains(&row["label"].as_str().unwrap()),
+        "{row}"
+    );
     std::fs::remove_dir_all(out).unwrap();
 }
 

@@ -92,11 +92,11 @@ pub fn checkpoint_tokenizer(dir: &Path) -> Option<PathBuf> {
 /// A checkpoint loaded for use on new text: the model with its weights, the task specs and
 /// the tokenizer, all from the checkpoint folder.
 pub struct Inference {
-    /// The run configuration saved with the checkpoint (paths in it may no longer exist).
-    pub config: RunConfig,
+    /// CPU threads the run used (`train.threads` of its `config.toml`; 0 = libtorch's default).
+    pub threads: usize,
     /// Task specs in task-id order.
     pub specs: Vec<TaskSpec>,
-    /// The tokenizer, truncating to the model's maximum length.
+    /// The tokenizer, truncating to the run's sequence length (or the model's maximum).
     pub tokenizer: TextTokenizer,
     /// The parameters.
     pub vs: nn::VarStore,
@@ -109,15 +109,30 @@ pub struct Inference {
 }
 
 impl Inference {
-    /// Loads `ckpt` onto `device`. Checkpoints made before taskmoe wrote [`TASKS_FILE`] fall
-    /// back to the data named in their `config.toml` (which must still exist).
+    /// Loads `ckpt` onto `device` from its own files: `config.json`, `model.safetensors`,
+    /// [`TASKS_FILE`] and the tokenizer; of `config.toml` only `data.seq_len` and
+    /// `train.threads` are read, so paths in it that no longer exist (data, a pretrained
+    /// model) do not matter. Checkpoints made before taskmoe wrote [`TASKS_FILE`] fall back to
+    /// the data named in their `config.toml` (which must then still exist).
     pub fn load(ckpt: &Checkpoint, device: Device) -> Result<Self> {
-        let config = RunConfig::load(Some(&ckpt.file(RUN_CONFIG_FILE)), &[])?;
+        let config_path = ckpt.file(RUN_CONFIG_FILE);
+        let text =
+            std::fs::read_to_string(&config_path).map_err(crate::error::io_err(&config_path))?;
+        let table: toml::Table = toml::from_str(&text)
+            .map_err(|e| invalid("checkpoint", format!("{}: {e}", config_path.display())))?;
+        let get = |section: &str, key: &str, default: usize| {
+            table
+                .get(section)
+                .and_then(|s| s.get(key))
+                .and_then(toml::Value::as_integer)
+                .map_or(default, |v| v.max(0) as usize)
+        };
+        let (seq_len, threads) = (get("data", "seq_len", 0), get("train", "threads", 2));
         let card = load_card(&ckpt.file(MODEL_CARD_FILE)).map_err(model_err)?;
-        let max_len = if config.data.seq_len == 0 {
+        let max_len = if seq_len == 0 {
             card.model.max_position
         } else {
-            config.data.seq_len.min(card.model.max_position)
+            seq_len.min(card.model.max_position)
         };
         let (specs, tokenizer) = match checkpoint_tokenizer(&ckpt.dir) {
             Some(tok) if ckpt.file(TASKS_FILE).is_file() => {
@@ -129,7 +144,7 @@ impl Inference {
                     .to_vec();
                 (specs, load_tokenizer(&tok, max_len)?)
             }
-            _ => legacy_assets(&config, max_len)?,
+            _ => legacy_assets(&RunConfig::load(Some(&config_path), &[])?, max_len)?,
         };
         if specs.len() != card.heads.len() {
             return Err(invalid(
@@ -147,7 +162,7 @@ impl Inference {
         load_weights(&vs, &ckpt.file(MODEL_FILE)).map_err(model_err)?;
         let pad_id = tokenizer.pad_id();
         Ok(Inference {
-            config,
+            threads,
             specs,
             tokenizer,
             vs,

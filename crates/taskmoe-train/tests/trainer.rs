@@ -260,3 +260,54 @@ fn a_locked_run_folder_refuses_a_second_trainer() {
     Trainer::new(&cfg, &data, false).expect("the lock is released with its holder");
     std::fs::remove_dir_all(out).unwrap();
 }
+
+#[test]
+fn a_checkpoint_loads_for_inference_from_its_own_files() {
+    let (cfg, out) = tiny("inference", &["train.steps=3"]);
+    let data = RunData::load(&cfg).unwrap();
+    let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
+    trainer.train(&mut no_eval, &mut Silent, None).unwrap();
+    let dir = trainer.last_checkpoint().unwrap().to_path_buf();
+    drop(trainer);
+    for file in [taskmoe_train::TASKS_FILE, taskmoe_train::VOCAB_TXT] {
+        assert!(dir.join(file).is_file(), "{file}");
+    }
+    // A copy whose config.toml names a pretrained folder that does not exist (as on another
+    // machine): the run config no longer loads, the checkpoint still does.
+    let config = std::fs::read_to_string(dir.join(taskmoe_train::RUN_CONFIG_FILE)).unwrap();
+    assert!(config.contains("[train]\n"));
+    let stale = config.replace("[train]\n", "[train]\ninit_from = \"/nonexistent/bert\"\n");
+    let copy = taskmoe_train::CheckpointWriter::new(out.join("copy"), None)
+        .unwrap()
+        .write(3, |files| -> std::io::Result<()> {
+            for item in std::fs::read_dir(&dir)? {
+                let item = item?;
+                let name = item.file_name().to_string_lossy().into_owned();
+                if name == taskmoe_train::MANIFEST_FILE {
+                    continue;
+                }
+                let bytes = if name == taskmoe_train::RUN_CONFIG_FILE {
+                    stale.clone().into_bytes()
+                } else {
+                    std::fs::read(item.path())?
+                };
+                std::fs::write(files.dir().join(&name), bytes)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert!(RunConfig::load(Some(&copy.file(taskmoe_train::RUN_CONFIG_FILE)), &[]).is_err());
+    let inf = taskmoe_train::Inference::load(&copy, tch::Device::Cpu).unwrap();
+    assert_eq!(inf.specs.len(), data.specs.len());
+    assert_eq!(inf.specs[0].labels, vec!["0", "1"]);
+    assert_eq!(inf.threads, 1, "tiny.toml's train.threads");
+    // The copied vocabulary tokenizes the synthetic text to the generated ids.
+    let (ids, _) = inf.tokenizer.encode("w0 w3", None).unwrap();
+    assert_eq!(ids, vec![2, 5, 8, 3]);
+    assert!(inf
+        .task_id("nope")
+        .unwrap_err()
+        .to_string()
+        .contains("lexicon_hi0"));
+    std::fs::remove_dir_all(out).unwrap();
+}
