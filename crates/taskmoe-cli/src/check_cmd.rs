@@ -67,6 +67,15 @@ pub struct CheckArgs {
     pub skip: String,
 }
 
+/// A device as `train.device` spells it (`cpu`, `cuda:0`).
+fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
 /// One table row.
 struct Row {
     check: String,
@@ -175,7 +184,7 @@ pub fn run(args: &CheckArgs) -> Result<()> {
     taskmoe_device::check_precision(Precision::Bf16)?;
     let lib = taskmoe_device::libtorch_lib_dir()
         .map_or("unknown".to_string(), |p| p.display().to_string());
-    eprintln!("check: device {device:?}, libtorch {lib}");
+    eprintln!("check: device {}, libtorch {lib}", device_name(device));
     let skip: Vec<&str> = args.skip.split(',').map(str::trim).collect();
     let model_cfg = if args.tiny {
         ModelConfig::tiny()
@@ -331,14 +340,14 @@ fn logits_check(
     );
     Ok(vec![
         Row {
-            check: format!("logits fp32, CPU vs {device:?}"),
+            check: format!("logits fp32, CPU vs {}", device_name(device)),
             setting: setting.clone(),
             result: format!("max rel err {e32:.2e}"),
             target: "<= 1e-4".into(),
             pass: device.is_cuda().then_some(e32 <= 1e-4),
         },
         Row {
-            check: format!("logits bf16 on {device:?} vs CPU fp32"),
+            check: format!("logits bf16 on {} vs CPU fp32", device_name(device)),
             setting,
             result: format!("max rel err {e16:.2e}"),
             target: "<= 1e-2".into(),
