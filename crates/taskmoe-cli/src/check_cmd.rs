@@ -30,9 +30,9 @@ use taskmoe_train::{AdamW, AdamWConfig};
 /// Settings of `taskmoe check`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct CheckArgs {
-    /// cuda, cpu or auto.
-    #[arg(long, default_value = "cuda")]
-    pub device: String,
+    /// The device to check.
+    #[arg(long, value_enum, default_value_t = crate::DeviceArg::Cuda)]
+    pub device: crate::DeviceArg,
     /// A checkpoint folder (with model.safetensors and config.json) for the logits check;
     /// default: a seeded random GPU-preset model.
     #[arg(long)]
@@ -176,7 +176,7 @@ impl CheckArgs {
 
 /// Runs the check and prints the table; fails when a check misses its target.
 pub fn run(args: &CheckArgs) -> Result<()> {
-    let selected = taskmoe_device::select_device(args.device.parse::<DeviceRequest>()?)?;
+    let selected = taskmoe_device::select_device(args.device.as_str().parse::<DeviceRequest>()?)?;
     if let Some(note) = &selected.note {
         eprintln!("taskmoe: {note}");
     }

@@ -166,6 +166,28 @@ enum ProfileName {
     Full,
 }
 
+/// A device, as `train.device` spells it.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DeviceArg {
+    /// The CPU.
+    Cpu,
+    /// The first CUDA GPU (loads libtorch's CUDA library; an error naming it when that fails).
+    Cuda,
+    /// CUDA when it works, else the CPU (saying why).
+    Auto,
+}
+
+impl DeviceArg {
+    /// The spelling `train.device` and `taskmoe_train::select_device` take.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            DeviceArg::Cpu => "cpu",
+            DeviceArg::Cuda => "cuda",
+            DeviceArg::Auto => "auto",
+        }
+    }
+}
+
 /// The command-line spelling of a value enum.
 fn spelling(v: impl clap::ValueEnum) -> String {
     v.to_possible_value()

@@ -53,9 +53,9 @@ pub struct PredictArgs {
     /// Rows per forward pass.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// `cpu`, `cuda` or `auto`.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// The device to run on.
+    #[arg(long, value_enum, default_value_t = crate::DeviceArg::Cpu)]
+    pub device: crate::DeviceArg,
 }
 
 /// The input formats, as on the command line.
@@ -82,7 +82,7 @@ impl From<InputFormat> for Format {
 /// Runs `taskmoe predict`.
 pub fn run(args: &PredictArgs) -> Result<()> {
     let ckpt = resolve(args.run.as_deref(), args.checkpoint.as_deref())?;
-    let device = taskmoe_train::select_device(&args.device)?;
+    let device = taskmoe_train::select_device(args.device.as_str())?;
     let inf = Inference::load(&ckpt, device)
         .with_context(|| format!("loading {}", ckpt.dir.display()))?;
     if inf.threads > 0 {
