@@ -23,8 +23,15 @@ usage: cargo xtask <command> [args]
 commands:
   train [--config FILE] [--set key=value]... [--resume]
                          train (default: synthetic benchmark, small task-MoE), print the table
-  eval (--run DIR | --checkpoint DIR) [--split test|validation]
-                         evaluate a run's newest checkpoint, print the table
+  eval (--run DIR | --checkpoint DIR) [--split validation|test|train]
+                         evaluate a run's newest checkpoint (default: validation split),
+                         print the table; results in the run folder (eval-<split>-step<N>.*)
+  predict (--run DIR | --checkpoint DIR) --input FILE (--task NAME | --task-field FIELD)
+          [--output FILE]
+                         predict on new text (TSV / CSV / JSONL, no labels), JSONL out
+  verify DIR             check a checkpoint's (or a run's) files against their SHA-256 manifest
+  export --run DIR --format hf [--dtype fp32|bf16|fp16] [--task NAME] [--out DIR]
+                         write a folder transformers / python/taskmoe_hf.py loads
   inspect [--config FILE] parameters, active parameters and FLOPs per token of every variant
   config show [--config FILE] [--set key=value]...
                          print the resolved run configuration (preset, file, --set merged)
@@ -68,7 +75,8 @@ fn main() -> ExitCode {
         "bench" => bench::run(rest),
         "fetch-model" => models::fetch(rest),
         "gpu-bundle" => gpu_bundle::run(rest),
-        "train" | "eval" | "inspect" | "experiment" | "config" => run::taskmoe(command, rest),
+        "train" | "eval" | "predict" | "verify" | "export" | "inspect" | "experiment"
+        | "config" => run::taskmoe(command, rest),
         "env" => print_env(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

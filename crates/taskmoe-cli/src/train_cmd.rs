@@ -21,6 +21,7 @@ pub fn run(args: &ConfigArgs, resume: bool) -> Result<()> {
         cfg.to_toml()
     );
     let data = RunData::load(&cfg)?;
+    data.warn_skipped();
     if cfg.model.variant != Variant::SingleTask {
         let result = train_one(&cfg, &data, resume)?;
         println!("{}", report::table(&result, "test"));
@@ -70,9 +71,9 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<EvalResult
         );
     }
     eprintln!(
-        "run {}: {:?} model, {} training tasks, {} steps of {} examples",
+        "run {}: {} model, {} training tasks, {} steps of {} examples",
         run_dir.display(),
-        cfg.model.variant,
+        crate::report::spelling(&cfg.model.variant),
         data.train_tasks.len(),
         cfg.train.steps,
         cfg.data.batch_size

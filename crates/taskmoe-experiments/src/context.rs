@@ -190,14 +190,14 @@ impl ExperimentContext {
         format!(
             "# {title}\n\nCommand: `{}` (profile `{}`, {} seeds: 0..{}; every arm of a seed sees the \
              same data). Base run configuration: `{source}`; each arm's exact configuration is \
-             `configs/<run>.toml` beside this report, its run folder `runs/<run>/`. Model `{:?}`: d = {}, {} blocks, {} \
+             `configs/<run>.toml` beside this report, its run folder `runs/<run>/`. Model `{}`: d = {}, {} blocks, {} \
              experts of width {} (top-{}) in MoE blocks, dense FFN width {}; {} steps of {} \
              examples at peak learning rate {:e}.\n\n",
             self.command,
             self.loaded.profile.name(),
             self.loaded.settings.seeds,
             self.loaded.settings.seeds,
-            cfg.model.variant,
+            spelling(&cfg.model.variant),
             cfg.model.d_model,
             cfg.model.num_layers,
             cfg.model.moe.router.num_experts,
@@ -208,5 +208,14 @@ impl ExperimentContext {
             cfg.data.batch_size,
             cfg.train.schedule.peak_lr,
         )
+    }
+}
+
+/// How a config value is spelled in TOML (`task-moe`, not `TaskMoe`), for reports.
+pub(crate) fn spelling<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".into(),
     }
 }

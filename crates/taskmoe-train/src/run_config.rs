@@ -190,6 +190,13 @@ pub struct TrainConfig {
     pub eval_every: u64,
     /// Examples per evaluation batch. Default 256.
     pub eval_batch_size: usize,
+    /// Keep the checkpoint of the best validation score beside the `keep_last` newest ones
+    /// (an evaluation that sets a new best writes a checkpoint at its step, whatever
+    /// `checkpoint_every` says). Default true.
+    pub keep_best: bool,
+    /// Under `nonfinite = "skip-step"`, the most steps that may be skipped; one more stops
+    /// training with an error. Every skip is also warned about. Default 10.
+    pub max_skipped_steps: u64,
 }
 
 /// The `[output]` section.
@@ -262,6 +269,8 @@ impl Default for TrainConfig {
             save_optimizer: true,
             eval_every: 500,
             eval_batch_size: 256,
+            keep_best: true,
+            max_skipped_steps: 10,
         }
     }
 }
