@@ -9,6 +9,7 @@ mod libtorch;
 mod models;
 mod project;
 mod pypi;
+mod repeat;
 mod run;
 mod test;
 
@@ -25,9 +26,18 @@ commands:
                          train (default: synthetic benchmark, small task-MoE), print the table;
                          --nproc N: N data-parallel ranks on 127.0.0.1 (torchrun's variables;
                          train.expert_parallel = N splits the experts over them)
-  eval (--run DIR | --checkpoint DIR) [--split test|validation]
-                         evaluate a run's newest checkpoint, print the table
+  eval (--run DIR | --checkpoint DIR) [--split validation|test|train]
+                         evaluate a run's newest checkpoint (default: validation split),
+                         print the table; results in the run folder (eval-<split>-step<N>.*)
+  predict (--run DIR | --checkpoint DIR) --input FILE (--task NAME | --task-field FIELD)
+          [--output FILE]
+                         predict on new text (TSV / CSV / JSONL, no labels), JSONL out
+  verify DIR             check a checkpoint's (or a run's) files against their SHA-256 manifest
+  export --run DIR --format hf [--dtype fp32|bf16|fp16] [--task NAME] [--out DIR]
+                         write a folder transformers / python/taskmoe_hf.py loads
   inspect [--config FILE] parameters, active parameters and FLOPs per token of every variant
+  config show [--config FILE] [--set key=value]...
+                         print the resolved run configuration (preset, file, --set merged)
   experiment <low-resource|unseen|unrelated|all> [--profile quick|full] [--seeds N]
              [--config FILE] [--set key=value]... [--out DIR]
                          run the paper's experiments over seeds; report folders + tables
@@ -35,6 +45,9 @@ commands:
                          docs/results.md)
   setup [--force]        provision the pinned libtorch (PyTorch wheel from PyPI) into .libtorch/
   test [cargo test args] setup, then cargo fmt --check, clippy -D warnings, cargo test --workspace
+  test --repeat N [--only SUBSTR]... [-- test args]
+                         run every test binary (or those whose crate/target name contains
+                         SUBSTR) N times and report each test whose outcome changed
   bench [--quick] [--torch] [--no-write]
                          setup, then the benchmark suite as tables (kernels, MoE layer vs dense,
                          training step and evaluation of every variant, scaling); the full
@@ -65,7 +78,8 @@ fn main() -> ExitCode {
         "bench" => bench::run(rest),
         "fetch-model" => models::fetch(rest),
         "gpu-bundle" => gpu_bundle::run(rest),
-        "train" | "eval" | "inspect" | "experiment" => run::taskmoe(command, rest),
+        "train" | "eval" | "predict" | "verify" | "export" | "inspect" | "experiment"
+        | "config" => run::taskmoe(command, rest),
         "env" => print_env(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

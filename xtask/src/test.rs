@@ -7,9 +7,22 @@ use crate::models;
 use crate::project::{cargo, run_cmd};
 use crate::Result;
 
-/// Runs the checks in order and stops at the first failure; `args` go to `cargo test`.
+/// Runs the checks in order and stops at the first failure; `args` go to `cargo test`. With
+/// `--repeat N` it instead runs every test binary N times and reports flaky tests
+/// ([`crate::repeat`]).
 pub fn run(args: &[String]) -> Result<()> {
     let lt = libtorch::ensure()?;
+    if args.iter().any(|a| a == "--repeat") {
+        let (repeat, only, test_args) = crate::repeat::parse(args)?;
+        let minilm = models::ensure("minilm")?;
+        return crate::repeat::run(
+            &lt,
+            &[("TASKMOE_MINILM_DIR", minilm)],
+            repeat,
+            &only,
+            &test_args,
+        );
+    }
 
     run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
 

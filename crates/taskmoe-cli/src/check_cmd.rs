@@ -30,40 +30,50 @@ use taskmoe_train::{AdamW, AdamWConfig};
 /// Settings of `taskmoe check`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct CheckArgs {
-    /// cuda, cpu or auto.
-    #[arg(long, default_value = "cuda")]
-    pub device: String,
+    /// The device to check.
+    #[arg(long, value_enum, default_value_t = crate::DeviceArg::Cuda)]
+    pub device: crate::DeviceArg,
     /// A checkpoint folder (with model.safetensors and config.json) for the logits check;
     /// default: a seeded random GPU-preset model.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// MoE-vs-dense sizes as TOKENSxDxEXPERTS, comma-separated.
-    #[arg(
-        long,
-        default_value = "32768x1024x8,131072x1024x8,32768x2048x64,131072x2048x64"
-    )]
-    pub moe_sizes: String,
+    /// MoE-vs-dense sizes as TOKENSxDxEXPERTS, comma-separated. Default
+    /// 32768x1024x8,131072x1024x8,32768x2048x64,131072x2048x64 (with --tiny: 64x16x4,128x16x8).
+    #[arg(long)]
+    pub moe_sizes: Option<String>,
     /// Choices per token of the MoE layers.
     #[arg(long, default_value_t = 2)]
     pub k: usize,
-    /// Timed repetitions per measurement (after one warm-up).
-    #[arg(long, default_value_t = 10)]
-    pub reps: usize,
-    /// Training steps timed for throughput (after two warm-up steps).
-    #[arg(long, default_value_t = 20)]
-    pub train_steps: usize,
-    /// Batch size x sequence length of the training check and the logits batch.
-    #[arg(long, default_value = "64x512")]
-    pub batch: String,
+    /// Timed repetitions per measurement (after one warm-up). Default 10 (with --tiny: 1).
+    #[arg(long)]
+    pub reps: Option<usize>,
+    /// Training steps timed for throughput (after two warm-up steps). Default 20 (with
+    /// --tiny: 2).
+    #[arg(long)]
+    pub train_steps: Option<usize>,
+    /// Batch size x sequence length of the training check and the logits batch. Default
+    /// 64x512 (with --tiny: 4x16).
+    #[arg(long)]
+    pub batch: Option<String>,
     /// Peak dense bf16 throughput of the device in TFLOP/s, for MFU (H200 SXM: 989).
     #[arg(long, default_value_t = 989.0)]
     pub peak_tflops: f64,
-    /// Use the tiny model preset instead of the GPU preset (CPU smoke test).
+    /// Use the tiny model preset and toy sizes instead of the GPU preset (a CPU smoke test of
+    /// a few seconds).
     #[arg(long)]
     pub tiny: bool,
     /// Skip parts: any of logits, moe, train, comma-separated.
     #[arg(long, default_value = "")]
     pub skip: String,
+}
+
+/// A device as `train.device` spells it (`cpu`, `cuda:0`).
+fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
 }
 
 /// One table row.
@@ -138,9 +148,35 @@ fn time(device: Device, reps: usize, mut f: impl FnMut() -> Result<()>) -> Resul
     Ok(samples[samples.len() / 2])
 }
 
+impl CheckArgs {
+    fn moe_sizes(&self) -> &str {
+        match (&self.moe_sizes, self.tiny) {
+            (Some(s), _) => s,
+            (None, true) => "64x16x4,128x16x8",
+            (None, false) => "32768x1024x8,131072x1024x8,32768x2048x64,131072x2048x64",
+        }
+    }
+
+    fn reps(&self) -> usize {
+        self.reps.unwrap_or(if self.tiny { 1 } else { 10 })
+    }
+
+    fn train_steps(&self) -> usize {
+        self.train_steps.unwrap_or(if self.tiny { 2 } else { 20 })
+    }
+
+    fn batch(&self) -> &str {
+        match (&self.batch, self.tiny) {
+            (Some(s), _) => s,
+            (None, true) => "4x16",
+            (None, false) => "64x512",
+        }
+    }
+}
+
 /// Runs the check and prints the table; fails when a check misses its target.
 pub fn run(args: &CheckArgs) -> Result<()> {
-    let selected = taskmoe_device::select_device(args.device.parse::<DeviceRequest>()?)?;
+    let selected = taskmoe_device::select_device(args.device.as_str().parse::<DeviceRequest>()?)?;
     if let Some(note) = &selected.note {
         eprintln!("taskmoe: {note}");
     }
@@ -148,21 +184,21 @@ pub fn run(args: &CheckArgs) -> Result<()> {
     taskmoe_device::check_precision(Precision::Bf16)?;
     let lib = taskmoe_device::libtorch_lib_dir()
         .map_or("unknown".to_string(), |p| p.display().to_string());
-    eprintln!("check: device {device:?}, libtorch {lib}");
+    eprintln!("check: device {}, libtorch {lib}", device_name(device));
     let skip: Vec<&str> = args.skip.split(',').map(str::trim).collect();
     let model_cfg = if args.tiny {
         ModelConfig::tiny()
     } else {
         gpu_preset()
     };
-    let (batch, seq) = parse_pair(&args.batch, "--batch")?;
+    let (batch, seq) = parse_pair(args.batch(), "--batch")?;
     let mut rows = Vec::new();
     if !skip.contains(&"logits") {
         rows.extend(logits_check(args, device, &model_cfg, batch, seq)?);
     }
     if !skip.contains(&"moe") {
-        for (t, d, e) in parse_sizes(&args.moe_sizes)? {
-            rows.push(moe_check(device, t, d, e, args.k, args.reps)?);
+        for (t, d, e) in parse_sizes(args.moe_sizes())? {
+            rows.push(moe_check(device, t, d, e, args.k, args.reps())?);
         }
     }
     if !skip.contains(&"train") {
@@ -304,14 +340,14 @@ fn logits_check(
     );
     Ok(vec![
         Row {
-            check: format!("logits fp32, CPU vs {device:?}"),
+            check: format!("logits fp32, CPU vs {}", device_name(device)),
             setting: setting.clone(),
             result: format!("max rel err {e32:.2e}"),
             target: "<= 1e-4".into(),
             pass: device.is_cuda().then_some(e32 <= 1e-4),
         },
         Row {
-            check: format!("logits bf16 on {device:?} vs CPU fp32"),
+            check: format!("logits bf16 on {} vs CPU fp32", device_name(device)),
             setting,
             result: format!("max rel err {e16:.2e}"),
             target: "<= 1e-2".into(),
@@ -406,7 +442,7 @@ fn train_check(
         Ok(())
     };
     step()?;
-    let seconds = time(device, args.train_steps, &mut step)?;
+    let seconds = time(device, args.train_steps(), &mut step)?;
     let tokens_per_s = (batch * seq) as f64 / seconds;
     let report = param_report(cfg, &heads, seq as usize);
     let flops = tokens_per_s * 3.0 * report.flops_per_token as f64;

@@ -4,6 +4,7 @@ use anyhow::Result;
 use taskmoe_model::{param_report, Variant};
 use taskmoe_train::{RunConfig, RunData};
 
+use crate::report::spelling;
 use crate::ConfigArgs;
 
 /// Prints the parameter report of the configured model and of the other variants with the
@@ -13,14 +14,18 @@ pub fn run(args: &ConfigArgs) -> Result<()> {
     let data = RunData::load(&cfg)?;
     let heads = data.heads();
     println!(
-        "{} tasks, sequence length {}; configured variant: {:?}\n",
+        "{} tasks, sequence length {}; configured variant: {}\n",
         heads.len(),
         data.seq_len,
-        cfg.model.variant
+        spelling(&cfg.model.variant)
     );
     for variant in [Variant::Dense, Variant::TokenMoe, Variant::TaskMoe] {
         let model = cfg.model.with_variant(variant);
-        println!("== {variant:?} (router {:?})", model.moe.router.kind);
+        println!(
+            "== {} (router {})",
+            spelling(&variant),
+            spelling(&model.moe.router.kind)
+        );
         println!("{}", param_report(&model, &heads, data.seq_len));
     }
     Ok(())

@@ -2,22 +2,35 @@
 //!
 //! ```text
 //! taskmoe train   [--config FILE] [--set key.path=value]... [--resume]
-//! taskmoe eval    (--run DIR | --checkpoint DIR) [--split validation|test] [--set ...]
+//! taskmoe eval    (--run DIR | --checkpoint DIR) [--split validation|test|train] [--set ...]
+//!                 [--out DIR]
+//! taskmoe predict (--run DIR | --checkpoint DIR) --input FILE (--task NAME | --task-field F)
+//!                 [--output FILE] [--format tsv|csv|jsonl] [--batch-size N]
+//! taskmoe verify  CHECKPOINT_OR_RUN_DIR
+//! taskmoe export  (--run DIR | --checkpoint DIR) --format hf [--dtype fp32|bf16|fp16]
+//!                 [--task NAME] [--out DIR]
 //! taskmoe inspect [--config FILE] [--set ...]
+//! taskmoe config show [--config FILE] [--set ...]
 //! taskmoe check   [--device cuda|cpu|auto] [--checkpoint DIR] [--moe-sizes TxDxE,...] [--tiny]
 //! taskmoe experiment (low-resource|unseen|unrelated|all) [--profile quick|full] [--seeds N]
 //!                    [--config FILE] [--set key.path=value]... [--run-set key.path=value]...
 //!                    [--out DIR]
 //! ```
-//! `cargo xtask train` / `cargo xtask eval` build this binary and run it.
+//! `cargo xtask train` / `eval` / `predict` build this binary and run it.
 
 mod check_cmd;
+mod checkpoint_arg;
+mod config_cmd;
+mod curves;
 mod eval_cmd;
 mod experiment_cmd;
+mod export_cmd;
 mod inspect_cmd;
+mod predict_cmd;
 mod progress;
 mod report;
 mod train_cmd;
+mod verify_cmd;
 
 use std::path::PathBuf;
 
@@ -56,7 +69,8 @@ enum Command {
         #[arg(long)]
         resume: bool,
     },
-    /// Evaluate a run's newest checkpoint (or a given checkpoint).
+    /// Evaluate a run's newest checkpoint (or a given checkpoint) on a split of its data;
+    /// results go into the run folder as eval-<split>-step<N>.*.
     Eval {
         /// A run folder: its newest complete checkpoint is evaluated.
         #[arg(
@@ -68,18 +82,39 @@ enum Command {
         /// A checkpoint folder.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
-        /// Split to score: validation or test.
-        #[arg(long, default_value = "validation")]
-        split: String,
+        /// Split to score.
+        #[arg(long, value_enum, default_value_t = eval_cmd::Split::Validation)]
+        split: eval_cmd::Split,
         /// Override keys of the run's saved configuration (e.g. other data).
         #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
         set: Vec<String>,
+        /// Folder for the results (default: the run folder holding the checkpoint).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
+    /// Predict on new, unlabeled text (TSV / CSV / JSONL) with a trained model; one JSON
+    /// line per row: id, task, label and probabilities (or the regression value).
+    Predict(predict_cmd::PredictArgs),
+    /// Check a checkpoint's files (or every checkpoint of a run folder) against the sizes and
+    /// SHA-256 hashes of its manifest, COMPLETE.json.
+    Verify {
+        /// A checkpoint folder or a run folder.
+        path: PathBuf,
+    },
+    /// Export a checkpoint to a folder transformers (dense models: BertModel) or
+    /// python/taskmoe_hf.py (MoE models) loads; `--task` cuts a task-level-routed model down
+    /// to one task's dense sub-network.
+    Export(export_cmd::ExportArgs),
     /// Parameters, active parameters and FLOPs per token of a configuration, for every
     /// variant.
     Inspect {
         #[command(flatten)]
         config: ConfigArgs,
+    },
+    /// The resolved run configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
     },
     /// The one-shot GPU check: CPU-vs-device logits (fp32, bf16), MoE layer vs dense FFN at
     /// large sizes, training tokens/s and MFU; prints one table (`cargo xtask gpu-bundle`).
@@ -87,11 +122,12 @@ enum Command {
     /// Run an experiment of the paper's three claims (or all): every arm trained over
     /// several seeds, a report folder (markdown, JSON, SVG plots) and a printed table.
     Experiment {
-        /// low-resource, unseen, unrelated or all.
-        name: String,
+        /// Which experiment.
+        #[arg(value_enum)]
+        name: ExperimentName,
         /// quick (minutes on 2 CPU cores) or full (sized for a GPU).
-        #[arg(long, default_value = "quick")]
-        profile: String,
+        #[arg(long, value_enum, default_value_t = ProfileName::Quick)]
+        profile: ProfileName,
         /// Number of seeds (default: the profile's, 3 for quick).
         #[arg(long)]
         seeds: Option<u64>,
@@ -116,7 +152,69 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print the configuration a run with these arguments would use (preset, then file, then
+    /// every `--set`, merged key by key), as TOML.
+    Show {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+/// The experiments, as on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ExperimentName {
+    /// Claim 1: low-resource tasks in a related mixture.
+    LowResource,
+    /// Claim 2: k-shot transfer to held-out tasks.
+    Unseen,
+    /// Claim 3: adding unrelated or conflicting tasks.
+    Unrelated,
+    /// All three.
+    All,
+}
+
+/// The experiment profiles, as on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ProfileName {
+    /// Minutes on 2 CPU cores.
+    Quick,
+    /// Sized for a GPU.
+    Full,
+}
+
+/// A device, as `train.device` spells it.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DeviceArg {
+    /// The CPU.
+    Cpu,
+    /// The first CUDA GPU (loads libtorch's CUDA library; an error naming it when that fails).
+    Cuda,
+    /// CUDA when it works, else the CPU (saying why).
+    Auto,
+}
+
+impl DeviceArg {
+    /// The spelling `train.device` and `taskmoe_train::select_device` take.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            DeviceArg::Cpu => "cpu",
+            DeviceArg::Cuda => "cuda",
+            DeviceArg::Auto => "auto",
+        }
+    }
+}
+
+/// The command-line spelling of a value enum.
+fn spelling(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
+}
+
 fn main() {
+    taskmoe_train::install_interrupt_handler();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train { config, resume } => train_cmd::run(&config, resume),
@@ -125,8 +223,15 @@ fn main() {
             checkpoint,
             split,
             set,
-        } => eval_cmd::run(run, checkpoint, &split, &set),
+            out,
+        } => eval_cmd::run(run, checkpoint, split, &set, out),
+        Command::Predict(args) => predict_cmd::run(&args),
+        Command::Verify { path } => verify_cmd::run(&path),
+        Command::Export(args) => export_cmd::run(&args),
         Command::Inspect { config } => inspect_cmd::run(&config),
+        Command::Config {
+            action: ConfigAction::Show { config },
+        } => config_cmd::show(&config),
         Command::Check(args) => check_cmd::run(&args),
         Command::Experiment {
             name,
@@ -138,8 +243,8 @@ fn main() {
             run_set,
             out,
         } => experiment_cmd::run(experiment_cmd::ExperimentArgs {
-            name,
-            profile,
+            name: spelling(name),
+            profile: spelling(profile),
             seeds,
             jobs,
             config,
@@ -149,6 +254,19 @@ fn main() {
         }),
     };
     if let Err(e) = result {
+        if let Some(taskmoe_train::TrainError::Interrupted { step, checkpoint }) = e.downcast_ref()
+        {
+            let mut command: Vec<String> = std::env::args().collect();
+            if !command.iter().any(|a| a == "--resume") {
+                command.push("--resume".into());
+            }
+            eprintln!(
+                "interrupted after step {step}; checkpoint {} is complete. Resume with:\n  {}",
+                checkpoint.display(),
+                command.join(" ")
+            );
+            std::process::exit(130);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

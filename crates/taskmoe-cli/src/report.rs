@@ -8,6 +8,15 @@ use anyhow::{Context, Result};
 use taskmoe_eval::routing::{analyze, heatmap_svg, RoutingAnalysis};
 use taskmoe_eval::EvalResult;
 
+/// How a config value is spelled in TOML (`task-moe`, not `TaskMoe`).
+pub fn spelling<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".into(),
+    }
+}
+
 /// The per-task table: examples, headline metric, the other metrics, majority baseline.
 pub fn table(result: &EvalResult, split: &str) -> String {
     let mut out = String::new();
@@ -33,6 +42,14 @@ pub fn table(result: &EvalResult, split: &str) -> String {
         let majority = t
             .majority_baseline
             .map_or("-".to_string(), |m| format!("{m:.3}"));
+        if !t.labeled {
+            let _ = writeln!(
+                out,
+                "{:<width$}  {:>6}  unlabeled: predictions only",
+                t.task, t.examples
+            );
+            continue;
+        }
         let _ = writeln!(
             out,
             "{:<width$}  {:>6}  {:<9} {:>7.3}  {:>8}  {}",

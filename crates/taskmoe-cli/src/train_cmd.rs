@@ -5,6 +5,7 @@ use taskmoe_eval::{evaluate, EvalData, EvalResult};
 use taskmoe_model::Variant;
 use taskmoe_train::{EvalPoint, RunConfig, RunData, Trainer};
 
+use crate::curves;
 use crate::progress::Bar;
 use crate::{report, ConfigArgs};
 
@@ -17,7 +18,13 @@ use crate::{report, ConfigArgs};
 /// process is one rank of a data-parallel job: rank 0 reports, the others train silently.
 pub fn run(args: &ConfigArgs, resume: bool) -> Result<()> {
     let cfg = RunConfig::load(args.config.as_deref(), &args.set)?;
+    eprintln!(
+        "resolved configuration (saved as {}/config.toml):\n{}",
+        cfg.run_dir().display(),
+        cfg.to_toml()
+    );
     let data = RunData::load(&cfg)?;
+    data.warn_skipped();
     if cfg.model.variant != Variant::SingleTask {
         if let Some(result) = train_one(&cfg, &data, resume)? {
             println!("{}", report::table(&result, "test"));
@@ -85,9 +92,9 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<Eva
         );
     }
     eprintln!(
-        "run {}: {:?} model, {} training tasks, {} steps of {} examples",
+        "run {}: {} model, {} training tasks, {} steps of {} examples",
         run_dir.display(),
-        cfg.model.variant,
+        crate::report::spelling(&cfg.model.variant),
         data.train_tasks.len(),
         cfg.train.steps,
         cfg.data.batch_size
@@ -150,5 +157,8 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<Eva
         state.examples_seen as f64 / state.elapsed_secs.max(1e-9),
         run_dir.display()
     );
+    if let Some(svg) = curves::write(&run_dir)? {
+        eprintln!("learning curves (validation): {}", svg.display());
+    }
     Ok(Some(result))
 }

@@ -85,9 +85,20 @@ fn train_then_eval_reproduces_the_final_table() {
         assert!(run.join(f).exists(), "{f}");
     }
     assert_eq!(losses(&run).len(), 12);
-    // keep_last = 2: steps 9 and 12 remain.
+    // keep_last = 2: steps 9 and 12 remain, and the best by validation (train.keep_best;
+    // evaluations at steps 6 and 12).
     assert!(run.join("checkpoint-12").exists() && run.join("checkpoint-9").exists());
-    assert!(!run.join("checkpoint-6").exists());
+    assert!(!run.join("checkpoint-3").exists());
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("checkpoint-12/trainer_state.json")).unwrap(),
+    )
+    .unwrap();
+    let best = state["best"]["step"].as_u64().unwrap();
+    assert!(
+        run.join(format!("checkpoint-{best}")).exists(),
+        "best {best}"
+    );
+    assert_eq!(run.join("checkpoint-6").exists(), best == 6);
 
     let eval = ok(
         taskmoe(&["eval", "--run", run.to_str().unwrap(), "--split", "test"])
@@ -98,7 +109,11 @@ fn train_then_eval_reproduces_the_final_table() {
         serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
     };
     let final_scores = read(run.join("final-test.json"));
-    let eval_scores = read(run.join("checkpoint-12/eval-test.json"));
+    let eval_scores = read(run.join("eval-test-step12.json"));
+    assert!(
+        !run.join("checkpoint-12/eval-test.json").exists(),
+        "eval writes outside the rotated checkpoints"
+    );
     assert_eq!(
         final_scores["tasks"], eval_scores["tasks"],
         "eval reproduces the final numbers"
@@ -232,7 +247,13 @@ fn inspect_shows_every_variant() {
     let text = ok(taskmoe(&["inspect", "--config", f.to_str().unwrap()])
         .output()
         .unwrap());
-    for v in ["Dense", "TokenMoe", "TaskMoe", "active per token", "FLOPs"] {
+    for v in [
+        "== dense",
+        "== token-moe",
+        "== task-moe",
+        "active per token",
+        "FLOPs",
+    ] {
         assert!(text.contains(v), "{v}: {text}");
     }
 }
@@ -290,6 +311,8 @@ fn glue_example_fine_tunes_an_upcycled_minilm() {
         "--set",
         "train.steps=2",
         "--set",
+        "train.schedule.warmup_steps=1",
+        "--set",
         "data.batch_size=4",
     ])
     .output()
@@ -308,27 +331,50 @@ fn glue_example_fine_tunes_an_upcycled_minilm() {
         card["model"]["d_model"], 384,
         "architecture taken from MiniLM"
     );
+    // A copy of the checkpoint predicts with its own tokenizer.json (Inference reads only
+    // `data.seq_len` and `train.threads` of config.toml, so the pretrained folder it names
+    // need not exist).
+    let copy = out.join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in std::fs::read_dir(out.join("glue/checkpoint-2")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
+    }
+    assert!(copy.join("tokenizer.json").exists());
+    let input = out.join("pairs.tsv");
+    std::fs::write(
+        &input,
+        "index\tsentence1\tsentence2\n7\tA man is eating.\tSomeone eats.\n",
+    )
+    .unwrap();
+    let prediction = ok(
+        taskmoe(&["predict", "--checkpoint", copy.to_str().unwrap(), "--input"])
+            .arg(&input)
+            .args(["--task", "rte"])
+            .output()
+            .unwrap(),
+    );
+    let row: serde_json::Value = serde_json::from_str(prediction.trim()).unwrap();
+    assert_eq!(row["id"], "7");
+    assert!(
+        ["entailment", "not_entailment"].contains(&row["label"].as_str().unwrap()),
+        "{row}"
+    );
     std::fs::remove_dir_all(out).unwrap();
 }
 
 #[test]
 fn the_gpu_check_runs_on_the_cpu_at_tiny_sizes() {
-    let out = ok(taskmoe(&[
-        "check",
-        "--device",
-        "cpu",
-        "--tiny",
-        "--moe-sizes",
-        "64x16x4,128x16x8",
-        "--batch",
-        "4x16",
-        "--reps",
-        "1",
-        "--train-steps",
-        "2",
-    ])
-    .output()
-    .unwrap());
+    // `--tiny` alone is the seconds-long smoke test the README names.
+    let started = Instant::now();
+    let out = ok(taskmoe(&["check", "--device", "cpu", "--tiny"])
+        .output()
+        .unwrap());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "check --tiny took {:?}",
+        started.elapsed()
+    );
     assert!(
         out.starts_with("| check | setting | result | target | verdict |"),
         "{out}"

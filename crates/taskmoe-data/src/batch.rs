@@ -123,7 +123,7 @@ impl Batch {
             .iter()
             .map(|l| match l {
                 Label::Value(v) => *v,
-                Label::Class(_) => 0.0,
+                Label::Class(_) | Label::Missing => 0.0,
             })
             .collect();
         let mask: Vec<bool> = self

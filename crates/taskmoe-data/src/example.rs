@@ -9,6 +9,9 @@ pub enum Label {
     Class(i64),
     /// A regression target.
     Value(f32),
+    /// No label: a row of an unlabeled split (a test set without answers) or an input to
+    /// predict on. Ignored by the losses; evaluation writes predictions but no scores.
+    Missing,
 }
 
 impl Label {
@@ -16,8 +19,13 @@ impl Label {
     pub fn class(self) -> Option<i64> {
         match self {
             Label::Class(c) => Some(c),
-            Label::Value(_) => None,
+            Label::Value(_) | Label::Missing => None,
         }
+    }
+
+    /// Whether there is a label (not [`Label::Missing`]).
+    pub fn is_present(self) -> bool {
+        self != Label::Missing
     }
 }
 
@@ -48,6 +56,10 @@ pub struct EncodedExample {
     pub token_type_ids: Vec<i64>,
     /// The target.
     pub label: Label,
+    /// The value of the spec's `id_field` in the source file, if it names one (written into
+    /// predictions so they can be matched back to the source rows).
+    #[serde(default)]
+    pub source_id: Option<String>,
 }
 
 /// The encoded examples of one task split, with the task's registry id.

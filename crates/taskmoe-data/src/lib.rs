@@ -42,7 +42,9 @@ pub use mixture::{
     examples_proportional_rate, k_shot_split, subsample, KShotSplit, Mixture, MixtureSpec,
     MixtureTask,
 };
-pub use readers::{read_file, ReadReport};
+pub use readers::{
+    read_file, read_file_with, read_inputs, InputTask, LabelMode, ReadOptions, ReadReport,
+};
 pub use registry::TaskRegistry;
 pub use sampler::{eval_batches, Sampler, SamplerConfig, SamplerState};
 pub use spec::{Format, Metric, OnInvalid, TaskKind, TaskSpec};

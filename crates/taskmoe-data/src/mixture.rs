@@ -224,7 +224,7 @@ pub fn k_shot_split(
     // Group key: the class, or one group for regression.
     let group = |e: &EncodedExample| match e.label {
         Label::Class(c) => c,
-        Label::Value(_) => -1,
+        Label::Value(_) | Label::Missing => -1,
     };
     let mut taken: BTreeMap<i64, usize> = examples.iter().map(|e| (group(e), 0)).collect();
     let mut chosen = vec![false; examples.len()];

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, DataError, Result};
-use crate::readers::{read_file, ReadReport};
+use crate::readers::{read_file, read_file_with, LabelMode, ReadOptions, ReadReport};
 use crate::spec::TaskSpec;
 
 #[derive(Serialize, Deserialize)]
@@ -171,5 +171,24 @@ impl TaskRegistry {
     pub fn read_split(&self, name: &str, split: &str) -> Result<ReadReport> {
         let path = self.split_path(name, split)?;
         read_file(self.get(name)?, path, None)
+    }
+
+    /// Reads split `split` of task `name` with the given label mode: evaluation splits use
+    /// [`LabelMode::IfPresent`], so a test set without answers reads as unlabeled.
+    pub fn read_split_with(
+        &self,
+        name: &str,
+        split: &str,
+        labels: LabelMode,
+    ) -> Result<ReadReport> {
+        let path = self.split_path(name, split)?;
+        read_file_with(
+            self.get(name)?,
+            path,
+            ReadOptions {
+                format: None,
+                labels,
+            },
+        )
     }
 }

@@ -185,6 +185,7 @@ impl TextTokenizer {
                     input_ids,
                     token_type_ids,
                     label: ex.label,
+                    source_id: ex.source_id.clone(),
                 })
             })
             .collect()

@@ -148,6 +148,7 @@ fn examples(labels: &[i64]) -> Vec<EncodedExample> {
             input_ids: vec![2, 10 + i as i64, 3],
             token_type_ids: vec![0; 3],
             label: Label::Class(c),
+            source_id: None,
         })
         .collect()
 }

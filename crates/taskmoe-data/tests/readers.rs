@@ -290,3 +290,79 @@ fn invalid_specs_are_refused() {
     let err = TaskRegistry::from_toml_str(unknown_key).unwrap_err();
     assert!(err.to_string().contains("lable_field"), "{err}");
 }
+
+#[test]
+fn an_unlabeled_split_reads_with_labels_if_present_and_fails_when_required() {
+    use taskmoe_data::{read_file_with, LabelMode, ReadOptions};
+    let options = |labels| ReadOptions {
+        format: None,
+        labels,
+    };
+    // TSV: the header lacks the label column.
+    let path = fixture("rte/unlabeled.tsv");
+    let report = read_file_with(&spec("rte"), &path, options(LabelMode::IfPresent)).unwrap();
+    assert_eq!(report.examples.len(), 2);
+    assert!(!report.is_labeled());
+    assert!(report.examples.iter().all(|e| e.label == Label::Missing));
+    assert_eq!(report.examples[1].source_id.as_deref(), Some("1"));
+    let err = read_file(&spec("rte"), &path, None).unwrap_err();
+    assert_names(&err, "rte/unlabeled.tsv", 1, Some("label"));
+    // JSONL: decided by the first record (a later label is not read).
+    let path = fixture("sst/unlabeled.jsonl");
+    let report = read_file_with(&spec("sst2"), &path, options(LabelMode::IfPresent)).unwrap();
+    assert!(report.examples.iter().all(|e| e.label == Label::Missing));
+    // A labeled file reads as before under IfPresent.
+    let report = read_file_with(
+        &spec("sst2"),
+        &fixture("sst/train.jsonl"),
+        options(LabelMode::IfPresent),
+    )
+    .unwrap();
+    assert!(report.is_labeled());
+    assert_eq!(report.examples[2].label, Label::Class(1));
+}
+
+#[test]
+fn inputs_read_by_a_task_field_name_line_and_field_on_errors() {
+    use taskmoe_data::{read_inputs, InputTask};
+    let specs = registry().tasks().to_vec();
+    let path = fixture("inputs_mixed.tsv");
+    // Rows 2-4 are fine; row 5 (rte with empty text) reads as empty strings, so cut the file
+    // at the unknown task to see it named.
+    let err = read_inputs(&specs, &path, None, InputTask::Field("task")).unwrap_err();
+    assert_names(&err, "inputs_mixed.tsv", 6, Some("task"));
+    assert!(err.to_string().contains("unknown task `nope`"), "{err}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let good: String = text.lines().take(5).map(|l| format!("{l}\n")).collect();
+    let dir = std::env::temp_dir().join(format!("taskmoe-inputs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cut = dir.join("inputs.tsv");
+    std::fs::write(&cut, good).unwrap();
+    let report = read_inputs(&specs, &cut, None, InputTask::Field("task")).unwrap();
+    assert_eq!(report.tasks, vec![1, 1, 0, 0]);
+    assert_eq!(report.examples[2].text_a, "A cat.");
+    assert_eq!(report.examples[2].text_b.as_deref(), Some("An animal."));
+    assert!(report.examples.iter().all(|e| e.label == Label::Missing));
+    assert!(report.examples[0].source_id.is_none(), "no id column: none");
+    // A fixed task: its text fields are checked against the header at line 1.
+    let err = read_inputs(
+        &specs,
+        &fixture("sst/train.jsonl"),
+        None,
+        InputTask::Fixed(0),
+    )
+    .unwrap_err();
+    assert_names(&err, "sst/train.jsonl", 1, Some("sentence1"));
+    let report = read_inputs(
+        &specs,
+        &fixture("sst/unlabeled.jsonl"),
+        None,
+        InputTask::Fixed(1),
+    )
+    .unwrap();
+    assert_eq!(report.examples[0].source_id.as_deref(), Some("10"));
+    // The task field missing from the header.
+    let err = read_inputs(&specs, &cut, None, InputTask::Field("kind")).unwrap_err();
+    assert_names(&err, "inputs.tsv", 1, Some("kind"));
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -138,6 +138,7 @@ fn example(id: u64, len: usize, label: Label) -> EncodedExample {
         input_ids: (0..len as i64).map(|i| 10 + i).collect(),
         token_type_ids: vec![0; len],
         label,
+        source_id: None,
     }
 }
 

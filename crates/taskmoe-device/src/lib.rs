@@ -13,6 +13,9 @@
 //!   GPU. Weights stay fp32 (master weights), matmuls run in bf16, and [`full_precision`] turns
 //!   autocast off for code that must stay fp32 (the router, softmax, top-k and aux losses).
 //!
+//! - [`seeded`] and [`lock_global_rng`]: one thread at a time seeds and draws from libtorch's
+//!   process-global generator, so seeded draws repeat whatever else runs in the process.
+//!
 //! Neither needs a GPU: on a CPU-only libtorch, `cuda` fails with a message naming
 //! `libtorch_cuda.so`, and bf16 runs on the CPU.
 
@@ -21,7 +24,9 @@
 mod cuda;
 mod error;
 mod precision;
+mod rng;
 
 pub use cuda::{libtorch_lib_dir, load_cuda, select_device, DeviceRequest, Selected, CUDA_LIBRARY};
 pub use error::{DeviceError, Result};
 pub use precision::{autocast, check_precision, full_precision, is_autocast_enabled, Precision};
+pub use rng::{lock_global_rng, seeded, GlobalRngGuard};

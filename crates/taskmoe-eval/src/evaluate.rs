@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
-use taskmoe_data::{eval_batches, Label, TaskData, TaskKind, TaskSpec};
+use taskmoe_data::{eval_batches, EncodedExample, Label, TaskData, TaskKind, TaskSpec};
 use taskmoe_model::{ModelInput, MultiTaskModel};
 
 use crate::metrics::{compute, majority_baseline, MetricKind};
@@ -20,20 +20,42 @@ pub struct EvaluateError {
     pub message: String,
 }
 
-/// One example's prediction, as exported to `predictions.jsonl`.
+/// A label or a prediction as written to predictions files: a class name, or a number for
+/// regression.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// A class, by its name in the task's `labels`.
+    Class(String),
+    /// A regression value.
+    Value(f64),
+}
+
+/// One example's prediction, as exported to `*-predictions.jsonl`: task, the example's index
+/// in its split, its source id (the task's `id_field` value; the index when it has none), the
+/// gold label and the prediction by name (values for regression), and the class
+/// probabilities by label name.
 #[derive(Clone, Debug, Serialize)]
 pub struct Prediction {
     /// Task name.
     pub task: String,
-    /// Example id within the task's split.
-    pub id: u64,
-    /// Gold label: class index or real value.
-    pub label: f64,
-    /// Predicted class index or value.
-    pub prediction: f64,
-    /// Class probabilities (classification only).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub probabilities: Vec<f32>,
+    /// The example's index within the task's split.
+    pub index: u64,
+    /// The source id: the `id_field` value read from the file, else the index.
+    pub id: String,
+    /// Gold label (`None` for an unlabeled split).
+    pub label: Option<Answer>,
+    /// Predicted label or value.
+    pub prediction: Answer,
+    /// Class probabilities by label name (classification only).
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub probabilities: serde_json::Map<String, serde_json::Value>,
+    /// Gold class index or value, for the metrics (`None` unlabeled).
+    #[serde(skip)]
+    pub gold: Option<f64>,
+    /// Predicted class index or value, for the metrics.
+    #[serde(skip)]
+    pub predicted: f64,
 }
 
 /// The scores of one task.
@@ -48,6 +70,8 @@ pub struct TaskScores {
     pub metrics: BTreeMap<String, f64>,
     /// The task's headline metric (the first its spec names).
     pub primary: String,
+    /// Whether the split had labels; an unlabeled split gets predictions and no metrics.
+    pub labeled: bool,
     /// Accuracy of always predicting the training set's most frequent label
     /// (classification only).
     pub majority_baseline: Option<f64>,
@@ -153,12 +177,12 @@ pub fn evaluate(
                     entry[i / experts][i % experts] += c;
                 }
             }
-            preds.extend(predictions(
-                spec,
-                &out.logits,
-                &batch.labels,
-                &batch.example_ids,
-            ));
+            let rows: Vec<&EncodedExample> = batch
+                .example_ids
+                .iter()
+                .map(|&i| &split.examples[i as usize])
+                .collect();
+            preds.extend(predictions(spec, &out.logits, &rows));
         }
         result
             .tasks
@@ -168,17 +192,20 @@ pub fn evaluate(
     Ok(result)
 }
 
-fn predictions(spec: &TaskSpec, logits: &Tensor, labels: &[Label], ids: &[u64]) -> Vec<Prediction> {
+/// The predictions for a batch of `rows` (the examples, in batch order) from its logits.
+pub fn predictions(spec: &TaskSpec, logits: &Tensor, rows: &[&EncodedExample]) -> Vec<Prediction> {
     let logits = logits.to_kind(Kind::Float);
+    let id = |e: &EncodedExample| e.source_id.clone().unwrap_or_else(|| e.id.to_string());
+    let class_name = |c: usize| spec.labels.get(c).cloned().unwrap_or_else(|| c.to_string());
     match spec.kind {
         TaskKind::Classification => {
             let n = spec.labels.len().max(2) as i64;
             let probs = logits.narrow(1, 0, n).softmax(-1, Kind::Float);
-            let rows: Vec<Vec<f32>> = Vec::try_from(&probs).unwrap_or_default();
-            rows.into_iter()
-                .zip(labels)
-                .zip(ids)
-                .map(|((p, label), &id)| {
+            let table: Vec<Vec<f32>> = Vec::try_from(&probs).unwrap_or_default();
+            table
+                .into_iter()
+                .zip(rows)
+                .map(|(p, e)| {
                     let best = p
                         .iter()
                         .enumerate()
@@ -187,12 +214,20 @@ fn predictions(spec: &TaskSpec, logits: &Tensor, labels: &[Label], ids: &[u64]) 
                             |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
                         )
                         .0;
+                    let gold = e.label.class();
                     Prediction {
                         task: spec.name.clone(),
-                        id,
-                        label: label.class().unwrap_or(-1) as f64,
-                        prediction: best as f64,
-                        probabilities: p,
+                        index: e.id,
+                        id: id(e),
+                        label: gold.map(|c| Answer::Class(class_name(c as usize))),
+                        prediction: Answer::Class(class_name(best)),
+                        probabilities: p
+                            .iter()
+                            .enumerate()
+                            .map(|(i, &v)| (class_name(i), serde_json::json!(v)))
+                            .collect(),
+                        gold: gold.map(|c| c as f64),
+                        predicted: best as f64,
                     }
                 })
                 .collect()
@@ -201,17 +236,23 @@ fn predictions(spec: &TaskSpec, logits: &Tensor, labels: &[Label], ids: &[u64]) 
             let values: Vec<f32> = Vec::try_from(&logits.select(1, 0)).unwrap_or_default();
             values
                 .into_iter()
-                .zip(labels)
-                .zip(ids)
-                .map(|((v, label), &id)| Prediction {
-                    task: spec.name.clone(),
-                    id,
-                    label: match label {
-                        Label::Value(v) => *v as f64,
-                        Label::Class(c) => *c as f64,
-                    },
-                    prediction: v as f64,
-                    probabilities: Vec::new(),
+                .zip(rows)
+                .map(|(v, e)| {
+                    let gold = match e.label {
+                        Label::Value(x) => Some(x as f64),
+                        Label::Class(c) => Some(c as f64),
+                        Label::Missing => None,
+                    };
+                    Prediction {
+                        task: spec.name.clone(),
+                        index: e.id,
+                        id: id(e),
+                        label: gold.map(Answer::Value),
+                        prediction: Answer::Value(v as f64),
+                        probabilities: serde_json::Map::new(),
+                        gold,
+                        predicted: v as f64,
+                    }
                 })
                 .collect()
         }
@@ -240,10 +281,24 @@ fn score(spec: &TaskSpec, preds: &[Prediction], train: &TaskData) -> Result<Task
     }
     let mut metrics = BTreeMap::new();
     let mut majority = None;
+    let labeled = preds.iter().all(|p| p.gold.is_some());
+    if !labeled {
+        return Ok(TaskScores {
+            task: spec.name.clone(),
+            examples: preds.len(),
+            metrics,
+            primary: primary.name().to_string(),
+            labeled,
+            majority_baseline: None,
+        });
+    }
     match spec.kind {
         TaskKind::Classification => {
-            let p: Vec<usize> = preds.iter().map(|p| p.prediction as usize).collect();
-            let l: Vec<usize> = preds.iter().map(|p| p.label.max(0.0) as usize).collect();
+            let p: Vec<usize> = preds.iter().map(|p| p.predicted as usize).collect();
+            let l: Vec<usize> = preds
+                .iter()
+                .map(|p| p.gold.unwrap_or(0.0).max(0.0) as usize)
+                .collect();
             for k in kinds {
                 metrics.insert(
                     k.name().to_string(),
@@ -261,8 +316,8 @@ fn score(spec: &TaskSpec, preds: &[Prediction], train: &TaskData) -> Result<Task
             }
         }
         TaskKind::Regression => {
-            let p: Vec<f64> = preds.iter().map(|p| p.prediction).collect();
-            let l: Vec<f64> = preds.iter().map(|p| p.label).collect();
+            let p: Vec<f64> = preds.iter().map(|p| p.predicted).collect();
+            let l: Vec<f64> = preds.iter().map(|p| p.gold.unwrap_or(0.0)).collect();
             for k in kinds {
                 metrics.insert(
                     k.name().to_string(),
@@ -276,6 +331,7 @@ fn score(spec: &TaskSpec, preds: &[Prediction], train: &TaskData) -> Result<Task
         examples: preds.len(),
         metrics,
         primary: primary.name().to_string(),
+        labeled,
         majority_baseline: majority,
     })
 }

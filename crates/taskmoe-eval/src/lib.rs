@@ -15,7 +15,9 @@ pub mod metrics;
 pub mod routing;
 
 pub use error::{EvalError, Result};
-pub use evaluate::{evaluate, EvalData, EvalResult, EvaluateError, Prediction, TaskScores};
+pub use evaluate::{
+    evaluate, predictions, Answer, EvalData, EvalResult, EvaluateError, Prediction, TaskScores,
+};
 pub use metrics::{
     accuracy, average_ranks, binary_f1, compute, macro_f1, majority_baseline, majority_class,
     matthews, mse, pearson, spearman, Confusion, MetricKind, Values,

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use taskmoe_model::Variant;
 use taskmoe_router::RouterKind;
-use taskmoe_train::{apply_overrides, deserialize_with_path, RunConfig};
+use taskmoe_train::{apply_overrides, deserialize_with_path, merge_tables, RunConfig};
 
 /// A named set of experiment settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,13 +216,13 @@ impl ExperimentConfig {
                     .with_context(|| format!("reading {}", path.display()))?;
                 let user: toml::Table =
                     toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
-                merge(&mut table, user);
+                merge_tables(&mut table, user, &[]);
                 path.display().to_string()
             }
             None => format!("the {} profile", profile.name()),
         };
         let defaults = toml::Table::try_from(ExperimentConfig::default())?;
-        apply_overrides(&mut table, set, &defaults)?;
+        apply_overrides(&mut table, set, &defaults, &[])?;
         let mut settings: ExperimentConfig = deserialize_with_path(table, &origin)?;
         settings.run_set.extend(run_set_extra.iter().cloned());
         settings.validate(&origin)?;
@@ -291,18 +291,6 @@ impl ExperimentConfig {
             return err("unrelated.extra_steps", "must be at least 1");
         }
         Ok(())
-    }
-}
-
-/// Merges `over` into `base`: tables key by key, anything else replaced.
-fn merge(base: &mut toml::Table, over: toml::Table) {
-    for (key, value) in over {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! What every experiment shares: the loaded settings, where reports go, how runs are started.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -55,16 +56,30 @@ impl Experiment {
 
     /// Runs it and writes its report into `<out>/<name>/`.
     pub fn run(self, ctx: &ExperimentContext) -> Result<Report> {
-        let report = match self {
+        let mut report = match self {
             Experiment::LowResource => low_resource::run(ctx),
             Experiment::Unseen => unseen::run(ctx),
             Experiment::Unrelated => unrelated::run(ctx),
         }
         .with_context(|| format!("experiment {}", self.name()))?;
+        // Every number of the report is only as good as the configuration behind it: the
+        // resolved base run (each arm's own is in its run folder) goes into the report.
+        let base = ctx.loaded.run.to_toml();
+        let _ = write!(
+            report.markdown,
+            "\n## The resolved base run configuration\n\nEvery arm starts from this (also \
+             `base-run.resolved.toml`; each arm's own configuration is in its run folder, \
+             `checkpoint-*/config.toml`).\n\n```toml\n{base}```\n"
+        );
         let dir = ctx.dir(self);
         report.write(&dir)?;
-        std::fs::write(dir.join("settings.toml"), &ctx.loaded.settings_toml)
-            .with_context(|| format!("writing {}", dir.join("settings.toml").display()))?;
+        for (file, text) in [
+            ("settings.toml", ctx.loaded.settings_toml.as_str()),
+            ("base-run.resolved.toml", base.as_str()),
+        ] {
+            std::fs::write(dir.join(file), text)
+                .with_context(|| format!("writing {}", dir.join(file).display()))?;
+        }
         Ok(report)
     }
 }
@@ -175,14 +190,14 @@ impl ExperimentContext {
         format!(
             "# {title}\n\nCommand: `{}` (profile `{}`, {} seeds: 0..{}; every arm of a seed sees the \
              same data). Base run configuration: `{source}`; each arm's exact configuration is \
-             `configs/<run>.toml` beside this report, its run folder `runs/<run>/`. Model `{:?}`: d = {}, {} blocks, {} \
+             `configs/<run>.toml` beside this report, its run folder `runs/<run>/`. Model `{}`: d = {}, {} blocks, {} \
              experts of width {} (top-{}) in MoE blocks, dense FFN width {}; {} steps of {} \
              examples at peak learning rate {:e}.\n\n",
             self.command,
             self.loaded.profile.name(),
             self.loaded.settings.seeds,
             self.loaded.settings.seeds,
-            cfg.model.variant,
+            spelling(&cfg.model.variant),
             cfg.model.d_model,
             cfg.model.num_layers,
             cfg.model.moe.router.num_experts,
@@ -193,5 +208,14 @@ impl ExperimentContext {
             cfg.data.batch_size,
             cfg.train.schedule.peak_lr,
         )
+    }
+}
+
+/// How a config value is spelled in TOML (`task-moe`, not `TaskMoe`), for reports.
+pub(crate) fn spelling<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".into(),
     }
 }

@@ -221,7 +221,7 @@ fn build_report(
     let mut md = ctx.preamble("Experiment 2: few-shot transfer to unseen tasks");
     let _ = writeln!(
         md,
-        "Seen tasks ({}): {}. Unseen tasks ({}): {}. Task-MoE router: `{:?}`.\n\nFine-tuning: \
+        "Seen tasks ({}): {}. Unseen tasks ({}): {}. Task-MoE router: `{}`.\n\nFine-tuning: \
          {} steps, batch min({}, k), peak learning rate {:e} ({} for `scratch`), 10% warmup, \
          on the k examples of one unseen task; test accuracy at the end. Every arm of a seed \
          and k sees the same k examples.\n",
@@ -229,7 +229,7 @@ fn build_report(
         training.join(", "),
         unseen.len(),
         unseen.join(", "),
-        ctx.base().model.moe.router.kind,
+        crate::context::spelling(&ctx.base().model.moe.router.kind),
         s.steps,
         s.batch_size,
         s.peak_lr,

@@ -6,15 +6,16 @@ use taskmoe_kernels::{dropout, grouped_matmul};
 
 use crate::dense::DenseFfn;
 use crate::error::{ExpertsError, Result};
+use crate::init::{ffn_bias_init, ffn_weight_init};
 
 /// `E` independent FFNs, `y = gelu(x W1[e] + b1[e]) W2[e] + b2[e]`, run over rows grouped by
 /// expert (the layout `taskmoe_kernels::permute` produces).
 ///
 /// Parameters (stacked, input-major so no transpose is needed per call):
 /// `w1 [E, d, d_ff]`, `b1 [E, d_ff]`, `w2 [E, d_ff, d]`, `b2 [E, d]`. Each expert is drawn
-/// independently from PyTorch's `Linear` default (uniform in `±1/sqrt(fan_in)`), so no two
-/// experts are equal or tied; [`ExpertBank::upcycle_from`] instead starts every expert from a
-/// dense FFN plus noise.
+/// independently from the initialisation every FFN shares ([`crate::init`]: the dense FFN's),
+/// so no two experts are equal or tied; [`ExpertBank::upcycle_from`] instead starts every
+/// expert from a dense FFN (plus optional noise).
 #[derive(Debug)]
 pub struct ExpertBank {
     /// First projection. `[E, d, d_ff]`
@@ -33,18 +34,11 @@ impl ExpertBank {
     /// `dropout` on their hidden activation in training.
     pub fn new(p: nn::Path, num_experts: usize, d_model: usize, d_ff: usize, dropout: f64) -> Self {
         let (e, d, f) = (num_experts as i64, d_model as i64, d_ff as i64);
-        let uniform = |fan_in: i64| {
-            let bound = 1.0 / (fan_in as f64).sqrt();
-            nn::Init::Uniform {
-                lo: -bound,
-                up: bound,
-            }
-        };
         ExpertBank {
-            w1: p.var("w1", &[e, d, f], uniform(d)),
-            b1: p.var("b1", &[e, f], uniform(d)),
-            w2: p.var("w2", &[e, f, d], uniform(f)),
-            b2: p.var("b2", &[e, d], uniform(f)),
+            w1: p.var("w1", &[e, d, f], ffn_weight_init(d)),
+            b1: p.var("b1", &[e, f], ffn_bias_init(d)),
+            w2: p.var("w2", &[e, f, d], ffn_weight_init(f)),
+            b2: p.var("b2", &[e, d], ffn_bias_init(f)),
             dropout,
         }
     }

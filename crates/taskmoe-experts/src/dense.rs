@@ -6,6 +6,7 @@ use taskmoe_kernels::dropout;
 
 use crate::config::check_probability;
 use crate::error::{ExpertsError, Result};
+use crate::init::{ffn_bias_init, ffn_weight_init};
 
 /// `y = W2 gelu(W1 x + b1) + b2`, the transformer FFN, with optional dropout on the hidden
 /// activation in training.
@@ -13,12 +14,22 @@ use crate::error::{ExpertsError, Result};
 /// Parameter names follow HF BERT, so BERT weights load without renaming:
 /// `intermediate.dense.{weight [d_ff, d], bias [d_ff]}` and
 /// `output.dense.{weight [d, d_ff], bias [d]}` (PyTorch `Linear` layout, `[out, in]`).
-/// Weights start as PyTorch's `Linear` default (uniform in `±1/sqrt(fan_in)`).
+/// Weights and biases start from the initialisation every FFN shares ([`crate::init`]:
+/// weights `U(±sqrt(6 / fan_in))`, biases `U(±1 / sqrt(fan_in))`), the routed experts' too.
 #[derive(Debug)]
 pub struct DenseFfn {
     intermediate: nn::Linear,
     output: nn::Linear,
     dropout: f64,
+}
+
+/// A `Linear` with `fan_in` inputs, initialised as every FFN is.
+fn linear_init(fan_in: i64) -> nn::LinearConfig {
+    nn::LinearConfig {
+        ws_init: ffn_weight_init(fan_in),
+        bs_init: Some(ffn_bias_init(fan_in)),
+        bias: true,
+    }
 }
 
 impl DenseFfn {
@@ -32,8 +43,8 @@ impl DenseFfn {
         }
         let (d, f) = (d_model as i64, d_ff as i64);
         Ok(DenseFfn {
-            intermediate: nn::linear(&p / "intermediate" / "dense", d, f, Default::default()),
-            output: nn::linear(&p / "output" / "dense", f, d, Default::default()),
+            intermediate: nn::linear(&p / "intermediate" / "dense", d, f, linear_init(d)),
+            output: nn::linear(&p / "output" / "dense", f, d, linear_init(f)),
             dropout,
         })
     }

@@ -21,6 +21,7 @@ mod dense;
 mod error;
 mod expert_parallel;
 mod ffn;
+pub mod init;
 mod moe;
 
 pub use bank::ExpertBank;

@@ -21,6 +21,10 @@ pub struct LayerStats {
     pub routing: RoutingStats,
     /// Routing slots per task and expert (before capacity), on the device. `[tasks, E]` int64
     pub task_expert: Tensor,
+    /// Mean router probability of each token's first choice, on the device (fp32 scalar): the
+    /// combine weight of a top-1 Switch (raw) gate, near `1 / E` while the router is
+    /// undecided; the router's confidence under straight-through or renormalised gates.
+    pub top1_prob: Tensor,
 }
 
 /// The result of a MoE layer's forward pass.
@@ -199,12 +203,20 @@ impl MoeLayer {
             num_tasks,
             cfg.num_experts,
         )?;
+        let top1_prob = tch::no_grad(|| {
+            decision
+                .routed
+                .probs
+                .amax([-1].as_slice(), false)
+                .mean(Kind::Float)
+        });
         Ok(MoeOutput {
             y,
             aux,
             stats: LayerStats {
                 routing: RoutingStats::from_plan(&plan),
                 task_expert,
+                top1_prob,
             },
         })
     }

@@ -56,6 +56,7 @@ proptest! {
 
     #[test]
     fn eval_is_noise_free_and_training_is_not(kind_i in 0usize..4, seed in 0i64..1000) {
+        let _rng = taskmoe_device::lock_global_rng();
         let mut cfg = config(KINDS[kind_i], 4, 2, 0.0);
         cfg.router.noise_std = 1.0;
         cfg.router.jitter_eps = 0.2;
@@ -150,6 +151,7 @@ proptest! {
 
 #[test]
 fn task_level_routing_computes_only_the_selected_experts() {
+    let _rng = taskmoe_device::lock_global_rng();
     let cfg = config(RouterKind::TaskLevel, 8, 2, 0.0);
     let (vs, layer) = layer(&cfg, 7);
     let (x, _) = inputs(12, 8);
@@ -199,6 +201,7 @@ fn config_layer_error(kind: RouterKind) -> bool {
 
 #[test]
 fn a_new_task_can_take_the_routing_of_a_seen_task() {
+    let _rng = taskmoe_device::lock_global_rng();
     for kind in [
         RouterKind::TaskConcat,
         RouterKind::PerTask,
@@ -239,6 +242,7 @@ fn a_new_task_can_take_the_routing_of_a_seen_task() {
 
 #[test]
 fn experts_start_independent_and_upcycling_starts_them_at_the_dense_ffn() {
+    let _rng = taskmoe_device::lock_global_rng();
     let cfg = config(RouterKind::Token, 4, 2, 0.0);
     let (vs, layer) = layer(&cfg, 3);
     let w1 = &layer.experts().w1;
@@ -277,6 +281,7 @@ fn experts_start_independent_and_upcycling_starts_them_at_the_dense_ffn() {
 
 #[test]
 fn shared_experts_add_a_dense_path_for_every_token() {
+    let _rng = taskmoe_device::lock_global_rng();
     let mut cfg = config(RouterKind::Token, 4, 1, 0.0);
     cfg.num_shared_experts = 2;
     let (_vs, layer) = layer(&cfg, 5);
@@ -306,6 +311,7 @@ fn shared_experts_add_a_dense_path_for_every_token() {
 
 #[test]
 fn config_errors_name_the_key() {
+    let _rng = taskmoe_device::lock_global_rng();
     let mut cfg = config(RouterKind::Token, 4, 5, 0.0);
     let vs = nn::VarStore::new(Device::Cpu);
     let err = MoeLayer::new(vs.root(), &cfg, D, TASKS)
@@ -340,6 +346,7 @@ fn config_errors_name_the_key() {
 
 #[test]
 fn wrong_shapes_are_errors() {
+    let _rng = taskmoe_device::lock_global_rng();
     let (_vs, layer) = layer(&config(RouterKind::PerTask, 4, 1, 0.0), 1);
     let x = Tensor::zeros([5, D as i64 + 1], (Kind::Float, Device::Cpu));
     let tasks = Tensor::zeros([5], (Kind::Int64, Device::Cpu));
@@ -357,6 +364,7 @@ fn wrong_shapes_are_errors() {
 
 #[test]
 fn per_task_router_with_many_tasks_scores_each_token_with_its_own_gate() {
+    let _rng = taskmoe_device::lock_global_rng();
     // Above PER_TASK_MATMUL_MAX_TASKS the router gathers gates instead of scoring all tasks.
     let tasks = taskmoe_router::PER_TASK_MATMUL_MAX_TASKS + 4;
     let cfg = config(RouterKind::PerTask, 4, 1, 0.0);

@@ -20,7 +20,11 @@ pub struct TopK {
 /// The logits are cast to fp32 first, whatever their dtype, so routing decisions do not depend
 /// on bf16 rounding. With `renormalize`, the `k` weights of a token are divided by their sum
 /// (`w_j = p_j / sum_{i<k} p_i`, Mixtral/GShard style); without, they are the raw softmax
-/// probabilities (Switch style, where `k = 1` keeps the gradient scale of the router).
+/// probabilities (Switch style). With `k = 1` renormalising would make every weight the
+/// constant 1 and cut the router off from the task loss, so `k = 1` with `renormalize` is the
+/// straight-through gate `p / stop_gradient(p)`: exactly 1 in the forward pass (the expert's
+/// output at full scale, as the dense FFN it replaces), `∂ log p` in the backward pass, so the
+/// router learns which expert lowers the loss.
 ///
 /// # Shapes
 /// `logits: [T, E]` -> probs `[T, E]`, weights `[T, k]`, experts `[T, k]`.
@@ -34,7 +38,11 @@ pub fn top_k(logits: &Tensor, k: usize, renormalize: bool) -> Result<TopK> {
     }
     let probs = logits.to_kind(Kind::Float).f_softmax(-1, Kind::Float)?;
     let (mut weights, experts) = probs.f_topk(k as i64, -1, true, true)?;
-    if renormalize {
+    if renormalize && k == 1 {
+        // p / p would be a constant 1: no gradient reaches the router. Straight-through
+        // instead: 1 in the forward pass, the gradient of log p in the backward.
+        weights = &weights / weights.detach();
+    } else if renormalize {
         weights = &weights / weights.sum_dim_intlist(-1, true, Kind::Float);
     }
     Ok(TopK {

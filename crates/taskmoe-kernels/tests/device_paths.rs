@@ -14,6 +14,7 @@ fn routing(t: i64, e: usize, k: usize) -> Tensor {
 
 #[test]
 fn permute_by_slots_matches_permute_in_values_and_gradients() {
+    let _rng = taskmoe_device::lock_global_rng();
     for (capacity, k) in [
         (Capacity::Dropless, 2),
         (Capacity::Factor(0.5), 2),
@@ -38,6 +39,7 @@ fn permute_by_slots_matches_permute_in_values_and_gradients() {
 
 #[test]
 fn counts_stay_on_the_device_and_check_their_range() {
+    let _rng = taskmoe_device::lock_global_rng();
     let ids = Tensor::from_slice(&[0i64, 2, 2, 3, 0, 2]).view([3, 2]);
     let counts = count_ids("test", &ids, 5).unwrap();
     assert_eq!(Vec::<i64>::try_from(&counts).unwrap(), vec![2, 0, 3, 1, 0]);
@@ -49,6 +51,7 @@ fn counts_stay_on_the_device_and_check_their_range() {
 
 #[test]
 fn top_k_is_fp32_under_bf16_autocast() {
+    let _rng = taskmoe_device::lock_global_rng();
     let logits = Tensor::randn([16, 8], (Kind::Float, Device::Cpu));
     let plain = top_k(&logits, 2, true).unwrap();
     let cast = autocast(Device::Cpu, Precision::Bf16, || top_k(&logits, 2, true)).unwrap();

@@ -5,6 +5,7 @@ use tch::{Device, Kind, Tensor};
 
 #[test]
 fn keeps_the_expected_share_and_rescales() {
+    let _rng = taskmoe_device::lock_global_rng();
     tch::manual_seed(1);
     let x = Tensor::ones([1000, 100], (Kind::Float, Device::Cpu));
     for p in [0.1, 0.25, 0.5] {
@@ -25,6 +26,7 @@ fn keeps_the_expected_share_and_rescales() {
 
 #[test]
 fn lanes_are_independent_of_each_other() {
+    let _rng = taskmoe_device::lock_global_rng();
     // Neighbouring elements come from the same 64-bit word: their decisions must not correlate.
     let m = keep_mask(400_000, 0.5, 12345, Device::Cpu).to_kind(Kind::Double);
     let a = m.slice(0, 0, 399_999, 1);
@@ -35,6 +37,7 @@ fn lanes_are_independent_of_each_other() {
 
 #[test]
 fn reproducible_under_manual_seed_and_fresh_per_call() {
+    let _rng = taskmoe_device::lock_global_rng();
     let x = Tensor::ones([64, 64], (Kind::Float, Device::Cpu));
     tch::manual_seed(7);
     let a = dropout(&x, 0.1, true);
@@ -47,6 +50,7 @@ fn reproducible_under_manual_seed_and_fresh_per_call() {
 
 #[test]
 fn identity_in_evaluation_and_gradient_is_the_mask() {
+    let _rng = taskmoe_device::lock_global_rng();
     let x = Tensor::randn([32, 8], (Kind::Float, Device::Cpu)).set_requires_grad(true);
     assert!(dropout(&x, 0.3, false).equal(&x));
     assert!(dropout(&x, 0.0, true).equal(&x));

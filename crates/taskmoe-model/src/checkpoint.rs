@@ -23,11 +23,21 @@ pub enum ExportDtype {
 }
 
 impl ExportDtype {
-    fn kind(self) -> Kind {
+    /// The tch kind of the dtype.
+    pub fn kind(self) -> Kind {
         match self {
             ExportDtype::F32 => Kind::Float,
             ExportDtype::Bf16 => Kind::BFloat16,
             ExportDtype::F16 => Kind::Half,
+        }
+    }
+
+    /// PyTorch's name of the dtype (`torch_dtype` in HF configs).
+    pub fn torch_name(self) -> &'static str {
+        match self {
+            ExportDtype::F32 => "float32",
+            ExportDtype::Bf16 => "bfloat16",
+            ExportDtype::F16 => "float16",
         }
     }
 }
@@ -42,9 +52,10 @@ pub struct ModelCard {
     pub heads: Vec<HeadSpec>,
 }
 
-/// Writes every parameter of `vs` to `path` (safetensors, names as in the `VarStore`) in
-/// `dtype`. Written to a temporary file in the same folder, synced, then renamed, so a crash
-/// never leaves a truncated file under the final name.
+/// Writes every parameter of `vs` to `path` (safetensors, names as in the `VarStore`, with the
+/// `{"format": "pt"}` metadata PyTorch tools expect) in `dtype`. Written to a temporary file
+/// in the same folder, synced, then renamed, so a crash never leaves a truncated file under the
+/// final name.
 pub fn save_weights(vs: &nn::VarStore, path: &Path, dtype: ExportDtype) -> Result<()> {
     let vars = vs.variables();
     let mut named: Vec<(String, Tensor)> = vars
@@ -57,8 +68,15 @@ pub fn save_weights(vs: &nn::VarStore, path: &Path, dtype: ExportDtype) -> Resul
         })
         .collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
+    write_tensors(&named, path)
+}
+
+/// Writes named tensors (CPU, any dtype) to the safetensors file `path` with
+/// `{"format": "pt"}` metadata, atomically (temporary file, sync, rename).
+pub fn write_tensors(named: &[(String, Tensor)], path: &Path) -> Result<()> {
     let tmp = temporary_path(path);
-    Tensor::write_safetensors(&named, &tmp)?;
+    Tensor::write_safetensors(named, &tmp)?;
+    crate::safetensors_meta::set_metadata(&tmp, &[("format", "pt")])?;
     sync_and_rename(&tmp, path)
 }
 

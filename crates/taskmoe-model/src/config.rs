@@ -91,9 +91,10 @@ pub struct ModelConfig {
     pub attention_dropout: f64,
     /// LayerNorm epsilon. Default 1e-12 (BERT).
     pub layer_norm_eps: f64,
-    /// LayerNorm placement. Default `post` (BERT).
+    /// LayerNorm placement. Default `pre` (stable from scratch at a learning rate of 1e-3;
+    /// BERT imports set `post`).
     pub norm: NormPlacement,
-    /// Pooling for the heads. Default `first`.
+    /// Pooling for the heads. Default `mean` (BERT imports keep the configured pooling).
     pub pooling: Pooling,
     /// How the encoder sees the task. Default `none`.
     pub task_embedding: TaskEmbedding,
@@ -101,8 +102,8 @@ pub struct ModelConfig {
     /// 2 = every other block starting with the second (Switch/GShard). Ignored by dense
     /// variants. Default 2.
     pub moe_every: usize,
-    /// The MoE blocks: router, experts and their width. Default: 8 experts of width 512, top-1,
-    /// `per-task` router.
+    /// The MoE blocks: router, experts and their width. Default: 8 experts of width 512, top-1
+    /// straight-through gates (`renormalize = true`), dropless, `per-task` router.
     pub moe: MoeConfig,
 }
 
@@ -113,8 +114,8 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
-    /// The default: d = 128, 4 blocks (2 of them MoE with 8 experts), sized for CPU training
-    /// of the synthetic benchmark.
+    /// The default: d = 128, 4 pre-LN blocks (2 of them MoE with 8 experts), mean pooling,
+    /// sized for CPU training of the synthetic benchmark.
     pub fn small() -> Self {
         ModelConfig {
             variant: Variant::TaskMoe,
@@ -128,8 +129,8 @@ impl ModelConfig {
             dropout: 0.1,
             attention_dropout: 0.1,
             layer_norm_eps: 1e-12,
-            norm: NormPlacement::Post,
-            pooling: Pooling::First,
+            norm: NormPlacement::Pre,
+            pooling: Pooling::Mean,
             task_embedding: TaskEmbedding::None,
             moe_every: 2,
             moe: MoeConfig {
@@ -137,7 +138,9 @@ impl ModelConfig {
                     kind: RouterKind::PerTask,
                     num_experts: 8,
                     k: 1,
-                    renormalize: false,
+                    renormalize: true,
+                    capacity_factor_train: 0.0,
+                    capacity_factor_eval: 0.0,
                     ..RouterConfig::default()
                 },
                 d_ff: 512,
@@ -176,6 +179,20 @@ impl ModelConfig {
         cfg.dropout = 0.0;
         cfg.attention_dropout = 0.0;
         cfg
+    }
+
+    /// The names [`ModelConfig::preset`] knows, the values of a run configuration's
+    /// `model.preset` key.
+    pub const PRESETS: [&'static str; 3] = ["small", "medium", "tiny"];
+
+    /// The preset called `name` (one of [`ModelConfig::PRESETS`]).
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            "small" => Some(Self::small()),
+            "medium" => Some(Self::medium()),
+            "tiny" => Some(Self::tiny()),
+            _ => None,
+        }
     }
 
     /// The same configuration as another variant. MoE variants get a matching router kind:

@@ -11,6 +11,8 @@
 //!   exported in fp32, bf16 or fp16; loading reports every missing, extra or mis-shaped tensor;
 //! - [`bert_config`] / [`import_bert`]: HF BERT-family checkpoints (all-MiniLM-L6-v2 is the
 //!   test asset) into the dense encoder, with MoE experts upcycled from the pretrained FFNs;
+//! - [`hf_export`] / [`write_hf_export`]: folders `transformers.BertModel` (dense) or
+//!   `python/taskmoe_hf.py` (MoE) load, whole or one task's sub-network;
 //! - [`param_report`]: total and active parameters and FLOPs per token of any configuration.
 
 #![warn(missing_docs)]
@@ -21,19 +23,27 @@ mod checkpoint;
 mod config;
 mod embeddings;
 mod error;
+mod export;
 mod heads;
 mod import;
 mod loss;
 mod model;
 mod params;
+mod safetensors_meta;
 mod transfer;
 
-pub use checkpoint::{load_card, load_weights, save_card, save_weights, ExportDtype, ModelCard};
+pub use checkpoint::{
+    load_card, load_weights, save_card, save_weights, write_tensors, ExportDtype, ModelCard,
+};
 pub use config::{ModelConfig, NormPlacement, Pooling, TaskEmbedding, Variant};
 pub use error::{ModelError, Result};
+pub use export::{
+    hf_export, write_hf_export, HfExport, HfLayout, HF_CONFIG_FILE, HF_HEADS_FILE, HF_MODEL_FILE,
+};
 pub use heads::{HeadKind, HeadSpec};
 pub use import::{bert_config, import_bert, ImportReport};
 pub use loss::{per_example_loss, IGNORE_INDEX};
 pub use model::{ModelInput, ModelOutput, MultiTaskModel, MISSING_CLASS_LOGIT};
 pub use params::{param_report, ParamReport};
+pub use safetensors_meta::{read_metadata, set_metadata};
 pub use transfer::TaskInitReport;

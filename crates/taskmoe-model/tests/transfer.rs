@@ -48,6 +48,7 @@ fn logits_as(model: &MultiTaskModel, task: i64) -> Tensor {
 
 #[test]
 fn a_new_task_computes_what_its_source_computes() {
+    let _rng = taskmoe_device::lock_global_rng();
     for kind in [
         RouterKind::PerTask,
         RouterKind::TaskConcat,
@@ -71,6 +72,7 @@ fn a_new_task_computes_what_its_source_computes() {
 
 #[test]
 fn fresh_routing_keeps_the_new_tasks_own_router() {
+    let _rng = taskmoe_device::lock_global_rng();
     let (_vs, m) = model(RouterKind::PerTask, 2);
     let report = m.init_task_from(2, 0, false).unwrap();
     assert_eq!(report.routers, 0);
@@ -81,6 +83,7 @@ fn fresh_routing_keeps_the_new_tasks_own_router() {
 
 #[test]
 fn incompatible_heads_and_unknown_tasks_are_errors() {
+    let _rng = taskmoe_device::lock_global_rng();
     let (_vs, m) = model(RouterKind::PerTask, 3);
     let err = m.init_task_from(1, 0, true).unwrap_err().to_string();
     assert!(

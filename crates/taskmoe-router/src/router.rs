@@ -138,10 +138,12 @@ impl Router {
                 },
             });
         }
+        // Out of place: `to_kind` returns the caller's own tensor when it is fp32 already, and
+        // the jitter is the router's view of the tokens only (experts see them unjittered).
         let mut x = x.to_kind(Kind::Float);
         if train && cfg.jitter_eps > 0.0 {
             let noise = x.rand_like() * (2.0 * cfg.jitter_eps) + (1.0 - cfg.jitter_eps);
-            x *= noise;
+            x = &x * noise;
         }
         let d = self.d_model as i64;
         let mut logits = match cfg.kind {

@@ -8,6 +8,7 @@ use taskmoe_router::{AuxLosses, Router, RouterConfig, RouterKind};
 
 #[test]
 fn routing_and_aux_losses_are_fp32_under_bf16_autocast() {
+    let _rng = taskmoe_device::lock_global_rng();
     for kind in [
         RouterKind::Token,
         RouterKind::TaskConcat,

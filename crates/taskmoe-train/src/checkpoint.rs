@@ -12,11 +12,15 @@
 //! 4. the directory is renamed to `checkpoint-{step}` and the run directory is fsynced;
 //! 5. only then are old checkpoints beyond the `keep_last` newest complete ones deleted.
 //!
-//! A checkpoint is *complete* when its manifest parses, names its own step, and every listed
-//! file exists with the recorded size (a cheap check that catches truncation and deletion;
+//! A checkpoint is *complete* when its manifest parses, names its own step (when the folder is
+//! called `checkpoint-{step}`; a copy may have any name), and every listed file exists with
+//! the recorded size (a cheap check that catches truncation and deletion;
 //! [`Checkpoint::verify_hashes`] also compares contents). [`latest_complete`] returns the
-//! newest complete one and skips the rest. Temporary directories left by a crash are deleted
-//! when a [`CheckpointWriter`] is created. One writer per run directory is assumed.
+//! newest complete one and skips the rest; [`latest_verified`] also compares every hash and
+//! says which checkpoints it skipped and why. Temporary directories left by a crashed writer
+//! (its pid no longer alive) are deleted when a [`CheckpointWriter`] is created; those of live
+//! processes are left alone. One writer per run directory is assumed ([`crate::RunLock`]
+//! enforces it). A writer can protect one step (the best checkpoint) from rotation.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -79,7 +83,9 @@ impl Checkpoint {
             .map_err(|e| incomplete(format!("{MANIFEST_FILE}: {e}")))?;
         let manifest: Manifest =
             serde_json::from_str(&text).map_err(|e| incomplete(format!("{MANIFEST_FILE}: {e}")))?;
-        if parse_step(dir, CHECKPOINT_PREFIX) != Some(manifest.step) {
+        // A folder named `checkpoint-{n}` must hold step n; a copy under another name (a
+        // checkpoint taken elsewhere) is read as it is.
+        if parse_step(dir, CHECKPOINT_PREFIX).is_some_and(|n| n != manifest.step) {
             return Err(incomplete(format!(
                 "the manifest names step {}, the directory name does not",
                 manifest.step
@@ -111,6 +117,40 @@ impl Checkpoint {
     /// Whether the checkpoint lists a file called `name`.
     pub fn has_file(&self, name: &str) -> bool {
         self.manifest.files.iter().any(|f| f.name == name)
+    }
+
+    /// Re-reads every file of the manifest: `(name, None)` when its size and SHA-256 match,
+    /// `(name, Some(problem))` otherwise; then `(name, Some("not in the manifest"))` for every
+    /// other file of the folder (such as results written there by hand).
+    pub fn check_files(&self) -> Vec<(String, Option<String>)> {
+        let mut out = Vec::new();
+        for entry in &self.manifest.files {
+            let problem = match hash_file(&self.dir.join(&entry.name)) {
+                Err(e) => Some(e.to_string()),
+                Ok((size, _)) if size != entry.size => {
+                    Some(format!("{size} bytes, the manifest records {}", entry.size))
+                }
+                Ok((_, sha)) if sha != entry.sha256 => {
+                    Some("SHA-256 differs from the manifest".to_string())
+                }
+                Ok(_) => None,
+            };
+            out.push((entry.name.clone(), problem));
+        }
+        if let Ok(items) = fs::read_dir(&self.dir) {
+            let mut extra: Vec<String> = items
+                .filter_map(|i| i.ok())
+                .map(|i| i.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != MANIFEST_FILE && !self.has_file(n))
+                .collect();
+            extra.sort();
+            out.extend(
+                extra
+                    .into_iter()
+                    .map(|n| (n, Some("not in the manifest".to_string()))),
+            );
+        }
+        out
     }
 
     /// Re-reads every file and compares its SHA-256 with the manifest.
@@ -175,6 +215,7 @@ impl CheckpointFiles {
 pub struct CheckpointWriter {
     run_dir: PathBuf,
     keep_last: Option<usize>,
+    protected: Option<u64>,
 }
 
 impl CheckpointWriter {
@@ -187,7 +228,17 @@ impl CheckpointWriter {
         }
         fs::create_dir_all(&run_dir).map_err(io_err(&run_dir))?;
         clean_stale_temp_dirs(&run_dir)?;
-        Ok(CheckpointWriter { run_dir, keep_last })
+        Ok(CheckpointWriter {
+            run_dir,
+            keep_last,
+            protected: None,
+        })
+    }
+
+    /// Keeps `checkpoint-{step}` through rotation too (the best checkpoint), beside the
+    /// `keep_last` newest; `None` protects nothing.
+    pub fn protect(&mut self, step: Option<u64>) {
+        self.protected = step;
     }
 
     /// The run directory.
@@ -294,7 +345,7 @@ impl CheckpointWriter {
         };
         let mut kept = 0;
         for (step, dir) in list_checkpoints(&self.run_dir)?.into_iter().rev() {
-            if step > newest {
+            if step > newest || Some(step) == self.protected {
                 continue;
             }
             if kept < keep && Checkpoint::open(&dir).is_ok() {
@@ -339,24 +390,90 @@ pub fn latest_complete(run_dir: impl AsRef<Path>) -> Result<Option<Checkpoint>> 
         .find_map(|(_, dir)| Checkpoint::open(dir).ok()))
 }
 
-/// Deletes the temporary directories (`.tmp-checkpoint-*`) of interrupted writes in `run_dir`;
-/// returns how many there were.
+/// What [`latest_verified`] found.
+#[derive(Debug)]
+pub struct Latest {
+    /// The newest checkpoint whose files all match their manifest (sizes and SHA-256).
+    pub checkpoint: Option<Checkpoint>,
+    /// Newer checkpoints passed over, each with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+impl Latest {
+    /// One line per skipped checkpoint, as `eval` and `--resume` print them.
+    pub fn skipped_lines(&self) -> Vec<String> {
+        let using = self
+            .checkpoint
+            .as_ref()
+            .map_or("none left".to_string(), |c| {
+                format!("using {}", c.dir.display())
+            });
+        self.skipped
+            .iter()
+            .map(|(dir, why)| format!("skipped {}: {why} ({using})", dir.display()))
+            .collect()
+    }
+}
+
+/// The newest checkpoint of `run_dir` that is complete and whose every file has its
+/// manifest's SHA-256, with the newer ones that were skipped and why.
+pub fn latest_verified(run_dir: impl AsRef<Path>) -> Result<Latest> {
+    let mut skipped = Vec::new();
+    for (_, dir) in list_checkpoints(run_dir)?.into_iter().rev() {
+        match Checkpoint::open(&dir).and_then(|c| c.verify_hashes().map(|_| c)) {
+            Ok(c) => {
+                return Ok(Latest {
+                    checkpoint: Some(c),
+                    skipped,
+                })
+            }
+            Err(TrainError::IncompleteCheckpoint { message, .. }) => skipped.push((dir, message)),
+            Err(e) => skipped.push((dir, e.to_string())),
+        }
+    }
+    Ok(Latest {
+        checkpoint: None,
+        skipped,
+    })
+}
+
+/// Deletes the temporary directories (`.tmp-checkpoint-{step}-{pid}*`) that this process or a
+/// process no longer alive left in `run_dir`; those of other live processes stay. Returns how
+/// many were deleted.
 pub fn clean_stale_temp_dirs(run_dir: impl AsRef<Path>) -> Result<usize> {
     let run_dir = run_dir.as_ref();
     let mut removed = 0;
     for item in fs::read_dir(run_dir).map_err(io_err(run_dir))? {
         let item = item.map_err(io_err(run_dir))?;
-        if item.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-            let path = item.path();
-            if path.is_dir() {
-                fs::remove_dir_all(&path).map_err(io_err(&path))?;
-            } else {
-                fs::remove_file(&path).map_err(io_err(&path))?;
-            }
-            removed += 1;
+        let name = item.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+            continue;
+        };
+        // `{step}-{pid}` or `{step}-{pid}-replaced`; a name without a pid is stale.
+        let pid = rest.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| p != std::process::id() && process_alive(p)) {
+            continue;
         }
+        let path = item.path();
+        if path.is_dir() {
+            fs::remove_dir_all(&path).map_err(io_err(&path))?;
+        } else {
+            fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+        removed += 1;
     }
     Ok(removed)
+}
+
+/// Whether a process with this pid exists (signal 0 probes without sending anything; a
+/// process of another user answers EPERM and counts as alive).
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks for the process.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// The `{step}` of a directory called `{prefix}{step}`.

@@ -68,6 +68,32 @@ pub enum TrainError {
         /// The callback's error.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Training stopped on an interrupt (Ctrl-C) after finishing a step and checkpointing it.
+    #[error(
+        "interrupted after step {step}; checkpoint {checkpoint} is complete: continue with the \
+         same command and --resume"
+    )]
+    Interrupted {
+        /// The last step taken.
+        step: u64,
+        /// The checkpoint written for it.
+        checkpoint: PathBuf,
+    },
+    /// More steps were skipped under `nonfinite = "skip-step"` than `train.max_skipped_steps`.
+    #[error(
+        "step {step}: {skipped} steps skipped for non-finite values, more than \
+         train.max_skipped_steps = {max} (last: {what}); lower the learning rate or raise the cap"
+    )]
+    TooManySkipped {
+        /// The step of the skip that went over the cap.
+        step: u64,
+        /// Steps skipped so far.
+        skipped: u64,
+        /// The cap.
+        max: u64,
+        /// What was not finite at the last skip.
+        what: String,
+    },
     /// libtorch reported an error.
     #[error(transparent)]
     Torch(#[from] tch::TchError),

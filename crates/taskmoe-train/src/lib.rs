@@ -19,29 +19,38 @@
 
 #![warn(missing_docs)]
 
+mod assets;
 mod checkpoint;
 mod distributed;
 mod error;
+mod interrupt;
+mod json_float;
 mod nonfinite;
 pub mod optim;
 mod overrides;
 mod run_config;
 mod run_data;
+mod run_lock;
 mod schedule;
 mod trainer;
 mod trainer_state;
 
+pub use assets::{
+    checkpoint_tokenizer, Inference, RunAssets, TASKS_FILE, TOKENIZER_JSON, VOCAB_TXT,
+};
 pub use checkpoint::{
-    checkpoint_dir, clean_stale_temp_dirs, latest_complete, list_checkpoints, Checkpoint,
-    CheckpointFiles, CheckpointWriter, Manifest, ManifestEntry, MANIFEST_FILE,
+    checkpoint_dir, clean_stale_temp_dirs, latest_complete, latest_verified, list_checkpoints,
+    Checkpoint, CheckpointFiles, CheckpointWriter, Latest, Manifest, ManifestEntry, MANIFEST_FILE,
 };
 pub use distributed::{Distributed, ExpertGroup};
 pub use error::{Result, TrainError};
+pub use interrupt::{clear_interrupt, install_interrupt_handler, interrupted, request_interrupt};
 pub use nonfinite::{NonFinitePolicy, StepAction};
 pub use optim::{clip_grad_norm, default_decays, grad_norm, AdamW, AdamWConfig};
-pub use overrides::{apply_overrides, deserialize_with_path};
+pub use overrides::{apply_overrides, deserialize_with_path, merge_tables};
 pub use run_config::{DataConfig, DataSource, OutputConfig, RunConfig, TrainConfig};
-pub use run_data::RunData;
+pub use run_data::{load_tokenizer, RunData, SkippedRows};
+pub use run_lock::{RunLock, LOCK_FILE};
 pub use schedule::{Decay, ScheduleConfig};
 pub use trainer::{
     resolve_checkpoint, select_device, EvalPoint, Progress, Silent, StepLog, Trainer, EVAL_FILE,

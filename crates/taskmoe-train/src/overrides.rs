@@ -7,10 +7,15 @@ use crate::error::{invalid, Result};
 /// is taken as a bare string (`--set train.device=cpu`), and so is any value for a key whose
 /// default (in `defaults`) is a string (`--set output.name=123`). Missing tables on the path
 /// are created; whether the key exists is checked when the table is deserialized.
+///
+/// Setting the `kind` of a table listed in `tagged` (a serde-tagged enum such as
+/// `data.mixture`) to another value clears that table first: the other kind's fields do not
+/// apply to the new one.
 pub fn apply_overrides(
     table: &mut toml::Table,
     overrides: &[String],
     defaults: &toml::Table,
+    tagged: &[&str],
 ) -> Result<()> {
     for spec in overrides {
         let Some((path, raw)) = spec.split_once('=') else {
@@ -41,9 +46,44 @@ pub fn apply_overrides(
                 )
             })?;
         }
+        if *last == "kind"
+            && tagged.contains(&parents.join(".").as_str())
+            && current.get("kind") != Some(&value)
+        {
+            current.clear();
+        }
         current.insert(last.to_string(), value);
     }
     Ok(())
+}
+
+/// Merges the layer `over` into `base` key by key: a table merges into the table beneath it
+/// (only the keys it gives change), anything else (values, arrays, arrays of tables) replaces
+/// what was there. A table listed in `tagged` (dotted path of a serde-tagged enum such as
+/// `data.mixture`) whose `kind` differs from the one beneath replaces it whole.
+pub fn merge_tables(base: &mut toml::Table, over: toml::Table, tagged: &[&str]) {
+    merge_at(base, over, tagged, "");
+}
+
+fn merge_at(base: &mut toml::Table, over: toml::Table, tagged: &[&str], prefix: &str) {
+    for (key, value) in over {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o))
+                if !(tagged.contains(&path.as_str())
+                    && o.get("kind").is_some_and(|k| b.get("kind") != Some(k))) =>
+            {
+                merge_at(b, o, tagged, &path)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
 }
 
 /// The value at `keys` in `table`, if every step exists.

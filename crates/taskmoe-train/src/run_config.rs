@@ -12,7 +12,7 @@ use taskmoe_model::ModelConfig;
 use crate::error::{invalid, Result};
 use crate::nonfinite::NonFinitePolicy;
 use crate::optim::AdamWConfig;
-use crate::overrides::{apply_overrides, deserialize_with_path};
+use crate::overrides::{apply_overrides, deserialize_with_path, merge_tables};
 use crate::schedule::{Decay, ScheduleConfig};
 
 /// The keys that hold file paths, by section.
@@ -22,6 +22,42 @@ const PATH_KEYS: [(&str, &str); 4] = [
     ("train", "init_from"),
     ("train", "init_checkpoint"),
 ];
+
+/// Tables that hold a serde-tagged enum: a layer that changes their `kind` replaces them.
+const TAGGED_TABLES: &[&str] = &["data.mixture"];
+
+/// Takes the model preset out of the file's `[model]` table and the overrides (the last
+/// `--set model.preset=NAME` wins over the file): it chooses the layer beneath them and is no
+/// key of the resolved configuration.
+fn take_preset(
+    file: &mut toml::Table,
+    overrides: &[String],
+    origin: &str,
+) -> Result<(String, Vec<String>)> {
+    let mut preset = "small".to_string();
+    if let Some(model) = file.get_mut("model").and_then(toml::Value::as_table_mut) {
+        match model.remove("preset") {
+            Some(toml::Value::String(name)) => preset = name,
+            Some(other) => {
+                return Err(invalid(
+                    "config",
+                    format!("{origin}: key `model.preset`: expected a name, got {other}"),
+                ))
+            }
+            None => {}
+        }
+    }
+    let mut rest = Vec::with_capacity(overrides.len());
+    for spec in overrides {
+        match spec.split_once('=') {
+            Some((key, name)) if key.trim() == "model.preset" => {
+                preset = name.trim().trim_matches('"').to_string();
+            }
+            _ => rest.push(spec.clone()),
+        }
+    }
+    Ok((preset, rest))
+}
 
 /// Everything a training run needs. `RunConfig::default()` is the embedded default run:
 /// the synthetic benchmark and the small task-MoE preset.
@@ -55,7 +91,9 @@ pub enum DataSource {
 pub struct DataConfig {
     /// `synthetic` or `registry`. Default `synthetic`.
     pub source: DataSource,
-    /// The synthetic benchmark's settings. Default: the default benchmark.
+    /// The synthetic benchmark's settings. Default: `SyntheticConfig::compact()` (three skill
+    /// families of one high-, one low-resource and one held-out task; a partial table changes
+    /// only the keys it names).
     pub synthetic: SyntheticConfig,
     /// Registry TOML of real tasks (source `registry`); relative paths in it are relative to
     /// it. Default none.
@@ -66,7 +104,8 @@ pub struct DataConfig {
     pub tasks: Vec<String>,
     /// Task mixing (seqio): `{ kind = "examples_proportional", cap = .., temperature = .. }`,
     /// `{ kind = "explicit", rates = { task = rate } }` or `{ kind = "uniform" }`. Default:
-    /// examples-proportional, no cap, temperature 1.
+    /// examples-proportional, no cap, temperature 2 (rates `n^(1/2)`: a 400-example task gets
+    /// a third of a 4,000-example task's rate instead of a tenth).
     pub mixture: MixtureSpec,
     /// Examples per training batch (tasks mixed within a batch). Default 32.
     pub batch_size: usize,
@@ -83,7 +122,7 @@ pub struct DataConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
-    /// Optimizer steps. Default 2000.
+    /// Optimizer steps. Default 4000.
     pub steps: u64,
     /// Seed of everything random: initialisation, mixture sampling, dropout, router noise.
     /// Default 0.
@@ -108,13 +147,16 @@ pub struct TrainConfig {
     /// new task's routing as initialised. Default true.
     pub task_init_routing: bool,
     /// Noise of upcycling, as a fraction of each FFN weight matrix's standard deviation.
-    /// Default 0.01.
+    /// Default 0: the experts start as exact copies of the pretrained FFN (sparse upcycling),
+    /// so the upcycled model computes the pretrained one at step 0 (with top-1
+    /// straight-through or renormalised gates and no drops); the experts diverge through the
+    /// different tokens the router sends each of them.
     pub upcycle_noise: f64,
     /// AdamW settings. Default: betas 0.9 / 0.999, eps 1e-8, weight decay 0.01.
     pub optimizer: AdamWConfig,
-    /// Learning-rate schedule; `total_steps = 0` means `steps`. Default: peak 3e-4, 100 warmup
-    /// steps, linear decay to 0 (1e-3 made the post-LN default collapse to constant outputs on
-    /// the 14-task mixture).
+    /// Learning-rate schedule; `total_steps = 0` means `steps`. Default: peak 1e-3, 100 warmup
+    /// steps, linear decay to 0 over the run (the pre-LN `small` preset trains stably at 1e-3;
+    /// the old post-LN default collapsed there).
     pub schedule: ScheduleConfig,
     /// Clip the global gradient L2 norm to this; 0 disables clipping. Default 1.0.
     pub clip_grad_norm: f64,
@@ -148,6 +190,13 @@ pub struct TrainConfig {
     pub eval_every: u64,
     /// Examples per evaluation batch. Default 256.
     pub eval_batch_size: usize,
+    /// Keep the checkpoint of the best validation score beside the `keep_last` newest ones
+    /// (an evaluation that sets a new best writes a checkpoint at its step, whatever
+    /// `checkpoint_every` says). Default true.
+    pub keep_best: bool,
+    /// Under `nonfinite = "skip-step"`, the most steps that may be skipped; one more stops
+    /// training with an error. Every skip is also warned about. Default 10.
+    pub max_skipped_steps: u64,
     /// Expert-parallel degree: the experts of every MoE layer run split over this many ranks of
     /// a multi-process job (`cargo xtask train --nproc N`, torchrun), tokens travelling to them
     /// by all-to-all; it must divide the number of processes. 1 = every rank runs every expert.
@@ -180,13 +229,13 @@ impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
             source: DataSource::Synthetic,
-            synthetic: SyntheticConfig::default(),
+            synthetic: SyntheticConfig::compact(),
             registry: None,
             tokenizer: None,
             tasks: Vec::new(),
             mixture: MixtureSpec::ExamplesProportional {
                 cap: None,
-                temperature: 1.0,
+                temperature: 2.0,
                 scale: 1.0,
             },
             batch_size: 32,
@@ -199,16 +248,16 @@ impl Default for DataConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            steps: 2000,
+            steps: 4000,
             seed: 0,
             init_from: None,
             init_checkpoint: None,
             task_init: BTreeMap::new(),
             task_init_routing: true,
-            upcycle_noise: 0.01,
+            upcycle_noise: 0.0,
             optimizer: AdamWConfig::default(),
             schedule: ScheduleConfig {
-                peak_lr: 3e-4,
+                peak_lr: 1e-3,
                 warmup_steps: 100,
                 total_steps: 0,
                 decay: Decay::Linear,
@@ -225,6 +274,8 @@ impl Default for TrainConfig {
             save_optimizer: true,
             eval_every: 500,
             eval_batch_size: 256,
+            keep_best: true,
+            max_skipped_steps: 10,
             expert_parallel: 1,
         }
     }
@@ -254,8 +305,12 @@ impl TrainConfig {
 }
 
 impl RunConfig {
-    /// Reads `path` (or the defaults when `None`), applies `overrides` (`key.path=value`, the
-    /// value in TOML syntax or a bare string), and validates. Errors name the file and key.
+    /// Resolves a run configuration: the built-in preset, then the file `path` (if any), then
+    /// `overrides` (`key.path=value`, the value in TOML syntax or a bare string), each layer
+    /// deep-merged into the one beneath key by key ([`merge_tables`]: a table changes only the
+    /// keys it gives), then validates. The preset is [`RunConfig::default`] with the model of
+    /// `model.preset` (`small` unless the file or an override names another of
+    /// [`ModelConfig::PRESETS`]). Errors name the file and key.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self> {
         let text = match path {
             Some(p) => std::fs::read_to_string(p)
@@ -265,14 +320,14 @@ impl RunConfig {
         let origin = path.map_or("the default config".to_string(), |p| {
             p.display().to_string()
         });
-        let mut value: toml::Table =
+        let mut file: toml::Table =
             toml::from_str(&text).map_err(|e| invalid("config", format!("{origin}: {e}")))?;
         // Paths written in the file are relative to the file; paths given with --set are
         // relative to the working directory. All become absolute, so a saved config.toml
         // reads back the same from wherever it is.
         if let Some(dir) = path.and_then(Path::parent) {
             for (section, key) in PATH_KEYS {
-                let entry = value
+                let entry = file
                     .get_mut(section)
                     .and_then(|s| s.as_table_mut())
                     .and_then(|s| s.get_mut(key));
@@ -283,9 +338,11 @@ impl RunConfig {
                 }
             }
         }
-        let defaults = toml::Table::try_from(RunConfig::default())
-            .map_err(|e| invalid("config", e.to_string()))?;
-        apply_overrides(&mut value, overrides, &defaults)?;
+        let (preset, overrides) = take_preset(&mut file, overrides, &origin)?;
+        let mut value = Self::preset_table(&preset)?;
+        let beneath = value.clone();
+        merge_tables(&mut value, file, TAGGED_TABLES);
+        apply_overrides(&mut value, &overrides, &beneath, TAGGED_TABLES)?;
         let mut cfg: RunConfig = deserialize_with_path(value, &origin)?;
         for p in [
             &mut cfg.data.registry,
@@ -384,7 +441,26 @@ impl RunConfig {
                 ));
             }
         }
-        self.optimizer_schedule().validate()?;
+        let schedule = self.optimizer_schedule();
+        if schedule.decay != Decay::Constant && schedule.warmup_steps > schedule.total_steps {
+            let end = if t.schedule.total_steps == 0 {
+                format!(
+                    "`train.steps` = {} (`total_steps = 0` means the run's steps)",
+                    t.steps
+                )
+            } else {
+                format!("`train.schedule.total_steps` = {}", schedule.total_steps)
+            };
+            return Err(invalid(
+                "config",
+                format!(
+                    "key `train.schedule.warmup_steps`: {} warmup steps exceed the end of the \
+                     decay, {end}",
+                    schedule.warmup_steps
+                ),
+            ));
+        }
+        schedule.validate()?;
         t.optimizer.validate()?;
         if t.expert_parallel == 0 {
             return Err(invalid(
@@ -401,6 +477,25 @@ impl RunConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The layer every configuration starts from: [`RunConfig::default`] with the model preset
+    /// `preset` (one of [`ModelConfig::PRESETS`]), as a TOML table.
+    pub fn preset_table(preset: &str) -> Result<toml::Table> {
+        let model = ModelConfig::preset(preset).ok_or_else(|| {
+            invalid(
+                "config",
+                format!(
+                    "key `model.preset`: `{preset}` is not one of {}",
+                    ModelConfig::PRESETS.join(", ")
+                ),
+            )
+        })?;
+        let cfg = RunConfig {
+            model,
+            ..RunConfig::default()
+        };
+        toml::Table::try_from(cfg).map_err(|e| invalid("config", e.to_string()))
     }
 
     /// The schedule with `total_steps = 0` resolved to the run's steps.

@@ -1,9 +1,11 @@
 //! The data of a run: every task's splits, encoded, and the heads the model needs for them.
 
+use std::path::{Path, PathBuf};
 use taskmoe_data::synthetic::SyntheticBenchmark;
+
 use taskmoe_data::{
-    subsample, Mixture, MixtureTask, Sampler, SamplerConfig, TaskData, TaskKind, TaskRegistry,
-    TaskSpec, TextTokenizer,
+    subsample, LabelMode, Mixture, MixtureTask, Sampler, SamplerConfig, TaskData, TaskKind,
+    TaskRegistry, TaskSpec, TextTokenizer,
 };
 use taskmoe_model::{HeadKind, HeadSpec};
 
@@ -30,6 +32,43 @@ pub struct RunData {
     pub vocab_size: usize,
     /// Padding token id.
     pub pad_id: i64,
+    /// The tokenizer file of registry data (`None` for the synthetic benchmark, whose
+    /// vocabulary is regenerated); copied into every checkpoint.
+    pub tokenizer_file: Option<PathBuf>,
+    /// Rows skipped under `on_invalid = "skip"`, one entry per file that lost any.
+    pub skipped: Vec<SkippedRows>,
+}
+
+/// The rows of one file skipped under `on_invalid = "skip"`.
+#[derive(Debug, Clone)]
+pub struct SkippedRows {
+    /// Task name.
+    pub task: String,
+    /// Split name.
+    pub split: String,
+    /// The file.
+    pub path: PathBuf,
+    /// Rows skipped.
+    pub count: usize,
+    /// Rows kept.
+    pub kept: usize,
+    /// The first skipped row's error (file, line, field).
+    pub first: String,
+}
+
+impl std::fmt::Display for SkippedRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "task `{}` ({} split): skipped {} of {} rows of {} (on_invalid = \"skip\"); first: {}",
+            self.task,
+            self.split,
+            self.count,
+            self.count + self.kept,
+            self.path.display(),
+            self.first
+        )
+    }
 }
 
 impl RunData {
@@ -60,6 +99,8 @@ impl RunData {
                     seq_len: bench.max_seq_len(),
                     vocab_size: bench.vocab().len(),
                     pad_id: 0,
+                    tokenizer_file: None,
+                    skipped: Vec::new(),
                 }
             }
             DataSource::Registry => {
@@ -71,15 +112,30 @@ impl RunData {
                     d.seq_len
                 };
                 let tok_path = d.tokenizer.as_ref().expect("validated");
-                let tokenizer = if tok_path.extension().is_some_and(|e| e == "txt") {
-                    TextTokenizer::from_wordpiece_vocab(tok_path, true, max_len)
-                } else {
-                    TextTokenizer::from_file(tok_path, max_len)
-                }
-                .map_err(data_err)?;
-                let read = |spec: &TaskSpec, id: usize, split: &str| -> Result<TaskData> {
+                let tokenizer = load_tokenizer(tok_path, max_len)?;
+                let mut skipped = Vec::new();
+                let mut read = |spec: &TaskSpec, id: usize, split: &str| -> Result<TaskData> {
                     let examples = if spec.splits.contains_key(split) {
-                        let report = registry.read_split(&spec.name, split).map_err(data_err)?;
+                        // Training needs labels; an evaluation split may be unlabeled (a test
+                        // set without answers): it gets predictions and no scores.
+                        let labels = if split == "train" {
+                            LabelMode::Required
+                        } else {
+                            LabelMode::IfPresent
+                        };
+                        let report = registry
+                            .read_split_with(&spec.name, split, labels)
+                            .map_err(data_err)?;
+                        if let Some(first) = report.skipped.first() {
+                            skipped.push(SkippedRows {
+                                task: spec.name.clone(),
+                                split: split.to_string(),
+                                path: spec.splits[split].clone(),
+                                count: report.skipped.len(),
+                                kept: report.examples.len(),
+                                first: first.to_string(),
+                            });
+                        }
                         tokenizer
                             .encode_examples(&report.examples)
                             .map_err(data_err)?
@@ -101,12 +157,15 @@ impl RunData {
                     vocab_size: tokenizer.vocab_size(),
                     pad_id: tokenizer.pad_id(),
                     specs: Vec::new(),
+                    tokenizer_file: Some(tok_path.clone()),
+                    skipped: Vec::new(),
                 };
                 for (id, spec) in specs.iter().enumerate() {
                     out.train.push(read(spec, id, "train")?);
                     out.validation.push(read(spec, id, "validation")?);
                     out.test.push(read(spec, id, "test")?);
                 }
+                out.skipped = skipped;
                 out.seq_len = out
                     .train
                     .iter()
@@ -127,6 +186,13 @@ impl RunData {
         data.train_tasks = data.select_tasks(&d.tasks)?;
         data.check_fits(cfg)?;
         Ok(data)
+    }
+
+    /// Prints one warning line per file that lost rows under `on_invalid = "skip"` to stderr.
+    pub fn warn_skipped(&self) {
+        for s in &self.skipped {
+            eprintln!("warning: {s}");
+        }
     }
 
     /// Applies `data.train_examples`.
@@ -189,6 +255,15 @@ impl RunData {
                 return Err(invalid(
                     "data",
                     format!("task `{}` has no training examples", self.specs[t].name),
+                ));
+            }
+            if self.train[t].examples.iter().any(|e| !e.label.is_present()) {
+                return Err(invalid(
+                    "data",
+                    format!(
+                        "task `{}`: its training split has no labels",
+                        self.specs[t].name
+                    ),
                 ));
             }
         }
@@ -257,6 +332,17 @@ impl RunData {
         )
         .map_err(data_err)
     }
+}
+
+/// Loads a tokenizer file: a WordPiece `vocab.txt` (uncased BERT pipeline) or a
+/// `tokenizer.json`, truncating to `max_len`.
+pub fn load_tokenizer(path: &Path, max_len: usize) -> Result<TextTokenizer> {
+    if path.extension().is_some_and(|e| e == "txt") {
+        TextTokenizer::from_wordpiece_vocab(path, true, max_len)
+    } else {
+        TextTokenizer::from_file(path, max_len)
+    }
+    .map_err(data_err)
 }
 
 /// A data-crate error as a training error (the message names file, line and field).

@@ -52,7 +52,9 @@ pub struct ScheduleConfig {
     /// Number of linear warmup steps; `0` starts at the peak. Default `0`.
     pub warmup_steps: u64,
     /// The step at which decay reaches the floor; must be at least `warmup_steps` for `linear`
-    /// and `cosine`, ignored for `constant`. Default `10000`.
+    /// and `cosine`, ignored for `constant`. `0` means the run's step count (a run
+    /// configuration resolves it, `RunConfig::optimizer_schedule`); a schedule used on its own
+    /// with `0` is at its floor after warmup. Default `0`.
     pub total_steps: u64,
     /// The shape after warmup: `constant`, `linear` or `cosine`. Default `linear`.
     pub decay: Decay,
@@ -65,7 +67,7 @@ impl Default for ScheduleConfig {
         ScheduleConfig {
             peak_lr: 1e-4,
             warmup_steps: 0,
-            total_steps: 10_000,
+            total_steps: 0,
             decay: Decay::Linear,
             min_lr_ratio: 0.0,
         }
@@ -74,7 +76,7 @@ impl Default for ScheduleConfig {
 
 impl ScheduleConfig {
     /// Checks ranges: `peak_lr > 0` and finite, `min_lr_ratio` in `[0, 1]`, and
-    /// `warmup_steps <= total_steps` when the schedule decays.
+    /// `warmup_steps <= total_steps` when the schedule decays and `total_steps` is set.
     pub fn validate(&self) -> Result<()> {
         if !(self.peak_lr.is_finite() && self.peak_lr > 0.0) {
             return Err(invalid(
@@ -88,7 +90,12 @@ impl ScheduleConfig {
                 format!("min_lr_ratio = {} is not in [0, 1]", self.min_lr_ratio),
             ));
         }
-        if self.decay != Decay::Constant && self.warmup_steps > self.total_steps {
+        // `total_steps = 0` is resolved by the run (`RunConfig::optimizer_schedule`), which
+        // checks the resolved schedule again.
+        if self.decay != Decay::Constant
+            && self.total_steps != 0
+            && self.warmup_steps > self.total_steps
+        {
             return Err(invalid(
                 "schedule",
                 format!(

@@ -16,13 +16,16 @@ use taskmoe_model::{
     ImportReport, ModelCard, ModelInput, MultiTaskModel,
 };
 
-use crate::checkpoint::{latest_complete, CheckpointWriter};
+use crate::assets::RunAssets;
+use crate::checkpoint::{latest_complete, latest_verified, CheckpointWriter};
 use crate::distributed::Distributed;
 use crate::error::{invalid, Result, TrainError};
+use crate::interrupt::interrupted;
 use crate::nonfinite::StepAction;
 use crate::optim::AdamW;
 use crate::run_config::RunConfig;
 use crate::run_data::RunData;
+use crate::run_lock::RunLock;
 use crate::trainer_state::{TrainerState, TRAINER_STATE_FILE};
 
 /// Files of a checkpoint directory, beside the manifest.
@@ -43,17 +46,28 @@ pub const EVAL_FILE: &str = "eval.jsonl";
 pub struct StepLog {
     /// 1-based index of the step just taken.
     pub step: u64,
-    /// Total loss: weighted task loss + weighted aux losses.
+    /// Wall-clock time the step ended, seconds since the Unix epoch.
+    pub time: f64,
+    /// Training seconds of the run so far, this step included (resumes add up).
+    pub elapsed_s: f64,
+    /// Total loss: weighted task loss + weighted aux losses. Non-finite values are written
+    /// as the strings `"NaN"`, `"inf"`, `"-inf"` (JSON has no such numbers).
+    #[serde(serialize_with = "crate::json_float::f64")]
     pub loss: f64,
     /// Weighted mean task loss.
+    #[serde(serialize_with = "crate::json_float::f64")]
     pub task_loss: f64,
     /// Mean task loss of each task present in the batch.
+    #[serde(serialize_with = "crate::json_float::map")]
     pub task_losses: BTreeMap<String, f64>,
     /// Unweighted aux losses averaged over MoE blocks (empty for dense models).
+    #[serde(serialize_with = "crate::json_float::map")]
     pub aux: BTreeMap<String, f64>,
     /// Learning rate of the step.
     pub lr: f64,
-    /// Global gradient L2 norm before clipping.
+    /// Global gradient L2 norm before clipping (`"NaN"` when the loss was not finite and no
+    /// backward pass ran).
+    #[serde(serialize_with = "crate::json_float::f64")]
     pub grad_norm: f64,
     /// Real (non-padding) tokens in the batch.
     pub tokens: usize,
@@ -63,8 +77,14 @@ pub struct StepLog {
     pub expert_load: Vec<Vec<f64>>,
     /// Share of dropped slots per MoE block.
     pub dropped: Vec<f64>,
+    /// Mean router probability of the first choice per MoE block (the top-1 gate value of a
+    /// raw Switch gate; the router's confidence otherwise).
+    pub top1_prob: Vec<f64>,
     /// Whether the update was skipped (non-finite values under `skip-step`).
     pub skipped: bool,
+    /// What was not finite when the update was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
 }
 
 /// What the caller's evaluation returned, written to `eval.jsonl`.
@@ -113,6 +133,9 @@ pub struct Trainer {
     task_names: Vec<String>,
     last_checkpoint: Option<PathBuf>,
     import: Option<ImportReport>,
+    assets: RunAssets,
+    /// The run folder's lock: held by rank 0 (or the single process), which writes the folder.
+    _lock: Option<RunLock>,
     /// The data-parallel job this process is a rank of (`None`: a single-process run).
     dist: Option<Distributed>,
 }
@@ -175,12 +198,33 @@ impl Trainer {
         taskmoe_device::check_precision(cfg.train.precision)
             .map_err(|e| invalid("precision", e.to_string()))?;
         let run_dir = cfg.run_dir();
-        let existing = latest_complete(&run_dir)?;
+        // Locked before anything is looked at, so "is there a run here?" and the writes that
+        // follow cannot interleave with another process.
+        // Only rank 0 writes the folder, so only rank 0 holds its lock.
+        let lock = if dist.as_ref().is_none_or(Distributed::is_rank0) {
+            Some(RunLock::acquire(
+                &run_dir,
+                if resume {
+                    "taskmoe train --resume"
+                } else {
+                    "taskmoe train"
+                },
+            )?)
+        } else {
+            None
+        };
+        let latest = latest_verified(&run_dir)?;
+        if resume {
+            for line in latest.skipped_lines() {
+                eprintln!("taskmoe: --resume {line}");
+            }
+        }
+        let existing = latest.checkpoint;
         if let Some(d) = &dist {
             let step = existing.as_ref().map_or(u64::MAX, |c| c.step);
             d.agree("the checkpoint to resume from", step)?;
         }
-        if existing.is_some() && !resume {
+        if (existing.is_some() || !latest.skipped.is_empty()) && !resume {
             return Err(invalid(
                 "run",
                 format!(
@@ -190,6 +234,9 @@ impl Trainer {
                 ),
             ));
         }
+        // Initialisation (and upcycling noise) draw from the global generator: hold it, so a
+        // run's weights are a function of its seed whatever else runs in the process.
+        let _rng = taskmoe_device::lock_global_rng();
         tch::manual_seed(step_seed(cfg.train.seed, u64::MAX));
         let vs = nn::VarStore::new(device);
         let heads = data.heads();
@@ -218,6 +265,8 @@ impl Trainer {
             task_names: data.specs.iter().map(|s| s.name.clone()).collect(),
             last_checkpoint: None,
             import: None,
+            assets: RunAssets::from_run(cfg, data)?,
+            _lock: lock,
             run_dir,
             dist,
         };
@@ -256,6 +305,9 @@ impl Trainer {
                         let path = trainer.run_dir.join(file);
                         File::create(&path).map_err(io(&path))?;
                     }
+                    // The resolved configuration, before any step: what this run is.
+                    let path = trainer.run_dir.join(RUN_CONFIG_FILE);
+                    fs::write(&path, cfg.to_toml()).map_err(io(&path))?;
                 }
                 let sampler_state = trainer.sampler.state(0);
                 trainer.state.set_sampler(&sampler_state)?;
@@ -332,6 +384,15 @@ impl Trainer {
         Ok(())
     }
 
+    /// The step whose checkpoint rotation keeps (`train.keep_best`).
+    fn best_step(&self) -> Option<u64> {
+        self.cfg
+            .train
+            .keep_best
+            .then(|| self.state.best.as_ref().map(|b| b.step))
+            .flatten()
+    }
+
     /// The model.
     pub fn model(&self) -> &MultiTaskModel {
         &self.model
@@ -373,9 +434,13 @@ impl Trainer {
     }
 
     /// Trains until `train.steps`, or until `stop_after` more steps when given (tests use it
-    /// to stop mid-run). Checkpoints every `checkpoint_every` steps and at the end, then
-    /// evaluates every `eval_every` steps and at the end through `evaluate` (checkpoint first,
-    /// so a failing evaluation loses no training).
+    /// to stop mid-run). Evaluates every `eval_every` steps and at the end through `evaluate`,
+    /// then checkpoints every `checkpoint_every` steps, at the end, and (with
+    /// `train.keep_best`) at every evaluation that sets a new best. A skipped step is warned
+    /// about through `progress`, and more than `train.max_skipped_steps` of them is an error.
+    /// After an interrupt ([`crate::request_interrupt`], or SIGINT with
+    /// [`crate::install_interrupt_handler`]) the step being taken is finished and
+    /// checkpointed, and [`TrainError::Interrupted`] is returned.
     pub fn train(
         &mut self,
         evaluate: &mut dyn FnMut(&MultiTaskModel, u64) -> Result<EvalPoint>,
@@ -389,60 +454,110 @@ impl Trainer {
         let mut silent = Silent;
         let progress: &mut dyn Progress = if rank0 { progress } else { &mut silent };
         progress.start(total, self.state.step);
+        let metrics_path = self.run_dir.join(METRICS_FILE);
         let mut metrics = if rank0 {
-            Some(append(&self.run_dir.join(METRICS_FILE))?)
+            Some(append(&metrics_path)?)
         } else {
             None
         };
+        let skipped_before = self.state.skipped_steps;
         while self.state.step < last {
             let started = Instant::now();
-            let log = self.step()?;
+            let mut log = self.step()?;
             self.state.elapsed_secs += started.elapsed().as_secs_f64();
+            log.elapsed_s = self.state.elapsed_secs;
             if let Some(metrics) = &mut metrics {
                 writeln!(
                     metrics,
                     "{}",
                     serde_json::to_string(&log).expect("logs serialize")
                 )
-                .map_err(io(&self.run_dir.join(METRICS_FILE)))?;
+                .map_err(io(&metrics_path))?;
             }
             progress.step(&log);
             let step = self.state.step;
-            let every = |n: u64| n > 0 && step % n == 0;
-            if rank0 && (every(self.cfg.train.eval_every) || step == total) {
-                self.evaluate(evaluate, progress)?;
-            }
-            if every(self.cfg.train.checkpoint_every) || step == total {
-                if let Some(metrics) = &mut metrics {
-                    metrics
-                        .flush()
-                        .map_err(io(&self.run_dir.join(METRICS_FILE)))?;
+            if let Some(reason) = &log.skip_reason {
+                progress.message(&format!(
+                    "warning: step {step}: update skipped, {reason} is not finite ({} skipped \
+                     so far, train.max_skipped_steps = {})",
+                    self.state.skipped_steps, self.cfg.train.max_skipped_steps
+                ));
+                if self.state.skipped_steps > self.cfg.train.max_skipped_steps {
+                    return Err(TrainError::TooManySkipped {
+                        step,
+                        skipped: self.state.skipped_steps,
+                        max: self.cfg.train.max_skipped_steps,
+                        what: reason.clone(),
+                    });
                 }
-                if rank0 {
+            }
+            let every = |n: u64| n > 0 && step % n == 0;
+            let mut new_best = false;
+            let evaluate_now = every(self.cfg.train.eval_every) || step == total;
+            if rank0 && evaluate_now {
+                new_best = self.evaluate(evaluate, progress)?;
+            }
+            let mut stop = interrupted();
+            if let Some(d) = &self.dist {
+                // Every rank takes the same checkpoint decision: rank 0's new best, and an
+                // interrupt seen by any rank.
+                let agreed = d.sum(&[f64::from(u8::from(new_best)), f64::from(u8::from(stop))])?;
+                new_best = agreed[0] > 0.0;
+                stop = agreed[1] > 0.0;
+            }
+            let checkpoint_now = every(self.cfg.train.checkpoint_every)
+                || step == total
+                || (new_best && self.cfg.train.keep_best);
+            if checkpoint_now || stop {
+                if let Some(metrics) = &mut metrics {
+                    metrics.flush().map_err(io(&metrics_path))?;
+                }
+                let dir = if rank0 {
                     let dir = self.checkpoint()?;
                     progress.message(&format!("step {step}: checkpoint {}", dir.display()));
-                }
+                    dir
+                } else {
+                    self.run_dir.join(format!("checkpoint-{step}"))
+                };
                 // No rank runs ahead of a checkpoint that is still being written.
                 if let Some(d) = &self.dist {
                     d.barrier()?;
                 }
+                if stop {
+                    progress.finish();
+                    return Err(TrainError::Interrupted {
+                        step,
+                        checkpoint: dir,
+                    });
+                }
             }
         }
         progress.finish();
+        let skipped = self.state.skipped_steps - skipped_before;
+        if skipped > 0 {
+            progress.message(&format!(
+                "warning: {skipped} of the steps taken were skipped for non-finite values \
+                 (train.nonfinite = \"skip-step\"; counted in trainer_state.json)"
+            ));
+        }
         Ok(())
     }
 
+    /// Runs the caller's evaluation and logs it; returns whether it set a new best.
     fn evaluate(
         &mut self,
         evaluate: &mut dyn FnMut(&MultiTaskModel, u64) -> Result<EvalPoint>,
         progress: &mut dyn Progress,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let step = self.state.step;
         let (device, precision) = (self.device, self.cfg.train.precision);
         let point = tch::no_grad(|| {
             taskmoe_device::autocast(device, precision, || evaluate(&self.model, step))
         })?;
-        let mut record = serde_json::json!({ "step": step });
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut record = serde_json::json!({ "step": step, "time": time });
         if let (Some(map), serde_json::Value::Object(extra)) =
             (record.as_object_mut(), &point.record)
         {
@@ -450,19 +565,23 @@ impl Trainer {
         }
         let path = self.run_dir.join(EVAL_FILE);
         writeln!(append(&path)?, "{record}").map_err(io(&path))?;
+        let mut new_best = false;
         if let Some((name, value, higher)) = point.score {
             if value.is_finite() {
-                self.state.update_best(&name, value, higher)?;
+                new_best = self.state.update_best(&name, value, higher)?;
             }
             progress.message(&format!("step {step}: {name} = {value:.4}"));
         }
-        Ok(())
+        Ok(new_best)
     }
 
     /// One optimizer step on the batch of the current step.
     fn step(&mut self) -> Result<StepLog> {
         let step = self.state.step;
         let started = Instant::now();
+        // Dropout seeds and router noise come from the global generator: the whole step holds
+        // it, so its draws are a function of (seed, step, rank) alone.
+        let _rng = taskmoe_device::lock_global_rng();
         let (rank, world) = self
             .dist
             .as_ref()
@@ -574,6 +693,12 @@ impl Trainer {
             loss_value,
         )?;
         let mut norm = f64::NAN;
+        let mut skip_reason = (action == StepAction::Skip).then(|| {
+            match task_losses.iter().find(|(_, v)| !v.is_finite()) {
+                Some((task, _)) => format!("the loss of task `{task}`"),
+                None => "the loss".to_string(),
+            }
+        });
         if action == StepAction::Apply {
             self.opt.zero_grad();
             loss.backward();
@@ -590,6 +715,9 @@ impl Trainer {
                 &format!("the gradient norm (last good checkpoint: {checkpoint})"),
                 norm,
             )?;
+            if action == StepAction::Skip {
+                skip_reason = Some("the gradient norm".to_string());
+            }
         }
         let lr = self.cfg.optimizer_schedule().lr(step);
         if action == StepAction::Apply {
@@ -603,8 +731,13 @@ impl Trainer {
         let sampler_state = self.sampler.state(self.state.step);
         self.state.set_sampler(&sampler_state)?;
         let seconds = started.elapsed().as_secs_f64();
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         Ok(StepLog {
             step: self.state.step,
+            time,
+            elapsed_s: self.state.elapsed_secs + seconds,
             loss: loss_value,
             task_loss: task_loss_value,
             task_losses,
@@ -615,7 +748,13 @@ impl Trainer {
             tokens_per_s: tokens as f64 / seconds.max(1e-9),
             expert_load,
             dropped,
+            top1_prob: out
+                .stats
+                .iter()
+                .map(|(_, s)| s.top1_prob.double_value(&[]))
+                .collect(),
             skipped: action == StepAction::Skip,
+            skip_reason,
         })
     }
 
@@ -651,6 +790,9 @@ impl Trainer {
             heads: self.model.heads().to_vec(),
         };
         let config_text = self.cfg.to_toml();
+        let best = self.best_step();
+        self.writer.protect(best);
+        let assets = &self.assets;
         let ckpt = self.writer.write(step, |files| -> Result<()> {
             save_weights(&self.vs, &files.path(MODEL_FILE)?, ExportDtype::F32)
                 .map_err(model_err)?;
@@ -660,6 +802,7 @@ impl Trainer {
             save_card(&card, &files.path(MODEL_CARD_FILE)?).map_err(model_err)?;
             files.write_bytes(RUN_CONFIG_FILE, config_text.as_bytes())?;
             files.write_json(TRAINER_STATE_FILE, &self.state)?;
+            assets.write(files)?;
             Ok(())
         })?;
         self.last_checkpoint = Some(ckpt.dir.clone());

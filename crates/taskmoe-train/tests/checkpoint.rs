@@ -186,11 +186,17 @@ fn a_failing_callback_leaves_existing_checkpoints_and_no_temporaries() {
 #[test]
 fn stale_temporaries_are_cleaned_and_a_step_can_be_rewritten() {
     let run = tempfile::tempdir().unwrap();
-    let stale = run.path().join(".tmp-checkpoint-5-99999");
+    // A pid above any pid_max: its writer is gone.
+    let stale = run.path().join(".tmp-checkpoint-5-2147483000");
     fs::create_dir(&stale).unwrap();
     fs::write(stale.join("model.bin"), b"half").unwrap();
+    // pid 1 is alive: another live process's temporary folder is left alone.
+    let live = run.path().join(".tmp-checkpoint-7-1");
+    fs::create_dir(&live).unwrap();
     let writer = CheckpointWriter::new(run.path(), None).unwrap();
     assert!(!stale.exists());
+    assert!(live.exists(), "a live process's temporary folder is kept");
+    fs::remove_dir(&live).unwrap();
 
     write_simple(&writer, 5);
     let again = writer

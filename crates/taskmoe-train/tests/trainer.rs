@@ -1,9 +1,26 @@
 //! The training loop on the tiny configuration: a NaN weight stops it with the step, the task
-//! and the last good checkpoint named; `skip-step` goes on; config errors name their key.
+//! and the last good checkpoint named; `skip-step` goes on, warns and is capped; the best
+//! checkpoint survives rotation; a locked run folder refuses a second trainer; config errors
+//! name their key.
 
 use std::path::{Path, PathBuf};
 
-use taskmoe_train::{EvalPoint, RunConfig, RunData, Silent, Trainer};
+use taskmoe_train::{
+    list_checkpoints, EvalPoint, Progress, RunConfig, RunData, Silent, StepLog, TrainError, Trainer,
+};
+
+/// Collects the messages a training run reports.
+#[derive(Default)]
+struct Messages(Vec<String>);
+
+impl Progress for Messages {
+    fn start(&mut self, _: u64, _: u64) {}
+    fn step(&mut self, _: &StepLog) {}
+    fn message(&mut self, text: &str) {
+        self.0.push(text.to_string());
+    }
+    fn finish(&mut self) {}
+}
 
 fn tiny(name: &str, extra: &[&str]) -> (RunConfig, PathBuf) {
     let out = std::env::temp_dir().join(format!("taskmoe-train-{}-{name}", std::process::id()));
@@ -120,4 +137,177 @@ fn paths_are_relative_to_their_origin_and_saved_absolute() {
     let cfg = RunConfig::load(None, &["output.name=2024".into()]).unwrap();
     assert_eq!(cfg.output.name, "2024");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn skipped_steps_are_warned_logged_as_nan_and_capped() {
+    let (cfg, out) = tiny(
+        "skipcap",
+        &[
+            "train.nonfinite=skip-step",
+            "train.steps=10",
+            "train.max_skipped_steps=3",
+        ],
+    );
+    let data = RunData::load(&cfg).unwrap();
+    let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
+    trainer.train(&mut no_eval, &mut Silent, Some(2)).unwrap();
+    poison(&trainer);
+    let mut messages = Messages::default();
+    let err = trainer
+        .train(&mut no_eval, &mut messages, None)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TrainError::TooManySkipped {
+                step: 6,
+                skipped: 4,
+                max: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("train.max_skipped_steps = 3"),
+        "{err}"
+    );
+    let warnings: Vec<&String> = messages
+        .0
+        .iter()
+        .filter(|m| m.contains("update skipped") && m.contains("is not finite"))
+        .collect();
+    assert_eq!(warnings.len(), 4, "{:?}", messages.0);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("run/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6);
+    for (i, line) in lines.iter().enumerate() {
+        assert!(line["time"].as_f64().unwrap() > 1.7e9, "wall time: {line}");
+        assert!(line["elapsed_s"].as_f64().unwrap() > 0.0, "{line}");
+        if i >= 2 {
+            assert_eq!(line["loss"], "NaN", "non-finite values are written as such");
+            assert_eq!(line["skipped"], true);
+        } else {
+            assert!(line["loss"].as_f64().unwrap().is_finite());
+        }
+    }
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+/// Trains 8 steps, evaluating every 2 with the scripted scores, a checkpoint every 4 and one
+/// kept; returns the steps of the checkpoints left.
+fn checkpoints_left(name: &str, keep_best: bool) -> Vec<u64> {
+    let (cfg, out) = tiny(
+        name,
+        &[
+            "train.steps=8",
+            "train.eval_every=2",
+            "train.checkpoint_every=4",
+            "train.keep_last=1",
+            &format!("train.keep_best={keep_best}"),
+        ],
+    );
+    let data = RunData::load(&cfg).unwrap();
+    let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
+    let mut scripted = |_: &taskmoe_model::MultiTaskModel, step: u64| {
+        let score = match step {
+            2 => 0.5,
+            4 => 0.3,
+            6 => 0.9,
+            _ => 0.1,
+        };
+        Ok(EvalPoint {
+            record: serde_json::json!({ "score": score }),
+            score: Some(("validation/mean".into(), score, true)),
+        })
+    };
+    trainer.train(&mut scripted, &mut Silent, None).unwrap();
+    assert_eq!(trainer.state().best.as_ref().unwrap().step, 6);
+    drop(trainer);
+    let left = list_checkpoints(out.join("run"))
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    std::fs::remove_dir_all(out).unwrap();
+    left
+}
+
+#[test]
+fn the_best_checkpoint_is_written_and_kept_beside_keep_last() {
+    // Step 6 sets the best score off the checkpoint cadence: it gets a checkpoint, which
+    // rotation keeps beside the newest one.
+    assert_eq!(checkpoints_left("best", true), vec![6, 8]);
+    assert_eq!(checkpoints_left("nobest", false), vec![8]);
+}
+
+#[test]
+fn a_locked_run_folder_refuses_a_second_trainer() {
+    let (cfg, out) = tiny("lock", &[]);
+    let data = RunData::load(&cfg).unwrap();
+    let first = Trainer::new(&cfg, &data, false).unwrap();
+    let err = Trainer::new(&cfg, &data, true).err().unwrap().to_string();
+    assert!(
+        err.contains("in use by another process")
+            && err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    drop(first);
+    Trainer::new(&cfg, &data, false).expect("the lock is released with its holder");
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn a_checkpoint_loads_for_inference_from_its_own_files() {
+    let (cfg, out) = tiny("inference", &["train.steps=3"]);
+    let data = RunData::load(&cfg).unwrap();
+    let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
+    trainer.train(&mut no_eval, &mut Silent, None).unwrap();
+    let dir = trainer.last_checkpoint().unwrap().to_path_buf();
+    drop(trainer);
+    for file in [taskmoe_train::TASKS_FILE, taskmoe_train::VOCAB_TXT] {
+        assert!(dir.join(file).is_file(), "{file}");
+    }
+    // A copy whose config.toml names a pretrained folder that does not exist (as on another
+    // machine): the run config no longer loads, the checkpoint still does.
+    let config = std::fs::read_to_string(dir.join(taskmoe_train::RUN_CONFIG_FILE)).unwrap();
+    assert!(config.contains("[train]\n"));
+    let stale = config.replace("[train]\n", "[train]\ninit_from = \"/nonexistent/bert\"\n");
+    let copy = taskmoe_train::CheckpointWriter::new(out.join("copy"), None)
+        .unwrap()
+        .write(3, |files| -> std::io::Result<()> {
+            for item in std::fs::read_dir(&dir)? {
+                let item = item?;
+                let name = item.file_name().to_string_lossy().into_owned();
+                if name == taskmoe_train::MANIFEST_FILE {
+                    continue;
+                }
+                let bytes = if name == taskmoe_train::RUN_CONFIG_FILE {
+                    stale.clone().into_bytes()
+                } else {
+                    std::fs::read(item.path())?
+                };
+                std::fs::write(files.dir().join(&name), bytes)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert!(RunConfig::load(Some(&copy.file(taskmoe_train::RUN_CONFIG_FILE)), &[]).is_err());
+    let inf = taskmoe_train::Inference::load(&copy, tch::Device::Cpu).unwrap();
+    assert_eq!(inf.specs.len(), data.specs.len());
+    assert_eq!(inf.specs[0].labels, vec!["0", "1"]);
+    assert_eq!(inf.threads, 1, "tiny.toml's train.threads");
+    // The copied vocabulary tokenizes the synthetic text to the generated ids.
+    let (ids, _) = inf.tokenizer.encode("w0 w3", None).unwrap();
+    assert_eq!(ids, vec![2, 5, 8, 3]);
+    assert!(inf
+        .task_id("nope")
+        .unwrap_err()
+        .to_string()
+        .contains("lexicon_hi0"));
+    std::fs::remove_dir_all(out).unwrap();
 }

@@ -141,6 +141,7 @@ fn checkpoints_without_optimizer_state_start_runs_but_do_not_resume() {
     let ckpt = trainer.last_checkpoint().unwrap().to_path_buf();
     assert!(ckpt.join(taskmoe_train::MODEL_FILE).is_file());
     assert!(!ckpt.join(taskmoe_train::OPTIMIZER_FILE).exists());
+    drop(trainer); // releases the run folder's lock
     let err = Trainer::new(&cfg, &data, true).err().unwrap().to_string();
     assert!(
         err.contains("no optimizer state") && err.contains("init_checkpoint"),

@@ -94,6 +94,7 @@ impl SyntheticExample {
             input_ids,
             token_type_ids,
             label: Label::Class(self.label),
+            source_id: None,
         }
     }
 

@@ -1,0 +1,208 @@
+//! `taskmoe predict`: a trained model on new, unlabeled text.
+//!
+//! Everything the model needs comes from the checkpoint folder (`tasks.toml`, the tokenizer,
+//! `config.json`, `model.safetensors`), so a copied checkpoint predicts anywhere. The input is
+//! a TSV, CSV or JSONL file with the task's text fields (no label needed); each row belongs to
+//! `--task`, or names its task in `--task-field`. One JSON line per input row, in input order:
+//! `id` (the task's `id_field` value, else the row's line number), `line`, `task`, then the
+//! predicted label name with the probability of every label, or the regression value.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use taskmoe_data::{read_inputs, Batch, EncodedExample, Format, InputTask, TaskData};
+use taskmoe_eval::{predictions, Answer};
+use taskmoe_model::ModelInput;
+use taskmoe_train::Inference;
+
+use crate::checkpoint_arg::resolve;
+
+/// The arguments of `taskmoe predict`.
+#[derive(clap::Args, Debug)]
+pub struct PredictArgs {
+    /// A run folder: its newest checkpoint whose files match their manifest is used.
+    #[arg(
+        long,
+        conflicts_with = "checkpoint",
+        required_unless_present = "checkpoint"
+    )]
+    pub run: Option<PathBuf>,
+    /// A checkpoint folder (a copy works: it holds its tokenizer and task specs).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// The rows to predict on: .tsv / .csv (with a header) or .jsonl.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// The input's format, when its extension does not say.
+    #[arg(long, value_enum)]
+    pub format: Option<InputFormat>,
+    /// The task of every row.
+    #[arg(
+        long,
+        conflicts_with = "task_field",
+        required_unless_present = "task_field"
+    )]
+    pub task: Option<String>,
+    /// A field of each row naming its task (for inputs mixing tasks).
+    #[arg(long)]
+    pub task_field: Option<String>,
+    /// Where the predictions go (JSONL); default standard output.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Rows per forward pass.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// The device to run on.
+    #[arg(long, value_enum, default_value_t = crate::DeviceArg::Cpu)]
+    pub device: crate::DeviceArg,
+}
+
+/// The input formats, as on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum InputFormat {
+    /// Tab-separated with a header row.
+    Tsv,
+    /// Comma-separated with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl From<InputFormat> for Format {
+    fn from(f: InputFormat) -> Format {
+        match f {
+            InputFormat::Tsv => Format::Tsv,
+            InputFormat::Csv => Format::Csv,
+            InputFormat::Jsonl => Format::Jsonl,
+        }
+    }
+}
+
+/// Runs `taskmoe predict`.
+pub fn run(args: &PredictArgs) -> Result<()> {
+    let ckpt = resolve(args.run.as_deref(), args.checkpoint.as_deref())?;
+    let device = taskmoe_train::select_device(args.device.as_str())?;
+    let inf = Inference::load(&ckpt, device)
+        .with_context(|| format!("loading {}", ckpt.dir.display()))?;
+    if inf.threads > 0 {
+        tch::set_num_threads(inf.threads as i32);
+    }
+    let task = match (&args.task, &args.task_field) {
+        (Some(name), _) => InputTask::Fixed(inf.task_id(name)?),
+        (None, Some(field)) => InputTask::Field(field),
+        (None, None) => bail!("pass --task NAME or --task-field FIELD"),
+    };
+    let report = read_inputs(&inf.specs, &args.input, args.format.map(Format::from), task)?;
+    let rows = encode(&inf, &report.examples, &args.input)?;
+    let n = rows.len();
+    eprintln!(
+        "predicting {n} rows of {} with {} (step {})",
+        args.input.display(),
+        ckpt.dir.display(),
+        ckpt.step
+    );
+
+    // Group rows by task, keeping each row's position so the output follows the input.
+    let mut by_task: Vec<TaskData> = (0..inf.specs.len())
+        .map(|t| TaskData {
+            task_id: t,
+            examples: Vec::new(),
+        })
+        .collect();
+    for (row, &t) in rows.into_iter().zip(&report.tasks) {
+        by_task[t].examples.push(row);
+    }
+    let seq_len = by_task
+        .iter()
+        .flat_map(|t| &t.examples)
+        .map(|e| e.input_ids.len())
+        .max()
+        .unwrap_or(1);
+    let mut out: Vec<Option<serde_json::Value>> = vec![None; n];
+    let mut done = 0usize;
+    let report_every = (n / 10).max(1000);
+    for data in &by_task {
+        let spec = &inf.specs[data.task_id];
+        for chunk in data.examples.chunks(args.batch_size.max(1)) {
+            let batch =
+                Batch::from_examples(chunk.iter().map(|e| (data.task_id, e)), seq_len, inf.pad_id)?;
+            let t = batch.to_tensors(device)?;
+            let logits = tch::no_grad(|| {
+                inf.model.forward(
+                    &ModelInput {
+                        input_ids: &t.input_ids,
+                        attention_mask: &t.attention_mask,
+                        token_type_ids: Some(&t.token_type_ids),
+                        task_ids: &t.task_ids,
+                    },
+                    false,
+                )
+            })?
+            .logits;
+            let members: Vec<&EncodedExample> = chunk.iter().collect();
+            for p in predictions(spec, &logits, &members) {
+                let index = p.index as usize;
+                let line = report.examples[index].line;
+                let mut record = serde_json::json!({
+                    "id": p.id,
+                    "line": line,
+                    "task": p.task,
+                });
+                match p.prediction {
+                    Answer::Class(name) => {
+                        record["label"] = name.into();
+                        record["probabilities"] = p.probabilities.into();
+                    }
+                    Answer::Value(v) => record["value"] = v.into(),
+                }
+                out[index] = Some(record);
+            }
+            let before = done;
+            done += batch.len();
+            if n > 1000 && done / report_every != before / report_every {
+                eprintln!("{done} of {n} rows");
+            }
+        }
+    }
+    let mut sink: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    for record in out.into_iter().flatten() {
+        writeln!(sink, "{record}")?;
+    }
+    sink.flush()?;
+    if let Some(path) = &args.output {
+        eprintln!("wrote {n} predictions to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Tokenizes the input rows; example `i` gets id `i` (its position in the input) and, as its
+/// source id, the `id_field` value or the line number.
+fn encode(
+    inf: &Inference,
+    examples: &[taskmoe_data::TextExample],
+    path: &Path,
+) -> Result<Vec<EncodedExample>> {
+    examples
+        .iter()
+        .enumerate()
+        .map(|(i, ex)| {
+            let (input_ids, token_type_ids) = inf
+                .tokenizer
+                .encode(&ex.text_a, ex.text_b.as_deref())
+                .with_context(|| format!("{}:{}: tokenizing", path.display(), ex.line))?;
+            Ok(EncodedExample {
+                id: i as u64,
+                input_ids,
+                token_type_ids,
+                label: ex.label,
+                source_id: Some(ex.source_id.clone().unwrap_or_else(|| ex.line.to_string())),
+            })
+        })
+        .collect()
+}

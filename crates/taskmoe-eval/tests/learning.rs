@@ -1,0 +1,153 @@
+//! Learning, not only math: on a tiny two-family task set, a task-aware MoE trained for a few
+//! hundred steps learns both tasks and routes the two families to different experts (hard
+//! task-expert mutual information of the argmax routing on validation).
+//!
+//! Measured when this test was written (test split, same settings): with the Mod-Squad
+//! task-expert loss at 0.3 the per-task router separates the families completely in both
+//! blocks (I = 0.646 nats, the entropy of the task mix), at 0.1 it reaches 0.33 / 0.55; from
+//! the task loss alone it stays at 0.19 / 0.11, below a task-agnostic token router (0.27 /
+//! 0.18, which tells the families apart by their input format, pairs against single
+//! sentences). Separation is what the routing loss buys, so the test configures it.
+
+use std::path::PathBuf;
+
+use taskmoe_eval::{evaluate, routing::analyze, EvalData, EvalResult};
+use taskmoe_train::{EvalPoint, RunConfig, RunData, Silent, Trainer};
+
+/// Two single-sentence families with different skills (a bag-of-words lexicon and the
+/// position-dependent order skill) on disjoint word weights, one task each; a 2-block pre-LN
+/// model whose blocks are both MoE (4 experts, top-1 straight-through, dropless).
+const TWO_FAMILIES: &str = r#"
+[model]
+variant = "task-moe"
+vocab_size = 48
+max_position = 24
+d_model = 32
+num_layers = 2
+num_heads = 2
+d_ff = 64
+norm = "pre"
+moe_every = 1
+dropout = 0.0
+attention_dropout = 0.0
+
+[model.moe]
+d_ff = 64
+
+[model.moe.router]
+kind = "per-task"
+num_experts = 4
+mutual_information_coef = 0.3
+
+[data]
+batch_size = 32
+
+[data.synthetic]
+vocab_size = 32
+word_classes = 4
+min_words = 4
+max_words = 8
+label_noise = 0.0
+high_resource_examples = 2000
+eval_examples = 400
+extra_tasks = []
+
+[[data.synthetic.families]]
+name = "lexicon"
+skill = "lexicon"
+high_resource = 1
+low_resource = 0
+unseen = 0
+
+[[data.synthetic.families]]
+name = "count"
+skill = "count"
+high_resource = 1
+low_resource = 0
+unseen = 0
+
+[train]
+steps = 300
+threads = 1
+checkpoint_every = 300
+keep_last = 1
+eval_every = 0
+eval_batch_size = 400
+save_optimizer = false
+
+[train.schedule]
+peak_lr = 3e-3
+warmup_steps = 20
+"#;
+
+fn train(name: &str, sets: &[&str]) -> (RunData, EvalResult) {
+    let dir = std::env::temp_dir().join(format!("taskmoe-learning-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("run.toml");
+    std::fs::write(&file, TWO_FAMILIES).unwrap();
+    let mut overrides = vec![format!("output.dir={}", dir.display())];
+    overrides.extend(sets.iter().map(|s| s.to_string()));
+    let cfg = RunConfig::load(Some(&file), &overrides).unwrap();
+    let data = RunData::load(&cfg).unwrap();
+    let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
+    let mut no_eval = |_: &taskmoe_model::MultiTaskModel, _: u64| {
+        Ok(EvalPoint {
+            record: serde_json::json!({}),
+            score: None,
+        })
+    };
+    trainer.train(&mut no_eval, &mut Silent, None).unwrap();
+    let validation = EvalData {
+        specs: &data.specs,
+        split: &data.validation,
+        train: &data.train,
+        seq_len: data.seq_len,
+        pad_id: data.pad_id,
+    };
+    let result = evaluate(
+        trainer.model(),
+        &validation,
+        &data.train_tasks,
+        400,
+        tch::Device::Cpu,
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(PathBuf::from(&dir));
+    (data, result)
+}
+
+/// Accuracy per task and the hard task-expert mutual information (nats) of each MoE block.
+fn summary(data: &RunData, result: &EvalResult) -> (Vec<(String, f64)>, Vec<f64>) {
+    let accuracy = result
+        .tasks
+        .iter()
+        .map(|t| (t.task.clone(), t.metrics["accuracy"]))
+        .collect();
+    let names: Vec<String> = data.specs.iter().map(|s| s.name.clone()).collect();
+    let mi = result
+        .routing
+        .iter()
+        .map(|(&layer, counts)| analyze(layer, &names, counts).mutual_information)
+        .collect();
+    (accuracy, mi)
+}
+
+#[test]
+fn a_task_aware_moe_learns_two_families_and_routes_them_apart() {
+    let (data, result) = train("task-moe", &[]);
+    let (accuracy, mi) = summary(&data, &result);
+    eprintln!("task-moe per-task: accuracy {accuracy:?}, hard I(task; expert) {mi:?}");
+    for (task, acc) in &accuracy {
+        assert!(*acc >= 0.75, "{task}: validation accuracy {acc:.3} < 0.75");
+    }
+    // Two tasks: at most the entropy of the task mix (< ln 2 = 0.693 nats); 0.45 means the
+    // families use mostly different experts in every block.
+    assert_eq!(mi.len(), 2, "both blocks are MoE");
+    for (block, m) in mi.iter().enumerate() {
+        assert!(
+            *m >= 0.45,
+            "MoE block {block}: I(task; expert) = {m:.3} < 0.45"
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! The `__metadata__` of safetensors files. tch writes none, and `transformers` (through
+//! `safetensors.torch`) expects `{"format": "pt"}` in a PyTorch checkpoint; [`set_metadata`]
+//! rewrites a file's header with the given entries and leaves its tensor bytes as they were.
+//!
+//! Layout (safetensors format): 8 bytes little-endian header length `n`, `n` bytes of JSON
+//! (tensor name -> dtype, shape, data offsets relative to the data section, plus the optional
+//! `__metadata__` string map), then the data section.
+
+use std::path::Path;
+
+use crate::error::{ModelError, Result};
+
+/// Rewrites the header of the safetensors file `path` in place so that its `__metadata__`
+/// holds `entries` (replacing any earlier metadata). The data section is copied unchanged.
+pub fn set_metadata(path: &Path, entries: &[(&str, &str)]) -> Result<()> {
+    let bad = |message: String| ModelError::Checkpoint {
+        path: path.to_path_buf(),
+        problems: vec![message],
+    };
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if bytes.len() < 8 {
+        return Err(bad("shorter than a safetensors header".into()));
+    }
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header = bytes
+        .get(8..8 + n)
+        .ok_or_else(|| bad("header length beyond the end of the file".into()))?;
+    let mut json: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|e| bad(format!("safetensors header: {e}")))?;
+    let meta: serde_json::Map<String, serde_json::Value> = entries
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+        .collect();
+    json.insert("__metadata__".into(), serde_json::Value::Object(meta));
+    let mut text = serde_json::to_vec(&json).expect("a JSON map serializes");
+    // The data section starts 8-byte aligned, as safetensors' own writer keeps it.
+    while (8 + text.len()) % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(path, out).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The `__metadata__` entries of a safetensors file (empty when it has none).
+pub fn read_metadata(path: &Path) -> Result<Vec<(String, String)>> {
+    let bad = |message: String| ModelError::Checkpoint {
+        path: path.to_path_buf(),
+        problems: vec![message],
+    };
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let n = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+        .ok_or_else(|| bad("shorter than a safetensors header".into()))?;
+    let header = bytes
+        .get(8..8 + n)
+        .ok_or_else(|| bad("header length beyond the end of the file".into()))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(header).map_err(|e| bad(format!("safetensors header: {e}")))?;
+    Ok(json
+        .get("__metadata__")
+        .and_then(|m| m.as_object())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default())
+}

@@ -1,0 +1,245 @@
+"""Load a `taskmoe export --format hf` folder in PyTorch and reproduce taskmoe's logits.
+
+    import torch
+    from taskmoe_hf import TaskMoeExport
+    model = TaskMoeExport("runs/task-moe-seed0/export-hf-step2000")
+    logits = model(input_ids, attention_mask, token_type_ids, task_ids)  # [B, widest head]
+
+Two layouts (see docs/checkpoints.md, "Exporting"):
+
+- `model_type: "bert"` (dense models, and one task's sub-network of a task-level MoE model):
+  the encoder is loaded with `transformers.BertModel`; taskmoe's heads run on its pooled
+  output.
+- `model_type: "taskmoe"` (MoE models): the encoder is written out below with the tensors of
+  `model.safetensors` under their taskmoe names: embeddings (+ a task embedding, added or as a
+  prefix token), post- or pre-LN blocks, dense FFNs or MoE layers (routers `token`,
+  `task-concat`, `per-task`, `task-level`; fp32 softmax, top-k, optional renormalisation, the
+  evaluation capacity with taskmoe's drop order, shared experts), pooling and heads.
+
+Logits follow taskmoe: one row per example, padded to the widest head with -1e9.
+
+As a script it writes the logits of a folder on given inputs (how the golden fixtures of
+`crates/taskmoe-model/tests/export.rs` were made):
+
+    python python/taskmoe_hf.py FOLDER --inputs inputs.json --out expected.json
+
+Needs `torch` and `safetensors` (and `transformers` for the bert layout).
+"""
+
+import argparse
+import json
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+MISSING_CLASS_LOGIT = -1e9
+
+
+class TaskMoeExport(torch.nn.Module):
+    """An exported taskmoe model in evaluation mode (no dropout, no router noise)."""
+
+    def __init__(self, folder):
+        super().__init__()
+        with open(os.path.join(folder, "config.json")) as f:
+            self.config = json.load(f)
+        meta = self.config["taskmoe"]
+        self.layout = meta["layout"]
+        self.head_specs = meta["heads"]
+        self.heads = {
+            k: v.float() for k, v in load_file(os.path.join(folder, meta["heads_file"])).items()
+        }
+        if self.layout == "bert":
+            from transformers import BertModel
+
+            self.bert = BertModel.from_pretrained(folder, add_pooling_layer=False).float().eval()
+            self.pooling = meta["pooling"]
+            self.eps = self.config["layer_norm_eps"]
+        else:
+            self.m = meta["model"]
+            self.pooling = self.m["pooling"]
+            self.eps = self.m["layer_norm_eps"]
+            self.state = {
+                k: v.float() for k, v in load_file(os.path.join(folder, "model.safetensors")).items()
+            }
+
+    # -- building blocks -------------------------------------------------------------------
+
+    def _ln(self, x, name):
+        s = self.state
+        return F.layer_norm(x, x.shape[-1:], s[name + ".weight"], s[name + ".bias"], self.eps)
+
+    def _linear(self, x, name):
+        return F.linear(x, self.state[name + ".weight"], self.state[name + ".bias"])
+
+    def _dense_ffn(self, x, prefix):
+        h = F.gelu(self._linear(x, prefix + ".intermediate.dense"))
+        return self._linear(h, prefix + ".output.dense")
+
+    def _attention(self, x, mask, prefix):
+        b, l, d = x.shape
+        heads = self.m["num_heads"]
+
+        def split(t):
+            return t.view(b, l, heads, d // heads).transpose(1, 2)
+
+        q = split(self._linear(x, prefix + ".self.query"))
+        k = split(self._linear(x, prefix + ".self.key"))
+        v = split(self._linear(x, prefix + ".self.value"))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(d // heads)
+        scores = scores.masked_fill(~mask.view(b, 1, 1, l), float("-inf"))
+        context = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, l, d)
+        return self._linear(context, prefix + ".output.dense")
+
+    def _router_logits(self, x, tasks, prefix, r):
+        w = self.state[prefix + ".router.weight"]
+        kind = r["kind"]
+        if kind == "token":
+            return x @ w.T
+        emb = self.state.get(prefix + ".router.task_embedding")
+        if kind == "task-concat":
+            d = x.shape[1]
+            return x @ w[:, :d].T + (emb @ w[:, d:].T)[tasks]
+        if kind == "per-task":
+            return torch.einsum("ted,td->te", w[tasks], x)
+        if kind == "task-level":
+            return (emb @ w.T)[tasks]
+        raise ValueError(f"unknown router kind {kind}")
+
+    def _moe(self, x, tasks, prefix):
+        r = self.m["moe"]["router"]
+        e_count, k = r["num_experts"], r["k"]
+        probs = self._router_logits(x, tasks, prefix, r).float().softmax(-1)
+        weights, experts = probs.topk(k, dim=-1, largest=True, sorted=True)
+        if r["renormalize"]:
+            weights = weights / weights.sum(-1, keepdim=True)
+        t = x.shape[0]
+        keep = torch.ones_like(experts, dtype=torch.bool)
+        factor = r["capacity_factor_eval"]
+        if factor > 0:
+            # taskmoe's drop order: all first choices in token order, then second choices...
+            cap = max(1, math.ceil(factor * t * k / e_count))
+            order = experts.T.reshape(-1)  # choice-major
+            onehot = F.one_hot(order, e_count)
+            position = (onehot.cumsum(0) - 1).gather(1, order[:, None]).squeeze(1)
+            keep = (position < cap).view(k, t).T
+        s = self.state
+        y = torch.zeros_like(x)
+        for e in range(e_count):
+            hit = (experts == e) & keep  # [T, k]
+            rows = hit.any(-1).nonzero().squeeze(1)
+            if rows.numel() == 0:
+                continue
+            h = F.gelu(x[rows] @ s[prefix + ".experts.w1"][e] + s[prefix + ".experts.b1"][e])
+            out = h @ s[prefix + ".experts.w2"][e] + s[prefix + ".experts.b2"][e]
+            w = (weights * hit)[rows].sum(-1, keepdim=True)
+            y[rows] += w * out
+        if prefix + ".shared_expert.intermediate.dense.weight" in s:
+            y = y + self._dense_ffn(x, prefix + ".shared_expert")
+        return y
+
+    def _is_moe_block(self, i):
+        return self.m["variant"] in ("token-moe", "task-moe") and (i + 1) % self.m["moe_every"] == 0
+
+    def _encode(self, input_ids, attention_mask, token_type_ids, task_ids):
+        s, m = self.state, self.m
+        b, l = input_ids.shape
+        positions = torch.arange(l)
+        x = (
+            s["embeddings.word_embeddings.weight"][input_ids]
+            + s["embeddings.position_embeddings.weight"][positions][None]
+            + s["embeddings.token_type_embeddings.weight"][token_type_ids]
+        )
+        mode = m["task_embedding"]
+        if mode == "added":
+            x = x + s["task_embeddings.weight"][task_ids][:, None]
+        x = self._ln(x, "embeddings.LayerNorm")
+        mask = attention_mask.bool()
+        if mode == "prefix":
+            token = self._ln(s["task_embeddings.weight"][task_ids], "embeddings.LayerNorm")
+            x = torch.cat([token[:, None], x], 1)
+            mask = torch.cat([torch.ones(b, 1, dtype=torch.bool), mask], 1)
+        l = x.shape[1]
+        real = mask.reshape(-1).nonzero().squeeze(1)  # the feed-forwards see real tokens only
+        tasks = task_ids[:, None].expand(b, l).reshape(-1)[real]
+
+        def ffn(h, i):
+            flat = h.reshape(b * l, -1)
+            rows = flat[real]
+            p = f"encoder.layer.{i}"
+            out = self._moe(rows, tasks, p + ".moe") if self._is_moe_block(i) else self._dense_ffn(rows, p)
+            y = torch.zeros_like(flat)
+            y[real] = out
+            return y.view(b, l, -1)
+
+        for i in range(m["num_layers"]):
+            p = f"encoder.layer.{i}"
+            if m["norm"] == "post":
+                x = self._ln(x + self._attention(x, mask, p + ".attention"), p + ".attention.output.LayerNorm")
+                x = self._ln(x + ffn(x, i), p + ".output.LayerNorm")
+            else:
+                x = x + self._attention(self._ln(x, p + ".attention.output.LayerNorm"), mask, p + ".attention")
+                x = x + ffn(self._ln(x, p + ".output.LayerNorm"), i)
+        if m["norm"] == "pre":
+            x = self._ln(x, "encoder.final_layer_norm")
+        return x, mask, 1 if mode == "prefix" else 0
+
+    # -- the model -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def forward(self, input_ids, attention_mask, token_type_ids=None, task_ids=None):
+        """Logits `[B, widest head]` for int64 `input_ids`, `attention_mask`,
+        `token_type_ids` `[B, L]` and `task_ids` `[B]` (task positions in the heads list)."""
+        b = input_ids.shape[0]
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        if task_ids is None:
+            task_ids = torch.zeros(b, dtype=torch.long)
+        if self.layout == "bert":
+            x = self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            mask, offset = attention_mask.bool(), 0
+        else:
+            x, mask, offset = self._encode(input_ids, attention_mask, token_type_ids, task_ids)
+        if self.pooling == "first":
+            pooled = x[:, offset]
+        else:
+            xs, ms = x[:, offset:], mask[:, offset:].to(x.dtype)[..., None]
+            pooled = (xs * ms).sum(1) / ms.sum(1).clamp_min(1.0)
+        width = max(1 if "regression" in h["kind"] else h["kind"]["classification"]["num_labels"]
+                    for h in self.head_specs)
+        logits = torch.full((b, width), MISSING_CLASS_LOGIT)
+        for t in range(len(self.head_specs)):
+            rows = (task_ids == t).nonzero().squeeze(1)
+            if rows.numel() == 0:
+                continue
+            hs = self.heads
+            h = torch.tanh(F.linear(pooled[rows], hs[f"heads.{t}.dense.weight"], hs[f"heads.{t}.dense.bias"]))
+            out = F.linear(h, hs[f"heads.{t}.out.weight"], hs[f"heads.{t}.out.bias"])
+            logits[rows, : out.shape[1]] = out
+        return logits
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("folder")
+    parser.add_argument(
+        "--inputs", required=True, help="JSON with input_ids, attention_mask, token_type_ids, task_ids"
+    )
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    with open(args.inputs) as f:
+        inputs = {k: torch.tensor(v, dtype=torch.long) for k, v in json.load(f).items()}
+    model = TaskMoeExport(args.folder)
+    task_ids = inputs["task_ids"].reshape(-1)  # written as one row
+    logits = model(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"], task_ids)
+    with open(args.out, "w") as f:
+        json.dump({"logits": logits.tolist(), "made_by": "python/taskmoe_hf.py", "torch": torch.__version__}, f)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
