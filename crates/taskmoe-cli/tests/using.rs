@@ -372,7 +372,8 @@ fn a_synthetic_run_predicts_and_exports() {
     ]));
     assert!(err.contains("task-level"), "{err}");
 
-    // A dense model exports as a transformers BertModel folder.
+    // A dense post-LN model (BERT's layout; the presets are pre-LN) exports as a
+    // transformers BertModel folder.
     ok(taskmoe(&[
         "train",
         "--config",
@@ -383,6 +384,8 @@ fn a_synthetic_run_predicts_and_exports() {
         "output.name=d",
         "--set",
         "model.variant=dense",
+        "--set",
+        "model.norm=post",
         "--set",
         "train.steps=2",
     ]));

@@ -46,6 +46,10 @@ fn small() -> ModelConfig {
     cfg.moe.d_ff = 24;
     cfg.moe.router.num_experts = 4;
     cfg.moe.router.task_embedding_dim = 8;
+    // BERT's layout (the presets are pre-LN with mean pooling): what the fixtures were made
+    // with, and what a BertModel export needs.
+    cfg.norm = NormPlacement::Post;
+    cfg.pooling = Pooling::First;
     cfg
 }
 

@@ -327,7 +327,9 @@ fn parameter_accounting_matches_the_built_model() {
 #[test]
 fn dense_parameter_names_are_bert_names() {
     let _rng = taskmoe_device::lock_global_rng();
-    let cfg = ModelConfig::tiny().with_variant(Variant::Dense);
+    // BERT is post-LN (pre-LN adds `encoder.final_layer_norm.*`, which BERT has not).
+    let mut cfg = ModelConfig::tiny().with_variant(Variant::Dense);
+    cfg.norm = NormPlacement::Post;
     let (vs, _) = build(&cfg, 11);
     let mut names: Vec<String> = vs
         .variables()

@@ -345,11 +345,16 @@ impl CheckpointWriter {
         };
         let mut kept = 0;
         for (step, dir) in list_checkpoints(&self.run_dir)?.into_iter().rev() {
-            if step > newest || Some(step) == self.protected {
+            if step > newest {
                 continue;
             }
             if kept < keep && Checkpoint::open(&dir).is_ok() {
                 kept += 1;
+                continue;
+            }
+            // The protected (best) checkpoint survives beyond the newest `keep_last`; among
+            // them it counts as one of them.
+            if Some(step) == self.protected {
                 continue;
             }
             fs::remove_dir_all(&dir).map_err(io_err(&dir))?;

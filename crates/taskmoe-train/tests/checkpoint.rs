@@ -129,6 +129,22 @@ fn latest_complete_skips_truncated_and_unmarked_checkpoints() {
 }
 
 #[test]
+fn the_protected_best_checkpoint_counts_among_the_newest_and_survives_beyond_them() {
+    let run = tempfile::tempdir().unwrap();
+    let mut writer = CheckpointWriter::new(run.path(), Some(2)).unwrap();
+    write_simple(&writer, 1);
+    write_simple(&writer, 2);
+    // The newest is the best: still only two kept.
+    writer.protect(Some(3));
+    write_simple(&writer, 3);
+    assert_eq!(steps(run.path()), vec![2, 3]);
+    // An older best stays beside the two newest.
+    write_simple(&writer, 4);
+    write_simple(&writer, 5);
+    assert_eq!(steps(run.path()), vec![3, 4, 5]);
+}
+
+#[test]
 fn keeps_the_last_n_complete_checkpoints() {
     let run = tempfile::tempdir().unwrap();
     let writer = CheckpointWriter::new(run.path(), Some(2)).unwrap();

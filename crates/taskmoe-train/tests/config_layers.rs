@@ -40,8 +40,8 @@ fn a_set_on_a_nested_key_changes_only_that_key() {
         ("model.moe.router.kind=task-level", "kind = \"task-level\""),
         ("model.moe.router.kind=per-task", ""),
         ("model.moe.router.num_experts=16", "num_experts = 16"),
-        ("train.schedule.peak_lr=1e-3", "peak_lr = 0.001"),
-        ("data.synthetic.vocab_size=64", "vocab_size = 64"),
+        ("train.schedule.peak_lr=5e-4", "peak_lr = 0.0005"),
+        ("data.synthetic.vocab_size=48", "vocab_size = 48"),
     ] {
         let cfg = RunConfig::load(None, &[set.to_string()]).unwrap();
         let changed = changed_lines(&cfg, &base);
@@ -60,13 +60,13 @@ fn partial_tables_keep_the_presets_other_keys() {
     let cfg = load_text(
         "partial",
         "[model.moe.router]\nkind = \"task-concat\"\n\n[model.moe]\nexpert_dropout = 0.1\n\n\
-         [train.schedule]\npeak_lr = 1e-3\n",
+         [train.schedule]\npeak_lr = 5e-4\n",
         &[],
     );
     let mut expected = base.clone();
     expected.model.moe.router.kind = RouterKind::TaskConcat;
     expected.model.moe.expert_dropout = 0.1;
-    expected.train.schedule.peak_lr = 1e-3;
+    expected.train.schedule.peak_lr = 5e-4;
     assert_eq!(cfg, expected);
     // In particular the router keeps top-1 straight-through, dropless, 8 experts; the experts
     // keep the preset's width; the schedule decays over the run's own steps.
@@ -106,13 +106,13 @@ fn a_tagged_table_whose_kind_changes_is_replaced() {
     assert_eq!(cfg.data.mixture, taskmoe_data::MixtureSpec::Uniform {});
     let cfg = RunConfig::load(None, &["data.mixture.kind=uniform".into()]).unwrap();
     assert_eq!(cfg.data.mixture, taskmoe_data::MixtureSpec::Uniform {});
-    // Same kind: the table merges, the default temperature stays.
+    // Same kind: the table merges, the default temperature (2) stays.
     let cfg = load_text("mixture-cap", "[data.mixture]\ncap = 500.0\n", &[]);
     assert_eq!(
         cfg.data.mixture,
         taskmoe_data::MixtureSpec::ExamplesProportional {
             cap: Some(500.0),
-            temperature: 1.0,
+            temperature: 2.0,
             scale: 1.0
         }
     );
