@@ -65,6 +65,7 @@ fn a_fresh_moe_block_is_within_1_5x_of_the_dense_block_for_every_router() {
     for kind in KINDS {
         for seed in 0..3 {
             let r = ratio(&moe_config(kind, true), seed);
+            eprintln!("{kind:?} seed {seed}: straight-through MoE / dense RMS {r:.3}");
             assert!(
                 (1.0 / 1.5..=1.5).contains(&r),
                 "{kind:?} seed {seed}: MoE / dense output RMS = {r:.3}"
@@ -79,6 +80,7 @@ fn raw_top1_gates_start_the_block_at_about_one_over_e() {
     // block down by about E (8) at initialisation.
     for kind in KINDS {
         let r = ratio(&moe_config(kind, false), 0);
+        eprintln!("{kind:?}: raw top-1 MoE / dense RMS {r:.3}");
         assert!(
             (0.08..0.2).contains(&r),
             "{kind:?}: raw top-1 MoE / dense RMS = {r:.3}"

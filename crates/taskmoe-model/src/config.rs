@@ -262,7 +262,7 @@ impl ModelConfig {
                 Variant::TokenMoe if kind != RouterKind::Token => {
                     return Err(config_error(
                         "model.moe.router.kind",
-                        format!("token-moe routes with `token`, got {kind:?}"),
+                        format!("token-moe routes with `token`, got `{}`", kind.name()),
                     ))
                 }
                 Variant::TaskMoe if !kind.is_task_aware() => {

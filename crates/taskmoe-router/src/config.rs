@@ -22,6 +22,16 @@ pub enum RouterKind {
 }
 
 impl RouterKind {
+    /// The configuration's spelling (`token`, `task-concat`, `per-task`, `task-level`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RouterKind::Token => "token",
+            RouterKind::TaskConcat => "task-concat",
+            RouterKind::PerTask => "per-task",
+            RouterKind::TaskLevel => "task-level",
+        }
+    }
+
     /// Whether the gating function depends on the task.
     pub fn is_task_aware(self) -> bool {
         !matches!(self, RouterKind::Token)

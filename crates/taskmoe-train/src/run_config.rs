@@ -59,6 +59,25 @@ fn take_preset(
     Ok((preset, rest))
 }
 
+/// Whether the file or an override names the router kind (`model.moe.router.kind`, or an
+/// inline table above it that holds a `kind`).
+fn router_kind_given(file: &toml::Table, overrides: &[String]) -> bool {
+    let in_file = file
+        .get("model")
+        .and_then(|m| m.get("moe"))
+        .and_then(|m| m.get("router"))
+        .and_then(|r| r.get("kind"))
+        .is_some();
+    in_file
+        || overrides.iter().any(|spec| {
+            let (key, value) = spec.split_once('=').unwrap_or((spec, ""));
+            let key = key.trim();
+            key == "model.moe.router.kind"
+                || (["model", "model.moe", "model.moe.router"].contains(&key)
+                    && value.contains("kind"))
+        })
+}
+
 /// Everything a training run needs. `RunConfig::default()` is the embedded default run:
 /// the synthetic benchmark and the small task-MoE preset.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -339,11 +358,18 @@ impl RunConfig {
             }
         }
         let (preset, overrides) = take_preset(&mut file, overrides, &origin)?;
+        let kind_given = router_kind_given(&file, &overrides);
         let mut value = Self::preset_table(&preset)?;
         let beneath = value.clone();
         merge_tables(&mut value, file, TAGGED_TABLES);
         apply_overrides(&mut value, &overrides, &beneath, TAGGED_TABLES)?;
         let mut cfg: RunConfig = deserialize_with_path(value, &origin)?;
+        if !kind_given {
+            // The preset's router kind is a default, not a choice: a variant given without a
+            // kind routes as that variant does (`token` for token-moe, the preset's
+            // task-aware kind for task-moe).
+            cfg.model = cfg.model.with_variant(cfg.model.variant);
+        }
         for p in [
             &mut cfg.data.registry,
             &mut cfg.data.tokenizer,

@@ -79,6 +79,27 @@ fn partial_tables_keep_the_presets_other_keys() {
 }
 
 #[test]
+fn a_variant_without_a_router_kind_routes_as_that_variant() {
+    let cfg = RunConfig::load(None, &["model.variant=token-moe".into()]).unwrap();
+    assert_eq!(cfg.model.moe.router.kind, RouterKind::Token);
+    let cfg = load_text("variant", "[model]\nvariant = \"token-moe\"\n", &[]);
+    assert_eq!(cfg.model.moe.router.kind, RouterKind::Token);
+    // A kind that is given stays given (and a wrong one is an error naming the key).
+    let err = RunConfig::load(
+        None,
+        &[
+            "model.variant=token-moe".into(),
+            "model.moe.router.kind=per-task".into(),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("model.moe.router.kind"), "{err}");
+    let cfg = RunConfig::load(None, &["model.moe.router.kind=task-level".into()]).unwrap();
+    assert_eq!(cfg.model.moe.router.kind, RouterKind::TaskLevel);
+}
+
+#[test]
 fn the_model_preset_is_the_layer_beneath_the_file() {
     let cfg = RunConfig::load(None, &["model.preset=tiny".into()]).unwrap();
     assert_eq!(cfg.model, ModelConfig::tiny());
