@@ -163,7 +163,7 @@ fn build(lt: &Libtorch) -> Result<Vec<TestBinary>> {
 fn parse_artifacts(json_lines: &str) -> Vec<TestBinary> {
     json_lines
         .lines()
-        .filter(|l| l.contains("\"reason\":\"compiler-artifact\"") && l.contains("\"test\":true"))
+        .filter(|l| l.contains("\"reason\":\"compiler-artifact\"") && built_for_test(l))
         .filter_map(|l| {
             let executable = PathBuf::from(string_field(l, "executable")?);
             let manifest = PathBuf::from(string_field(l, "manifest_path")?);
@@ -177,6 +177,16 @@ fn parse_artifacts(json_lines: &str) -> Vec<TestBinary> {
             })
         })
         .collect()
+}
+
+/// Whether an artifact was built by the test profile (`"profile":{...,"test":true}`), not a
+/// plain binary that tests run as a subprocess (its target also says `"test":true`).
+fn built_for_test(line: &str) -> bool {
+    line.find("\"profile\":{").is_some_and(|start| {
+        let profile = &line[start..];
+        let end = profile.find('}').unwrap_or(profile.len());
+        profile[..end].contains("\"test\":true")
+    })
 }
 
 /// The first `"key":"value"` string of a JSON line (cargo writes no spaces and escapes only
@@ -213,7 +223,9 @@ mod tests {
     fn artifacts_and_results_parse() {
         let line = r#"{"reason":"compiler-artifact","package_id":"x","manifest_path":"/w/crates/taskmoe-model/Cargo.toml","target":{"kind":["test"],"crate_types":["bin"],"name":"transfer","src_path":"/w/crates/taskmoe-model/tests/transfer.rs"},"profile":{"opt_level":"1","test":true},"features":[],"filenames":["/w/target/debug/deps/transfer-1"],"executable":"/w/target/debug/deps/transfer-1","fresh":true}"#;
         let lib = line.replace("\"test\":true", "\"test\":false");
-        let bins = parse_artifacts(&format!("{line}\n{lib}\n"));
+        // A binary the tests run as a subprocess: its target is testable, its profile is not.
+        let bin = r#"{"reason":"compiler-artifact","manifest_path":"/w/crates/taskmoe-cli/Cargo.toml","target":{"kind":["bin"],"name":"taskmoe","test":true},"profile":{"opt_level":"1","test":false},"executable":"/w/target/debug/taskmoe","fresh":true}"#;
+        let bins = parse_artifacts(&format!("{line}\n{lib}\n{bin}\n"));
         assert_eq!(
             bins,
             vec![TestBinary {

@@ -1,10 +1,32 @@
 //! The checkpoint a command reads: `--run DIR` (its newest verified checkpoint) or
 //! `--checkpoint DIR`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use taskmoe_train::{latest_verified, Checkpoint};
+
+/// `--run DIR | --checkpoint DIR`, flattened into the commands that read one checkpoint.
+#[derive(clap::Args, Debug)]
+pub struct CheckpointArgs {
+    /// A run folder: its newest checkpoint whose files match their manifest is used.
+    #[arg(
+        long,
+        conflicts_with = "checkpoint",
+        required_unless_present = "checkpoint"
+    )]
+    pub run: Option<PathBuf>,
+    /// A checkpoint folder (a copy works: it holds its tokenizer and task specs).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+}
+
+impl CheckpointArgs {
+    /// The checkpoint these arguments name ([`resolve`]).
+    pub fn resolve(&self) -> Result<Checkpoint> {
+        resolve(self.run.as_deref(), self.checkpoint.as_deref())
+    }
+}
 
 /// The newest checkpoint of `run` whose files match their manifest (sizes and SHA-256; the
 /// ones skipped are named on stderr with the reason), or the checkpoint folder `checkpoint`,

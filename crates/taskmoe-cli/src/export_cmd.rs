@@ -9,7 +9,7 @@ use taskmoe_data::TaskKind;
 use taskmoe_model::{hf_export, write_hf_export, ExportDtype, HfLayout};
 use taskmoe_train::{checkpoint_tokenizer, Inference, VOCAB_TXT};
 
-use crate::checkpoint_arg::resolve;
+use crate::checkpoint_arg::CheckpointArgs;
 
 /// The export formats.
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -33,16 +33,9 @@ pub enum DtypeArg {
 /// The arguments of `taskmoe export`.
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
-    /// A run folder: its newest verified checkpoint is exported.
-    #[arg(
-        long,
-        conflicts_with = "checkpoint",
-        required_unless_present = "checkpoint"
-    )]
-    pub run: Option<PathBuf>,
-    /// A checkpoint folder.
-    #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
+    /// The run or checkpoint to read.
+    #[command(flatten)]
+    pub source: CheckpointArgs,
     /// The export format.
     #[arg(long, value_enum, default_value_t = ExportFormat::Hf)]
     pub format: ExportFormat,
@@ -61,7 +54,7 @@ pub struct ExportArgs {
 /// Runs `taskmoe export`.
 pub fn run(args: &ExportArgs) -> Result<()> {
     let ExportFormat::Hf = args.format;
-    let ckpt = resolve(args.run.as_deref(), args.checkpoint.as_deref())?;
+    let ckpt = args.source.resolve()?;
     let inf = Inference::load(&ckpt, tch::Device::Cpu)
         .with_context(|| format!("loading {}", ckpt.dir.display()))?;
     let task = args.task.as_deref().map(|t| inf.task_id(t)).transpose()?;

@@ -16,21 +16,14 @@ use taskmoe_eval::{predictions, Answer};
 use taskmoe_model::ModelInput;
 use taskmoe_train::Inference;
 
-use crate::checkpoint_arg::resolve;
+use crate::checkpoint_arg::CheckpointArgs;
 
 /// The arguments of `taskmoe predict`.
 #[derive(clap::Args, Debug)]
 pub struct PredictArgs {
-    /// A run folder: its newest checkpoint whose files match their manifest is used.
-    #[arg(
-        long,
-        conflicts_with = "checkpoint",
-        required_unless_present = "checkpoint"
-    )]
-    pub run: Option<PathBuf>,
-    /// A checkpoint folder (a copy works: it holds its tokenizer and task specs).
-    #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
+    /// The run or checkpoint to read.
+    #[command(flatten)]
+    pub source: CheckpointArgs,
     /// The rows to predict on: .tsv / .csv (with a header) or .jsonl.
     #[arg(long)]
     pub input: PathBuf,
@@ -81,7 +74,7 @@ impl From<InputFormat> for Format {
 
 /// Runs `taskmoe predict`.
 pub fn run(args: &PredictArgs) -> Result<()> {
-    let ckpt = resolve(args.run.as_deref(), args.checkpoint.as_deref())?;
+    let ckpt = args.source.resolve()?;
     let device = taskmoe_train::select_device(args.device.as_str())?;
     let inf = Inference::load(&ckpt, device)
         .with_context(|| format!("loading {}", ckpt.dir.display()))?;
