@@ -748,11 +748,7 @@ impl Trainer {
             tokens_per_s: tokens as f64 / seconds.max(1e-9),
             expert_load,
             dropped,
-            top1_prob: out
-                .stats
-                .iter()
-                .map(|(_, s)| s.top1_prob.double_value(&[]))
-                .collect(),
+            top1_prob: first_choice_probs(&out.stats),
             skipped: action == StepAction::Skip,
             skip_reason,
         })
@@ -871,4 +867,17 @@ fn truncate_log(path: &Path, step: u64) -> Result<()> {
     let tmp = path.with_extension("jsonl.tmp");
     fs::write(&tmp, kept).map_err(io(&tmp))?;
     fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// The mean first-choice probability of every MoE block, read back in one transfer (one host
+/// synchronisation per step on CUDA, not one per block).
+fn first_choice_probs(stats: &[(usize, taskmoe_experts::LayerStats)]) -> Vec<f64> {
+    if stats.is_empty() {
+        return Vec::new();
+    }
+    let probs: Vec<Tensor> = stats
+        .iter()
+        .map(|(_, s)| s.top1_prob.shallow_clone())
+        .collect();
+    Vec::try_from(Tensor::stack(&probs, 0).to_kind(Kind::Double)).unwrap_or_default()
 }
