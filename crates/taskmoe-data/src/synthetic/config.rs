@@ -14,19 +14,29 @@ use crate::error::{invalid, DataError, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyntheticConfig {
+    /// Which construction of task weights and labels: [`Generator::V1`] (expected
+    /// relatedness, the default run's benchmark) or [`Generator::V2`] (exact relatedness,
+    /// balanced labels, disjoint vocabulary for unrelated tasks; the experiments'). Default
+    /// `v1`.
+    pub generator: Generator,
     /// The seed of everything generated: word classes, weights, examples. Default `0`.
     pub seed: u64,
     /// Number of word tokens (special tokens come on top). Default `512`.
     pub vocab_size: usize,
+    /// Words reserved for unrelated tasks ([`Generator::V2`] only): word ids
+    /// `vocab_size..vocab_size + unrelated_vocab_size`, which no family or conflicting task
+    /// uses, while unrelated tasks use only them. Default `0`.
+    pub unrelated_vocab_size: usize,
     /// Number of word classes for the class-level skills (order, count). Default `16`.
     pub word_classes: usize,
     /// Fewest words in a sentence. Default `8`.
     pub min_words: usize,
     /// Most words in a sentence. Default `16`.
     pub max_words: usize,
-    /// The relatedness knob `rho` in `[0, 1]`: each task's weights are
+    /// The relatedness knob `rho` in `[0, 1]`. [`Generator::V1`]: each task's weights are
     /// `rho * w_family + sqrt(1 - rho^2) * w_own`, so two tasks of one family have weight
-    /// correlation `rho^2` in expectation. Default `0.8`.
+    /// correlation `rho^2` in expectation. [`Generator::V2`]: every pair of tasks of a family
+    /// has weight correlation exactly `rho`. Default `0.8`.
     pub relatedness: f64,
     /// Probability in `[0, 0.5)` that a label is flipped after scoring; the Bayes accuracy is
     /// `1 - label_noise`. Default `0.05`.
@@ -38,8 +48,11 @@ pub struct SyntheticConfig {
     /// Training examples generated for a held-out (unseen) task: the pool its k-shot sets are
     /// drawn from. Default `1000`.
     pub unseen_train_examples: usize,
-    /// Validation and test examples of every task (each). Default `500`.
+    /// Validation examples of every task (and test examples unless `test_examples` is set).
+    /// Default `500`.
     pub eval_examples: usize,
+    /// Test examples of every task; none means `eval_examples`. Default none.
+    pub test_examples: Option<usize>,
     /// The task families. Default: one family per skill, named after it (`lexicon`,
     /// `overlap`, `order`, `count`), each with 1 high-resource, 2 low-resource and 1 unseen
     /// task.
@@ -89,19 +102,46 @@ pub struct ExtraTaskConfig {
     pub relation: Relation,
 }
 
+/// The construction of task weights and labels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Generator {
+    /// Wave 1's benchmark: Gaussian task weights mixed with a family vector (relatedness exact
+    /// only in expectation), labels `score > 0` (balanced only in expectation), unrelated tasks
+    /// on the families' vocabulary, conflicting tasks negated. Kept for the default training
+    /// run, whose documented table it produced.
+    #[default]
+    V1,
+    /// The experiments' benchmark: per family, a centred orthonormal basis (a family direction
+    /// and one direction per task, by Gram-Schmidt) gives task weights
+    /// `sqrt(d) * (sqrt(rho) u_family + sqrt(1 - rho) u_task)`, so every pair of a family has
+    /// realised correlation exactly `rho` at every seed; every weight vector has at least 64
+    /// dimensions; labels are `score > median` (the median of 4,096 reference inputs of the
+    /// task), so every task is balanced; unrelated tasks use a skill no family uses, on words
+    /// of their own (`unrelated_vocab_size`); conflicting tasks use their family's skill and
+    /// words with the family construction seen through a permutation of the words (for a
+    /// class-level skill, a permuted word-class map): the same inputs need a different
+    /// grouping of the words, which no per-task head can undo.
+    V2,
+}
+
 /// How an extra task relates to the families.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Relation {
-    /// Built like a task of `family` (its skill, `rho * w_family + sqrt(1 - rho^2) * w_own`)
-    /// with the weights negated: its weight correlation with the family's tasks is `-rho^2`,
-    /// so what helps it hurts them.
+    /// [`Generator::V1`]: built like a task of `family` (its skill, `rho * w_family +
+    /// sqrt(1 - rho^2) * w_own`) with the weights negated: its weight correlation with the
+    /// family's tasks is `-rho^2`, so what helps it hurts them. [`Generator::V2`]: the family's
+    /// skill, words and construction, through a seeded permutation of the words (see
+    /// [`Generator::V2`]).
     Conflicting {
         /// The family it conflicts with.
         family: String,
     },
     /// A task of `skill` with its own independent weight vector: correlation 0 with every
-    /// family in expectation.
+    /// family in expectation ([`Generator::V1`]); with [`Generator::V2`], `skill` must differ
+    /// from every family's and the task reads only the words reserved by
+    /// `unrelated_vocab_size`.
     Unrelated {
         /// Its skill.
         skill: Skill,
@@ -111,8 +151,10 @@ pub enum Relation {
 impl Default for SyntheticConfig {
     fn default() -> Self {
         SyntheticConfig {
+            generator: Generator::V1,
             seed: 0,
             vocab_size: 512,
+            unrelated_vocab_size: 0,
             word_classes: 16,
             min_words: 8,
             max_words: 16,
@@ -122,6 +164,7 @@ impl Default for SyntheticConfig {
             low_resource_examples: 200,
             unseen_train_examples: 1000,
             eval_examples: 500,
+            test_examples: None,
             families: Skill::ALL
                 .iter()
                 .map(|&skill| FamilyConfig {
@@ -183,6 +226,75 @@ impl SyntheticConfig {
         }
     }
 
+    /// The number of test examples of every task.
+    pub fn test_split_examples(&self) -> usize {
+        self.test_examples.unwrap_or(self.eval_examples)
+    }
+
+    /// All word tokens: the families' `vocab_size` and the unrelated tasks' own words.
+    pub fn total_words(&self) -> usize {
+        self.vocab_size + self.unrelated_vocab_size
+    }
+
+    /// What [`Generator::V2`] needs beyond the common checks: at least 64 weight dimensions
+    /// for every skill in use, balanced classes, unrelated tasks on their own words with a
+    /// skill of their own.
+    fn validate_v2(&self) -> Result<()> {
+        let err = |m: String| Err(invalid("synthetic config", m));
+        let family_skills: Vec<Skill> = self.families.iter().map(|f| f.skill).collect();
+        let mut uses = Vec::new();
+        for f in &self.families {
+            uses.push((f.name.as_str(), f.skill, self.vocab_size));
+        }
+        let mut unrelated = 0;
+        for t in &self.extra_tasks {
+            if let Relation::Unrelated { skill } = &t.relation {
+                unrelated += 1;
+                if family_skills.contains(skill) {
+                    return err(format!(
+                        "unrelated task `{}` uses skill `{}`, which a family uses; generator v2 \
+                         gives unrelated tasks a skill of their own",
+                        t.name,
+                        skill.name()
+                    ));
+                }
+                uses.push((t.name.as_str(), *skill, self.unrelated_vocab_size));
+            }
+        }
+        if unrelated > 0 && self.unrelated_vocab_size == 0 {
+            return err("unrelated tasks need unrelated_vocab_size > 0 with generator v2".into());
+        }
+        for (name, skill, words) in uses {
+            let dim = skill.weight_dim(words, self.word_classes);
+            if dim < 64 {
+                return err(format!(
+                    "`{name}` ({} skill) would have {dim} weight dimensions; generator v2 \
+                     needs at least 64 (vocab_size / unrelated_vocab_size / word_classes)",
+                    skill.name()
+                ));
+            }
+            let is_class = matches!(skill, Skill::Order | Skill::Count);
+            if is_class && words % self.word_classes != 0 {
+                return err(format!(
+                    "`{name}`: {words} words do not split evenly into {} classes",
+                    self.word_classes
+                ));
+            }
+        }
+        for f in &self.families {
+            let directions = f.high_resource + f.low_resource + f.unseen + 2;
+            let dim = f.skill.weight_dim(self.vocab_size, self.word_classes);
+            if directions > dim {
+                return err(format!(
+                    "family `{}` (with a conflicting task) needs {directions} orthogonal \
+                     directions; its {dim} weight dimensions give too few",
+                    f.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The default benchmark's config as commented TOML, a starting point for variants; it
     /// parses to `SyntheticConfig::default()`.
     pub const DEFAULT_TOML: &'static str = include_str!("../../configs/synthetic-default.toml");
@@ -241,6 +353,14 @@ impl SyntheticConfig {
             if f.high_resource + f.low_resource == 0 {
                 return err(format!("family `{}` has no seen task", f.name));
             }
+        }
+        if self.generator == Generator::V2 {
+            self.validate_v2()?;
+        } else if self.unrelated_vocab_size != 0 {
+            return err("unrelated_vocab_size needs generator = \"v2\"".into());
+        }
+        if self.test_examples == Some(0) {
+            return err("test_examples must be positive".into());
         }
         for t in &self.extra_tasks {
             if let Relation::Conflicting { family } = &t.relation {

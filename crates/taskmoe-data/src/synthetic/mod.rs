@@ -28,10 +28,12 @@
 //! examples.
 
 mod config;
+mod exact;
 mod skills;
 mod vocab;
 
-pub use config::{ExtraTaskConfig, FamilyConfig, Relation, SyntheticConfig};
+pub use config::{ExtraTaskConfig, FamilyConfig, Generator, Relation, SyntheticConfig};
+pub use exact::correlation;
 pub use skills::Skill;
 pub use vocab::{SyntheticVocab, CLS_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS};
 
@@ -125,8 +127,19 @@ pub struct SyntheticTask {
     pub role: TaskRole,
     /// Its skill.
     pub skill: Skill,
-    /// Its weight vector `w_t`.
+    /// Its weight vector `w_t`, in the skill's space (one weight per word of its vocabulary,
+    /// or per word class; see [`Skill::weight_dim`]).
     pub weights: Vec<f64>,
+    /// The weight of every word (all `SyntheticConfig::total_words`, 0 for words the task
+    /// never reads): what the score actually uses, `w_t[class(v)]` for class-level skills,
+    /// through the task's word permutation for a v2 conflicting task.
+    pub word_weights: Vec<f64>,
+    /// The word ids its sentences are drawn from.
+    pub words: std::ops::Range<u32>,
+    /// Subtracted from the raw score before labelling (0 in generator v1, the median of the
+    /// reference scores in v2), so `score = raw - threshold` and the clean label is
+    /// `score > 0`.
+    pub threshold: f64,
     /// Splits `train`, `validation`, `test`, in the order of [`SPLITS`].
     pub splits: [Vec<SyntheticExample>; 3],
 }
@@ -138,6 +151,58 @@ impl SyntheticTask {
             .iter()
             .position(|s| *s == split)
             .map(|i| self.splits[i].as_slice())
+    }
+}
+
+/// Inputs whose median score is a v2 task's threshold.
+const REFERENCE_INPUTS: usize = 4096;
+
+/// Generator v2: the weights of every task, made family by family from one centred
+/// orthonormal basis (the family direction, then one direction per task in plan order, its
+/// conflicting tasks last), so that a task's weights depend only on the tasks before it in its
+/// family. An unrelated task is a family of one (its own direction).
+fn assign_exact_weights(c: &SyntheticConfig, plans: &mut [Plan]) {
+    let gaussian = |dim: usize, key: &[u64]| -> Vec<f64> {
+        let mut rng = Rng::from_key(key);
+        (0..dim).map(|_| rng.normal()).collect()
+    };
+    let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+    for (i, p) in plans.iter().enumerate() {
+        match &p.family_vector {
+            Some(f) => match groups.iter_mut().find(|g| g.0.as_deref() == Some(f)) {
+                Some(g) => g.1.push(i),
+                None => groups.push((Some(f.clone()), vec![i])),
+            },
+            None => groups.push((None, vec![i])),
+        }
+    }
+    for (family, members) in groups {
+        let first = &plans[members[0]];
+        let dim = first.skill.weight_dim(first.words.len(), c.word_classes);
+        let mut draws = Vec::with_capacity(members.len() + 1);
+        if let Some(f) = &family {
+            draws.push(gaussian(
+                dim,
+                &[c.seed, hash_str("family-weights"), hash_str(f)],
+            ));
+        }
+        for &m in &members {
+            draws.push(gaussian(
+                dim,
+                &[c.seed, hash_str("task-weights"), hash_str(&plans[m].name)],
+            ));
+        }
+        let basis = exact::centred_orthonormal(&draws);
+        let weights = match family {
+            Some(_) => exact::family_weights(&basis, first.rho),
+            None => {
+                let scale = (dim as f64).sqrt();
+                vec![basis[0].iter().map(|x| x * scale).collect()]
+            }
+        };
+        for (m, w) in members.into_iter().zip(weights) {
+            plans[m].exact_weights = Some(w);
+        }
     }
 }
 
@@ -161,6 +226,12 @@ struct Plan {
     rho: f64,
     sign: f64,
     train_examples: usize,
+    /// The word ids it reads.
+    words: std::ops::Range<u32>,
+    /// Generator v2: its weights in the skill's space, made for the whole family at once.
+    exact_weights: Option<Vec<f64>>,
+    /// Generator v2 conflicting tasks: see the words through a seeded permutation.
+    permute_words: bool,
 }
 
 impl SyntheticBenchmark {
@@ -169,10 +240,19 @@ impl SyntheticBenchmark {
     pub fn generate(config: &SyntheticConfig) -> Result<Self> {
         config.validate()?;
         let c = config;
-        let vocab = SyntheticVocab::new(c.vocab_size);
-        // Balanced classes: word v gets class perm[v] mod C.
+        let vocab = SyntheticVocab::new(c.total_words());
+        // Balanced classes: word v gets class perm[v] mod C (the unrelated tasks' words by a
+        // permutation of their own).
         let perm = permutation(c.vocab_size, &[c.seed, hash_str("word-classes")]);
-        let class_of = perm.iter().map(|&p| (p % c.word_classes) as u32).collect();
+        let mut class_of: Vec<u32> = perm.iter().map(|&p| (p % c.word_classes) as u32).collect();
+        let own = permutation(
+            c.unrelated_vocab_size,
+            &[c.seed, hash_str("unrelated-word-classes")],
+        );
+        class_of.extend(own.iter().map(|&p| (p % c.word_classes) as u32));
+        let v2 = c.generator == Generator::V2;
+        let family_words = 0..c.vocab_size as u32;
+        let unrelated_words = c.vocab_size as u32..c.total_words() as u32;
 
         let mut plans = Vec::new();
         for f in &c.families {
@@ -208,12 +288,15 @@ impl SyntheticBenchmark {
                         rho,
                         sign: 1.0,
                         train_examples,
+                        words: family_words.clone(),
+                        exact_weights: None,
+                        permute_words: false,
                     });
                 }
             }
         }
         for t in &c.extra_tasks {
-            let (role, skill, family_vector, rho, sign) = match &t.relation {
+            let (role, skill, family_vector, rho, mut sign) = match &t.relation {
                 Relation::Conflicting { family } => {
                     let f = c
                         .families
@@ -231,6 +314,15 @@ impl SyntheticBenchmark {
                 }
                 Relation::Unrelated { skill } => (TaskRole::Unrelated, *skill, None, 0.0, 1.0),
             };
+            let words = if v2 && role == TaskRole::Unrelated {
+                unrelated_words.clone()
+            } else {
+                family_words.clone()
+            };
+            if v2 {
+                // v2 conflicts by a different grouping of the words, not a sign a head undoes.
+                sign = 1.0;
+            }
             plans.push(Plan {
                 name: t.name.clone(),
                 family: t.name.clone(),
@@ -240,7 +332,13 @@ impl SyntheticBenchmark {
                 rho,
                 sign,
                 train_examples: c.high_resource_examples,
+                words,
+                exact_weights: None,
+                permute_words: v2 && role == TaskRole::Conflicting,
             });
+        }
+        if v2 {
+            assign_exact_weights(c, &mut plans);
         }
 
         let mut bench = SyntheticBenchmark {
@@ -263,16 +361,20 @@ impl SyntheticBenchmark {
         (0..dim).map(|_| rng.normal()).collect()
     }
 
-    fn generate_task(&self, plan: Plan) -> SyntheticTask {
+    fn generate_task(&self, mut plan: Plan) -> SyntheticTask {
         let c = &self.config;
-        let dim = plan.skill.weight_dim(c.vocab_size, c.word_classes);
-        let own = self.gaussian_vector(
-            dim,
-            &[c.seed, hash_str("task-weights"), hash_str(&plan.name)],
-        );
-        let weights: Vec<f64> = match &plan.family_vector {
-            None => own,
-            Some(family) => {
+        let dim = plan.skill.weight_dim(plan.words.len(), c.word_classes);
+        let own = || {
+            self.gaussian_vector(
+                dim,
+                &[c.seed, hash_str("task-weights"), hash_str(&plan.name)],
+            )
+        };
+        let weights: Vec<f64> = match (plan.exact_weights.take(), &plan.family_vector) {
+            (Some(w), _) => w,
+            (None, None) => own(),
+            (None, Some(family)) => {
+                let own = own();
                 let shared = self
                     .gaussian_vector(dim, &[c.seed, hash_str("family-weights"), hash_str(family)]);
                 let own_scale = (1.0 - plan.rho * plan.rho).sqrt();
@@ -283,17 +385,43 @@ impl SyntheticBenchmark {
                     .collect()
             }
         };
-        let sizes = [plan.train_examples, c.eval_examples, c.eval_examples];
+        let word_weights = self.word_weights(&plan, &weights);
         let task_key = hash_str(&plan.name);
+        let draw = |rng: &mut Rng| {
+            let (mut a, mut b) =
+                plan.skill
+                    .draw_input(rng, plan.words.len(), c.min_words, c.max_words);
+            let offset = plan.words.start;
+            a.iter_mut().for_each(|v| *v += offset);
+            if let Some(b) = &mut b {
+                b.iter_mut().for_each(|v| *v += offset);
+            }
+            (a, b)
+        };
+        let threshold = if c.generator == Generator::V2 {
+            let mut rng = Rng::from_key(&[c.seed, hash_str("threshold"), task_key]);
+            let reference = (0..REFERENCE_INPUTS)
+                .map(|_| {
+                    let (a, b) = draw(&mut rng);
+                    plan.skill.score_words(&word_weights, &a, b.as_deref())
+                })
+                .collect();
+            exact::median(reference)
+        } else {
+            0.0
+        };
+        let sizes = [
+            plan.train_examples,
+            c.eval_examples,
+            c.test_split_examples(),
+        ];
         let splits = std::array::from_fn(|s| {
             (0..sizes[s])
                 .map(|i| {
                     let mut rng =
                         Rng::from_key(&[c.seed, hash_str("example"), task_key, s as u64, i as u64]);
-                    let (a, b) =
-                        plan.skill
-                            .draw_input(&mut rng, c.vocab_size, c.min_words, c.max_words);
-                    let score = plan.skill.score(&weights, &a, b.as_deref(), &self.class_of);
+                    let (a, b) = draw(&mut rng);
+                    let score = plan.skill.score_words(&word_weights, &a, b.as_deref()) - threshold;
                     let clean_label = i64::from(score > 0.0);
                     let label = if rng.bernoulli(c.label_noise) {
                         1 - clean_label
@@ -333,8 +461,35 @@ impl SyntheticBenchmark {
             role: plan.role,
             skill: plan.skill,
             weights,
+            word_weights,
+            words: plan.words,
+            threshold,
             splits,
         }
+    }
+
+    /// The weight of every word for a task with skill-space weights `w`.
+    fn word_weights(&self, plan: &Plan, w: &[f64]) -> Vec<f64> {
+        let c = &self.config;
+        let mut out = vec![0.0; c.total_words()];
+        let range = plan.words.start as usize..plan.words.end as usize;
+        for v in range.clone() {
+            out[v] = match plan.skill {
+                Skill::Lexicon | Skill::Overlap => w[v - range.start],
+                Skill::Order | Skill::Count => w[self.class_of[v] as usize],
+            };
+        }
+        if plan.permute_words {
+            let perm = permutation(
+                range.len(),
+                &[c.seed, hash_str("conflict-words"), hash_str(&plan.name)],
+            );
+            let original = out[range.clone()].to_vec();
+            for (i, &p) in perm.iter().enumerate() {
+                out[range.start + i] = original[p];
+            }
+        }
+        out
     }
 
     /// The benchmark with the default config (seed 0).

@@ -97,13 +97,28 @@ impl Skill {
         (a, Some(b))
     }
 
-    /// The score of an input under weights `w`; `class_of[v]` is the class of word `v`.
+    /// The score of an input under weights `w` (one per word or per class, see
+    /// [`Skill::weight_dim`]); `class_of[v]` is the class of word `v`.
     pub fn score(self, w: &[f64], a: &[u32], b: Option<&[u32]>, class_of: &[u32]) -> f64 {
+        match self {
+            Skill::Lexicon | Skill::Overlap => self.score_by(|v| w[v as usize], a, b),
+            Skill::Order | Skill::Count => {
+                self.score_by(|v| w[class_of[v as usize] as usize], a, b)
+            }
+        }
+    }
+
+    /// The score of an input under per-word weights (`word_weights[v]` for word `v`, whatever
+    /// the skill: a class-level skill's weights are constant within a class). Equal to
+    /// [`Skill::score`] with `word_weights[v] = w[class_of[v]]` for class-level skills.
+    pub fn score_words(self, word_weights: &[f64], a: &[u32], b: Option<&[u32]>) -> f64 {
+        self.score_by(|v| word_weights[v as usize], a, b)
+    }
+
+    fn score_by(self, weight: impl Fn(u32) -> f64, a: &[u32], b: Option<&[u32]>) -> f64 {
         let b = b.unwrap_or(&[]);
         match self {
-            Skill::Lexicon => {
-                a.iter().map(|&v| w[v as usize]).sum::<f64>() / (a.len() as f64).sqrt()
-            }
+            Skill::Lexicon => a.iter().map(|&v| weight(v)).sum::<f64>() / (a.len() as f64).sqrt(),
             Skill::Overlap => {
                 let mut shared: Vec<u32> = a.iter().copied().filter(|v| b.contains(v)).collect();
                 shared.sort_unstable();
@@ -111,7 +126,7 @@ impl Skill {
                 if shared.is_empty() {
                     return 0.0;
                 }
-                shared.iter().map(|&v| w[v as usize]).sum::<f64>() / (shared.len() as f64).sqrt()
+                shared.iter().map(|&v| weight(v)).sum::<f64>() / (shared.len() as f64).sqrt()
             }
             Skill::Order => {
                 let n = a.len();
@@ -122,17 +137,13 @@ impl Skill {
                     .enumerate()
                     .map(|(i, &v)| {
                         let r = 2.0 * i as f64 / (n - 1) as f64 - 1.0;
-                        w[class_of[v as usize] as usize] * r
+                        weight(v) * r
                     })
                     .sum::<f64>()
                     / (n as f64).sqrt()
             }
             Skill::Count => {
-                let side = |s: &[u32]| {
-                    s.iter()
-                        .map(|&v| w[class_of[v as usize] as usize])
-                        .sum::<f64>()
-                };
+                let side = |s: &[u32]| s.iter().map(|&v| weight(v)).sum::<f64>();
                 (side(a) - side(b)) / ((a.len() + b.len()) as f64).sqrt()
             }
         }
