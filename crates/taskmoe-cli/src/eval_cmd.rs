@@ -93,7 +93,6 @@ pub fn run(
     let eval_data = EvalData {
         specs: &data.specs,
         split: split_data,
-        train: &data.train,
         seq_len: data.seq_len,
         pad_id: data.pad_id,
     };

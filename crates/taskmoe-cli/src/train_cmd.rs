@@ -103,7 +103,6 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<Eva
     let validation = EvalData {
         specs: &data.specs,
         split: &data.validation,
-        train: &data.train,
         seq_len: data.seq_len,
         pad_id: data.pad_id,
     };

@@ -72,8 +72,8 @@ pub struct TaskScores {
     pub primary: String,
     /// Whether the split had labels; an unlabeled split gets predictions and no metrics.
     pub labeled: bool,
-    /// Accuracy of always predicting the training set's most frequent label
-    /// (classification only).
+    /// Accuracy of always predicting the most frequent label of this split itself, the best
+    /// any constant predictor can do on it (classification only).
     pub majority_baseline: Option<f64>,
 }
 
@@ -110,15 +110,12 @@ impl EvalResult {
     }
 }
 
-/// The data an evaluation reads: specs, eval splits and training splits (for the majority
-/// baseline), in task-id order.
+/// The data an evaluation reads: specs and the split to score, in task-id order.
 pub struct EvalData<'a> {
     /// Task specs.
     pub specs: &'a [TaskSpec],
     /// The split to score.
     pub split: &'a [TaskData],
-    /// Training examples (majority-class baseline).
-    pub train: &'a [TaskData],
     /// Padded length.
     pub seq_len: usize,
     /// Padding id.
@@ -184,9 +181,7 @@ pub fn evaluate(
                 .collect();
             preds.extend(predictions(spec, &out.logits, &rows));
         }
-        result
-            .tasks
-            .push(score(spec, &preds, &data.train[task]).map_err(fail)?);
+        result.tasks.push(score(spec, &preds).map_err(fail)?);
         result.predictions.extend(preds);
     }
     Ok(result)
@@ -259,10 +254,11 @@ pub fn predictions(spec: &TaskSpec, logits: &Tensor, rows: &[&EncodedExample]) -
     }
 }
 
-fn score(spec: &TaskSpec, preds: &[Prediction], train: &TaskData) -> Result<TaskScores, String> {
+fn score(spec: &TaskSpec, preds: &[Prediction]) -> Result<TaskScores, String> {
     let mut kinds: Vec<MetricKind> = match spec.kind {
         TaskKind::Classification => vec![
             MetricKind::Accuracy,
+            MetricKind::BalancedAccuracy,
             MetricKind::MacroF1,
             MetricKind::Matthews,
         ],
@@ -305,15 +301,9 @@ fn score(spec: &TaskSpec, preds: &[Prediction], train: &TaskData) -> Result<Task
                     compute(k, &p, &l).map_err(|e| e.to_string())?,
                 );
             }
-            let train_labels: Vec<usize> = train
-                .examples
-                .iter()
-                .filter_map(|e| e.label.class())
-                .map(|c| c as usize)
-                .collect();
-            if !train_labels.is_empty() {
-                majority = Some(majority_baseline(&train_labels, &l).map_err(|e| e.to_string())?);
-            }
+            // The best constant predictor on these very labels: a model must beat it here,
+            // whatever the training split's balance.
+            majority = Some(majority_baseline(&l, &l).map_err(|e| e.to_string())?);
         }
         TaskKind::Regression => {
             let p: Vec<f64> = preds.iter().map(|p| p.predicted).collect();

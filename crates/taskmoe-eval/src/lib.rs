@@ -19,6 +19,6 @@ pub use evaluate::{
     evaluate, predictions, Answer, EvalData, EvalResult, EvaluateError, Prediction, TaskScores,
 };
 pub use metrics::{
-    accuracy, average_ranks, binary_f1, compute, macro_f1, majority_baseline, majority_class,
-    matthews, mse, pearson, spearman, Confusion, MetricKind, Values,
+    accuracy, average_ranks, balanced_accuracy, binary_f1, compute, macro_f1, majority_baseline,
+    majority_class, matthews, mse, pearson, spearman, Confusion, MetricKind, Values,
 };

@@ -101,7 +101,6 @@ fn train(name: &str, sets: &[&str]) -> (RunData, EvalResult) {
     let validation = EvalData {
         specs: &data.specs,
         split: &data.validation,
-        train: &data.train,
         seq_len: data.seq_len,
         pad_id: data.pad_id,
     };

@@ -3,8 +3,8 @@
 
 use taskmoe_data::Metric;
 use taskmoe_eval::{
-    accuracy, average_ranks, binary_f1, compute, macro_f1, majority_baseline, majority_class,
-    matthews, mse, pearson, spearman, EvalError, MetricKind, Values,
+    accuracy, average_ranks, balanced_accuracy, binary_f1, compute, macro_f1, majority_baseline,
+    majority_class, matthews, mse, pearson, spearman, EvalError, MetricKind, Values,
 };
 
 fn close(a: f64, b: f64) {
@@ -113,6 +113,20 @@ fn spearman_uses_average_ranks_for_ties() {
 fn mse_by_hand() {
     close(mse(&[1.0, 2.0], &[2.0, 4.0]).unwrap(), 2.5);
     close(mse(&[0.5], &[0.5]).unwrap(), 0.0);
+}
+
+#[test]
+fn balanced_accuracy_averages_the_recall_of_the_classes_present() {
+    // Class 0: 3 of 4 right; class 1: 0 of 1 right; class 2 absent. (0.75 + 0) / 2.
+    close(
+        balanced_accuracy(&[0, 0, 0, 1, 0], &[0, 0, 0, 0, 1]).unwrap(),
+        0.375,
+    );
+    // A constant predictor scores 1 / classes present, whatever the balance (accuracy 0.8).
+    close(balanced_accuracy(&[0; 5], &[0, 0, 0, 0, 1]).unwrap(), 0.5);
+    close(balanced_accuracy(&[2, 1, 0], &[2, 1, 0]).unwrap(), 1.0);
+    assert!(balanced_accuracy(&[], &[]).is_err());
+    assert!(balanced_accuracy(&[0], &[0, 1]).is_err());
 }
 
 #[test]

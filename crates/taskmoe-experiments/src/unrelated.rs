@@ -135,7 +135,6 @@ fn routing_before(dir: &Path, tasks: &[String]) -> Result<Vec<BlockRouting>> {
     let data = EvalData {
         specs: &m.data.specs,
         split: &m.data.test,
-        train: &m.data.train,
         seq_len: m.data.seq_len,
         pad_id: m.data.pad_id,
     };

@@ -5,11 +5,14 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use taskmoe_data::{Metric, TaskKind};
 
-use super::{accuracy, binary_f1, macro_f1, majority_baseline, matthews, mse, pearson, spearman};
+use super::{
+    accuracy, balanced_accuracy, binary_f1, macro_f1, majority_baseline, matthews, mse, pearson,
+    spearman,
+};
 use crate::error::{EvalError, Result};
 
-/// A metric by name, as written in configs and reports (kebab-case: `accuracy`, `f1`,
-/// `macro-f1`, `matthews`, `pearson`, `spearman`, `mse`, `majority-baseline`).
+/// A metric by name, as written in configs and reports (kebab-case: `accuracy`,
+/// `balanced-accuracy`, `f1`, `macro-f1`, `matthews`, `pearson`, `spearman`, `mse`, `majority-baseline`).
 ///
 /// It extends `taskmoe-data`'s [`Metric`] (the metrics a task spec declares; each converts with
 /// `From`, and the single-word names are spelled the same) with `macro-f1` and
@@ -20,6 +23,9 @@ use crate::error::{EvalError, Result};
 pub enum MetricKind {
     /// Fraction of exact matches ([`accuracy`]).
     Accuracy,
+    /// Mean per-class recall ([`balanced_accuracy`]).
+    #[serde(alias = "balanced_accuracy")]
+    BalancedAccuracy,
     /// F1 of the positive class 1 ([`binary_f1`]).
     F1,
     /// Per-class F1 averaged over the classes present ([`macro_f1`]).
@@ -41,8 +47,9 @@ pub enum MetricKind {
 
 impl MetricKind {
     /// Every metric, in declaration order.
-    pub const ALL: [MetricKind; 8] = [
+    pub const ALL: [MetricKind; 9] = [
         MetricKind::Accuracy,
+        MetricKind::BalancedAccuracy,
         MetricKind::F1,
         MetricKind::MacroF1,
         MetricKind::Matthews,
@@ -56,6 +63,7 @@ impl MetricKind {
     pub fn name(self) -> &'static str {
         match self {
             MetricKind::Accuracy => "accuracy",
+            MetricKind::BalancedAccuracy => "balanced-accuracy",
             MetricKind::F1 => "f1",
             MetricKind::MacroF1 => "macro-f1",
             MetricKind::Matthews => "matthews",
@@ -150,6 +158,7 @@ pub fn compute<'a>(
     match (kind.task_kind(), predictions.into(), labels.into()) {
         (TaskKind::Classification, Values::Classes(p), Values::Classes(l)) => match kind {
             MetricKind::Accuracy => accuracy(p, l),
+            MetricKind::BalancedAccuracy => balanced_accuracy(p, l),
             MetricKind::F1 => binary_f1(p, l),
             MetricKind::MacroF1 => macro_f1(p, l),
             MetricKind::Matthews => matthews(p, l),

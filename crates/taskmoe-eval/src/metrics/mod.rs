@@ -5,6 +5,7 @@
 //! Correlations of constant inputs are 0, not NaN.
 
 mod accuracy;
+mod balanced;
 mod check;
 mod confusion;
 mod f1;
@@ -16,6 +17,7 @@ mod pearson;
 mod spearman;
 
 pub use accuracy::accuracy;
+pub use balanced::balanced_accuracy;
 pub use confusion::Confusion;
 pub use f1::{binary_f1, macro_f1, POSITIVE_CLASS};
 pub use kind::{compute, MetricKind, Values};
