@@ -60,5 +60,9 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
             started.elapsed().as_secs_f64()
         );
     }
+    let verdicts = out.join("verdicts.md");
+    let text = std::fs::read_to_string(&verdicts)
+        .with_context(|| format!("reading {}", verdicts.display()))?;
+    println!("{text}\n(also {})", verdicts.display());
     Ok(())
 }

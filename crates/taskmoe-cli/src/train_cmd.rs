@@ -133,6 +133,12 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<Eva
         return Ok(None);
     }
 
+    if cfg.train.test_checkpoint == taskmoe_train::TestCheckpoint::Best {
+        match trainer.restore_best()? {
+            Some(step) => eprintln!("final test: the best validation checkpoint, step {step}"),
+            None => eprintln!("final test: no evaluation set a best; the last weights"),
+        }
+    }
     let test = EvalData {
         split: &data.test,
         ..validation

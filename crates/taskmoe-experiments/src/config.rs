@@ -61,6 +61,9 @@ pub struct ExperimentConfig {
     /// Seeds `0..seeds`; each seed is a fresh draw of everything random (the synthetic
     /// benchmark, subsamples, initialisation, batches). Default 3.
     pub seeds: u64,
+    /// Seeds hyperparameters are chosen on (validation scores only): `1000..1000 +
+    /// tuning_seeds`, disjoint from the reported seeds. Default 3.
+    pub tuning_seeds: u64,
     /// Runs trained at the same time (each its own process); with `train.threads = 1` this is
     /// the number of cores to use. Default 2.
     pub jobs: usize,
@@ -85,14 +88,27 @@ pub struct LowResourceConfig {
     /// The tasks made low-resource; empty means the synthetic benchmark's low-resource tasks
     /// (real data must name them). Default empty.
     pub tasks: Vec<String>,
+    /// The mixture: the low-resource tasks and the related tasks they may learn from, nothing
+    /// else (so claim 1 is not confounded with claim 3); empty means the synthetic benchmark's
+    /// high- and low-resource tasks (real data must name them). Default empty.
+    pub mixture: Vec<String>,
+    /// Mixture temperatures (examples-proportional sampling, `rate = n^(1/T)`) each
+    /// multi-task arm is tuned over: the one with the best validation mean of the
+    /// low-resource tasks on the tuning seeds, at the smallest size, is used for that arm
+    /// everywhere (reported). Default `[1, 2, 4]`.
+    pub temperatures: Vec<f64>,
+    /// Validation evaluations of a single-task run, which is tested at its best one (early
+    /// stopping). Default 10.
+    pub single_task_evals: u64,
     /// Training examples kept per low-resource task (nested subsamples). Default `[32, 128]`.
     pub sizes: Vec<usize>,
     /// Synthetic data only: further values of the relatedness knob `rho`, each run at the
-    /// smallest size (the sizes run at the run configuration's own `rho`). Default
-    /// `[0.0, 0.95]`.
+    /// smallest size (the sizes run at the run configuration's own `rho`) with the multi-task
+    /// arms. Default `[0.0, 0.5]`.
     pub relatedness: Vec<f64>,
     /// The arms: `single-task`, `dense`, `token-moe`, `task-moe` (the configured router) or
-    /// `task-moe:<router kind>`. Default: all six.
+    /// `task-moe:<router kind>`; the primary contrast is `task-moe` (the configured router, or
+    /// the first task-MoE arm) minus `dense`. Default: single-task, dense, task-moe.
     pub variants: Vec<String>,
 }
 
@@ -108,8 +124,10 @@ pub struct UnseenConfig {
     pub steps: u64,
     /// Fine-tuning batch size (at most k). Default 16.
     pub batch_size: usize,
-    /// Fine-tuning peak learning rate (10% warmup, linear decay). Default 3e-4.
-    pub peak_lr: f64,
+    /// Fine-tuning peak learning rates (10% warmup, linear decay): every arm is tuned over the
+    /// same grid, on the validation mean of the tuning seeds, and reported at its choice.
+    /// Default `[3e-4, 1e-3, 3e-3]`.
+    pub peak_lrs: Vec<f64>,
 }
 
 /// `[unrelated]`: adding unrelated or conflicting tasks to a base mixture.
@@ -121,8 +139,9 @@ pub struct UnrelatedConfig {
     /// The tasks added; empty means the synthetic benchmark's conflicting and unrelated
     /// tasks. Default empty.
     pub new_tasks: Vec<String>,
-    /// Steps of continued training in the sequential protocol (and of its control, the base
-    /// mixture alone). Default 400.
+    /// Steps of the sequential protocol: the base model continued on the added tasks alone
+    /// (no rehearsal), after which the original tasks are tested again (forgetting).
+    /// Default 400.
     pub extra_steps: u64,
 }
 
@@ -130,6 +149,7 @@ impl Default for ExperimentConfig {
     fn default() -> Self {
         ExperimentConfig {
             seeds: 3,
+            tuning_seeds: 3,
             jobs: 2,
             run_config: None,
             run_set: Vec::new(),
@@ -144,18 +164,14 @@ impl Default for LowResourceConfig {
     fn default() -> Self {
         LowResourceConfig {
             tasks: Vec::new(),
+            mixture: Vec::new(),
+            temperatures: vec![1.0, 2.0, 4.0],
+            single_task_evals: 10,
             sizes: vec![32, 128],
-            relatedness: vec![0.0, 0.95],
-            variants: [
-                "single-task",
-                "dense",
-                "token-moe",
-                "task-moe:task-concat",
-                "task-moe:per-task",
-                "task-moe:task-level",
-            ]
-            .map(String::from)
-            .to_vec(),
+            relatedness: vec![0.0, 0.5],
+            variants: ["single-task", "dense", "task-moe"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }
@@ -167,7 +183,7 @@ impl Default for UnseenConfig {
             k: vec![16, 64, 256],
             steps: 150,
             batch_size: 16,
-            peak_lr: 3e-4,
+            peak_lrs: vec![3e-4, 1e-3, 3e-3],
         }
     }
 }
@@ -284,8 +300,29 @@ impl ExperimentConfig {
         if self.unseen.steps == 0 || self.unseen.batch_size == 0 {
             return err("unseen.steps", "steps and batch_size must be at least 1");
         }
-        if !(self.unseen.peak_lr.is_finite() && self.unseen.peak_lr > 0.0) {
-            return err("unseen.peak_lr", "must be positive");
+        if self.unseen.peak_lrs.is_empty()
+            || self
+                .unseen
+                .peak_lrs
+                .iter()
+                .any(|lr| !(lr.is_finite() && *lr > 0.0))
+        {
+            return err("unseen.peak_lrs", "needs at least one rate, all positive");
+        }
+        if self
+            .low_resource
+            .temperatures
+            .iter()
+            .any(|t| !(t.is_finite() && *t > 0.0))
+            || self.low_resource.temperatures.is_empty()
+        {
+            return err(
+                "low_resource.temperatures",
+                "needs at least one temperature, all positive",
+            );
+        }
+        if self.low_resource.single_task_evals == 0 {
+            return err("low_resource.single_task_evals", "must be at least 1");
         }
         if self.unrelated.extra_steps == 0 {
             return err("unrelated.extra_steps", "must be at least 1");

@@ -9,6 +9,10 @@ use taskmoe_model::param_report;
 use taskmoe_train::{DataSource, RunConfig, RunData};
 
 use crate::config::Loaded;
+use taskmoe_data::MixtureSpec;
+
+/// The first tuning seed ([`ExperimentContext::tuning_seeds`]).
+pub const TUNING_SEED_BASE: u64 = 1000;
 use crate::report::Report;
 use crate::runner::Runner;
 use crate::{low_resource, unrelated, unseen};
@@ -73,6 +77,7 @@ impl Experiment {
         );
         let dir = ctx.dir(self);
         report.write(&dir)?;
+        crate::verdicts::write(&ctx.out)?;
         for (file, text) in [
             ("settings.toml", ctx.loaded.settings_toml.as_str()),
             ("base-run.resolved.toml", base.as_str()),
@@ -120,6 +125,30 @@ impl ExperimentContext {
     /// The seeds, `0..seeds`.
     pub fn seeds(&self) -> Vec<u64> {
         (0..self.loaded.settings.seeds).collect()
+    }
+
+    /// The tuning seeds, `TUNING_SEED_BASE..TUNING_SEED_BASE + tuning_seeds`: hyperparameters
+    /// are chosen on their validation scores, so the seeds that are reported never took part
+    /// in a choice.
+    pub fn tuning_seeds(&self) -> Vec<u64> {
+        let n = self.loaded.settings.tuning_seeds;
+        (TUNING_SEED_BASE..TUNING_SEED_BASE + n).collect()
+    }
+
+    /// `cfg` with an examples-proportional mixture at `temperature` (keeping the base
+    /// mixture's cap and scale when it has them).
+    pub fn with_temperature(&self, cfg: &RunConfig, temperature: f64) -> RunConfig {
+        let mut cfg = cfg.clone();
+        let (cap, scale) = match &cfg.data.mixture {
+            MixtureSpec::ExamplesProportional { cap, scale, .. } => (*cap, *scale),
+            _ => (None, 1.0),
+        };
+        cfg.data.mixture = MixtureSpec::ExamplesProportional {
+            cap,
+            temperature,
+            scale,
+        };
+        cfg
     }
 
     /// Whether the data is the synthetic benchmark.

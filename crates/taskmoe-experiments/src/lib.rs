@@ -14,8 +14,11 @@
 //!
 //! Every arm is an ordinary `taskmoe train` run (a [`Runner`] starts them as processes, a few
 //! at a time, and reuses finished ones), so every number in a report can be reproduced from
-//! its run folder. Reports ([`Report`]) give mean ± standard deviation over seeds, paired
-//! comparisons with 95% intervals, and a verdict per claim ([`stats::Verdict`]).
+//! its run folder. Reports ([`Report`]) give mean ± standard deviation over seeds and paired
+//! comparisons with 95% intervals; each declares one primary contrast, and the three are
+//! decided together ([`verdicts`]: Holm's correction, TOST for "no effect",
+//! [`stats::Verdict`]). Hyperparameters an arm depends on (mixture temperature, fine-tuning
+//! learning rate) are chosen on validation scores of separate tuning seeds, never on test.
 //!
 //! The experiments layer sits on top: it depends on the training, evaluation, model and data
 //! crates, and nothing depends on it but the `taskmoe` command.
@@ -33,6 +36,7 @@ pub mod stats;
 pub mod transfer;
 pub mod unrelated;
 pub mod unseen;
+pub mod verdicts;
 
 pub use config::{Arm, ExperimentConfig, Loaded, Profile};
 pub use context::{Experiment, ExperimentContext};

@@ -15,7 +15,7 @@ use serde_json::json;
 use taskmoe_data::synthetic::TaskRole;
 use taskmoe_model::Variant;
 use taskmoe_router::RouterKind;
-use taskmoe_train::RunConfig;
+use taskmoe_train::{RunConfig, TestCheckpoint};
 
 use crate::config::Arm;
 use crate::context::{Experiment, ExperimentContext};
@@ -23,7 +23,8 @@ use crate::plot::{line_chart, Series};
 use crate::report::{header, md_table, Report};
 use crate::results::RunResult;
 use crate::runner::Job;
-use crate::stats::{paired, Summary};
+use crate::stats::{paired, PrimaryContrast, Summary};
+use crate::verdicts::describe;
 
 /// One point of the sweep.
 #[derive(Clone, Debug)]
@@ -54,6 +55,8 @@ impl Setting {
 struct ArmScores {
     /// Mean over the low-resource tasks, per seed.
     low: Vec<f64>,
+    /// Mean balanced accuracy over the low-resource tasks, per seed.
+    balanced: Vec<f64>,
     /// Mean over all training tasks, per seed (multi-task arms).
     all: Vec<f64>,
     /// Per low-resource task, per seed.
@@ -76,10 +79,25 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
             ),
         }
     };
-    let training = ctx.training_tasks(&base_data);
+    let training: Vec<String> = if !s.mixture.is_empty() {
+        s.mixture.clone()
+    } else {
+        match ctx.tasks_with_role(&[TaskRole::HighResource, TaskRole::LowResource])? {
+            Some(t) if !t.is_empty() => t,
+            _ => bail!(
+                "name the mixture with `low_resource.mixture`: the low-resource tasks and the \
+                 related tasks they may learn from (real data has no roles)"
+            ),
+        }
+    };
+    for t in &training {
+        if base_data.id(t).is_none() {
+            bail!("mixture task `{t}` is not in the data");
+        }
+    }
     for t in &low_tasks {
         if !training.contains(t) {
-            bail!("low-resource task `{t}` is not among the training tasks: {training:?}");
+            bail!("low-resource task `{t}` is not in the mixture: {training:?}");
         }
     }
     let arms: Vec<Arm> = s
@@ -108,29 +126,84 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
         }
     }
     let max_size = *sizes.last().expect("validated: at least one size");
+    let runner = ctx.runner(Experiment::LowResource);
+    // An arm's run at one setting and seed (before the mixture temperature).
+    let arm_config = |arm: &Arm, setting: &Setting, seed: u64| -> RunConfig {
+        let mut cfg = ctx.seeded(&arm.apply(ctx.base()), seed);
+        cfg.data.tasks = training.clone();
+        if ctx.synthetic() {
+            let syn = &mut cfg.data.synthetic;
+            syn.low_resource_examples = syn.low_resource_examples.max(max_size);
+            if let Some(rho) = setting.rho {
+                syn.relatedness = rho;
+            }
+        }
+        for t in &low_tasks {
+            cfg.data.train_examples.insert(t.clone(), setting.size);
+        }
+        cfg
+    };
 
-    // The jobs: setting x seed x arm (x task for single-task).
+    // Phase 1: each multi-task arm's mixture temperature, on the tuning seeds' validation
+    // scores at the smallest size.
+    let mut tune_jobs = Vec::new();
+    let mut tune_index = Vec::new();
+    for (ai, arm) in arms.iter().enumerate() {
+        if arm.variant == Variant::SingleTask {
+            continue;
+        }
+        for (ti, &temperature) in s.temperatures.iter().enumerate() {
+            for seed in ctx.tuning_seeds() {
+                let cfg = ctx.with_temperature(&arm_config(arm, &settings[0], seed), temperature);
+                tune_jobs.push(Job {
+                    id: format!(
+                        "tune-n{}-T{temperature}-seed{seed}-{}",
+                        sizes[0],
+                        arm.label.replace(':', "-")
+                    ),
+                    config: cfg,
+                });
+                tune_index.push((ai, ti));
+            }
+        }
+    }
+    let tune_dirs = runner.run("low-resource: mixture temperature", &tune_jobs)?;
+    let mut tuning = vec![vec![Vec::new(); s.temperatures.len()]; arms.len()];
+    for ((ai, ti), dir) in tune_index.iter().zip(&tune_dirs) {
+        tuning[*ai][*ti].push(RunResult::validation_mean(dir, &low_tasks)?);
+    }
+    let chosen: Vec<Option<f64>> = tuning
+        .iter()
+        .map(|per_t| {
+            per_t
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| !v.is_empty())
+                .max_by(|a, b| Summary::of(a.1).mean.total_cmp(&Summary::of(b.1).mean))
+                .map(|(ti, _)| s.temperatures[ti])
+        })
+        .collect();
+
+    // Phase 2: setting x seed x arm (x task for single-task).
     let mut jobs = Vec::new();
     let mut index: Vec<(usize, u64, usize, Option<String>)> = Vec::new();
     for (si, setting) in settings.iter().enumerate() {
         for seed in ctx.seeds() {
             for (ai, arm) in arms.iter().enumerate() {
-                let mut cfg = ctx.seeded(&arm.apply(ctx.base()), seed);
-                if ctx.synthetic() {
-                    let syn = &mut cfg.data.synthetic;
-                    syn.low_resource_examples = syn.low_resource_examples.max(max_size);
-                    if let Some(rho) = setting.rho {
-                        syn.relatedness = rho;
-                    }
-                }
-                for t in &low_tasks {
-                    cfg.data.train_examples.insert(t.clone(), setting.size);
-                }
                 let arm_id = arm.label.replace(':', "-");
                 if arm.variant == Variant::SingleTask {
+                    if setting.rho.is_some() {
+                        continue; // the relatedness sweep compares the multi-task arms
+                    }
                     for t in &low_tasks {
-                        let mut one = cfg.clone();
+                        let mut one = arm_config(arm, setting, seed);
                         one.data.tasks = vec![t.clone()];
+                        // Early stopping: tested at the best of its validation evaluations.
+                        let steps = one.train.steps;
+                        one.train.eval_every = (steps / s.single_task_evals).max(1);
+                        one.train.keep_best = true;
+                        one.train.keep_last = 1;
+                        one.train.test_checkpoint = TestCheckpoint::Best;
                         jobs.push(Job {
                             id: format!("{}-seed{seed}-{arm_id}-{t}", setting.id()),
                             config: one,
@@ -138,35 +211,40 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
                         index.push((si, seed, ai, Some(t.clone())));
                     }
                 } else {
+                    let temperature = chosen[ai].expect("tuned above");
                     jobs.push(Job {
                         id: format!("{}-seed{seed}-{arm_id}", setting.id()),
-                        config: cfg,
+                        config: ctx.with_temperature(&arm_config(arm, setting, seed), temperature),
                     });
                     index.push((si, seed, ai, None));
                 }
             }
         }
     }
-    let dirs = ctx
-        .runner(Experiment::LowResource)
-        .run("low-resource", &jobs)?;
+    let dirs = runner.run("low-resource", &jobs)?;
 
     // Collect: scores[setting][arm], seeds in order.
     let mut scores = vec![vec![ArmScores::default(); arms.len()]; settings.len()];
-    let mut single: BTreeMap<(usize, u64), BTreeMap<String, f64>> = BTreeMap::new();
+    let mut single: BTreeMap<(usize, u64), BTreeMap<String, (f64, f64)>> = BTreeMap::new();
+    let balanced = |r: &RunResult, tasks: &[String]| {
+        r.mean_metric(tasks, "balanced-accuracy")
+            .unwrap_or(f64::NAN)
+    };
     for ((si, seed, ai, task), dir) in index.iter().zip(&dirs) {
         let result = RunResult::read(dir)?;
         scores[*si][*ai].tokens.push(result.tokens as f64);
         match task {
             Some(t) => {
+                let b = balanced(&result, std::slice::from_ref(t));
                 single
                     .entry((*si, *seed))
                     .or_default()
-                    .insert(t.clone(), result.score(t)?);
+                    .insert(t.clone(), (result.score(t)?, b));
             }
             None => {
                 let a = &mut scores[*si][*ai];
                 a.low.push(result.mean(&low_tasks)?);
+                a.balanced.push(balanced(&result, &low_tasks));
                 a.all.push(result.mean(&training)?);
                 for t in &low_tasks {
                     a.per_task
@@ -180,19 +258,35 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
     if let Some(ai) = arms.iter().position(|a| a.variant == Variant::SingleTask) {
         for (si, row) in scores.iter_mut().enumerate() {
             for seed in ctx.seeds() {
-                let per = &single[&(si, seed)];
+                let Some(per) = single.get(&(si, seed)) else {
+                    continue; // not run at this setting
+                };
                 let a = &mut row[ai];
-                a.low.push(per.values().sum::<f64>() / per.len() as f64);
+                let n = per.len() as f64;
+                a.low.push(per.values().map(|v| v.0).sum::<f64>() / n);
+                a.balanced.push(per.values().map(|v| v.1).sum::<f64>() / n);
                 for (t, v) in per {
-                    a.per_task.entry(t.clone()).or_default().push(*v);
+                    a.per_task.entry(t.clone()).or_default().push(v.0);
                 }
             }
         }
     }
 
+    let tuned = Tuning {
+        temperatures: s.temperatures.clone(),
+        validation: tuning,
+        chosen,
+    };
     build_report(
-        ctx, &arms, &settings, base_rho, &low_tasks, &training, &scores, &base_data,
+        ctx, &arms, &settings, base_rho, &low_tasks, &training, &scores, &base_data, &tuned,
     )
+}
+
+/// The temperature search: per arm and temperature, the tuning seeds' validation means.
+struct Tuning {
+    temperatures: Vec<f64>,
+    validation: Vec<Vec<Vec<f64>>>,
+    chosen: Vec<Option<f64>>,
 }
 
 /// The arm the claim is judged on: the task-MoE arm with the configured router kind, else the
@@ -213,6 +307,7 @@ fn build_report(
     training: &[String],
     scores: &[Vec<ArmScores>],
     base_data: &taskmoe_train::RunData,
+    tuned: &Tuning,
 ) -> Result<Report> {
     let configured = ctx.base().model.moe.router.kind;
     let dense = arms.iter().position(|a| a.variant == Variant::Dense);
@@ -231,9 +326,35 @@ fn build_report(
     let _ = writeln!(
         md,
         "Equal budgets: every arm trains {} steps of {} examples. Single-task arms train one \
-         dense model per low-resource task with that whole budget.\n",
+         dense model per low-resource task with that whole budget and are tested at their best \
+         of {} validation evaluations (early stopping). Multi-task arms sample the mixture \
+         examples-proportionally at the temperature chosen for them below.\n",
         ctx.base().train.steps,
-        ctx.base().data.batch_size
+        ctx.base().data.batch_size,
+        ctx.loaded.settings.low_resource.single_task_evals,
+    );
+    let mut head = vec!["arm".to_string()];
+    head.extend(tuned.temperatures.iter().map(|t| format!("T = {t}")));
+    head.push("chosen".into());
+    let rows: Vec<Vec<String>> = arms
+        .iter()
+        .enumerate()
+        .filter(|(ai, _)| tuned.chosen[*ai].is_some())
+        .map(|(ai, arm)| {
+            let mut row = vec![arm.label.clone()];
+            row.extend(tuned.validation[ai].iter().map(|v| Summary::of(v).show()));
+            row.push(tuned.chosen[ai].map_or("-".into(), |t| t.to_string()));
+            row
+        })
+        .collect();
+    let _ = writeln!(
+        md,
+        "## Exposure: the mixture temperature, chosen on validation\n\nValidation mean of the \
+         low-resource tasks at n = {} on the tuning seeds ({:?}), per arm and temperature \
+         (rate = n_task^(1/T)); each arm uses its best everywhere.\n\n{}",
+        settings[0].size,
+        ctx.tuning_seeds(),
+        md_table(&head, &rows)
     );
     // Active parameters per token and training tokens per run, per arm.
     let mut rows = Vec::new();
@@ -279,6 +400,7 @@ fn build_report(
         })
         .collect();
     let main = md_table(&head, &rows);
+    let head_settings = head.clone();
     let _ = writeln!(
         md,
         "## Mean test accuracy over the low-resource tasks (mean ± std over seeds)\n\n{main}"
@@ -300,8 +422,23 @@ fn build_report(
         md_table(&head, &rows)
     );
 
-    // Paired comparisons and verdicts.
-    let mut verdicts = String::new();
+    // Balanced accuracy beside accuracy.
+    let rows: Vec<Vec<String>> = arms
+        .iter()
+        .enumerate()
+        .map(|(ai, arm)| {
+            let mut row = vec![arm.label.clone()];
+            row.extend(scores.iter().map(|s| Summary::of(&s[ai].balanced).show()));
+            row
+        })
+        .collect();
+    let _ = writeln!(
+        md,
+        "## Mean balanced accuracy over the low-resource tasks\n\n{}",
+        md_table(&head_settings, &rows)
+    );
+
+    // Descriptive paired comparisons.
     let mut comparisons = Vec::new();
     let mut cmp_rows = Vec::new();
     for (si, setting) in settings.iter().enumerate() {
@@ -312,7 +449,7 @@ fn build_report(
             ("dense - single-task", dense, single),
         ] {
             match (a, b) {
-                (Some(a), Some(b)) => {
+                (Some(a), Some(b)) if scores[si][a].low.len() == scores[si][b].low.len() => {
                     let c = paired(&scores[si][a].low, &scores[si][b].low);
                     row.push(c.show());
                     comparisons.push(json!({
@@ -337,25 +474,27 @@ fn build_report(
     let tm_label = task_moe.map_or("-".to_string(), |i| arms[i].label.clone());
     let _ = writeln!(
         md,
-        "## Paired differences on the low-resource mean\n\nDifferences of seed-paired means, \
-         with the 95% Student-t interval over seeds; task-MoE is `{tm_label}`. A claim \
-         *held* when the interval lies above 0, *failed* when it lies below +0.01 (no advantage \
-         of at least one point), and is *inconclusive* otherwise or with fewer than 3 seeds.\n\n{cmp}"
+        "## Paired differences on the low-resource mean\n\nDifferences of seed-paired means \
+         with uncorrected 95% Student-t intervals (descriptive); task-MoE is `{tm_label}`.\n\n{cmp}"
     );
-    if let (Some(t), Some(d)) = (task_moe, dense) {
-        for (si, setting) in settings.iter().enumerate() {
-            let c = paired(&scores[si][t].low, &scores[si][d].low);
-            let _ = writeln!(
-                verdicts,
-                "- Claim 1 (task-MoE transfers to low-resource tasks better than dense) at {}: \
-                 **{}** ({})",
-                setting.label(base_rho),
-                c.verdict.word(),
-                c.interval()
-            );
-        }
-    }
-    let _ = writeln!(md, "## Verdicts\n\n{verdicts}");
+    let primary = match (task_moe, dense) {
+        (Some(t), Some(d)) => Some(PrimaryContrast {
+            claim: 1,
+            name: format!(
+                "{} - dense, mean test accuracy of the low-resource tasks at {}",
+                arms[t].label,
+                settings[0].label(base_rho)
+            ),
+            a: scores[0][t].low.clone(),
+            b: scores[0][d].low.clone(),
+        }),
+        _ => None,
+    };
+    let verdicts = primary.as_ref().map_or_else(
+        || "No primary contrast: the arms need `dense` and a `task-moe` arm.\n".to_string(),
+        describe,
+    );
+    let _ = writeln!(md, "## Primary contrast\n\n{verdicts}");
 
     // Per-task detail at every setting.
     let _ = writeln!(md, "## Per low-resource task\n");
@@ -459,6 +598,11 @@ fn build_report(
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "comparisons": comparisons,
+        "tuning": tuned.temperatures.iter().enumerate().map(|(ti, t)| json!({
+            "temperature": t,
+            "validation": arms.iter().enumerate().map(|(ai, a)| (a.label.clone(), tuned.validation[ai][ti].clone())).collect::<BTreeMap<_, _>>(),
+        })).collect::<Vec<_>>(),
+        "chosen_temperature": arms.iter().enumerate().map(|(ai, a)| (a.label.clone(), tuned.chosen[ai])).collect::<BTreeMap<_, _>>(),
     });
     let summary = format!(
         "low-resource: mean test accuracy over the low-resource tasks\n{main}\n{cmp}\n{verdicts}"
@@ -469,5 +613,6 @@ fn build_report(
         json,
         plots,
         summary,
+        primary,
     })
 }

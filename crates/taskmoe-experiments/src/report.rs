@@ -16,8 +16,11 @@ pub struct Report {
     pub json: serde_json::Value,
     /// SVG plots: file name and document.
     pub plots: Vec<(String, String)>,
-    /// What the command prints: the main tables and the verdicts.
+    /// What the command prints: the main tables and the primary contrast.
     pub summary: String,
+    /// The claim's primary contrast (also under `primary` in `results.json`), decided with
+    /// the other claims' by [`crate::verdicts`].
+    pub primary: Option<crate::stats::PrimaryContrast>,
 }
 
 impl Report {
@@ -25,9 +28,13 @@ impl Report {
     pub fn write(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         write_atomic(&dir.join("report.md"), &self.markdown)?;
+        let mut json = self.json.clone();
+        if let Some(obj) = json.as_object_mut() {
+            obj.insert("primary".into(), serde_json::to_value(&self.primary)?);
+        }
         write_atomic(
             &dir.join("results.json"),
-            &(serde_json::to_string_pretty(&self.json)? + "\n"),
+            &(serde_json::to_string_pretty(&json)? + "\n"),
         )?;
         for (name, svg) in &self.plots {
             write_atomic(&dir.join(name), svg)?;

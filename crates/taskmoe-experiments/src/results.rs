@@ -18,6 +18,8 @@ pub struct RunResult {
     pub dir: PathBuf,
     /// Each evaluated task's headline metric.
     pub scores: BTreeMap<String, f64>,
+    /// Every metric of every evaluated task.
+    pub metrics: BTreeMap<String, BTreeMap<String, f64>>,
     /// Routing per MoE block (empty for dense models).
     pub routing: Vec<BlockRouting>,
     /// Real (non-padding) training tokens over all steps, from `metrics.jsonl` (summed over
@@ -57,6 +59,7 @@ impl RunResult {
         let parsed: Scores =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         let mut scores = BTreeMap::new();
+        let mut metrics = BTreeMap::new();
         for t in parsed.tasks {
             let Some(&v) = t.metrics.get(&t.primary) else {
                 bail!(
@@ -66,7 +69,8 @@ impl RunResult {
                     t.primary
                 );
             };
-            scores.insert(t.task, v);
+            scores.insert(t.task.clone(), v);
+            metrics.insert(t.task, t.metrics);
         }
         let routing_path = dir.join(ROUTING_FILE);
         let routing = if routing_path.is_file() {
@@ -80,9 +84,56 @@ impl RunResult {
         Ok(RunResult {
             dir: dir.to_path_buf(),
             scores,
+            metrics,
             routing,
             tokens: training_tokens(dir)?,
         })
+    }
+
+    /// Each task's headline metric in the last validation evaluation of the run
+    /// (`eval.jsonl`; the trainer always evaluates at the end).
+    pub fn validation(dir: &Path) -> Result<BTreeMap<String, f64>> {
+        let path = dir.join("eval.jsonl");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .with_context(|| format!("{} holds no evaluation", path.display()))?;
+        let parsed: Scores =
+            serde_json::from_str(last).with_context(|| format!("parsing {}", path.display()))?;
+        Ok(parsed
+            .tasks
+            .into_iter()
+            .filter_map(|t| t.metrics.get(&t.primary).map(|&v| (t.task, v)))
+            .collect())
+    }
+
+    /// The mean over `tasks` of the final validation scores of the run in `dir`.
+    pub fn validation_mean(dir: &Path, tasks: &[String]) -> Result<f64> {
+        let scores = Self::validation(dir)?;
+        let mut sum = 0.0;
+        for t in tasks {
+            sum += scores.get(t).with_context(|| {
+                format!(
+                    "{}: no validation score of `{t}`",
+                    dir.join("eval.jsonl").display()
+                )
+            })?;
+        }
+        Ok(sum / tasks.len().max(1) as f64)
+    }
+
+    /// A secondary metric of `task` (e.g. `balanced-accuracy`, `matthews`), when recorded.
+    pub fn metric(&self, task: &str, metric: &str) -> Option<f64> {
+        self.metrics.get(task).and_then(|m| m.get(metric)).copied()
+    }
+
+    /// The mean of `metric` over `tasks` (`None` when a task lacks it).
+    pub fn mean_metric(&self, tasks: &[String], metric: &str) -> Option<f64> {
+        let values: Option<Vec<f64>> = tasks.iter().map(|t| self.metric(t, metric)).collect();
+        values.map(|v| v.iter().sum::<f64>() / v.len().max(1) as f64)
     }
 
     /// The headline metric of `task`.

@@ -3,16 +3,19 @@
 //! Per seed and arm (dense, task-MoE with the configured router):
 //!
 //! - `base`: the base mixture alone for the run's steps;
-//! - `joint`: base and new tasks together from the start, same steps (so the original tasks
-//!   get a smaller share of the same budget: what adding tasks costs under a fixed budget);
-//! - `sequential`: the base model continued for `extra_steps` on base + new tasks;
-//! - `control`: the base model continued for `extra_steps` on the base mixture alone, the
-//!   reference of `sequential` (so extra training is not mistaken for robustness).
+//! - `joint`: base and added tasks together from the start, **with matched exposure**: the run
+//!   trains `steps / share` steps, where `share` is the base tasks' share of the joint
+//!   mixture's sampling probability, so the original tasks see as many examples as in `base`
+//!   and only the presence of the added tasks differs;
+//! - `sequential`: the base model continued for `extra_steps` on the added tasks **alone** (no
+//!   rehearsal), then tested on the original tasks again: forgetting.
 //!
-//! The change on the original tasks is `joint - base` and `sequential - control`; the claim
-//! holds when task-MoE's change is better than dense's. Routing heatmaps (seed 0) show where
-//! the new tasks go before they are trained (the base model) and after.
+//! The primary contrast of claim 3 is the change of the original tasks' mean test accuracy
+//! under `joint` (joint - base) with task-MoE minus the same change with dense. Forgetting
+//! (sequential - base) is compared the same way, descriptively. Routing heatmaps (seed 0)
+//! show where the added tasks go before they are trained (the base model) and after.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -21,18 +24,40 @@ use serde_json::json;
 use taskmoe_data::synthetic::TaskRole;
 use taskmoe_eval::routing::{analyze, heatmap_svg};
 use taskmoe_eval::{evaluate, EvalData};
+use taskmoe_train::RunData;
 use tch::Device;
 
 use crate::config::Arm;
 use crate::context::{Experiment, ExperimentContext};
 use crate::report::{header, md_table, Report};
-use crate::results::{mean_overlap, BlockRouting, RunResult};
+use crate::results::{mean_overlap, BlockRouting};
 use crate::runner::Job;
-use crate::stats::{paired, Summary};
+use crate::stats::{paired, PrimaryContrast, Summary};
 use crate::transfer::TrainedModel;
+use crate::verdicts::describe;
 
 /// The protocols, in job order per seed and arm.
-const STAGES: [&str; 4] = ["base", "joint", "sequential", "control"];
+const STAGES: [&str; 3] = ["base", "joint", "sequential"];
+
+/// Test scores of one run on every task it was evaluated on, and its routing.
+#[derive(Clone, Debug)]
+struct Scored {
+    scores: BTreeMap<String, f64>,
+    routing: Vec<BlockRouting>,
+}
+
+impl Scored {
+    fn mean(&self, tasks: &[String]) -> Result<f64> {
+        let mut sum = 0.0;
+        for t in tasks {
+            sum += self
+                .scores
+                .get(t)
+                .with_context(|| format!("no test score of `{t}`"))?;
+        }
+        Ok(sum / tasks.len().max(1) as f64)
+    }
+}
 
 /// Runs the experiment and builds its report.
 pub fn run(ctx: &ExperimentContext) -> Result<Report> {
@@ -71,6 +96,12 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
         cfg.data.tasks = tasks.to_vec();
         cfg
     };
+    // Matched exposure: the base tasks' share of the joint mixture (the same for every arm
+    // and, on synthetic data, every seed: it depends only on the task sizes).
+    let joint_probe = cfg_for(&arms[0], 0, &all_tasks);
+    let share = base_share(&joint_probe, &base_tasks)?;
+    let base_steps = ctx.base().train.steps;
+    let joint_steps = (base_steps as f64 / share).ceil() as u64;
     let id = |stage: &str, seed: u64, arm: &Arm| format!("{stage}-seed{seed}-{}", arm.label);
     let mut first = Vec::new();
     for seed in ctx.seeds() {
@@ -79,9 +110,12 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
                 id: id("base", seed, arm),
                 config: cfg_for(arm, seed, &base_tasks),
             });
+            let mut joint = cfg_for(arm, seed, &all_tasks);
+            joint.train.steps = joint_steps;
+            joint.train.checkpoint_every = joint_steps;
             first.push(Job {
                 id: id("joint", seed, arm),
-                config: cfg_for(arm, seed, &all_tasks),
+                config: joint,
             });
         }
     }
@@ -89,44 +123,72 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
     let mut second = Vec::new();
     for (seed, arm_dirs) in ctx.seeds().into_iter().zip(first_dirs.chunks(4)) {
         for (ai, arm) in arms.iter().enumerate() {
-            let base_dir = arm_dirs[2 * ai].clone();
-            for (stage, tasks) in [("sequential", &all_tasks), ("control", &base_tasks)] {
-                let mut cfg = cfg_for(arm, seed, tasks);
-                cfg.train.steps = s.extra_steps;
-                cfg.train.checkpoint_every = s.extra_steps;
-                cfg.train.schedule.warmup_steps =
-                    cfg.train.schedule.warmup_steps.min(s.extra_steps / 10);
-                cfg.train.init_from = None;
-                cfg.train.init_checkpoint = Some(base_dir.clone());
-                second.push(Job {
-                    id: id(stage, seed, arm),
-                    config: cfg,
-                });
-            }
+            let mut cfg = cfg_for(arm, seed, &new_tasks);
+            cfg.train.steps = s.extra_steps;
+            cfg.train.checkpoint_every = s.extra_steps;
+            cfg.train.schedule.warmup_steps =
+                cfg.train.schedule.warmup_steps.min(s.extra_steps / 10);
+            cfg.train.init_from = None;
+            cfg.train.init_checkpoint = Some(arm_dirs[2 * ai].clone());
+            second.push(Job {
+                id: id("sequential", seed, arm),
+                config: cfg,
+            });
         }
     }
-    let second_dirs = runner.run("unrelated: continued training", &second)?;
+    let second_dirs = runner.run("unrelated: sequential, added tasks alone", &second)?;
 
-    // results[arm][stage] per seed.
+    // runs[arm][stage] per seed, every run tested on every task (base and sequential models
+    // in process: their own final test covers only the tasks they trained on).
     let seeds = ctx.seeds().len();
-    let mut runs: Vec<Vec<Vec<RunResult>>> = vec![vec![Vec::new(); STAGES.len()]; arms.len()];
+    let mut runs: Vec<Vec<Vec<Scored>>> = vec![vec![Vec::new(); STAGES.len()]; arms.len()];
     for seed in 0..seeds {
         for ai in 0..arms.len() {
-            let f = &first_dirs[seed * 4 + 2 * ai..];
-            let q = &second_dirs[seed * 4 + 2 * ai..];
-            for (stage, dir) in [&f[0], &f[1], &q[0], &q[1]].into_iter().enumerate() {
-                runs[ai][stage].push(RunResult::read(dir)?);
+            let dirs = [
+                &first_dirs[seed * 4 + 2 * ai],
+                &first_dirs[seed * 4 + 2 * ai + 1],
+                &second_dirs[seed * 2 + ai],
+            ];
+            for (stage, dir) in dirs.into_iter().enumerate() {
+                runs[ai][stage].push(test_all(dir, &all_tasks)?);
             }
         }
     }
-    // Routing of the new tasks before they were trained: the seed-0 base task-MoE model
-    // evaluated on every task.
-    let before = routing_before(&first_dirs[2], &all_tasks)?;
-    build_report(ctx, &arms, &base_tasks, &new_tasks, &runs, &before)
+    let exposure = Exposure {
+        share,
+        base_steps,
+        joint_steps,
+    };
+    build_report(ctx, &arms, &base_tasks, &new_tasks, &runs, &exposure)
 }
 
-/// Evaluates the base model of `dir` on the test split of `tasks` and returns its routing.
-fn routing_before(dir: &Path, tasks: &[String]) -> Result<Vec<BlockRouting>> {
+/// How the joint protocol matched the original tasks' exposure.
+struct Exposure {
+    share: f64,
+    base_steps: u64,
+    joint_steps: u64,
+}
+
+/// The summed sampling probability of `base` tasks in the mixture of `cfg`.
+fn base_share(cfg: &taskmoe_train::RunConfig, base: &[String]) -> Result<f64> {
+    let data = RunData::load(cfg)?;
+    let sampler = data.sampler(cfg)?;
+    let mixture = sampler.mixture();
+    let share: f64 = mixture
+        .tasks()
+        .iter()
+        .zip(mixture.probabilities())
+        .filter(|(t, _)| base.contains(&t.name))
+        .map(|(_, p)| p)
+        .sum();
+    if !(share > 0.0 && share <= 1.0) {
+        bail!("the base tasks have sampling share {share} in the joint mixture");
+    }
+    Ok(share)
+}
+
+/// Tests the newest checkpoint of run `dir` on the test split of `tasks`.
+fn test_all(dir: &Path, tasks: &[String]) -> Result<Scored> {
     let m = TrainedModel::load(dir)?;
     let ids: Vec<usize> = tasks
         .iter()
@@ -146,7 +208,12 @@ fn routing_before(dir: &Path, tasks: &[String]) -> Result<Vec<BlockRouting>> {
         Device::Cpu,
     )?;
     let names: Vec<String> = m.data.specs.iter().map(|s| s.name.clone()).collect();
-    Ok(result
+    let scores = result
+        .tasks
+        .iter()
+        .filter_map(|t| t.metrics.get(&t.primary).map(|&v| (t.task.clone(), v)))
+        .collect();
+    let routing = result
         .routing
         .iter()
         .map(|(layer, counts)| {
@@ -157,7 +224,8 @@ fn routing_before(dir: &Path, tasks: &[String]) -> Result<Vec<BlockRouting>> {
                 load: a.load,
             }
         })
-        .collect())
+        .collect();
+    Ok(Scored { scores, routing })
 }
 
 fn build_report(
@@ -165,48 +233,50 @@ fn build_report(
     arms: &[Arm],
     base_tasks: &[String],
     new_tasks: &[String],
-    runs: &[Vec<Vec<RunResult>>],
-    before: &[BlockRouting],
+    runs: &[Vec<Vec<Scored>>],
+    exposure: &Exposure,
 ) -> Result<Report> {
     let s = &ctx.loaded.settings.unrelated;
     let mean = |ai: usize, stage: usize, tasks: &[String]| -> Result<Vec<f64>> {
         runs[ai][stage].iter().map(|r| r.mean(tasks)).collect()
     };
     let diff = |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x - y).collect() };
+    let before: Vec<BlockRouting> = runs[1][0][0].routing.clone();
     let mut md = ctx.preamble("Experiment 3: adding unrelated and conflicting tasks");
     let _ = writeln!(
         md,
-        "Base mixture ({}): {}. Added tasks ({}): {}.\n\n`base` and `joint` train {} steps; \
-         `sequential` continues `base` for {} steps on base + added tasks, `control` continues it \
-         for the same steps on the base mixture alone. Scores are test accuracy at the end.\n",
+        "Base mixture ({}): {}. Added tasks ({}): {}.\n\n`base` trains {} steps on the base \
+         mixture. `joint` trains base and added tasks together for {} steps: the base tasks hold \
+         {:.3} of the joint mixture's sampling probability, so they see as many examples as in \
+         `base` (matched exposure). `sequential` continues `base` for {} steps on the added \
+         tasks alone (no rehearsal); the original tasks are then tested again (forgetting). \
+         Scores are test accuracy at the end.\n",
         base_tasks.len(),
         base_tasks.join(", "),
         new_tasks.len(),
         new_tasks.join(", "),
-        ctx.base().train.steps,
+        exposure.base_steps,
+        exposure.joint_steps,
+        exposure.share,
         s.extra_steps
     );
     let mut rows = Vec::new();
-    let mut deltas = Vec::new(); // [arm] -> (joint delta, sequential delta)
+    let mut deltas = Vec::new(); // [arm] -> (joint - base, sequential - base)
     for (ai, arm) in arms.iter().enumerate() {
         let b = mean(ai, 0, base_tasks)?;
         let j = mean(ai, 1, base_tasks)?;
         let q = mean(ai, 2, base_tasks)?;
-        let c = mean(ai, 3, base_tasks)?;
-        let dj = paired(&j, &b);
-        let dq = paired(&q, &c);
         rows.push(vec![
             arm.label.clone(),
             Summary::of(&b).show(),
             Summary::of(&j).show(),
-            dj.interval(),
-            Summary::of(&c).show(),
+            paired(&j, &b).show(),
             Summary::of(&q).show(),
-            dq.interval(),
+            paired(&q, &b).show(),
             Summary::of(&mean(ai, 1, new_tasks)?).show(),
             Summary::of(&mean(ai, 2, new_tasks)?).show(),
         ]);
-        deltas.push((diff(&j, &b), diff(&q, &c)));
+        deltas.push((diff(&j, &b), diff(&q, &b)));
     }
     let main = md_table(
         &header(&[
@@ -214,9 +284,8 @@ fn build_report(
             "original: base",
             "original: joint",
             "joint - base",
-            "original: control",
             "original: sequential",
-            "sequential - control",
+            "sequential - base (forgetting)",
             "added: joint",
             "added: sequential",
         ]),
@@ -225,36 +294,34 @@ fn build_report(
     let _ = writeln!(
         md,
         "## Original tasks' mean test accuracy (mean ± std over seeds)\n\nThe differences are \
-         seed-paired, with 95% Student-t intervals. An interval below 0 is a loss on the original \
-         tasks.\n\n{main}"
+         seed-paired, with uncorrected 95% Student-t intervals (descriptive). An interval below \
+         0 is a loss on the original tasks.\n\n{main}"
     );
-    let mut verdicts = String::new();
     let mut comparisons = Vec::new();
-    for (p, name) in ["joint", "sequential"].iter().enumerate() {
-        let pick = |ai: usize| if p == 0 { &deltas[ai].0 } else { &deltas[ai].1 };
-        let c = paired(pick(1), pick(0));
-        comparisons.push(
-            json!({"protocol": name, "comparison": "task-moe change - dense change", "result": c}),
-        );
-        let _ = writeln!(
-            verdicts,
-            "- Claim 3 ({name}: the original tasks lose less, or gain more, with task-MoE than \
-             with dense): **{}** (change with task-MoE minus change with dense: {})",
-            c.verdict.word(),
-            c.interval()
-        );
-    }
-    for (ai, arm) in arms.iter().enumerate() {
-        let forget = paired(&deltas[ai].1, &vec![0.0; deltas[ai].1.len()]);
-        let _ = writeln!(
-            verdicts,
-            "- {}: change of the original tasks under sequential training (against `control`): \
-             {}; forgetting shows as an interval below 0",
-            arm.label,
-            forget.interval()
-        );
-    }
-    let _ = writeln!(md, "## Verdicts\n\n{verdicts}");
+    let forgetting = paired(&deltas[1].1, &deltas[0].1);
+    comparisons.push(json!({
+        "protocol": "sequential", "comparison": "task-moe forgetting - dense forgetting",
+        "result": forgetting,
+    }));
+    let joint = paired(&deltas[1].0, &deltas[0].0);
+    comparisons.push(json!({
+        "protocol": "joint", "comparison": "task-moe change - dense change", "result": joint,
+    }));
+    let primary = PrimaryContrast {
+        claim: 3,
+        name: "change of the original tasks' mean test accuracy when the added tasks join \
+               (joint - base, matched exposure), task-moe minus dense"
+            .into(),
+        a: deltas[1].0.clone(),
+        b: deltas[0].0.clone(),
+    };
+    let verdicts = format!(
+        "{}\nSecondary (descriptive): forgetting under sequential training, task-MoE's change \
+         minus dense's: {}.\n",
+        describe(&primary),
+        forgetting.show()
+    );
+    let _ = writeln!(md, "## Primary contrast\n\n{verdicts}");
 
     // Routing: separation of new tasks from the original ones.
     let overlap_row = |name: &str, routing: &[Vec<BlockRouting>]| -> Vec<String> {
@@ -274,6 +341,7 @@ fn build_report(
     let routing_of = |stage: usize| -> Vec<Vec<BlockRouting>> {
         runs[1][stage].iter().map(|r| r.routing.clone()).collect()
     };
+    let before = &before;
     let overlap = md_table(
         &header(&[
             "task-MoE model",
@@ -344,5 +412,6 @@ fn build_report(
         json,
         plots,
         summary,
+        primary: Some(primary),
     })
 }

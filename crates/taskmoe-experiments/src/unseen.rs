@@ -2,18 +2,23 @@
 //!
 //! Per seed, a dense and a task-MoE model (the configured router) train on the seen tasks.
 //! Then, for every held-out task and shot count k (a nested subsample of its training pool),
-//! four arms fine-tune on those k examples alone for the same steps:
+//! six arms fine-tune on those k examples alone for the same steps:
 //!
 //! - `dense`: the dense multi-task model, the new task starting from the head (and task
 //!   embedding, if any) of the most related seen task;
 //! - `task-moe + routing`: the task-MoE model, the new task taking the routing, head and task
-//!   embedding of the most related seen task;
-//! - `task-moe, fresh routing`: the same, but the new task keeps its own freshly initialised
-//!   routing;
+//!   embedding of the most related seen task (the primary contrast: this minus `dense`);
+//! - `task-moe + family routing`: the same from the seen task its declared family names (the
+//!   family's task with the most training examples), beside the measured choice;
+//! - `task-moe, fresh routing`: measured source, but the new task keeps its own freshly
+//!   initialised routing;
+//! - `task-moe, frozen experts`: measured source with its routing; only the routers (and task
+//!   embeddings) and heads adapt, so what transfers is what the routing carries;
 //! - `scratch`: a dense model of the same size trained from the base run's own initialisation
-//!   (random, or the pretrained encoder when the run configuration has `train.init_from`), at
-//!   the base run's learning rate: no multi-task training at all.
+//!   (random, or the pretrained encoder when the run configuration has `train.init_from`).
 //!
+//! Every arm's peak learning rate comes from the same grid (`unseen.peak_lrs`), chosen per arm
+//! on the validation mean of the tuning seeds; the reported seeds run at that choice.
 //! "Most related" is measured, per model, seed and k: the seen task whose routing, task
 //! embedding and head give the lowest loss on the k examples before any fine-tuning
 //! ([`crate::transfer`]). The declared task family is shown beside the choice.
@@ -24,6 +29,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use serde_json::json;
+use taskmoe_data::synthetic::TaskRole;
 use taskmoe_train::{RunConfig, RunData};
 
 use crate::config::Arm;
@@ -32,16 +38,24 @@ use crate::plot::{line_chart, Series};
 use crate::report::{header, md_table, Report};
 use crate::results::RunResult;
 use crate::runner::Job;
-use crate::stats::{paired, Summary};
+use crate::stats::{paired, PrimaryContrast, Summary};
 use crate::transfer::{Relatedness, TrainedModel};
+use crate::verdicts::describe;
 
-/// The four fine-tuning arms, in table order.
-const METHODS: [&str; 4] = [
+/// The fine-tuning arms, in table order.
+const METHODS: [&str; 6] = [
     "dense",
     "task-moe + routing",
+    "task-moe + family routing",
     "task-moe, fresh routing",
+    "task-moe, frozen experts",
     "scratch",
 ];
+
+/// Index of `task-moe + routing` (measured source), the arm of the primary contrast.
+const TRANSFERRED: usize = 1;
+/// Index of `scratch`.
+const SCRATCH: usize = 5;
 
 /// Runs the experiment and builds its report.
 pub fn run(ctx: &ExperimentContext) -> Result<Report> {
@@ -60,7 +74,12 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
     if unseen.is_empty() {
         bail!("no unseen tasks: mark tasks `held_out` or name them in `unseen.tasks`");
     }
-    let training = ctx.training_tasks(&base_data);
+    // Seen tasks: the families' tasks on synthetic data (no conflicting or unrelated task, so
+    // claim 2 is not confounded with claim 3), the configured training tasks on real data.
+    let training = match ctx.tasks_with_role(&[TaskRole::HighResource, TaskRole::LowResource])? {
+        Some(t) if !t.is_empty() => t,
+        _ => ctx.training_tasks(&base_data),
+    };
     for u in &unseen {
         if base_data.id(u).is_none() {
             bail!("unseen task `{u}` is not in the data");
@@ -74,17 +93,19 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
     ks.dedup();
     let max_k = *ks.last().expect("validated: at least one k");
 
-    // Phase 1: the seen-task models.
+    // Phase 1: the seen-task models, for the reported and the tuning seeds.
     let dense_arm = Arm::parse("dense")?;
     let moe_arm = Arm::parse("task-moe")?;
     let base_cfg = |arm: &Arm, seed: u64| -> RunConfig {
         let mut cfg = ctx.seeded(&arm.apply(ctx.base()), seed);
+        cfg.data.tasks = training.clone();
         let syn = &mut cfg.data.synthetic;
         syn.unseen_train_examples = syn.unseen_train_examples.max(max_k);
         cfg
     };
+    let all_seeds: Vec<u64> = ctx.tuning_seeds().into_iter().chain(ctx.seeds()).collect();
     let mut jobs = Vec::new();
-    for seed in ctx.seeds() {
+    for &seed in &all_seeds {
         for arm in [&dense_arm, &moe_arm] {
             jobs.push(Job {
                 id: format!("base-seed{seed}-{}", arm.label),
@@ -95,10 +116,14 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
     let runner = ctx.runner(Experiment::Unseen);
     let base_dirs = runner.run("unseen: seen-task models", &jobs)?;
     let base_dir = |seed: u64, moe: bool| -> PathBuf {
-        base_dirs[2 * seed as usize + usize::from(moe)].clone()
+        let i = all_seeds
+            .iter()
+            .position(|&x| x == seed)
+            .expect("a known seed");
+        base_dirs[2 * i + usize::from(moe)].clone()
     };
 
-    // Phase 2: choose each new task's source per model, seed and k; build the fine-tunes.
+    // Phase 2: each new task's sources per model, seed and k: measured, and by family.
     tch::set_num_threads(ctx.loaded.settings.jobs as i32);
     let fine_tune = |arm: &Arm, seed: u64, u: &str, k: usize| -> RunConfig {
         let mut cfg = base_cfg(arm, seed);
@@ -112,11 +137,27 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
         cfg.train.schedule.warmup_steps = (s.steps / 10).max(1);
         cfg
     };
+    let family_source = |u: &str| -> Option<String> {
+        let fam = &base_data.specs[base_data.id(u)?].family;
+        training
+            .iter()
+            .filter(|t| {
+                base_data
+                    .id(t)
+                    .is_some_and(|i| &base_data.specs[i].family == fam)
+            })
+            .max_by_key(|t| {
+                base_data.train[base_data.id(t).expect("filtered")]
+                    .examples
+                    .len()
+            })
+            .cloned()
+    };
     let mut choices: Vec<serde_json::Value> = Vec::new();
     let mut chosen: BTreeMap<(String, bool), Vec<String>> = BTreeMap::new();
-    let mut jobs = Vec::new();
-    let mut index = Vec::new();
-    for seed in ctx.seeds() {
+    // sources[(seed, u, k)] = [dense measured, task-moe measured]
+    let mut sources: BTreeMap<(u64, String, usize), [String; 2]> = BTreeMap::new();
+    for &seed in &all_seeds {
         let models = [
             TrainedModel::load(&base_dir(seed, false))?,
             TrainedModel::load(&base_dir(seed, true))?,
@@ -127,7 +168,7 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
                 let data = RunData::load(&probe_cfg)?;
                 let uid = data.id(u).expect("checked above");
                 let examples = &data.train[uid].examples;
-                let mut sources = [String::new(), String::new()];
+                let mut picked = [String::new(), String::new()];
                 for (mi, model) in models.iter().enumerate() {
                     let candidates = &model.data.train_tasks;
                     let Some(Relatedness { best, losses }) =
@@ -136,43 +177,106 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
                         bail!("no seen task has a head like unseen task `{u}`");
                     };
                     let name = data.specs[best].name.clone();
-                    chosen
-                        .entry((u.clone(), mi == 1))
-                        .or_default()
-                        .push(name.clone());
-                    choices.push(json!({
-                        "seed": seed, "task": u, "k": k,
-                        "model": if mi == 1 { "task-moe" } else { "dense" },
-                        "chosen": name,
-                        "losses": losses.iter().map(|(c, l)| (data.specs[*c].name.clone(), *l)).collect::<BTreeMap<_, _>>(),
-                    }));
-                    sources[mi] = name;
-                }
-                for (m, method) in METHODS.iter().enumerate() {
-                    let mut cfg = match m {
-                        0 | 3 => fine_tune(&dense_arm, seed, u, k),
-                        _ => fine_tune(&moe_arm, seed, u, k),
-                    };
-                    if m < 3 {
-                        // The checkpoint holds everything, pretrained encoder included.
-                        cfg.train.init_from = None;
-                        cfg.train.init_checkpoint = Some(base_dir(seed, m > 0));
-                        let source = &sources[usize::from(m > 0)];
-                        cfg.train.task_init = [(u.clone(), source.clone())].into();
-                        cfg.train.task_init_routing = m == 1;
-                        cfg.train.schedule.peak_lr = s.peak_lr;
+                    if ctx.seeds().contains(&seed) {
+                        chosen
+                            .entry((u.clone(), mi == 1))
+                            .or_default()
+                            .push(name.clone());
+                        choices.push(json!({
+                            "seed": seed, "task": u, "k": k,
+                            "model": if mi == 1 { "task-moe" } else { "dense" },
+                            "chosen": name,
+                            "losses": losses.iter().map(|(c, l)| (data.specs[*c].name.clone(), *l)).collect::<BTreeMap<_, _>>(),
+                        }));
                     }
-                    let slug = method.replace([' ', ',', '+'], "").replace("--", "-");
-                    jobs.push(Job {
-                        id: format!("ft-seed{seed}-{u}-k{k}-{}", slug),
-                        config: cfg,
-                    });
+                    picked[mi] = name;
+                }
+                sources.insert((seed, u.clone(), k), picked);
+            }
+        }
+    }
+    let job = |seed: u64, u: &String, k: usize, m: usize, lr: f64| -> Result<Job> {
+        let mut cfg = match m {
+            0 | SCRATCH => fine_tune(&dense_arm, seed, u, k),
+            _ => fine_tune(&moe_arm, seed, u, k),
+        };
+        cfg.train.schedule.peak_lr = lr;
+        if m != SCRATCH {
+            // The checkpoint holds everything, pretrained encoder included.
+            cfg.train.init_from = None;
+            cfg.train.init_checkpoint = Some(base_dir(seed, m > 0));
+            let measured = &sources[&(seed, u.clone(), k)][usize::from(m > 0)];
+            // Without a seen task in its declared family, the family arm falls back to the
+            // measured source (the report lists the families).
+            let source = match m {
+                2 => family_source(u).unwrap_or_else(|| measured.clone()),
+                _ => measured.clone(),
+            };
+            cfg.train.task_init = [(u.clone(), source)].into();
+            cfg.train.task_init_routing = m != 3;
+            if m == 4 {
+                cfg.train.train_only = vec!["router".into(), "heads".into()];
+            }
+        }
+        let slug = METHODS[m].replace([' ', ',', '+'], "").replace("--", "-");
+        Ok(Job {
+            id: format!("ft-seed{seed}-{u}-k{k}-{slug}-lr{lr:e}"),
+            config: cfg,
+        })
+    };
+
+    // Phase 3: every arm over the learning-rate grid on the tuning seeds; each arm's rate is
+    // the one with the best validation mean (over tuning seeds, unseen tasks and k).
+    let mut tune_jobs = Vec::new();
+    let mut tune_index = Vec::new();
+    for seed in ctx.tuning_seeds() {
+        for u in &unseen {
+            for &k in &ks {
+                for m in 0..METHODS.len() {
+                    for (li, &lr) in s.peak_lrs.iter().enumerate() {
+                        tune_jobs.push(job(seed, u, k, m, lr)?);
+                        tune_index.push((m, li, u.clone()));
+                    }
+                }
+            }
+        }
+    }
+    let tune_dirs = runner.run("unseen: learning rates on the tuning seeds", &tune_jobs)?;
+    let mut tuning = vec![vec![Vec::new(); s.peak_lrs.len()]; METHODS.len()];
+    for ((m, li, u), dir) in tune_index.iter().zip(&tune_dirs) {
+        tuning[*m][*li].push(RunResult::validation_mean(dir, std::slice::from_ref(u))?);
+    }
+    let chosen_lr: Vec<f64> = tuning
+        .iter()
+        .map(|per_lr| {
+            let best = per_lr
+                .iter()
+                .enumerate()
+                .max_by(|a, b| Summary::of(a.1).mean.total_cmp(&Summary::of(b.1).mean))
+                .map_or(0, |(li, _)| li);
+            s.peak_lrs[best]
+        })
+        .collect();
+
+    // Phase 4: the reported seeds at each arm's rate.
+    let mut jobs = Vec::new();
+    let mut index = Vec::new();
+    for seed in ctx.seeds() {
+        for u in &unseen {
+            for &k in &ks {
+                for (m, &lr) in chosen_lr.iter().enumerate() {
+                    jobs.push(job(seed, u, k, m, lr)?);
                     index.push((seed, u.clone(), k, m));
                 }
             }
         }
     }
     let dirs = runner.run("unseen: k-shot fine-tuning", &jobs)?;
+    let tuned = LrTuning {
+        grid: s.peak_lrs.clone(),
+        validation: tuning,
+        chosen: chosen_lr,
+    };
 
     // scores[m][k index] = per-seed mean over unseen tasks; per_task[(m, k, u)] per seed.
     let mut per_task: BTreeMap<(usize, usize, String), Vec<f64>> = BTreeMap::new();
@@ -201,8 +305,15 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
         })
         .collect();
     build_report(
-        ctx, &unseen, &training, &ks, &scores, &per_task, &chosen, &base_data, choices,
+        ctx, &unseen, &training, &ks, &scores, &per_task, &chosen, &base_data, choices, &tuned,
     )
+}
+
+/// The learning-rate search: per arm and rate, the tuning runs' validation scores.
+struct LrTuning {
+    grid: Vec<f64>,
+    validation: Vec<Vec<Vec<f64>>>,
+    chosen: Vec<f64>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -216,15 +327,16 @@ fn build_report(
     chosen: &BTreeMap<(String, bool), Vec<String>>,
     base_data: &RunData,
     choices: Vec<serde_json::Value>,
+    tuned: &LrTuning,
 ) -> Result<Report> {
     let s = &ctx.loaded.settings.unseen;
     let mut md = ctx.preamble("Experiment 2: few-shot transfer to unseen tasks");
     let _ = writeln!(
         md,
         "Seen tasks ({}): {}. Unseen tasks ({}): {}. Task-MoE router: `{}`.\n\nFine-tuning: \
-         {} steps, batch min({}, k), peak learning rate {:e} ({} for `scratch`), 10% warmup, \
-         on the k examples of one unseen task; test accuracy at the end. Every arm of a seed \
-         and k sees the same k examples.\n",
+         {} steps, batch min({}, k), peak learning rate per arm from the grid {:?} (chosen on \
+         validation below), 10% warmup, on the k examples of one unseen task; test accuracy \
+         at the end. Every arm of a seed and k sees the same k examples.\n",
         training.len(),
         training.join(", "),
         unseen.len(),
@@ -232,8 +344,27 @@ fn build_report(
         crate::context::spelling(&ctx.base().model.moe.router.kind),
         s.steps,
         s.batch_size,
-        s.peak_lr,
-        ctx.base().train.schedule.peak_lr,
+        s.peak_lrs,
+    );
+    let mut lr_head = vec!["arm".to_string()];
+    lr_head.extend(tuned.grid.iter().map(|lr| format!("lr = {lr:e}")));
+    lr_head.push("chosen".into());
+    let lr_rows: Vec<Vec<String>> = METHODS
+        .iter()
+        .enumerate()
+        .map(|(m, name)| {
+            let mut row = vec![name.to_string()];
+            row.extend(tuned.validation[m].iter().map(|v| Summary::of(v).show()));
+            row.push(format!("{:e}", tuned.chosen[m]));
+            row
+        })
+        .collect();
+    let _ = writeln!(
+        md,
+        "## Learning rates, chosen on validation\n\nValidation accuracy of the unseen task \
+         after fine-tuning, over the tuning seeds {:?}, unseen tasks and k (mean ± std).\n\n{}",
+        ctx.tuning_seeds(),
+        md_table(&lr_head, &lr_rows)
     );
     let mut head = vec!["arm".to_string()];
     head.extend(ks.iter().map(|k| format!("k = {k}")));
@@ -262,10 +393,12 @@ fn build_report(
     let mut cmp_rows = Vec::new();
     let mut comparisons = Vec::new();
     for (name, a, b) in [
-        ("task-moe + routing - dense", 1, 0),
-        ("task-moe + routing - fresh routing", 1, 2),
-        ("task-moe + routing - scratch", 1, 3),
-        ("dense - scratch", 0, 3),
+        ("task-moe + routing - dense", TRANSFERRED, 0),
+        ("task-moe + routing - fresh routing", TRANSFERRED, 3),
+        ("measured source - family source", TRANSFERRED, 2),
+        ("frozen experts - dense", 4, 0),
+        ("task-moe + routing - scratch", TRANSFERRED, SCRATCH),
+        ("dense - scratch", 0, SCRATCH),
     ] {
         let mut row = vec![name.to_string()];
         for ki in 0..ks.len() {
@@ -283,29 +416,19 @@ fn build_report(
     let cmp = md_table(&cmp_head, &cmp_rows);
     let _ = writeln!(
         md,
-        "## Paired differences\n\nSeed-paired differences of the mean over unseen tasks, 95% \
-         Student-t interval; *held* above 0, *failed* below +0.01, else (or with fewer than \
-         3 seeds) *inconclusive*.\n\n{cmp}"
+        "## Paired differences\n\nSeed-paired differences of the mean over unseen tasks, \
+         uncorrected 95% Student-t intervals (descriptive).\n\n{cmp}"
     );
-    let mut verdicts = String::new();
-    for (ki, k) in ks.iter().enumerate() {
-        let c = paired(&scores[1][ki], &scores[0][ki]);
-        let _ = writeln!(
-            verdicts,
-            "- Claim 2 (task-MoE reusing related routing beats the dense model) at k = {k}: \
-             **{}** ({})",
-            c.verdict.word(),
-            c.interval()
-        );
-    }
-    let c = paired(&mean_over_k(1), &mean_over_k(2));
-    let _ = writeln!(
-        verdicts,
-        "- Routing reuse itself (transferred vs fresh routing, mean over k): **{}** ({})",
-        c.verdict.word(),
-        c.interval()
-    );
-    let _ = writeln!(md, "## Verdicts\n\n{verdicts}");
+    let primary = PrimaryContrast {
+        claim: 2,
+        name: format!(
+            "task-moe + routing - dense, mean test accuracy of the unseen tasks over k in {ks:?}"
+        ),
+        a: mean_over_k(TRANSFERRED),
+        b: mean_over_k(0),
+    };
+    let verdicts = describe(&primary);
+    let _ = writeln!(md, "## Primary contrast\n\n{verdicts}");
 
     // Which seen task was chosen, against the declared family.
     let family = |name: &str| {
@@ -410,6 +533,7 @@ fn build_report(
         })).collect::<Vec<_>>(),
         "comparisons": comparisons,
         "source_choices": choices,
+        "learning_rates": { "grid": tuned.grid, "chosen": METHODS.iter().zip(&tuned.chosen).map(|(m, lr)| (m.to_string(), *lr)).collect::<BTreeMap<_, _>>() },
     });
     let summary =
         format!("unseen: mean test accuracy over the unseen tasks\n{main}\n{cmp}\n{verdicts}");
@@ -419,5 +543,6 @@ fn build_report(
         json,
         plots,
         summary,
+        primary: Some(primary),
     })
 }

@@ -48,7 +48,9 @@ pub use interrupt::{clear_interrupt, install_interrupt_handler, interrupted, req
 pub use nonfinite::{NonFinitePolicy, StepAction};
 pub use optim::{clip_grad_norm, default_decays, grad_norm, AdamW, AdamWConfig};
 pub use overrides::{apply_overrides, deserialize_with_path, merge_tables};
-pub use run_config::{DataConfig, DataSource, OutputConfig, RunConfig, TrainConfig};
+pub use run_config::{
+    DataConfig, DataSource, OutputConfig, RunConfig, TestCheckpoint, TrainConfig,
+};
 pub use run_data::{load_tokenizer, RunData, SkippedRows};
 pub use run_lock::{RunLock, LOCK_FILE};
 pub use schedule::{Decay, ScheduleConfig};

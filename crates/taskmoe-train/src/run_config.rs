@@ -216,11 +216,30 @@ pub struct TrainConfig {
     /// Under `nonfinite = "skip-step"`, the most steps that may be skipped; one more stops
     /// training with an error. Every skip is also warned about. Default 10.
     pub max_skipped_steps: u64,
+    /// Which weights the final test evaluates: `last` (the end of training) or `best` (the
+    /// checkpoint of the best validation score, early stopping; needs `keep_best` and
+    /// `eval_every > 0`). `final-test.json` names the step. Default `last`.
+    pub test_checkpoint: TestCheckpoint,
+    /// Train only the parameters whose name contains one of these strings (e.g.
+    /// `["router", "heads"]`: routing and task heads adapt, experts and encoder stay frozen);
+    /// each must match at least one parameter. Empty trains everything. Default empty.
+    pub train_only: Vec<String>,
     /// Expert-parallel degree: the experts of every MoE layer run split over this many ranks of
     /// a multi-process job (`cargo xtask train --nproc N`, torchrun), tokens travelling to them
     /// by all-to-all; it must divide the number of processes. 1 = every rank runs every expert.
     /// Default 1.
     pub expert_parallel: usize,
+}
+
+/// Which weights `taskmoe train`'s final test evaluates ([`TrainConfig::test_checkpoint`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestCheckpoint {
+    /// The weights at the end of training.
+    #[default]
+    Last,
+    /// The checkpoint with the best validation score.
+    Best,
 }
 
 /// The `[output]` section.
@@ -295,6 +314,8 @@ impl Default for TrainConfig {
             eval_batch_size: 256,
             keep_best: true,
             max_skipped_steps: 10,
+            test_checkpoint: TestCheckpoint::Last,
+            train_only: Vec::new(),
             expert_parallel: 1,
         }
     }
@@ -430,6 +451,13 @@ impl RunConfig {
             return Err(invalid(
                 "config",
                 "key `train.keep_last`: must be at least 1",
+            ));
+        }
+        if t.test_checkpoint == TestCheckpoint::Best && (!t.keep_best || t.eval_every == 0) {
+            return Err(invalid(
+                "config",
+                "key `train.test_checkpoint`: `best` needs `train.keep_best = true` and \
+                 `train.eval_every > 0` (validation scores to choose by)",
             ));
         }
         if !(t.upcycle_noise.is_finite() && t.upcycle_noise >= 0.0) {

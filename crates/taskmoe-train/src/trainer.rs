@@ -244,7 +244,7 @@ impl Trainer {
         if let Some(d) = &dist {
             d.attach_experts(&model)?;
         }
-        let opt = AdamW::new(vs.variables().into_iter().collect(), cfg.train.optimizer)?;
+        let opt = AdamW::new(trainable(&vs, &cfg.train.train_only)?, cfg.train.optimizer)?;
         let sampler = data.sampler(cfg)?;
         let writer = CheckpointWriter::new(&run_dir, Some(cfg.train.keep_last))?;
         let weights: Vec<f32> = data
@@ -391,6 +391,21 @@ impl Trainer {
             .keep_best
             .then(|| self.state.best.as_ref().map(|b| b.step))
             .flatten()
+    }
+
+    /// Loads the weights of the best checkpoint (`train.keep_best`) into the model, for a
+    /// final test with early stopping; returns its step, or `None` (weights unchanged) when
+    /// no evaluation set a best.
+    pub fn restore_best(&mut self) -> Result<Option<u64>> {
+        let Some(step) = self.state.best.as_ref().map(|b| b.step) else {
+            return Ok(None);
+        };
+        let file = self
+            .run_dir
+            .join(format!("checkpoint-{step}"))
+            .join(MODEL_FILE);
+        load_weights(&self.vs, &file).map_err(model_err)?;
+        Ok(Some(step))
     }
 
     /// The model.
@@ -880,4 +895,31 @@ fn first_choice_probs(stats: &[(usize, taskmoe_experts::LayerStats)]) -> Vec<f64
         .map(|(_, s)| s.top1_prob.shallow_clone())
         .collect();
     Vec::try_from(Tensor::stack(&probs, 0).to_kind(Kind::Double)).unwrap_or_default()
+}
+
+/// The parameters the optimizer updates: all of them, or (`train.train_only`) those whose name
+/// contains one of `only`; the others stop requiring gradients, so backward skips them. A
+/// pattern that matches nothing is an error naming it.
+fn trainable(vs: &nn::VarStore, only: &[String]) -> Result<Vec<(String, Tensor)>> {
+    let all: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    if only.is_empty() {
+        return Ok(all);
+    }
+    for pattern in only {
+        if !all.iter().any(|(name, _)| name.contains(pattern.as_str())) {
+            return Err(invalid(
+                "config",
+                format!("key `train.train_only`: `{pattern}` matches no parameter"),
+            ));
+        }
+    }
+    let mut kept = Vec::new();
+    for (name, tensor) in all {
+        if only.iter().any(|p| name.contains(p.as_str())) {
+            kept.push((name, tensor));
+        } else {
+            let _ = tensor.set_requires_grad(false);
+        }
+    }
+    Ok(kept)
 }

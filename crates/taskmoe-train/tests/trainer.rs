@@ -311,3 +311,97 @@ fn a_checkpoint_loads_for_inference_from_its_own_files() {
         .contains("lexicon_hi0"));
     std::fs::remove_dir_all(out).unwrap();
 }
+
+#[test]
+fn train_only_freezes_the_rest_and_still_learns_what_it_trains() {
+    let (cfg, out) = tiny(
+        "train-only",
+        &["train.train_only=[\"router\", \"heads\"]", "train.steps=6"],
+    );
+    let data = RunData::load(&cfg).unwrap();
+    let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
+    let before: Vec<(String, tch::Tensor)> = trainer
+        .var_store()
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (n, t.detach().copy()))
+        .collect();
+    trainer.train(&mut no_eval, &mut Silent, None).unwrap();
+    let after = trainer.var_store().variables();
+    let (mut moved, mut frozen) = (0, 0);
+    for (name, old) in &before {
+        let changed = after[name].ne_tensor(old).any().int64_value(&[]) != 0;
+        let trained = name.contains("router") || name.contains("heads");
+        if trained {
+            moved += usize::from(changed);
+        } else {
+            assert!(!changed, "{name} is frozen but moved");
+            frozen += 1;
+        }
+    }
+    assert!(moved > 0 && frozen > 0, "moved {moved}, frozen {frozen}");
+    let _ = std::fs::remove_dir_all(&out);
+
+    let (bad, out) = tiny(
+        "train-only-bad",
+        &["train.train_only=[\"nothing-like-this\"]"],
+    );
+    let data = RunData::load(&bad).unwrap();
+    let err = Trainer::new(&bad, &data, false).err().unwrap().to_string();
+    assert!(
+        err.contains("train.train_only") && err.contains("nothing-like-this"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn restore_best_loads_the_best_validation_checkpoint() {
+    let (cfg, out) = tiny(
+        "restore-best",
+        &[
+            "train.steps=6",
+            "train.eval_every=2",
+            "train.checkpoint_every=6",
+            "train.test_checkpoint=\"best\"",
+        ],
+    );
+    let data = RunData::load(&cfg).unwrap();
+    let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
+    // A made-up validation score that is best at step 2 and worse afterwards.
+    let mut eval = |_: &taskmoe_model::MultiTaskModel, step: u64| {
+        Ok(EvalPoint {
+            record: serde_json::json!({ "step": step }),
+            score: Some(("validation/mean".into(), -(step as f64 - 2.0).abs(), true)),
+        })
+    };
+    trainer.train(&mut eval, &mut Silent, None).unwrap();
+    let last = trainer.var_store().variables()["embeddings.word_embeddings.weight"].copy();
+    assert_eq!(trainer.restore_best().unwrap(), Some(2));
+    let restored = trainer.var_store().variables()["embeddings.word_embeddings.weight"].copy();
+    let step2 = tch::Tensor::read_safetensors(out.join("run/checkpoint-2/model.safetensors"))
+        .unwrap()
+        .into_iter()
+        .find(|(n, _)| n == "embeddings.word_embeddings.weight")
+        .unwrap()
+        .1;
+    assert!(restored.equal(&step2));
+    assert!(
+        !restored.equal(&last),
+        "training moved the weights after step 2"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+
+    // `best` without evaluations to choose by is refused, naming the key.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml");
+    let err = RunConfig::load(
+        Some(&path),
+        &[
+            "train.test_checkpoint=\"best\"".to_string(),
+            "train.eval_every=0".to_string(),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("train.test_checkpoint"), "{err}");
+}

@@ -1,0 +1,154 @@
+//! The three claims decided together: every report declares one primary contrast
+//! (task-MoE minus dense on the metric its claim names, fixed in the code before anything
+//! runs); after each experiment, the primary contrasts of every report in the output folder
+//! are decided by [`crate::stats::decide`] (Holm over the three claims, TOST for "no
+//! effect") into `verdicts.md` and `verdicts.json`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use crate::context::Experiment;
+use crate::report::{header, md_table};
+use crate::stats::{
+    decide, min_detectable_effect, seeds_needed, Decision, PrimaryContrast, Summary, ALPHA,
+    EQUIVALENCE_MARGIN, POWER, PRIMARY_CONTRASTS,
+};
+
+/// The claim each experiment's primary contrast decides, in words.
+pub fn claim_text(claim: u8) -> &'static str {
+    match claim {
+        1 => "low-resource tasks gain from related tasks in the mixture more with task-MoE than with dense",
+        2 => "unseen tasks learn from few examples better with task-MoE reusing related routing than with dense",
+        _ => "adding unrelated and conflicting tasks costs the original tasks less with task-MoE than with dense",
+    }
+}
+
+/// How a report states its primary contrast before the Holm decision: the uncorrected
+/// difference, the spread and the minimum detectable effect of its seeds.
+pub fn describe(contrast: &PrimaryContrast) -> String {
+    let d: Vec<f64> = contrast
+        .a
+        .iter()
+        .zip(&contrast.b)
+        .map(|(a, b)| a - b)
+        .collect();
+    let s = Summary::of(&d);
+    let alpha = ALPHA / PRIMARY_CONTRASTS as f64;
+    format!(
+        "Primary contrast of claim {} (declared before the runs): {}. Per-seed difference \
+         {:+.4} ± {:.4} (mean ± std over {} seeds). With this spread, {} seeds detect a true \
+         difference of {:.4} with {:.0}% power at the most stringent Holm level {alpha:.4}; a \
+         2-point effect needs {} seeds. The decided verdict (Holm over the three claims, TOST at \
+         ±{EQUIVALENCE_MARGIN}) is in `../verdicts.md`.\n",
+        contrast.claim,
+        contrast.name,
+        s.mean,
+        s.std,
+        s.n,
+        s.n,
+        min_detectable_effect(s.n, s.std, alpha),
+        POWER * 100.0,
+        seeds_needed(0.02, s.std, alpha),
+    )
+}
+
+/// Reads the primary contrast of every experiment whose `results.json` is in `out`, decides
+/// them, writes `out/verdicts.md` and `out/verdicts.json` and returns the markdown.
+pub fn write(out: &Path) -> Result<String> {
+    let mut contrasts = Vec::new();
+    for experiment in Experiment::ALL {
+        let path = out.join(experiment.name()).join("results.json");
+        if !path.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if let Some(p) = value.get("primary").filter(|p| !p.is_null()) {
+            let c: PrimaryContrast = serde_json::from_value(p.clone())
+                .with_context(|| format!("{}: key `primary`", path.display()))?;
+            contrasts.push(c);
+        }
+    }
+    contrasts.sort_by_key(|c| c.claim);
+    let decisions = decide(&contrasts);
+    let md = markdown(&decisions);
+    let json = json!({
+        "alpha": ALPHA,
+        "equivalence_margin": EQUIVALENCE_MARGIN,
+        "contrasts_corrected_over": PRIMARY_CONTRASTS,
+        "decisions": decisions,
+    });
+    std::fs::write(out.join("verdicts.md"), &md)
+        .with_context(|| format!("writing {}", out.join("verdicts.md").display()))?;
+    std::fs::write(
+        out.join("verdicts.json"),
+        serde_json::to_string_pretty(&json)? + "\n",
+    )
+    .with_context(|| format!("writing {}", out.join("verdicts.json").display()))?;
+    Ok(md)
+}
+
+fn markdown(decisions: &[Decision]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# The three claims, decided\n\nOne primary contrast per claim (task-MoE minus dense, \
+         seed-paired), decided together: two-sided paired t-tests with Holm's correction over \
+         {PRIMARY_CONTRASTS} contrasts (family-wise level {ALPHA}; a claim whose experiment has \
+         not run counts as not rejected). **held**: Holm rejects \"no difference\" and task-MoE \
+         is better; **worse**: rejected and dense is better; **no effect**: the two one-sided \
+         tests at the same level place the difference within ±{EQUIVALENCE_MARGIN}; otherwise \
+         **inconclusive**, with the minimum detectable effect (80% power) of the seeds used.\n"
+    );
+    let rows: Vec<Vec<String>> = decisions
+        .iter()
+        .map(|d| {
+            vec![
+                d.contrast.claim.to_string(),
+                d.contrast.name.clone(),
+                d.diff.n.to_string(),
+                format!("{:+.4}", d.diff.mean),
+                format!("[{:+.4}, {:+.4}]", d.low, d.high),
+                format!("{:.4}", d.alpha),
+                format!("{:.4}", d.p_holm),
+                format!("[{:+.4}, {:+.4}]", d.tost_low, d.tost_high),
+                format!("{:.4}", d.min_detectable_effect),
+                format!("**{}**", d.verdict.word()),
+            ]
+        })
+        .collect();
+    let _ = writeln!(
+        md,
+        "{}",
+        md_table(
+            &header(&[
+                "claim",
+                "primary contrast",
+                "seeds",
+                "difference",
+                "Holm interval",
+                "Holm level",
+                "p (Holm)",
+                "TOST interval",
+                "detectable (80%)",
+                "verdict",
+            ]),
+            &rows
+        )
+    );
+    for d in decisions {
+        let _ = writeln!(
+            md,
+            "- Claim {} ({}): **{}**.",
+            d.contrast.claim,
+            claim_text(d.contrast.claim),
+            d.verdict.word()
+        );
+    }
+    md
+}
