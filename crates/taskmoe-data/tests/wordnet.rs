@@ -1,0 +1,259 @@
+//! The WordNet gloss benchmark (`configs/wordnet/`) read through the registry as a run reads
+//! it: the tasks, their roles and sizes, exact label balance, the declared relatedness of the
+//! label sets, and no leakage: a synset and its definition sit in one split across all tasks,
+//! and a training definition in one task.
+//!
+//! The files come from `cargo xtask fetch-data wordnet`; `cargo xtask test` writes them and
+//! sets `TASKMOE_WORDNET_DATA`, so there the tests must find them. Elsewhere, without the
+//! files, they say so and pass.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use taskmoe_data::{Label, TaskRegistry, TaskSpec};
+
+/// name, family, held out, train / dev / test sizes, labels.
+type Row = (
+    &'static str,
+    &'static str,
+    bool,
+    [usize; 3],
+    &'static [&'static str],
+);
+
+/// The benchmark as docs/realtext.md describes it.
+const TABLE: [Row; 11] = [
+    (
+        "living_hi",
+        "living",
+        false,
+        [3000, 300, 750],
+        &["animal", "plant", "person"],
+    ),
+    (
+        "physical_hi",
+        "physical",
+        false,
+        [3000, 300, 750],
+        &["artifact", "substance", "food"],
+    ),
+    (
+        "abstract_hi",
+        "abstract",
+        false,
+        [3000, 300, 750],
+        &["act", "communication", "cognition"],
+    ),
+    (
+        "living_lo",
+        "living",
+        false,
+        [300, 300, 750],
+        &["animal", "body", "person"],
+    ),
+    (
+        "physical_lo",
+        "physical",
+        false,
+        [300, 300, 750],
+        &["artifact", "object", "food"],
+    ),
+    (
+        "abstract_lo",
+        "abstract",
+        false,
+        [300, 300, 750],
+        &["act", "state", "cognition"],
+    ),
+    (
+        "living_new",
+        "living",
+        true,
+        [300, 300, 750],
+        &["animal", "plant", "body"],
+    ),
+    (
+        "physical_new",
+        "physical",
+        true,
+        [300, 300, 750],
+        &["artifact", "substance", "object"],
+    ),
+    (
+        "abstract_new",
+        "abstract",
+        true,
+        [300, 300, 750],
+        &["act", "communication", "state"],
+    ),
+    (
+        "verb_sense",
+        "verb",
+        false,
+        [2400, 400, 1000],
+        &["change", "contact", "communication", "motion"],
+    ),
+    (
+        "word_class",
+        "word_class",
+        false,
+        [2400, 300, 750],
+        &["adjective", "relational", "adverb"],
+    ),
+];
+
+const SPLITS: [&str; 3] = ["train", "validation", "test"];
+
+fn registry_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/wordnet/tasks.toml")
+}
+
+/// The registry when its files are there; `None` (after saying why) when they are not and
+/// `cargo xtask test` did not promise them.
+fn registry() -> Option<TaskRegistry> {
+    let registry = TaskRegistry::from_toml_file(&registry_path()).expect("the committed registry");
+    let first = registry.split_path("living_hi", "train").unwrap().clone();
+    if !first.exists() {
+        assert!(
+            std::env::var_os("TASKMOE_WORDNET_DATA").is_none(),
+            "TASKMOE_WORDNET_DATA is set but {} is missing",
+            first.display()
+        );
+        eprintln!(
+            "skipped: {} is missing (`cargo xtask fetch-data wordnet`)",
+            first.display()
+        );
+        return None;
+    }
+    Some(registry)
+}
+
+/// One example: synset id, definition, label name.
+struct Ex {
+    synset: String,
+    gloss: String,
+    label: String,
+}
+
+fn read(registry: &TaskRegistry, spec: &TaskSpec, split: &str) -> Vec<Ex> {
+    let report = registry.read_split(&spec.name, split).unwrap();
+    assert!(report.skipped.is_empty());
+    report
+        .examples
+        .into_iter()
+        .map(|e| Ex {
+            synset: e.source_id.expect("id_field synset"),
+            gloss: e.text_a,
+            label: match e.label {
+                Label::Class(c) => spec.labels[c as usize].clone(),
+                other => panic!("{}: label {other:?}", spec.name),
+            },
+        })
+        .collect()
+}
+
+#[test]
+fn tasks_sizes_and_exact_label_balance() {
+    let Some(registry) = registry() else { return };
+    let names: Vec<&str> = registry.tasks().iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, TABLE.map(|r| r.0));
+    for (spec, (name, family, held_out, sizes, labels)) in registry.tasks().iter().zip(TABLE) {
+        assert_eq!(spec.family, family, "{name}");
+        assert_eq!(spec.held_out, held_out, "{name}");
+        assert_eq!(spec.labels, labels, "{name}");
+        assert_eq!(spec.text_fields, ["gloss"], "{name}");
+        for (split, size) in SPLITS.iter().zip(sizes) {
+            let rows = read(&registry, spec, split);
+            assert_eq!(rows.len(), size, "{name} {split}");
+            // Every label equally often: the majority baseline is exactly 1 / labels.
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for r in &rows {
+                *counts.entry(r.label.as_str()).or_default() += 1;
+            }
+            assert_eq!(counts.len(), labels.len(), "{name} {split}: {counts:?}");
+            assert!(
+                counts.values().all(|&c| c * labels.len() == size),
+                "{name} {split}: {counts:?}"
+            );
+            for r in &rows {
+                let words = r.gloss.split(' ').count();
+                assert!((3..=14).contains(&words), "{name}: {:?}", r.gloss);
+                assert_eq!(r.gloss.trim(), r.gloss);
+                let pos = r.synset.chars().next().unwrap();
+                let expected = match family {
+                    "verb" => "v",
+                    "word_class" => "ar",
+                    _ => "n",
+                };
+                assert!(expected.contains(pos), "{name}: {}", r.synset);
+            }
+        }
+    }
+}
+
+#[test]
+fn no_synset_or_definition_crosses_splits_or_trains_two_tasks() {
+    let Some(registry) = registry() else { return };
+    let mut split_of_synset: HashMap<String, &str> = HashMap::new();
+    let mut split_of_gloss: HashMap<String, &str> = HashMap::new();
+    let mut synset_of_gloss: HashMap<String, String> = HashMap::new();
+    let mut label_of_synset: HashMap<String, String> = HashMap::new();
+    let mut trained_by: HashMap<String, String> = HashMap::new();
+    for spec in registry.tasks() {
+        for split in SPLITS {
+            for r in read(&registry, spec, split) {
+                let key = r.gloss.to_lowercase();
+                let s = *split_of_synset.entry(r.synset.clone()).or_insert(split);
+                assert_eq!(s, split, "{} in {s} and {split}", r.synset);
+                let g = *split_of_gloss.entry(key.clone()).or_insert(split);
+                assert_eq!(g, split, "{:?} in {g} and {split}", r.gloss);
+                let id = synset_of_gloss.entry(key).or_insert(r.synset.clone());
+                assert_eq!(*id, r.synset, "{:?} defines two synsets", r.gloss);
+                // A synset shared by two tasks' evaluation splits has one supersense.
+                let l = label_of_synset
+                    .entry(r.synset.clone())
+                    .or_insert(r.label.clone());
+                assert_eq!(*l, r.label, "{}", r.synset);
+                if split == "train" {
+                    if let Some(other) = trained_by.insert(r.synset.clone(), spec.name.clone()) {
+                        panic!("{} trains {other} and {}", r.synset, spec.name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn relatedness_follows_the_declared_families() {
+    let Some(registry) = registry() else { return };
+    let labels = |name: &str| -> BTreeSet<&str> {
+        registry
+            .get(name)
+            .unwrap()
+            .labels
+            .iter()
+            .map(String::as_str)
+            .collect()
+    };
+    for family in ["living", "physical", "abstract"] {
+        let [hi, lo, new] = ["hi", "lo", "new"].map(|r| format!("{family}_{r}"));
+        // Every pair of a family shares exactly two of its three labels ...
+        for (a, b) in [(&hi, &lo), (&hi, &new), (&lo, &new)] {
+            assert_eq!(labels(a).intersection(&labels(b)).count(), 2, "{a} {b}");
+        }
+        // ... and the held-out task's first two label positions are the high-resource one's,
+        // so the head it starts from already tells those two apart.
+        let (h, n) = (registry.get(&hi).unwrap(), registry.get(&new).unwrap());
+        assert_eq!(h.labels[..2], n.labels[..2], "{family}");
+        // Families share no label.
+        for other in ["living", "physical", "abstract"]
+            .iter()
+            .filter(|f| **f != family)
+        {
+            for r in ["hi", "lo", "new"] {
+                assert!(labels(&hi).is_disjoint(&labels(&format!("{other}_{r}"))));
+            }
+        }
+    }
+}
