@@ -11,8 +11,9 @@
 //! no-grad forward in evaluation mode reading back the argmax.
 //!
 //! Timing: after 2 warm-up steps, `--reps` groups of `--runs` steps; each group's median, and
-//! the minimum over groups (the least disturbed measurement of the same work on a loaded
-//! machine; every group is printed to stderr).
+//! the minimum over groups. The summary runs every point in rounds (one group per process),
+//! interleaved over all points, and reports the minimum over rounds: the least disturbed
+//! measurement of the same work on a loaded machine, with every round shown.
 //!
 //! - `cargo bench -p taskmoe-train --bench real_step -- --point SPEC [--runs N] [--reps R]`:
 //!   prints `POINT <spec> <step ms> <fwd+bwd ms> <optimizer ms> <tokens> <real tokens>
@@ -105,7 +106,10 @@ impl Spec {
         let mut sets = vec![format!("train.init_from={}", minilm_dir().display())];
         match self.model.as_str() {
             "dense" => sets.push("model.variant=dense".into()),
-            "token" => sets.push("model.variant=token-moe".into()),
+            "token" => {
+                sets.push("model.variant=token-moe".into());
+                sets.push("model.moe.router.kind=token".into());
+            }
             kind => sets.push(format!("model.moe.router.kind={kind}")),
         }
         if self.model != "dense" {
@@ -316,7 +320,6 @@ struct Measured {
     opt_ms: f64,
     tokens: f64,
     params: f64,
-    groups: String,
     rss_mib: f64,
     config: String,
 }
@@ -364,7 +367,6 @@ fn measure(spec: &str, runs: usize, reps: usize, python: Option<&str>) -> Option
         opt_ms: f[4].parse().ok()?,
         tokens: f[5].parse().ok()?,
         params: f[7].parse().ok()?,
-        groups: f.get(8).unwrap_or(&"").to_string(),
         rss_mib: f.get(9).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN),
         config,
     })
@@ -382,109 +384,144 @@ fn save_config(spec: &str, m: &Measured) {
     let _ = std::fs::write(dir.join(format!("{name}.toml")), &m.config);
 }
 
+/// One row of a table: model name, experts (0 for dense), spec.
+type Row = (String, usize, String);
+
+/// The rows of one table.
+fn rows(mode: &str, experts: &[usize], tasks: usize, batch: usize) -> Vec<Row> {
+    let mut rows = vec![(
+        "dense".to_string(),
+        0,
+        format!("dense:e0:t{tasks}:b{batch}:{mode}"),
+    )];
+    for &e in experts {
+        for kind in ["token", "task-concat", "per-task", "task-level"] {
+            let name = match kind {
+                "token" => "token-moe".to_string(),
+                _ => format!("task-moe {kind}"),
+            };
+            rows.push((name, e, format!("{kind}:e{e}:t{tasks}:b{batch}:{mode}")));
+        }
+    }
+    rows
+}
+
+/// The PyTorch reference models dense and the per-task task-MoE (Mixtral's block with one
+/// gate per task).
+fn has_torch_twin(name: &str) -> bool {
+    name == "dense" || name == "task-moe per-task"
+}
+
 fn summary(quick: bool, python: Option<&str>) {
-    let (runs, reps) = if quick { (3, 2) } else { (5, 3) };
+    // Rounds over every point, interleaved: on a shared machine each point's rounds are spread
+    // over the whole run, so a burst of load hits all points alike instead of one.
+    let (runs, rounds) = if quick { (3, 2) } else { (5, 3) };
     let (tasks, batch) = (12, 32);
-    let kinds = ["token", "task-concat", "per-task", "task-level"];
     let experts: &[usize] = if quick { &[8] } else { &[8, 16, 64] };
     let probe = Spec::parse(&format!("dense:e0:t{tasks}:b{batch}:train"));
     let tokenizer = TextTokenizer::from_file(&minilm_dir().join("tokenizer.json"), 128).unwrap();
     let x = Inputs::new(&probe, &tokenizer);
     let (b, l) = (x.ids.size()[0], x.ids.size()[1]);
+    let tables: Vec<(bool, Vec<Row>)> = [true, false]
+        .into_iter()
+        .map(|train| {
+            (
+                train,
+                rows(if train { "train" } else { "eval" }, experts, tasks, batch),
+            )
+        })
+        .collect();
+    // (spec, python?) -> the rounds measured.
+    let mut measured: std::collections::BTreeMap<(String, bool), Vec<Measured>> =
+        Default::default();
+    for round in 0..rounds {
+        for (_, rows) in &tables {
+            for (name, _, spec) in rows {
+                eprintln!("round {} of {rounds}: {spec}", round + 1);
+                if let Some(m) = measure(spec, runs, 1, None) {
+                    save_config(spec, &m);
+                    measured.entry((spec.clone(), false)).or_default().push(m);
+                }
+                if let Some(py) = python.filter(|_| has_torch_twin(name)) {
+                    if let Some(m) = measure(spec, runs, 1, Some(py)) {
+                        measured.entry((spec.clone(), true)).or_default().push(m);
+                    }
+                }
+            }
+        }
+    }
+    let best = |spec: &str, torch: bool| -> Option<(Measured, String)> {
+        let all = measured.get(&(spec.to_string(), torch))?;
+        let list: Vec<String> = all.iter().map(|m| format!("{:.0}", m.step_ms)).collect();
+        let m = all.iter().min_by(|a, b| a.step_ms.total_cmp(&b.step_ms))?;
+        Some((m.clone(), list.join(", ")))
+    };
     println!(
         "MiniLM-L6 (d = 384, 6 blocks, FFN 1536), `configs/glue-minilm.toml` resolved with \
          `train.init_from` = MiniLM: task-MoE blocks 2, 4, 6 (every second), top-1 \
          straight-through, dropless. Batch {b} x {l} = {} tokens ({} real, the rest padding) \
-         of the `configs/glue-example` texts, {tasks} tasks round-robin, {} threads; minimum \
-         over {reps} groups of the median of {runs} steps (after 2 warm-up steps); \
-         resolved configurations in `target/bench-real/`.\n",
+         of the `configs/glue-example` texts, {tasks} tasks round-robin, {} threads. Each \
+         point: the median of {runs} steps after 2 warm-up steps, in its own process, in \
+         {rounds} rounds interleaved over all points; the table shows the minimum over the \
+         rounds (every round in the last column). Resolved configurations in \
+         `target/bench-real/`.\n",
         b * l,
         x.real_tokens,
         threads()
     );
     let torch_head = if python.is_some() {
-        " PyTorch step ms | taskmoe / PyTorch |"
+        " PyTorch ms | taskmoe / PyTorch |"
     } else {
         ""
     };
     let torch_sep = if python.is_some() { "---:|---:|" } else { "" };
-    let mut train_ms = std::collections::BTreeMap::new();
-    for train in [true, false] {
-        let mode = if train { "train" } else { "eval" };
-        if train {
+    for (train, rows) in &tables {
+        if *train {
             println!("Training step:\n");
-            println!("| model | E | params | step ms | fwd+bwd ms | optimizer ms | tokens/s | / dense | peak RSS MiB | group medians |{torch_head}");
+            println!("| model | E | params | step ms | fwd+bwd ms | optimizer ms | tokens/s | / dense | peak RSS MiB | rounds (ms) |{torch_head}");
             println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|{torch_sep}");
         } else {
             println!("Evaluation forward (no grad, evaluation mode), same batch:\n");
-            println!("| model | E | forward ms | tokens/s | / dense | / own training step tokens/s | group medians |{torch_head}");
+            println!("| model | E | forward ms | tokens/s | / dense | tokens/s / own training step's | rounds (ms) |{torch_head}");
             println!("|---|---:|---:|---:|---:|---:|---|{torch_sep}");
         }
-        let dense_spec = format!("dense:e0:t{tasks}:b{batch}:{mode}");
-        let mut rows: Vec<(String, usize, String)> = vec![("dense".into(), 0, dense_spec)];
-        for &e in experts {
-            for kind in kinds {
-                let name = if kind == "token" {
-                    "token-moe".to_string()
-                } else {
-                    format!("task-moe {kind}")
-                };
-                rows.push((name, e, format!("{kind}:e{e}:t{tasks}:b{batch}:{mode}")));
-            }
-        }
-        let mut dense_ms = None;
+        let dense_ms = best(&rows[0].2, false).map(|(m, _)| m.step_ms);
         for (name, e, spec) in rows {
-            let Some(m) = measure(&spec, runs, reps, None) else {
+            let Some((m, all)) = best(spec, false) else {
                 continue;
             };
-            save_config(&spec, &m);
-            if name == "dense" {
-                dense_ms = Some(m.step_ms);
-            }
-            if train {
-                train_ms.insert(spec.clone(), m.step_ms);
-            }
             let ratio = dense_ms.map(|d| m.step_ms / d);
             let tps = m.tokens / (m.step_ms / 1e3);
-            // The PyTorch reference has the token router only for the task-agnostic model
-            // and the per-task router for task-MoE (the Mixtral block with one gate per task).
-            let torch = python
-                .filter(|_| name == "dense" || name == "task-moe per-task")
-                .map(|py| measure(&spec, runs, reps, Some(py)));
-            let torch_cols = match (python, torch) {
-                (None, _) => String::new(),
-                (Some(_), None) => " - | - |".into(),
-                (Some(_), Some(t)) => {
-                    let t = t.map(|t| t.step_ms);
+            let torch_cols = match python {
+                None => String::new(),
+                Some(_) => {
+                    let t = best(spec, true).map(|(t, _)| t.step_ms);
                     format!(" {} | {} |", fmt(t, 1), fmt(t.map(|t| m.step_ms / t), 2))
                 }
             };
-            let e_col = if e == 0 {
+            let e_col = if *e == 0 {
                 "-".to_string()
             } else {
                 e.to_string()
             };
-            if train {
+            if *train {
                 println!(
-                    "| {name} | {e_col} | {:.1}M | {:.1} | {:.1} | {:.1} | {tps:.0} | {} | {:.0} | {} |{torch_cols}",
+                    "| {name} | {e_col} | {:.1}M | {:.1} | {:.1} | {:.1} | {tps:.0} | {} | {:.0} | {all} |{torch_cols}",
                     m.params / 1e6,
                     m.step_ms,
                     m.fwd_bwd_ms,
                     m.opt_ms,
                     fmt(ratio, 2),
                     m.rss_mib,
-                    m.groups
                 );
             } else {
-                let own = train_ms
-                    .get(&spec.replace(":eval", ":train"))
-                    .map(|t| t / m.step_ms);
+                let own = best(&spec.replace(":eval", ":train"), false)
+                    .map(|(t, _)| t.step_ms / m.step_ms);
                 println!(
-                    "| {name} | {e_col} | {:.1} | {tps:.0} | {} | {} | {} |{torch_cols}",
+                    "| {name} | {e_col} | {:.1} | {tps:.0} | {} | {} | {all} |{torch_cols}",
                     m.step_ms,
                     fmt(ratio, 2),
                     fmt(own, 2),
-                    m.groups
                 );
             }
         }
