@@ -22,7 +22,10 @@
 //! - `-- --summary [--torch PYTHON] [--quick]`: every point as markdown tables, with the
 //!   PyTorch eager reference (`benches/torch_real.py`: HF `BertModel`, Mixtral-style expert
 //!   loop) side by side when a Python is given; the resolved configurations are written to
-//!   `target/bench-real/`.
+//!   `target/bench-real/`; then the `--layers` table;
+//! - `-- --layers [--runs N] [--reps R]`: where a MoE block's time goes: one FFN sub-layer
+//!   at MiniLM's widths on the batch's real tokens, dense against 8 / 16 / 64 experts with the
+//!   grouped GEMM and the loop, forward, backward and AdamW.
 //!
 //! A spec is `MODEL:eE:tTASKS:bBATCH:MODE[:loop]`: `MODEL` is `dense` or a router kind
 //! (`token`, `task-concat`, `per-task`, `task-level`), `MODE` `train` or `eval`, and a final
@@ -529,6 +532,109 @@ fn summary(quick: bool, python: Option<&str>) {
     }
 }
 
+/// Where a MoE block's time goes at the real workload's size: one FFN sub-layer on the
+/// batch's real tokens (MiniLM widths, `per-task` router over the tasks), forward + backward,
+/// and AdamW over that layer's parameters, for the dense FFN and for `E` experts with the
+/// grouped GEMM and with the per-expert loop. Medians of `runs` calls, `rounds` interleaved
+/// rounds, minimum over rounds.
+fn layers(runs: usize, rounds: usize) {
+    use taskmoe_experts::{DenseFfn, MoeConfig, MoeLayer};
+    use taskmoe_router::{RouterConfig, RouterKind};
+    tch::set_num_threads(threads());
+    let (d, f, tasks) = (384usize, 1536usize, 12usize);
+    let probe = Spec::parse(&format!("dense:e0:t{tasks}:b32:train"));
+    let tokenizer = TextTokenizer::from_file(&minilm_dir().join("tokenizer.json"), 128).unwrap();
+    let t = Inputs::new(&probe, &tokenizer).real_tokens;
+    let cpu = (Kind::Float, Device::Cpu);
+    tch::manual_seed(0);
+    let x = Tensor::randn([t, d as i64], cpu).set_requires_grad(true);
+    let ids = Tensor::arange(t, (Kind::Int64, Device::Cpu)).remainder(tasks as i64);
+    let grad = Tensor::randn([t, d as i64], cpu);
+    // (label, var store, forward)
+    type Forward = Box<dyn Fn() -> Tensor>;
+    let mut points: Vec<(String, nn::VarStore, Forward)> = Vec::new();
+    {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let ffn = DenseFfn::new(vs.root(), d, f, 0.0).unwrap();
+        let x = x.shallow_clone();
+        points.push((
+            "dense FFN".into(),
+            vs,
+            Box::new(move || ffn.forward(&x, true)),
+        ));
+    }
+    for e in [8usize, 16, 64] {
+        for path in [GemmPath::Grouped, GemmPath::Loop] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let cfg = MoeConfig {
+                router: RouterConfig {
+                    kind: RouterKind::PerTask,
+                    num_experts: e,
+                    ..RouterConfig::default()
+                },
+                d_ff: f,
+                ..MoeConfig::default()
+            };
+            let layer = MoeLayer::new(vs.root(), &cfg, d, tasks).unwrap();
+            layer.experts().set_gemm_path(path);
+            let (x, ids) = (x.shallow_clone(), ids.shallow_clone());
+            points.push((
+                format!("MoE, E = {e}, {path:?}"),
+                vs,
+                Box::new(move || layer.forward(&x, &ids, true).unwrap().y),
+            ));
+        }
+    }
+    let mut best: Vec<(f64, f64, f64)> = vec![(f64::MAX, f64::MAX, f64::MAX); points.len()];
+    let mut opts: Vec<AdamW> = points
+        .iter()
+        .map(|(_, vs, _)| {
+            AdamW::new(vs.variables().into_iter().collect(), Default::default()).unwrap()
+        })
+        .collect();
+    for _ in 0..rounds {
+        for (i, (_, _, forward)) in points.iter().enumerate() {
+            let (mut fw, mut fb, mut op) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..runs + 1 {
+                let start = Instant::now();
+                let y = forward();
+                let mid = Instant::now();
+                (y * &grad).sum(Kind::Float).backward();
+                let end = Instant::now();
+                opts[i].step(1e-4).unwrap();
+                opts[i].zero_grad();
+                fw.push((mid - start).as_secs_f64() * 1e3);
+                fb.push((end - start).as_secs_f64() * 1e3);
+                op.push(end.elapsed().as_secs_f64() * 1e3);
+            }
+            let m = (
+                median(&mut fw[1..]),
+                median(&mut fb[1..]),
+                median(&mut op[1..]),
+            );
+            if m.1 < best[i].1 {
+                best[i] = m;
+            }
+        }
+    }
+    println!(
+        "One FFN sub-layer on the batch's {t} real tokens (d = {d}, FFN {f}, `per-task` router \
+         over {tasks} tasks, top-1, dropless), {} threads; medians of {runs} calls, minimum \
+         over {rounds} interleaved rounds.\n",
+        threads()
+    );
+    println!("| layer | params | forward ms | forward + backward ms | AdamW step + zero ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for ((label, vs, _), (fw, fb, op)) in points.iter().zip(best) {
+        let params: i64 = vs.variables().values().map(|t| t.numel() as i64).sum();
+        println!(
+            "| {label} | {:.2}M | {fw:.1} | {fb:.1} | {op:.1} |",
+            params as f64 / 1e6
+        );
+    }
+    println!();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let value = |flag: &str| {
@@ -544,6 +650,11 @@ fn main() {
             args.iter().any(|a| a == "--quick"),
             value("--torch").as_deref(),
         );
+        layers(runs, reps);
+        return;
+    }
+    if args.iter().any(|a| a == "--layers") {
+        layers(runs, reps);
         return;
     }
     match value("--point") {

@@ -128,12 +128,21 @@ pub fn padded_bmm(
 pub enum GemmPath {
     /// One matmul per non-empty group ([`grouped_matmul`]).
     Loop,
-    /// One libtorch `_grouped_mm` call ([`grouped_mm`]) where its layout rules allow,
-    /// else the loop. The default: on CPU it was 8-20% faster than the loop at 8 experts and
-    /// equal at 64 (`docs/benchmarks.md`), on CUDA it is the CUTLASS grouped GEMM.
+    /// One libtorch `_grouped_mm` call ([`grouped_mm`]) where it is the faster of the two:
+    /// always on CUDA (the CUTLASS grouped GEMM); on CPU while the groups average at most
+    /// [`CPU_GROUPED_MM_MAX_ROWS_PER_GROUP`] rows, else the loop; and the loop wherever the
+    /// grouped GEMM's layout rule refuses. The default.
     #[default]
     Grouped,
 }
+
+/// On CPU, the grouped GEMM runs while the groups average at most this many rows. Measured
+/// forward + backward with bias (`docs/benchmarks.md`, "Grouped GEMM against the loop"): at
+/// 32 and 128 rows per group it took 0.89-0.98 of the loop's time, at 512 and 2048 rows
+/// 1.10-1.16 (libtorch's CPU `_grouped_mm` is a composite over the groups, so it saves the
+/// per-group dispatch and autograd nodes, which matter only for small groups, and its bias
+/// gather costs a pass over the output).
+pub const CPU_GROUPED_MM_MAX_ROWS_PER_GROUP: usize = 256;
 
 /// Whether libtorch's `_grouped_mm` takes `x: [R, d_in]` and `w: [G, d_in, d_out]`: equal
 /// float dtypes (fp32 or bf16), and every row of either (`d_in`, `d_out`) a multiple of 16
@@ -185,7 +194,8 @@ pub fn grouped_mm(
     })
 }
 
-/// [`grouped_mm`] or [`grouped_matmul`], as `path` says.
+/// [`grouped_mm`] or [`grouped_matmul`], as `path` says ([`GemmPath::Grouped`] picks the
+/// faster one for the device and the group sizes).
 ///
 /// # Shapes
 /// `x: [R, d_in]`, `w: [G, d_in, d_out]`, `bias: [G, d_out]` -> `[R, d_out]`.
@@ -196,8 +206,10 @@ pub fn grouped_linear(
     layout: &GroupLayout,
     path: GemmPath,
 ) -> Result<Tensor> {
+    let groups = layout.counts.len().max(1);
+    let small_groups = layout.num_rows() <= CPU_GROUPED_MM_MAX_ROWS_PER_GROUP * groups;
     match path {
-        GemmPath::Loop => grouped_matmul(x, w, bias, &layout.counts),
-        GemmPath::Grouped => grouped_mm(x, w, bias, layout),
+        GemmPath::Grouped if x.device().is_cuda() || small_groups => grouped_mm(x, w, bias, layout),
+        _ => grouped_matmul(x, w, bias, &layout.counts),
     }
 }

@@ -52,6 +52,7 @@ pub use dropout::dropout;
 pub use error::{KernelError, Result};
 pub use grouped::{
     grouped_linear, grouped_matmul, grouped_mm, grouped_mm_supported, padded_bmm, GemmPath,
+    CPU_GROUPED_MM_MAX_ROWS_PER_GROUP,
 };
 pub use layout::GroupLayout;
 pub use permute::{combine, permute, permute_by_slots, unpermute};
