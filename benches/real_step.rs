@@ -530,6 +530,15 @@ fn summary(quick: bool, python: Option<&str>) {
         }
         println!();
     }
+    let shown = format!("per-task:e8:t{tasks}:b{batch}:train");
+    if let Some((m, _)) = best(&shown, false) {
+        println!(
+            "<details><summary>The resolved configuration of <code>{shown}</code> (the other \
+             points differ in <code>model.variant</code>, <code>model.moe.router.kind</code> \
+             and <code>num_experts</code>)</summary>\n\n```toml\n{}```\n\n</details>\n",
+            m.config
+        );
+    }
 }
 
 /// Where a MoE block's time goes at the real workload's size: one FFN sub-layer on the
