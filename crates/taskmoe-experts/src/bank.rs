@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tch::{nn, Tensor};
+use tch::{nn, Kind, Tensor};
 
 use taskmoe_kernels::{dropout, grouped_linear, GemmPath, GroupLayout};
 
@@ -145,11 +145,18 @@ impl ExpertBank {
         layout: &GroupLayout,
         train: bool,
     ) -> Result<Tensor> {
-        // Under autocast the rows may be bf16 while the master weights are fp32: the grouped
-        // GEMM (outside autocast's op list) needs one dtype, as the matmuls autocast would run.
-        let cast = |w: &Tensor| match self.gemm_path() {
-            GemmPath::Grouped if w.kind() != rows.kind() => w.to_kind(rows.kind()),
-            _ => w.shallow_clone(),
+        // libtorch's grouped GEMM is not on autocast's op list and needs one dtype: under
+        // autocast it runs in bf16 as autocast's matmuls would (rows and weights cast), else
+        // in the rows' dtype. The loop's matmuls are autocast's own.
+        let grouped = self.gemm_path() == GemmPath::Grouped;
+        let kind = match taskmoe_device::is_autocast_enabled(rows.device()) {
+            true if grouped => Kind::BFloat16,
+            _ => rows.kind(),
+        };
+        let rows = &rows.to_kind(kind);
+        let cast = |w: &Tensor| match grouped && w.kind() != kind {
+            true => w.to_kind(kind),
+            false => w.shallow_clone(),
         };
         let h = grouped_linear(
             rows,
