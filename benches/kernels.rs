@@ -8,7 +8,8 @@ use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 use taskmoe_kernels::{
-    combine, dropout, grouped_matmul, padded_bmm, permute, top_k, Capacity, DispatchPlan,
+    combine, dropout, grouped_matmul, grouped_mm, padded_bmm, permute, top_k, Capacity,
+    DispatchPlan,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -124,6 +125,9 @@ fn summary(quick: bool) {
         "`permute` (`index_select` of `2T` rows of 512)",
         "`combine` (gather into `[T, 2, 512]`, weighted sum)",
         "`grouped_matmul` (8 per-expert matmuls)",
+        "`grouped_mm` (one `at::_grouped_mm`, bias by row expert)",
+        "`grouped_matmul` forward + backward",
+        "`grouped_mm` forward + backward",
         "`padded_bmm` (one batched matmul over padded `[8, max count, 512]`)",
         "libtorch `dropout(0.1)` over `[T, 512]` (serial Bernoulli)",
         "`taskmoe_kernels::dropout(0.1)` over `[T, 512]` (counter hash)",
@@ -143,6 +147,10 @@ fn summary(quick: bool) {
             [plan.num_rows() as i64, D_MODEL],
             (Kind::Float, Device::Cpu),
         );
+        // Gradients of rows and weights (accumulating into the same buffers every call).
+        let hg = h.detach().set_requires_grad(true);
+        let wg = w.detach().set_requires_grad(true);
+        let probe = Tensor::randn([plan.num_rows() as i64, D_FF], (Kind::Float, Device::Cpu));
         let times = [
             median_ms(runs, || top_k(&logits, K, true).unwrap()),
             median_ms(runs, || {
@@ -155,6 +163,17 @@ fn summary(quick: bool) {
             median_ms(runs, || combine(&permuted, &weights, &plan).unwrap()),
             median_ms(runs, || {
                 grouped_matmul(&h, &w, Some(&bias), &plan.counts).unwrap()
+            }),
+            median_ms(runs, || {
+                grouped_mm(&h, &w, Some(&bias), &plan.layout).unwrap()
+            }),
+            median_ms(runs, || {
+                let y = grouped_matmul(&hg, &wg, Some(&bias), &plan.counts).unwrap();
+                (y * &probe).sum(Kind::Float).backward();
+            }),
+            median_ms(runs, || {
+                let y = grouped_mm(&hg, &wg, Some(&bias), &plan.layout).unwrap();
+                (y * &probe).sum(Kind::Float).backward();
             }),
             median_ms(runs, || {
                 padded_bmm(&h, &w, Some(&bias), &plan.counts).unwrap()

@@ -10,7 +10,12 @@
 //!   tables) unless `--no-write`; `--quick` (a subset, under 10 minutes on 2 cores) only prints.
 //! - `bench kernels`: the routing kernels (criterion);
 //! - `bench moe [--quick]`: the MoE layer against the dense FFN as a markdown table;
-//! - `bench step [--quick] [--torch]`: the training-step tables only.
+//! - `bench step [--quick] [--torch]`: the training-step tables only;
+//! - `bench real [--quick] [--torch]`: the real workload (`benches/real_step.rs`): MiniLM
+//!   upcycled into a task-MoE against dense MiniLM, training step and evaluation on a fixed
+//!   batch of real texts, every router kind at 8, 16 and 64 experts; `--torch` adds the
+//!   PyTorch eager reference (`benches/torch_real.py`, HF `BertModel`) when the Python
+//!   imports torch and transformers. Needs MiniLM (`cargo xtask fetch-model minilm`).
 //!
 //! Arguments after `--` go to the bench binary (criterion filters, for instance).
 
@@ -65,8 +70,13 @@ pub fn run(args: &[String]) -> Result<()> {
             cmd.args(passthrough);
             run_cmd(&mut cmd)
         }
+        Some("real") => {
+            let mut cmd = real_cmd(&lt, quick, flag("--torch"))?;
+            cmd.args(passthrough);
+            run_cmd(&mut cmd)
+        }
         Some(other) => {
-            Err(format!("unknown bench `{other}`: expected kernels, moe or step").into())
+            Err(format!("unknown bench `{other}`: expected kernels, moe, step or real").into())
         }
     }
 }
@@ -98,20 +108,46 @@ fn step_cmd(lt: &Libtorch, quick: bool, torch: bool) -> Result<Command> {
     Ok(cmd)
 }
 
+/// The real-workload summary (MiniLM must be fetched), with the PyTorch reference when asked
+/// for and a Python imports torch and transformers.
+fn real_cmd(lt: &Libtorch, quick: bool, torch: bool) -> Result<Command> {
+    let dir = crate::models::ensure("minilm")?;
+    let mut cmd = bench_cmd(lt, "taskmoe-train", "real_step");
+    cmd.env("TASKMOE_MINILM_DIR", &dir).arg("--summary");
+    if quick {
+        cmd.arg("--quick");
+    }
+    if torch {
+        match find_torch_with("import torch, transformers; print(torch.__version__)") {
+            Ok((python, version)) => {
+                eprintln!("PyTorch reference: {python} (torch {version}, transformers)");
+                cmd.args(["--torch", &python]);
+            }
+            Err(why) => eprintln!("PyTorch reference skipped: {why} (and transformers)"),
+        }
+    }
+    Ok(cmd)
+}
+
 /// A Python that can `import torch`: `$TASKMOE_PYTHON`, else `python3`; with torch's version.
 fn find_torch() -> std::result::Result<(String, String), String> {
+    find_torch_with("import torch; print(torch.__version__)")
+}
+
+/// A Python (`$TASKMOE_PYTHON`, else `python3`) that runs `probe`, with what it printed.
+fn find_torch_with(probe: &str) -> std::result::Result<(String, String), String> {
     let python = std::env::var("TASKMOE_PYTHON")
         .ok()
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| "python3".to_string());
     let out = Command::new(&python)
-        .args(["-c", "import torch; print(torch.__version__)"])
+        .args(["-c", probe])
         .env_remove("LD_LIBRARY_PATH")
         .output()
         .map_err(|e| format!("cannot run `{python}` ({e}); set TASKMOE_PYTHON"))?;
     if !out.status.success() {
         return Err(format!(
-            "`{python}` cannot import torch; set TASKMOE_PYTHON to a Python with torch 2.11"
+            "`{python}` cannot run `{probe}`; set TASKMOE_PYTHON to a Python with torch 2.11"
         ));
     }
     Ok((
@@ -170,6 +206,7 @@ fn suite(lt: &Libtorch, quick: bool, torch: bool, write: bool) -> Result<()> {
     let kernels = run_tee(&mut kernels)?;
     let moe = run_tee(&mut moe)?;
     let step = run_tee(&mut step_cmd(lt, quick, torch)?)?;
+    let real = run_tee(&mut real_cmd(lt, quick, torch)?)?;
     let minutes = started.elapsed().as_secs_f64() / 60.0;
     let end_load = load_average();
     println!("suite took {minutes:.1} minutes; load average {end_load} at the end");
@@ -179,7 +216,7 @@ fn suite(lt: &Libtorch, quick: bool, torch: bool, write: bool) -> Result<()> {
     let generated = format!(
         "{BEGIN}\n{header}\nThe suite took {minutes:.0} minutes; load average {end_load} at the end.\n\n### Routing kernels\n\n\
          {kernels}\n### MoE layer against the dense FFN\n\n{moe}\n### Training step and \
-         evaluation, end to end\n\n{step}{END}"
+         evaluation, end to end\n\n{step}\n### The real workload: MiniLM upcycled\n\n{real}{END}"
     );
     let path = root().join("docs").join("benchmarks.md");
     let old = fs::read_to_string(&path).unwrap_or_default();

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
-use taskmoe_data::{eval_batches, EncodedExample, Label, TaskData, TaskKind, TaskSpec};
+use taskmoe_data::{EncodedExample, Label, TaskData, TaskKind, TaskSpec};
 use taskmoe_model::{ModelInput, MultiTaskModel};
 
+use crate::batching::{eval_batches, EvalBatching};
 use crate::metrics::{compute, majority_baseline, MetricKind};
 
 /// An error while evaluating (the message names the task).
@@ -122,12 +123,35 @@ pub struct EvalData<'a> {
     pub pad_id: i64,
 }
 
-/// Evaluates `model` (in evaluation mode) on `tasks` of `data`.
+/// Evaluates `model` (in evaluation mode) on `tasks` of `data`, in length-bucketed batches of
+/// `batch_size` ([`EvalBatching::bucketed`]).
 pub fn evaluate(
     model: &MultiTaskModel,
     data: &EvalData,
     tasks: &[usize],
     batch_size: usize,
+    device: Device,
+) -> Result<EvalResult, EvaluateError> {
+    evaluate_with(
+        model,
+        data,
+        tasks,
+        EvalBatching::bucketed(batch_size),
+        device,
+    )
+}
+
+/// [`evaluate`] with the batching chosen.
+///
+/// Reads back per task: its logits once (the predictions, after its last batch); at the end:
+/// each MoE block's task x expert routing counts once (summed on the device over every
+/// batch). The model's own reads per forward pass are in [`MultiTaskModel::forward`].
+/// Predictions come back in split order whatever the batching.
+pub fn evaluate_with(
+    model: &MultiTaskModel,
+    data: &EvalData,
+    tasks: &[usize],
+    batching: EvalBatching,
     device: Device,
 ) -> Result<EvalResult, EvaluateError> {
     let mut result = EvalResult {
@@ -136,6 +160,7 @@ pub fn evaluate(
         routing: BTreeMap::new(),
     };
     let num_tasks = data.specs.len();
+    let mut routing: BTreeMap<usize, Tensor> = BTreeMap::new();
     for &task in tasks {
         let spec = &data.specs[task];
         let fail = |message: String| EvaluateError {
@@ -146,8 +171,9 @@ pub fn evaluate(
         if split.examples.is_empty() {
             continue;
         }
-        let mut preds = Vec::with_capacity(split.examples.len());
-        for batch in eval_batches(split, batch_size, data.seq_len, data.pad_id) {
+        let mut logits = Vec::new();
+        let mut positions = Vec::with_capacity(split.examples.len());
+        for (batch_positions, batch) in eval_batches(split, batching, data.seq_len, data.pad_id) {
             let batch = batch.map_err(|e| fail(e.to_string()))?;
             let t = batch.to_tensors(device).map_err(|e| fail(e.to_string()))?;
             let out = tch::no_grad(|| {
@@ -163,26 +189,39 @@ pub fn evaluate(
             })
             .map_err(|e| fail(e.to_string()))?;
             for (layer, stats) in &out.stats {
-                let counts: Vec<i64> = Vec::try_from(&stats.task_expert.reshape([-1]))
-                    .map_err(|e: tch::TchError| fail(e.to_string()))?;
-                let experts = counts.len() / num_tasks;
-                let entry = result
-                    .routing
+                let counts = stats.task_expert.shallow_clone();
+                routing
                     .entry(*layer)
-                    .or_insert_with(|| vec![vec![0; experts]; num_tasks]);
-                for (i, c) in counts.iter().enumerate() {
-                    entry[i / experts][i % experts] += c;
-                }
+                    .and_modify(|sum| *sum += &counts)
+                    .or_insert(counts);
             }
-            let rows: Vec<&EncodedExample> = batch
-                .example_ids
-                .iter()
-                .map(|&i| &split.examples[i as usize])
-                .collect();
-            preds.extend(predictions(spec, &out.logits, &rows));
+            logits.push(out.logits);
+            positions.extend(batch_positions);
         }
-        result.tasks.push(score(spec, &preds).map_err(fail)?);
+        let rows: Vec<&EncodedExample> = positions.iter().map(|&i| &split.examples[i]).collect();
+        let mut preds: Vec<(usize, Prediction)> = positions
+            .iter()
+            .copied()
+            .zip(predictions(spec, &Tensor::cat(&logits, 0), &rows))
+            .collect();
+        preds.sort_by_key(|(i, _)| *i);
+        let preds: Vec<Prediction> = preds.into_iter().map(|(_, p)| p).collect();
+        result
+            .tasks
+            .push(score(spec, &preds).map_err(fail)?);
         result.predictions.extend(preds);
+    }
+    for (layer, sum) in routing {
+        let counts: Vec<i64> =
+            Vec::try_from(&sum.reshape([-1])).map_err(|e: tch::TchError| EvaluateError {
+                task: "routing counts".into(),
+                message: e.to_string(),
+            })?;
+        let experts = counts.len() / num_tasks;
+        result.routing.insert(
+            layer,
+            counts.chunks(experts).map(|row| row.to_vec()).collect(),
+        );
     }
     Ok(result)
 }

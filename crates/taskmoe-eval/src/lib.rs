@@ -9,14 +9,17 @@
 
 #![warn(missing_docs)]
 
+mod batching;
 mod error;
 mod evaluate;
 pub mod metrics;
 pub mod routing;
 
+pub use batching::{eval_batches, EvalBatching};
 pub use error::{EvalError, Result};
 pub use evaluate::{
-    evaluate, predictions, Answer, EvalData, EvalResult, EvaluateError, Prediction, TaskScores,
+    evaluate, evaluate_with, predictions, Answer, EvalData, EvalResult, EvaluateError, Prediction,
+    TaskScores,
 };
 pub use metrics::{
     accuracy, average_ranks, balanced_accuracy, binary_f1, compute, macro_f1, majority_baseline,

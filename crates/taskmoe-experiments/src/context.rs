@@ -217,7 +217,7 @@ impl ExperimentContext {
             .as_deref()
             .map_or("-".into(), |p: &Path| p.display().to_string());
         format!(
-            "# {title}\n\nCommand: `{}` (profile `{}`, {} seeds: 0..{}; every arm of a seed sees the \
+            "# {title}\n\nCommand: `{}` (profile `{}`, {} seeds: 0..={}, tuning seeds {:?}; every arm of a seed sees the \
              same data). Base run configuration: `{source}`; each arm's exact configuration is \
              `configs/<run>.toml` beside this report, its run folder `runs/<run>/`. Model `{}`: d = {}, {} blocks, {} \
              experts of width {} (top-{}) in MoE blocks, dense FFN width {}; {} steps of {} \
@@ -225,7 +225,8 @@ impl ExperimentContext {
             self.command,
             self.loaded.profile.name(),
             self.loaded.settings.seeds,
-            self.loaded.settings.seeds,
+            self.loaded.settings.seeds.saturating_sub(1),
+            self.tuning_seeds(),
             spelling(&cfg.model.variant),
             cfg.model.d_model,
             cfg.model.num_layers,

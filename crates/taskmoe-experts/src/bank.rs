@@ -1,8 +1,10 @@
 //! A bank of `E` expert FFNs stored as stacked weights.
 
-use tch::{nn, Tensor};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use taskmoe_kernels::{dropout, grouped_matmul};
+use tch::{nn, Kind, Tensor};
+
+use taskmoe_kernels::{dropout, grouped_linear, GemmPath, GroupLayout};
 
 use crate::dense::DenseFfn;
 use crate::error::{ExpertsError, Result};
@@ -27,6 +29,9 @@ pub struct ExpertBank {
     /// Second bias. `[E, d]`
     pub b2: Tensor,
     dropout: f64,
+    /// Set when the bank runs the per-expert loop instead of the grouped GEMM (benches and
+    /// tests switch it through a shared reference).
+    loop_gemm: AtomicBool,
 }
 
 impl ExpertBank {
@@ -40,6 +45,7 @@ impl ExpertBank {
             w2: p.var("w2", &[e, f, d], ffn_weight_init(f)),
             b2: p.var("b2", &[e, d], ffn_bias_init(f)),
             dropout,
+            loop_gemm: AtomicBool::new(false),
         }
     }
 
@@ -73,6 +79,7 @@ impl ExpertBank {
             w2,
             b2,
             dropout,
+            loop_gemm: AtomicBool::new(false),
         })
     }
 
@@ -86,6 +93,7 @@ impl ExpertBank {
             w2: self.w2.f_narrow(0, f, n)?,
             b2: self.b2.f_narrow(0, f, n)?,
             dropout: self.dropout,
+            loop_gemm: AtomicBool::new(self.loop_gemm.load(Ordering::Relaxed)),
         })
     }
 
@@ -94,14 +102,78 @@ impl ExpertBank {
         self.w1.size()[0] as usize
     }
 
-    /// Runs each expert on its rows.
+    /// Which grouped matmul the bank runs ([`GemmPath::Grouped`] unless set).
+    pub fn gemm_path(&self) -> GemmPath {
+        match self.loop_gemm.load(Ordering::Relaxed) {
+            true => GemmPath::Loop,
+            false => GemmPath::Grouped,
+        }
+    }
+
+    /// Chooses the grouped matmul (benches compare the two; results are equal).
+    pub fn set_gemm_path(&self, path: GemmPath) {
+        self.loop_gemm
+            .store(path == GemmPath::Loop, Ordering::Relaxed);
+    }
+
+    /// Runs each expert on its rows, given as host counts (the layout is built from them: on
+    /// CUDA with [`GemmPath::Grouped`] that is a host-to-device copy; the MoE layer passes the
+    /// dispatch plan's device-built layout to [`ExpertBank::forward_layout`] instead).
     ///
     /// # Shapes
     /// `rows: [R, d]`, `counts: [E]` summing to `R` -> `[R, d]`.
     pub fn forward(&self, rows: &Tensor, counts: &[usize], train: bool) -> Result<Tensor> {
-        let h = grouped_matmul(rows, &self.w1, Some(&self.b1), counts)?.gelu("none");
+        let layout = match self.gemm_path() {
+            GemmPath::Grouped => GroupLayout::from_counts(counts, rows.device()),
+            // The loop needs only the host counts.
+            GemmPath::Loop => GroupLayout {
+                counts: counts.to_vec(),
+                ends: Tensor::new(),
+                row_group: Tensor::new(),
+            },
+        };
+        self.forward_layout(rows, &layout, train)
+    }
+
+    /// Runs each expert on its rows, grouped as `layout` says.
+    ///
+    /// # Shapes
+    /// `rows: [R, d]`, `layout` of `E` groups and `R` rows -> `[R, d]`.
+    pub fn forward_layout(
+        &self,
+        rows: &Tensor,
+        layout: &GroupLayout,
+        train: bool,
+    ) -> Result<Tensor> {
+        // libtorch's grouped GEMM is not on autocast's op list and needs one dtype: under
+        // autocast it runs in bf16 as autocast's matmuls would (rows and weights cast), else
+        // in the rows' dtype. The loop's matmuls are autocast's own.
+        let grouped = self.gemm_path() == GemmPath::Grouped;
+        let kind = match taskmoe_device::is_autocast_enabled(rows.device()) {
+            true if grouped => Kind::BFloat16,
+            _ => rows.kind(),
+        };
+        let rows = &rows.to_kind(kind);
+        let cast = |w: &Tensor| match grouped && w.kind() != kind {
+            true => w.to_kind(kind),
+            false => w.shallow_clone(),
+        };
+        let h = grouped_linear(
+            rows,
+            &cast(&self.w1),
+            Some(&cast(&self.b1)),
+            layout,
+            self.gemm_path(),
+        )?
+        .gelu("none");
         let h = dropout(&h, self.dropout, train);
-        Ok(grouped_matmul(&h, &self.w2, Some(&self.b2), counts)?)
+        Ok(grouped_linear(
+            &h,
+            &cast(&self.w2),
+            Some(&cast(&self.b2)),
+            layout,
+            self.gemm_path(),
+        )?)
     }
 
     /// Sets every expert to the dense FFN's weights plus independent Gaussian noise of standard

@@ -2,6 +2,7 @@
 
 use tch::{nn, Tensor};
 
+use taskmoe_kernels::TaskGroups;
 use taskmoe_router::AuxLosses;
 
 use crate::config::MoeConfig;
@@ -49,6 +50,21 @@ impl FeedForward {
     /// # Shapes
     /// `x: [T, d]`, `task_ids: [T]` -> `y: [T, d]`.
     pub fn forward(&self, x: &Tensor, task_ids: &Tensor, train: bool) -> Result<FfnOutput> {
+        self.forward_grouped(x, task_ids, None, train)
+    }
+
+    /// [`FeedForward::forward`] with the rows grouped by task, for a MoE layer's router (see
+    /// [`MoeLayer::forward_grouped`]); a dense layer ignores them.
+    ///
+    /// # Shapes
+    /// `x: [T, d]`, `task_ids: [T]`, groups over `T` rows -> `y: [T, d]`.
+    pub fn forward_grouped(
+        &self,
+        x: &Tensor,
+        task_ids: &Tensor,
+        groups: Option<&TaskGroups>,
+        train: bool,
+    ) -> Result<FfnOutput> {
         match self {
             // Under autocast the dense FFN computes in bf16; its rows go back in the input's
             // dtype, as the MoE layer's do, so the block can scatter them into its buffer.
@@ -58,7 +74,7 @@ impl FeedForward {
                 stats: None,
             }),
             FeedForward::Moe(moe) => {
-                let out = moe.forward(x, task_ids, train)?;
+                let out = moe.forward_grouped(x, task_ids, groups, train)?;
                 Ok(FfnOutput {
                     y: out.y,
                     aux: Some(out.aux),

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use tch::{nn, Kind, Tensor};
 
 use taskmoe_kernels::stats::{task_expert_counts, RoutingStats};
-use taskmoe_kernels::{combine, permute, DispatchPlan};
+use taskmoe_kernels::{combine, permute, DispatchPlan, TaskGroups};
 use taskmoe_router::{AuxLosses, Router, RouterKind};
 
 use crate::bank::ExpertBank;
@@ -163,8 +163,24 @@ impl MoeLayer {
     /// # Shapes
     /// `x: [T, d]`, `task_ids: [T]` int64 -> `y: [T, d]`.
     pub fn forward(&self, x: &Tensor, task_ids: &Tensor, train: bool) -> Result<MoeOutput> {
+        self.forward_grouped(x, task_ids, None, train)
+    }
+
+    /// [`MoeLayer::forward`] with the tokens grouped by task (see
+    /// [`Router::forward_grouped`]: the `per-task` router uses them, and without them groups
+    /// the ids itself).
+    ///
+    /// # Shapes
+    /// `x: [T, d]`, `task_ids: [T]` int64, groups over `T` rows -> `y: [T, d]`.
+    pub fn forward_grouped(
+        &self,
+        x: &Tensor,
+        task_ids: &Tensor,
+        groups: Option<&TaskGroups>,
+        train: bool,
+    ) -> Result<MoeOutput> {
         let cfg = &self.cfg.router;
-        let decision = self.router.forward(x, task_ids, train)?;
+        let decision = self.router.forward_grouped(x, task_ids, groups, train)?;
         let plan = DispatchPlan::new(
             &decision.routed.experts,
             cfg.num_experts,
@@ -177,7 +193,7 @@ impl MoeLayer {
             Some(ex) => {
                 expert_parallel::forward(&self.experts, ex.as_ref(), &rows, &plan.counts, train)?
             }
-            None => self.experts.forward(&rows, &plan.counts, train)?,
+            None => self.experts.forward_layout(&rows, &plan.layout, train)?,
         };
         let mut y = combine(&out_rows, &decision.routed.weights, &plan)?.to_kind(x.kind());
         if let Some(shared) = &self.shared {

@@ -365,8 +365,8 @@ fn wrong_shapes_are_errors() {
 #[test]
 fn per_task_router_with_many_tasks_scores_each_token_with_its_own_gate() {
     let _rng = taskmoe_device::lock_global_rng();
-    // Above PER_TASK_MATMUL_MAX_TASKS the router gathers gates instead of scoring all tasks.
-    let tasks = taskmoe_router::PER_TASK_MATMUL_MAX_TASKS + 4;
+    // 20 tasks (more than the old all-task matmul's limit of 16): one grouped matmul by task.
+    let tasks = 20;
     let cfg = config(RouterKind::PerTask, 4, 1, 0.0);
     tch::manual_seed(5);
     let vs = nn::VarStore::new(Device::Cpu);
@@ -382,5 +382,45 @@ fn per_task_router_with_many_tasks_scores_each_token_with_its_own_gate() {
             logits.get(t).allclose(&want, 1e-5, 1e-6, false),
             "token {t}"
         );
+    }
+}
+
+#[test]
+fn grouped_gemm_and_per_expert_loop_give_equal_outputs_and_gradients() {
+    use taskmoe_kernels::GemmPath;
+    let _rng = taskmoe_device::lock_global_rng();
+    // Widths of 8 and 16 floats, which the grouped GEMM takes (D = 6 falls back to the loop).
+    for (kind, k, capacity) in [(RouterKind::PerTask, 1, 0.0), (RouterKind::Token, 2, 0.75)] {
+        let mut cfg = config(kind, 4, k, capacity);
+        cfg.d_ff = 16;
+        tch::manual_seed(9);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let layer = MoeLayer::new(vs.root(), &cfg, 8, TASKS).unwrap();
+        let x = Tensor::randn([40, 8], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let tasks = Tensor::randint(TASKS as i64, [40], (Kind::Int64, Device::Cpu));
+        let probe = x.randn_like();
+        let vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        let mut inputs: Vec<&Tensor> = vars.iter().map(|(_, t)| t).collect();
+        inputs.push(&x);
+        let run = |path: GemmPath| {
+            layer.experts().set_gemm_path(path);
+            let y = layer.forward(&x, &tasks, false).unwrap().y;
+            let g = Tensor::run_backward(&[(&y * &probe).sum(Kind::Float)], &inputs, false, true);
+            (y, g)
+        };
+        let (y_loop, g_loop) = run(GemmPath::Loop);
+        let (y_grouped, g_grouped) = run(GemmPath::Grouped);
+        assert!(y_loop.equal(&y_grouped), "{kind:?}: outputs");
+        for (i, (a, b)) in g_loop.iter().zip(&g_grouped).enumerate() {
+            let name = vars.get(i).map_or("x", |(n, _)| n.as_str());
+            assert_eq!(a.defined(), b.defined(), "{kind:?}: {name}");
+            if a.defined() {
+                let diff = (a - b).abs().max().double_value(&[]);
+                assert!(
+                    diff < 1e-6,
+                    "{kind:?}: gradient of {name} differs by {diff}"
+                );
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{dims2, invalid, KernelError, Result};
+use crate::layout::GroupLayout;
 
 /// How many slots each expert may take.
 ///
@@ -81,6 +82,9 @@ pub struct DispatchPlan {
     pub position: Tensor,
     /// Whether each slot was kept. `[T, k]` bool
     pub kept: Tensor,
+    /// The kept rows' expert slices for the grouped matmuls: `counts`, with their ends and
+    /// each row's expert derived on the device (no further host transfer).
+    pub layout: GroupLayout,
 }
 
 impl DispatchPlan {
@@ -126,8 +130,13 @@ impl DispatchPlan {
             Some(c) => requested.iter().map(|&r| r.min(c)).collect(),
         };
         let rows: usize = counts.iter().sum();
-        let slot_order = if rows == tokens * choices {
-            slot_sorted
+        let (slot_order, layout) = if rows == tokens * choices {
+            let layout = GroupLayout {
+                counts: counts.clone(),
+                ends: requested_t.cumsum(0, Kind::Int),
+                row_group: sorted_experts,
+            };
+            (slot_sorted, layout)
         } else {
             // Kept rows of expert e are the first counts[e] of its sorted run, which starts at
             // starts[e]: index = row + (starts[e] - kept_starts[e]). All on the device.
@@ -141,7 +150,12 @@ impl DispatchPlan {
                     0,
                     rows as i64,
                 )?;
-            slot_sorted.index_select(0, &keep)
+            let layout = GroupLayout {
+                counts: counts.clone(),
+                ends: counts_t.cumsum(0, Kind::Int),
+                row_group: sorted_experts.index_select(0, &keep),
+            };
+            (slot_sorted.index_select(0, &keep), layout)
         };
         let token_order = slot_order.floor_divide_scalar(k);
         let slot_row = Tensor::full([slots], rows as i64, (Kind::Int64, device)).index_copy(
@@ -170,6 +184,7 @@ impl DispatchPlan {
             slot_row,
             position,
             kept,
+            layout,
         })
     }
 

@@ -11,11 +11,15 @@
 //!    the expert capacity and its drop priority, and records where every slot went;
 //! 3. [`permute`]: gathers token rows into expert order, so each expert sees one contiguous
 //!    slice;
-//! 4. [`grouped_matmul`] (or [`padded_bmm`]): one matmul per expert over its slice;
+//! 4. [`grouped_mm`] (one libtorch grouped GEMM over a [`GroupLayout`]) or
+//!    [`grouped_matmul`] (one matmul per expert over its slice; [`padded_bmm`] pads);
 //! 5. [`combine`]: the deterministic weighted sum back into token order through a
 //!    `[tokens, k, d]` buffer;
 //! 6. [`aux`] losses (load balance, router z-loss, task-expert mutual information) and
 //!    [`stats`] (load, drops, entropy, task x expert counts).
+//!
+//! [`TaskGroups`] applies the same dispatch to task ids: the `per-task` router and the task
+//! heads run each row through its own task's weights with one grouped matmul.
 //!
 //! Beside the routing, [`dropout`] is the training-time dropout every layer above uses: a
 //! counter-based mask that is much faster on CPU than libtorch's serial Bernoulli sampler.
@@ -35,15 +39,22 @@ mod dispatch;
 pub mod dropout;
 mod error;
 mod grouped;
+mod layout;
 mod permute;
 pub mod reference;
 pub mod stats;
+mod task_groups;
 mod topk;
 
 pub use count::count_ids;
 pub use dispatch::{Capacity, DispatchPlan};
 pub use dropout::dropout;
 pub use error::{KernelError, Result};
-pub use grouped::{grouped_matmul, padded_bmm};
+pub use grouped::{
+    grouped_linear, grouped_matmul, grouped_mm, grouped_mm_supported, padded_bmm, GemmPath,
+    CPU_GROUPED_MM_MAX_ROWS_PER_GROUP,
+};
+pub use layout::GroupLayout;
 pub use permute::{combine, permute, permute_by_slots, unpermute};
+pub use task_groups::TaskGroups;
 pub use topk::{top_k, TopK};

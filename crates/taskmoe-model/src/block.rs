@@ -3,7 +3,7 @@
 use tch::{nn, nn::Module, Tensor};
 
 use taskmoe_experts::{FeedForward, FfnOutput, LayerStats};
-use taskmoe_kernels::dropout;
+use taskmoe_kernels::{dropout, TaskGroups};
 use taskmoe_router::AuxLosses;
 
 use crate::config::{ModelConfig, NormPlacement};
@@ -19,6 +19,9 @@ pub(crate) struct TokenRows {
     pub(crate) index: Option<Tensor>,
     /// Task of each row. `[N]` int64
     pub(crate) task_ids: Tensor,
+    /// The rows grouped by task, for `per-task` routers (built without a host transfer from
+    /// what the model read once); `None` when no block routes per task.
+    pub(crate) groups: Option<TaskGroups>,
 }
 
 /// A block's output: hidden states, and the MoE layer's aux losses and statistics.
@@ -91,13 +94,19 @@ impl Block {
             let flat = h.contiguous().view([b * l, d]);
             let full = match &rows.index {
                 Some(index) => {
-                    let out =
-                        self.ffn
-                            .forward(&flat.index_select(0, index), &rows.task_ids, train)?;
+                    let out = self.ffn.forward_grouped(
+                        &flat.index_select(0, index),
+                        &rows.task_ids,
+                        rows.groups.as_ref(),
+                        train,
+                    )?;
                     let y = flat.zeros_like().index_copy(0, index, &out.y);
                     FfnOutput { y, ..out }
                 }
-                None => self.ffn.forward(&flat, &rows.task_ids, train)?,
+                None => {
+                    self.ffn
+                        .forward_grouped(&flat, &rows.task_ids, rows.groups.as_ref(), train)?
+                }
             };
             let FfnOutput { y, aux, stats } = full;
             Ok((dropout(&y.view([b, l, d]), self.dropout, train), aux, stats))

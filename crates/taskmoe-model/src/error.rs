@@ -45,6 +45,9 @@ pub enum ModelError {
     /// A feed-forward layer failed.
     #[error(transparent)]
     Experts(#[from] taskmoe_experts::ExpertsError),
+    /// A routing kernel (the grouping by task) failed.
+    #[error(transparent)]
+    Kernel(#[from] taskmoe_kernels::KernelError),
     /// libtorch reported an error.
     #[error(transparent)]
     Torch(#[from] tch::TchError),

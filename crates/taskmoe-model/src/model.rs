@@ -3,7 +3,8 @@
 use tch::{nn, nn::Module, Kind, Tensor};
 
 use taskmoe_experts::{FeedForward, LayerStats, MoeLayer};
-use taskmoe_router::AuxLosses;
+use taskmoe_kernels::TaskGroups;
+use taskmoe_router::{AuxLosses, RouterKind};
 
 use crate::block::{layer_norm, Block, TokenRows};
 use crate::config::{ModelConfig, Pooling};
@@ -57,6 +58,8 @@ pub struct MultiTaskModel {
     blocks: Vec<Block>,
     final_norm: Option<nn::LayerNorm>,
     pub(crate) heads: Vec<Head>,
+    /// Whether some block has a `per-task` router (the model then groups tokens by task).
+    routes_per_task: bool,
 }
 
 impl MultiTaskModel {
@@ -93,7 +96,11 @@ impl MultiTaskModel {
                 )
             })
             .collect();
+        let routes_per_task = blocks.iter().any(|b| {
+            matches!(&b.ffn, FeedForward::Moe(m) if m.config().router.kind == RouterKind::PerTask)
+        });
         Ok(MultiTaskModel {
+            routes_per_task,
             cfg: cfg.clone(),
             heads_spec: heads.to_vec(),
             embeddings: Embeddings::new(root, cfg, num_tasks),
@@ -126,48 +133,68 @@ impl MultiTaskModel {
     }
 
     /// The encoder and the heads. `train` enables dropout, router noise and the training
-    /// capacity. Reads the task ids and the padding mask back to the host once (to check the
-    /// ids and to find the real tokens).
+    /// capacity. Reads back to the host once the task ids with each example's length (one
+    /// `[2, B]` transfer: to check the ids, to count the rows of each task for the heads and
+    /// the `per-task` routers) and once the size of the real-token index (`nonzero` of the
+    /// padding mask, only when the batch has padding); each MoE layer then reads its
+    /// per-expert counts (see `docs/architecture.md`). Nothing else is read back or copied up.
     pub fn forward(&self, input: &ModelInput, train: bool) -> Result<ModelOutput> {
         let (b, _) = self.check(input)?;
-        let task_ids_host: Vec<i64> = Vec::try_from(input.task_ids)?;
-        if let Some(bad) = task_ids_host
-            .iter()
-            .find(|&&t| t < 0 || t as usize >= self.heads.len())
-        {
-            return Err(ModelError::Input(format!(
-                "task id {bad} is out of range: the model has {} tasks",
-                self.heads.len()
-            )));
-        }
         let type_ids = match input.token_type_ids {
             Some(t) => t.shallow_clone(),
             None => input.input_ids.zeros_like(),
         };
-        let mut x = self
-            .embeddings
-            .forward(input.input_ids, &type_ids, input.task_ids, train);
         let mut mask = input.attention_mask.to_kind(Kind::Bool);
         if self.embeddings.has_prefix() {
             let prefix = mask.ones_like().narrow(1, 0, 1);
             mask = Tensor::cat(&[prefix, mask], 1);
         }
+        let lengths = mask.sum_dim_intlist(1, false, Kind::Int64);
+        let host: Vec<i64> = Vec::try_from(&Tensor::cat(&[input.task_ids, &lengths], 0))?;
+        let (task_ids_host, lengths_host) = host.split_at(b as usize);
+        let num_tasks = self.heads.len();
+        if let Some(bad) = task_ids_host
+            .iter()
+            .find(|&&t| t < 0 || t as usize >= num_tasks)
+        {
+            return Err(ModelError::Input(format!(
+                "task id {bad} is out of range: the model has {num_tasks} tasks"
+            )));
+        }
+        let mut x = self
+            .embeddings
+            .forward(input.input_ids, &type_ids, input.task_ids, train);
         let l = mask.size()[1];
-        let index = mask.reshape([-1]).nonzero().squeeze_dim(1); // real tokens of B * L
-                                                                 // Without padding, attention needs no mask and the feed-forward no gather / scatter.
-        let padded = index.size()[0] < b * l;
+        let real: i64 = lengths_host.iter().sum();
+        // Without padding, attention needs no mask and the feed-forward no gather / scatter.
+        let padded = real < b * l;
         let attend = padded.then(|| mask.view([b, 1, 1, l]));
         let token_tasks = input
             .task_ids
             .unsqueeze(1)
             .expand([b, l], false)
             .reshape([-1]);
+        let (task_ids, index) = match padded {
+            true => {
+                let index = mask.reshape([-1]).nonzero().squeeze_dim(1); // real tokens of B * L
+                (token_tasks.index_select(0, &index), Some(index))
+            }
+            false => (token_tasks, None),
+        };
+        let groups = self
+            .routes_per_task
+            .then(|| {
+                let mut counts = vec![0usize; num_tasks];
+                for (&t, &n) in task_ids_host.iter().zip(lengths_host) {
+                    counts[t as usize] += n as usize;
+                }
+                TaskGroups::with_counts(&task_ids, counts)
+            })
+            .transpose()?;
         let rows = TokenRows {
-            task_ids: match padded {
-                true => token_tasks.index_select(0, &index),
-                false => token_tasks,
-            },
-            index: padded.then_some(index),
+            task_ids,
+            index,
+            groups,
         };
         let mut aux_layers = Vec::new();
         let mut stats = Vec::new();
@@ -183,7 +210,7 @@ impl MultiTaskModel {
             x = norm.forward(&x);
         }
         let pooled = self.pool(&x, &mask);
-        let logits = self.head_logits(&pooled, &task_ids_host, train)?;
+        let logits = self.head_logits(&pooled, input.task_ids, task_ids_host, train)?;
         Ok(ModelOutput {
             logits,
             pooled,
@@ -243,47 +270,59 @@ impl MultiTaskModel {
         }
     }
 
-    /// Runs each task's head on its examples only and assembles the padded logits.
-    fn head_logits(&self, pooled: &Tensor, task_ids: &[i64], train: bool) -> Result<Tensor> {
+    /// Runs each task's head on its examples only and assembles the padded logits: examples
+    /// grouped by task on the device (a permutation, counts from the host ids), one slice per
+    /// task present, and back to batch order. No host-to-device copy, no scatter.
+    fn head_logits(
+        &self,
+        pooled: &Tensor,
+        task_ids: &Tensor,
+        task_ids_host: &[i64],
+        train: bool,
+    ) -> Result<Tensor> {
         let width = self
             .heads_spec
             .iter()
             .map(HeadSpec::num_outputs)
             .max()
-            .unwrap_or(1);
-        let b = task_ids.len() as i64;
-        let device = pooled.device();
-        let pooled = pooled.to_kind(Kind::Float);
-        let mut logits = Tensor::full(
-            [b, width as i64],
-            MISSING_CLASS_LOGIT,
-            (Kind::Float, device),
+            .unwrap_or(1) as i64;
+        let mut counts = vec![0usize; self.heads.len()];
+        for &t in task_ids_host {
+            counts[t as usize] += 1;
+        }
+        let groups = TaskGroups::with_counts(task_ids, counts)?;
+        let pooled = groups.group(&pooled.to_kind(Kind::Float))?;
+        let slices = pooled.split_with_sizes(
+            groups
+                .layout
+                .counts
+                .iter()
+                .map(|&c| c as i64)
+                .collect::<Vec<_>>(),
+            0,
         );
-        for (task, head) in self.heads.iter().enumerate() {
-            let rows: Vec<i64> = (0..b)
-                .filter(|&i| task_ids[i as usize] == task as i64)
-                .collect();
-            if rows.is_empty() {
+        let mut outputs = Vec::new();
+        for ((head, slice), &n) in self.heads.iter().zip(&slices).zip(&groups.layout.counts) {
+            if n == 0 {
                 continue;
             }
-            let index = Tensor::from_slice(&rows).to_device(device);
-            let out = head
-                .forward(&pooled.index_select(0, &index), train)
-                .to_kind(Kind::Float);
-            let n = out.size()[1];
-            let padded = Tensor::cat(
-                &[
-                    out,
-                    Tensor::full(
-                        [rows.len() as i64, width as i64 - n],
-                        MISSING_CLASS_LOGIT,
-                        (Kind::Float, device),
-                    ),
-                ],
-                1,
-            );
-            logits = logits.index_copy(0, &index, &padded);
+            let out = head.forward(slice, train).to_kind(Kind::Float);
+            let missing = width - out.size()[1];
+            outputs.push(match missing {
+                0 => out,
+                _ => Tensor::cat(
+                    &[
+                        out,
+                        Tensor::full(
+                            [n as i64, missing],
+                            MISSING_CLASS_LOGIT,
+                            (Kind::Float, pooled.device()),
+                        ),
+                    ],
+                    1,
+                ),
+            });
         }
-        Ok(logits)
+        Ok(groups.ungroup(&Tensor::cat(&outputs, 0))?)
     }
 }

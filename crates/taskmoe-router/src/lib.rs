@@ -27,4 +27,4 @@ mod router;
 pub use aux::AuxLosses;
 pub use config::{RouterConfig, RouterKind};
 pub use error::{Result, RouterError};
-pub use router::{Router, RouterOutput, PER_TASK_MATMUL_MAX_TASKS};
+pub use router::{Router, RouterOutput};

@@ -2,14 +2,10 @@
 
 use tch::{nn, Kind, Tensor};
 
-use taskmoe_kernels::{top_k, TopK};
+use taskmoe_kernels::{grouped_mm, top_k, TaskGroups, TopK};
 
 use crate::config::{RouterConfig, RouterKind};
 
-/// Up to this many tasks, a `per-task` router scores every task's gate in one matmul and keeps
-/// each token's own; above it, it gathers each token's gate (constant cost in the number of
-/// tasks; see `docs/benchmarks.md`, scaling with tasks).
-pub const PER_TASK_MATMUL_MAX_TASKS: usize = 16;
 use crate::error::{Result, RouterError};
 
 /// A router: maps token representations (and their task) to `k` experts with weights.
@@ -113,13 +109,49 @@ impl Router {
     /// `x: [T, d]` (any float dtype), `task_ids: [T]` int64 -> logits `[T, E]`, routed
     /// `[T, k]`.
     pub fn forward(&self, x: &Tensor, task_ids: &Tensor, train: bool) -> Result<RouterOutput> {
-        self.check_inputs(x, task_ids)?;
-        // Autocast off on CPU and CUDA (tch::autocast only knows CUDA): logits, softmax and
-        // top-k stay fp32 under bf16 mixed precision.
-        taskmoe_device::full_precision(|| self.forward_fp32(x, task_ids, train))
+        self.forward_grouped(x, task_ids, None, train)
     }
 
-    fn forward_fp32(&self, x: &Tensor, task_ids: &Tensor, train: bool) -> Result<RouterOutput> {
+    /// [`Router::forward`] with the tokens' [`TaskGroups`] (`task_ids` grouped by task) when
+    /// the caller has them: the `per-task` router runs each token through its own task's gate
+    /// as one grouped matmul over the task-ordered tokens. Without them it groups the ids
+    /// itself, reading the `[tasks]` counts back (on CUDA a host synchronisation; the model
+    /// builds the groups once per batch from what it already read). Other kinds ignore them.
+    ///
+    /// # Shapes
+    /// `x: [T, d]`, `task_ids: [T]` int64, groups over `T` rows -> logits `[T, E]`, routed
+    /// `[T, k]`.
+    pub fn forward_grouped(
+        &self,
+        x: &Tensor,
+        task_ids: &Tensor,
+        groups: Option<&TaskGroups>,
+        train: bool,
+    ) -> Result<RouterOutput> {
+        self.check_inputs(x, task_ids)?;
+        if let Some(g) = groups {
+            if g.num_rows() != x.size()[0] as usize || g.layout.counts.len() != self.num_tasks {
+                return Err(RouterError::Input(format!(
+                    "task groups of {} rows over {} tasks for {} tokens over {} tasks",
+                    g.num_rows(),
+                    g.layout.counts.len(),
+                    x.size()[0],
+                    self.num_tasks
+                )));
+            }
+        }
+        // Autocast off on CPU and CUDA (tch::autocast only knows CUDA): logits, softmax and
+        // top-k stay fp32 under bf16 mixed precision.
+        taskmoe_device::full_precision(|| self.forward_fp32(x, task_ids, groups, train))
+    }
+
+    fn forward_fp32(
+        &self,
+        x: &Tensor,
+        task_ids: &Tensor,
+        groups: Option<&TaskGroups>,
+        train: bool,
+    ) -> Result<RouterOutput> {
         let cfg = &self.cfg;
         if cfg.kind == RouterKind::TaskLevel {
             // One decision per task, then every token takes its task's row.
@@ -155,23 +187,22 @@ impl Router {
                 let per_task = self.task_embedding().matmul(&w_e.tr()); // (tasks, E)
                 x.matmul(&w_x.tr()) + per_task.f_index_select(0, task_ids)?
             }
-            RouterKind::PerTask if self.num_tasks > PER_TASK_MATMUL_MAX_TASKS => {
-                // Many tasks: gather each token's own gate and take one small product per
-                // token, T * E * d multiply-adds whatever the number of tasks (the gathered
-                // [T, E, d] gates cost memory traffic, which is why few tasks use the matmul).
-                let gates = self.weight.f_index_select(0, task_ids)?; // (tokens, E, d)
-                gates.f_bmm(&x.unsqueeze(2))?.squeeze_dim(2)
-            }
             RouterKind::PerTask => {
-                // All tasks' logits in one matmul, then each token keeps its own task's E.
-                // Costs T * d * tasks * E multiply-adds: cheaper than gathering per-token
-                // gates up to PER_TASK_MATMUL_MAX_TASKS tasks.
-                let (nt, e) = (self.num_tasks as i64, cfg.num_experts as i64);
-                let all = x
-                    .matmul(&self.weight.reshape([nt * e, d]).tr())
-                    .view([-1, nt, e]);
-                let index = task_ids.view([-1, 1, 1]).expand([-1, 1, e], false);
-                all.f_gather(1, &index, false)?.squeeze_dim(1)
+                // Each token through its own task's gate: tokens grouped by task, one grouped
+                // matmul over the per-task slices (exactly T * E * d multiply-adds, whatever
+                // the number of tasks), and back to token order. Both gathers are by
+                // permutations, so the backward adds into distinct rows (deterministic).
+                let owned;
+                let groups = match groups {
+                    Some(g) => g,
+                    None => {
+                        owned = TaskGroups::new(task_ids, self.num_tasks)?;
+                        &owned
+                    }
+                };
+                let gates = self.weight.transpose(1, 2); // (tasks, d, E), a view
+                let rows = groups.group(&x)?;
+                groups.ungroup(&grouped_mm(&rows, &gates, None, &groups.layout)?)?
             }
             RouterKind::TaskLevel => unreachable!("handled above"),
         };

@@ -1,0 +1,674 @@
+//! The real workload: all-MiniLM-L6-v2 fine-tuned as a dense multi-task model, and upcycled
+//! into a task-MoE (`configs/glue-minilm.toml`: 8 / 16 / 64 experts in every second block,
+//! top-1 straight-through, dropless), on a fixed batch of real short texts padded to the
+//! batch's longest, as `taskmoe train` pads them.
+//!
+//! The batch: the sentences and sentence pairs of `configs/glue-example` (SST-2, RTE, STS-B;
+//! 30 rows) cycled to `B` examples, tokenized by MiniLM's `tokenizer.json`, with tasks
+//! assigned round-robin over `TASKS` three-class heads. The step is the trainer's (forward in
+//! training mode, task loss + weighted aux losses, backward, clipping at `train.clip_grad_norm`,
+//! AdamW with the resolved `train.optimizer`, the trainer's host reads); evaluation is a
+//! no-grad forward in evaluation mode reading back the argmax.
+//!
+//! Timing: after 2 warm-up steps, `--reps` groups of `--runs` steps; each group's median, and
+//! the minimum over groups. The summary runs every point in rounds (one group per process),
+//! interleaved over all points, and reports the minimum over rounds: the least disturbed
+//! measurement of the same work on a loaded machine, with every round shown.
+//!
+//! - `cargo bench -p taskmoe-train --bench real_step -- --point SPEC [--runs N] [--reps R]`:
+//!   prints `POINT <spec> <step ms> <fwd+bwd ms> <optimizer ms> <tokens> <real tokens>
+//!   <params> <group medians, comma-separated> <peak RSS MiB>`, then the resolved `[model]` TOML after a
+//!   `CONFIG` line;
+//! - `-- --summary [--torch PYTHON] [--quick]`: every point as markdown tables, with the
+//!   PyTorch eager reference (`benches/torch_real.py`: HF `BertModel`, Mixtral-style expert
+//!   loop) side by side when a Python is given; the resolved configurations are written to
+//!   `target/bench-real/`; then the `--layers` table;
+//! - `-- --layers [--runs N] [--reps R]`: where a MoE block's time goes: one FFN sub-layer
+//!   at MiniLM's widths on the batch's real tokens, dense against 8 / 16 / 64 experts with the
+//!   grouped GEMM and the loop, forward, backward and AdamW.
+//!
+//! A spec is `MODEL:eE:tTASKS:bBATCH:MODE[:loop]`: `MODEL` is `dense` or a router kind
+//! (`token`, `task-concat`, `per-task`, `task-level`), `MODE` `train` or `eval`, and a final
+//! `loop` runs the experts' per-expert matmul loop instead of the grouped GEMM.
+//!
+//! Needs MiniLM (`cargo xtask fetch-model minilm`, or `$TASKMOE_MINILM_DIR`). Threads: 2
+//! unless `TASKMOE_BENCH_THREADS` says otherwise.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use taskmoe_data::TextTokenizer;
+use taskmoe_kernels::GemmPath;
+use taskmoe_model::{
+    import_bert, per_example_loss, HeadKind, HeadSpec, ModelInput, MultiTaskModel,
+};
+use taskmoe_train::{AdamW, RunConfig};
+use tch::{nn, Device, Kind, Tensor};
+
+#[path = "common.rs"]
+mod common;
+use common::{peak_rss_mib, threads};
+
+const CLASSES: usize = 3;
+
+fn root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+fn minilm_dir() -> PathBuf {
+    std::env::var_os("TASKMOE_MINILM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/taskmoe/models/all-MiniLM-L6-v2")
+        })
+}
+
+/// One measured configuration.
+#[derive(Clone, Debug)]
+struct Spec {
+    text: String,
+    model: String,
+    experts: usize,
+    tasks: usize,
+    batch: usize,
+    train: bool,
+    gemm: GemmPath,
+}
+
+impl Spec {
+    fn parse(text: &str) -> Spec {
+        let f: Vec<&str> = text.split(':').collect();
+        assert!(
+            f.len() == 5 || f.len() == 6,
+            "bad spec `{text}`: MODEL:eE:tT:bB:MODE[:loop]"
+        );
+        let num = |s: &str, p: char| -> usize {
+            s.strip_prefix(p)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("bad field `{s}` in `{text}`"))
+        };
+        Spec {
+            text: text.to_string(),
+            model: f[0].to_string(),
+            experts: num(f[1], 'e'),
+            tasks: num(f[2], 't'),
+            batch: num(f[3], 'b'),
+            train: f[4] == "train",
+            gemm: match f.get(5) {
+                Some(&"loop") => GemmPath::Loop,
+                _ => GemmPath::Grouped,
+            },
+        }
+    }
+
+    /// The run configuration: `configs/glue-minilm.toml` with MiniLM as `train.init_from`,
+    /// and the spec's variant, router and experts set on top.
+    fn config(&self) -> RunConfig {
+        let mut sets = vec![format!("train.init_from={}", minilm_dir().display())];
+        match self.model.as_str() {
+            "dense" => sets.push("model.variant=dense".into()),
+            "token" => {
+                sets.push("model.variant=token-moe".into());
+                sets.push("model.moe.router.kind=token".into());
+            }
+            kind => sets.push(format!("model.moe.router.kind={kind}")),
+        }
+        if self.model != "dense" {
+            sets.push(format!("model.moe.router.num_experts={}", self.experts));
+        }
+        RunConfig::load(Some(&root().join("configs/glue-minilm.toml")), &sets)
+            .expect("configs/glue-minilm.toml resolves")
+    }
+}
+
+/// The fixed batch of real texts.
+struct Inputs {
+    ids: Tensor,
+    mask: Tensor,
+    types: Tensor,
+    tasks: Tensor,
+    labels: Tensor,
+    no_regression: Tensor,
+    real_tokens: i64,
+}
+
+/// The text fields of every row of `configs/glue-example`'s TSV files.
+fn texts() -> Vec<(String, Option<String>)> {
+    let mut rows = Vec::new();
+    for (task, a, b) in [
+        ("SST-2", 0, None),
+        ("RTE", 1, Some(2)),
+        ("STS-B", 7, Some(8)),
+    ] {
+        for split in ["train", "dev"] {
+            let path = root().join(format!("configs/glue-example/{task}/{split}.tsv"));
+            let text = std::fs::read_to_string(&path).expect("the glue-example files");
+            for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+                let f: Vec<&str> = line.split('\t').collect();
+                rows.push((f[a].to_string(), b.map(|b: usize| f[b].to_string())));
+            }
+        }
+    }
+    rows
+}
+
+impl Inputs {
+    fn new(spec: &Spec, tokenizer: &TextTokenizer) -> Inputs {
+        let rows = texts();
+        let encoded: Vec<(Vec<i64>, Vec<i64>)> = (0..spec.batch)
+            .map(|i| {
+                let (a, b) = &rows[i % rows.len()];
+                tokenizer.encode(a, b.as_deref()).expect("tokenizes")
+            })
+            .collect();
+        let l = encoded.iter().map(|(ids, _)| ids.len()).max().unwrap();
+        let (mut ids, mut mask, mut types) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, t) in &encoded {
+            let pad = l - i.len();
+            ids.extend(
+                i.iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(tokenizer.pad_id(), pad)),
+            );
+            mask.extend(std::iter::repeat_n(1i64, i.len()).chain(std::iter::repeat_n(0, pad)));
+            types.extend(t.iter().copied().chain(std::iter::repeat_n(0, pad)));
+        }
+        let (b, l) = (spec.batch as i64, l as i64);
+        let tasks: Vec<i64> = (0..b).map(|i| i % spec.tasks as i64).collect();
+        let labels: Vec<i64> = (0..b).map(|i| (i * 7) % CLASSES as i64).collect();
+        Inputs {
+            ids: Tensor::from_slice(&ids).view([b, l]),
+            mask: Tensor::from_slice(&mask).view([b, l]),
+            types: Tensor::from_slice(&types).view([b, l]),
+            tasks: Tensor::from_slice(&tasks),
+            labels: Tensor::from_slice(&labels),
+            no_regression: Tensor::zeros([b], (Kind::Bool, Device::Cpu)),
+            real_tokens: encoded.iter().map(|(i, _)| i.len() as i64).sum(),
+        }
+    }
+
+    fn input(&self) -> ModelInput<'_> {
+        ModelInput {
+            input_ids: &self.ids,
+            attention_mask: &self.mask,
+            token_type_ids: Some(&self.types),
+            task_ids: &self.tasks,
+        }
+    }
+}
+
+/// One training step as the trainer takes it; (forward + backward ms, optimizer ms).
+fn train_step(model: &MultiTaskModel, opt: &mut AdamW, cfg: &RunConfig, x: &Inputs) -> (f64, f64) {
+    let start = Instant::now();
+    let out = model.forward(&x.input(), true).unwrap();
+    let zeros = x.no_regression.to_kind(Kind::Float);
+    let per_example = per_example_loss(&out.logits, &x.labels, &zeros, &x.no_regression);
+    let task_loss = per_example.mean(Kind::Float);
+    let loss = match &out.aux {
+        Some(a) => &task_loss + a.weighted(&cfg.model.moe.router),
+        None => task_loss.shallow_clone(),
+    };
+    if let Some(a) = &out.aux {
+        for v in [&a.load_balance, &a.z_loss, &a.mutual_information] {
+            std::hint::black_box(v.double_value(&[]));
+        }
+    }
+    let _: Vec<f64> = Vec::try_from(&per_example.to_kind(Kind::Double)).unwrap();
+    assert!(loss.double_value(&[]).is_finite());
+    loss.backward();
+    let mid = Instant::now();
+    assert!(opt
+        .clip_grad_norm(cfg.train.clip_grad_norm)
+        .unwrap()
+        .is_finite());
+    opt.step(cfg.train.schedule.peak_lr).unwrap();
+    opt.zero_grad();
+    let end = Instant::now();
+    (
+        (mid - start).as_secs_f64() * 1e3,
+        (end - mid).as_secs_f64() * 1e3,
+    )
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn run_point(text: &str, runs: usize, reps: usize) {
+    tch::set_num_threads(threads());
+    tch::manual_seed(0);
+    let spec = Spec::parse(text);
+    let cfg = spec.config();
+    let heads: Vec<HeadSpec> = (0..spec.tasks)
+        .map(|i| HeadSpec {
+            name: format!("task{i}"),
+            kind: HeadKind::Classification {
+                num_labels: CLASSES,
+            },
+        })
+        .collect();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = MultiTaskModel::new(&vs.root(), &cfg.model, &heads).unwrap();
+    import_bert(&model, &vs, &minilm_dir(), cfg.train.upcycle_noise).unwrap();
+    for (_, layer) in model.moe_layers() {
+        layer.experts().set_gemm_path(spec.gemm);
+    }
+    let tokenizer = TextTokenizer::from_file(&minilm_dir().join("tokenizer.json"), 128).unwrap();
+    let x = Inputs::new(&spec, &tokenizer);
+    let params: i64 = vs.variables().values().map(|t| t.numel() as i64).sum();
+    // (step, fwd+bwd, optimizer) medians of each group.
+    let mut groups: Vec<(f64, f64, f64)> = Vec::new();
+    if spec.train {
+        let mut opt =
+            AdamW::new(vs.variables().into_iter().collect(), cfg.train.optimizer).unwrap();
+        for i in 0..2 {
+            tch::manual_seed(i);
+            train_step(&model, &mut opt, &cfg, &x);
+        }
+        for g in 0..reps {
+            let (mut s, mut f, mut o) = (Vec::new(), Vec::new(), Vec::new());
+            for i in 0..runs {
+                tch::manual_seed((100 + g * runs + i) as i64);
+                let (fb, op) = train_step(&model, &mut opt, &cfg, &x);
+                s.push(fb + op);
+                f.push(fb);
+                o.push(op);
+            }
+            groups.push((median(&mut s), median(&mut f), median(&mut o)));
+        }
+    } else {
+        let _guard = tch::no_grad_guard();
+        let forward = || {
+            let start = Instant::now();
+            let out = model.forward(&x.input(), false).unwrap();
+            let _: Vec<i64> = Vec::try_from(&out.logits.argmax(-1, false)).unwrap();
+            start.elapsed().as_secs_f64() * 1e3
+        };
+        forward();
+        for _ in 0..reps {
+            let mut t: Vec<f64> = (0..runs).map(|_| forward()).collect();
+            let m = median(&mut t);
+            groups.push((m, m, 0.0));
+        }
+    }
+    let best = groups
+        .iter()
+        .copied()
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .unwrap();
+    let all: Vec<String> = groups.iter().map(|g| format!("{:.1}", g.0)).collect();
+    println!(
+        "POINT {} {:.2} {:.2} {:.2} {} {} {params} {} {:.0}",
+        spec.text,
+        best.0,
+        best.1,
+        best.2,
+        x.ids.numel(),
+        x.real_tokens,
+        all.join(","),
+        peak_rss_mib()
+    );
+    println!("CONFIG");
+    print!("{}", cfg.to_toml());
+}
+
+/// What one point printed.
+#[derive(Clone, Debug)]
+struct Measured {
+    step_ms: f64,
+    fwd_bwd_ms: f64,
+    opt_ms: f64,
+    tokens: f64,
+    params: f64,
+    rss_mib: f64,
+    config: String,
+}
+
+fn measure(spec: &str, runs: usize, reps: usize, python: Option<&str>) -> Option<Measured> {
+    let mut cmd = match python {
+        None => Command::new(std::env::current_exe().expect("own path")),
+        Some(py) => {
+            let mut c = Command::new(py);
+            c.arg(root().join("benches/torch_real.py"))
+                .args(["--threads", &threads().to_string()])
+                .args(["--model-dir", &minilm_dir().display().to_string()])
+                .env_remove("LD_LIBRARY_PATH");
+            c
+        }
+    };
+    let out = cmd
+        .args([
+            "--point",
+            spec,
+            "--runs",
+            &runs.to_string(),
+            "--reps",
+            &reps.to_string(),
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(line) = text.lines().find(|l| l.starts_with("POINT")) else {
+        eprintln!(
+            "{spec} ({}): no result\n{}",
+            python.unwrap_or("taskmoe"),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    };
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let config = text
+        .split_once("CONFIG\n")
+        .map_or("", |(_, c)| c)
+        .to_string();
+    Some(Measured {
+        step_ms: f[2].parse().ok()?,
+        fwd_bwd_ms: f[3].parse().ok()?,
+        opt_ms: f[4].parse().ok()?,
+        tokens: f[5].parse().ok()?,
+        params: f[7].parse().ok()?,
+        rss_mib: f.get(9).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN),
+        config,
+    })
+}
+
+fn fmt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".into(), |v| format!("{v:.digits$}"))
+}
+
+/// Saves a point's resolved configuration under `target/bench-real/`.
+fn save_config(spec: &str, m: &Measured) {
+    let dir = root().join("target/bench-real");
+    let _ = std::fs::create_dir_all(&dir);
+    let name = spec.replace(':', "_");
+    let _ = std::fs::write(dir.join(format!("{name}.toml")), &m.config);
+}
+
+/// One row of a table: model name, experts (0 for dense), spec.
+type Row = (String, usize, String);
+
+/// The rows of one table.
+fn rows(mode: &str, experts: &[usize], tasks: usize, batch: usize) -> Vec<Row> {
+    let mut rows = vec![(
+        "dense".to_string(),
+        0,
+        format!("dense:e0:t{tasks}:b{batch}:{mode}"),
+    )];
+    for &e in experts {
+        for kind in ["token", "task-concat", "per-task", "task-level"] {
+            let name = match kind {
+                "token" => "token-moe".to_string(),
+                _ => format!("task-moe {kind}"),
+            };
+            rows.push((name, e, format!("{kind}:e{e}:t{tasks}:b{batch}:{mode}")));
+        }
+    }
+    rows
+}
+
+/// The PyTorch reference models dense and the per-task task-MoE (Mixtral's block with one
+/// gate per task).
+fn has_torch_twin(name: &str) -> bool {
+    name == "dense" || name == "task-moe per-task"
+}
+
+fn summary(quick: bool, python: Option<&str>) {
+    // Rounds over every point, interleaved: on a shared machine each point's rounds are spread
+    // over the whole run, so a burst of load hits all points alike instead of one.
+    let (runs, rounds) = if quick { (3, 2) } else { (5, 3) };
+    let (tasks, batch) = (12, 32);
+    let experts: &[usize] = if quick { &[8] } else { &[8, 16, 64] };
+    let probe = Spec::parse(&format!("dense:e0:t{tasks}:b{batch}:train"));
+    let tokenizer = TextTokenizer::from_file(&minilm_dir().join("tokenizer.json"), 128).unwrap();
+    let x = Inputs::new(&probe, &tokenizer);
+    let (b, l) = (x.ids.size()[0], x.ids.size()[1]);
+    let tables: Vec<(bool, Vec<Row>)> = [true, false]
+        .into_iter()
+        .map(|train| {
+            (
+                train,
+                rows(if train { "train" } else { "eval" }, experts, tasks, batch),
+            )
+        })
+        .collect();
+    // (spec, python?) -> the rounds measured.
+    let mut measured: std::collections::BTreeMap<(String, bool), Vec<Measured>> =
+        Default::default();
+    for round in 0..rounds {
+        for (_, rows) in &tables {
+            for (name, _, spec) in rows {
+                eprintln!("round {} of {rounds}: {spec}", round + 1);
+                if let Some(m) = measure(spec, runs, 1, None) {
+                    save_config(spec, &m);
+                    measured.entry((spec.clone(), false)).or_default().push(m);
+                }
+                if let Some(py) = python.filter(|_| has_torch_twin(name)) {
+                    if let Some(m) = measure(spec, runs, 1, Some(py)) {
+                        measured.entry((spec.clone(), true)).or_default().push(m);
+                    }
+                }
+            }
+        }
+    }
+    let best = |spec: &str, torch: bool| -> Option<(Measured, String)> {
+        let all = measured.get(&(spec.to_string(), torch))?;
+        let list: Vec<String> = all.iter().map(|m| format!("{:.0}", m.step_ms)).collect();
+        let m = all.iter().min_by(|a, b| a.step_ms.total_cmp(&b.step_ms))?;
+        Some((m.clone(), list.join(", ")))
+    };
+    println!(
+        "MiniLM-L6 (d = 384, 6 blocks, FFN 1536), `configs/glue-minilm.toml` resolved with \
+         `train.init_from` = MiniLM: task-MoE blocks 2, 4, 6 (every second), top-1 \
+         straight-through, dropless. Batch {b} x {l} = {} tokens ({} real, the rest padding) \
+         of the `configs/glue-example` texts, {tasks} tasks round-robin, {} threads. Each \
+         point: the median of {runs} steps after 2 warm-up steps, in its own process, in \
+         {rounds} rounds interleaved over all points; the table shows the minimum over the \
+         rounds (every round in the last column). Resolved configurations in \
+         `target/bench-real/`.\n",
+        b * l,
+        x.real_tokens,
+        threads()
+    );
+    let torch_head = if python.is_some() {
+        " PyTorch ms | taskmoe / PyTorch |"
+    } else {
+        ""
+    };
+    let torch_sep = if python.is_some() { "---:|---:|" } else { "" };
+    for (train, rows) in &tables {
+        if *train {
+            println!("Training step:\n");
+            println!("| model | E | params | step ms | fwd+bwd ms | optimizer ms | tokens/s | / dense | peak RSS MiB | rounds (ms) |{torch_head}");
+            println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|{torch_sep}");
+        } else {
+            println!("Evaluation forward (no grad, evaluation mode), same batch:\n");
+            println!("| model | E | forward ms | tokens/s | / dense | tokens/s / own training step's | rounds (ms) |{torch_head}");
+            println!("|---|---:|---:|---:|---:|---:|---|{torch_sep}");
+        }
+        let dense_ms = best(&rows[0].2, false).map(|(m, _)| m.step_ms);
+        for (name, e, spec) in rows {
+            let Some((m, all)) = best(spec, false) else {
+                continue;
+            };
+            let ratio = dense_ms.map(|d| m.step_ms / d);
+            let tps = m.tokens / (m.step_ms / 1e3);
+            let torch_cols = match python {
+                None => String::new(),
+                Some(_) => {
+                    let t = best(spec, true).map(|(t, _)| t.step_ms);
+                    format!(" {} | {} |", fmt(t, 1), fmt(t.map(|t| m.step_ms / t), 2))
+                }
+            };
+            let e_col = if *e == 0 {
+                "-".to_string()
+            } else {
+                e.to_string()
+            };
+            if *train {
+                println!(
+                    "| {name} | {e_col} | {:.1}M | {:.1} | {:.1} | {:.1} | {tps:.0} | {} | {:.0} | {all} |{torch_cols}",
+                    m.params / 1e6,
+                    m.step_ms,
+                    m.fwd_bwd_ms,
+                    m.opt_ms,
+                    fmt(ratio, 2),
+                    m.rss_mib,
+                );
+            } else {
+                let own = best(&spec.replace(":eval", ":train"), false)
+                    .map(|(t, _)| t.step_ms / m.step_ms);
+                println!(
+                    "| {name} | {e_col} | {:.1} | {tps:.0} | {} | {} | {all} |{torch_cols}",
+                    m.step_ms,
+                    fmt(ratio, 2),
+                    fmt(own, 2),
+                );
+            }
+        }
+        println!();
+    }
+    let shown = format!("per-task:e8:t{tasks}:b{batch}:train");
+    if let Some((m, _)) = best(&shown, false) {
+        println!(
+            "<details><summary>The resolved configuration of <code>{shown}</code> (the other \
+             points differ in <code>model.variant</code>, <code>model.moe.router.kind</code> \
+             and <code>num_experts</code>)</summary>\n\n```toml\n{}```\n\n</details>\n",
+            m.config
+        );
+    }
+}
+
+/// Where a MoE block's time goes at the real workload's size: one FFN sub-layer on the
+/// batch's real tokens (MiniLM widths, `per-task` router over the tasks), forward + backward,
+/// and AdamW over that layer's parameters, for the dense FFN and for `E` experts with the
+/// grouped GEMM and with the per-expert loop. Medians of `runs` calls, `rounds` interleaved
+/// rounds, minimum over rounds.
+fn layers(runs: usize, rounds: usize) {
+    use taskmoe_experts::{DenseFfn, MoeConfig, MoeLayer};
+    use taskmoe_router::{RouterConfig, RouterKind};
+    tch::set_num_threads(threads());
+    let (d, f, tasks) = (384usize, 1536usize, 12usize);
+    let probe = Spec::parse(&format!("dense:e0:t{tasks}:b32:train"));
+    let tokenizer = TextTokenizer::from_file(&minilm_dir().join("tokenizer.json"), 128).unwrap();
+    let t = Inputs::new(&probe, &tokenizer).real_tokens;
+    let cpu = (Kind::Float, Device::Cpu);
+    tch::manual_seed(0);
+    let x = Tensor::randn([t, d as i64], cpu).set_requires_grad(true);
+    let ids = Tensor::arange(t, (Kind::Int64, Device::Cpu)).remainder(tasks as i64);
+    let grad = Tensor::randn([t, d as i64], cpu);
+    // (label, var store, forward)
+    type Forward = Box<dyn Fn() -> Tensor>;
+    let mut points: Vec<(String, nn::VarStore, Forward)> = Vec::new();
+    {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let ffn = DenseFfn::new(vs.root(), d, f, 0.0).unwrap();
+        let x = x.shallow_clone();
+        points.push((
+            "dense FFN".into(),
+            vs,
+            Box::new(move || ffn.forward(&x, true)),
+        ));
+    }
+    for e in [8usize, 16, 64] {
+        for path in [GemmPath::Grouped, GemmPath::Loop] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let cfg = MoeConfig {
+                router: RouterConfig {
+                    kind: RouterKind::PerTask,
+                    num_experts: e,
+                    ..RouterConfig::default()
+                },
+                d_ff: f,
+                ..MoeConfig::default()
+            };
+            let layer = MoeLayer::new(vs.root(), &cfg, d, tasks).unwrap();
+            layer.experts().set_gemm_path(path);
+            let (x, ids) = (x.shallow_clone(), ids.shallow_clone());
+            points.push((
+                format!("MoE, E = {e}, {path:?}"),
+                vs,
+                Box::new(move || layer.forward(&x, &ids, true).unwrap().y),
+            ));
+        }
+    }
+    let mut best: Vec<(f64, f64, f64)> = vec![(f64::MAX, f64::MAX, f64::MAX); points.len()];
+    let mut opts: Vec<AdamW> = points
+        .iter()
+        .map(|(_, vs, _)| {
+            AdamW::new(vs.variables().into_iter().collect(), Default::default()).unwrap()
+        })
+        .collect();
+    for _ in 0..rounds {
+        for (i, (_, _, forward)) in points.iter().enumerate() {
+            let (mut fw, mut fb, mut op) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..runs + 1 {
+                let start = Instant::now();
+                let y = forward();
+                let mid = Instant::now();
+                (y * &grad).sum(Kind::Float).backward();
+                let end = Instant::now();
+                opts[i].step(1e-4).unwrap();
+                opts[i].zero_grad();
+                fw.push((mid - start).as_secs_f64() * 1e3);
+                fb.push((end - start).as_secs_f64() * 1e3);
+                op.push(end.elapsed().as_secs_f64() * 1e3);
+            }
+            let m = (
+                median(&mut fw[1..]),
+                median(&mut fb[1..]),
+                median(&mut op[1..]),
+            );
+            if m.1 < best[i].1 {
+                best[i] = m;
+            }
+        }
+    }
+    println!(
+        "One FFN sub-layer on the batch's {t} real tokens (d = {d}, FFN {f}, `per-task` router \
+         over {tasks} tasks, top-1, dropless), {} threads; medians of {runs} calls, minimum \
+         over {rounds} interleaved rounds.\n",
+        threads()
+    );
+    println!("| layer | params | forward ms | forward + backward ms | AdamW step + zero ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for ((label, vs, _), (fw, fb, op)) in points.iter().zip(best) {
+        let params: i64 = vs.variables().values().map(|t| t.numel() as i64).sum();
+        println!(
+            "| {label} | {:.2}M | {fw:.1} | {fb:.1} | {op:.1} |",
+            params as f64 / 1e6
+        );
+    }
+    println!();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let runs = value("--runs").and_then(|r| r.parse().ok()).unwrap_or(5);
+    let reps = value("--reps").and_then(|r| r.parse().ok()).unwrap_or(3);
+    if args.iter().any(|a| a == "--summary") {
+        summary(
+            args.iter().any(|a| a == "--quick"),
+            value("--torch").as_deref(),
+        );
+        layers(runs, reps);
+        return;
+    }
+    if args.iter().any(|a| a == "--layers") {
+        layers(runs, reps);
+        return;
+    }
+    match value("--point") {
+        Some(spec) => run_point(&spec, runs, reps),
+        // `cargo bench --workspace` runs every bench binary with `--bench`: one short point.
+        None => run_point("per-task:e8:t12:b32:train", 2, 1),
+    }
+}
