@@ -103,7 +103,10 @@ fn the_experiment_settings_fit_the_registry() {
     let s = &loaded.settings;
     let base = &loaded.run.data.tasks;
     assert_eq!(&s.unrelated.base_tasks, base);
-    assert_eq!(&s.low_resource.mixture, base, "claim 1 trains on the related tasks only");
+    assert_eq!(
+        &s.low_resource.mixture, base,
+        "claim 1 trains on the related tasks only"
+    );
     for t in base {
         assert!(!registry.get(t).unwrap().held_out, "{t}");
     }

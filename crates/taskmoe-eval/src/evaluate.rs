@@ -206,9 +206,7 @@ pub fn evaluate_with(
             .collect();
         preds.sort_by_key(|(i, _)| *i);
         let preds: Vec<Prediction> = preds.into_iter().map(|(_, p)| p).collect();
-        result
-            .tasks
-            .push(score(spec, &preds).map_err(fail)?);
+        result.tasks.push(score(spec, &preds).map_err(fail)?);
         result.predictions.extend(preds);
     }
     for (layer, sum) in routing {
