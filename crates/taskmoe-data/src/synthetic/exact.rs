@@ -80,12 +80,25 @@ mod tests {
     use super::*;
 
     #[test]
+    #[should_panic(expected = "span of the others")]
+    fn a_dependent_vector_is_refused() {
+        // sin(x + c) = a sin x + b cos x: the third lies in the span of the first two.
+        let v: Vec<Vec<f64>> = (0..3)
+            .map(|i| {
+                (0..64)
+                    .map(|j| (j as f64 * 0.37 + i as f64).sin())
+                    .collect()
+            })
+            .collect();
+        centred_orthonormal(&v);
+    }
+
+    #[test]
     fn basis_is_centred_and_orthonormal_and_weights_exact() {
         let vectors: Vec<Vec<f64>> = (0..5)
             .map(|i| {
-                (0..64)
-                    .map(|j| ((i * 64 + j) as f64 * 0.37).sin())
-                    .collect()
+                let mut rng = crate::rng::Rng::from_key(&[17, i]);
+                (0..64).map(|_| rng.normal()).collect()
             })
             .collect();
         let basis = centred_orthonormal(&vectors);
