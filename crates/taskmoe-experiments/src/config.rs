@@ -13,9 +13,11 @@ use taskmoe_train::{apply_overrides, deserialize_with_path, merge_tables, RunCon
 /// A named set of experiment settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Profile {
-    /// 3 seeds on a small benchmark: minutes on 2 CPU cores.
+    /// 16 seeds (and 3 tuning seeds) on the small generator-v2 benchmark: about 1.5 hours on
+    /// 2 CPU cores (docs/results.md).
     Quick,
-    /// 5 seeds on the default benchmark and model, more sizes: sized for a GPU.
+    /// 16 seeds (and 3 tuning seeds) on the full-size generator-v2 benchmark and the `small`
+    /// model, more sizes: sized for a GPU.
     Full,
 }
 

@@ -1,16 +1,17 @@
 //! The three experiments of task-aware sparse MoE (arXiv 2204.07689), each one command with
 //! an honest answer and error bars:
 //!
-//! 1. [`low_resource`]: do low-resource tasks gain from related high-resource tasks in the
-//!    mixture? Single-task, dense multi-task, token-MoE and each task-MoE router, at several
-//!    low-resource sizes and (synthetic data) several values of the relatedness knob.
+//! 1. [`low_resource`]: do low-resource tasks gain from related high-resource tasks in a
+//!    mixture of related tasks only? Early-stopped single-task models, dense multi-task,
+//!    token-MoE and each task-MoE router (each multi-task arm at its own mixture temperature),
+//!    at several low-resource sizes and (synthetic data) several values of the relatedness knob.
 //! 2. [`unseen`]: do held-out tasks learn from few examples faster when they reuse the routing
-//!    of the most related seen task (chosen by measured few-shot loss)? k-shot learning curves
-//!    from the dense model, task-MoE with transferred routing, task-MoE with fresh routing, and
-//!    a model trained from scratch.
+//!    of a related seen task? k-shot learning curves from the dense model, task-MoE with the
+//!    routing of the task chosen by few-shot loss or by declared family, with fresh routing,
+//!    with frozen experts, and a model trained from scratch, each at its own learning rate.
 //! 3. [`unrelated`]: do the original tasks keep their accuracy when unrelated or conflicting
-//!    tasks are added, jointly from the start or sequentially? Dense against task-MoE, with
-//!    routing heatmaps before and after.
+//!    tasks are added, jointly with matched exposure or sequentially without rehearsal? Dense
+//!    against task-MoE, with routing heatmaps before and after.
 //!
 //! Every arm is an ordinary `taskmoe train` run (a [`Runner`] starts them as processes, a few
 //! at a time, and reuses finished ones), so every number in a report can be reproduced from
