@@ -97,9 +97,27 @@ impl ExpertBank {
         })
     }
 
-    /// Number of experts `E`.
+    /// Number of experts `E` this bank stores (under sharded expert parallelism, this rank's
+    /// `E / P`).
     pub fn num_experts(&self) -> usize {
         self.w1.size()[0] as usize
+    }
+
+    /// The four stacked parameters, in the order `w1, b1, w2, b2`.
+    pub fn params(&self) -> [&Tensor; 4] {
+        [&self.w1, &self.b1, &self.w2, &self.b2]
+    }
+
+    /// Replaces the storage of every parameter by `new[i]` (same rank, any expert count), in
+    /// place: every handle on the parameters (the `VarStore`'s, an optimizer's) sees the new
+    /// tensors. Used to shard the experts over ranks and to gather them back.
+    pub(crate) fn set_storage(&self, new: [Tensor; 4]) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        for (param, data) in self.params().into_iter().zip(new) {
+            let mut handle = param.shallow_clone();
+            handle.f_set_data(&data)?;
+        }
+        Ok(())
     }
 
     /// Which grouped matmul the bank runs ([`GemmPath::Grouped`] unless set).

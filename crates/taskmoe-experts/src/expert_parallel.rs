@@ -66,14 +66,28 @@ pub(crate) fn forward(
     counts: &[usize],
     train: bool,
 ) -> Result<Tensor> {
-    let (p, me, e) = (ex.size(), ex.rank(), bank.num_experts());
-    if p == 0 || e % p != 0 || counts.len() != e {
+    let (p, me, e) = (ex.size(), ex.rank(), counts.len());
+    if p == 0 || e % p != 0 {
         return Err(ExpertsError::Input(format!(
-            "expert parallelism: {e} experts do not split over {p} ranks (or {} counts)",
-            counts.len()
+            "expert parallelism: {e} experts do not split over {p} ranks"
         )));
     }
     let el = e / p;
+    // A bank that stores every expert runs its slice; a sharded bank runs all it stores.
+    let narrowed;
+    let local = match bank.num_experts() {
+        n if n == e => {
+            narrowed = bank.narrow(me * el, el)?;
+            &narrowed
+        }
+        n if n == el => bank,
+        n => {
+            return Err(ExpertsError::Input(format!(
+                "expert parallelism: the bank stores {n} experts, neither all {e} nor this \
+                 rank's {el}"
+            )))
+        }
+    };
     let device = rows.device();
     let mine: Vec<i64> = counts.iter().map(|&c| c as i64).collect();
     let all = ex
@@ -118,11 +132,42 @@ pub(crate) fn forward(
     let order = Tensor::from_slice(&order).to_device(device);
     let inverse = Tensor::from_slice(&inverse).to_device(device);
     let grouped = received.f_index_select(0, &order)?;
-    let local = bank.narrow(me * el, el)?;
     let out = local.forward(&grouped, &local_counts, train)?;
     let back = out.f_index_select(0, &inverse)?;
     ex.all_to_all(&back, &send, &recv)
         .map_err(|err| exchange_err("all_to_all of the outputs", err))
+}
+
+/// This rank's share of a bank that stores all `E` experts: experts `r E/P .. (r+1) E/P` of
+/// every parameter, as contiguous copies.
+pub(crate) fn shard_of(bank: &ExpertBank, ex: &dyn ExpertExchange) -> Result<[Tensor; 4]> {
+    let (p, me, e) = (ex.size(), ex.rank(), bank.num_experts());
+    if p == 0 || e % p != 0 {
+        return Err(ExpertsError::Input(format!(
+            "expert parallelism: {e} experts do not split over {p} ranks"
+        )));
+    }
+    let el = (e / p) as i64;
+    let take = |t: &Tensor| -> Result<Tensor> {
+        Ok(tch::no_grad(|| t.f_narrow(0, me as i64 * el, el))?.f_contiguous()?)
+    };
+    let [w1, b1, w2, b2] = bank.params();
+    Ok([take(w1)?, take(b1)?, take(w2)?, take(b2)?])
+}
+
+/// Every rank's shard of a sharded bank, concatenated in rank order: all `E` experts of every
+/// parameter (one all-gather per parameter; no autograd history).
+pub(crate) fn gathered(bank: &ExpertBank, ex: &dyn ExpertExchange) -> Result<[Tensor; 4]> {
+    let gather = |t: &Tensor| -> Result<Tensor> {
+        let all = ex
+            .all_gather(&t.detach())
+            .map_err(|err| exchange_err("all_gather of the expert weights", err))?;
+        let mut shape = t.size();
+        shape[0] *= ex.size() as i64;
+        Ok(all.f_reshape(shape.as_slice())?)
+    };
+    let [w1, b1, w2, b2] = bank.params();
+    Ok([gather(w1)?, gather(b1)?, gather(w2)?, gather(b2)?])
 }
 
 /// This rank's aux losses with the load balance and the mutual information recomputed over

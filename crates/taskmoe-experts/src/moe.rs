@@ -1,6 +1,6 @@
 //! The sparse MoE feed-forward layer: router + dispatch + experts + combine.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tch::{nn, Kind, Tensor};
 
@@ -63,6 +63,9 @@ pub struct MoeLayer {
     exchange: OnceLock<Arc<dyn ExpertExchange>>,
     /// Set once for data parallelism: the aux losses are computed over this group's tokens.
     statistics: OnceLock<Arc<dyn ExpertExchange>>,
+    /// This rank's shard storage while the experts are gathered ([`MoeLayer::gather_experts`]),
+    /// to return to (an optimizer's flat buffers may hold it).
+    kept_shard: Mutex<Option<[Tensor; 4]>>,
 }
 
 /// The dense sub-network one task uses under `task-level` routing: its `k` experts with their
@@ -106,6 +109,7 @@ impl MoeLayer {
             shared,
             exchange: OnceLock::new(),
             statistics: OnceLock::new(),
+            kept_shard: Mutex::new(None),
         })
     }
 
@@ -120,10 +124,11 @@ impl MoeLayer {
     }
 
     /// Splits the experts over the ranks of `exchange` from now on (expert parallelism: see
-    /// `expert_parallel.rs`). Every rank still holds all `E` experts' weights, but runs only
-    /// its `E / P` on the rows the others send it, in training; evaluation (`train = false`)
-    /// runs all experts locally, with no collective. An error when `E` does not split evenly or
-    /// the layer already has a group.
+    /// `expert_parallel.rs`): each rank runs only its `E / P` on the rows the others send it,
+    /// in training. Every rank still stores all `E` experts' weights until
+    /// [`MoeLayer::shard_experts`]; while it does, evaluation (`train = false`) runs all experts
+    /// locally, with no collective. An error when `E` does not split evenly or the layer
+    /// already has a group.
     pub fn set_expert_parallel(&self, exchange: Arc<dyn ExpertExchange>) -> Result<()> {
         let (e, p) = (self.cfg.router.num_experts, exchange.size());
         if p == 0 || e % p != 0 {
@@ -135,6 +140,57 @@ impl MoeLayer {
         self.exchange.set(exchange).map_err(|_| {
             ExpertsError::Input("the MoE layer already has an expert-parallel group".into())
         })
+    }
+
+    /// Whether this rank stores only its share of the experts ([`MoeLayer::shard_experts`]).
+    pub fn experts_sharded(&self) -> bool {
+        self.experts.num_experts() < self.cfg.router.num_experts
+    }
+
+    /// Keeps only this rank's `E / P` experts in memory (the expert-parallel group must be
+    /// set): the bank's parameters shrink in place to `[E / P, ...]`, so the `VarStore` and an
+    /// optimizer built afterwards hold the shard alone. From then on the layer runs through
+    /// the group in evaluation too, so every rank of the group must run the same forward
+    /// calls. After [`MoeLayer::gather_experts`] it returns to the storage it kept (refreshed
+    /// from the gathered values). Nothing happens when already sharded.
+    pub fn shard_experts(&self) -> Result<()> {
+        let ex = self.exchange.get().ok_or_else(|| {
+            ExpertsError::Input("sharding the experts needs an expert-parallel group".into())
+        })?;
+        if self.experts_sharded() {
+            return Ok(());
+        }
+        let shard = expert_parallel::shard_of(&self.experts, ex.as_ref())?;
+        let kept = self.kept_shard.lock().expect("not poisoned").take();
+        match kept {
+            Some(kept) => {
+                let _guard = tch::no_grad_guard();
+                for (k, s) in kept.iter().zip(&shard) {
+                    k.shallow_clone().f_copy_(s)?;
+                }
+                self.experts.set_storage(kept)
+            }
+            None => self.experts.set_storage(shard),
+        }
+    }
+
+    /// Makes every rank of the expert-parallel group hold all `E` experts again (one
+    /// all-gather per parameter, every rank of the group must call it), for a checkpoint in
+    /// the single-process layout or an evaluation on one rank; [`MoeLayer::shard_experts`]
+    /// returns to the shard. Nothing happens when not sharded.
+    pub fn gather_experts(&self) -> Result<()> {
+        if !self.experts_sharded() {
+            return Ok(());
+        }
+        let ex = self
+            .exchange
+            .get()
+            .expect("a sharded layer has its expert-parallel group");
+        let full = expert_parallel::gathered(&self.experts, ex.as_ref())?;
+        // Other handles on the same storage (detached, so set_storage leaves them alone).
+        *self.kept_shard.lock().expect("not poisoned") =
+            Some(self.experts.params().map(Tensor::detach));
+        self.experts.set_storage(full)
     }
 
     /// The configuration.
@@ -187,9 +243,13 @@ impl MoeLayer {
             cfg.capacity(train),
         )?;
         let rows = permute(x, &plan)?; // (rows, d), grouped by expert
-                                       // Evaluation runs every expert here: every rank holds all of them, and a rank-0-only
-                                       // evaluation must not wait for ranks that are not evaluating.
-        let out_rows = match self.exchange.get().filter(|_| train) {
+                                       // Evaluation runs every expert here while this rank stores all of them, so a
+                                       // rank-0-only evaluation does not wait for ranks that are not evaluating.
+        let exchange = self
+            .exchange
+            .get()
+            .filter(|_| train || self.experts_sharded());
+        let out_rows = match exchange {
             Some(ex) => {
                 expert_parallel::forward(&self.experts, ex.as_ref(), &rows, &plan.counts, train)?
             }
@@ -240,6 +300,11 @@ impl MoeLayer {
     /// Extracts the sub-network `task` uses under `task-level` routing (evaluation mode, so no
     /// noise); an error for other router kinds, whose experts depend on the token.
     pub fn task_subnetwork(&self, task: usize) -> Result<TaskSubnetwork> {
+        if self.experts_sharded() {
+            return Err(ExpertsError::Input(
+                "the experts are sharded over ranks: gather them first".into(),
+            ));
+        }
         if self.cfg.router.kind != RouterKind::TaskLevel {
             return Err(ExpertsError::Input(format!(
                 "task sub-networks exist only for task-level routing, this layer routes with \

@@ -8,10 +8,15 @@
 //!
 //! With `train.expert_parallel = P > 1`, each block of `P` consecutive ranks also forms an
 //! expert-parallel group: every MoE layer runs its experts split over the group, exchanging
-//! token rows by all-to-all ([`taskmoe_experts::ExpertExchange`]). Every rank still stores
-//! every expert: the gradient average (which sums the owner's expert gradients, zeros
-//! elsewhere) keeps all copies equal, so checkpoints keep the single-process layout.
+//! token rows by all-to-all ([`taskmoe_experts::ExpertExchange`]), and each rank stores only
+//! its `E / P` experts and their AdamW moments ([`Distributed::shard_experts`]). Expert
+//! gradients are averaged over the ranks that hold the same experts (the expert-data-parallel
+//! group), everything else over all ranks; the clipping norm adds the shards' squares over the
+//! expert-parallel group. Checkpoints gather the experts and their moments first, so they keep
+//! the single-process layout and load anywhere.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,9 +37,17 @@ pub struct Distributed {
     topology: Topology,
     buckets: GradBuckets,
     experts: Option<Arc<ExpertGroup>>,
+    /// The ranks that hold the same experts as this one, when there are several.
+    expert_dp: Option<ProcessGroup>,
+    /// The names of the parameters this rank stores a shard of (after
+    /// [`Distributed::shard_experts`]).
+    sharded: BTreeSet<String>,
     /// All ranks again, as the MoE layers' statistics group (global aux losses).
     statistics: Arc<ExpertGroup>,
 }
+
+/// The optimizer partition of the sharded expert parameters ([`AdamW::with_partitions`]).
+const EXPERT_PARTITION: usize = 1;
 
 /// An expert-parallel group as the MoE layers see it.
 #[derive(Debug)]
@@ -122,6 +135,13 @@ impl Distributed {
         } else {
             None
         };
+        let expert_dp_ranks = topology.expert_dp_ranks();
+        let expert_dp = if topology.ep > 1 && expert_dp_ranks.len() > 1 {
+            let name = format!("edp{}", topology.ep_rank());
+            world.subgroup(&name, &expert_dp_ranks).map_err(dist_err)?
+        } else {
+            None
+        };
         let all: Vec<usize> = (0..env.world_size).collect();
         let statistics = world
             .subgroup("statistics", &all)
@@ -132,6 +152,8 @@ impl Distributed {
             topology,
             buckets: GradBuckets::default(),
             experts,
+            expert_dp,
+            sharded: BTreeSet::new(),
             statistics: Arc::new(ExpertGroup(statistics)),
         })
     }
@@ -168,15 +190,186 @@ impl Distributed {
 
     /// Averages the gradients over the ranks, in place in the optimizer's flat buffers (a few
     /// bucketed all-reduces; parameters a rank's shard did not reach count as zero there).
+    ///
+    /// The sharded experts' buffers are summed over the expert-data-parallel group only (the
+    /// ranks holding the same experts; their owners' gradients already hold the rows of the
+    /// whole expert-parallel group) and divided by the world size too, which is the same
+    /// average as over a world in which every rank held every expert.
     pub fn sync_grads(&self, opt: &mut AdamW) -> Result<()> {
         let world = self.world_size() as f64;
-        for flat in opt.flat_grads()? {
+        for (partition, flat) in opt.flat_grads_by_partition()? {
             let n = flat.numel() as i64;
-            self.buckets
-                .reduce(&self.world, &flat, 0, n, world)
-                .map_err(dist_err)?;
+            let group = match partition {
+                EXPERT_PARTITION => self.expert_dp.as_ref(),
+                _ => Some(&self.world),
+            };
+            match group {
+                Some(group) => {
+                    self.buckets
+                        .reduce(group, &flat, 0, n, world)
+                        .map_err(dist_err)?;
+                }
+                None => tch::no_grad(|| {
+                    let _ = flat.shallow_clone().g_div_scalar_(world);
+                }),
+            }
         }
         Ok(())
+    }
+
+    /// The L2 norm of the whole model's averaged gradients (call after
+    /// [`Distributed::sync_grads`]): the replicated parameters' squares are the same on every
+    /// rank, the sharded experts' are summed over the expert-parallel group.
+    pub fn grad_norm(&self, opt: &mut AdamW) -> Result<f64> {
+        let sums = opt.grad_square_sums()?;
+        let experts = sums.get(&EXPERT_PARTITION).copied().unwrap_or(0.0);
+        let others: f64 = sums
+            .iter()
+            .filter(|(p, _)| **p != EXPERT_PARTITION)
+            .map(|(_, v)| v)
+            .sum();
+        let experts = match (&self.experts, self.sharded.is_empty()) {
+            (Some(group), false) => group.0.all_reduce_f64(&[experts]).map_err(dist_err)?[0],
+            _ => experts,
+        };
+        Ok((others + experts).sqrt())
+    }
+
+    /// Whether the MoE layers' experts are sharded over an expert-parallel group.
+    pub fn shards_experts(&self) -> bool {
+        !self.sharded.is_empty()
+    }
+
+    /// The optimizer partition of parameter `name` (sharded experts apart from the rest).
+    pub fn partition(&self, name: &str) -> usize {
+        match self.sharded.contains(name) {
+            true => EXPERT_PARTITION,
+            false => 0,
+        }
+    }
+
+    /// Keeps only this rank's share of every MoE layer's experts (with
+    /// `train.expert_parallel > 1`; nothing otherwise), remembering which parameters of `vs`
+    /// are sharded ([`Distributed::partition`]). Build the optimizer afterwards.
+    pub fn shard_experts(&mut self, model: &MultiTaskModel, vs: &nn::VarStore) -> Result<()> {
+        if self.experts.is_none() {
+            return Ok(());
+        }
+        let vars = vs.variables();
+        for (block, layer) in model.moe_layers() {
+            let ptrs: Vec<usize> = layer
+                .experts()
+                .params()
+                .iter()
+                .map(|t| t.data_ptr() as usize)
+                .collect();
+            let names: Vec<&String> = vars
+                .iter()
+                .filter(|(_, t)| ptrs.contains(&(t.data_ptr() as usize)))
+                .map(|(n, _)| n)
+                .collect();
+            if names.len() != ptrs.len() {
+                return Err(invalid(
+                    "distributed",
+                    format!(
+                        "MoE block {block}: found {} of the 4 expert parameters in the \
+                         VarStore",
+                        names.len()
+                    ),
+                ));
+            }
+            self.sharded.extend(names.into_iter().cloned());
+            layer
+                .shard_experts()
+                .map_err(|e| invalid("distributed", format!("MoE block {block}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Gathers (`gathered = true`) or re-shards every MoE layer's experts: collective over the
+    /// expert-parallel group. Gathered, every rank holds all experts (a checkpoint, an
+    /// evaluation by rank 0); re-sharded, each returns to its shard (refreshed from the
+    /// gathered values), which the optimizer updates.
+    pub fn set_experts_gathered(&self, model: &MultiTaskModel, gathered: bool) -> Result<()> {
+        if !self.shards_experts() {
+            return Ok(());
+        }
+        for (block, layer) in model.moe_layers() {
+            let done = match gathered {
+                true => layer.gather_experts(),
+                false => layer.shard_experts(),
+            };
+            done.map_err(|e| invalid("distributed", format!("MoE block {block}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The optimizer's state in the single-process layout: the sharded experts' moments
+    /// gathered over the expert-parallel group (collective), the rest as they are.
+    pub fn gathered_state(&self, opt: &AdamW) -> Result<Vec<(String, Tensor)>> {
+        let mut state = opt.state_tensors()?;
+        let Some(group) = self.experts.as_ref().filter(|_| self.shards_experts()) else {
+            return Ok(state);
+        };
+        for (name, t) in &mut state {
+            if self.sharded_moment(name) {
+                let mut shape = t.size();
+                shape[0] *= group.size() as i64;
+                *t = group
+                    .0
+                    .all_gather(t)
+                    .map_err(dist_err)?
+                    .reshape(shape.as_slice());
+            }
+        }
+        Ok(state)
+    }
+
+    /// This rank's share of optimizer state in the single-process layout (as
+    /// [`Distributed::gathered_state`] writes it): the sharded experts' moments narrowed to
+    /// this rank's experts. `origin` names the state's source in errors.
+    pub fn shard_state(
+        &self,
+        state: Vec<(String, Tensor)>,
+        origin: &Path,
+    ) -> Result<BTreeMap<String, Tensor>> {
+        let Some(group) = self.experts.as_ref().filter(|_| self.shards_experts()) else {
+            return Ok(state.into_iter().collect());
+        };
+        let (p, me) = (group.size() as i64, group.rank() as i64);
+        let mut out = BTreeMap::new();
+        for (name, t) in state {
+            let t = if self.sharded_moment(&name) {
+                let e = t.size().first().copied().unwrap_or(0);
+                if e % p != 0 {
+                    return Err(invalid(
+                        "resume",
+                        format!(
+                            "{}: `{name}` has {e} experts, which do not split over {p} ranks",
+                            origin.display()
+                        ),
+                    ));
+                }
+                t.narrow(0, me * (e / p), e / p).contiguous()
+            } else {
+                t
+            };
+            out.insert(name, t);
+        }
+        Ok(out)
+    }
+
+    /// Whether a state tensor's name is a moment of a sharded parameter.
+    fn sharded_moment(&self, name: &str) -> bool {
+        [
+            crate::optim::EXP_AVG_PREFIX,
+            crate::optim::EXP_AVG_SQ_PREFIX,
+        ]
+        .iter()
+        .any(|prefix| {
+            name.strip_prefix(prefix)
+                .is_some_and(|param| self.sharded.contains(param))
+        })
     }
 
     /// Sums host numbers over the ranks.

@@ -316,7 +316,45 @@ impl Trainer {
         if let Some(d) = &trainer.dist {
             d.broadcast_params(&trainer.vs)?;
         }
+        trainer.shard_experts()?;
         Ok(trainer)
+    }
+
+    /// Under expert parallelism, keeps only this rank's experts and rebuilds the optimizer
+    /// over the shards, its state (restored or fresh) narrowed to them.
+    fn shard_experts(&mut self) -> Result<()> {
+        let Some(d) = &mut self.dist else {
+            return Ok(());
+        };
+        let state = self.opt.state_tensors()?;
+        d.shard_experts(&self.model, &self.vs)?;
+        if !d.shards_experts() {
+            return Ok(());
+        }
+        let origin = self.last_checkpoint.as_ref().map_or_else(
+            || PathBuf::from("the initial optimizer state"),
+            |c| c.join(OPTIMIZER_FILE),
+        );
+        let state = d.shard_state(state, &origin)?;
+        let d = &*d;
+        let mut opt = AdamW::with_partitions(
+            trainable(&self.vs, &self.cfg.train.train_only)?,
+            self.cfg.train.optimizer,
+            crate::optim::default_decays,
+            |name| d.partition(name),
+        )?;
+        opt.load_tensors(state, &origin)?;
+        self.opt = opt;
+        Ok(())
+    }
+
+    /// Gathers every rank's experts (`true`) or returns to this rank's shard (`false`), under
+    /// sharded expert parallelism; collective over the expert-parallel group.
+    fn set_experts_gathered(&self, gathered: bool) -> Result<()> {
+        match &self.dist {
+            Some(d) => d.set_experts_gathered(&self.model, gathered),
+            None => Ok(()),
+        }
     }
 
     fn restore(&mut self, dir: &Path) -> Result<()> {
@@ -476,6 +514,7 @@ impl Trainer {
             None
         };
         let skipped_before = self.state.skipped_steps;
+        self.set_experts_gathered(false)?;
         while self.state.step < last {
             let started = Instant::now();
             let mut log = self.step()?;
@@ -509,8 +548,13 @@ impl Trainer {
             let every = |n: u64| n > 0 && step % n == 0;
             let mut new_best = false;
             let evaluate_now = every(self.cfg.train.eval_every) || step == total;
-            if rank0 && evaluate_now {
-                new_best = self.evaluate(evaluate, progress)?;
+            if evaluate_now {
+                // Rank 0 evaluates alone, on all experts.
+                self.set_experts_gathered(true)?;
+                if rank0 {
+                    new_best = self.evaluate(evaluate, progress)?;
+                }
+                self.set_experts_gathered(false)?;
             }
             let mut stop = interrupted();
             if let Some(d) = &self.dist {
@@ -527,12 +571,12 @@ impl Trainer {
                 if let Some(metrics) = &mut metrics {
                     metrics.flush().map_err(io(&metrics_path))?;
                 }
-                let dir = if rank0 {
-                    let dir = self.checkpoint()?;
-                    progress.message(&format!("step {step}: checkpoint {}", dir.display()));
-                    dir
-                } else {
-                    self.run_dir.join(format!("checkpoint-{step}"))
+                let dir = match self.checkpoint_collective()? {
+                    Some(dir) => {
+                        progress.message(&format!("step {step}: checkpoint {}", dir.display()));
+                        dir
+                    }
+                    None => self.run_dir.join(format!("checkpoint-{step}")),
                 };
                 // No rank runs ahead of a checkpoint that is still being written.
                 if let Some(d) = &self.dist {
@@ -548,6 +592,8 @@ impl Trainer {
             }
         }
         progress.finish();
+        // The trained model, whole on every rank (for a final test on rank 0).
+        self.set_experts_gathered(true)?;
         let skipped = self.state.skipped_steps - skipped_before;
         if skipped > 0 {
             progress.message(&format!(
@@ -720,11 +766,13 @@ impl Trainer {
             if let Some(d) = &self.dist {
                 d.sync_grads(&mut self.opt)?;
             }
-            norm = if self.cfg.train.clip_grad_norm > 0.0 {
-                self.opt.clip_grad_norm(self.cfg.train.clip_grad_norm)?
-            } else {
-                self.opt.grad_norm()?
+            norm = match &self.dist {
+                Some(d) => d.grad_norm(&mut self.opt)?,
+                None => self.opt.grad_norm()?,
             };
+            if self.cfg.train.clip_grad_norm > 0.0 {
+                self.opt.clip_to_norm(norm, self.cfg.train.clip_grad_norm)?;
+            }
             action = self.cfg.train.nonfinite.check(
                 step + 1,
                 &format!("the gradient norm (last good checkpoint: {checkpoint})"),
@@ -793,8 +841,38 @@ impl Trainer {
         }
     }
 
-    /// Writes `checkpoint-{step}/` atomically and rotates old ones.
+    /// [`Trainer::checkpoint`] in a multi-process job: every rank calls it; the experts and
+    /// their moments are gathered from their shards first (if sharded) and rank 0 writes.
+    /// Returns the folder rank 0 wrote (`None` on the other ranks).
+    fn checkpoint_collective(&mut self) -> Result<Option<PathBuf>> {
+        let Some(d) = &self.dist else {
+            return self.checkpoint().map(Some);
+        };
+        if !d.shards_experts() {
+            return match self.is_rank0() {
+                true => self.checkpoint().map(Some),
+                false => Ok(None),
+            };
+        }
+        let state = d.gathered_state(&self.opt)?;
+        self.set_experts_gathered(true)?;
+        let written = match self.is_rank0() {
+            true => Some(self.write_checkpoint(&state)?),
+            false => None,
+        };
+        self.set_experts_gathered(false)?;
+        Ok(written)
+    }
+
+    /// Writes `checkpoint-{step}/` atomically and rotates old ones (a single process, or rank 0
+    /// of a job whose experts are not sharded).
     pub fn checkpoint(&mut self) -> Result<PathBuf> {
+        let state = self.opt.state_tensors()?;
+        self.write_checkpoint(&state)
+    }
+
+    /// Writes `checkpoint-{step}/` with the optimizer state `state`.
+    fn write_checkpoint(&mut self, state: &[(String, Tensor)]) -> Result<PathBuf> {
         let step = self.state.step;
         let card = ModelCard {
             model: self.cfg.model.clone(),
@@ -808,7 +886,7 @@ impl Trainer {
             save_weights(&self.vs, &files.path(MODEL_FILE)?, ExportDtype::F32)
                 .map_err(model_err)?;
             if self.cfg.train.save_optimizer {
-                self.opt.save(files.path(OPTIMIZER_FILE)?)?;
+                Tensor::write_safetensors(state, files.path(OPTIMIZER_FILE)?)?;
             }
             save_card(&card, &files.path(MODEL_CARD_FILE)?).map_err(model_err)?;
             files.write_bytes(RUN_CONFIG_FILE, config_text.as_bytes())?;

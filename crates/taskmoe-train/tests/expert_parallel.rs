@@ -1,7 +1,9 @@
 //! Expert parallelism on 2 processes over loopback (Gloo): a MoE layer whose 4 experts are
 //! split over the ranks (2 each, token rows exchanged by all-to-all) gives the output and the
 //! gradients (router, experts, input) of the single-process layer on the same tokens, to 1e-5,
-//! and the aux losses of all tokens (load balance and mutual information over the group).
+//! and the aux losses of all tokens (load balance and mutual information over the group);
+//! with the experts sharded (each rank storing its 2), the same in training and evaluation,
+//! and gathering them back gives the single-process weights.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -119,6 +121,62 @@ fn worker() {
     let [reduce, a2a, _] = group.0.stats();
     assert_eq!(a2a.calls, 4);
     assert_eq!(reduce.calls, 2);
+
+    // Sharded: the rank keeps its 2 experts in memory; training and evaluation go through
+    // the group and give the single process's output, and the shard's gradients are the
+    // single process's gradients of those experts.
+    // (A fresh layer: sharding happens before any backward pass, as in the trainer.)
+    let vs_ep = nn::VarStore::new(Device::Cpu);
+    let ep = layer(&vs_ep);
+    ep.set_expert_parallel(group.clone()).unwrap();
+    ep.shard_experts().unwrap();
+    assert!(ep.experts_sharded());
+    assert_eq!(ep.experts().num_experts(), 2);
+    assert_eq!(vs_ep.variables()["moe.experts.w1"].size(), [2, D, 16]);
+    let x_sh = x.narrow(0, r * half, half).copy().set_requires_grad(true);
+    let out = ep
+        .forward(&x_sh, &tasks.narrow(0, r * half, half), true)
+        .unwrap();
+    let aux = (&out.aux.load_balance + &out.aux.mutual_information) / 2.0;
+    ((&out.y * c.narrow(0, r * half, half)).sum(Kind::Float) + aux).backward();
+    let y_all = world
+        .all_gather(&out.y.detach())
+        .unwrap()
+        .reshape([TOKENS, D]);
+    close("sharded output", &y_all, &y_one.detach());
+    for name in ["w1", "b1", "w2", "b2"] {
+        let key = format!("moe.experts.{name}");
+        let mine = vs_ep.variables()[&key].grad();
+        let full = one_vars[&key].grad().narrow(0, 2 * r, 2);
+        close(&format!("sharded gradient of {name}"), &mine, &full);
+    }
+    let eval = tch::no_grad(|| {
+        ep.forward(
+            &x.narrow(0, r * half, half),
+            &tasks.narrow(0, r * half, half),
+            false,
+        )
+        .unwrap()
+    });
+    let eval_one = tch::no_grad(|| one.forward(&x, &tasks, false).unwrap());
+    let eval_all = world.all_gather(&eval.y).unwrap().reshape([TOKENS, D]);
+    close("sharded evaluation output", &eval_all, &eval_one.y);
+
+    // Gathered again: all 4 experts, equal to the single process's weights; then back to
+    // the same shard storage.
+    let shard_ptr = vs_ep.variables()["moe.experts.w1"].data_ptr();
+    ep.gather_experts().unwrap();
+    assert!(!ep.experts_sharded());
+    for name in ["w1", "b1", "w2", "b2"] {
+        let key = format!("moe.experts.{name}");
+        close(
+            &format!("gathered {name}"),
+            &vs_ep.variables()[&key],
+            &one_vars[&key],
+        );
+    }
+    ep.shard_experts().unwrap();
+    assert_eq!(vs_ep.variables()["moe.experts.w1"].data_ptr(), shard_ptr);
     println!("WORKER OK");
 }
 

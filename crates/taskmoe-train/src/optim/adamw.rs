@@ -28,9 +28,10 @@
 //!
 //! # Flat buffers
 //!
-//! The parameters of one kind and device are moved into one flat buffer when the optimizer is
-//! built (each parameter's data becomes a view of it, `Tensor::set_data`, so the model and its
-//! `VarStore` see the same values), decay group first, with flat buffers for the moments and
+//! The parameters of one kind, device and partition ([`AdamW::with_partitions`]) are moved
+//! into one flat buffer when the optimizer is built (each parameter's data becomes a view of
+//! it, `Tensor::set_data`, so the model and its `VarStore` see the same values), decay group
+//! first, with flat buffers for the moments and
 //! for the gradients: the first time a gradient is seen it is copied into its slice and
 //! becomes a view of it too, and libtorch accumulates later gradients in place, so from then on
 //! the whole update, the gradient norm and the clipping are a few vectorised ops over a few
@@ -152,11 +153,15 @@ struct ParamState {
     /// Its flat group, and its element offset in the group's buffers.
     group: usize,
     offset: i64,
+    /// Its partition ([`AdamW::with_partitions`]; 0 by default).
+    partition: usize,
 }
 
-/// The parameters of one kind and device in flat buffers, decayed ones first.
+/// The parameters of one kind, device and partition in flat buffers, decayed ones first.
 #[derive(Debug)]
 struct FlatGroup {
+    /// The partition its parameters belong to.
+    partition: usize,
     /// Indices into `AdamW::params`, in buffer order.
     members: Vec<usize>,
     /// Elements of the decayed parameters (a prefix of the buffers).
@@ -204,6 +209,20 @@ impl AdamW {
         config: AdamWConfig,
         decays: impl Fn(&str) -> bool,
     ) -> Result<Self> {
+        Self::with_partitions(params, config, decays, |_| 0)
+    }
+
+    /// [`AdamW::with_decay_rule`] with the parameters split into partitions by
+    /// `partition(name)`: each partition gets flat buffers of its own, so its gradients can be
+    /// reduced over another group of ranks ([`AdamW::flat_grads_by_partition`]; expert
+    /// parallelism reduces the sharded experts' gradients over the ranks that hold the same
+    /// experts, the rest over all ranks). The update is the same.
+    pub fn with_partitions(
+        params: Vec<(String, Tensor)>,
+        config: AdamWConfig,
+        decays: impl Fn(&str) -> bool,
+        partition: impl Fn(&str) -> usize,
+    ) -> Result<Self> {
         config.validate()?;
         let mut sorted: BTreeMap<String, Tensor> = BTreeMap::new();
         for (name, param) in params {
@@ -225,6 +244,7 @@ impl AdamW {
             .into_iter()
             .map(|(name, param)| ParamState {
                 decay: decays(&name),
+                partition: partition(&name),
                 exp_avg: Tensor::new(),
                 exp_avg_sq: Tensor::new(),
                 name,
@@ -272,12 +292,53 @@ impl AdamW {
     /// into them changes the gradients the next [`AdamW::step`] and [`AdamW::grad_norm`] use:
     /// data parallelism all-reduces them in place.
     pub fn flat_grads(&mut self) -> Result<Vec<Tensor>> {
+        Ok(self
+            .flat_grads_by_partition()?
+            .into_iter()
+            .map(|(_, g)| g)
+            .collect())
+    }
+
+    /// [`AdamW::flat_grads`] with the partition of each buffer.
+    pub fn flat_grads_by_partition(&mut self) -> Result<Vec<(usize, Tensor)>> {
         self.adopt_grads()?;
         Ok(self
             .groups
             .iter()
-            .map(|g| g.grads.shallow_clone())
+            .map(|g| (g.partition, g.grads.shallow_clone()))
             .collect())
+    }
+
+    /// The sum of the squared gradients of each partition (absent: no parameter), over the
+    /// flat buffers; [`AdamW::grad_norm`] is the square root of their total.
+    pub fn grad_square_sums(&mut self) -> Result<BTreeMap<usize, f64>> {
+        self.adopt_grads()?;
+        let _guard = tch::no_grad_guard();
+        let mut sums = BTreeMap::new();
+        for group in &self.groups {
+            let norm = group.grads.f_norm()?.f_double_value(&[])?;
+            *sums.entry(group.partition).or_insert(0.0) += norm * norm;
+        }
+        Ok(sums)
+    }
+
+    /// Clips the gradients to a global L2 norm of `max_norm` given that norm (computed by the
+    /// caller, say over the shards of several ranks), as [`AdamW::clip_grad_norm`] does.
+    pub fn clip_to_norm(&mut self, norm: f64, max_norm: f64) -> Result<()> {
+        if !(max_norm.is_finite() && max_norm > 0.0) {
+            return Err(invalid(
+                "gradient clipping",
+                format!("max_norm = {max_norm} must be > 0"),
+            ));
+        }
+        if norm.is_finite() && norm > max_norm {
+            let scale = max_norm / (norm + CLIP_EPS);
+            let _guard = tch::no_grad_guard();
+            for group in &mut self.groups {
+                let _ = group.grads.f_mul_scalar_(scale)?;
+            }
+        }
+        Ok(())
     }
 
     /// The hyper-parameters.
@@ -329,34 +390,15 @@ impl AdamW {
 
     /// The global L2 norm of the gradients (0 when none is defined), over the flat buffers.
     pub fn grad_norm(&mut self) -> Result<f64> {
-        self.adopt_grads()?;
-        let _guard = tch::no_grad_guard();
-        let mut squares = 0.0;
-        for group in &self.groups {
-            let norm = group.grads.f_norm()?.f_double_value(&[])?;
-            squares += norm * norm;
-        }
-        Ok(squares.sqrt())
+        Ok(self.grad_square_sums()?.values().sum::<f64>().sqrt())
     }
 
     /// Clips the parameters' gradients to a global L2 norm of `max_norm` and returns the norm
     /// before clipping, as [`crate::clip_grad_norm`] does (a non-finite norm is returned and nothing is
     /// scaled), in one scaling op per flat buffer.
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> Result<f64> {
-        if !(max_norm.is_finite() && max_norm > 0.0) {
-            return Err(invalid(
-                "gradient clipping",
-                format!("max_norm = {max_norm} must be > 0"),
-            ));
-        }
         let norm = self.grad_norm()?;
-        if norm.is_finite() && norm > max_norm {
-            let scale = max_norm / (norm + CLIP_EPS);
-            let _guard = tch::no_grad_guard();
-            for group in &mut self.groups {
-                let _ = group.grads.f_mul_scalar_(scale)?;
-            }
-        }
+        self.clip_to_norm(norm, max_norm)?;
         Ok(norm)
     }
 
@@ -450,8 +492,18 @@ impl AdamW {
     /// extra and mis-shaped entry, and the optimizer is left unchanged.
     pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let mut saved: BTreeMap<String, Tensor> =
-            Tensor::read_safetensors(path)?.into_iter().collect();
+        let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)?.into_iter().collect();
+        self.load_tensors(saved, path)
+    }
+
+    /// [`AdamW::load`] from tensors named as in [`AdamW::state_tensors`]; `origin` names
+    /// their source in errors.
+    pub fn load_tensors(
+        &mut self,
+        mut saved: BTreeMap<String, Tensor>,
+        origin: &Path,
+    ) -> Result<()> {
+        let path = origin;
         let mut problems = Vec::new();
         let mut take_step = |saved: &mut BTreeMap<String, Tensor>, key: &str| {
             match saved.remove(key) {
@@ -530,14 +582,14 @@ fn is_adopted(g: &Tensor, p: &ParamState, groups: &[FlatGroup]) -> bool {
     g.is_contiguous() && grads.narrow(0, p.offset, g.numel() as i64).data_ptr() == g.data_ptr()
 }
 
-/// Groups the parameters by kind and device, decayed first, and moves each group into flat
+/// Groups the parameters by kind, device and partition, decayed first, and moves each group into flat
 /// buffers (module docs, "Flat buffers").
 fn flatten(params: &mut [ParamState]) -> Result<Vec<FlatGroup>> {
     let _guard = tch::no_grad_guard();
-    let mut keys: Vec<(Kind, Device)> = Vec::new();
+    let mut keys: Vec<(Kind, Device, usize)> = Vec::new();
     let mut members: Vec<Vec<usize>> = Vec::new();
     for (i, p) in params.iter().enumerate() {
-        let key = (p.param.kind(), p.param.device());
+        let key = (p.param.kind(), p.param.device(), p.partition);
         let g = match keys.iter().position(|k| *k == key) {
             Some(g) => g,
             None => {
@@ -549,7 +601,7 @@ fn flatten(params: &mut [ParamState]) -> Result<Vec<FlatGroup>> {
         members[g].push(i);
     }
     let mut groups = Vec::with_capacity(keys.len());
-    for (group, ((kind, device), mut idx)) in keys.into_iter().zip(members).enumerate() {
+    for (group, ((kind, device, partition), mut idx)) in keys.into_iter().zip(members).enumerate() {
         idx.sort_by_key(|&i| !params[i].decay); // stable: name order within each part
         let flat: Vec<Tensor> = idx
             .iter()
@@ -577,6 +629,7 @@ fn flatten(params: &mut [ParamState]) -> Result<Vec<FlatGroup>> {
             }
         }
         groups.push(FlatGroup {
+            partition,
             members: idx,
             decay_len,
             scratch: Tensor::f_empty([total.min(CHUNK)], (kind, device))?,
