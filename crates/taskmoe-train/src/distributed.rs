@@ -34,6 +34,8 @@ use crate::run_config::RunConfig;
 #[derive(Debug)]
 pub struct Distributed {
     world: ProcessGroup,
+    /// The rank on this node (`LOCAL_RANK`): which GPU a CUDA run uses.
+    local_rank: usize,
     topology: Topology,
     buckets: GradBuckets,
     experts: Option<Arc<ExpertGroup>>,
@@ -149,6 +151,7 @@ impl Distributed {
             .expect("every rank is in the world");
         Ok(Distributed {
             world,
+            local_rank: env.local_rank,
             topology,
             buckets: GradBuckets::default(),
             experts,
@@ -161,6 +164,11 @@ impl Distributed {
     /// This process's rank.
     pub fn rank(&self) -> usize {
         self.world.rank()
+    }
+
+    /// This process's rank on its node (`LOCAL_RANK`).
+    pub fn local_rank(&self) -> usize {
+        self.local_rank
     }
 
     /// Number of ranks.

@@ -55,7 +55,7 @@ pub use run_data::{load_tokenizer, RunData, SkippedRows};
 pub use run_lock::{RunLock, LOCK_FILE};
 pub use schedule::{Decay, ScheduleConfig};
 pub use trainer::{
-    resolve_checkpoint, select_device, EvalPoint, Progress, Silent, StepLog, Trainer, EVAL_FILE,
-    METRICS_FILE, MODEL_CARD_FILE, MODEL_FILE, OPTIMIZER_FILE, RUN_CONFIG_FILE,
+    rank_device, resolve_checkpoint, select_device, EvalPoint, Progress, Silent, StepLog, Trainer,
+    EVAL_FILE, METRICS_FILE, MODEL_CARD_FILE, MODEL_FILE, OPTIMIZER_FILE, RUN_CONFIG_FILE,
 };
 pub use trainer_state::{BestMetric, TrainerState, TRAINER_STATE_FILE, TRAINER_STATE_VERSION};

@@ -170,6 +170,23 @@ pub fn select_device(name: &str) -> Result<Device> {
     Ok(selected.device)
 }
 
+/// The device of the process with node-local rank `local_rank` in a multi-process job: on
+/// CUDA one GPU per process, `cuda:LOCAL_RANK` (as torchrun's convention has it), an error
+/// naming both numbers when the node has fewer GPUs; the CPU is shared.
+pub fn rank_device(device: Device, local_rank: usize, cuda_devices: usize) -> Result<Device> {
+    match device {
+        Device::Cuda(_) if local_rank >= cuda_devices => Err(invalid(
+            "device",
+            format!(
+                "LOCAL_RANK = {local_rank} needs GPU {local_rank}, but this node has \
+                 {cuda_devices} CUDA device(s): start at most one process per GPU"
+            ),
+        )),
+        Device::Cuda(_) => Ok(Device::Cuda(local_rank)),
+        other => Ok(other),
+    }
+}
+
 impl Trainer {
     /// Sets up a run in `cfg.run_dir()`. With `resume`, continues from the newest complete
     /// checkpoint there (if any); without, refuses a folder that already has checkpoints.
@@ -194,7 +211,10 @@ impl Trainer {
         if cfg.train.threads > 0 {
             tch::set_num_threads(cfg.train.threads as i32);
         }
-        let device = select_device(&cfg.train.device)?;
+        let mut device = select_device(&cfg.train.device)?;
+        if let Some(d) = &dist {
+            device = rank_device(device, d.local_rank(), tch::Cuda::device_count() as usize)?;
+        }
         taskmoe_device::check_precision(cfg.train.precision)
             .map_err(|e| invalid("precision", e.to_string()))?;
         let run_dir = cfg.run_dir();
@@ -1000,4 +1020,20 @@ fn trainable(vs: &nn::VarStore, only: &[String]) -> Result<Vec<(String, Tensor)>
         }
     }
     Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_process_of_a_cuda_job_takes_the_gpu_of_its_local_rank() {
+        assert_eq!(rank_device(Device::Cuda(0), 3, 4).unwrap(), Device::Cuda(3));
+        assert_eq!(rank_device(Device::Cpu, 3, 0).unwrap(), Device::Cpu);
+        let err = rank_device(Device::Cuda(0), 2, 2).unwrap_err().to_string();
+        assert!(
+            err.contains("LOCAL_RANK = 2") && err.contains("2 CUDA device"),
+            "{err}"
+        );
+    }
 }
