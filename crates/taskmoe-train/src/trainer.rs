@@ -874,7 +874,10 @@ impl Trainer {
                 false => Ok(None),
             };
         }
-        let state = d.gathered_state(&self.opt)?;
+        let state = match self.cfg.train.save_optimizer {
+            true => d.gathered_state(&self.opt)?,
+            false => Vec::new(),
+        };
         self.set_experts_gathered(true)?;
         let written = match self.is_rank0() {
             true => Some(self.write_checkpoint(&state)?),
@@ -887,11 +890,15 @@ impl Trainer {
     /// Writes `checkpoint-{step}/` atomically and rotates old ones (a single process, or rank 0
     /// of a job whose experts are not sharded).
     pub fn checkpoint(&mut self) -> Result<PathBuf> {
-        let state = self.opt.state_tensors()?;
+        let state = match self.cfg.train.save_optimizer {
+            true => self.opt.state_tensors()?,
+            false => Vec::new(),
+        };
         self.write_checkpoint(&state)
     }
 
-    /// Writes `checkpoint-{step}/` with the optimizer state `state`.
+    /// Writes `checkpoint-{step}/` with the optimizer state `state` (unused with
+    /// `train.save_optimizer = false`).
     fn write_checkpoint(&mut self, state: &[(String, Tensor)]) -> Result<PathBuf> {
         let step = self.state.step;
         let card = ModelCard {

@@ -367,3 +367,61 @@ fn works_over_a_var_store_with_an_explicit_decay_set() {
     };
     assert!(AdamW::new(Vec::new(), bad).is_err());
 }
+
+/// Partitions give each group of parameters buffers of its own (so data and expert
+/// parallelism can reduce them over different ranks) and change nothing in the update; the
+/// per-partition squared sums add up to the gradient norm, and clipping to a given norm scales
+/// every partition.
+#[test]
+fn partitions_keep_their_own_buffers_and_the_same_update() {
+    let cfg = AdamWConfig::default();
+    let make = |partitioned: bool| {
+        let a = param(&[0.5, -1.0, 2.0], &[3], Kind::Float);
+        let b = param(&[0.1, -0.2], &[2], Kind::Float);
+        let params = vec![
+            ("dense.weight".to_string(), a.shallow_clone()),
+            ("experts.w1".to_string(), b.shallow_clone()),
+        ];
+        let opt = AdamW::with_partitions(params, cfg, default_decays, |name| {
+            usize::from(partitioned && name.starts_with("experts"))
+        })
+        .unwrap();
+        (opt, a, b)
+    };
+    let (mut one, a1, b1) = make(false);
+    let (mut two, a2, b2) = make(true);
+    for (opt, a, b) in [(&mut one, &a1, &b1), (&mut two, &a2, &b2)] {
+        for _ in 0..3 {
+            opt.zero_grad();
+            ((a * a).sum(Kind::Float) + (b * 3.0).sum(Kind::Float)).backward();
+            opt.step(1e-2).unwrap();
+        }
+    }
+    assert_eq!(values(&a1), values(&a2));
+    assert_eq!(values(&b1), values(&b2));
+    assert_eq!(one.flat_grads_by_partition().unwrap().len(), 1);
+    let parts: Vec<usize> = two
+        .flat_grads_by_partition()
+        .unwrap()
+        .into_iter()
+        .map(|(p, g)| {
+            assert_eq!(g.size(), [if p == 0 { 3 } else { 2 }]);
+            p
+        })
+        .collect();
+    assert_eq!(parts, [0, 1]);
+
+    two.zero_grad();
+    ((&a2 * &a2).sum(Kind::Float) + (&b2 * 3.0).sum(Kind::Float)).backward();
+    let sums = two.grad_square_sums().unwrap();
+    let expected_a: f64 = values(&a2).iter().map(|x| (2.0 * x) * (2.0 * x)).sum();
+    assert!(
+        (sums[&0] - expected_a).abs() < 1e-4 * expected_a,
+        "{sums:?}"
+    );
+    assert!((sums[&1] - 18.0).abs() < 1e-4, "{sums:?}");
+    let norm = two.grad_norm().unwrap();
+    assert!((norm - (expected_a + 18.0).sqrt()).abs() < 1e-4);
+    two.clip_to_norm(norm, 1.0).unwrap();
+    assert!((two.grad_norm().unwrap() - 1.0).abs() < 1e-4);
+}
