@@ -890,6 +890,13 @@ impl Trainer {
     /// Writes `checkpoint-{step}/` atomically and rotates old ones (a single process, or rank 0
     /// of a job whose experts are not sharded).
     pub fn checkpoint(&mut self) -> Result<PathBuf> {
+        if self.dist.as_ref().is_some_and(Distributed::shards_experts) {
+            return Err(invalid(
+                "checkpoint",
+                "this rank stores only its share of the experts: every rank of the job \
+                 checkpoints together (the training loop does), so that they are gathered first",
+            ));
+        }
         let state = match self.cfg.train.save_optimizer {
             true => self.opt.state_tensors()?,
             false => Vec::new(),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tch::{nn, Device, Kind, Tensor};
 
 use taskmoe_dist::{run_local, DistEnv, ProcessGroup};
-use taskmoe_experts::{MoeConfig, MoeLayer};
+use taskmoe_experts::{MoeConfig, MoeLayer, MoeOutput};
 use taskmoe_router::{RouterConfig, RouterKind};
 use taskmoe_train::ExpertGroup;
 
@@ -56,6 +56,36 @@ fn close(what: &str, a: &Tensor, b: &Tensor) {
     assert!(d <= 1e-5, "{what}: max difference {d}");
 }
 
+/// What one rank's half of the tokens gave: the layer output, the input (with its gradient)
+/// and every rank's output stacked in token order.
+struct RankPass {
+    out: MoeOutput,
+    x: Tensor,
+    y_all: Tensor,
+}
+
+/// Rank `r`'s half of the tokens through `layer` in training, backward through the output
+/// against `c` plus this rank's share of the group-wide aux losses, outputs all-gathered.
+fn rank_pass(
+    layer: &MoeLayer,
+    world: &ProcessGroup,
+    (x, c, tasks): (&Tensor, &Tensor, &Tensor),
+) -> RankPass {
+    let (r, half) = (world.rank() as i64, TOKENS / 2);
+    let x = x.narrow(0, r * half, half).copy().set_requires_grad(true);
+    let out = layer
+        .forward(&x, &tasks.narrow(0, r * half, half), true)
+        .unwrap();
+    // Every rank holds the same group-wide aux losses: each adds its share of them.
+    let aux = (&out.aux.load_balance + &out.aux.mutual_information) / 2.0;
+    ((&out.y * c.narrow(0, r * half, half)).sum(Kind::Float) + aux).backward();
+    let y_all = world
+        .all_gather(&out.y.detach())
+        .unwrap()
+        .reshape([TOKENS, D]);
+    RankPass { out, x, y_all }
+}
+
 #[test]
 fn worker() {
     if std::env::var(CASE).is_err() {
@@ -84,28 +114,18 @@ fn worker() {
     let ep = layer(&vs_ep);
     let group = Arc::new(ExpertGroup(world.subgroup("ep", &[0, 1]).unwrap().unwrap()));
     ep.set_expert_parallel(group.clone()).unwrap();
-    let x_ep = x.narrow(0, r * half, half).copy().set_requires_grad(true);
-    let out = ep
-        .forward(&x_ep, &tasks.narrow(0, r * half, half), true)
-        .unwrap();
+    let pass = rank_pass(&ep, &world, (&x, &c, &tasks));
+    let out = &pass.out;
     close("load balance", &out.aux.load_balance, &aux_one.load_balance);
     close(
         "mutual information",
         &out.aux.mutual_information,
         &aux_one.mutual_information,
     );
-    // Every rank holds the same group-wide aux losses: each adds its share of them.
-    let aux = (&out.aux.load_balance + &out.aux.mutual_information) / 2.0;
-    ((&out.y * c.narrow(0, r * half, half)).sum(Kind::Float) + aux).backward();
-
-    let y_all = world
-        .all_gather(&out.y.detach())
-        .unwrap()
-        .reshape([TOKENS, D]);
-    close("output", &y_all, &y_one.detach());
+    close("output", &pass.y_all, &y_one.detach());
     close(
         "input gradient",
-        &x_ep.grad(),
+        &pass.x.grad(),
         &x_one.grad().narrow(0, r * half, half),
     );
     let one_vars = vs_one.variables();
@@ -133,17 +153,8 @@ fn worker() {
     assert!(ep.experts_sharded());
     assert_eq!(ep.experts().num_experts(), 2);
     assert_eq!(vs_ep.variables()["moe.experts.w1"].size(), [2, D, 16]);
-    let x_sh = x.narrow(0, r * half, half).copy().set_requires_grad(true);
-    let out = ep
-        .forward(&x_sh, &tasks.narrow(0, r * half, half), true)
-        .unwrap();
-    let aux = (&out.aux.load_balance + &out.aux.mutual_information) / 2.0;
-    ((&out.y * c.narrow(0, r * half, half)).sum(Kind::Float) + aux).backward();
-    let y_all = world
-        .all_gather(&out.y.detach())
-        .unwrap()
-        .reshape([TOKENS, D]);
-    close("sharded output", &y_all, &y_one.detach());
+    let sharded = rank_pass(&ep, &world, (&x, &c, &tasks));
+    close("sharded output", &sharded.y_all, &y_one.detach());
     for name in ["w1", "b1", "w2", "b2"] {
         let key = format!("moe.experts.{name}");
         let mine = vs_ep.variables()[&key].grad();
