@@ -1,7 +1,7 @@
 //! `taskmoe train`.
 
 use anyhow::{Context, Result};
-use taskmoe_eval::{evaluate, EvalData, EvalResult};
+use taskmoe_eval::{evaluate_sharded, evaluate_with, EvalBatching, EvalData, EvalResult};
 use taskmoe_model::Variant;
 use taskmoe_train::{EvalPoint, RunConfig, RunData, Trainer};
 
@@ -15,7 +15,8 @@ use crate::{report, ConfigArgs};
 /// scores.
 ///
 /// Under torchrun's variables (`WORLD_SIZE` > 1; `cargo xtask train --nproc N` sets them) the
-/// process is one rank of a data-parallel job: rank 0 reports, the others train silently.
+/// process is one rank of a data-parallel job: every rank scores its share of each evaluation
+/// and of the final test, rank 0 reports, the others train silently.
 pub fn run(args: &ConfigArgs, resume: bool) -> Result<()> {
     let cfg = RunConfig::load(args.config.as_deref(), &args.set)?;
     eprintln!(
@@ -70,7 +71,8 @@ pub fn run(args: &ConfigArgs, resume: bool) -> Result<()> {
 }
 
 /// Trains one model and scores its training tasks on the test split (rank 0 of a
-/// data-parallel job, or a single process; other ranks train and return `None`).
+/// data-parallel job, or a single process; other ranks train, score their share and return
+/// `None`).
 fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<EvalResult>> {
     let mut trainer = Trainer::new(cfg, data, resume)?;
     let run_dir = trainer.run_dir().to_path_buf();
@@ -99,25 +101,37 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<Eva
         cfg.train.steps,
         cfg.data.batch_size
     );
-    let device = taskmoe_train::select_device(&cfg.train.device)?;
+    let device = trainer.device();
     let validation = EvalData {
         specs: &data.specs,
         split: &data.validation,
         seq_len: data.seq_len,
         pad_id: data.pad_id,
     };
+    // In a job, every rank scores its share of the batches and rank 0 the gathered logits.
+    let group = trainer.distributed().map(|d| d.evaluation_group());
+    let tasks = &data.train_tasks;
+    let shared_evaluate = |model: &taskmoe_model::MultiTaskModel, split: &EvalData| {
+        let batching = EvalBatching::bucketed(cfg.train.eval_batch_size);
+        match &group {
+            Some(group) => evaluate_sharded(model, split, tasks, batching, device, group),
+            None => evaluate_with(model, split, tasks, batching, device).map(Some),
+        }
+    };
     let mut hook = |model: &taskmoe_model::MultiTaskModel, _step: u64| {
-        let result = evaluate(
-            model,
-            &validation,
-            &data.train_tasks,
-            cfg.train.eval_batch_size,
-            device,
-        )
-        .map_err(|e| taskmoe_train::TrainError::Invalid {
-            what: "evaluation".into(),
-            message: e.to_string(),
+        let result = shared_evaluate(model, &validation).map_err(|e| {
+            taskmoe_train::TrainError::Invalid {
+                what: "evaluation".into(),
+                message: e.to_string(),
+            }
         })?;
+        // Ranks other than 0 name the score; rank 0's value is the job's.
+        let Some(result) = result else {
+            return Ok(EvalPoint {
+                record: serde_json::json!({}),
+                score: Some(("validation/mean".into(), f64::NAN, true)),
+            });
+        };
         let mean = result.mean_primary();
         Ok(EvalPoint {
             record: serde_json::json!({ "split": "validation", "mean": mean, "tasks": result.tasks }),
@@ -129,28 +143,23 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<Eva
     if let Some(d) = trainer.distributed() {
         eprintln!("{}", d.stats_summary());
     }
-    if !rank0 {
-        return Ok(None);
-    }
 
     if cfg.train.test_checkpoint == taskmoe_train::TestCheckpoint::Best {
-        match trainer.restore_best()? {
-            Some(step) => eprintln!("final test: the best validation checkpoint, step {step}"),
-            None => eprintln!("final test: no evaluation set a best; the last weights"),
+        let restored = trainer.restore_best()?;
+        if rank0 {
+            match restored {
+                Some(step) => eprintln!("final test: the best validation checkpoint, step {step}"),
+                None => eprintln!("final test: no evaluation set a best; the last weights"),
+            }
         }
     }
     let test = EvalData {
         split: &data.test,
         ..validation
     };
-    let result = evaluate(
-        trainer.model(),
-        &test,
-        &data.train_tasks,
-        cfg.train.eval_batch_size,
-        device,
-    )
-    .context("final evaluation")?;
+    let Some(result) = shared_evaluate(trainer.model(), &test).context("final evaluation")? else {
+        return Ok(None); // not rank 0
+    };
     let names: Vec<String> = data.specs.iter().map(|s| s.name.clone()).collect();
     report::write(&result, &run_dir, "final-test", &names)?;
     let state = trainer.state();

@@ -1,8 +1,10 @@
 //! `taskmoe train` under torchrun's conventions: two processes with `RANK`, `WORLD_SIZE`,
 //! `LOCAL_RANK`, `MASTER_ADDR`, `MASTER_PORT` set (what `cargo xtask train --nproc 2` and
-//! torchrun do), data + expert parallel on the tiny configuration. Rank 0 prints the table
-//! and writes the run; rank 1 prints nothing; a single-process `taskmoe eval` of the run's
-//! checkpoint reproduces rank 0's final table (the checkpoint has the single-process layout).
+//! torchrun do), data + expert parallel on the tiny configuration. Both ranks share every
+//! evaluation; rank 0 prints the table and writes the run; rank 1 prints nothing; a
+//! single-process `taskmoe eval` of the best validation checkpoint reproduces rank 0's final
+//! table (the checkpoint has the single-process layout, every rank restored it, and the
+//! shared final test scores as one process does).
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -28,6 +30,10 @@ fn two_ranks_train_and_a_single_process_evaluates_their_checkpoint() {
                     "output.name=run",
                     "--set",
                     "train.expert_parallel=2",
+                    "--set",
+                    "train.eval_every=3",
+                    "--set",
+                    "train.test_checkpoint=best",
                 ])
                 .env("RANK", rank.to_string())
                 .env("LOCAL_RANK", rank.to_string())
@@ -64,12 +70,41 @@ fn two_ranks_train_and_a_single_process_evaluates_their_checkpoint() {
         "{stderr0}"
     );
     assert!(stderr0.contains("group world/ep0: all_reduce"), "{stderr0}");
+    // Rank 1 took its share of the four validation evaluations (every 3 steps).
+    let stderr1 = String::from_utf8_lossy(&outputs[1].stderr);
+    let evaluation = stderr1
+        .lines()
+        .find(|l| l.starts_with("rank 1 group world/evaluation: all_reduce"))
+        .unwrap_or_else(|| panic!("no evaluation group line:\n{stderr1}"));
+    assert!(
+        !evaluation.contains("all_to_all 0 calls"),
+        "rank 1 sent no logits: {evaluation}"
+    );
 
     let run = out.join("run");
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 12);
+    let evals = std::fs::read_to_string(run.join("eval.jsonl")).unwrap();
+    assert_eq!(evals.lines().count(), 4, "{evals}");
+    assert!(
+        evals.lines().all(|l| l.contains("\"validation\"")),
+        "{evals}"
+    );
+    // The final test scored the best validation checkpoint, on both ranks.
+    let best = stderr0
+        .lines()
+        .find_map(|l| l.strip_prefix("final test: the best validation checkpoint, step "))
+        .unwrap_or_else(|| panic!("no best checkpoint named:\n{stderr0}"));
+    eprintln!("best validation checkpoint: step {best}");
+    let best = run.join(format!("checkpoint-{best}"));
     let eval = Command::new(env!("CARGO_BIN_EXE_taskmoe"))
-        .args(["eval", "--run", run.to_str().unwrap(), "--split", "test"])
+        .args([
+            "eval",
+            "--checkpoint",
+            best.to_str().unwrap(),
+            "--split",
+            "test",
+        ])
         .output()
         .unwrap();
     assert!(

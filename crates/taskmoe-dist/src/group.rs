@@ -269,6 +269,48 @@ impl ProcessGroup {
         Ok(gathered.to_device(t.device()))
     }
 
+    /// Every rank's rows of `t` (any number of rows per rank; the same trailing shape and
+    /// dtype on all ranks), concatenated in rank order on rank `root` (`Some`), `None` on the
+    /// others. Unlike [`ProcessGroup::all_gather`], only the root ever holds the whole: an
+    /// all-gather of the row counts, then an all-to-all in which every rank sends all its rows
+    /// to the root and nothing elsewhere.
+    ///
+    /// # Shapes
+    /// `t: [n_rank, ...]` -> on the root `[sum of n, ...]`, on `t`'s device.
+    pub fn gather_rows(&self, t: &Tensor, root: usize) -> Result<Option<Tensor>> {
+        let op = "gather_rows";
+        if root >= self.size {
+            return Err(DistError::Input {
+                rank: self.rank,
+                op,
+                reason: format!("root {root} is not a rank of a group of {}", self.size),
+            });
+        }
+        if t.dim() == 0 {
+            return Err(DistError::Input {
+                rank: self.rank,
+                op,
+                reason: "a scalar has no rows".to_string(),
+            });
+        }
+        let n = t.size()[0];
+        let counts = self.all_gather(&Tensor::from_slice(&[n]))?;
+        let counts =
+            Vec::<i64>::try_from(counts.reshape([-1])).map_err(|source| DistError::Torch {
+                rank: self.rank,
+                op,
+                source,
+            })?;
+        let mut send = vec![0; self.size];
+        send[root] = n;
+        let receive = match self.rank == root {
+            true => counts,
+            false => vec![0; self.size],
+        };
+        let gathered = tch::no_grad(|| self.all_to_all(t, &receive, &send))?;
+        Ok((self.rank == root).then_some(gathered))
+    }
+
     /// Exchanges rows: the first `in_splits[0]` rows of `t` go to rank 0, the next
     /// `in_splits[1]` to rank 1, ...; the result holds `out_splits[j]` rows from rank `j`, in
     /// rank order. Each rank's `in_splits[j]` must equal rank `j`'s `out_splits[me]`.

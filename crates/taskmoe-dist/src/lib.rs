@@ -5,8 +5,9 @@
 //! - [`DistEnv`] reads torchrun's environment (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`,
 //!   `MASTER_ADDR`, `MASTER_PORT`);
 //! - [`ProcessGroup`] holds one group and runs the collectives on tch tensors (all-reduce,
-//!   all-gather, all-to-all with split sizes, broadcast, barrier), each bounded by the group's
-//!   timeout and failing with an error that names the rank and the collective;
+//!   all-gather, an uneven gather of rows to one rank, all-to-all with split sizes, broadcast,
+//!   barrier), each bounded by the group's timeout and failing with an error that names the
+//!   rank and the collective;
 //! - [`all_to_all`](ProcessGroup::all_to_all) and
 //!   [`all_reduce_sum_autograd`](ProcessGroup::all_reduce_sum_autograd) are autograd-aware
 //!   (custom `torch::autograd::Function`s in the shim): the backward pass runs the mirrored

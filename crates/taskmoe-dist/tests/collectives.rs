@@ -1,5 +1,6 @@
-//! Two ranks over loopback (Gloo): every collective against its single-process result, the
-//! autograd collectives' gradients, subgroups, and a rank that dies.
+//! Two ranks over loopback (Gloo): every collective against its single-process result (the
+//! uneven gather to one rank included), the autograd collectives' gradients, subgroups, and a
+//! rank that dies.
 //!
 //! Each test starts this test binary twice as the worker `worker` (selected by
 //! `TMD_TEST_CASE`), with torchrun's variables set by `run_local`.
@@ -71,6 +72,18 @@ fn collectives(pg: &ProcessGroup) {
     pg.barrier().unwrap();
     let h = pg.all_reduce_f64(&[r as f64, 1.0]).unwrap();
     assert_eq!(h, vec![1.0, 2.0]);
+    // gather_rows: rank 0 holds 2 rows, rank 1 none, then 3; only the root gets them.
+    for (root, n) in [(0, [2, 0]), (1, [2, 3])] {
+        let gathered = pg.gather_rows(&rows(r, n[r]), root).unwrap();
+        match r == root {
+            true => close(
+                &gathered.expect("the root's rows"),
+                &Tensor::cat(&[rows(0, n[0]), rows(1, n[1])], 0),
+            ),
+            false => assert!(gathered.is_none()),
+        }
+    }
+    assert!(pg.gather_rows(&rows(r, 1), 2).is_err());
 }
 
 /// Rank 0 sends 1 row to itself and 3 to rank 1; rank 1 sends 0 rows to rank 0 and 2 to

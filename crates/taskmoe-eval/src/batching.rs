@@ -34,6 +34,18 @@ pub fn eval_batches(
     seq_len: usize,
     pad_id: i64,
 ) -> Vec<(Vec<usize>, taskmoe_data::Result<Batch>)> {
+    eval_batch_positions(data, batching)
+        .into_iter()
+        .map(|positions| {
+            let batch = eval_batch(data, &positions, batching, seq_len, pad_id);
+            (positions, batch)
+        })
+        .collect()
+}
+
+/// The split positions of each of [`eval_batches`]' batches, without building them: a pure
+/// function of the split and `batching`.
+pub fn eval_batch_positions(data: &TaskData, batching: EvalBatching) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..data.examples.len()).collect();
     if batching.bucket_by_length {
         // Stable: equal lengths keep split order, so the batches are a pure function of the
@@ -42,23 +54,31 @@ pub fn eval_batches(
     }
     order
         .chunks(batching.batch_size.max(1))
-        .map(|chunk| {
-            let longest = chunk
-                .iter()
-                .map(|&i| data.examples[i].input_ids.len())
-                .max()
-                .unwrap_or(0);
-            // An over-long example is padded to the run's limit, so the batcher names it.
-            let len = match batching.bucket_by_length && longest <= seq_len {
-                true => longest.max(1),
-                false => seq_len,
-            };
-            let batch = Batch::from_examples(
-                chunk.iter().map(|&i| (data.task_id, &data.examples[i])),
-                len,
-                pad_id,
-            );
-            (chunk.to_vec(), batch)
-        })
+        .map(<[usize]>::to_vec)
         .collect()
+}
+
+/// The batch of the examples at `positions` of `data`, padded as [`eval_batches`] pads.
+pub fn eval_batch(
+    data: &TaskData,
+    positions: &[usize],
+    batching: EvalBatching,
+    seq_len: usize,
+    pad_id: i64,
+) -> taskmoe_data::Result<Batch> {
+    let longest = positions
+        .iter()
+        .map(|&i| data.examples[i].input_ids.len())
+        .max()
+        .unwrap_or(0);
+    // An over-long example is padded to the run's limit, so the batcher names it.
+    let len = match batching.bucket_by_length && longest <= seq_len {
+        true => longest.max(1),
+        false => seq_len,
+    };
+    Batch::from_examples(
+        positions.iter().map(|&i| (data.task_id, &data.examples[i])),
+        len,
+        pad_id,
+    )
 }

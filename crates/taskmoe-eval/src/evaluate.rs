@@ -8,7 +8,7 @@ use tch::{Device, Kind, Tensor};
 use taskmoe_data::{EncodedExample, Label, TaskData, TaskKind, TaskSpec};
 use taskmoe_model::{ModelInput, MultiTaskModel};
 
-use crate::batching::{eval_batches, EvalBatching};
+use crate::batching::{eval_batch, eval_batch_positions, EvalBatching};
 use crate::metrics::{compute, majority_baseline, MetricKind};
 
 /// An error while evaluating (the message names the task).
@@ -154,13 +154,56 @@ pub fn evaluate_with(
     batching: EvalBatching,
     device: Device,
 ) -> Result<EvalResult, EvaluateError> {
-    let mut result = EvalResult {
+    let logits = run_batches(model, data, tasks, batching, device, Shard::WHOLE)?;
+    assemble(data, logits)
+}
+
+/// Which of an evaluation's batches one process runs: those numbered `rank` modulo `size`,
+/// counting every task's batches in one sequence (see [`crate::evaluate_sharded`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shard {
+    /// This process's number.
+    pub rank: usize,
+    /// Processes sharing the evaluation.
+    pub size: usize,
+}
+
+impl Shard {
+    /// One process runs every batch.
+    pub const WHOLE: Shard = Shard { rank: 0, size: 1 };
+}
+
+/// What one process's forward passes produced, before any prediction is read off.
+pub(crate) struct Logits {
+    /// Per task evaluated (those with examples, in the order asked): the task, the split
+    /// positions of the examples this process ran, and their padded logits in that order.
+    /// `[n, MultiTaskModel::logits_width]` fp32 (`n` may be 0)
+    pub tasks: Vec<(usize, Vec<usize>, Tensor)>,
+    /// Per MoE block: task x expert routing counts summed over the batches run.
+    /// `[num_tasks, num_experts]` int64
+    pub routing: BTreeMap<usize, Tensor>,
+    /// Batches this process ran.
+    pub batches: usize,
+}
+
+/// Runs the model over `shard`'s batches of `tasks`. The batches are a pure function of the
+/// split and `batching` ([`crate::eval_batches`]), so the shards of all ranks together run
+/// exactly the batches of a single process, and each example gets the same logits.
+pub(crate) fn run_batches(
+    model: &MultiTaskModel,
+    data: &EvalData,
+    tasks: &[usize],
+    batching: EvalBatching,
+    device: Device,
+    shard: Shard,
+) -> Result<Logits, EvaluateError> {
+    let mut out = Logits {
         tasks: Vec::new(),
-        predictions: Vec::new(),
         routing: BTreeMap::new(),
+        batches: 0,
     };
-    let num_tasks = data.specs.len();
-    let mut routing: BTreeMap<usize, Tensor> = BTreeMap::new();
+    let width = model.logits_width() as i64;
+    let mut numbered = 0usize;
     for &task in tasks {
         let spec = &data.specs[task];
         let fail = |message: String| EvaluateError {
@@ -171,12 +214,17 @@ pub fn evaluate_with(
         if split.examples.is_empty() {
             continue;
         }
-        let mut logits = Vec::new();
-        let mut positions = Vec::with_capacity(split.examples.len());
-        for (batch_positions, batch) in eval_batches(split, batching, data.seq_len, data.pad_id) {
-            let batch = batch.map_err(|e| fail(e.to_string()))?;
+        let mut logits = vec![Tensor::zeros([0, width], (Kind::Float, device))];
+        let mut positions = Vec::new();
+        for batch_positions in eval_batch_positions(split, batching) {
+            numbered += 1;
+            if (numbered - 1) % shard.size != shard.rank {
+                continue;
+            }
+            let batch = eval_batch(split, &batch_positions, batching, data.seq_len, data.pad_id)
+                .map_err(|e| fail(e.to_string()))?;
             let t = batch.to_tensors(device).map_err(|e| fail(e.to_string()))?;
-            let out = tch::no_grad(|| {
+            let forward = tch::no_grad(|| {
                 model.forward(
                     &ModelInput {
                         input_ids: &t.input_ids,
@@ -188,28 +236,50 @@ pub fn evaluate_with(
                 )
             })
             .map_err(|e| fail(e.to_string()))?;
-            for (layer, stats) in &out.stats {
+            for (layer, stats) in &forward.stats {
                 let counts = stats.task_expert.shallow_clone();
-                routing
+                out.routing
                     .entry(*layer)
                     .and_modify(|sum| *sum += &counts)
                     .or_insert(counts);
             }
-            logits.push(out.logits);
+            logits.push(forward.logits);
             positions.extend(batch_positions);
+            out.batches += 1;
         }
+        out.tasks.push((task, positions, Tensor::cat(&logits, 0)));
+    }
+    Ok(out)
+}
+
+/// The predictions, scores and routing counts from the logits of every batch (one process's,
+/// or all ranks' gathered).
+pub(crate) fn assemble(data: &EvalData, logits: Logits) -> Result<EvalResult, EvaluateError> {
+    let mut result = EvalResult {
+        tasks: Vec::new(),
+        predictions: Vec::new(),
+        routing: BTreeMap::new(),
+    };
+    for (task, positions, logits) in logits.tasks {
+        let spec = &data.specs[task];
+        let split = &data.split[task];
         let rows: Vec<&EncodedExample> = positions.iter().map(|&i| &split.examples[i]).collect();
         let mut preds: Vec<(usize, Prediction)> = positions
             .iter()
             .copied()
-            .zip(predictions(spec, &Tensor::cat(&logits, 0), &rows))
+            .zip(predictions(spec, &logits, &rows))
             .collect();
         preds.sort_by_key(|(i, _)| *i);
         let preds: Vec<Prediction> = preds.into_iter().map(|(_, p)| p).collect();
-        result.tasks.push(score(spec, &preds).map_err(fail)?);
+        let scores = score(spec, &preds).map_err(|message| EvaluateError {
+            task: spec.name.clone(),
+            message,
+        })?;
+        result.tasks.push(scores);
         result.predictions.extend(preds);
     }
-    for (layer, sum) in routing {
+    let num_tasks = data.specs.len();
+    for (layer, sum) in logits.routing {
         let counts: Vec<i64> =
             Vec::try_from(&sum.reshape([-1])).map_err(|e: tch::TchError| EvaluateError {
                 task: "routing counts".into(),

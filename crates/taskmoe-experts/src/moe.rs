@@ -242,9 +242,10 @@ impl MoeLayer {
             cfg.num_experts,
             cfg.capacity(train),
         )?;
-        let rows = permute(x, &plan)?; // (rows, d), grouped by expert
-                                       // Evaluation runs every expert here while this rank stores all of them, so a
-                                       // rank-0-only evaluation does not wait for ranks that are not evaluating.
+        // (rows, d), grouped by expert
+        let rows = permute(x, &plan)?;
+        // Evaluation runs every expert here while this rank stores all of them, so ranks that
+        // share an evaluation, each on other batches, never wait for one another.
         let exchange = self
             .exchange
             .get()

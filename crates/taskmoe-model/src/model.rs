@@ -120,6 +120,16 @@ impl MultiTaskModel {
         &self.heads_spec
     }
 
+    /// Columns of the padded logits [`MultiTaskModel::forward`] returns: the widest head's
+    /// outputs.
+    pub fn logits_width(&self) -> usize {
+        self.heads_spec
+            .iter()
+            .map(HeadSpec::num_outputs)
+            .max()
+            .unwrap_or(1)
+    }
+
     /// The MoE layers with their block index.
     pub fn moe_layers(&self) -> Vec<(usize, &MoeLayer)> {
         self.blocks
@@ -280,12 +290,7 @@ impl MultiTaskModel {
         task_ids_host: &[i64],
         train: bool,
     ) -> Result<Tensor> {
-        let width = self
-            .heads_spec
-            .iter()
-            .map(HeadSpec::num_outputs)
-            .max()
-            .unwrap_or(1) as i64;
+        let width = self.logits_width() as i64;
         let mut counts = vec![0usize; self.heads.len()];
         for &t in task_ids_host {
             counts[t as usize] += 1;

@@ -4,7 +4,9 @@
 //! Every rank holds the whole model and optimizer and trains on its shard of each step's
 //! global batch ([`taskmoe_data::Sampler::shard`]); after the backward pass the gradients are
 //! averaged over the ranks ([`Distributed::sync_grads`]), so every rank applies the same update
-//! and the replicas never drift apart. Rank 0 writes the logs and checkpoints.
+//! and the replicas never drift apart. Rank 0 writes the logs and checkpoints; evaluations run
+//! on every rank, each on its share of the batches, and rank 0 scores the gathered logits
+//! ([`Distributed::evaluation_group`]).
 //!
 //! With `train.expert_parallel = P > 1`, each block of `P` consecutive ranks also forms an
 //! expert-parallel group: every MoE layer runs its experts split over the group, exchanging
@@ -46,6 +48,8 @@ pub struct Distributed {
     sharded: BTreeSet<String>,
     /// All ranks again, as the MoE layers' statistics group (global aux losses).
     statistics: Arc<ExpertGroup>,
+    /// All ranks again, for evaluations shared among them.
+    evaluation: Arc<ProcessGroup>,
 }
 
 /// The optimizer partition of the sharded expert parameters ([`AdamW::with_partitions`]).
@@ -149,6 +153,10 @@ impl Distributed {
             .subgroup("statistics", &all)
             .map_err(dist_err)?
             .expect("every rank is in the world");
+        let evaluation = world
+            .subgroup("evaluation", &all)
+            .map_err(dist_err)?
+            .expect("every rank is in the world");
         Ok(Distributed {
             world,
             local_rank: env.local_rank,
@@ -158,6 +166,7 @@ impl Distributed {
             expert_dp,
             sharded: BTreeSet::new(),
             statistics: Arc::new(ExpertGroup(statistics)),
+            evaluation: Arc::new(evaluation),
         })
     }
 
@@ -184,6 +193,13 @@ impl Distributed {
     /// The world group.
     pub fn group(&self) -> &ProcessGroup {
         &self.world
+    }
+
+    /// All ranks, as a group of their own for evaluations shared among them (say with
+    /// `taskmoe_eval::evaluate_sharded`): the trainer calls its evaluation on every rank, with
+    /// the experts gathered.
+    pub fn evaluation_group(&self) -> Arc<ProcessGroup> {
+        self.evaluation.clone()
     }
 
     /// The data-parallel x expert-parallel layout.
@@ -295,8 +311,8 @@ impl Distributed {
     }
 
     /// Gathers (`gathered = true`) or re-shards every MoE layer's experts: collective over the
-    /// expert-parallel group. Gathered, every rank holds all experts (a checkpoint, an
-    /// evaluation by rank 0); re-sharded, each returns to its shard (refreshed from the
+    /// expert-parallel group. Gathered, every rank holds all experts (a checkpoint, a shared
+    /// evaluation); re-sharded, each returns to its shard (refreshed from the
     /// gathered values), which the optimizer updates.
     pub fn set_experts_gathered(&self, model: &MultiTaskModel, gathered: bool) -> Result<()> {
         if !self.shards_experts() {
@@ -312,25 +328,32 @@ impl Distributed {
         Ok(())
     }
 
-    /// The optimizer's state in the single-process layout: the sharded experts' moments
-    /// gathered over the expert-parallel group (collective), the rest as they are.
+    /// The optimizer's state in the single-process layout, for rank 0 to write (collective
+    /// over the expert-parallel group of rank 0; call it on every rank). Rank 0 gets the
+    /// sharded experts' moments gathered from its group, the rest as they are; the other ranks
+    /// get an empty list. Only rank 0 ever holds the gathered moments.
     pub fn gathered_state(&self, opt: &AdamW) -> Result<Vec<(String, Tensor)>> {
-        let mut state = opt.state_tensors()?;
         let Some(group) = self.experts.as_ref().filter(|_| self.shards_experts()) else {
-            return Ok(state);
+            return match self.is_rank0() {
+                true => opt.state_tensors(),
+                false => Ok(Vec::new()),
+            };
         };
+        if self.topology.ep_group() != 0 {
+            return Ok(Vec::new()); // rank 0's group holds every expert already
+        }
+        let mut state = opt.state_tensors()?;
         for (name, t) in &mut state {
             if self.sharded_moment(name) {
-                let mut shape = t.size();
-                shape[0] *= group.size() as i64;
-                *t = group
-                    .0
-                    .all_gather(t)
-                    .map_err(dist_err)?
-                    .reshape(shape.as_slice());
+                if let Some(whole) = group.0.gather_rows(t, 0).map_err(dist_err)? {
+                    *t = whole;
+                }
             }
         }
-        Ok(state)
+        Ok(match self.is_rank0() {
+            true => state,
+            false => Vec::new(),
+        })
     }
 
     /// This rank's share of optimizer state in the single-process layout (as
@@ -435,7 +458,8 @@ impl Distributed {
     }
 
     /// Collectives so far: the world group's all-reduces (gradients, logs), all-to-alls and
-    /// others, then the expert-parallel group's, if any, then the statistics group's.
+    /// others, then the expert-parallel group's, if any, the statistics group's and the
+    /// evaluation group's.
     pub fn stats(&self) -> Vec<(String, [CollectiveStats; 3])> {
         let mut out = vec![(self.world.name().to_string(), self.world.stats())];
         if let Some(g) = &self.experts {
@@ -445,6 +469,7 @@ impl Distributed {
             self.statistics.0.name().to_string(),
             self.statistics.0.stats(),
         ));
+        out.push((self.evaluation.name().to_string(), self.evaluation.stats()));
         out
     }
 

@@ -201,7 +201,8 @@ impl Trainer {
     /// [`Trainer::new`] as rank `dist.rank()` of a data-parallel job: the run folder is shared
     /// (every rank resumes from the same checkpoint), each rank trains on its shard of every
     /// global batch of `data.batch_size` examples, gradients are averaged over the ranks, and
-    /// rank 0 alone writes logs and checkpoints and evaluates.
+    /// rank 0 alone writes logs and checkpoints. Evaluations run on every rank (see
+    /// [`Trainer::train`]).
     pub fn with_distributed(
         cfg: &RunConfig,
         data: &RunData,
@@ -466,6 +467,11 @@ impl Trainer {
         Ok(Some(step))
     }
 
+    /// The device the model trains on (in a CUDA job, this rank's GPU, `cuda:LOCAL_RANK`).
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
     /// The model.
     pub fn model(&self) -> &MultiTaskModel {
         &self.model
@@ -507,7 +513,11 @@ impl Trainer {
     }
 
     /// Trains until `train.steps`, or until `stop_after` more steps when given (tests use it
-    /// to stop mid-run). Evaluates every `eval_every` steps and at the end through `evaluate`,
+    /// to stop mid-run). Evaluates every `eval_every` steps and at the end through `evaluate`.
+    /// In a data-parallel job every rank calls `evaluate`, with all experts at hand, so that
+    /// the ranks can share the work ([`Distributed::evaluation_group`]); rank 0's point is
+    /// logged and its score tracked, and every rank must return a score of the same name (or
+    /// none), whose value the others may leave as NaN. It
     /// then checkpoints every `checkpoint_every` steps, at the end, and (with
     /// `train.keep_best`) at every evaluation that sets a new best. A skipped step is warned
     /// about through `progress`, and more than `train.max_skipped_steps` of them is an error.
@@ -569,20 +579,16 @@ impl Trainer {
             let mut new_best = false;
             let evaluate_now = every(self.cfg.train.eval_every) || step == total;
             if evaluate_now {
-                // Rank 0 evaluates alone, on all experts.
+                // Every rank evaluates (the caller may share the work), on all experts.
                 self.set_experts_gathered(true)?;
-                if rank0 {
-                    new_best = self.evaluate(evaluate, progress)?;
-                }
+                new_best = self.evaluate(evaluate, progress)?;
                 self.set_experts_gathered(false)?;
             }
             let mut stop = interrupted();
             if let Some(d) = &self.dist {
-                // Every rank takes the same checkpoint decision: rank 0's new best, and an
-                // interrupt seen by any rank.
-                let agreed = d.sum(&[f64::from(u8::from(new_best)), f64::from(u8::from(stop))])?;
-                new_best = agreed[0] > 0.0;
-                stop = agreed[1] > 0.0;
+                // Every rank takes the same checkpoint decision: an interrupt seen by any rank
+                // stops them all (the new best is already the same everywhere).
+                stop = d.sum(&[f64::from(u8::from(stop))])?[0] > 0.0;
             }
             let checkpoint_now = every(self.cfg.train.checkpoint_every)
                 || step == total
@@ -624,7 +630,8 @@ impl Trainer {
         Ok(())
     }
 
-    /// Runs the caller's evaluation and logs it; returns whether it set a new best.
+    /// Runs the caller's evaluation (on every rank), logs it (rank 0) and records rank 0's
+    /// score on every rank; returns whether it set a new best.
     fn evaluate(
         &mut self,
         evaluate: &mut dyn FnMut(&MultiTaskModel, u64) -> Result<EvalPoint>,
@@ -632,9 +639,21 @@ impl Trainer {
     ) -> Result<bool> {
         let step = self.state.step;
         let (device, precision) = (self.device, self.cfg.train.precision);
-        let point = tch::no_grad(|| {
+        let mut point = tch::no_grad(|| {
             taskmoe_device::autocast(device, precision, || evaluate(&self.model, step))
         })?;
+        if let Some(d) = &self.dist {
+            point.score = rank0_score(d, point.score.take(), step)?;
+        }
+        let mut new_best = false;
+        if let Some((name, value, higher)) = &point.score {
+            if value.is_finite() {
+                new_best = self.state.update_best(name, *value, *higher)?;
+            }
+        }
+        if !self.is_rank0() {
+            return Ok(new_best);
+        }
         let time = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -646,11 +665,7 @@ impl Trainer {
         }
         let path = self.run_dir.join(EVAL_FILE);
         writeln!(append(&path)?, "{record}").map_err(io(&path))?;
-        let mut new_best = false;
-        if let Some((name, value, higher)) = point.score {
-            if value.is_finite() {
-                new_best = self.state.update_best(&name, value, higher)?;
-            }
+        if let Some((name, value, _)) = point.score {
             progress.message(&format!("step {step}: {name} = {value:.4}"));
         }
         Ok(new_best)
@@ -952,6 +967,38 @@ pub fn resolve_checkpoint(dir: &Path) -> Result<PathBuf> {
 }
 
 /// A model-crate error as a training error.
+/// Rank 0's evaluation score, on every rank of the job (collective): its name and direction
+/// from this rank's own `score`, which must be given exactly when rank 0's is.
+fn rank0_score(
+    d: &Distributed,
+    score: Option<(String, f64, bool)>,
+    step: u64,
+) -> Result<Option<(String, f64, bool)>> {
+    let mine = match (&score, d.is_rank0()) {
+        (Some((_, value, _)), true) => [1.0, *value],
+        _ => [0.0, 0.0],
+    };
+    let agreed = d.sum(&mine)?;
+    match (score, agreed[0] > 0.0) {
+        (Some((name, _, higher)), true) => Ok(Some((name, agreed[1], higher))),
+        (None, false) => Ok(None),
+        (score, _) => Err(invalid(
+            "evaluation",
+            format!(
+                "step {step}: rank {} {} a score and rank 0 {}: every rank's evaluation must \
+                 name the same score (its value is taken from rank 0)",
+                d.rank(),
+                if score.is_some() {
+                    "returned"
+                } else {
+                    "returned no"
+                },
+                if agreed[0] > 0.0 { "did" } else { "did not" }
+            ),
+        )),
+    }
+}
+
 pub(crate) fn model_err(e: taskmoe_model::ModelError) -> TrainError {
     invalid("model", e.to_string())
 }

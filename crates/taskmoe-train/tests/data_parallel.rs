@@ -174,8 +174,11 @@ fn assert_same(single: &[(u64, f64, f64)], dp: &[(u64, f64, f64)]) {
 
 #[test]
 fn worker() {
-    if std::env::var(CASE).is_err() {
+    let Ok(case) = std::env::var(CASE) else {
         return; // run as a plain test: nothing to do
+    };
+    if case == "best" {
+        return best_worker();
     }
     let out = PathBuf::from(std::env::var(OUT).unwrap());
     let ep = std::env::var(EP).unwrap().parse().unwrap();
@@ -210,16 +213,92 @@ fn worker() {
             let stats = d.stats();
             let steps = trainer.state().step - resumed_at;
             if ep > 1 {
-                // Two MoE blocks; per block and step two exchanges forward, two backward.
-                assert_eq!(stats[1].1[1].calls, steps * 2 * 4, "{stats:?}");
+                // Two MoE blocks; per block and step two exchanges forward, two backward; per
+                // checkpoint (every 3 steps) one gather to rank 0 of each sharded moment (2
+                // blocks x 4 expert tensors x 2 moments).
+                let checkpoints = (resumed_at + 1..=trainer.state().step)
+                    .filter(|s| s % 3 == 0)
+                    .count() as u64;
+                assert_eq!(
+                    stats[1].1[1].calls,
+                    steps * 2 * 4 + checkpoints * 16,
+                    "{stats:?}"
+                );
             }
             // The statistics group: one all-reduce per block and step, forward and backward.
-            let statistics = stats.last().unwrap();
-            assert_eq!(statistics.0, "world/statistics");
+            let statistics = stats
+                .iter()
+                .find(|(name, _)| name == "world/statistics")
+                .unwrap();
             assert_eq!(statistics.1[0].calls, steps * 2 * 2, "{stats:?}");
         }
     }
     println!("WORKER OK");
+}
+
+/// A rank of the best-checkpoint job: evaluations at steps 2, 4 and 6 whose score only rank 0
+/// computes (0.5, 0.9, 0.1; the other ranks name it with NaN, as a shared evaluation does).
+/// Every rank must record rank 0's best, step 4, and restore that checkpoint's weights.
+fn best_worker() {
+    let out = PathBuf::from(std::env::var(OUT).unwrap());
+    let mut cfg = config(&out, 2, false);
+    cfg.train.eval_every = 2;
+    let data = RunData::load(&cfg).unwrap();
+    let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
+    let rank0 = trainer.is_rank0();
+    let mut scripted = |_: &taskmoe_model::MultiTaskModel, step: u64| {
+        let value = match (rank0, step) {
+            (false, _) => f64::NAN,
+            (true, 2) => 0.5,
+            (true, 4) => 0.9,
+            (true, _) => 0.1,
+        };
+        Ok(EvalPoint {
+            record: serde_json::json!({}),
+            score: Some(("validation/mean".into(), value, true)),
+        })
+    };
+    trainer.train(&mut scripted, &mut Silent, None).unwrap();
+    let best = trainer.state().best.clone().expect("a best on every rank");
+    assert_eq!((best.step, best.value), (4, 0.9));
+    assert_eq!(trainer.restore_best().unwrap(), Some(4));
+    let saved = tch::Tensor::read_safetensors(
+        out.join("run")
+            .join("checkpoint-4")
+            .join("model.safetensors"),
+    )
+    .unwrap();
+    let vars = trainer.var_store().variables();
+    assert_eq!(saved.len(), vars.len());
+    for (name, t) in saved {
+        assert!(vars[&name].equal(&t), "{name} differs from checkpoint-4");
+    }
+    println!("WORKER OK");
+}
+
+#[test]
+fn every_rank_records_rank0s_best_and_restores_it() {
+    let out = scratch("best");
+    let exe = std::env::current_exe().unwrap();
+    let outs = run_local(2, Duration::from_secs(30), Duration::from_secs(120), |_| {
+        let mut c = Command::new(&exe);
+        c.args(["worker", "--exact", "--nocapture", "--test-threads=1"])
+            .env(CASE, "best")
+            .env(OUT, &out);
+        c
+    })
+    .unwrap();
+    for o in &outs {
+        assert!(
+            o.success() && o.stdout.contains("WORKER OK"),
+            "rank {} ({:?}):\n{}\n{}",
+            o.rank,
+            o.status,
+            o.stdout,
+            o.stderr
+        );
+    }
+    let _ = std::fs::remove_dir_all(out);
 }
 
 /// The single-process run's log, in a folder of its own.
