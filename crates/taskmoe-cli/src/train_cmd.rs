@@ -79,8 +79,10 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<Eva
     let rank0 = trainer.is_rank0();
     if let Some(d) = trainer.distributed().filter(|_| rank0) {
         eprintln!(
-            "data-parallel job of {} ranks (expert parallel {}), {} examples per rank and step",
+            "data-parallel job of {} ranks on {} (expert parallel {}), {} examples per rank and \
+             step",
             d.world_size(),
+            d.backend().name(),
             cfg.train.expert_parallel,
             cfg.data.batch_size / d.world_size()
         );

@@ -66,7 +66,7 @@ fn two_ranks_train_and_a_single_process_evaluates_their_checkpoint() {
     assert!(outputs[1].stdout.is_empty(), "rank 1 printed to stdout");
     let stderr0 = String::from_utf8_lossy(&outputs[0].stderr);
     assert!(
-        stderr0.contains("data-parallel job of 2 ranks (expert parallel 2)"),
+        stderr0.contains("data-parallel job of 2 ranks on gloo (expert parallel 2)"),
         "{stderr0}"
     );
     assert!(stderr0.contains("group world/ep0: all_reduce"), "{stderr0}");

@@ -1,5 +1,6 @@
-// taskmoe-dist: a C ABI over libtorch's c10d (TCPStore rendezvous, ProcessGroupGloo) and an
-// autograd-aware all-to-all, for the Rust side in src/ffi.rs.
+// taskmoe-dist: a C ABI over libtorch's c10d (TCPStore rendezvous, ProcessGroupGloo, or a
+// ProcessGroupNCCL made by nccl.cpp's factory) and an autograd-aware all-to-all, for the Rust
+// side in src/ffi.rs.
 //
 // Conventions: every function that can fail returns NULL on success or a malloc'd,
 // NUL-terminated message that the caller frees with tmd_free_error. Tensors cross the boundary
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <memory>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -24,8 +26,6 @@
 
 namespace {
 
-// One process group: a Gloo backend over a (possibly prefixed) TCPStore, with the rank and
-// size it was created with, and the timeout every collective waits for at most.
 // Calls, bytes sent and wall time of one kind of collective, for the benchmarks.
 struct Counter {
   std::atomic<int64_t> calls{0};
@@ -35,6 +35,12 @@ struct Counter {
 
 enum Kind { kAllReduce = 0, kAllToAll = 1, kOther = 2, kKinds = 3 };
 
+// nccl.cpp's tmd_nccl_backend_new, reached through a pointer from the library's dlopen.
+using NcclFactory = char* (*)(void* store, int rank, int size, int64_t timeout_ms, int device,
+                              void** out);
+
+// One process group: a Gloo or NCCL backend over a (possibly prefixed) TCPStore, with the rank
+// and size it was created with, and the timeout every collective waits for at most.
 struct Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> backend;
@@ -115,6 +121,23 @@ void do_alltoall(Group* g, at::Tensor& out, at::Tensor& in, std::vector<int64_t>
       [&] { return g->backend->alltoall_base(out, in, out_splits, in_splits, opts); });
 }
 
+// A Gloo backend of `size` ranks over `store` whose sockets bind to `bind` (see tmd_group_new).
+c10::intrusive_ptr<c10d::Backend> gloo_backend(const c10::intrusive_ptr<c10d::Store>& store,
+                                               const char* bind, int rank, int size,
+                                               std::chrono::milliseconds timeout) {
+  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+  const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+  if (ifname != nullptr && *ifname != 0) {
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+  } else if (*bind != 0) {
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(bind));
+  } else {
+    options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  }
+  options->threads = 1;
+  return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, options);
+}
+
 // Rows exchanged by an all-to-all whose backward is the reverse all-to-all.
 //
 // forward: `input [sum(in_splits), ...]` sends `in_splits[j]` leading rows to rank j and
@@ -188,13 +211,14 @@ extern "C" {
 void tmd_free_error(char* e) { std::free(e); }
 
 // Connects to (rank `store_rank` 0: serves) the TCPStore of `store_size` ranks at host:port and
-// creates a Gloo group of `size` ranks whose sockets bind to `bind` (empty: the host name's
-// address; GLOO_SOCKET_IFNAME wins). `prefix` namespaces the store keys, so several groups
-// share one store; `store_of` (may be NULL) reuses the store of an existing group instead of
-// connecting again.
+// creates a group of `size` ranks. `prefix` namespaces the store keys, so several groups share
+// one store; `store_of` (may be NULL) reuses the store of an existing group instead of
+// connecting again. Without `nccl_factory` (NULL) the group is Gloo's, whose sockets bind to
+// `bind` (empty: the host name's address; GLOO_SOCKET_IFNAME wins); with it, the factory makes
+// an NCCL backend on CUDA device `device`.
 char* tmd_group_new(const char* host, const char* bind, int port, int rank, int size, int64_t timeout_ms,
                     const char* prefix, void* store_of, int store_rank, int store_size,
-                    void** out) {
+                    void* nccl_factory, int device, void** out) {
   std::string name = prefix;
   Group probe;
   probe.rank = rank;
@@ -214,18 +238,24 @@ char* tmd_group_new(const char* host, const char* bind, int port, int rank, int 
       opts.timeout = timeout;
       base = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
     }
-    auto prefixed = c10::make_intrusive<c10d::PrefixStore>(name, base);
-    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-    const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
-    if (ifname != nullptr && *ifname != 0) {
-      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-    } else if (*bind != 0) {
-      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(bind));
+    c10::intrusive_ptr<c10d::Store> prefixed =
+        c10::make_intrusive<c10d::PrefixStore>(name, base);
+    c10::intrusive_ptr<c10d::Backend> backend;
+    if (nccl_factory != nullptr) {
+      void* made = nullptr;
+      char* err = reinterpret_cast<NcclFactory>(nccl_factory)(&prefixed, rank, size, timeout_ms,
+                                                             device, &made);
+      if (err != nullptr) {
+        std::string text(err);
+        std::free(err);
+        throw std::runtime_error(text);
+      }
+      auto* held = static_cast<c10::intrusive_ptr<c10d::Backend>*>(made);
+      backend = *held;
+      delete held;
     } else {
-      options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+      backend = gloo_backend(prefixed, bind, rank, size, timeout);
     }
-    options->threads = 1;
-    auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, rank, size, options);
     auto* g = new Group;
     g->store = base;
     g->backend = backend;

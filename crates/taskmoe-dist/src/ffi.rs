@@ -17,6 +17,8 @@ extern "C" {
         store_of: *mut c_void,
         store_rank: c_int,
         store_size: c_int,
+        nccl_factory: *mut c_void,
+        device: c_int,
         out: *mut *mut c_void,
     ) -> *mut c_char;
     pub fn tmd_group_free(g: *mut c_void);

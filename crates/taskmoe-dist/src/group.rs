@@ -1,11 +1,12 @@
-//! One c10d process group (TCPStore rendezvous + Gloo backend) and its collectives.
+//! One c10d process group (TCPStore rendezvous + Gloo or NCCL backend) and its collectives.
 
 use std::ffi::{c_void, CString};
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use tch::{Device, Tensor};
+use tch::Tensor;
 
+use crate::backend::Backend;
 use crate::env::DistEnv;
 use crate::error::{DistError, Result};
 use crate::ffi;
@@ -22,12 +23,14 @@ pub struct CollectiveStats {
     pub seconds: f64,
 }
 
-/// A group of processes that run collectives together, on PyTorch's Gloo backend.
+/// A group of processes that run collectives together, on PyTorch's Gloo or NCCL backend
+/// ([`Backend`]).
 ///
 /// Every collective is synchronous (the call returns when it has completed on this rank), is
 /// bounded by the group's timeout, and fails with an error naming the rank, the group and the
-/// collective: a rank that died makes the others fail instead of hang. Gloo works on CPU
-/// tensors; CUDA tensors are staged through host memory (see `docs/architecture.md` for NCCL).
+/// collective: a rank that died makes the others fail instead of hang. A tensor on another
+/// device than the backend's ([`Backend::device`]: the CPU for Gloo, this rank's GPU for NCCL)
+/// is staged through it, and results come back on the tensor's own device.
 ///
 /// All ranks of the group must call the same collectives in the same order.
 #[derive(Debug)]
@@ -39,10 +42,11 @@ pub struct ProcessGroup {
     timeout: Duration,
     /// Address Gloo binds this rank's sockets to (empty: the host name's address).
     bind: String,
+    backend: Backend,
 }
 
-// SAFETY: the shim's group is a c10d Backend, whose methods are thread-safe (Gloo enqueues work
-// under a mutex); the counters are atomics.
+// SAFETY: the shim's group is a c10d Backend, whose methods are thread-safe (Gloo and NCCL
+// enqueue work under a mutex); the counters are atomics.
 unsafe impl Send for ProcessGroup {}
 unsafe impl Sync for ProcessGroup {}
 
@@ -85,12 +89,19 @@ fn bind_address(master: &str) -> String {
 }
 
 impl ProcessGroup {
-    /// Joins the job described by `env`: rank 0 serves the TCPStore at `MASTER_ADDR:MASTER_PORT`,
-    /// every rank connects to it, and all of them form the world group (named `world`). Fails
-    /// when the others do not arrive within the timeout.
+    /// Joins the job described by `env` on Gloo: rank 0 serves the TCPStore at
+    /// `MASTER_ADDR:MASTER_PORT`, every rank connects to it, and all of them form the world
+    /// group (named `world`). Fails when the others do not arrive within the timeout.
     pub fn connect(env: &DistEnv) -> Result<Self> {
+        Self::connect_with(env, Backend::Gloo)
+    }
+
+    /// [`ProcessGroup::connect`] on `backend` (NCCL loads its library first: see
+    /// [`Backend`]); subgroups use the same backend.
+    pub fn connect_with(env: &DistEnv, backend: Backend) -> Result<Self> {
         env.check()?;
         let op = "process group creation";
+        let factory = backend.factory(env.rank)?;
         let host = c_string(env.rank, op, &env.master_addr)?;
         let bind = bind_address(&env.master_addr);
         let bind_c = c_string(env.rank, op, &bind)?;
@@ -109,6 +120,8 @@ impl ProcessGroup {
                 std::ptr::null_mut(),
                 env.rank as i32,
                 env.world_size as i32,
+                factory,
+                backend.device_index(),
                 &mut raw,
             )
         })?;
@@ -119,6 +132,7 @@ impl ProcessGroup {
             name: "world".to_string(),
             timeout: env.timeout,
             bind,
+            backend,
         })
     }
 
@@ -141,6 +155,7 @@ impl ProcessGroup {
         let host = c_string(self.rank, op, "")?;
         let bind = c_string(self.rank, op, &self.bind)?;
         let prefix = c_string(self.rank, op, &format!("{}/{name}", self.name))?;
+        let factory = self.backend.factory(self.rank)?;
         let mut raw = std::ptr::null_mut();
         // SAFETY: `self.raw` is a live group whose store is reused.
         check(unsafe {
@@ -155,6 +170,8 @@ impl ProcessGroup {
                 self.raw.as_ptr(),
                 self.rank as i32,
                 self.size as i32,
+                factory,
+                self.backend.device_index(),
                 &mut raw,
             )
         })?;
@@ -165,6 +182,7 @@ impl ProcessGroup {
             name: format!("{}/{name}", self.name),
             timeout: self.timeout,
             bind: self.bind.clone(),
+            backend: self.backend,
         }))
     }
 
@@ -188,18 +206,34 @@ impl ProcessGroup {
         self.timeout
     }
 
-    /// A contiguous host copy of `t` to hand to Gloo, and whether it is a copy.
+    /// The backend the group runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A contiguous copy of `t` on the backend's device to hand to c10d (`t` itself when it
+    /// already is one), and whether it is a copy.
     fn host(&self, op: &'static str, t: &Tensor) -> Result<(Tensor, bool)> {
         let torch = |source| DistError::Torch {
             rank: self.rank,
             op,
             source,
         };
-        if t.device() == Device::Cpu && t.is_contiguous() {
+        let device = self.backend.device();
+        if t.device() == device && t.is_contiguous() {
             return Ok((t.shallow_clone(), false));
         }
-        let host = t.f_to_device(Device::Cpu).map_err(torch)?;
-        Ok((host.f_contiguous().map_err(torch)?, true))
+        let staged = t.f_to_device(device).map_err(torch)?;
+        Ok((staged.f_contiguous().map_err(torch)?, true))
+    }
+
+    /// `t` on the backend's device, autograd-connected (the collectives' gradients flow back
+    /// through the copy), for the autograd-aware collectives.
+    fn staged(&self, t: &Tensor) -> Tensor {
+        match t.device() == self.backend.device() {
+            true => t.shallow_clone(),
+            false => t.to_device(self.backend.device()),
+        }
     }
 
     /// Sums `t` over the group, in place.
@@ -340,11 +374,7 @@ impl ProcessGroup {
             });
         }
         let device = t.device();
-        let mut host = if device == Device::Cpu {
-            t.shallow_clone()
-        } else {
-            t.to_device(Device::Cpu)
-        };
+        let mut host = self.staged(t);
         let mut out = std::ptr::null_mut();
         // SAFETY: split arrays hold `size` entries each; the shim returns a new tensor.
         check(unsafe {
@@ -358,10 +388,9 @@ impl ProcessGroup {
         })?;
         // SAFETY: `out` is a fresh torch::Tensor*.
         let exchanged = unsafe { Tensor::from_ptr(out.cast()) };
-        Ok(if device == Device::Cpu {
-            exchanged
-        } else {
-            exchanged.to_device(device)
+        Ok(match device == self.backend.device() {
+            true => exchanged,
+            false => exchanged.to_device(device),
         })
     }
 
@@ -369,11 +398,7 @@ impl ProcessGroup {
     /// output gradients over the group (each rank's loss depends on the global sum).
     pub fn all_reduce_sum_autograd(&self, t: &Tensor) -> Result<Tensor> {
         let device = t.device();
-        let mut host = if device == Device::Cpu {
-            t.shallow_clone()
-        } else {
-            t.to_device(Device::Cpu)
-        };
+        let mut host = self.staged(t);
         let mut out = std::ptr::null_mut();
         // SAFETY: as in all_to_all.
         check(unsafe {

@@ -1,7 +1,10 @@
-//! Distributed training on PyTorch's own engine, c10d: a [`TCPStore`] rendezvous and Gloo
-//! process groups reached through a small C++ shim (`csrc/shim.cpp`) compiled against the
+//! Distributed training on PyTorch's own engine, c10d: a [`TCPStore`] rendezvous and Gloo (or
+//! NCCL) process groups reached through a small C++ shim (`csrc/shim.cpp`) compiled against the
 //! libtorch tch uses.
 //!
+//! - [`Backend`] picks Gloo (CPU) or NCCL (CUDA; `csrc/nccl.cpp`, a library of its own that
+//!   the build makes only against a CUDA libtorch with the CUDA and NCCL headers, loaded on
+//!   demand);
 //! - [`DistEnv`] reads torchrun's environment (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`,
 //!   `MASTER_ADDR`, `MASTER_PORT`);
 //! - [`ProcessGroup`] holds one group and runs the collectives on tch tensors (all-reduce,
@@ -19,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+mod backend;
 mod buckets;
 mod env;
 mod error;
@@ -27,6 +31,7 @@ mod group;
 mod launch;
 mod topology;
 
+pub use backend::{nccl_library, Backend, BACKEND_ENV, NCCL_LIBRARY_ENV};
 pub use buckets::GradBuckets;
 pub use env::{free_loopback_port, DistEnv, DEFAULT_TIMEOUT_SECS, TIMEOUT_ENV};
 pub use error::{DistError, Result};

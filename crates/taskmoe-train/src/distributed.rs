@@ -22,9 +22,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tch::{nn, Tensor};
+use tch::{nn, Device, Tensor};
 
-use taskmoe_dist::{CollectiveStats, DistEnv, GradBuckets, ProcessGroup, Topology};
+use taskmoe_dist::{Backend, CollectiveStats, DistEnv, GradBuckets, ProcessGroup, Topology};
 use taskmoe_experts::ExpertExchange;
 use taskmoe_model::MultiTaskModel;
 
@@ -38,6 +38,8 @@ pub struct Distributed {
     world: ProcessGroup,
     /// The rank on this node (`LOCAL_RANK`): which GPU a CUDA run uses.
     local_rank: usize,
+    /// Where this rank trains (`cuda:LOCAL_RANK` in a CUDA job).
+    device: Device,
     topology: Topology,
     buckets: GradBuckets,
     experts: Option<Arc<ExpertGroup>>,
@@ -116,7 +118,9 @@ impl Distributed {
         }
     }
 
-    /// Connects to the job's other ranks (within `env.timeout`).
+    /// Connects to the job's other ranks (within `env.timeout`), on NCCL when the run trains on
+    /// CUDA (`train.device`; this rank's GPU is `cuda:LOCAL_RANK`) and on Gloo otherwise
+    /// ([`Backend::for_device`]: `TASKMOE_DIST_BACKEND` overrides).
     pub fn connect(env: &DistEnv, cfg: &RunConfig) -> Result<Self> {
         let topology = Topology::new(env.world_size, cfg.train.expert_parallel, env.rank)
             .map_err(|e| invalid("config", format!("key `train.expert_parallel`: {e}")))?;
@@ -130,7 +134,13 @@ impl Distributed {
                 ),
             ));
         }
-        let world = ProcessGroup::connect(env).map_err(dist_err)?;
+        let device = crate::trainer::rank_device(
+            crate::trainer::select_device(&cfg.train.device)?,
+            env.local_rank,
+            tch::Cuda::device_count() as usize,
+        )?;
+        let backend = Backend::for_device(device).map_err(dist_err)?;
+        let world = ProcessGroup::connect_with(env, backend).map_err(dist_err)?;
         let experts = if topology.ep > 1 {
             let name = format!("ep{}", topology.ep_group());
             let group = world
@@ -160,6 +170,7 @@ impl Distributed {
         Ok(Distributed {
             world,
             local_rank: env.local_rank,
+            device,
             topology,
             buckets: GradBuckets::default(),
             experts,
@@ -178,6 +189,16 @@ impl Distributed {
     /// This process's rank on its node (`LOCAL_RANK`).
     pub fn local_rank(&self) -> usize {
         self.local_rank
+    }
+
+    /// The device this rank trains on (`cuda:LOCAL_RANK` in a CUDA job).
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The c10d backend of every group of the job.
+    pub fn backend(&self) -> Backend {
+        self.world.backend()
     }
 
     /// Number of ranks.

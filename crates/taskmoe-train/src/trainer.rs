@@ -212,10 +212,11 @@ impl Trainer {
         if cfg.train.threads > 0 {
             tch::set_num_threads(cfg.train.threads as i32);
         }
-        let mut device = select_device(&cfg.train.device)?;
-        if let Some(d) = &dist {
-            device = rank_device(device, d.local_rank(), tch::Cuda::device_count() as usize)?;
-        }
+        // A job's rank already chose its device (`cuda:LOCAL_RANK` on CUDA) to pick its backend.
+        let device = match &dist {
+            Some(d) => d.device(),
+            None => select_device(&cfg.train.device)?,
+        };
         taskmoe_device::check_precision(cfg.train.precision)
             .map_err(|e| invalid("precision", e.to_string()))?;
         let run_dir = cfg.run_dir();
