@@ -28,6 +28,22 @@ impl RankOutput {
     }
 }
 
+/// Panics, naming the rank, its exit status and its output, unless every rank of `outs`
+/// exited with status 0 and printed `marker` on its standard output (a test's worker prints
+/// it last, so a worker that returned early does not pass).
+pub fn expect_all_ok(outs: &[RankOutput], marker: &str) {
+    for o in outs {
+        assert!(
+            o.success() && o.stdout.contains(marker),
+            "rank {} ({:?}) did not finish with `{marker}`:\n{}\n{}",
+            o.rank,
+            o.status,
+            o.stdout,
+            o.stderr
+        );
+    }
+}
+
 /// Starts `world` processes made by `command(rank)`, each with torchrun's variables for a
 /// job on 127.0.0.1 (a free port) and a collective timeout of `collective_timeout`, and waits
 /// for all of them, killing those still running after `deadline`. Output is captured.

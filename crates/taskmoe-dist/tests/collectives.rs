@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use taskmoe_dist::{run_local, DistEnv, ProcessGroup, RankOutput};
+use taskmoe_dist::{expect_all_ok, run_local, DistEnv, ProcessGroup, RankOutput};
 use tch::{Kind, Tensor};
 
 const CASE: &str = "TMD_TEST_CASE";
@@ -22,19 +22,6 @@ fn launch(case: &str, collective_timeout: Duration) -> Vec<RankOutput> {
         c
     })
     .expect("spawn ranks")
-}
-
-fn assert_all_ok(outs: &[RankOutput]) {
-    for o in outs {
-        assert!(
-            o.success() && o.stdout.contains("WORKER OK"),
-            "rank {} failed ({:?}):\n{}\n{}",
-            o.rank,
-            o.status,
-            o.stdout,
-            o.stderr
-        );
-    }
 }
 
 fn close(a: &Tensor, b: &Tensor) {
@@ -188,17 +175,17 @@ fn worker() {
 
 #[test]
 fn collectives_match_single_process_results() {
-    assert_all_ok(&launch("collectives", Duration::from_secs(20)));
+    expect_all_ok(&launch("collectives", Duration::from_secs(20)), "WORKER OK");
 }
 
 #[test]
 fn all_to_all_routes_rows_and_gradients_back() {
-    assert_all_ok(&launch("all_to_all", Duration::from_secs(20)));
+    expect_all_ok(&launch("all_to_all", Duration::from_secs(20)), "WORKER OK");
 }
 
 #[test]
 fn subgroups_renumber_their_ranks() {
-    assert_all_ok(&launch("subgroups", Duration::from_secs(20)));
+    expect_all_ok(&launch("subgroups", Duration::from_secs(20)), "WORKER OK");
 }
 
 #[test]

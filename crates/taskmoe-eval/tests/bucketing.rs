@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use taskmoe_dist::{run_local, DistEnv, ProcessGroup};
+use taskmoe_dist::{expect_all_ok, run_local, DistEnv, ProcessGroup};
 use taskmoe_eval::{
     eval_batch_positions, evaluate_sharded, evaluate_with, EvalBatching, EvalData, EvalResult,
 };
@@ -248,15 +248,6 @@ fn sharded_evaluation_over_two_ranks_gives_rank0_the_single_process_result() {
         c
     })
     .expect("spawn ranks");
-    for o in &outs {
-        assert!(
-            o.success() && o.stdout.contains("WORKER OK"),
-            "rank {} failed ({:?}):\n{}\n{}",
-            o.rank,
-            o.status,
-            o.stdout,
-            o.stderr
-        );
-    }
+    expect_all_ok(&outs, "WORKER OK");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use taskmoe_dist::run_local;
+use taskmoe_dist::{expect_all_ok, run_local};
 use taskmoe_train::{EvalPoint, RunConfig, RunData, Silent, Trainer};
 
 const CASE: &str = "TMT_DP_CASE";
@@ -143,16 +143,7 @@ fn job(world: usize, out: &Path, stop_after: Option<u64>, expert_parallel: usize
         },
     )
     .unwrap();
-    for o in &outs {
-        assert!(
-            o.success() && o.stdout.contains("WORKER OK"),
-            "rank {} ({:?}):\n{}\n{}",
-            o.rank,
-            o.status,
-            o.stdout,
-            o.stderr
-        );
-    }
+    expect_all_ok(&outs, "WORKER OK");
 }
 
 fn assert_same(single: &[(u64, f64, f64)], dp: &[(u64, f64, f64)]) {
@@ -288,16 +279,7 @@ fn every_rank_records_rank0s_best_and_restores_it() {
         c
     })
     .unwrap();
-    for o in &outs {
-        assert!(
-            o.success() && o.stdout.contains("WORKER OK"),
-            "rank {} ({:?}):\n{}\n{}",
-            o.rank,
-            o.status,
-            o.stdout,
-            o.stderr
-        );
-    }
+    expect_all_ok(&outs, "WORKER OK");
     let _ = std::fs::remove_dir_all(out);
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tch::{nn, Device, Kind, Tensor};
 
-use taskmoe_dist::{run_local, DistEnv, ProcessGroup};
+use taskmoe_dist::{expect_all_ok, run_local, DistEnv, ProcessGroup};
 use taskmoe_experts::{MoeConfig, MoeLayer, MoeOutput};
 use taskmoe_router::{RouterConfig, RouterKind};
 use taskmoe_train::ExpertGroup;
@@ -201,14 +201,5 @@ fn an_expert_parallel_layer_equals_the_single_process_layer() {
         c
     })
     .unwrap();
-    for o in &outs {
-        assert!(
-            o.success() && o.stdout.contains("WORKER OK"),
-            "rank {} ({:?}):\n{}\n{}",
-            o.rank,
-            o.status,
-            o.stdout,
-            o.stderr
-        );
-    }
+    expect_all_ok(&outs, "WORKER OK");
 }
