@@ -210,8 +210,11 @@ mod tests {
 
     #[test]
     fn nccl_without_its_library_is_a_clear_error() {
-        if nccl_library().is_some() {
-            return; // a CUDA build: the library exists (loading it needs a GPU machine)
+        if let Some(library) = nccl_library() {
+            // A CUDA build: the library must exist (loading it needs libtorch_cuda.so and a
+            // GPU machine: tests/nccl.rs).
+            assert!(library.is_file(), "{} is missing", library.display());
+            return;
         }
         let e = Backend::Nccl { device: 0 }
             .factory(3)

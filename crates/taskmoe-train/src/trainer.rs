@@ -967,7 +967,6 @@ pub fn resolve_checkpoint(dir: &Path) -> Result<PathBuf> {
     }
 }
 
-/// A model-crate error as a training error.
 /// Rank 0's evaluation score, on every rank of the job (collective): its name and direction
 /// from this rank's own `score`, which must be given exactly when rank 0's is.
 fn rank0_score(
@@ -1000,6 +999,7 @@ fn rank0_score(
     }
 }
 
+/// A model-crate error as a training error.
 pub(crate) fn model_err(e: taskmoe_model::ModelError) -> TrainError {
     invalid("model", e.to_string())
 }
