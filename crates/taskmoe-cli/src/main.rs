@@ -1,7 +1,7 @@
 //! `taskmoe`: train, evaluate and inspect multi-task models with sparse, task-aware MoE layers.
 //!
 //! ```text
-//! taskmoe train   [--config FILE] [--set key.path=value]... [--resume]
+//! taskmoe train   [--config FILE] [--set key.path=value]... [--resume] [--run DIR --resume]
 //! taskmoe eval    (--run DIR | --checkpoint DIR) [--split validation|test|train] [--set ...]
 //!                 [--out DIR]
 //! taskmoe predict (--run DIR | --checkpoint DIR) --input FILE (--task NAME | --task-field F)
@@ -65,9 +65,14 @@ enum Command {
     Train {
         #[command(flatten)]
         config: ConfigArgs,
-        /// Continue the run from its newest complete checkpoint.
+        /// Continue the run from its newest usable checkpoint; an error (that changes no
+        /// file) when it has none.
         #[arg(long)]
         resume: bool,
+        /// The run folder to resume, wherever it now is (with --resume): its own saved
+        /// config.toml, with every `--set` over it.
+        #[arg(long, requires = "resume", conflicts_with = "config")]
+        run: Option<PathBuf>,
     },
     /// Evaluate a run's newest checkpoint (or a given checkpoint) on a split of its data;
     /// results go into the run folder as eval-<split>-step<N>.*.
@@ -213,11 +218,25 @@ fn spelling(v: impl clap::ValueEnum) -> String {
         .unwrap_or_default()
 }
 
+/// `arg` as a POSIX shell reads it back as one word: unchanged when it holds only characters no
+/// shell treats specially, else in single quotes (a quote inside written `'\''`).
+fn shell_quote(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        return arg.to_string();
+    }
+    format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
 fn main() {
     taskmoe_train::install_interrupt_handler();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train { config, resume } => train_cmd::run(&config, resume),
+        Command::Train {
+            config,
+            resume,
+            run,
+        } => train_cmd::run(&config, resume, run.as_deref()),
         Command::Eval {
             run,
             checkpoint,
@@ -260,14 +279,29 @@ fn main() {
             if !command.iter().any(|a| a == "--resume") {
                 command.push("--resume".into());
             }
+            let quoted: Vec<String> = command.iter().map(|a| shell_quote(a)).collect();
             eprintln!(
                 "interrupted after step {step}; checkpoint {} is complete. Resume with:\n  {}",
                 checkpoint.display(),
-                command.join(" ")
+                quoted.join(" ")
             );
             std::process::exit(130);
         }
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn resume_commands_are_quoted_for_the_shell() {
+        assert_eq!(shell_quote("output.name=run-1"), "output.name=run-1");
+        assert_eq!(shell_quote("output.name=my run"), "'output.name=my run'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a$b"), "'a$b'");
     }
 }

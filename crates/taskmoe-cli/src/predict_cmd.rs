@@ -49,6 +49,10 @@ pub struct PredictArgs {
     /// The device to run on.
     #[arg(long, value_enum, default_value_t = crate::DeviceArg::Cpu)]
     pub device: crate::DeviceArg,
+    /// Predict for tasks the model did not train on (held out, or left out of `data.tasks`):
+    /// their heads are untrained, so this is refused unless asked for, and then warned about.
+    #[arg(long)]
+    pub allow_untrained: bool,
 }
 
 /// The input formats, as on the command line.
@@ -87,7 +91,9 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         (None, None) => bail!("pass --task NAME or --task-field FIELD"),
     };
     let report = read_inputs(&inf.specs, &args.input, args.format.map(Format::from), task)?;
-    let rows = encode(&inf, &report.examples, &args.input)?;
+    check_trained(&inf, &report.tasks, args.allow_untrained)?;
+    let (rows, cut) = encode(&inf, &report.examples, &args.input)?;
+    warn_truncated(&cut, &report.examples, &args.input, inf.tokenizer.max_len());
     let n = rows.len();
     eprintln!(
         "predicting {n} rows of {} with {} (step {})",
@@ -174,28 +180,75 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     Ok(())
 }
 
+/// Refuses rows of tasks the model did not train on unless `allow`ed; warns when allowed.
+fn check_trained(inf: &Inference, tasks: &[usize], allow: bool) -> Result<()> {
+    let mut untrained: Vec<&str> = tasks
+        .iter()
+        .filter(|&&t| !inf.trained[t])
+        .map(|&t| inf.specs[t].name.as_str())
+        .collect();
+    untrained.sort_unstable();
+    untrained.dedup();
+    if untrained.is_empty() {
+        return Ok(());
+    }
+    let names = untrained.join(", ");
+    if !allow {
+        bail!(
+            "the model did not train on task(s) {names} (held out, or not in the run's \
+             data.tasks): their heads are untrained and their predictions meaningless. Pass \
+             --allow-untrained to predict anyway"
+        );
+    }
+    eprintln!("warning: predicting for task(s) {names}, which the model did not train on");
+    Ok(())
+}
+
+/// Warns, with the count and the first few lines, about rows cut to the model's length.
+fn warn_truncated(cut: &[usize], examples: &[taskmoe_data::TextExample], path: &Path, max: usize) {
+    if cut.is_empty() {
+        return;
+    }
+    let lines: Vec<String> = cut
+        .iter()
+        .take(5)
+        .map(|&i| examples[i].line.to_string())
+        .collect();
+    eprintln!(
+        "warning: {} of {} rows of {} are longer than {max} tokens and were truncated (lines {}{})",
+        cut.len(),
+        examples.len(),
+        path.display(),
+        lines.join(", "),
+        if cut.len() > lines.len() { ", ..." } else { "" }
+    );
+}
+
 /// Tokenizes the input rows; example `i` gets id `i` (its position in the input) and, as its
-/// source id, the `id_field` value or the line number.
+/// source id, the `id_field` value or the line number. Also returns the positions of the rows
+/// that were truncated.
 fn encode(
     inf: &Inference,
     examples: &[taskmoe_data::TextExample],
     path: &Path,
-) -> Result<Vec<EncodedExample>> {
-    examples
-        .iter()
-        .enumerate()
-        .map(|(i, ex)| {
-            let (input_ids, token_type_ids) = inf
-                .tokenizer
-                .encode(&ex.text_a, ex.text_b.as_deref())
-                .with_context(|| format!("{}:{}: tokenizing", path.display(), ex.line))?;
-            Ok(EncodedExample {
-                id: i as u64,
-                input_ids,
-                token_type_ids,
-                label: ex.label,
-                source_id: Some(ex.source_id.clone().unwrap_or_else(|| ex.line.to_string())),
-            })
-        })
-        .collect()
+) -> Result<(Vec<EncodedExample>, Vec<usize>)> {
+    let mut cut = Vec::new();
+    let mut rows = Vec::with_capacity(examples.len());
+    for (i, ex) in examples.iter().enumerate() {
+        let (input_ids, token_type_ids, truncated) = inf
+            .tokenizer
+            .encode_checked(&ex.text_a, ex.text_b.as_deref())
+            .with_context(|| format!("{}:{}: tokenizing", path.display(), ex.line))?;
+        if truncated {
+            cut.push(i);
+        }
+        rows.push(EncodedExample {
+            id: i as u64,
+            input_ids,
+            token_type_ids,
+            label: ex.label,
+            source_id: Some(ex.source_id.clone().unwrap_or_else(|| ex.line.to_string())),
+        });
+    }
+    Ok((rows, cut))
 }

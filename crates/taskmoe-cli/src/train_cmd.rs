@@ -1,6 +1,8 @@
 //! `taskmoe train`.
 
-use anyhow::{Context, Result};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
 use taskmoe_eval::{evaluate_sharded, evaluate_with, EvalBatching, EvalData, EvalResult};
 use taskmoe_model::Variant;
 use taskmoe_train::{EvalPoint, RunConfig, RunData, Trainer};
@@ -17,8 +19,20 @@ use crate::{report, ConfigArgs};
 /// Under torchrun's variables (`WORLD_SIZE` > 1; `cargo xtask train --nproc N` sets them) the
 /// process is one rank of a data-parallel job: every rank scores its share of each evaluation
 /// and of the final test, rank 0 reports, the others train silently.
-pub fn run(args: &ConfigArgs, resume: bool) -> Result<()> {
-    let cfg = RunConfig::load(args.config.as_deref(), &args.set)?;
+///
+/// `run_dir` (`--run DIR --resume`) resumes that run folder wherever it now lives: its saved
+/// `config.toml` (with `--set` over it) and `output.dir` / `output.name` pointing at it.
+pub fn run(args: &ConfigArgs, resume: bool, run_dir: Option<&Path>) -> Result<()> {
+    let cfg = match run_dir {
+        Some(dir) => resume_config(dir, &args.set)?,
+        None => {
+            let cfg = RunConfig::load(args.config.as_deref(), &args.set)?;
+            if resume {
+                check_not_moved(args.config.as_deref(), &cfg)?;
+            }
+            cfg
+        }
+    };
     eprintln!(
         "resolved configuration (saved as {}/config.toml):\n{}",
         cfg.run_dir().display(),
@@ -68,6 +82,61 @@ pub fn run(args: &ConfigArgs, resume: bool) -> Result<()> {
     report::write(&combined, &parent, "final-test", &names)?;
     println!("{}", report::table(&combined, "test"));
     Ok(())
+}
+
+/// The configuration that resumes the run folder `dir` where it is: its saved `config.toml`,
+/// then `set`, then `output.dir` / `output.name` set to `dir`.
+fn resume_config(dir: &Path, set: &[String]) -> Result<RunConfig> {
+    let saved = dir.join(taskmoe_train::RUN_CONFIG_FILE);
+    if !saved.is_file() {
+        bail!(
+            "--run {}: no {} there: not a run folder (a run folder holds the configuration \
+             `taskmoe train` saved, its logs and its checkpoint-* folders)",
+            dir.display(),
+            taskmoe_train::RUN_CONFIG_FILE
+        );
+    }
+    let mut cfg = RunConfig::load(Some(&saved), set)?;
+    let dir = std::path::absolute(dir).with_context(|| format!("--run {}", dir.display()))?;
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        bail!("--run {}: not a folder inside another", dir.display());
+    };
+    cfg.output.dir = parent.to_path_buf();
+    cfg.output.name = name.to_string_lossy().into_owned();
+    Ok(cfg)
+}
+
+/// Refuses `--config RUN/config.toml --resume` when that file is the saved configuration of a
+/// run folder other than the one it names (the folder was moved or copied): resuming would
+/// read and write the old place.
+fn check_not_moved(config: Option<&Path>, cfg: &RunConfig) -> Result<()> {
+    let Some(folder) = config.and_then(Path::parent) else {
+        return Ok(());
+    };
+    let folder = if folder.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        folder
+    };
+    if taskmoe_train::list_checkpoints(folder)?.is_empty() {
+        return Ok(());
+    }
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same(folder, &cfg.run_dir()) {
+        return Ok(());
+    }
+    bail!(
+        "{} belongs to the run folder {}, but names the run folder {} (output.dir / \
+         output.name): the folder was moved or copied. Resume it where it is with \
+         `taskmoe train --run {} --resume`",
+        config.expect("a folder came from it").display(),
+        folder.display(),
+        cfg.run_dir().display(),
+        folder.display()
+    )
 }
 
 /// Trains one model and scores its training tasks on the test split (rank 0 of a

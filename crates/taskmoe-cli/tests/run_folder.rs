@@ -1,6 +1,8 @@
 //! A run folder that cannot be corrupted, through the `taskmoe` binary: two runs started at
 //! once in one folder end in one clear refusal and one intact history; Ctrl-C finishes the
-//! step, writes a checkpoint and says how to resume, and resuming completes the run.
+//! step, writes a checkpoint and prints a shell-quoted command that resumes it; a moved run
+//! folder resumes with `--run`; a resume with nothing to resume from, or a changed
+//! configuration, is an error that changes no file.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -80,18 +82,21 @@ fn two_runs_in_one_folder_end_in_one_refusal() {
 #[test]
 fn ctrl_c_checkpoints_the_step_and_says_how_to_resume() {
     let out = scratch("sigint");
+    // A run name with a space: the printed resume command must quote it.
     let steps = [
         "--set",
         "train.steps=40",
         "--set",
         "train.checkpoint_every=100",
+        "--set",
+        "output.name=my run",
     ];
     let mut child = train(&out, &steps)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let run = out.join("shared");
+    let run = out.join("my run");
     wait_for_lines(&run.join("metrics.jsonl"), 3, &mut child);
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -105,7 +110,7 @@ fn ctrl_c_checkpoints_the_step_and_says_how_to_resume() {
         err.contains("interrupted after step") && err.contains("Resume with"),
         "{err}"
     );
-    assert!(err.contains("--resume"), "{err}");
+    assert!(err.contains("'output.name=my run'"), "{err}");
     let logged = std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
         .lines()
@@ -117,14 +122,218 @@ fn ctrl_c_checkpoints_the_step_and_says_how_to_resume() {
             .exists(),
         "the last step taken is checkpointed: {err}"
     );
-    let resumed = train(&out, &[&steps[..], &["--resume"]].concat())
-        .output()
-        .unwrap();
+    // The printed command, run by a shell as a user would paste it, completes the run.
+    let printed = err
+        .split("Resume with:\n")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .expect("a resume command")
+        .trim()
+        .to_string();
+    let resumed = Command::new("sh").args(["-c", &printed]).output().unwrap();
     assert!(
         resumed.status.success(),
-        "{}",
+        "{printed}: {}",
         String::from_utf8_lossy(&resumed.stderr)
     );
     assert!(run.join("checkpoint-40").exists());
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+/// `taskmoe train` with `args` only (no config of the helper above).
+fn taskmoe(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_taskmoe"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn logged_steps(run: &Path) -> Vec<u64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_moved_run_folder_resumes_where_it_now_is() {
+    let out = scratch("moved");
+    let half = [
+        "--set",
+        "train.steps=6",
+        "--set",
+        "train.schedule.total_steps=12",
+    ];
+    let first = train(&out, &half).output().unwrap();
+    assert!(first.status.success(), "{}", stderr(&first));
+    std::fs::create_dir_all(out.join("elsewhere")).unwrap();
+    let moved = out.join("elsewhere/moved run");
+    std::fs::rename(out.join("shared"), &moved).unwrap();
+    let moved_str = moved.to_str().unwrap();
+
+    // Its saved config names the old place: resuming through it is refused, pointing at --run.
+    let config = moved.join("config.toml");
+    let old = taskmoe(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--set",
+        "train.steps=12",
+        "--resume",
+    ]);
+    assert!(!old.status.success());
+    assert!(
+        stderr(&old).contains("was moved") && stderr(&old).contains("--run"),
+        "{}",
+        stderr(&old)
+    );
+    assert!(
+        !out.join("shared").exists(),
+        "nothing written at the old place"
+    );
+
+    // A changed configuration is refused, naming every key that differs with both values.
+    let changed = taskmoe(&[
+        "train",
+        "--run",
+        moved_str,
+        "--resume",
+        "--set",
+        "train.steps=12",
+        "--set",
+        "train.seed=5",
+        "--set",
+        "data.batch_size=4",
+    ]);
+    let err = stderr(&changed);
+    assert!(!changed.status.success());
+    assert!(
+        err.contains("`train.seed` was 0, is now 5")
+            && err.contains("`data.batch_size` was 8, is now 4"),
+        "{err}"
+    );
+
+    let resumed = taskmoe(&[
+        "train",
+        "--run",
+        moved_str,
+        "--resume",
+        "--set",
+        "train.steps=12",
+    ]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(logged_steps(&moved), (1..=12).collect::<Vec<_>>());
+    assert!(moved.join("checkpoint-12").is_dir());
+    assert!(
+        !out.join("shared").exists(),
+        "nothing written at the old place"
+    );
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn a_resume_with_nothing_to_resume_from_changes_no_file() {
+    let out = scratch("nothing");
+    let run = out.join("shared");
+    // No folder: an error, and no folder made.
+    let none = train(&out, &["--resume"]).output().unwrap();
+    assert!(!none.status.success());
+    assert!(
+        stderr(&none).contains("nothing to resume") && stderr(&none).contains("does not exist"),
+        "{}",
+        stderr(&none)
+    );
+    assert!(!run.exists(), "the resume made no folder");
+
+    // Logs of a run killed before its first checkpoint, and a checkpoint cut short.
+    std::fs::create_dir_all(run.join("checkpoint-3")).unwrap();
+    std::fs::write(run.join("checkpoint-3/model.safetensors"), b"cut").unwrap();
+    let log = "{\"step\":1}\n{\"step\":2}\n{\"step\":3}\n";
+    std::fs::write(run.join("metrics.jsonl"), log).unwrap();
+    std::fs::write(run.join("eval.jsonl"), "{\"step\":2}\n").unwrap();
+    let listing = |dir: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing(&run);
+    let rejected = train(&out, &["--resume"]).output().unwrap();
+    let err = stderr(&rejected);
+    assert!(!rejected.status.success());
+    assert!(
+        err.contains("nothing to resume")
+            && err.contains("checkpoint-3:")
+            && err.contains("no file was changed"),
+        "{err}"
+    );
+    // A fresh start is refused too: it would overwrite the logs.
+    let fresh = train(&out, &[]).output().unwrap();
+    assert!(!fresh.status.success());
+    assert!(
+        stderr(&fresh).contains("already holds checkpoints"),
+        "{}",
+        stderr(&fresh)
+    );
+    std::fs::remove_dir_all(run.join("checkpoint-3")).unwrap();
+    let fresh = train(&out, &[]).output().unwrap();
+    assert!(!fresh.status.success());
+    assert!(
+        stderr(&fresh).contains("logs of an earlier run (metrics.jsonl, eval.jsonl)"),
+        "{}",
+        stderr(&fresh)
+    );
+    let no_checkpoint = train(&out, &["--resume"]).output().unwrap();
+    assert!(
+        stderr(&no_checkpoint).contains("metrics.jsonl logs 3 steps"),
+        "{}",
+        stderr(&no_checkpoint)
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("metrics.jsonl")).unwrap(),
+        log
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("eval.jsonl")).unwrap(),
+        "{\"step\":2}\n"
+    );
+    let mut after = listing(&run);
+    after.retain(|n| n != ".lock");
+    let mut expected = before;
+    expected.retain(|n| n != "checkpoint-3" && n != ".lock");
+    assert_eq!(after, expected, "no file added");
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn a_bad_set_key_is_named_as_the_set_not_the_file() {
+    let out = scratch("badset");
+    let output = train(&out, &["--set", "train.stepz=3"]).output().unwrap();
+    let err = stderr(&output);
+    assert!(!output.status.success());
+    assert!(
+        err.contains("--set train.stepz=3: unknown key `train.stepz`")
+            && !err.contains("tiny.toml"),
+        "{err}"
+    );
+    let output = train(&out, &["--set", "train.steps=many"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&output).contains("--set train.steps=many: key `train.steps`"),
+        "{}",
+        stderr(&output)
+    );
     std::fs::remove_dir_all(out).unwrap();
 }

@@ -336,6 +336,41 @@ fn a_synthetic_run_predicts_and_exports() {
     assert_eq!(rows.len(), 2);
     assert!(["0", "1"].contains(&rows[0]["label"].as_str().unwrap()));
 
+    // A held-out task the model never trained on is refused unless asked for, then warned
+    // about; rows longer than the model's positions are predicted truncated, with a warning.
+    let long = (0..40)
+        .map(|i| format!("w{}", i % 9 + 1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    std::fs::write(&input, format!("sentence\nw1 w2\n{long}\n")).unwrap();
+    let predict = |task: &str, extra: &[&str]| {
+        let mut args = vec![
+            "predict",
+            "--run",
+            run.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--task",
+        ];
+        args.push(task);
+        args.extend_from_slice(extra);
+        taskmoe(&args)
+    };
+    let err = fails(predict("lexicon_unseen0", &[]));
+    assert!(
+        err.contains("did not train on task(s) lexicon_unseen0")
+            && err.contains("--allow-untrained"),
+        "{err}"
+    );
+    let (stdout, warned) = ok(predict("lexicon_unseen0", &["--allow-untrained"]));
+    assert_eq!(jsonl(&stdout).len(), 2);
+    assert!(warned.contains("did not train on"), "{warned}");
+    let (_, warned) = ok(predict("lexicon_hi0", &[]));
+    assert!(
+        warned.contains("1 of 2 rows") && warned.contains("truncated (lines 3)"),
+        "{warned}"
+    );
+
     // The tiny task-MoE (per-task router) exports in taskmoe's layout.
     let (msg, _) = ok(taskmoe(&[
         "export",

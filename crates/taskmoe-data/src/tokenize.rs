@@ -148,6 +148,17 @@ impl TextTokenizer {
     /// Encodes a sentence or a sentence pair with special tokens, truncated to `max_len`,
     /// unpadded: `(input_ids, token_type_ids)`.
     pub fn encode(&self, text_a: &str, text_b: Option<&str>) -> Result<(Vec<i64>, Vec<i64>)> {
+        let (ids, types, _) = self.encode_checked(text_a, text_b)?;
+        Ok((ids, types))
+    }
+
+    /// [`TextTokenizer::encode`], also saying whether tokens were cut off at `max_len`:
+    /// `(input_ids, token_type_ids, truncated)`.
+    pub fn encode_checked(
+        &self,
+        text_a: &str,
+        text_b: Option<&str>,
+    ) -> Result<(Vec<i64>, Vec<i64>, bool)> {
         let enc = match text_b {
             None => self.inner.encode(text_a, true),
             Some(b) => self.inner.encode((text_a, b), true),
@@ -155,7 +166,7 @@ impl TextTokenizer {
         .map_err(tk_err)?;
         let ids = enc.get_ids().iter().map(|&i| i64::from(i)).collect();
         let types = enc.get_type_ids().iter().map(|&i| i64::from(i)).collect();
-        Ok((ids, types))
+        Ok((ids, types, !enc.get_overflowing().is_empty()))
     }
 
     /// Encodes like [`TextTokenizer::encode`] and pads to exactly `max_len` with a mask.

@@ -85,6 +85,20 @@ fn pairs_are_truncated_longest_first_to_max_len() {
 }
 
 #[test]
+fn encode_checked_says_when_tokens_were_cut_off() {
+    let tok = TextTokenizer::from_wordpiece_vocab(&fixture("vocab.txt"), true, 8).unwrap();
+    let (ids, _, cut) = tok
+        .encode_checked("the man plays guitar.", Some("it rains"))
+        .unwrap();
+    assert!(cut, "11 tokens do not fit in 8");
+    assert_eq!(ids.len(), 8);
+    let (ids, _, cut) = tok.encode_checked("it rains", None).unwrap();
+    assert!(!cut, "{ids:?} fits");
+    let (_, _, cut) = tok.encode_checked("the man plays guitar", None).unwrap();
+    assert!(!cut, "6 tokens fit in 8");
+}
+
+#[test]
 fn padded_encoding_has_mask_and_fixed_length() {
     let tok = TextTokenizer::from_wordpiece_vocab(&fixture("vocab.txt"), true, 10).unwrap();
     let p = tok.encode_padded("the cat sleeps", None).unwrap();

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use taskmoe_model::Variant;
 use taskmoe_router::RouterKind;
-use taskmoe_train::{apply_overrides, deserialize_with_path, merge_tables, RunConfig};
+use taskmoe_train::{apply_overrides, deserialize_layered, merge_tables, RunConfig};
 
 /// A named set of experiment settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,7 +241,7 @@ impl ExperimentConfig {
         };
         let defaults = toml::Table::try_from(ExperimentConfig::default())?;
         apply_overrides(&mut table, set, &defaults, &[])?;
-        let mut settings: ExperimentConfig = deserialize_with_path(table, &origin)?;
+        let mut settings: ExperimentConfig = deserialize_layered(table, &origin, set)?;
         settings.run_set.extend(run_set_extra.iter().cloned());
         settings.validate(&origin)?;
         std::fs::create_dir_all(scratch)

@@ -106,6 +106,9 @@ pub struct Inference {
     pub card: ModelCard,
     /// Padding id.
     pub pad_id: i64,
+    /// Whether each task (by id) is one the run trained on: the `data.tasks` of its
+    /// `config.toml`, or every task not held out when that list is empty.
+    pub trained: Vec<bool>,
 }
 
 impl Inference {
@@ -161,6 +164,19 @@ impl Inference {
         let model = MultiTaskModel::new(&vs.root(), &card.model, &card.heads).map_err(model_err)?;
         load_weights(&vs, &ckpt.file(MODEL_FILE)).map_err(model_err)?;
         let pad_id = tokenizer.pad_id();
+        let listed: Vec<&str> = table
+            .get("data")
+            .and_then(|d| d.get("tasks"))
+            .and_then(toml::Value::as_array)
+            .map(|a| a.iter().filter_map(toml::Value::as_str).collect())
+            .unwrap_or_default();
+        let trained = specs
+            .iter()
+            .map(|s| match listed.is_empty() {
+                true => !s.held_out,
+                false => listed.contains(&s.name.as_str()),
+            })
+            .collect();
         Ok(Inference {
             threads,
             specs,
@@ -169,6 +185,7 @@ impl Inference {
             model,
             card,
             pad_id,
+            trained,
         })
     }
 

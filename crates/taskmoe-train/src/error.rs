@@ -94,6 +94,51 @@ pub enum TrainError {
         /// What was not finite at the last skip.
         what: String,
     },
+    /// `--resume` found no usable checkpoint; nothing was written.
+    #[error("--resume: nothing to resume in {run_dir}: {found}\nno file was changed")]
+    NothingToResume {
+        /// The run folder.
+        run_dir: PathBuf,
+        /// What the folder holds, and why each checkpoint was rejected.
+        found: String,
+    },
+    /// A resume's configuration differs from the checkpoint's in keys that shape the steps.
+    #[error("cannot resume from {checkpoint}: the configuration changed:\n{changes}")]
+    ConfigChanged {
+        /// The checkpoint the resume would start from.
+        checkpoint: PathBuf,
+        /// Every key that differs, with its saved and current values, and what may change.
+        changes: String,
+    },
+    /// A fresh run was started in a folder that holds an earlier run.
+    #[error(
+        "{run_dir} already holds {held}: pass --resume to continue it, or set output.name to \
+         start another run"
+    )]
+    RunExists {
+        /// The run folder.
+        run_dir: PathBuf,
+        /// What it holds (checkpoints, or logs).
+        held: String,
+    },
+    /// A finite loss exploded past `train.loss_spike_factor` times its running median and the
+    /// policy is `error`.
+    #[error(
+        "step {step}: the loss {loss:e} is over train.loss_spike_factor = {factor:e} times its \
+         running median {median:e}{context}"
+    )]
+    LossSpike {
+        /// The optimizer step (1-based).
+        step: u64,
+        /// The loss.
+        loss: f64,
+        /// The running median of the recent losses.
+        median: f64,
+        /// The factor.
+        factor: f64,
+        /// Which task, and the last good checkpoint.
+        context: String,
+    },
     /// libtorch reported an error.
     #[error(transparent)]
     Torch(#[from] tch::TchError),

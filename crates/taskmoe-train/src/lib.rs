@@ -28,6 +28,7 @@ mod json_float;
 mod nonfinite;
 pub mod optim;
 mod overrides;
+mod resume;
 mod run_config;
 mod run_data;
 mod run_lock;
@@ -45,9 +46,12 @@ pub use checkpoint::{
 pub use distributed::{Distributed, ExpertGroup};
 pub use error::{Result, TrainError};
 pub use interrupt::{clear_interrupt, install_interrupt_handler, interrupted, request_interrupt};
-pub use nonfinite::{NonFinitePolicy, StepAction};
+pub use nonfinite::{
+    loss_spike, NonFinitePolicy, StepAction, LOSS_MEDIAN_FLOOR, LOSS_WINDOW, LOSS_WINDOW_MIN,
+};
 pub use optim::{clip_grad_norm, default_decays, grad_norm, AdamW, AdamWConfig};
-pub use overrides::{apply_overrides, deserialize_with_path, merge_tables};
+pub use overrides::{apply_overrides, deserialize_layered, deserialize_with_path, merge_tables};
+pub use resume::{config_changes, rewind_log, superseded_path, KeyChange, RESUMABLE_KEYS};
 pub use run_config::{
     DataConfig, DataSource, OutputConfig, RunConfig, TestCheckpoint, TrainConfig,
 };

@@ -45,3 +45,58 @@ impl NonFinitePolicy {
         }
     }
 }
+
+/// Losses of applied steps kept for the running median of the spike check
+/// ([`crate::TrainerState::recent_losses`]).
+pub const LOSS_WINDOW: usize = 100;
+
+/// Losses needed in the window before the spike check applies.
+pub const LOSS_WINDOW_MIN: usize = 10;
+
+/// The least median the spike check compares against: a run whose losses fell to almost zero
+/// (a learned toy task) does not make an ordinary loss of 0.01 look like an explosion.
+pub const LOSS_MEDIAN_FLOOR: f64 = 1e-3;
+
+/// The running median of `recent` when the finite `loss` is over `factor` times it (the median
+/// floored at [`LOSS_MEDIAN_FLOOR`]): a loss that exploded without (yet) overflowing, treated like
+/// a non-finite one. `None` when `factor` is 0 (the check is off), fewer than
+/// [`LOSS_WINDOW_MIN`] losses are known, or the loss is within bounds.
+pub fn loss_spike(recent: &[f64], loss: f64, factor: f64) -> Option<f64> {
+    if factor <= 0.0 || recent.len() < LOSS_WINDOW_MIN || !loss.is_finite() {
+        return None;
+    }
+    let mut sorted = recent.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
+    };
+    (loss > factor * median.max(LOSS_MEDIAN_FLOOR)).then_some(median)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spike_is_a_loss_far_above_the_running_median() {
+        let recent = vec![0.5; LOSS_WINDOW_MIN];
+        assert_eq!(loss_spike(&recent, 0.6e6, 1e6), Some(0.5));
+        assert_eq!(loss_spike(&recent, 0.4e6, 1e6), None);
+        assert_eq!(loss_spike(&recent, 1e30, 0.0), None, "factor 0 disables it");
+        assert_eq!(
+            loss_spike(&recent[1..], 1e30, 1e6),
+            None,
+            "too few losses yet"
+        );
+        let learned = vec![1e-9; LOSS_WINDOW_MIN];
+        assert_eq!(
+            loss_spike(&learned, 0.5, 1e6),
+            None,
+            "the median is floored"
+        );
+        assert!(loss_spike(&learned, 2e3, 1e6).is_some());
+    }
+}

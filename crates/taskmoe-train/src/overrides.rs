@@ -104,15 +104,25 @@ fn parse_value(raw: &str) -> toml::Value {
 }
 
 /// Deserializes `table` into `T`, naming the key path of any error (`train.steps: invalid
-/// type...`, `unknown key train.stepz, expected one of ...`).
+/// type...`, `unknown key train.stepz, expected one of ...`) and `origin` (the file).
 pub fn deserialize_with_path<T: serde::de::DeserializeOwned>(
     table: toml::Table,
     origin: &str,
 ) -> Result<T> {
+    deserialize_layered(table, origin, &[])
+}
+
+/// [`deserialize_with_path`] for a table that `overrides` (`key.path=value`) were applied to:
+/// an error at a key one of them set names that `--set` instead of the file.
+pub fn deserialize_layered<T: serde::de::DeserializeOwned>(
+    table: toml::Table,
+    origin: &str,
+    overrides: &[String],
+) -> Result<T> {
     serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().message().to_string();
-        let message = match inner.strip_prefix("unknown field `") {
+        let (key, message) = match inner.strip_prefix("unknown field `") {
             Some(rest) => {
                 let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
                 // The path already ends with the unknown field.
@@ -121,10 +131,20 @@ pub fn deserialize_with_path<T: serde::de::DeserializeOwned>(
                 } else {
                     format!("{path}.{field}")
                 };
-                format!("unknown key `{key}`{expected}")
+                (key.clone(), format!("unknown key `{key}`{expected}"))
             }
-            None => format!("key `{path}`: {inner}"),
+            None => (path.clone(), format!("key `{path}`: {inner}")),
         };
-        invalid("config", format!("{origin}: {message}"))
+        let given_by = overrides.iter().rev().find(|spec| {
+            let set = spec
+                .split_once('=')
+                .map_or(spec.as_str(), |(k, _)| k)
+                .trim();
+            key == set || key.starts_with(&format!("{set}.")) || set.starts_with(&format!("{key}."))
+        });
+        match given_by {
+            Some(spec) => invalid("config", format!("--set {spec}: {message}")),
+            None => invalid("config", format!("{origin}: {message}")),
+        }
     })
 }

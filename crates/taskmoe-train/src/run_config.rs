@@ -12,7 +12,7 @@ use taskmoe_model::ModelConfig;
 use crate::error::{invalid, Result};
 use crate::nonfinite::NonFinitePolicy;
 use crate::optim::AdamWConfig;
-use crate::overrides::{apply_overrides, deserialize_with_path, merge_tables};
+use crate::overrides::{apply_overrides, deserialize_layered, merge_tables};
 use crate::schedule::{Decay, ScheduleConfig};
 
 /// The keys that hold file paths, by section.
@@ -182,6 +182,11 @@ pub struct TrainConfig {
     /// Non-finite loss or gradient norm: `error` (stop, naming the step, task and last good
     /// checkpoint) or `skip-step`. Default `error`.
     pub nonfinite: NonFinitePolicy,
+    /// A finite loss over this many times the running median of the last 100 applied steps'
+    /// losses (the median floored at 1e-3; checked once 10 are known) is treated like a
+    /// non-finite one, under `nonfinite`: an explosion is caught before it overflows. 0 turns the
+    /// check off. Default 1e6.
+    pub loss_spike_factor: f64,
     /// Loss weight per task name (others weigh 1). Default empty.
     pub task_weights: BTreeMap<String, f64>,
     /// CPU threads for libtorch; 0 keeps libtorch's default. Default 2.
@@ -303,6 +308,7 @@ impl Default for TrainConfig {
             },
             clip_grad_norm: 1.0,
             nonfinite: NonFinitePolicy::Error,
+            loss_spike_factor: 1e6,
             task_weights: BTreeMap::new(),
             threads: 2,
             device: "cpu".into(),
@@ -384,7 +390,7 @@ impl RunConfig {
         let beneath = value.clone();
         merge_tables(&mut value, file, TAGGED_TABLES);
         apply_overrides(&mut value, &overrides, &beneath, TAGGED_TABLES)?;
-        let mut cfg: RunConfig = deserialize_with_path(value, &origin)?;
+        let mut cfg: RunConfig = deserialize_layered(value, &origin, &overrides)?;
         if !kind_given {
             // The preset's router kind is a default, not a choice: a variant given without a
             // kind routes as that variant does (`token` for token-moe, the preset's
@@ -475,6 +481,15 @@ impl RunConfig {
                 format!(
                     "key `train.clip_grad_norm`: must be >= 0, got {}",
                     t.clip_grad_norm
+                ),
+            ));
+        }
+        if !(t.loss_spike_factor.is_finite() && t.loss_spike_factor >= 0.0) {
+            return Err(invalid(
+                "config",
+                format!(
+                    "key `train.loss_spike_factor`: must be >= 0 (0 = off), got {}",
+                    t.loss_spike_factor
                 ),
             ));
         }

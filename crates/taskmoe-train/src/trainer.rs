@@ -17,12 +17,16 @@ use taskmoe_model::{
 };
 
 use crate::assets::RunAssets;
-use crate::checkpoint::{latest_complete, latest_verified, CheckpointWriter};
+use crate::checkpoint::{latest_complete, latest_verified, list_checkpoints, CheckpointWriter};
 use crate::distributed::Distributed;
 use crate::error::{invalid, Result, TrainError};
 use crate::interrupt::interrupted;
-use crate::nonfinite::StepAction;
+use crate::nonfinite::{loss_spike, NonFinitePolicy, StepAction};
 use crate::optim::AdamW;
+use crate::resume::{
+    check_fresh_folder, config_changes, nothing_to_resume, refuse_changes, rewind_log,
+    superseded_path,
+};
 use crate::run_config::RunConfig;
 use crate::run_data::RunData;
 use crate::run_lock::RunLock;
@@ -82,7 +86,8 @@ pub struct StepLog {
     pub top1_prob: Vec<f64>,
     /// Whether the update was skipped (non-finite values under `skip-step`).
     pub skipped: bool,
-    /// What was not finite when the update was skipped.
+    /// Why the update was skipped: what was not finite, or the loss spike
+    /// (`train.loss_spike_factor`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
 }
@@ -220,6 +225,11 @@ impl Trainer {
         taskmoe_device::check_precision(cfg.train.precision)
             .map_err(|e| invalid("precision", e.to_string()))?;
         let run_dir = cfg.run_dir();
+        // A resume with no checkpoint folder at all is refused before the lock, which would
+        // create the folder: it changes no file.
+        if resume && list_checkpoints(&run_dir)?.is_empty() {
+            return Err(nothing_to_resume(&run_dir, &latest_verified(&run_dir)?));
+        }
         // Locked before anything is looked at, so "is there a run here?" and the writes that
         // follow cannot interleave with another process.
         // Only rank 0 writes the folder, so only rank 0 holds its lock.
@@ -241,21 +251,17 @@ impl Trainer {
                 eprintln!("taskmoe: --resume {line}");
             }
         }
-        let existing = latest.checkpoint;
         if let Some(d) = &dist {
-            let step = existing.as_ref().map_or(u64::MAX, |c| c.step);
+            let step = latest.checkpoint.as_ref().map_or(u64::MAX, |c| c.step);
             d.agree("the checkpoint to resume from", step)?;
         }
-        if (existing.is_some() || !latest.skipped.is_empty()) && !resume {
-            return Err(invalid(
-                "run",
-                format!(
-                    "{} already holds checkpoints: pass --resume to continue it, or set \
-                     output.name to start another run",
-                    run_dir.display()
-                ),
-            ));
+        if resume && latest.checkpoint.is_none() {
+            return Err(nothing_to_resume(&run_dir, &latest));
         }
+        if !resume {
+            check_fresh_folder(&run_dir)?;
+        }
+        let existing = latest.checkpoint;
         // Initialisation (and upcycling noise) draw from the global generator: hold it, so a
         // run's weights are a function of its seed whatever else runs in the process.
         let _rng = taskmoe_device::lock_global_rng();
@@ -380,33 +386,13 @@ impl Trainer {
     }
 
     fn restore(&mut self, dir: &Path) -> Result<()> {
-        let saved = RunConfig::load(Some(&dir.join(RUN_CONFIG_FILE)), &[])?;
-        // Everything that shapes the per-step computation must match; only the cadence of
-        // evaluation and checkpoints (and the step count, with an explicit schedule) may change.
-        let (a, b) = (&saved.train, &self.cfg.train);
-        let same_training = a.seed == b.seed
-            && a.optimizer == b.optimizer
-            && saved.optimizer_schedule() == self.cfg.optimizer_schedule()
-            && a.clip_grad_norm == b.clip_grad_norm
-            && a.task_weights == b.task_weights
-            && a.nonfinite == b.nonfinite
-            && a.threads == b.threads
-            && a.init_from == b.init_from
-            && a.init_checkpoint == b.init_checkpoint
-            && a.task_init == b.task_init
-            && a.task_init_routing == b.task_init_routing
-            && a.upcycle_noise == b.upcycle_noise;
-        if saved.model != self.cfg.model || saved.data != self.cfg.data || !same_training {
-            return Err(invalid(
-                "resume",
-                format!(
-                    "{} was made with another [model], [data] or [train] configuration (only \
-                     eval_every, checkpoint_every, keep_last, eval_batch_size and steps may \
-                     change); resume with the run's own config ({})",
-                    dir.display(),
-                    dir.join(RUN_CONFIG_FILE).display()
-                ),
-            ));
+        let saved_path = dir.join(RUN_CONFIG_FILE);
+        let saved = RunConfig::load(Some(&saved_path), &[])?;
+        // Everything that shapes the per-step computation must match (RESUMABLE_KEYS lists
+        // what may change); every key that differs is named.
+        let changes = config_changes(&saved, &self.cfg);
+        if !changes.is_empty() {
+            return Err(refuse_changes(dir, &saved_path, &changes));
         }
         load_weights(&self.vs, &dir.join(MODEL_FILE)).map_err(model_err)?;
         let optimizer = dir.join(OPTIMIZER_FILE);
@@ -434,10 +420,19 @@ impl Trainer {
                 format!("sampler at step {step} but trainer at {}", self.state.step),
             ));
         }
-        // The logs keep one history: drop what was logged after the checkpoint.
+        // The logs keep one history: what was logged after the checkpoint moves aside (the
+        // resumed run logs those steps again), nothing is deleted.
         if self.is_rank0() {
             for file in [METRICS_FILE, EVAL_FILE] {
-                truncate_log(&self.run_dir.join(file), self.state.step)?;
+                let path = self.run_dir.join(file);
+                let moved = rewind_log(&path, self.state.step)?;
+                if moved > 0 {
+                    eprintln!(
+                        "taskmoe: --resume from step {}: {moved} later lines of {file} moved to {}",
+                        self.state.step,
+                        superseded_path(&path).display()
+                    );
+                }
             }
         }
         self.last_checkpoint = Some(dir.to_path_buf());
@@ -563,8 +558,8 @@ impl Trainer {
             let step = self.state.step;
             if let Some(reason) = &log.skip_reason {
                 progress.message(&format!(
-                    "warning: step {step}: update skipped, {reason} is not finite ({} skipped \
-                     so far, train.max_skipped_steps = {})",
+                    "warning: step {step}: update skipped, {reason} ({} skipped so far, \
+                     train.max_skipped_steps = {})",
                     self.state.skipped_steps, self.cfg.train.max_skipped_steps
                 ));
                 if self.state.skipped_steps > self.cfg.train.max_skipped_steps {
@@ -792,10 +787,38 @@ impl Trainer {
         let mut norm = f64::NAN;
         let mut skip_reason = (action == StepAction::Skip).then(|| {
             match task_losses.iter().find(|(_, v)| !v.is_finite()) {
-                Some((task, _)) => format!("the loss of task `{task}`"),
-                None => "the loss".to_string(),
+                Some((task, _)) => format!("the loss of task `{task}` is not finite"),
+                None => "the loss is not finite".to_string(),
             }
         });
+        // A finite loss that exploded is treated like a non-finite one.
+        let factor = self.cfg.train.loss_spike_factor;
+        if action == StepAction::Apply {
+            if let Some(median) = loss_spike(&self.state.recent_losses, loss_value, factor) {
+                let worst = task_losses
+                    .iter()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or(String::new(), |(t, v)| format!("; task `{t}`: {v:e}"));
+                match self.cfg.train.nonfinite {
+                    NonFinitePolicy::Error => {
+                        return Err(TrainError::LossSpike {
+                            step: step + 1,
+                            loss: loss_value,
+                            median,
+                            factor,
+                            context: format!("{worst} (last good checkpoint: {checkpoint})"),
+                        })
+                    }
+                    NonFinitePolicy::SkipStep => {
+                        action = StepAction::Skip;
+                        skip_reason = Some(format!(
+                            "the loss {loss_value:e} is over train.loss_spike_factor = \
+                             {factor:e} times its running median {median:e}{worst}"
+                        ));
+                    }
+                }
+            }
+        }
         if action == StepAction::Apply {
             self.opt.zero_grad();
             loss.backward();
@@ -815,12 +838,13 @@ impl Trainer {
                 norm,
             )?;
             if action == StepAction::Skip {
-                skip_reason = Some("the gradient norm".to_string());
+                skip_reason = Some("the gradient norm is not finite".to_string());
             }
         }
         let lr = self.cfg.optimizer_schedule().lr(step);
         if action == StepAction::Apply {
             self.opt.step(lr)?;
+            self.state.record_loss(loss_value);
         } else {
             self.state.skipped_steps += 1;
         }
@@ -1017,31 +1041,6 @@ fn append(path: &Path) -> Result<File> {
         .append(true)
         .open(path)
         .map_err(io(path))
-}
-
-/// Keeps the lines of a JSONL log whose `step` is at most `step` (a line that is not valid
-/// JSON, such as one cut by a kill, is dropped; every other line is kept or dropped by step).
-fn truncate_log(path: &Path, step: u64) -> Result<()> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(io(path)(e)),
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    let mut kept = String::new();
-    for line in text.lines() {
-        let keep = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
-            .is_some_and(|s| s <= step);
-        if keep {
-            kept.push_str(line);
-            kept.push('\n');
-        }
-    }
-    let tmp = path.with_extension("jsonl.tmp");
-    fs::write(&tmp, kept).map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))
 }
 
 /// The mean first-choice probability of every MoE block, read back in one transfer (one host

@@ -58,6 +58,11 @@ pub struct TrainerState {
     /// Steps whose update was skipped under [`crate::NonFinitePolicy::SkipStep`].
     #[serde(default)]
     pub skipped_steps: u64,
+    /// The losses of the last applied steps (at most [`crate::LOSS_WINDOW`], oldest
+    /// first), whose median the spike check compares against (`train.loss_spike_factor`);
+    /// saved so a resumed run decides as the uninterrupted one would.
+    #[serde(default)]
+    pub recent_losses: Vec<f64>,
 }
 
 impl TrainerState {
@@ -72,6 +77,7 @@ impl TrainerState {
             elapsed_secs: 0.0,
             examples_seen: 0,
             skipped_steps: 0,
+            recent_losses: Vec::new(),
         }
     }
 
@@ -80,6 +86,20 @@ impl TrainerState {
         self.sampler =
             serde_json::to_value(sampler).map_err(|e| invalid("sampler", e.to_string()))?;
         Ok(())
+    }
+
+    /// Adds the loss of an applied step to [`TrainerState::recent_losses`], dropping the oldest
+    /// beyond the window.
+    pub fn record_loss(&mut self, loss: f64) {
+        if !loss.is_finite() {
+            return;
+        }
+        self.recent_losses.push(loss);
+        let excess = self
+            .recent_losses
+            .len()
+            .saturating_sub(crate::nonfinite::LOSS_WINDOW);
+        self.recent_losses.drain(..excess);
     }
 
     /// Reads [`TrainerState::sampler`] back as a `T`.

@@ -139,6 +139,68 @@ fn paths_are_relative_to_their_origin_and_saved_absolute() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Multiplies the task heads' weights by `factor`: the logits, and the loss, explode while
+/// staying finite.
+fn blow_up_heads(trainer: &Trainer, factor: f64) {
+    let vars = trainer.var_store().variables();
+    let heads: Vec<_> = vars
+        .iter()
+        .filter(|(n, _)| n.starts_with("heads"))
+        .collect();
+    assert!(!heads.is_empty(), "{:?}", vars.keys().collect::<Vec<_>>());
+    tch::no_grad(|| {
+        for (_, v) in heads {
+            let _ = v.shallow_clone().g_mul_scalar_(factor);
+        }
+    });
+}
+
+#[test]
+fn an_exploding_finite_loss_is_treated_like_a_nan() {
+    let (cfg, out) = tiny("spike", &["train.steps=20"]);
+    let data = RunData::load(&cfg).unwrap();
+    let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
+    trainer.train(&mut no_eval, &mut Silent, Some(11)).unwrap();
+    assert_eq!(trainer.state().recent_losses.len(), 11);
+    blow_up_heads(&trainer, 1e9);
+    let err = trainer.train(&mut no_eval, &mut Silent, None).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, TrainError::LossSpike { step: 12, .. })
+            && text.contains("train.loss_spike_factor")
+            && text.contains("checkpoint-9"),
+        "{text}"
+    );
+    drop(trainer);
+    std::fs::remove_dir_all(&out).unwrap();
+
+    // Under skip-step the update is skipped with the reason, the weights stay as they were.
+    let (cfg, out) = tiny(
+        "spikeskip",
+        &["train.steps=14", "train.nonfinite=skip-step"],
+    );
+    let data = RunData::load(&cfg).unwrap();
+    let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
+    trainer.train(&mut no_eval, &mut Silent, Some(11)).unwrap();
+    blow_up_heads(&trainer, 1e9);
+    let before = trainer.var_store().variables()["embeddings.word_embeddings.weight"].copy();
+    let mut messages = Messages::default();
+    trainer.train(&mut no_eval, &mut messages, Some(1)).unwrap();
+    assert_eq!(trainer.state().skipped_steps, 1);
+    let after = &trainer.var_store().variables()["embeddings.word_embeddings.weight"];
+    assert!(before.equal(after), "a skipped step changes no weight");
+    assert!(
+        messages
+            .0
+            .iter()
+            .any(|m| m.contains("update skipped") && m.contains("running median")),
+        "{:?}",
+        messages.0
+    );
+    drop(trainer);
+    std::fs::remove_dir_all(out).unwrap();
+}
+
 #[test]
 fn skipped_steps_are_warned_logged_as_nan_and_capped() {
     let (cfg, out) = tiny(
@@ -250,7 +312,7 @@ fn a_locked_run_folder_refuses_a_second_trainer() {
     let (cfg, out) = tiny("lock", &[]);
     let data = RunData::load(&cfg).unwrap();
     let first = Trainer::new(&cfg, &data, false).unwrap();
-    let err = Trainer::new(&cfg, &data, true).err().unwrap().to_string();
+    let err = Trainer::new(&cfg, &data, false).err().unwrap().to_string();
     assert!(
         err.contains("in use by another process")
             && err.contains(&format!("pid {}", std::process::id())),
