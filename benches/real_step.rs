@@ -38,12 +38,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use taskmoe_data::TextTokenizer;
+use taskmoe_data::{TensorBatch, TextTokenizer};
 use taskmoe_kernels::GemmPath;
-use taskmoe_model::{
-    import_bert, per_example_loss, HeadKind, HeadSpec, ModelInput, MultiTaskModel,
-};
-use taskmoe_train::{AdamW, RunConfig};
+use taskmoe_model::{import_bert, HeadKind, HeadSpec, MultiTaskModel};
+use taskmoe_train::{model_input, AdamW, Objective, RunConfig, Timed};
 use tch::{nn, Device, Kind, Tensor};
 
 #[path = "common.rs"]
@@ -125,12 +123,7 @@ impl Spec {
 
 /// The fixed batch of real texts.
 struct Inputs {
-    ids: Tensor,
-    mask: Tensor,
-    types: Tensor,
-    tasks: Tensor,
-    labels: Tensor,
-    no_regression: Tensor,
+    batch: TensorBatch,
     real_tokens: i64,
 }
 
@@ -179,53 +172,38 @@ impl Inputs {
         let tasks: Vec<i64> = (0..b).map(|i| i % spec.tasks as i64).collect();
         let labels: Vec<i64> = (0..b).map(|i| (i * 7) % CLASSES as i64).collect();
         Inputs {
-            ids: Tensor::from_slice(&ids).view([b, l]),
-            mask: Tensor::from_slice(&mask).view([b, l]),
-            types: Tensor::from_slice(&types).view([b, l]),
-            tasks: Tensor::from_slice(&tasks),
-            labels: Tensor::from_slice(&labels),
-            no_regression: Tensor::zeros([b], (Kind::Bool, Device::Cpu)),
+            batch: TensorBatch {
+                input_ids: Tensor::from_slice(&ids).view([b, l]),
+                attention_mask: Tensor::from_slice(&mask).view([b, l]),
+                token_type_ids: Tensor::from_slice(&types).view([b, l]),
+                task_ids: Tensor::from_slice(&tasks),
+                class_labels: Tensor::from_slice(&labels),
+                regression_targets: Tensor::zeros([b], (Kind::Float, Device::Cpu)),
+                regression_mask: Tensor::zeros([b], (Kind::Bool, Device::Cpu)),
+                example_ids: Tensor::arange(b, (Kind::Int64, Device::Cpu)),
+            },
             real_tokens: encoded.iter().map(|(i, _)| i.len() as i64).sum(),
-        }
-    }
-
-    fn input(&self) -> ModelInput<'_> {
-        ModelInput {
-            input_ids: &self.ids,
-            attention_mask: &self.mask,
-            token_type_ids: Some(&self.types),
-            task_ids: &self.tasks,
         }
     }
 }
 
-/// One training step as the trainer takes it; (forward + backward ms, optimizer ms).
-fn train_step(model: &MultiTaskModel, opt: &mut AdamW, cfg: &RunConfig, x: &Inputs) -> (f64, f64) {
+/// The trainer's own step ([`Objective::step`]) at the peak learning rate; (forward +
+/// backward ms, optimizer ms).
+fn train_step(
+    model: &MultiTaskModel,
+    opt: &mut AdamW,
+    objective: &Objective,
+    cfg: &RunConfig,
+    x: &Inputs,
+) -> (f64, f64) {
+    let mut timed = Timed::default();
     let start = Instant::now();
-    let out = model.forward(&x.input(), true).unwrap();
-    let zeros = x.no_regression.to_kind(Kind::Float);
-    let per_example = per_example_loss(&out.logits, &x.labels, &zeros, &x.no_regression);
-    let task_loss = per_example.mean(Kind::Float);
-    let loss = match &out.aux {
-        Some(a) => &task_loss + a.weighted(&cfg.model.moe.router),
-        None => task_loss.shallow_clone(),
-    };
-    if let Some(a) = &out.aux {
-        for v in [&a.load_balance, &a.z_loss, &a.mutual_information] {
-            std::hint::black_box(v.double_value(&[]));
-        }
-    }
-    let _: Vec<f64> = Vec::try_from(&per_example.to_kind(Kind::Double)).unwrap();
-    assert!(loss.double_value(&[]).is_finite());
-    loss.backward();
-    let mid = Instant::now();
-    assert!(opt
-        .clip_grad_norm(cfg.train.clip_grad_norm)
-        .unwrap()
-        .is_finite());
-    opt.step(cfg.train.schedule.peak_lr).unwrap();
-    opt.zero_grad();
+    let outcome = objective
+        .step(model, opt, &x.batch, cfg.train.schedule.peak_lr, &mut timed)
+        .unwrap();
     let end = Instant::now();
+    assert!(outcome.skipped.is_none() && outcome.values.loss.is_finite());
+    let mid = timed.backward_done.expect("the step ran backward");
     (
         (mid - start).as_secs_f64() * 1e3,
         (end - mid).as_secs_f64() * 1e3,
@@ -264,15 +242,22 @@ fn run_point(text: &str, runs: usize, reps: usize) {
     if spec.train {
         let mut opt =
             AdamW::new(vs.variables().into_iter().collect(), cfg.train.optimizer).unwrap();
+        let objective = Objective::with_weights(
+            &cfg.model,
+            &vec![1.0; spec.tasks],
+            cfg.train.precision,
+            cfg.train.clip_grad_norm,
+            Device::Cpu,
+        );
         for i in 0..2 {
             tch::manual_seed(i);
-            train_step(&model, &mut opt, &cfg, &x);
+            train_step(&model, &mut opt, &objective, &cfg, &x);
         }
         for g in 0..reps {
             let (mut s, mut f, mut o) = (Vec::new(), Vec::new(), Vec::new());
             for i in 0..runs {
                 tch::manual_seed((100 + g * runs + i) as i64);
-                let (fb, op) = train_step(&model, &mut opt, &cfg, &x);
+                let (fb, op) = train_step(&model, &mut opt, &objective, &cfg, &x);
                 s.push(fb + op);
                 f.push(fb);
                 o.push(op);
@@ -283,7 +268,7 @@ fn run_point(text: &str, runs: usize, reps: usize) {
         let _guard = tch::no_grad_guard();
         let forward = || {
             let start = Instant::now();
-            let out = model.forward(&x.input(), false).unwrap();
+            let out = model.forward(&model_input(&x.batch), false).unwrap();
             let _: Vec<i64> = Vec::try_from(&out.logits.argmax(-1, false)).unwrap();
             start.elapsed().as_secs_f64() * 1e3
         };
@@ -306,7 +291,7 @@ fn run_point(text: &str, runs: usize, reps: usize) {
         best.0,
         best.1,
         best.2,
-        x.ids.numel(),
+        x.batch.input_ids.numel(),
         x.real_tokens,
         all.join(","),
         peak_rss_mib()
@@ -424,7 +409,7 @@ fn summary(quick: bool, python: Option<&str>) {
     let probe = Spec::parse(&format!("dense:e0:t{tasks}:b{batch}:train"));
     let tokenizer = TextTokenizer::from_file(&minilm_dir().join("tokenizer.json"), 128).unwrap();
     let x = Inputs::new(&probe, &tokenizer);
-    let (b, l) = (x.ids.size()[0], x.ids.size()[1]);
+    let (b, l) = (x.batch.input_ids.size()[0], x.batch.input_ids.size()[1]);
     let tables: Vec<(bool, Vec<Row>)> = [true, false]
         .into_iter()
         .map(|train| {

@@ -3,11 +3,11 @@
 //!
 //! Every point runs in its own process (so its peak RSS is its own) on a fixed batch of
 //! random token ids with every token real, tasks assigned round-robin over the batch, three
-//! classes per task. The step is the one `taskmoe_train::Trainer` takes: model forward in
-//! training mode, task loss plus the weighted aux losses, `zero_grad`, backward,
-//! `clip_grad_norm(1.0)`, `AdamW::step`, and the host reads of the loss, aux values and
-//! gradient norm the trainer logs. Only the data sampling is left out (it is measured by
-//! `benches/data.rs`).
+//! classes per task. The step is `taskmoe_train::Objective::step`, the function
+//! `taskmoe_train::Trainer` takes its steps with: model forward in training mode, task loss
+//! plus the weighted aux losses, the host reads the trainer logs, `zero_grad`, backward,
+//! clipping at 1.0, `AdamW::step`. Only the data sampling and the run's guard (non-finite
+//! checks on values already read) are left out (sampling is measured by `benches/data.rs`).
 //!
 //! - `cargo bench -p taskmoe-train --bench train_step -- --point SPEC [--runs N]`: one point,
 //!   printing `POINT <spec> <step ms> <fwd+bwd ms> <optimizer ms> <peak RSS MiB> <params>
@@ -30,12 +30,10 @@
 use std::process::Command;
 use std::time::Instant;
 
-use taskmoe_model::{
-    param_report, per_example_loss, HeadKind, HeadSpec, ModelConfig, ModelInput, MultiTaskModel,
-    Variant,
-};
+use taskmoe_data::TensorBatch;
+use taskmoe_model::{param_report, HeadKind, HeadSpec, ModelConfig, MultiTaskModel, Variant};
 use taskmoe_router::RouterKind;
-use taskmoe_train::{AdamW, AdamWConfig};
+use taskmoe_train::{model_input, AdamW, AdamWConfig, Objective, Timed};
 use tch::{nn, Device, Kind, Tensor};
 
 #[path = "common.rs"]
@@ -125,42 +123,21 @@ impl Spec {
     }
 }
 
-/// The batch tensors of a point.
-struct Inputs {
-    input_ids: Tensor,
-    attention_mask: Tensor,
-    token_type_ids: Tensor,
-    task_ids: Tensor,
-    labels: Tensor,
-    regression_targets: Tensor,
-    regression_mask: Tensor,
-    task_weights: Tensor,
-}
-
-impl Inputs {
-    fn new(spec: &Spec, vocab: usize) -> Inputs {
-        let (b, l) = (spec.batch, spec.len);
-        let opts = (Kind::Int64, Device::Cpu);
-        let tasks: Vec<i64> = (0..b).map(|i| i % spec.tasks as i64).collect();
-        Inputs {
-            input_ids: Tensor::randint(vocab as i64, [b, l], opts),
-            attention_mask: Tensor::ones([b, l], opts),
-            token_type_ids: Tensor::zeros([b, l], opts),
-            task_ids: Tensor::from_slice(&tasks),
-            labels: Tensor::randint(CLASSES as i64, [b], opts),
-            regression_targets: Tensor::zeros([b], (Kind::Float, Device::Cpu)),
-            regression_mask: Tensor::zeros([b], (Kind::Bool, Device::Cpu)),
-            task_weights: Tensor::ones([spec.tasks as i64], (Kind::Float, Device::Cpu)),
-        }
-    }
-
-    fn model_input(&self) -> ModelInput<'_> {
-        ModelInput {
-            input_ids: &self.input_ids,
-            attention_mask: &self.attention_mask,
-            token_type_ids: Some(&self.token_type_ids),
-            task_ids: &self.task_ids,
-        }
+/// The batch of a point: random token ids, every token real, tasks round-robin, random
+/// class labels.
+fn random_batch(spec: &Spec, vocab: usize) -> TensorBatch {
+    let (b, l) = (spec.batch, spec.len);
+    let opts = (Kind::Int64, Device::Cpu);
+    let tasks: Vec<i64> = (0..b).map(|i| i % spec.tasks as i64).collect();
+    TensorBatch {
+        input_ids: Tensor::randint(vocab as i64, [b, l], opts),
+        attention_mask: Tensor::ones([b, l], opts),
+        token_type_ids: Tensor::zeros([b, l], opts),
+        task_ids: Tensor::from_slice(&tasks),
+        class_labels: Tensor::randint(CLASSES as i64, [b], opts),
+        regression_targets: Tensor::zeros([b], (Kind::Float, Device::Cpu)),
+        regression_mask: Tensor::zeros([b], (Kind::Bool, Device::Cpu)),
+        example_ids: Tensor::arange(b, opts),
     }
 }
 
@@ -171,36 +148,23 @@ struct StepTimes {
     opt: f64,
 }
 
-fn train_step(model: &MultiTaskModel, opt: &mut AdamW, cfg: &ModelConfig, x: &Inputs) -> StepTimes {
+/// The trainer's own step ([`Objective::step`]), timed.
+fn train_step(
+    model: &MultiTaskModel,
+    opt: &mut AdamW,
+    objective: &Objective,
+    x: &TensorBatch,
+) -> StepTimes {
+    let mut timed = Timed::default();
     let start = Instant::now();
-    let out = model.forward(&x.model_input(), true).unwrap();
-    let per_example = per_example_loss(
-        &out.logits,
-        &x.labels,
-        &x.regression_targets,
-        &x.regression_mask,
-    );
-    let weights = x.task_weights.index_select(0, &x.task_ids);
-    let task_loss = (&per_example * &weights).mean(Kind::Float);
-    let loss = match &out.aux {
-        Some(a) => &task_loss + a.weighted(&cfg.moe.router),
-        None => task_loss.shallow_clone(),
-    };
-    // The host reads the trainer makes for its log.
-    if let Some(a) = &out.aux {
-        for v in [&a.load_balance, &a.z_loss, &a.mutual_information] {
-            std::hint::black_box(v.double_value(&[]));
-        }
-    }
-    let _: Vec<f64> = Vec::try_from(&per_example.to_kind(Kind::Double)).unwrap();
-    assert!(loss.double_value(&[]).is_finite());
-    loss.backward();
-    let mid = Instant::now();
-    let norm = opt.clip_grad_norm(CLIP).unwrap();
-    assert!(norm.is_finite());
-    opt.step(LR).unwrap();
-    opt.zero_grad();
+    let outcome = objective.step(model, opt, x, LR, &mut timed).unwrap();
     let end = Instant::now();
+    assert!(
+        outcome.skipped.is_none()
+            && outcome.values.loss.is_finite()
+            && outcome.grad_norm.is_finite()
+    );
+    let mid = timed.backward_done.expect("the step ran backward");
     StepTimes {
         fwd_bwd: (mid - start).as_secs_f64() * 1e3,
         opt: (end - mid).as_secs_f64() * 1e3,
@@ -223,14 +187,21 @@ fn run_point(text: &str, runs: usize) {
     let vs = nn::VarStore::new(Device::Cpu);
     let model = MultiTaskModel::new(&vs.root(), &cfg, &heads).unwrap();
     let report = param_report(&cfg, &heads, spec.len as usize);
-    let x = Inputs::new(&spec, cfg.vocab_size);
+    let x = random_batch(&spec, cfg.vocab_size);
     let mut times: Vec<(f64, f64, f64)> = Vec::with_capacity(runs);
     if spec.train {
         let mut opt =
             AdamW::new(vs.variables().into_iter().collect(), AdamWConfig::default()).unwrap();
+        let objective = Objective::with_weights(
+            &cfg,
+            &vec![1.0; spec.tasks],
+            taskmoe_device::Precision::Fp32,
+            CLIP,
+            Device::Cpu,
+        );
         for i in 0..runs + 2 {
             tch::manual_seed(i as i64);
-            let t = train_step(&model, &mut opt, &cfg, &x);
+            let t = train_step(&model, &mut opt, &objective, &x);
             if i >= 2 {
                 times.push((t.fwd_bwd + t.opt, t.fwd_bwd, t.opt));
             }
@@ -239,7 +210,7 @@ fn run_point(text: &str, runs: usize) {
         let _guard = tch::no_grad_guard();
         for i in 0..runs + 1 {
             let start = Instant::now();
-            let out = model.forward(&x.model_input(), false).unwrap();
+            let out = model.forward(&model_input(&x), false).unwrap();
             let _: Vec<f32> =
                 Vec::try_from(&out.logits.argmax(-1, false).to_kind(Kind::Float)).unwrap();
             let ms = start.elapsed().as_secs_f64() * 1e3;

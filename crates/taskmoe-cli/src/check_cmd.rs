@@ -18,14 +18,15 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use tch::{nn, Device, Kind, Tensor};
 
+use taskmoe_data::TensorBatch;
 use taskmoe_device::{autocast, DeviceRequest, Precision};
 use taskmoe_experts::{DenseFfn, MoeConfig, MoeLayer};
 use taskmoe_model::{
-    load_card, load_weights, param_report, per_example_loss, save_card, save_weights, ExportDtype,
-    HeadKind, HeadSpec, ModelCard, ModelConfig, ModelInput, MultiTaskModel, MISSING_CLASS_LOGIT,
+    load_card, load_weights, param_report, save_card, save_weights, ExportDtype, HeadKind,
+    HeadSpec, ModelCard, ModelConfig, ModelInput, MultiTaskModel, MISSING_CLASS_LOGIT,
 };
 use taskmoe_router::{RouterConfig, RouterKind};
-use taskmoe_train::{AdamW, AdamWConfig};
+use taskmoe_train::{AdamW, AdamWConfig, Objective, Unguarded};
 
 /// Settings of `taskmoe check`.
 #[derive(clap::Args, Clone, Debug)]
@@ -417,28 +418,21 @@ fn train_check(
     let mut opt = AdamW::new(vs.variables().into_iter().collect(), AdamWConfig::default())?;
     let seq = seq.min(cfg.max_position as i64);
     let data = random_batch(cfg, heads.len(), batch, seq, device);
-    let zeros = Tensor::zeros([batch], (Kind::Float, device));
-    let no_regression = Tensor::zeros([batch], (Kind::Bool, device));
+    // The trainer's own step (`Objective::step`), under bf16 autocast, without clipping.
+    let batch_tensors = TensorBatch {
+        input_ids: data[0].shallow_clone(),
+        attention_mask: data[1].shallow_clone(),
+        token_type_ids: data[0].zeros_like(),
+        task_ids: data[2].shallow_clone(),
+        class_labels: data[3].shallow_clone(),
+        regression_targets: Tensor::zeros([batch], (Kind::Float, device)),
+        regression_mask: Tensor::zeros([batch], (Kind::Bool, device)),
+        example_ids: Tensor::arange(batch, (Kind::Int64, device)),
+    };
+    let objective =
+        Objective::with_weights(cfg, &vec![1.0; heads.len()], Precision::Bf16, 0.0, device);
     let mut step = || -> Result<()> {
-        let out = autocast(device, Precision::Bf16, || {
-            model.forward(
-                &ModelInput {
-                    input_ids: &data[0],
-                    attention_mask: &data[1],
-                    token_type_ids: None,
-                    task_ids: &data[2],
-                },
-                true,
-            )
-        })?;
-        let mut loss =
-            per_example_loss(&out.logits, &data[3], &zeros, &no_regression).mean(Kind::Float);
-        if let Some(aux) = &out.aux {
-            loss += aux.weighted(&cfg.moe.router);
-        }
-        opt.zero_grad();
-        loss.backward();
-        opt.step(1e-4)?;
+        objective.step(&model, &mut opt, &batch_tensors, 1e-4, &mut Unguarded)?;
         Ok(())
     };
     step()?;

@@ -26,11 +26,13 @@ mod error;
 mod interrupt;
 mod json_float;
 mod nonfinite;
+mod objective;
 pub mod optim;
 mod overrides;
 mod resume;
 mod run_config;
 mod run_data;
+mod run_guard;
 mod run_lock;
 mod schedule;
 mod trainer;
@@ -48,6 +50,9 @@ pub use error::{Result, TrainError};
 pub use interrupt::{clear_interrupt, install_interrupt_handler, interrupted, request_interrupt};
 pub use nonfinite::{
     loss_spike, NonFinitePolicy, StepAction, LOSS_MEDIAN_FLOOR, LOSS_WINDOW, LOSS_WINDOW_MIN,
+};
+pub use objective::{
+    model_input, BatchLoss, Objective, StepGuard, StepOutcome, StepValues, Timed, Unguarded,
 };
 pub use optim::{clip_grad_norm, default_decays, grad_norm, AdamW, AdamWConfig};
 pub use overrides::{apply_overrides, deserialize_layered, deserialize_with_path, merge_tables};

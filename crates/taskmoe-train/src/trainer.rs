@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Device, Tensor};
 
-use taskmoe_data::{Batch, Sampler, SamplerState};
+use taskmoe_data::{Sampler, SamplerState};
 use taskmoe_model::{
-    import_bert, load_weights, per_example_loss, save_card, save_weights, ExportDtype,
-    ImportReport, ModelCard, ModelInput, MultiTaskModel,
+    import_bert, load_weights, save_card, save_weights, ExportDtype, ImportReport, ModelCard,
+    MultiTaskModel,
 };
 
 use crate::assets::RunAssets;
@@ -21,7 +21,7 @@ use crate::checkpoint::{latest_complete, latest_verified, list_checkpoints, Chec
 use crate::distributed::Distributed;
 use crate::error::{invalid, Result, TrainError};
 use crate::interrupt::interrupted;
-use crate::nonfinite::{loss_spike, NonFinitePolicy, StepAction};
+use crate::objective::Objective;
 use crate::optim::AdamW;
 use crate::resume::{
     check_fresh_folder, config_changes, nothing_to_resume, refuse_changes, rewind_log,
@@ -29,6 +29,7 @@ use crate::resume::{
 };
 use crate::run_config::RunConfig;
 use crate::run_data::RunData;
+use crate::run_guard::RunGuard;
 use crate::run_lock::RunLock;
 use crate::trainer_state::{TrainerState, TRAINER_STATE_FILE};
 
@@ -134,7 +135,7 @@ pub struct Trainer {
     sampler: Sampler,
     state: TrainerState,
     writer: CheckpointWriter,
-    task_weights: Tensor,
+    objective: Objective,
     task_names: Vec<String>,
     last_checkpoint: Option<PathBuf>,
     import: Option<ImportReport>,
@@ -275,11 +276,7 @@ impl Trainer {
         let opt = AdamW::new(trainable(&vs, &cfg.train.train_only)?, cfg.train.optimizer)?;
         let sampler = data.sampler(cfg)?;
         let writer = CheckpointWriter::new(&run_dir, Some(cfg.train.keep_last))?;
-        let weights: Vec<f32> = data
-            .specs
-            .iter()
-            .map(|s| *cfg.train.task_weights.get(&s.name).unwrap_or(&1.0) as f32)
-            .collect();
+        let task_names: Vec<String> = data.specs.iter().map(|s| s.name.clone()).collect();
         let mut trainer = Trainer {
             cfg: cfg.clone(),
             device,
@@ -289,8 +286,8 @@ impl Trainer {
             sampler,
             state: TrainerState::new(cfg.train.seed),
             writer,
-            task_weights: Tensor::from_slice(&weights).to_device(device),
-            task_names: data.specs.iter().map(|s| s.name.clone()).collect(),
+            objective: Objective::new(cfg, &task_names, device),
+            task_names,
             last_checkpoint: None,
             import: None,
             assets: RunAssets::from_run(cfg, data)?,
@@ -667,7 +664,8 @@ impl Trainer {
         Ok(new_best)
     }
 
-    /// One optimizer step on the batch of the current step.
+    /// One optimizer step on the batch of the current step: [`Objective::step`] with the run's
+    /// guard ([`RunGuard`]: the job's reductions, the non-finite and loss-spike policy).
     fn step(&mut self) -> Result<StepLog> {
         let step = self.state.step;
         let started = Instant::now();
@@ -686,169 +684,33 @@ impl Trainer {
         } else {
             self.sampler.batch(step)
         };
-        let tokens: usize = batch.attention_mask.iter().filter(|&&m| m != 0).count();
         let t = batch
             .to_tensors(self.device)
             .map_err(crate::run_data::data_err)?;
-        // bf16 autocast (when configured) covers the forward pass only; the losses below and
-        // the backward run outside it, as in PyTorch's recipe.
-        let out = taskmoe_device::autocast(self.device, self.cfg.train.precision, || {
-            self.model.forward(
-                &ModelInput {
-                    input_ids: &t.input_ids,
-                    attention_mask: &t.attention_mask,
-                    token_type_ids: Some(&t.token_type_ids),
-                    task_ids: &t.task_ids,
-                },
-                true,
-            )
-        })
-        .map_err(model_err)?;
-        let per_example = per_example_loss(
-            &out.logits,
-            &t.class_labels,
-            &t.regression_targets,
-            &t.regression_mask,
-        );
-        let weights = self.task_weights.index_select(0, &t.task_ids);
-        let task_loss = (&per_example * &weights).mean(Kind::Float);
-        let loss = match &out.aux {
-            Some(a) => &task_loss + a.weighted(&self.cfg.model.moe.router),
-            None => task_loss.shallow_clone(),
+        let mut guard = RunGuard {
+            train: &self.cfg.train,
+            dist: self.dist.as_ref(),
+            task_ids: &batch.task_ids,
+            task_names: &self.task_names,
+            recent_losses: &self.state.recent_losses,
+            // Steps are named 1-based, as in metrics.jsonl.
+            step: step + 1,
+            checkpoint: self
+                .last_checkpoint
+                .as_ref()
+                .map_or("none yet".to_string(), |p| p.display().to_string()),
+            tokens: batch.attention_mask.iter().filter(|&&m| m != 0).count(),
+            task_losses: BTreeMap::new(),
         };
-        let mut aux = BTreeMap::new();
-        if let Some(a) = &out.aux {
-            for (name, value) in [
-                ("load_balance", &a.load_balance),
-                ("z_loss", &a.z_loss),
-                ("mutual_information", &a.mutual_information),
-            ] {
-                aux.insert(name.to_string(), value.double_value(&[]));
-            }
-        }
-        let mut task_sums = self.task_sums(&batch, &per_example);
-        let mut loss_value = loss.double_value(&[]);
-        let mut task_loss_value = task_loss.double_value(&[]);
-        let mut tokens = tokens;
-        let mut expert_load: Vec<Vec<f64>> = out
-            .stats
-            .iter()
-            .map(|(_, s)| s.routing.load.clone())
-            .collect();
-        let mut dropped: Vec<f64> = out
-            .stats
-            .iter()
-            .map(|(_, s)| s.routing.dropped_fraction)
-            .collect();
-        if let Some(d) = &self.dist {
-            // The logged numbers describe the global batch: sums over the ranks, means of the
-            // per-rank means (every shard has the same number of examples and routing slots).
-            let mut v = vec![loss_value, task_loss_value, tokens as f64];
-            v.extend(aux.values());
-            v.extend(task_sums.iter().flat_map(|&(s, n)| [s, n as f64]));
-            v.extend(expert_load.iter().flatten());
-            v.extend(&dropped);
-            let sum = d.sum(&v)?;
-            let w = world as f64;
-            let mut it = sum.into_iter();
-            let mut next = || it.next().expect("every rank sends the same layout");
-            loss_value = next() / w;
-            task_loss_value = next() / w;
-            tokens = next() as usize;
-            for value in aux.values_mut() {
-                *value = next() / w;
-            }
-            for entry in &mut task_sums {
-                *entry = (next(), next() as usize);
-            }
-            for value in expert_load.iter_mut().flatten() {
-                *value = next() / w;
-            }
-            for value in &mut dropped {
-                *value = next() / w;
-            }
-        }
-        let task_losses: BTreeMap<String, f64> = task_sums
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, n))| *n > 0)
-            .map(|(t, &(sum, n))| (self.task_names[t].clone(), sum / n as f64))
-            .collect();
-        let checkpoint = self
-            .last_checkpoint
-            .as_ref()
-            .map_or("none yet".to_string(), |p| p.display().to_string());
-        // Steps are named 1-based, as in metrics.jsonl.
-        let mut action = self.cfg.train.nonfinite.check(
-            step + 1,
-            &self.nonfinite_culprit(&task_losses, &checkpoint),
-            loss_value,
-        )?;
-        let mut norm = f64::NAN;
-        let mut skip_reason = (action == StepAction::Skip).then(|| {
-            match task_losses.iter().find(|(_, v)| !v.is_finite()) {
-                Some((task, _)) => format!("the loss of task `{task}` is not finite"),
-                None => "the loss is not finite".to_string(),
-            }
-        });
-        // A finite loss that exploded is treated like a non-finite one.
-        let factor = self.cfg.train.loss_spike_factor;
-        if action == StepAction::Apply {
-            if let Some(median) = loss_spike(&self.state.recent_losses, loss_value, factor) {
-                let worst = task_losses
-                    .iter()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map_or(String::new(), |(t, v)| format!("; task `{t}`: {v:e}"));
-                match self.cfg.train.nonfinite {
-                    NonFinitePolicy::Error => {
-                        return Err(TrainError::LossSpike {
-                            step: step + 1,
-                            loss: loss_value,
-                            median,
-                            factor,
-                            context: format!("{worst} (last good checkpoint: {checkpoint})"),
-                        })
-                    }
-                    NonFinitePolicy::SkipStep => {
-                        action = StepAction::Skip;
-                        skip_reason = Some(format!(
-                            "the loss {loss_value:e} is over train.loss_spike_factor = \
-                             {factor:e} times its running median {median:e}{worst}"
-                        ));
-                    }
-                }
-            }
-        }
-        if action == StepAction::Apply {
-            self.opt.zero_grad();
-            loss.backward();
-            if let Some(d) = &self.dist {
-                d.sync_grads(&mut self.opt)?;
-            }
-            norm = match &self.dist {
-                Some(d) => d.grad_norm(&mut self.opt)?,
-                None => self.opt.grad_norm()?,
-            };
-            if self.cfg.train.clip_grad_norm > 0.0 {
-                self.opt.clip_to_norm(norm, self.cfg.train.clip_grad_norm)?;
-            }
-            action = self.cfg.train.nonfinite.check(
-                step + 1,
-                &format!("the gradient norm (last good checkpoint: {checkpoint})"),
-                norm,
-            )?;
-            if action == StepAction::Skip {
-                skip_reason = Some("the gradient norm is not finite".to_string());
-            }
-        }
         let lr = self.cfg.optimizer_schedule().lr(step);
-        if action == StepAction::Apply {
-            self.opt.step(lr)?;
-            self.state.record_loss(loss_value);
-        } else {
-            self.state.skipped_steps += 1;
+        let outcome = self
+            .objective
+            .step(&self.model, &mut self.opt, &t, lr, &mut guard)?;
+        let (tokens, task_losses) = (guard.tokens, guard.task_losses);
+        match outcome.skipped {
+            None => self.state.record_loss(outcome.values.loss),
+            Some(_) => self.state.skipped_steps += 1,
         }
-        self.opt.zero_grad();
         self.state.step += 1;
         self.state.examples_seen += (batch.len() * world) as u64;
         let sampler_state = self.sampler.state(self.state.step);
@@ -857,48 +719,25 @@ impl Trainer {
         let time = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
+        let values = outcome.values;
         Ok(StepLog {
             step: self.state.step,
             time,
             elapsed_s: self.state.elapsed_secs + seconds,
-            loss: loss_value,
-            task_loss: task_loss_value,
+            loss: values.loss,
+            task_loss: values.task_loss,
             task_losses,
-            aux,
+            aux: values.aux,
             lr,
-            grad_norm: norm,
+            grad_norm: outcome.grad_norm,
             tokens,
             tokens_per_s: tokens as f64 / seconds.max(1e-9),
-            expert_load,
-            dropped,
-            top1_prob: first_choice_probs(&out.stats),
-            skipped: action == StepAction::Skip,
-            skip_reason,
+            expert_load: values.expert_load,
+            dropped: values.dropped,
+            top1_prob: values.top1_prob,
+            skipped: outcome.skipped.is_some(),
+            skip_reason: outcome.skipped,
         })
-    }
-
-    /// Sum and count of the per-example losses of every task id (host values; tasks absent
-    /// from the batch have count 0).
-    fn task_sums(&self, batch: &Batch, per_example: &Tensor) -> Vec<(f64, usize)> {
-        let values: Vec<f64> =
-            Vec::try_from(&per_example.to_kind(Kind::Double)).unwrap_or_default();
-        let mut sums = vec![(0.0, 0); self.task_names.len()];
-        for (&task, &v) in batch.task_ids.iter().zip(&values) {
-            let e = &mut sums[task as usize];
-            e.0 += v;
-            e.1 += 1;
-        }
-        sums
-    }
-
-    /// Names what went non-finite: the first task whose loss did, else the aux losses.
-    fn nonfinite_culprit(&self, task_losses: &BTreeMap<String, f64>, checkpoint: &str) -> String {
-        match task_losses.iter().find(|(_, v)| !v.is_finite()) {
-            Some((task, _)) => {
-                format!("the loss of task `{task}` (last good checkpoint: {checkpoint})")
-            }
-            None => format!("the loss (aux losses; last good checkpoint: {checkpoint})"),
-        }
     }
 
     /// [`Trainer::checkpoint`] in a multi-process job: every rank calls it; the experts and
@@ -1041,19 +880,6 @@ fn append(path: &Path) -> Result<File> {
         .append(true)
         .open(path)
         .map_err(io(path))
-}
-
-/// The mean first-choice probability of every MoE block, read back in one transfer (one host
-/// synchronisation per step on CUDA, not one per block).
-fn first_choice_probs(stats: &[(usize, taskmoe_experts::LayerStats)]) -> Vec<f64> {
-    if stats.is_empty() {
-        return Vec::new();
-    }
-    let probs: Vec<Tensor> = stats
-        .iter()
-        .map(|(_, s)| s.top1_prob.shallow_clone())
-        .collect();
-    Vec::try_from(Tensor::stack(&probs, 0).to_kind(Kind::Double)).unwrap_or_default()
 }
 
 /// The parameters the optimizer updates: all of them, or (`train.train_only`) those whose name

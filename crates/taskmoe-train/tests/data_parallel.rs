@@ -177,7 +177,11 @@ fn worker() {
     let cfg = config(&out, ep, aux);
     let data = RunData::load(&cfg).unwrap();
     let stop = std::env::var(STOP).ok().map(|s| s.parse().unwrap());
-    let mut trainer = Trainer::new(&cfg, &data, true).unwrap();
+    // Resume when an earlier worker left a checkpoint (a resume with none is an error).
+    let resume = !taskmoe_train::list_checkpoints(cfg.run_dir())
+        .unwrap()
+        .is_empty();
+    let mut trainer = Trainer::new(&cfg, &data, resume).unwrap();
     let resumed_at = trainer.state().step;
     if ep > 1 {
         // Each rank stores its half of every MoE block's experts, and the optimizer its moments.

@@ -467,3 +467,63 @@ fn restore_best_loads_the_best_validation_checkpoint() {
     .to_string();
     assert!(err.contains("train.test_checkpoint"), "{err}");
 }
+
+#[test]
+fn the_step_benchmarks_time_is_the_step_the_trainer_takes() {
+    // No dropout and no router noise: the step is a function of the weights and the batch.
+    let (cfg, out) = tiny(
+        "onestep",
+        &[
+            "model.dropout=0.0",
+            "model.attention_dropout=0.0",
+            "model.moe.router.noise_std=0.0",
+            "train.steps=5",
+        ],
+    );
+    let data = RunData::load(&cfg).unwrap();
+    let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
+    // A twin of the trainer's model and optimizer, stepped by `Objective::step` as the
+    // benchmarks and `taskmoe check` do, on the trainer's first batch.
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let model = taskmoe_model::MultiTaskModel::new(&vs.root(), &cfg.model, &data.heads()).unwrap();
+    let mut twin = vs;
+    twin.copy(trainer.var_store()).unwrap();
+    let mut opt =
+        taskmoe_train::AdamW::new(twin.variables().into_iter().collect(), cfg.train.optimizer)
+            .unwrap();
+    let names: Vec<String> = data.specs.iter().map(|s| s.name.clone()).collect();
+    let objective = taskmoe_train::Objective::new(&cfg, &names, tch::Device::Cpu);
+    let batch = data
+        .sampler(&cfg)
+        .unwrap()
+        .batch(0)
+        .to_tensors(tch::Device::Cpu)
+        .unwrap();
+    let lr = cfg.optimizer_schedule().lr(0);
+    let outcome = objective
+        .step(&model, &mut opt, &batch, lr, &mut taskmoe_train::Unguarded)
+        .unwrap();
+    assert!(outcome.skipped.is_none());
+
+    trainer.train(&mut no_eval, &mut Silent, Some(1)).unwrap();
+    let line: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(out.join("run/metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(line["loss"].as_f64().unwrap(), outcome.values.loss);
+    assert_eq!(line["grad_norm"].as_f64().unwrap(), outcome.grad_norm);
+    // Same loss, same gradients, same update: every weight equal after the step.
+    let trained = trainer.var_store().variables();
+    for (name, value) in twin.variables() {
+        assert!(
+            value.equal(&trained[&name]),
+            "{name} differs after one step"
+        );
+    }
+    drop(trainer);
+    std::fs::remove_dir_all(out).unwrap();
+}
