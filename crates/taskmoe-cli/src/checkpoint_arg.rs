@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use taskmoe_train::{latest_verified, Checkpoint};
+use anyhow::{bail, Result};
+use taskmoe_train::{resolve_checkpoint, Checkpoint};
 
 /// `--run DIR | --checkpoint DIR`, flattened into the commands that read one checkpoint.
 #[derive(clap::Args, Debug)]
@@ -30,26 +30,10 @@ impl CheckpointArgs {
 
 /// The newest checkpoint of `run` whose files match their manifest (sizes and SHA-256; the
 /// ones skipped are named on stderr with the reason), or the checkpoint folder `checkpoint`,
-/// checked the same way.
+/// checked the same way: [`resolve_checkpoint`], the policy every reader of a checkpoint uses.
 pub fn resolve(run: Option<&Path>, checkpoint: Option<&Path>) -> Result<Checkpoint> {
-    match (run, checkpoint) {
-        (Some(run), _) => {
-            let latest = latest_verified(run)?;
-            for line in latest.skipped_lines() {
-                eprintln!("taskmoe: {line}");
-            }
-            latest.checkpoint.with_context(|| {
-                format!(
-                    "{} holds no checkpoint whose files match their manifest",
-                    run.display()
-                )
-            })
-        }
-        (None, Some(dir)) => {
-            let ckpt = Checkpoint::open(dir)?;
-            ckpt.verify_hashes()?;
-            Ok(ckpt)
-        }
-        (None, None) => bail!("pass --run DIR or --checkpoint DIR"),
+    match run.or(checkpoint) {
+        Some(path) => Ok(resolve_checkpoint(path)?),
+        None => bail!("pass --run DIR or --checkpoint DIR"),
     }
 }

@@ -4,10 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use taskmoe_eval::{evaluate, EvalData};
-use taskmoe_model::{load_weights, MultiTaskModel};
-use taskmoe_train::{
-    checkpoint_tokenizer, DataSource, RunConfig, RunData, RunLock, MODEL_FILE, RUN_CONFIG_FILE,
-};
+use taskmoe_train::{RunLock, TrainedRun};
 
 use crate::checkpoint_arg::resolve;
 use crate::report;
@@ -55,36 +52,15 @@ pub fn run(
             .unwrap_or_else(|| PathBuf::from(".")),
     };
     let _lock = RunLock::acquire(&out_dir, "taskmoe eval")?;
-    let mut cfg = RunConfig::load(Some(&ckpt.file(RUN_CONFIG_FILE)), set)?;
-    if cfg.train.threads > 0 {
-        tch::set_num_threads(cfg.train.threads as i32);
-    }
-    let tokenizer_set = set
-        .iter()
-        .any(|s| s.trim_start().starts_with("data.tokenizer"));
-    if let (Some(tok), DataSource::Registry, false) = (
-        checkpoint_tokenizer(&ckpt.dir),
-        cfg.data.source,
-        tokenizer_set,
-    ) {
-        cfg.data.tokenizer = Some(tok);
-    }
-    if let (DataSource::Registry, Some(reg)) = (cfg.data.source, &cfg.data.registry) {
-        if !reg.is_file() {
-            anyhow::bail!(
-                "the run's task registry {} is gone (moved data folder?): pass \
-                 --set data.registry=NEW/tasks.toml to evaluate on data, or use \
-                 `taskmoe predict`, which needs none",
-                reg.display()
-            );
-        }
-    }
-    let data = RunData::load(&cfg)?;
+    let TrainedRun {
+        checkpoint: ckpt,
+        config: cfg,
+        data,
+        model,
+        device,
+        ..
+    } = TrainedRun::load(ckpt, set, None)?;
     data.warn_skipped();
-    let device = taskmoe_train::select_device(&cfg.train.device)?;
-    let vs = tch::nn::VarStore::new(device);
-    let model = MultiTaskModel::new(&vs.root(), &cfg.model, &data.heads())?;
-    load_weights(&vs, &ckpt.file(MODEL_FILE))?;
     let split_data = match split {
         Split::Validation => &data.validation,
         Split::Test => &data.test,

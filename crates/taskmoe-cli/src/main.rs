@@ -201,7 +201,7 @@ pub(crate) enum DeviceArg {
 }
 
 impl DeviceArg {
-    /// The spelling `train.device` and `taskmoe_train::select_device` take.
+    /// The spelling `train.device` and `taskmoe_device::select_named` take.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             DeviceArg::Cpu => "cpu",

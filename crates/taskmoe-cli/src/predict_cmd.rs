@@ -79,7 +79,7 @@ impl From<InputFormat> for Format {
 /// Runs `taskmoe predict`.
 pub fn run(args: &PredictArgs) -> Result<()> {
     let ckpt = args.source.resolve()?;
-    let device = taskmoe_train::select_device(args.device.as_str())?;
+    let device = taskmoe_device::select_named(args.device.as_str())?;
     let inf = Inference::load(&ckpt, device)
         .with_context(|| format!("loading {}", ckpt.dir.display()))?;
     if inf.threads > 0 {

@@ -8,6 +8,8 @@
 //!   use first, then the loader's search path) before the first CUDA query; its static
 //!   initialisers register libtorch's CUDA hooks. A missing library or driver is an error naming
 //!   it; `auto` falls back to the CPU with a note saying why.
+//! - [`select_named`] and [`rank_device`]: a configured name to a device, and the GPU of a
+//!   rank of a multi-process job (`cuda:LOCAL_RANK`).
 //! - [`Precision`] and [`autocast`]: bf16 mixed precision through libtorch's own autocast, on
 //!   CUDA *and* on CPU (tch's `autocast` only switches CUDA), so CI runs the same code path as a
 //!   GPU. Weights stay fp32 (master weights), matmuls run in bf16, and [`full_precision`] turns
@@ -24,9 +26,11 @@
 mod cuda;
 mod error;
 mod precision;
+mod rank;
 mod rng;
 
 pub use cuda::{libtorch_lib_dir, load_cuda, select_device, DeviceRequest, Selected, CUDA_LIBRARY};
 pub use error::{DeviceError, Result};
 pub use precision::{autocast, check_precision, full_precision, is_autocast_enabled, Precision};
+pub use rank::{rank_device, select_named};
 pub use rng::{lock_global_rng, seeded, GlobalRngGuard};

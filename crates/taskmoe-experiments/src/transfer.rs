@@ -4,40 +4,23 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use taskmoe_data::{Batch, EncodedExample};
-use taskmoe_model::{load_weights, per_example_loss, ModelInput, MultiTaskModel};
-use taskmoe_train::{latest_complete, RunConfig, RunData, MODEL_FILE, RUN_CONFIG_FILE};
-use tch::{nn, Device, Kind};
+use taskmoe_model::{per_example_loss, ModelInput};
+use taskmoe_train::{resolve_checkpoint, TrainedRun};
+use tch::{Device, Kind};
 
-/// A trained model loaded from a run folder's newest complete checkpoint (on the CPU).
+/// A trained model loaded from a run folder's newest usable checkpoint (on the CPU).
 pub struct TrainedModel {
-    /// The run's configuration.
-    pub config: RunConfig,
-    /// The run's data.
-    pub data: RunData,
-    /// Keeps the parameters alive.
-    _vs: nn::VarStore,
-    /// The model.
-    pub model: MultiTaskModel,
+    /// The checkpoint with its run's configuration and data.
+    pub run: TrainedRun,
 }
 
 impl TrainedModel {
-    /// Loads `run_dir`'s newest complete checkpoint.
+    /// Loads `run_dir`'s newest usable checkpoint ([`resolve_checkpoint`]).
     pub fn load(run_dir: &Path) -> Result<Self> {
-        let ckpt = latest_complete(run_dir)?
-            .with_context(|| format!("{} holds no complete checkpoint", run_dir.display()))?;
-        let config = RunConfig::load(Some(&ckpt.file(RUN_CONFIG_FILE)), &[])?;
-        let data = RunData::load(&config)?;
-        let vs = nn::VarStore::new(Device::Cpu);
-        let model = MultiTaskModel::new(&vs.root(), &config.model, &data.heads())?;
-        load_weights(&vs, &ckpt.file(MODEL_FILE))?;
-        Ok(TrainedModel {
-            config,
-            data,
-            _vs: vs,
-            model,
-        })
+        let run = TrainedRun::load(resolve_checkpoint(run_dir)?, &[], Some(Device::Cpu))?;
+        Ok(TrainedModel { run })
     }
 
     /// Mean loss of the examples (labels of their own task) when the model treats them as
@@ -45,12 +28,12 @@ impl TrainedModel {
     pub fn loss_as(&self, examples: &[EncodedExample], as_task: usize) -> Result<f64> {
         let batch = Batch::from_examples(
             examples.iter().map(|e| (as_task, e)),
-            self.data.seq_len,
-            self.data.pad_id,
+            self.run.data.seq_len,
+            self.run.data.pad_id,
         )?;
         let t = batch.to_tensors(Device::Cpu)?;
         let loss = tch::no_grad(|| -> Result<f64> {
-            let out = self.model.forward(
+            let out = self.run.model.forward(
                 &ModelInput {
                     input_ids: &t.input_ids,
                     attention_mask: &t.attention_mask,
@@ -79,7 +62,7 @@ impl TrainedModel {
         examples: &[EncodedExample],
         candidates: &[usize],
     ) -> Result<Option<Relatedness>> {
-        let heads = self.data.heads();
+        let heads = self.run.data.heads();
         let mut losses = Vec::new();
         for &c in candidates {
             if c != task && heads[c].kind == heads[task].kind {

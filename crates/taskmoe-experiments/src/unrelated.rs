@@ -189,7 +189,7 @@ fn base_share(cfg: &taskmoe_train::RunConfig, base: &[String]) -> Result<f64> {
 
 /// Tests the newest checkpoint of run `dir` on the test split of `tasks`.
 fn test_all(dir: &Path, tasks: &[String]) -> Result<Scored> {
-    let m = TrainedModel::load(dir)?;
+    let m = TrainedModel::load(dir)?.run;
     let ids: Vec<usize> = tasks
         .iter()
         .map(|t| m.data.id(t).with_context(|| format!("task `{t}`")))

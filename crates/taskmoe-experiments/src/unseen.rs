@@ -170,7 +170,7 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
                 let examples = &data.train[uid].examples;
                 let mut picked = [String::new(), String::new()];
                 for (mi, model) in models.iter().enumerate() {
-                    let candidates = &model.data.train_tasks;
+                    let candidates = &model.run.data.train_tasks;
                     let Some(Relatedness { best, losses }) =
                         model.most_related(uid, examples, candidates)?
                     else {

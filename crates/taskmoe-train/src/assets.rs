@@ -5,29 +5,17 @@
 //! Every checkpoint holds [`TASKS_FILE`] (the run's task registry as TOML, split paths
 //! dropped) and one tokenizer file: a copy of the run's `tokenizer.json` or WordPiece
 //! `vocab.txt` ([`TOKENIZER_JSON`] / [`VOCAB_TXT`]), or for the synthetic benchmark the
-//! `vocab.txt` under which its text renderings tokenize to the generated ids. [`Inference`]
-//! loads a checkpoint for use on new text from these files alone.
+//! `vocab.txt` under which its text renderings tokenize to the generated ids.
+//! [`crate::Inference`] loads a checkpoint for use on new text from these files alone.
 
-use std::path::{Path, PathBuf};
+use taskmoe_data::synthetic::SyntheticVocab;
+use taskmoe_data::{TaskRegistry, TaskSpec};
 
-use tch::{nn, Device};
-
-use taskmoe_data::synthetic::SyntheticBenchmark;
-use taskmoe_data::{TaskRegistry, TaskSpec, TextTokenizer};
-use taskmoe_model::{load_card, load_weights, ModelCard, MultiTaskModel};
-
-use crate::checkpoint::{Checkpoint, CheckpointFiles};
-use crate::error::{invalid, Result};
-use crate::run_config::{DataSource, RunConfig};
-use crate::run_data::{data_err, load_tokenizer, RunData};
-use crate::trainer::{model_err, MODEL_CARD_FILE, MODEL_FILE, RUN_CONFIG_FILE};
-
-/// The task registry of the run, as TOML, in every checkpoint.
-pub const TASKS_FILE: &str = "tasks.toml";
-/// A `tokenizer.json` copied into a checkpoint.
-pub const TOKENIZER_JSON: &str = "tokenizer.json";
-/// A WordPiece `vocab.txt` copied (or, for synthetic data, written) into a checkpoint.
-pub const VOCAB_TXT: &str = "vocab.txt";
+use crate::checkpoint::CheckpointFiles;
+use crate::error::Result;
+use crate::run_config::RunConfig;
+use crate::run_data::RunData;
+use crate::run_folder::{TASKS_FILE, TOKENIZER_JSON, VOCAB_TXT};
 
 /// The files beside the weights that a checkpoint needs to run on new text.
 #[derive(Debug, Clone)]
@@ -49,7 +37,7 @@ impl RunAssets {
                 ..s.clone()
             })
             .collect();
-        let tasks_toml = TaskRegistry::new(specs).map_err(data_err)?.to_toml();
+        let tasks_toml = TaskRegistry::new(specs)?.to_toml();
         let tokenizer = match &data.tokenizer_file {
             Some(path) => {
                 let name = if path.extension().is_some_and(|e| e == "txt") {
@@ -61,10 +49,8 @@ impl RunAssets {
                 (name, bytes)
             }
             None => {
-                let vocab = SyntheticBenchmark::generate(&cfg.data.synthetic)
-                    .map_err(data_err)?
-                    .vocab()
-                    .tokens();
+                // The synthetic vocabulary is a function of the word count alone.
+                let vocab = SyntheticVocab::new(cfg.data.synthetic.total_words()).tokens();
                 (VOCAB_TXT, (vocab.join("\n") + "\n").into_bytes())
             }
         };
@@ -78,156 +64,5 @@ impl RunAssets {
     pub fn write(&self, files: &CheckpointFiles) -> Result<()> {
         files.write_bytes(TASKS_FILE, self.tasks_toml.as_bytes())?;
         files.write_bytes(self.tokenizer.0, &self.tokenizer.1)
-    }
-}
-
-/// The tokenizer file a checkpoint holds, if any.
-pub fn checkpoint_tokenizer(dir: &Path) -> Option<PathBuf> {
-    [TOKENIZER_JSON, VOCAB_TXT]
-        .iter()
-        .map(|n| dir.join(n))
-        .find(|p| p.is_file())
-}
-
-/// A checkpoint loaded for use on new text: the model with its weights, the task specs and
-/// the tokenizer, all from the checkpoint folder.
-pub struct Inference {
-    /// CPU threads the run used (`train.threads` of its `config.toml`; 0 = libtorch's default).
-    pub threads: usize,
-    /// Task specs in task-id order.
-    pub specs: Vec<TaskSpec>,
-    /// The tokenizer, truncating to the run's sequence length (or the model's maximum).
-    pub tokenizer: TextTokenizer,
-    /// The parameters.
-    pub vs: nn::VarStore,
-    /// The model (evaluation mode is the caller's `train = false`).
-    pub model: MultiTaskModel,
-    /// The model card.
-    pub card: ModelCard,
-    /// Padding id.
-    pub pad_id: i64,
-    /// Whether each task (by id) is one the run trained on: the `data.tasks` of its
-    /// `config.toml`, or every task not held out when that list is empty.
-    pub trained: Vec<bool>,
-}
-
-impl Inference {
-    /// Loads `ckpt` onto `device` from its own files: `config.json`, `model.safetensors`,
-    /// [`TASKS_FILE`] and the tokenizer; of `config.toml` only `data.seq_len` and
-    /// `train.threads` are read, so paths in it that no longer exist (data, a pretrained
-    /// model) do not matter. Checkpoints made before taskmoe wrote [`TASKS_FILE`] fall back to
-    /// the data named in their `config.toml` (which must then still exist).
-    pub fn load(ckpt: &Checkpoint, device: Device) -> Result<Self> {
-        let config_path = ckpt.file(RUN_CONFIG_FILE);
-        let text =
-            std::fs::read_to_string(&config_path).map_err(crate::error::io_err(&config_path))?;
-        let table: toml::Table = toml::from_str(&text)
-            .map_err(|e| invalid("checkpoint", format!("{}: {e}", config_path.display())))?;
-        let get = |section: &str, key: &str, default: usize| {
-            table
-                .get(section)
-                .and_then(|s| s.get(key))
-                .and_then(toml::Value::as_integer)
-                .map_or(default, |v| v.max(0) as usize)
-        };
-        let (seq_len, threads) = (get("data", "seq_len", 0), get("train", "threads", 2));
-        let card = load_card(&ckpt.file(MODEL_CARD_FILE)).map_err(model_err)?;
-        let max_len = if seq_len == 0 {
-            card.model.max_position
-        } else {
-            seq_len.min(card.model.max_position)
-        };
-        let (specs, tokenizer) = match checkpoint_tokenizer(&ckpt.dir) {
-            Some(tok) if ckpt.file(TASKS_FILE).is_file() => {
-                let path = ckpt.file(TASKS_FILE);
-                let text = std::fs::read_to_string(&path).map_err(crate::error::io_err(&path))?;
-                let specs = TaskRegistry::from_toml_str(&text)
-                    .map_err(|e| invalid("checkpoint", format!("{}: {e}", path.display())))?
-                    .tasks()
-                    .to_vec();
-                (specs, load_tokenizer(&tok, max_len)?)
-            }
-            _ => legacy_assets(&RunConfig::load(Some(&config_path), &[])?, max_len)?,
-        };
-        if specs.len() != card.heads.len() {
-            return Err(invalid(
-                "checkpoint",
-                format!(
-                    "{}: {} task specs but {} heads in {MODEL_CARD_FILE}",
-                    ckpt.dir.display(),
-                    specs.len(),
-                    card.heads.len()
-                ),
-            ));
-        }
-        let vs = nn::VarStore::new(device);
-        let model = MultiTaskModel::new(&vs.root(), &card.model, &card.heads).map_err(model_err)?;
-        load_weights(&vs, &ckpt.file(MODEL_FILE)).map_err(model_err)?;
-        let pad_id = tokenizer.pad_id();
-        let listed: Vec<&str> = table
-            .get("data")
-            .and_then(|d| d.get("tasks"))
-            .and_then(toml::Value::as_array)
-            .map(|a| a.iter().filter_map(toml::Value::as_str).collect())
-            .unwrap_or_default();
-        let trained = specs
-            .iter()
-            .map(|s| match listed.is_empty() {
-                true => !s.held_out,
-                false => listed.contains(&s.name.as_str()),
-            })
-            .collect();
-        Ok(Inference {
-            threads,
-            specs,
-            tokenizer,
-            vs,
-            model,
-            card,
-            pad_id,
-            trained,
-        })
-    }
-
-    /// The id of task `name`, or an error listing the known tasks.
-    pub fn task_id(&self, name: &str) -> Result<usize> {
-        self.specs
-            .iter()
-            .position(|s| s.name == name)
-            .ok_or_else(|| {
-                let known: Vec<&str> = self.specs.iter().map(|s| s.name.as_str()).collect();
-                invalid(
-                    "task",
-                    format!(
-                        "unknown task `{name}`; the model knows: {}",
-                        known.join(", ")
-                    ),
-                )
-            })
-    }
-}
-
-/// Specs and tokenizer of a checkpoint without [`TASKS_FILE`]: from the run's data.
-fn legacy_assets(cfg: &RunConfig, max_len: usize) -> Result<(Vec<TaskSpec>, TextTokenizer)> {
-    match cfg.data.source {
-        DataSource::Synthetic => {
-            let bench = SyntheticBenchmark::generate(&cfg.data.synthetic).map_err(data_err)?;
-            let dir = std::env::temp_dir().join(format!("taskmoe-vocab-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).map_err(crate::error::io_err(&dir))?;
-            let path = dir.join(VOCAB_TXT);
-            bench.vocab().write_vocab_txt(&path).map_err(data_err)?;
-            let tok = load_tokenizer(&path, max_len);
-            let _ = std::fs::remove_dir_all(&dir);
-            Ok((bench.registry().map_err(data_err)?.tasks().to_vec(), tok?))
-        }
-        DataSource::Registry => {
-            let registry = cfg.data.registry.as_ref().expect("validated");
-            let tok = cfg.data.tokenizer.as_ref().expect("validated");
-            let specs = TaskRegistry::from_toml_file(registry)
-                .map_err(data_err)?
-                .tasks()
-                .to_vec();
-            Ok((specs, load_tokenizer(tok, max_len)?))
-        }
     }
 }

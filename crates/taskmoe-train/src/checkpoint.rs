@@ -14,10 +14,11 @@
 //!
 //! A checkpoint is *complete* when its manifest parses, names its own step (when the folder is
 //! called `checkpoint-{step}`; a copy may have any name), and every listed file exists with
-//! the recorded size (a cheap check that catches truncation and deletion;
-//! [`Checkpoint::verify_hashes`] also compares contents). [`latest_complete`] returns the
-//! newest complete one and skips the rest; [`latest_verified`] also compares every hash and
-//! says which checkpoints it skipped and why. Temporary directories left by a crashed writer
+//! the recorded size (a cheap check that catches truncation and deletion).
+//! A checkpoint is *usable* when it is complete and every file has its manifest's SHA-256
+//! ([`Checkpoint::verify_hashes`]). [`latest_verified`] finds a run's newest usable checkpoint
+//! and says which newer ones it skipped and why; [`resolve_checkpoint`] is the one policy every
+//! reader of a checkpoint goes through. Temporary directories left by a crashed writer
 //! (its pid no longer alive) are deleted when a [`CheckpointWriter`] is created; those of live
 //! processes are left alone. One writer per run directory is assumed ([`crate::RunLock`]
 //! enforces it). A writer can protect one step (the best checkpoint) from rotation.
@@ -112,6 +113,13 @@ impl Checkpoint {
     /// The path of file `name` in the checkpoint.
     pub fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
+    }
+
+    /// Loads the checkpoint's model weights into `vs` (built for the same model); an error
+    /// names the file.
+    pub fn load_weights(&self, vs: &tch::nn::VarStore) -> Result<()> {
+        let file = self.file(crate::run_folder::MODEL_FILE);
+        Ok(taskmoe_model::load_weights(vs, &file)?)
     }
 
     /// Whether the checkpoint lists a file called `name`.
@@ -386,15 +394,6 @@ pub fn list_checkpoints(run_dir: impl AsRef<Path>) -> Result<Vec<(u64, PathBuf)>
     Ok(found)
 }
 
-/// The newest complete checkpoint of `run_dir` (see [`Checkpoint::open`]), skipping incomplete
-/// or truncated ones; `None` if there is none.
-pub fn latest_complete(run_dir: impl AsRef<Path>) -> Result<Option<Checkpoint>> {
-    Ok(list_checkpoints(run_dir)?
-        .into_iter()
-        .rev()
-        .find_map(|(_, dir)| Checkpoint::open(dir).ok()))
-}
-
 /// What [`latest_verified`] found.
 #[derive(Debug)]
 pub struct Latest {
@@ -440,6 +439,50 @@ pub fn latest_verified(run_dir: impl AsRef<Path>) -> Result<Latest> {
         checkpoint: None,
         skipped,
     })
+}
+
+impl Latest {
+    /// The checkpoint found, or an error naming `run_dir` and every checkpoint rejected with
+    /// its reason.
+    pub fn require(self, run_dir: &Path) -> Result<Checkpoint> {
+        if let Some(ckpt) = self.checkpoint {
+            return Ok(ckpt);
+        }
+        let found = match self.skipped.is_empty() {
+            true => "it holds no checkpoint-* folder".to_string(),
+            false => self
+                .skipped
+                .iter()
+                .map(|(dir, why)| format!("\n  {}: {why}", dir.display()))
+                .collect::<String>(),
+        };
+        Err(invalid(
+            "checkpoint",
+            format!(
+                "{} holds no checkpoint whose files match their manifest: {found}",
+                run_dir.display()
+            ),
+        ))
+    }
+}
+
+/// The one policy for "the checkpoint `path` means", used by eval, predict, export,
+/// `train.init_checkpoint` and the experiments (a resume uses [`latest_verified`] directly, to
+/// say what it found): a checkpoint folder (it holds a [`MANIFEST_FILE`]) is opened and every
+/// file checked against its manifest; a run folder gives its newest checkpoint that passes the
+/// same check, and the newer ones passed over are named on stderr with the reason.
+pub fn resolve_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
+    let path = path.as_ref();
+    if path.join(MANIFEST_FILE).is_file() {
+        let ckpt = Checkpoint::open(path)?;
+        ckpt.verify_hashes()?;
+        return Ok(ckpt);
+    }
+    let latest = latest_verified(path)?;
+    for line in latest.skipped_lines() {
+        eprintln!("taskmoe: {line}");
+    }
+    latest.require(path)
 }
 
 /// Deletes the temporary directories (`.tmp-checkpoint-{step}-{pid}*`) that this process or a

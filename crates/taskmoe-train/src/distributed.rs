@@ -28,7 +28,7 @@ use taskmoe_dist::{Backend, CollectiveStats, DistEnv, GradBuckets, ProcessGroup,
 use taskmoe_experts::ExpertExchange;
 use taskmoe_model::MultiTaskModel;
 
-use crate::error::{invalid, Result, TrainError};
+use crate::error::{invalid, Result};
 use crate::optim::AdamW;
 use crate::run_config::RunConfig;
 
@@ -90,16 +90,43 @@ impl ExpertExchange for ExpertGroup {
     }
 }
 
-/// A distributed-layer error as a training error.
-pub(crate) fn dist_err(e: taskmoe_dist::DistError) -> TrainError {
-    invalid("distributed", e.to_string())
-}
-
 impl Distributed {
+    /// Rank 0's evaluation score, on every rank of the job (collective): its name and direction
+    /// from this rank's own `score`, which must be given exactly when rank 0's is.
+    pub(crate) fn rank0_score(
+        &self,
+        score: Option<(String, f64, bool)>,
+        step: u64,
+    ) -> Result<Option<(String, f64, bool)>> {
+        let mine = match (&score, self.is_rank0()) {
+            (Some((_, value, _)), true) => [1.0, *value],
+            _ => [0.0, 0.0],
+        };
+        let agreed = self.sum(&mine)?;
+        match (score, agreed[0] > 0.0) {
+            (Some((name, _, higher)), true) => Ok(Some((name, agreed[1], higher))),
+            (None, false) => Ok(None),
+            (score, _) => Err(invalid(
+                "evaluation",
+                format!(
+                    "step {step}: rank {} {} a score and rank 0 {}: every rank's evaluation must \
+                     name the same score (its value is taken from rank 0)",
+                    self.rank(),
+                    if score.is_some() {
+                        "returned"
+                    } else {
+                        "returned no"
+                    },
+                    if agreed[0] > 0.0 { "did" } else { "did not" }
+                ),
+            )),
+        }
+    }
+
     /// Joins the job torchrun's variables describe (`None` without `WORLD_SIZE`: a
     /// single-process run). `train.expert_parallel` must divide the world size.
     pub fn from_env(cfg: &RunConfig) -> Result<Option<Self>> {
-        match DistEnv::from_env().map_err(dist_err)? {
+        match DistEnv::from_env()? {
             Some(env) if env.world_size > 1 => Self::connect(&env, cfg).map(Some),
             _ => {
                 if cfg.train.expert_parallel > 1 {
@@ -134,18 +161,17 @@ impl Distributed {
                 ),
             ));
         }
-        let device = crate::trainer::rank_device(
-            crate::trainer::select_device(&cfg.train.device)?,
+        let device = taskmoe_device::rank_device(
+            taskmoe_device::select_named(&cfg.train.device)?,
             env.local_rank,
             tch::Cuda::device_count() as usize,
         )?;
-        let backend = Backend::for_device(device).map_err(dist_err)?;
-        let world = ProcessGroup::connect_with(env, backend).map_err(dist_err)?;
+        let backend = Backend::for_device(device)?;
+        let world = ProcessGroup::connect_with(env, backend)?;
         let experts = if topology.ep > 1 {
             let name = format!("ep{}", topology.ep_group());
             let group = world
-                .subgroup(&name, &topology.ep_ranks())
-                .map_err(dist_err)?
+                .subgroup(&name, &topology.ep_ranks())?
                 .expect("a rank is a member of its own expert-parallel group");
             Some(Arc::new(ExpertGroup(group)))
         } else {
@@ -154,18 +180,16 @@ impl Distributed {
         let expert_dp_ranks = topology.expert_dp_ranks();
         let expert_dp = if topology.ep > 1 && expert_dp_ranks.len() > 1 {
             let name = format!("edp{}", topology.ep_rank());
-            world.subgroup(&name, &expert_dp_ranks).map_err(dist_err)?
+            world.subgroup(&name, &expert_dp_ranks)?
         } else {
             None
         };
         let all: Vec<usize> = (0..env.world_size).collect();
         let statistics = world
-            .subgroup("statistics", &all)
-            .map_err(dist_err)?
+            .subgroup("statistics", &all)?
             .expect("every rank is in the world");
         let evaluation = world
-            .subgroup("evaluation", &all)
-            .map_err(dist_err)?
+            .subgroup("evaluation", &all)?
             .expect("every rank is in the world");
         Ok(Distributed {
             world,
@@ -250,9 +274,7 @@ impl Distributed {
             };
             match group {
                 Some(group) => {
-                    self.buckets
-                        .reduce(group, &flat, 0, n, world)
-                        .map_err(dist_err)?;
+                    self.buckets.reduce(group, &flat, 0, n, world)?;
                 }
                 None => tch::no_grad(|| {
                     let _ = flat.shallow_clone().g_div_scalar_(world);
@@ -274,7 +296,7 @@ impl Distributed {
             .map(|(_, v)| v)
             .sum();
         let experts = match (&self.experts, self.sharded.is_empty()) {
-            (Some(group), false) => group.0.all_reduce_f64(&[experts]).map_err(dist_err)?[0],
+            (Some(group), false) => group.0.all_reduce_f64(&[experts])?[0],
             _ => experts,
         };
         Ok((others + experts).sqrt())
@@ -366,7 +388,7 @@ impl Distributed {
         let mut state = opt.state_tensors()?;
         for (name, t) in &mut state {
             if self.sharded_moment(name) {
-                if let Some(whole) = group.0.gather_rows(t, 0).map_err(dist_err)? {
+                if let Some(whole) = group.0.gather_rows(t, 0)? {
                     *t = whole;
                 }
             }
@@ -426,7 +448,7 @@ impl Distributed {
 
     /// Sums host numbers over the ranks.
     pub fn sum(&self, values: &[f64]) -> Result<Vec<f64>> {
-        self.world.all_reduce_f64(values).map_err(dist_err)
+        Ok(self.world.all_reduce_f64(values)?)
     }
 
     /// Copies rank 0's parameters to every rank (the replicas start equal even if something
@@ -435,7 +457,7 @@ impl Distributed {
         let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, mut t) in vars {
-            self.world.broadcast(&mut t, 0).map_err(dist_err)?;
+            self.world.broadcast(&mut t, 0)?;
         }
         Ok(())
     }
@@ -444,8 +466,7 @@ impl Distributed {
     pub fn agree(&self, what: &str, value: u64) -> Result<()> {
         let all = self
             .world
-            .all_gather(&Tensor::from_slice(&[value as i64]))
-            .map_err(dist_err)?;
+            .all_gather(&Tensor::from_slice(&[value as i64]))?;
         let all: Vec<i64> = Vec::try_from(all.reshape([-1]))?;
         if all.iter().any(|&v| v != all[0]) {
             return Err(invalid(
@@ -518,6 +539,6 @@ impl Distributed {
 
     /// Waits for every rank.
     pub fn barrier(&self) -> Result<()> {
-        self.world.barrier().map_err(dist_err)
+        Ok(self.world.barrier()?)
     }
 }

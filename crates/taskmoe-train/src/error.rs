@@ -142,6 +142,18 @@ pub enum TrainError {
     /// libtorch reported an error.
     #[error(transparent)]
     Torch(#[from] tch::TchError),
+    /// The model crate refused (a configuration, weights that do not fit, an import).
+    #[error("model: {0}")]
+    Model(#[from] taskmoe_model::ModelError),
+    /// The data crate refused (a data file, a task name, a batch).
+    #[error("data: {0}")]
+    Data(#[from] taskmoe_data::DataError),
+    /// A collective of the data-parallel job failed.
+    #[error("distributed: {0}")]
+    Dist(#[from] taskmoe_dist::DistError),
+    /// The device or precision asked for is not available.
+    #[error("device: {0}")]
+    Device(#[from] taskmoe_device::DeviceError),
 }
 
 /// `Result` with [`TrainError`].

@@ -11,7 +11,7 @@
 //! 4. [`AdamW::step`] updates the named parameters with decoupled weight decay for the decay
 //!    group ([`default_decays`]), then [`AdamW::zero_grad`];
 //! 5. every so often, [`CheckpointWriter::write`] makes `checkpoint-{step}/` atomically from the
-//!    model weights, [`AdamW::save`] and the [`TrainerState`], and [`latest_complete`] finds the
+//!    model weights, [`AdamW::save`] and the [`TrainerState`], and [`latest_verified`] finds the
 //!    checkpoint to resume from.
 //!
 //! tch's built-in optimizers cannot export their Adam moments, which is why [`AdamW`] is
@@ -23,6 +23,8 @@ mod assets;
 mod checkpoint;
 mod distributed;
 mod error;
+mod inference;
+mod init;
 mod interrupt;
 mod json_float;
 mod nonfinite;
@@ -32,21 +34,23 @@ mod overrides;
 mod resume;
 mod run_config;
 mod run_data;
+mod run_folder;
 mod run_guard;
 mod run_lock;
+mod run_log;
 mod schedule;
+mod trained_run;
 mod trainer;
 mod trainer_state;
 
-pub use assets::{
-    checkpoint_tokenizer, Inference, RunAssets, TASKS_FILE, TOKENIZER_JSON, VOCAB_TXT,
-};
+pub use assets::RunAssets;
 pub use checkpoint::{
-    checkpoint_dir, clean_stale_temp_dirs, latest_complete, latest_verified, list_checkpoints,
+    checkpoint_dir, clean_stale_temp_dirs, latest_verified, list_checkpoints, resolve_checkpoint,
     Checkpoint, CheckpointFiles, CheckpointWriter, Latest, Manifest, ManifestEntry, MANIFEST_FILE,
 };
 pub use distributed::{Distributed, ExpertGroup};
 pub use error::{Result, TrainError};
+pub use inference::{checkpoint_tokenizer, Inference};
 pub use interrupt::{clear_interrupt, install_interrupt_handler, interrupted, request_interrupt};
 pub use nonfinite::{
     loss_spike, NonFinitePolicy, StepAction, LOSS_MEDIAN_FLOOR, LOSS_WINDOW, LOSS_WINDOW_MIN,
@@ -61,10 +65,13 @@ pub use run_config::{
     DataConfig, DataSource, OutputConfig, RunConfig, TestCheckpoint, TrainConfig,
 };
 pub use run_data::{load_tokenizer, RunData, SkippedRows};
-pub use run_lock::{RunLock, LOCK_FILE};
-pub use schedule::{Decay, ScheduleConfig};
-pub use trainer::{
-    rank_device, resolve_checkpoint, select_device, EvalPoint, Progress, Silent, StepLog, Trainer,
+pub use run_folder::{
     EVAL_FILE, METRICS_FILE, MODEL_CARD_FILE, MODEL_FILE, OPTIMIZER_FILE, RUN_CONFIG_FILE,
+    TASKS_FILE, TOKENIZER_JSON, VOCAB_TXT,
 };
+pub use run_lock::{RunLock, LOCK_FILE};
+pub use run_log::{EvalPoint, Progress, Silent, StepLog};
+pub use schedule::{Decay, ScheduleConfig};
+pub use trained_run::TrainedRun;
+pub use trainer::Trainer;
 pub use trainer_state::{BestMetric, TrainerState, TRAINER_STATE_FILE, TRAINER_STATE_VERSION};

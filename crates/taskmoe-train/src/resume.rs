@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use crate::checkpoint::{list_checkpoints, Latest};
 use crate::error::{io_err, Result, TrainError};
 use crate::run_config::RunConfig;
-use crate::trainer::{EVAL_FILE, METRICS_FILE};
+use crate::run_folder::{EVAL_FILE, METRICS_FILE};
 
 /// The keys of the resolved configuration that may differ between a run's saved configuration
 /// and the one it resumes with: where it runs and how often it evaluates or checkpoints, none of

@@ -78,8 +78,8 @@ impl RunData {
         let d = &cfg.data;
         let mut data = match d.source {
             DataSource::Synthetic => {
-                let bench = SyntheticBenchmark::generate(&d.synthetic).map_err(data_err)?;
-                let registry = bench.registry().map_err(data_err)?;
+                let bench = SyntheticBenchmark::generate(&d.synthetic)?;
+                let registry = bench.registry()?;
                 let split = |name: &str| -> Vec<TaskData> {
                     (0..registry.len())
                         .map(|id| {
@@ -105,7 +105,7 @@ impl RunData {
             }
             DataSource::Registry => {
                 let path = d.registry.as_ref().expect("validated");
-                let registry = TaskRegistry::from_toml_file(path).map_err(data_err)?;
+                let registry = TaskRegistry::from_toml_file(path)?;
                 let max_len = if d.seq_len == 0 {
                     cfg.model.max_position
                 } else {
@@ -123,9 +123,7 @@ impl RunData {
                         } else {
                             LabelMode::IfPresent
                         };
-                        let report = registry
-                            .read_split_with(&spec.name, split, labels)
-                            .map_err(data_err)?;
+                        let report = registry.read_split_with(&spec.name, split, labels)?;
                         if let Some(first) = report.skipped.first() {
                             skipped.push(SkippedRows {
                                 task: spec.name.clone(),
@@ -136,9 +134,7 @@ impl RunData {
                                 first: first.to_string(),
                             });
                         }
-                        tokenizer
-                            .encode_examples(&report.examples)
-                            .map_err(data_err)?
+                        tokenizer.encode_examples(&report.examples)?
                     } else {
                         Vec::new()
                     };
@@ -314,13 +310,13 @@ impl RunData {
                 num_examples: self.train[t].examples.len(),
             })
             .collect();
-        let mixture = Mixture::new(&cfg.data.mixture, tasks).map_err(data_err)?;
+        let mixture = Mixture::new(&cfg.data.mixture, tasks)?;
         let data = self
             .train_tasks
             .iter()
             .map(|&t| self.train[t].clone())
             .collect();
-        Sampler::new(
+        Ok(Sampler::new(
             mixture,
             data,
             SamplerConfig {
@@ -329,23 +325,15 @@ impl RunData {
                 pad_id: self.pad_id,
                 seed: cfg.train.seed,
             },
-        )
-        .map_err(data_err)
+        )?)
     }
 }
 
 /// Loads a tokenizer file: a WordPiece `vocab.txt` (uncased BERT pipeline) or a
 /// `tokenizer.json`, truncating to `max_len`.
 pub fn load_tokenizer(path: &Path, max_len: usize) -> Result<TextTokenizer> {
-    if path.extension().is_some_and(|e| e == "txt") {
-        TextTokenizer::from_wordpiece_vocab(path, true, max_len)
-    } else {
-        TextTokenizer::from_file(path, max_len)
-    }
-    .map_err(data_err)
-}
-
-/// A data-crate error as a training error (the message names file, line and field).
-pub(crate) fn data_err(e: taskmoe_data::DataError) -> crate::error::TrainError {
-    invalid("data", e.to_string())
+    Ok(match path.extension().is_some_and(|e| e == "txt") {
+        true => TextTokenizer::from_wordpiece_vocab(path, true, max_len)?,
+        false => TextTokenizer::from_file(path, max_len)?,
+    })
 }

@@ -5,8 +5,8 @@ use std::fs;
 use std::path::Path;
 
 use taskmoe_train::{
-    checkpoint_dir, latest_complete, list_checkpoints, AdamW, AdamWConfig, Checkpoint,
-    CheckpointWriter, TrainError, TrainerState, MANIFEST_FILE, TRAINER_STATE_FILE,
+    checkpoint_dir, latest_verified, list_checkpoints, resolve_checkpoint, AdamW, AdamWConfig,
+    Checkpoint, CheckpointWriter, TrainError, TrainerState, MANIFEST_FILE, TRAINER_STATE_FILE,
 };
 use tch::{Kind, Tensor};
 
@@ -75,13 +75,13 @@ fn the_manifest_records_the_sha256() {
 }
 
 #[test]
-fn latest_complete_skips_truncated_and_unmarked_checkpoints() {
+fn the_newest_usable_checkpoint_skips_truncated_unmarked_and_altered_ones() {
     let run = tempfile::tempdir().unwrap();
     let writer = CheckpointWriter::new(run.path(), None).unwrap();
     for step in [1, 2, 3] {
         write_simple(&writer, step);
     }
-    assert_eq!(latest_complete(run.path()).unwrap().unwrap().step, 3);
+    assert_eq!(newest(run.path()), 3);
 
     // Truncate a file of the newest: the previous one is chosen.
     let model = checkpoint_dir(run.path(), 3).join("model.bin");
@@ -97,11 +97,11 @@ fn latest_complete_skips_truncated_and_unmarked_checkpoints() {
             .contains("model.bin has 50 bytes, the manifest records 103"),
         "{err}"
     );
-    assert_eq!(latest_complete(run.path()).unwrap().unwrap().step, 2);
+    assert_eq!(newest(run.path()), 2);
 
     // Without its manifest, checkpoint 2 does not count either.
     fs::remove_file(checkpoint_dir(run.path(), 2).join(MANIFEST_FILE)).unwrap();
-    assert_eq!(latest_complete(run.path()).unwrap().unwrap().step, 1);
+    assert_eq!(newest(run.path()), 1);
 
     // A manifest copied into another step's directory is refused.
     let fake = checkpoint_dir(run.path(), 9);
@@ -111,21 +111,42 @@ fn latest_complete_skips_truncated_and_unmarked_checkpoints() {
         fake.join(MANIFEST_FILE),
     )
     .unwrap();
-    assert_eq!(latest_complete(run.path()).unwrap().unwrap().step, 1);
+    assert_eq!(newest(run.path()), 1);
 
-    // Same size, other content: the size check passes, the hash check does not.
-    let ckpt = latest_complete(run.path()).unwrap().unwrap();
+    // The one policy takes a run folder or a checkpoint folder.
+    assert_eq!(resolve_checkpoint(run.path()).unwrap().step, 1);
+    let one = checkpoint_dir(run.path(), 1);
+    assert_eq!(resolve_checkpoint(&one).unwrap().step, 1);
+
+    // Same size, other content: the size check passes, the hash check does not, so no
+    // checkpoint is usable and the error names each one with its reason.
+    let ckpt = Checkpoint::open(&one).unwrap();
     fs::write(ckpt.file("model.bin"), vec![0xffu8; 101]).unwrap();
     assert!(matches!(
         ckpt.verify_hashes(),
         Err(TrainError::IncompleteCheckpoint { .. })
     ));
+    assert!(latest_verified(run.path()).unwrap().checkpoint.is_none());
+    let err = resolve_checkpoint(run.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("checkpoint-1: model.bin: SHA-256 differs") && err.contains("checkpoint-3"),
+        "{err}"
+    );
+    assert!(resolve_checkpoint(&one).is_err());
 
     let empty = tempfile::tempdir().unwrap();
-    assert!(latest_complete(empty.path()).unwrap().is_none());
-    assert!(latest_complete(empty.path().join("absent"))
+    assert!(latest_verified(empty.path()).unwrap().checkpoint.is_none());
+    assert!(latest_verified(empty.path().join("absent"))
         .unwrap()
+        .checkpoint
         .is_none());
+    let err = resolve_checkpoint(empty.path()).unwrap_err().to_string();
+    assert!(err.contains("holds no checkpoint-* folder"), "{err}");
+}
+
+/// The step of the newest usable checkpoint of `run`.
+fn newest(run: &Path) -> u64 {
+    latest_verified(run).unwrap().checkpoint.unwrap().step
 }
 
 #[test]
@@ -252,7 +273,7 @@ fn optimizer_and_trainer_state_round_trip_through_a_checkpoint() {
         })
         .unwrap();
 
-    let ckpt = latest_complete(run.path()).unwrap().unwrap();
+    let ckpt = resolve_checkpoint(run.path()).unwrap();
     assert!(ckpt.has_file("model.safetensors") && ckpt.has_file("optimizer.safetensors"));
     let restored = TrainerState::read(ckpt.file(TRAINER_STATE_FILE)).unwrap();
     assert_eq!(restored, state);

@@ -1,0 +1,72 @@
+//! Where a fresh run's weights start, and which of them train: a pretrained BERT
+//! (`train.init_from`, upcycled into the experts), another run's checkpoint
+//! (`train.init_checkpoint`), seen tasks' routing copied to new ones (`train.task_init`), and
+//! `train.train_only`.
+
+use tch::{nn, Tensor};
+
+use taskmoe_model::{import_bert, ImportReport, MultiTaskModel};
+
+use crate::checkpoint::resolve_checkpoint;
+use crate::error::{invalid, Result};
+use crate::run_config::RunConfig;
+use crate::run_data::RunData;
+
+/// Initialises a fresh run's model from what `cfg.train` names, in this order: the BERT import,
+/// the checkpoint's weights, the task initialisations. Returns what the import did.
+pub(crate) fn initialise(
+    model: &MultiTaskModel,
+    vs: &nn::VarStore,
+    cfg: &RunConfig,
+    data: &RunData,
+) -> Result<Option<ImportReport>> {
+    let import = match &cfg.train.init_from {
+        Some(dir) => Some(import_bert(model, vs, dir, cfg.train.upcycle_noise)?),
+        None => None,
+    };
+    if let Some(path) = &cfg.train.init_checkpoint {
+        let ckpt = resolve_checkpoint(path)?;
+        ckpt.load_weights(vs).map_err(|e| {
+            invalid(
+                "config",
+                format!("key `train.init_checkpoint` ({}): {e}", ckpt.dir.display()),
+            )
+        })?;
+    }
+    for (new, seen) in &cfg.train.task_init {
+        let (Some(t), Some(s)) = (data.id(new), data.id(seen)) else {
+            unreachable!("RunData::load checked the task names");
+        };
+        model
+            .init_task_from(t, s, cfg.train.task_init_routing)
+            .map_err(|e| invalid("config", format!("key `train.task_init.{new}`: {e}")))?;
+    }
+    Ok(import)
+}
+
+/// The parameters the optimizer updates: all of them, or (`train.train_only`) those whose name
+/// contains one of `only`; the others stop requiring gradients, so backward skips them. A
+/// pattern that matches nothing is an error naming it.
+pub(crate) fn trainable(vs: &nn::VarStore, only: &[String]) -> Result<Vec<(String, Tensor)>> {
+    let all: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    if only.is_empty() {
+        return Ok(all);
+    }
+    for pattern in only {
+        if !all.iter().any(|(name, _)| name.contains(pattern.as_str())) {
+            return Err(invalid(
+                "config",
+                format!("key `train.train_only`: `{pattern}` matches no parameter"),
+            ));
+        }
+    }
+    let mut kept = Vec::new();
+    for (name, tensor) in all {
+        if only.iter().any(|p| name.contains(p.as_str())) {
+            kept.push((name, tensor));
+        } else {
+            let _ = tensor.set_requires_grad(false);
+        }
+    }
+    Ok(kept)
+}
