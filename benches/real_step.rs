@@ -6,8 +6,8 @@
 //! The batch: the sentences and sentence pairs of `configs/glue-example` (SST-2, RTE, STS-B;
 //! 30 rows) cycled to `B` examples, tokenized by MiniLM's `tokenizer.json`, with tasks
 //! assigned round-robin over `TASKS` three-class heads. The step is the trainer's (forward in
-//! training mode, task loss + weighted aux losses, backward, clipping at `train.clip_grad_norm`,
-//! AdamW with the resolved `train.optimizer`, the trainer's host reads); evaluation is a
+//! training mode, task loss + weighted aux losses, backward, clipping at `optim.clip_grad_norm`,
+//! AdamW with the resolved `optim`, the trainer's host reads); evaluation is a
 //! no-grad forward in evaluation mode reading back the argmax.
 //!
 //! Timing: after 2 warm-up steps, `--reps` groups of `--runs` steps; each group's median, and
@@ -101,10 +101,10 @@ impl Spec {
         }
     }
 
-    /// The run configuration: `configs/glue-minilm.toml` with MiniLM as `train.init_from`,
+    /// The run configuration: `configs/glue-minilm.toml` with MiniLM as `init.from`,
     /// and the spec's variant, router and experts set on top.
     fn config(&self) -> RunConfig {
-        let mut sets = vec![format!("train.init_from={}", minilm_dir().display())];
+        let mut sets = vec![format!("init.from={}", minilm_dir().display())];
         match self.model.as_str() {
             "dense" => sets.push("model.variant=dense".into()),
             "token" => {
@@ -199,7 +199,7 @@ fn train_step(
     let mut timed = Timed::default();
     let start = Instant::now();
     let outcome = objective
-        .step(model, opt, &x.batch, cfg.train.schedule.peak_lr, &mut timed)
+        .step(model, opt, &x.batch, cfg.schedule.peak_lr, &mut timed)
         .unwrap();
     let end = Instant::now();
     assert!(outcome.skipped.is_none() && outcome.values.loss.is_finite());
@@ -230,7 +230,7 @@ fn run_point(text: &str, runs: usize, reps: usize) {
         .collect();
     let vs = nn::VarStore::new(Device::Cpu);
     let model = MultiTaskModel::new(&vs.root(), &cfg.model, &heads).unwrap();
-    import_bert(&model, &vs, &minilm_dir(), cfg.train.upcycle_noise).unwrap();
+    import_bert(&model, &vs, &minilm_dir(), cfg.init.upcycle_noise).unwrap();
     for (_, layer) in model.moe_layers() {
         layer.experts().set_gemm_path(spec.gemm);
     }
@@ -240,13 +240,12 @@ fn run_point(text: &str, runs: usize, reps: usize) {
     // (step, fwd+bwd, optimizer) medians of each group.
     let mut groups: Vec<(f64, f64, f64)> = Vec::new();
     if spec.train {
-        let mut opt =
-            AdamW::new(vs.variables().into_iter().collect(), cfg.train.optimizer).unwrap();
+        let mut opt = AdamW::new(vs.variables().into_iter().collect(), cfg.optim.adamw()).unwrap();
         let objective = Objective::with_weights(
             &cfg.model,
             &vec![1.0; spec.tasks],
-            cfg.train.precision,
-            cfg.train.clip_grad_norm,
+            cfg.runtime.precision,
+            cfg.optim.clip_grad_norm,
             Device::Cpu,
         );
         for i in 0..2 {
@@ -446,7 +445,7 @@ fn summary(quick: bool, python: Option<&str>) {
     };
     println!(
         "MiniLM-L6 (d = 384, 6 blocks, FFN 1536), `configs/glue-minilm.toml` resolved with \
-         `train.init_from` = MiniLM: task-MoE blocks 2, 4, 6 (every second), top-1 \
+         `init.from` = MiniLM: task-MoE blocks 2, 4, 6 (every second), top-1 \
          straight-through, dropless. Batch {b} x {l} = {} tokens ({} real, the rest padding) \
          of the `configs/glue-example` texts, {tasks} tasks round-robin, {} threads. Each \
          point: the median of {runs} steps after 2 warm-up steps, in its own process, in \

@@ -26,7 +26,7 @@ commands:
   train [--nproc N] [--config FILE] [--set key=value]... [--resume]
                          train (default: synthetic benchmark, small task-MoE), print the table;
                          --nproc N: N data-parallel ranks on 127.0.0.1 (torchrun's variables;
-                         train.expert_parallel = N splits the experts over them)
+                         runtime.expert_parallel = N splits the experts over them)
   eval (--run DIR | --checkpoint DIR) [--split validation|test|train]
                          evaluate a run's newest checkpoint (default: validation split),
                          print the table; results in the run folder (eval-<split>-step<N>.*)

@@ -8,7 +8,7 @@
 //! 2. **moe-vs-dense**: forward + backward time of a MoE layer (token router, top-`k`, experts
 //!    of width `2d`, dropless) against a dense FFN of width `k * 2d` (equal active FLOPs), in
 //!    bf16, at each `TxDxE` size (target: at most 1.15x from 32k tokens);
-//! 3. **train**: optimizer steps of the GPU preset ([`gpu_preset`]: d = 1024, 12 blocks, 6 of
+//! 3. **train**: optimizer steps of the GPU preset (`ModelConfig::gpu`, the `gpu` preset: d = 1024, 12 blocks, 6 of
 //!    them MoE with 8 experts, top-2) on random full-length batches in bf16: tokens/s and model
 //!    FLOP utilisation `tokens/s * 3 * forward FLOPs per token / peak` (target: at least 35%).
 
@@ -68,7 +68,7 @@ pub struct CheckArgs {
     pub skip: String,
 }
 
-/// A device as `train.device` spells it (`cpu`, `cuda:0`).
+/// A device as `runtime.device` spells it (`cpu`, `cuda:0`).
 fn device_name(device: Device) -> String {
     match device {
         Device::Cpu => "cpu".into(),
@@ -84,27 +84,6 @@ struct Row {
     result: String,
     target: String,
     pass: Option<bool>,
-}
-
-/// The GPU-sized preset: BERT-large-like width on a task-MoE (d = 1024, 16 heads, 12 blocks,
-/// every other block MoE with 8 experts of width 2048, top-2, per-task router), vocabulary
-/// 32000, 512 positions, no dropout (throughput measurement).
-pub fn gpu_preset() -> ModelConfig {
-    let mut cfg = ModelConfig::small();
-    cfg.vocab_size = 32000;
-    cfg.max_position = 512;
-    cfg.d_model = 1024;
-    cfg.num_layers = 12;
-    cfg.num_heads = 16;
-    cfg.d_ff = 4096;
-    cfg.dropout = 0.0;
-    cfg.attention_dropout = 0.0;
-    cfg.moe_every = 2;
-    cfg.moe.router.num_experts = 8;
-    cfg.moe.router.k = 2;
-    cfg.moe.router.renormalize = true;
-    cfg.moe.d_ff = 2048;
-    cfg
 }
 
 fn parse_pair(s: &str, what: &str) -> Result<(i64, i64)> {
@@ -190,7 +169,7 @@ pub fn run(args: &CheckArgs) -> Result<()> {
     let model_cfg = if args.tiny {
         ModelConfig::tiny()
     } else {
-        gpu_preset()
+        ModelConfig::gpu()
     };
     let (batch, seq) = parse_pair(args.batch(), "--batch")?;
     let mut rows = Vec::new();

@@ -76,7 +76,7 @@ pub fn run(
         &model,
         &eval_data,
         &data.train_tasks,
-        cfg.train.eval_batch_size,
+        cfg.eval.batch_size,
         device,
     )?;
     let names: Vec<String> = data.specs.iter().map(|s| s.name.clone()).collect();

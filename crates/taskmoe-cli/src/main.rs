@@ -148,7 +148,7 @@ enum Command {
         #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
         set: Vec<String>,
         /// Override a key of the run configuration every arm starts from, after the
-        /// settings' `run_set`, e.g. `--run-set train.init_from=DIR`.
+        /// settings' `run_set`, e.g. `--run-set init.from=DIR`.
         #[arg(long = "run-set", value_name = "KEY.PATH=VALUE")]
         run_set: Vec<String>,
         /// Report folder (default runs/experiments/<profile>).
@@ -160,10 +160,24 @@ enum Command {
 #[derive(Subcommand)]
 enum ConfigAction {
     /// Print the configuration a run with these arguments would use (preset, then file, then
-    /// every `--set`, merged key by key), as TOML.
+    /// every `--set`, merged key by key), as TOML with each key's documentation as a comment
+    /// (`--bare`: the values only).
     Show {
         #[command(flatten)]
         config: ConfigArgs,
+        /// Leave out the documentation comments.
+        #[arg(long)]
+        bare: bool,
+    },
+    /// Rewrite a run configuration written for the old `[train]` layout (taskmoe 0.1) into the
+    /// sections: prints the result, or with `--write` replaces the file (comments are not
+    /// carried over; the old file is kept as FILE.old).
+    Migrate {
+        /// The configuration file.
+        file: std::path::PathBuf,
+        /// Replace the file instead of printing.
+        #[arg(long)]
+        write: bool,
     },
 }
 
@@ -189,7 +203,7 @@ enum ProfileName {
     Full,
 }
 
-/// A device, as `train.device` spells it.
+/// A device, as `runtime.device` spells it.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum DeviceArg {
     /// The CPU.
@@ -201,7 +215,7 @@ pub(crate) enum DeviceArg {
 }
 
 impl DeviceArg {
-    /// The spelling `train.device` and `taskmoe_device::select_named` take.
+    /// The spelling `runtime.device` and `taskmoe_device::select_named` take.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             DeviceArg::Cpu => "cpu",
@@ -249,8 +263,11 @@ fn main() {
         Command::Export(args) => export_cmd::run(&args),
         Command::Inspect { config } => inspect_cmd::run(&config),
         Command::Config {
-            action: ConfigAction::Show { config },
-        } => config_cmd::show(&config),
+            action: ConfigAction::Show { config, bare },
+        } => config_cmd::show(&config, bare),
+        Command::Config {
+            action: ConfigAction::Migrate { file, write },
+        } => config_cmd::migrate(&file, write),
         Command::Check(args) => check_cmd::run(&args),
         Command::Experiment {
             name,

@@ -96,7 +96,7 @@ fn resume_config(dir: &Path, set: &[String]) -> Result<RunConfig> {
             taskmoe_train::RUN_CONFIG_FILE
         );
     }
-    let mut cfg = RunConfig::load(Some(&saved), set)?;
+    let mut cfg = RunConfig::load_saved(&saved, set)?;
     let dir = std::path::absolute(dir).with_context(|| format!("--run {}", dir.display()))?;
     let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
         bail!("--run {}: not a folder inside another", dir.display());
@@ -152,7 +152,7 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<Eva
              step",
             d.world_size(),
             d.backend().name(),
-            cfg.train.expert_parallel,
+            cfg.runtime.expert_parallel,
             cfg.data.batch_size / d.world_size()
         );
     }
@@ -183,7 +183,7 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<Eva
     let group = trainer.distributed().map(|d| d.evaluation_group());
     let tasks = &data.train_tasks;
     let shared_evaluate = |model: &taskmoe_model::MultiTaskModel, split: &EvalData| {
-        let batching = EvalBatching::bucketed(cfg.train.eval_batch_size);
+        let batching = EvalBatching::bucketed(cfg.eval.batch_size);
         match &group {
             Some(group) => evaluate_sharded(model, split, tasks, batching, device, group),
             None => evaluate_with(model, split, tasks, batching, device).map(Some),
@@ -215,7 +215,7 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<Eva
         eprintln!("{}", d.stats_summary());
     }
 
-    if cfg.train.test_checkpoint == taskmoe_train::TestCheckpoint::Best {
+    if cfg.eval.test_checkpoint == taskmoe_train::TestCheckpoint::Best {
         let restored = trainer.restore_best()?;
         if rank0 {
             match restored {

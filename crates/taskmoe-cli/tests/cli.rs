@@ -85,7 +85,7 @@ fn train_then_eval_reproduces_the_final_table() {
         assert!(run.join(f).exists(), "{f}");
     }
     assert_eq!(losses(&run).len(), 12);
-    // keep_last = 2: steps 9 and 12 remain, and the best by validation (train.keep_best;
+    // keep_last = 2: steps 9 and 12 remain, and the best by validation (checkpoint.keep_best;
     // evaluations at steps 6 and 12).
     assert!(run.join("checkpoint-12").exists() && run.join("checkpoint-9").exists());
     assert!(!run.join("checkpoint-3").exists());
@@ -192,8 +192,12 @@ fn a_second_train_without_resume_is_refused() {
 #[test]
 fn bad_configurations_fail_with_the_key_named() {
     let out = scratch("config");
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["--set", "train.stepz=3"], "train.stepz"),
+        (
+            &["--set", "train.schedule.peak_lr=0.1"],
+            "`train.schedule.peak_lr` moved to `schedule.peak_lr`",
+        ),
         (&["--set", "data.tasks=[\"nope\"]"], "unknown task `nope`"),
         (
             &[
@@ -205,12 +209,73 @@ fn bad_configurations_fail_with_the_key_named() {
             "lexicon_hi0",
         ),
         (&["--set", "model.moe.router.k=9"], "model.moe.router.k"),
-        (&["--set", "train.device=tpu"], "train.device"),
+        (&["--set", "runtime.device=tpu"], "runtime.device"),
     ];
     for (args, expected) in cases {
         let err = fails(train(&out, args).output().unwrap());
         assert!(err.contains(expected), "{args:?}: {err}");
     }
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn a_file_in_the_old_train_layout_is_refused_and_migrates_to_the_same_run() {
+    let out = scratch("migrate");
+    let old = out.join("old.toml");
+    std::fs::write(
+        &old,
+        "[train]\nsteps = 700\neval_every = 0\nthreads = 1\n\n[train.schedule]\npeak_lr = 0.01\n",
+    )
+    .unwrap();
+    let path = old.to_str().unwrap();
+    let err = fails(
+        taskmoe(&["config", "show", "--config", path])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("`train.eval_every` moved to `eval.every`")
+            && err.contains("`train.threads` moved to `runtime.threads`")
+            && err.contains("`train.schedule` moved to `schedule`")
+            && err.contains("taskmoe config migrate"),
+        "{err}"
+    );
+    let printed = ok(taskmoe(&["config", "migrate", path]).output().unwrap());
+    assert!(
+        printed.contains("[schedule]") && printed.contains("[eval]"),
+        "{printed}"
+    );
+    ok(taskmoe(&["config", "migrate", path, "--write"])
+        .output()
+        .unwrap());
+    assert!(out.join("old.toml.old").is_file());
+    let new = ok(taskmoe(&["config", "show", "--bare", "--config", path])
+        .output()
+        .unwrap());
+    let expected = ok(taskmoe(&[
+        "config",
+        "show",
+        "--bare",
+        "--set",
+        "train.steps=700",
+        "--set",
+        "eval.every=0",
+        "--set",
+        "runtime.threads=1",
+        "--set",
+        "schedule.peak_lr=0.01",
+    ])
+    .output()
+    .unwrap());
+    assert_eq!(new, expected);
+    // The documented tree is the same configuration with each key's doc above it.
+    let shown = ok(taskmoe(&["config", "show", "--config", path])
+        .output()
+        .unwrap());
+    assert!(
+        shown.contains("# Optimizer steps. Default 4000.\nsteps = 700"),
+        "{shown}"
+    );
     std::fs::remove_dir_all(out).unwrap();
 }
 
@@ -301,7 +366,7 @@ fn glue_example_fine_tunes_an_upcycled_minilm() {
         "--config",
         config.to_str().unwrap(),
         "--set",
-        &format!("train.init_from={}", minilm().display()),
+        &format!("init.from={}", minilm().display()),
         "--set",
         &format!("data.registry={}", registry.display()),
         "--set",
@@ -311,7 +376,7 @@ fn glue_example_fine_tunes_an_upcycled_minilm() {
         "--set",
         "train.steps=2",
         "--set",
-        "train.schedule.warmup_steps=1",
+        "schedule.warmup_steps=1",
         "--set",
         "data.batch_size=4",
     ])
@@ -332,7 +397,7 @@ fn glue_example_fine_tunes_an_upcycled_minilm() {
         "architecture taken from MiniLM"
     );
     // A copy of the checkpoint predicts with its own tokenizer.json (Inference reads only
-    // `data.seq_len` and `train.threads` of config.toml, so the pretrained folder it names
+    // `data.seq_len` and `runtime.threads` of config.toml, so the pretrained folder it names
     // need not exist).
     let copy = out.join("copy");
     std::fs::create_dir_all(&copy).unwrap();
@@ -402,9 +467,9 @@ fn cuda_on_a_cpu_only_libtorch_names_the_library_and_auto_falls_back() {
         &dir,
         &[
             "--set",
-            "train.device=auto",
+            "runtime.device=auto",
             "--set",
-            "train.precision=\"bf16\"",
+            "runtime.precision=\"bf16\"",
             "--set",
             "train.steps=3",
         ],

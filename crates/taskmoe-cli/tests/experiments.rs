@@ -170,7 +170,7 @@ fn bad_settings_are_named() {
 fn the_unseen_experiment_runs_on_real_tasks_named_in_a_config() {
     let out = scratch("glue");
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/experiments/glue.toml");
-    let init = format!("train.init_from={}", minilm().display());
+    let init = format!("init.from={}", minilm().display());
     let output = Command::new(env!("CARGO_BIN_EXE_taskmoe"))
         .args(["experiment", "unseen", "--config"])
         .arg(&config)
@@ -181,13 +181,13 @@ fn the_unseen_experiment_runs_on_real_tasks_named_in_a_config() {
             "--run-set",
             "train.steps=2",
             "--run-set",
-            "train.checkpoint_every=2",
+            "checkpoint.every=2",
         ])
         .args([
             "--run-set",
-            "train.schedule.warmup_steps=1",
+            "schedule.warmup_steps=1",
             "--run-set",
-            "train.threads=1",
+            "runtime.threads=1",
         ])
         .args(["--set", "unseen.k=[4]", "--set", "unseen.steps=2"])
         .output()

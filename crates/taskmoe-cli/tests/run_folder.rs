@@ -47,12 +47,7 @@ fn wait_for_lines(path: &Path, lines: usize, child: &mut std::process::Child) {
 #[test]
 fn two_runs_in_one_folder_end_in_one_refusal() {
     let out = scratch("twice");
-    let steps = [
-        "--set",
-        "train.steps=60",
-        "--set",
-        "train.checkpoint_every=20",
-    ];
+    let steps = ["--set", "train.steps=60", "--set", "checkpoint.every=20"];
     let mut first = train(&out, &steps)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -87,7 +82,7 @@ fn ctrl_c_checkpoints_the_step_and_says_how_to_resume() {
         "--set",
         "train.steps=40",
         "--set",
-        "train.checkpoint_every=100",
+        "checkpoint.every=100",
         "--set",
         "output.name=my run",
     ];
@@ -167,12 +162,7 @@ fn logged_steps(run: &Path) -> Vec<u64> {
 #[test]
 fn a_moved_run_folder_resumes_where_it_now_is() {
     let out = scratch("moved");
-    let half = [
-        "--set",
-        "train.steps=6",
-        "--set",
-        "train.schedule.total_steps=12",
-    ];
+    let half = ["--set", "train.steps=6", "--set", "schedule.total_steps=12"];
     let first = train(&out, &half).output().unwrap();
     assert!(first.status.success(), "{}", stderr(&first));
     std::fs::create_dir_all(out.join("elsewhere")).unwrap();

@@ -29,11 +29,11 @@ fn two_ranks_train_and_a_single_process_evaluates_their_checkpoint() {
                     "--set",
                     "output.name=run",
                     "--set",
-                    "train.expert_parallel=2",
+                    "runtime.expert_parallel=2",
                     "--set",
-                    "train.eval_every=3",
+                    "eval.every=3",
                     "--set",
-                    "train.test_checkpoint=best",
+                    "eval.test_checkpoint=best",
                 ])
                 .env("RANK", rank.to_string())
                 .env("LOCAL_RANK", rank.to_string())

@@ -138,7 +138,7 @@ fn train_registry(out: &Path, data: &Path, extra: &[&str]) -> Output {
         format!("data.registry={}", data.join("tasks.toml").display()),
         format!("data.tokenizer={}", data.join("vocab.txt").display()),
         "train.steps=4".into(),
-        "train.eval_every=2".into(),
+        "eval.every=2".into(),
     ];
     let mut args = vec!["train", "--config", tiny.to_str().unwrap()];
     for s in &sets {
@@ -453,7 +453,7 @@ fn verify_finds_a_same_size_corruption_that_eval_and_resume_skip_saying_why() {
             "--set",
             "output.name=v",
             "--set",
-            "train.keep_best=false",
+            "checkpoint.keep_best=false",
         ];
         args.extend_from_slice(extra);
         taskmoe(&args)

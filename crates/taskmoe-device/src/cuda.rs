@@ -15,7 +15,7 @@ pub const CUDA_LIBRARY: &str = "libtorch_cuda.so";
 /// A libtorch symbol whose address tells which `libtorch_cpu.so` this process uses.
 const CPU_SYMBOL: &str = "_ZN2at8autocast11clear_cacheEv";
 
-/// The device a run asks for (`train.device`).
+/// The device a run asks for (`runtime.device`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceRequest {
     /// The CPU.

@@ -21,7 +21,7 @@ use tch::{Device, Kind};
 
 use crate::error::{DeviceError, Result};
 
-/// The precision of the encoder's and experts' compute (`train.precision`).
+/// The precision of the encoder's and experts' compute (`runtime.precision`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {

@@ -61,7 +61,7 @@ impl Backend {
             (None, _) | (Some("gloo"), _) => Ok(Backend::Gloo),
             (Some("nccl"), other) => Err(env_err(format!(
                 "`nccl` needs a CUDA device, and this rank runs on {other:?} (set \
-                 train.device = \"cuda\", or use `gloo`)"
+                 runtime.device = \"cuda\", or use `gloo`)"
             ))),
             (Some(other), _) => Err(env_err(format!(
                 "`{other}` is not a backend: `gloo` or `nccl`"

@@ -65,6 +65,8 @@ unseen = 0
 
 [train]
 steps = 200
+
+[runtime]
 threads = 1
 "#;
 

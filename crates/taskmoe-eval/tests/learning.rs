@@ -68,14 +68,20 @@ unseen = 0
 
 [train]
 steps = 300
-threads = 1
-checkpoint_every = 300
+
+[checkpoint]
+every = 300
 keep_last = 1
-eval_every = 0
-eval_batch_size = 400
 save_optimizer = false
 
-[train.schedule]
+[eval]
+every = 0
+batch_size = 400
+
+[runtime]
+threads = 1
+
+[schedule]
 peak_lr = 3e-3
 warmup_steps = 20
 "#;

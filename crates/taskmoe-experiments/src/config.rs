@@ -66,7 +66,7 @@ pub struct ExperimentConfig {
     /// Seeds hyperparameters are chosen on (validation scores only): `1000..1000 +
     /// tuning_seeds`, disjoint from the reported seeds. Default 3.
     pub tuning_seeds: u64,
-    /// Runs trained at the same time (each its own process); with `train.threads = 1` this is
+    /// Runs trained at the same time (each its own process); with `runtime.threads = 1` this is
     /// the number of cores to use. Default 2.
     pub jobs: usize,
     /// The run configuration every arm starts from, relative to this file; none means the

@@ -236,7 +236,7 @@ impl ExperimentContext {
             cfg.model.d_ff,
             cfg.train.steps,
             cfg.data.batch_size,
-            cfg.train.schedule.peak_lr,
+            cfg.schedule.peak_lr,
         )
     }
 }

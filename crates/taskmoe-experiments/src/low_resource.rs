@@ -206,10 +206,10 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
                         one.data.tasks = vec![t.clone()];
                         // Early stopping: tested at the best of its validation evaluations.
                         let steps = one.train.steps;
-                        one.train.eval_every = (steps / s.single_task_evals).max(1);
-                        one.train.keep_best = true;
-                        one.train.keep_last = 1;
-                        one.train.test_checkpoint = TestCheckpoint::Best;
+                        one.eval.every = (steps / s.single_task_evals).max(1);
+                        one.checkpoint.keep_best = true;
+                        one.checkpoint.keep_last = 1;
+                        one.eval.test_checkpoint = TestCheckpoint::Best;
                         jobs.push(Job {
                             id: format!("{}-seed{seed}-{arm_id}-{t}", setting.id()),
                             config: one,

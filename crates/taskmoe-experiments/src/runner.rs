@@ -68,8 +68,8 @@ impl Runner {
             cfg.output.name = job.id.clone();
             // Experiment runs are retrained, never resumed: their checkpoints need only the
             // weights (a third of the disk).
-            cfg.train.save_optimizer = false;
-            cfg.train.keep_last = 1;
+            cfg.checkpoint.save_optimizer = false;
+            cfg.checkpoint.keep_last = 1;
             let text = cfg.to_toml();
             let config_path = self.dir.join("configs").join(format!("{}.toml", job.id));
             let run_dir = cfg.run_dir();

@@ -112,7 +112,7 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
             });
             let mut joint = cfg_for(arm, seed, &all_tasks);
             joint.train.steps = joint_steps;
-            joint.train.checkpoint_every = joint_steps;
+            joint.checkpoint.every = joint_steps;
             first.push(Job {
                 id: id("joint", seed, arm),
                 config: joint,
@@ -125,11 +125,10 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
         for (ai, arm) in arms.iter().enumerate() {
             let mut cfg = cfg_for(arm, seed, &new_tasks);
             cfg.train.steps = s.extra_steps;
-            cfg.train.checkpoint_every = s.extra_steps;
-            cfg.train.schedule.warmup_steps =
-                cfg.train.schedule.warmup_steps.min(s.extra_steps / 10);
-            cfg.train.init_from = None;
-            cfg.train.init_checkpoint = Some(arm_dirs[2 * ai].clone());
+            cfg.checkpoint.every = s.extra_steps;
+            cfg.schedule.warmup_steps = cfg.schedule.warmup_steps.min(s.extra_steps / 10);
+            cfg.init.from = None;
+            cfg.init.checkpoint = Some(arm_dirs[2 * ai].clone());
             second.push(Job {
                 id: id("sequential", seed, arm),
                 config: cfg,
@@ -200,13 +199,7 @@ fn test_all(dir: &Path, tasks: &[String]) -> Result<Scored> {
         seq_len: m.data.seq_len,
         pad_id: m.data.pad_id,
     };
-    let result = evaluate(
-        &m.model,
-        &data,
-        &ids,
-        m.config.train.eval_batch_size,
-        Device::Cpu,
-    )?;
+    let result = evaluate(&m.model, &data, &ids, m.config.eval.batch_size, Device::Cpu)?;
     let names: Vec<String> = m.data.specs.iter().map(|s| s.name.clone()).collect();
     let scores = result
         .tasks

@@ -15,7 +15,7 @@
 //! - `task-moe, frozen experts`: measured source with its routing; only the routers (and task
 //!   embeddings) and heads adapt, so what transfers is what the routing carries;
 //! - `scratch`: a dense model of the same size trained from the base run's own initialisation
-//!   (random, or the pretrained encoder when the run configuration has `train.init_from`).
+//!   (random, or the pretrained encoder when the run configuration has `init.from`).
 //!
 //! Every arm's peak learning rate comes from the same grid (`unseen.peak_lrs`), chosen per arm
 //! on the validation mean of the tuning seeds; the reported seeds run at that choice.
@@ -131,10 +131,10 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
         cfg.data.train_examples = [(u.to_string(), k)].into();
         cfg.data.batch_size = s.batch_size.min(k);
         cfg.train.steps = s.steps;
-        cfg.train.checkpoint_every = s.steps;
-        cfg.train.eval_every = 0;
-        cfg.train.schedule.total_steps = 0;
-        cfg.train.schedule.warmup_steps = (s.steps / 10).max(1);
+        cfg.checkpoint.every = s.steps;
+        cfg.eval.every = 0;
+        cfg.schedule.total_steps = 0;
+        cfg.schedule.warmup_steps = (s.steps / 10).max(1);
         cfg
     };
     let family_source = |u: &str| -> Option<String> {
@@ -200,11 +200,11 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
             0 | SCRATCH => fine_tune(&dense_arm, seed, u, k),
             _ => fine_tune(&moe_arm, seed, u, k),
         };
-        cfg.train.schedule.peak_lr = lr;
+        cfg.schedule.peak_lr = lr;
         if m != SCRATCH {
             // The checkpoint holds everything, pretrained encoder included.
-            cfg.train.init_from = None;
-            cfg.train.init_checkpoint = Some(base_dir(seed, m > 0));
+            cfg.init.from = None;
+            cfg.init.checkpoint = Some(base_dir(seed, m > 0));
             let measured = &sources[&(seed, u.clone(), k)][usize::from(m > 0)];
             // Without a seen task in its declared family, the family arm falls back to the
             // measured source (the report lists the families).
@@ -212,8 +212,8 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
                 2 => family_source(u).unwrap_or_else(|| measured.clone()),
                 _ => measured.clone(),
             };
-            cfg.train.task_init = [(u.clone(), source)].into();
-            cfg.train.task_init_routing = m != 3;
+            cfg.init.task_init = [(u.clone(), source)].into();
+            cfg.init.task_init_routing = m != 3;
             if m == 4 {
                 cfg.train.train_only = vec!["router".into(), "heads".into()];
             }

@@ -45,7 +45,7 @@ fn both_profiles_load_and_their_arms_have_equal_active_ffn_width() {
     assert_eq!(quick.settings.seeds, 16);
     assert_eq!(quick.settings.tuning_seeds, 3);
     assert_eq!(
-        quick.run.train.threads, 1,
+        quick.run.runtime.threads, 1,
         "quick runs two 1-thread runs at a time"
     );
 }

@@ -25,6 +25,9 @@ pub mod init;
 mod moe;
 
 pub use bank::ExpertBank;
+/// The source of this crate's configuration types: `taskmoe config show` prints each key's
+/// documentation from it beside the value.
+pub const CONFIG_SOURCE: &str = include_str!("config.rs");
 pub use config::MoeConfig;
 pub use dense::DenseFfn;
 pub use error::{ExpertsError, Result};

@@ -133,7 +133,7 @@ impl MoeLayer {
         let (e, p) = (self.cfg.router.num_experts, exchange.size());
         if p == 0 || e % p != 0 {
             return Err(ExpertsError::Config {
-                key: "train.expert_parallel".into(),
+                key: "runtime.expert_parallel".into(),
                 message: format!("{e} experts do not split evenly over {p} ranks"),
             });
         }

@@ -181,9 +181,30 @@ impl ModelConfig {
         cfg
     }
 
+    /// The GPU-sized preset (what `taskmoe check` measures MFU with): BERT-large-like width on
+    /// a task-MoE, d = 1024, 16 heads, 12 blocks, every other block MoE with 8 experts of width
+    /// 2048 (top-2, renormalised, per-task router), vocabulary 32000, 512 positions, no dropout.
+    pub fn gpu() -> Self {
+        let mut cfg = Self::small();
+        cfg.vocab_size = 32000;
+        cfg.max_position = 512;
+        cfg.d_model = 1024;
+        cfg.num_layers = 12;
+        cfg.num_heads = 16;
+        cfg.d_ff = 4096;
+        cfg.dropout = 0.0;
+        cfg.attention_dropout = 0.0;
+        cfg.moe_every = 2;
+        cfg.moe.router.num_experts = 8;
+        cfg.moe.router.k = 2;
+        cfg.moe.router.renormalize = true;
+        cfg.moe.d_ff = 2048;
+        cfg
+    }
+
     /// The names [`ModelConfig::preset`] knows, the values of a run configuration's
     /// `model.preset` key.
-    pub const PRESETS: [&'static str; 3] = ["small", "medium", "tiny"];
+    pub const PRESETS: [&'static str; 4] = ["small", "medium", "tiny", "gpu"];
 
     /// The preset called `name` (one of [`ModelConfig::PRESETS`]).
     pub fn preset(name: &str) -> Option<Self> {
@@ -191,6 +212,7 @@ impl ModelConfig {
             "small" => Some(Self::small()),
             "medium" => Some(Self::medium()),
             "tiny" => Some(Self::tiny()),
+            "gpu" => Some(Self::gpu()),
             _ => None,
         }
     }

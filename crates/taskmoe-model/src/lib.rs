@@ -35,6 +35,9 @@ mod transfer;
 pub use checkpoint::{
     load_card, load_weights, save_card, save_weights, write_tensors, ExportDtype, ModelCard,
 };
+/// The source of this crate's configuration types: `taskmoe config show` prints each key's
+/// documentation from it beside the value.
+pub const CONFIG_SOURCE: &str = include_str!("config.rs");
 pub use config::{ModelConfig, NormPlacement, Pooling, TaskEmbedding, Variant};
 pub use error::{ModelError, Result};
 pub use export::{

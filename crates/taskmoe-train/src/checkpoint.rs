@@ -467,7 +467,7 @@ impl Latest {
 }
 
 /// The one policy for "the checkpoint `path` means", used by eval, predict, export,
-/// `train.init_checkpoint` and the experiments (a resume uses [`latest_verified`] directly, to
+/// `init.checkpoint` and the experiments (a resume uses [`latest_verified`] directly, to
 /// say what it found): a checkpoint folder (it holds a [`MANIFEST_FILE`]) is opened and every
 /// file checked against its manifest; a run folder gives its newest checkpoint that passes the
 /// same check, and the newer ones passed over are named on stderr with the reason.

@@ -8,7 +8,7 @@
 //! on every rank, each on its share of the batches, and rank 0 scores the gathered logits
 //! ([`Distributed::evaluation_group`]).
 //!
-//! With `train.expert_parallel = P > 1`, each block of `P` consecutive ranks also forms an
+//! With `runtime.expert_parallel = P > 1`, each block of `P` consecutive ranks also forms an
 //! expert-parallel group: every MoE layer runs its experts split over the group, exchanging
 //! token rows by all-to-all ([`taskmoe_experts::ExpertExchange`]), and each rank stores only
 //! its `E / P` experts and their AdamW moments ([`Distributed::shard_experts`]). Expert
@@ -124,19 +124,19 @@ impl Distributed {
     }
 
     /// Joins the job torchrun's variables describe (`None` without `WORLD_SIZE`: a
-    /// single-process run). `train.expert_parallel` must divide the world size.
+    /// single-process run). `runtime.expert_parallel` must divide the world size.
     pub fn from_env(cfg: &RunConfig) -> Result<Option<Self>> {
         match DistEnv::from_env()? {
             Some(env) if env.world_size > 1 => Self::connect(&env, cfg).map(Some),
             _ => {
-                if cfg.train.expert_parallel > 1 {
+                if cfg.runtime.expert_parallel > 1 {
                     return Err(invalid(
                         "config",
                         format!(
-                            "key `train.expert_parallel` = {} needs as many processes: launch \
+                            "key `runtime.expert_parallel` = {} needs as many processes: launch \
                              with `cargo xtask train --nproc N` or torchrun (WORLD_SIZE is unset \
                              or 1)",
-                            cfg.train.expert_parallel
+                            cfg.runtime.expert_parallel
                         ),
                     ));
                 }
@@ -146,11 +146,11 @@ impl Distributed {
     }
 
     /// Connects to the job's other ranks (within `env.timeout`), on NCCL when the run trains on
-    /// CUDA (`train.device`; this rank's GPU is `cuda:LOCAL_RANK`) and on Gloo otherwise
+    /// CUDA (`runtime.device`; this rank's GPU is `cuda:LOCAL_RANK`) and on Gloo otherwise
     /// ([`Backend::for_device`]: `TASKMOE_DIST_BACKEND` overrides).
     pub fn connect(env: &DistEnv, cfg: &RunConfig) -> Result<Self> {
-        let topology = Topology::new(env.world_size, cfg.train.expert_parallel, env.rank)
-            .map_err(|e| invalid("config", format!("key `train.expert_parallel`: {e}")))?;
+        let topology = Topology::new(env.world_size, cfg.runtime.expert_parallel, env.rank)
+            .map_err(|e| invalid("config", format!("key `runtime.expert_parallel`: {e}")))?;
         if cfg.data.batch_size % env.world_size != 0 {
             return Err(invalid(
                 "config",
@@ -162,7 +162,7 @@ impl Distributed {
             ));
         }
         let device = taskmoe_device::rank_device(
-            taskmoe_device::select_named(&cfg.train.device)?,
+            taskmoe_device::select_named(&cfg.runtime.device)?,
             env.local_rank,
             tch::Cuda::device_count() as usize,
         )?;
@@ -316,7 +316,7 @@ impl Distributed {
     }
 
     /// Keeps only this rank's share of every MoE layer's experts (with
-    /// `train.expert_parallel > 1`; nothing otherwise), remembering which parameters of `vs`
+    /// `runtime.expert_parallel > 1`; nothing otherwise), remembering which parameters of `vs`
     /// are sharded ([`Distributed::partition`]). Build the optimizer afterwards.
     pub fn shard_experts(&mut self, model: &MultiTaskModel, vs: &nn::VarStore) -> Result<()> {
         if self.experts.is_none() {
@@ -483,7 +483,7 @@ impl Distributed {
 
     /// Makes every MoE layer of `model` compute its aux losses over all ranks' tokens, and
     /// splits its experts over this rank's expert-parallel group (with
-    /// `train.expert_parallel > 1`).
+    /// `runtime.expert_parallel > 1`).
     pub fn attach_experts(&self, model: &MultiTaskModel) -> Result<()> {
         for (block, layer) in model.moe_layers() {
             let err = |e: taskmoe_experts::ExpertsError| {

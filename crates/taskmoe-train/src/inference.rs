@@ -11,6 +11,7 @@ use taskmoe_model::{load_card, ModelCard, MultiTaskModel};
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{invalid, io_err, Result};
+use crate::moved_keys::migrate_table;
 use crate::run_config::{DataSource, RunConfig};
 use crate::run_data::load_tokenizer;
 use crate::run_folder::{MODEL_CARD_FILE, RUN_CONFIG_FILE, TASKS_FILE, TOKENIZER_JSON, VOCAB_TXT};
@@ -26,7 +27,7 @@ pub fn checkpoint_tokenizer(dir: &Path) -> Option<PathBuf> {
 /// A checkpoint loaded for use on new text: the model with its weights, the task specs and
 /// the tokenizer, all from the checkpoint folder.
 pub struct Inference {
-    /// CPU threads the run used (`train.threads` of its `config.toml`; 0 = libtorch's default).
+    /// CPU threads the run used (`runtime.threads` of its `config.toml`; 0 = libtorch's default).
     pub threads: usize,
     /// Task specs in task-id order.
     pub specs: Vec<TaskSpec>,
@@ -48,14 +49,16 @@ pub struct Inference {
 impl Inference {
     /// Loads `ckpt` onto `device` from its own files: `config.json`, `model.safetensors`,
     /// [`TASKS_FILE`] and the tokenizer; of `config.toml` only `data.seq_len` and
-    /// `train.threads` are read, so paths in it that no longer exist (data, a pretrained
+    /// `runtime.threads` are read, so paths in it that no longer exist (data, a pretrained
     /// model) do not matter. Checkpoints made before taskmoe wrote [`TASKS_FILE`] fall back to
     /// the data named in their `config.toml` (which must then still exist).
     pub fn load(ckpt: &Checkpoint, device: Device) -> Result<Self> {
         let config_path = ckpt.file(RUN_CONFIG_FILE);
         let text = std::fs::read_to_string(&config_path).map_err(io_err(&config_path))?;
-        let table: toml::Table = toml::from_str(&text)
+        let mut table: toml::Table = toml::from_str(&text)
             .map_err(|e| invalid("checkpoint", format!("{}: {e}", config_path.display())))?;
+        // A checkpoint written before `[train]` was split keeps `threads` there.
+        migrate_table(&mut table);
         let get = |section: &str, key: &str, default: usize| {
             table
                 .get(section)
@@ -63,7 +66,7 @@ impl Inference {
                 .and_then(toml::Value::as_integer)
                 .map_or(default, |v| v.max(0) as usize)
         };
-        let (seq_len, threads) = (get("data", "seq_len", 0), get("train", "threads", 2));
+        let (seq_len, threads) = (get("data", "seq_len", 0), get("runtime", "threads", 2));
         let card = load_card(&ckpt.file(MODEL_CARD_FILE))?;
         let max_len = if seq_len == 0 {
             card.model.max_position
@@ -80,7 +83,7 @@ impl Inference {
                     .to_vec();
                 (specs, load_tokenizer(&tok, max_len)?)
             }
-            _ => legacy_assets(&RunConfig::load(Some(&config_path), &[])?, max_len)?,
+            _ => legacy_assets(&RunConfig::load_saved(&config_path, &[])?, max_len)?,
         };
         if specs.len() != card.heads.len() {
             return Err(invalid(

@@ -1,6 +1,6 @@
 //! Where a fresh run's weights start, and which of them train: a pretrained BERT
-//! (`train.init_from`, upcycled into the experts), another run's checkpoint
-//! (`train.init_checkpoint`), seen tasks' routing copied to new ones (`train.task_init`), and
+//! (`init.from`, upcycled into the experts), another run's checkpoint
+//! (`init.checkpoint`), seen tasks' routing copied to new ones (`init.task_init`), and
 //! `train.train_only`.
 
 use tch::{nn, Tensor};
@@ -20,26 +20,26 @@ pub(crate) fn initialise(
     cfg: &RunConfig,
     data: &RunData,
 ) -> Result<Option<ImportReport>> {
-    let import = match &cfg.train.init_from {
-        Some(dir) => Some(import_bert(model, vs, dir, cfg.train.upcycle_noise)?),
+    let import = match &cfg.init.from {
+        Some(dir) => Some(import_bert(model, vs, dir, cfg.init.upcycle_noise)?),
         None => None,
     };
-    if let Some(path) = &cfg.train.init_checkpoint {
+    if let Some(path) = &cfg.init.checkpoint {
         let ckpt = resolve_checkpoint(path)?;
         ckpt.load_weights(vs).map_err(|e| {
             invalid(
                 "config",
-                format!("key `train.init_checkpoint` ({}): {e}", ckpt.dir.display()),
+                format!("key `init.checkpoint` ({}): {e}", ckpt.dir.display()),
             )
         })?;
     }
-    for (new, seen) in &cfg.train.task_init {
+    for (new, seen) in &cfg.init.task_init {
         let (Some(t), Some(s)) = (data.id(new), data.id(seen)) else {
             unreachable!("RunData::load checked the task names");
         };
         model
-            .init_task_from(t, s, cfg.train.task_init_routing)
-            .map_err(|e| invalid("config", format!("key `train.task_init.{new}`: {e}")))?;
+            .init_task_from(t, s, cfg.init.task_init_routing)
+            .map_err(|e| invalid("config", format!("key `init.task_init.{new}`: {e}")))?;
     }
     Ok(import)
 }

@@ -21,12 +21,15 @@
 
 mod assets;
 mod checkpoint;
+mod config_docs;
+mod config_sections;
 mod distributed;
 mod error;
 mod inference;
 mod init;
 mod interrupt;
 mod json_float;
+mod moved_keys;
 mod nonfinite;
 mod objective;
 pub mod optim;
@@ -48,10 +51,16 @@ pub use checkpoint::{
     checkpoint_dir, clean_stale_temp_dirs, latest_verified, list_checkpoints, resolve_checkpoint,
     Checkpoint, CheckpointFiles, CheckpointWriter, Latest, Manifest, ManifestEntry, MANIFEST_FILE,
 };
+pub use config_docs::{annotate, key_docs};
+pub use config_sections::{
+    CheckpointConfig, EvalConfig, InitConfig, OptimConfig, OutputConfig, RuntimeConfig,
+    TestCheckpoint, TrainConfig,
+};
 pub use distributed::{Distributed, ExpertGroup};
 pub use error::{Result, TrainError};
 pub use inference::{checkpoint_tokenizer, Inference};
 pub use interrupt::{clear_interrupt, install_interrupt_handler, interrupted, request_interrupt};
+pub use moved_keys::{migrate_table, moved_key, MOVED_KEYS};
 pub use nonfinite::{
     loss_spike, NonFinitePolicy, StepAction, LOSS_MEDIAN_FLOOR, LOSS_WINDOW, LOSS_WINDOW_MIN,
 };
@@ -61,9 +70,7 @@ pub use objective::{
 pub use optim::{clip_grad_norm, default_decays, grad_norm, AdamW, AdamWConfig};
 pub use overrides::{apply_overrides, deserialize_layered, deserialize_with_path, merge_tables};
 pub use resume::{config_changes, rewind_log, superseded_path, KeyChange, RESUMABLE_KEYS};
-pub use run_config::{
-    DataConfig, DataSource, OutputConfig, RunConfig, TestCheckpoint, TrainConfig,
-};
+pub use run_config::{DataConfig, DataSource, RunConfig};
 pub use run_data::{load_tokenizer, RunData, SkippedRows};
 pub use run_folder::{
     EVAL_FILE, METRICS_FILE, MODEL_CARD_FILE, MODEL_FILE, OPTIMIZER_FILE, RUN_CONFIG_FILE,

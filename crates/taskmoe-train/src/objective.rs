@@ -140,7 +140,7 @@ impl StepGuard for Timed {
 
 impl Objective {
     /// The objective of a run: `train.task_weights` by task name (others weigh 1), the router's
-    /// aux coefficients, `train.precision` and `train.clip_grad_norm`.
+    /// aux coefficients, `runtime.precision` and `optim.clip_grad_norm`.
     pub fn new(cfg: &RunConfig, task_names: &[String], device: Device) -> Self {
         let weights: Vec<f32> = task_names
             .iter()
@@ -149,8 +149,8 @@ impl Objective {
         Objective::with_weights(
             &cfg.model,
             &weights,
-            cfg.train.precision,
-            cfg.train.clip_grad_norm,
+            cfg.runtime.precision,
+            cfg.optim.clip_grad_norm,
             device,
         )
     }

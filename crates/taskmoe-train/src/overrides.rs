@@ -4,7 +4,7 @@ use crate::error::{invalid, Result};
 
 /// Applies `key.path=value` overrides in order. The value is parsed as a TOML value (`3`,
 /// `1e-3`, `true`, `"text"`, `[1, 2]`, `{ kind = "uniform" }`); anything that does not parse
-/// is taken as a bare string (`--set train.device=cpu`), and so is any value for a key whose
+/// is taken as a bare string (`--set runtime.device=cpu`), and so is any value for a key whose
 /// default (in `defaults`) is a string (`--set output.name=123`). Missing tables on the path
 /// are created; whether the key exists is checked when the table is deserialized.
 ///

@@ -24,23 +24,18 @@ use crate::run_folder::{EVAL_FILE, METRICS_FILE};
 /// The keys of the resolved configuration that may differ between a run's saved configuration
 /// and the one it resumes with: where it runs and how often it evaluates or checkpoints, none of
 /// which changes the numbers a step computes. A key ending in `.*` covers its whole section.
-/// `train.steps` may change too, but with `train.schedule.total_steps = 0` the schedule follows
+/// `train.steps` may change too, but with `schedule.total_steps = 0` the schedule follows
 /// it, and that change is refused (see [`config_changes`]).
 pub const RESUMABLE_KEYS: &[&str] = &[
     "output.*",
     "train.steps",
-    "train.device",
-    "train.precision",
-    "train.checkpoint_every",
-    "train.keep_last",
-    "train.save_optimizer",
-    "train.eval_every",
-    "train.eval_batch_size",
-    "train.keep_best",
     "train.max_skipped_steps",
-    "train.test_checkpoint",
     "train.train_only",
-    "train.expert_parallel",
+    "checkpoint.*",
+    "eval.*",
+    "runtime.device",
+    "runtime.precision",
+    "runtime.expert_parallel",
 ];
 
 /// One key whose value differs between two configurations.
@@ -62,12 +57,12 @@ impl std::fmt::Display for KeyChange {
 
 /// Every key that differs between the saved and the current configuration and may not change on
 /// resume (outside [`RESUMABLE_KEYS`]), in key order. The learning-rate schedule is compared
-/// resolved, so a changed `train.steps` appears as `train.schedule.total_steps` when the
+/// resolved, so a changed `train.steps` appears as `schedule.total_steps` when the
 /// schedule follows the run's length.
 pub fn config_changes(saved: &RunConfig, now: &RunConfig) -> Vec<KeyChange> {
     let flat = |cfg: &RunConfig| {
         let mut cfg = cfg.clone();
-        cfg.train.schedule = cfg.optimizer_schedule();
+        cfg.schedule = cfg.optimizer_schedule();
         let table = toml::Table::try_from(&cfg).expect("the run config serializes to TOML");
         let mut out = std::collections::BTreeMap::new();
         flatten("", &toml::Value::Table(table), &mut out);
@@ -260,8 +255,8 @@ mod tests {
     fn changed_keys_are_named_with_both_values_and_resumable_ones_pass() {
         let saved = RunConfig::default();
         let mut now = saved.clone();
-        now.train.eval_every = 7;
-        now.train.keep_last = 5;
+        now.eval.every = 7;
+        now.checkpoint.keep_last = 5;
         now.output.name = "elsewhere".into();
         assert!(config_changes(&saved, &now).is_empty());
         now.train.seed = 3;
@@ -280,9 +275,9 @@ mod tests {
         now.train.steps += 100;
         let changes = config_changes(&saved, &now);
         assert_eq!(changes.len(), 1, "{changes:?}");
-        assert_eq!(changes[0].key, "train.schedule.total_steps");
+        assert_eq!(changes[0].key, "schedule.total_steps");
         let mut fixed = saved.clone();
-        fixed.train.schedule.total_steps = 4000;
+        fixed.schedule.total_steps = 4000;
         let mut longer = fixed.clone();
         longer.train.steps = 5000;
         assert!(config_changes(&fixed, &longer).is_empty());

@@ -1,5 +1,7 @@
-//! The run configuration: one TOML file with `[model]`, `[data]`, `[train]` and `[output]`
-//! sections, every key documented with its default, and `--set key.path=value` overrides.
+//! The run configuration: one TOML file with `[model]`, `[data]` and the sections of
+//! `config_sections.rs` (`[train]`, `[init]`, `[optim]`, `[schedule]`, `[checkpoint]`,
+//! `[eval]`, `[runtime]`, `[output]`), every key documented with its default, and
+//! `--set key.path=value` overrides.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,9 +11,12 @@ use taskmoe_data::synthetic::SyntheticConfig;
 use taskmoe_data::MixtureSpec;
 use taskmoe_model::ModelConfig;
 
+use crate::config_sections::{
+    CheckpointConfig, EvalConfig, InitConfig, OptimConfig, OutputConfig, RuntimeConfig,
+    TestCheckpoint, TrainConfig,
+};
 use crate::error::{invalid, Result};
-use crate::nonfinite::NonFinitePolicy;
-use crate::optim::AdamWConfig;
+use crate::moved_keys::{check_override_keys, migrate_table, refuse_moved};
 use crate::overrides::{apply_overrides, deserialize_layered, merge_tables};
 use crate::schedule::{Decay, ScheduleConfig};
 
@@ -19,8 +24,8 @@ use crate::schedule::{Decay, ScheduleConfig};
 const PATH_KEYS: [(&str, &str); 4] = [
     ("data", "registry"),
     ("data", "tokenizer"),
-    ("train", "init_from"),
-    ("train", "init_checkpoint"),
+    ("init", "from"),
+    ("init", "checkpoint"),
 ];
 
 /// Tables that hold a serde-tagged enum: a layer that changes their `kind` replaces them.
@@ -87,8 +92,22 @@ pub struct RunConfig {
     pub model: ModelConfig,
     /// Where examples come from and how tasks are mixed.
     pub data: DataConfig,
-    /// Optimisation, schedule, checkpoints and evaluation cadence.
+    /// How many steps, their seed, and what each step optimizes.
     pub train: TrainConfig,
+    /// Where a fresh run's weights start.
+    pub init: InitConfig,
+    /// AdamW and gradient clipping.
+    pub optim: OptimConfig,
+    /// Learning-rate schedule; `total_steps = 0` means `train.steps`. Default: peak 1e-3, 100
+    /// warmup steps, linear decay to 0 over the run (the pre-LN `small` preset trains stably
+    /// at 1e-3; the old post-LN default collapsed there).
+    pub schedule: ScheduleConfig,
+    /// How often checkpoints are written, how many are kept, what they hold.
+    pub checkpoint: CheckpointConfig,
+    /// Validation during training and the final test.
+    pub eval: EvalConfig,
+    /// Device, precision, threads and expert parallelism.
+    pub runtime: RuntimeConfig,
     /// Where the run folder goes.
     pub output: OutputConfig,
 }
@@ -137,132 +156,24 @@ pub struct DataConfig {
     pub train_examples: BTreeMap<String, usize>,
 }
 
-/// The `[train]` section.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainConfig {
-    /// Optimizer steps. Default 4000.
-    pub steps: u64,
-    /// Seed of everything random: initialisation, mixture sampling, dropout, router noise.
-    /// Default 0.
-    pub seed: u64,
-    /// Start from a pretrained HF BERT-family folder (`config.json`, `model.safetensors`,
-    /// e.g. `cargo xtask fetch-model minilm`): the encoder architecture (width, depth, heads,
-    /// FFN and expert width, vocabulary, positions, LayerNorm epsilon, post-LN) comes from its
-    /// `config.json` (the configured dropout rates are kept), its weights are
-    /// imported, and the experts of MoE blocks are upcycled from the pretrained FFNs. Relative
-    /// to the config file. Default none (random initialisation).
-    pub init_from: Option<PathBuf>,
-    /// Start from the weights of a taskmoe checkpoint folder (or a run folder: its newest
-    /// complete checkpoint) made with the same `[model]` and tasks; the optimizer, schedule and
-    /// step start fresh. This is how a trained multi-task model is fine-tuned on a new task
-    /// or continued on a new mixture. Relative to the config file. Default none.
-    pub init_checkpoint: Option<PathBuf>,
-    /// Before training, start each key task from the value task (`{ new = "seen" }`): its
-    /// head, its task embedding and, with `task_init_routing`, its routing are copied
-    /// (`MultiTaskModel::init_task_from`). Default empty.
-    pub task_init: BTreeMap<String, String>,
-    /// Whether `task_init` copies the routing of task-aware routers too; `false` leaves the
-    /// new task's routing as initialised. Default true.
-    pub task_init_routing: bool,
-    /// Noise of upcycling, as a fraction of each FFN weight matrix's standard deviation.
-    /// Default 0: the experts start as exact copies of the pretrained FFN (sparse upcycling),
-    /// so the upcycled model computes the pretrained one at step 0 (with top-1
-    /// straight-through or renormalised gates and no drops); the experts diverge through the
-    /// different tokens the router sends each of them.
-    pub upcycle_noise: f64,
-    /// AdamW settings. Default: betas 0.9 / 0.999, eps 1e-8, weight decay 0.01.
-    pub optimizer: AdamWConfig,
-    /// Learning-rate schedule; `total_steps = 0` means `steps`. Default: peak 1e-3, 100 warmup
-    /// steps, linear decay to 0 over the run (the pre-LN `small` preset trains stably at 1e-3;
-    /// the old post-LN default collapsed there).
-    pub schedule: ScheduleConfig,
-    /// Clip the global gradient L2 norm to this; 0 disables clipping. Default 1.0.
-    pub clip_grad_norm: f64,
-    /// Non-finite loss or gradient norm: `error` (stop, naming the step, task and last good
-    /// checkpoint) or `skip-step`. Default `error`.
-    pub nonfinite: NonFinitePolicy,
-    /// A finite loss over this many times the running median of the last 100 applied steps'
-    /// losses (the median floored at 1e-3; checked once 10 are known) is treated like a
-    /// non-finite one, under `nonfinite`: an explosion is caught before it overflows. 0 turns the
-    /// check off. Default 1e6.
-    pub loss_spike_factor: f64,
-    /// Loss weight per task name (others weigh 1). Default empty.
-    pub task_weights: BTreeMap<String, f64>,
-    /// CPU threads for libtorch; 0 keeps libtorch's default. Default 2.
-    pub threads: usize,
-    /// `cpu`, `cuda` or `auto`. Default `cpu`. `cuda` loads libtorch's CUDA library at start
-    /// (an error naming it, or the driver, when that fails); `auto` falls back to the CPU with a
-    /// message. Parameters, optimizer state and batches live on the device; checkpoints are
-    /// always written from CPU copies and load onto any device.
-    pub device: String,
-    /// Compute precision of the encoder, experts and heads: `fp32` or `bf16` (libtorch
-    /// autocast, on CPU and CUDA alike, with fp32 master weights, optimizer state, router,
-    /// softmax, top-k, aux and task losses). No loss scaling: bf16 has fp32's exponent range.
-    /// Default `fp32`.
-    pub precision: taskmoe_device::Precision,
-    /// Steps between checkpoints (the last step always gets one). Default 500.
-    pub checkpoint_every: u64,
-    /// Checkpoints kept (older ones are deleted once a newer one is complete). Default 2.
-    pub keep_last: usize,
-    /// Whether checkpoints hold the optimizer state (AdamW moments, twice the model's size),
-    /// which `--resume` needs; `false` keeps only what evaluation and `init_checkpoint` read.
-    /// Default true.
-    pub save_optimizer: bool,
-    /// Steps between evaluations on the validation split (and one at the end); 0 = only at
-    /// the end. Default 500.
-    pub eval_every: u64,
-    /// Examples per evaluation batch. Default 256.
-    pub eval_batch_size: usize,
-    /// Keep the checkpoint of the best validation score beside the `keep_last` newest ones
-    /// (an evaluation that sets a new best writes a checkpoint at its step, whatever
-    /// `checkpoint_every` says). Default true.
-    pub keep_best: bool,
-    /// Under `nonfinite = "skip-step"`, the most steps that may be skipped; one more stops
-    /// training with an error. Every skip is also warned about. Default 10.
-    pub max_skipped_steps: u64,
-    /// Which weights the final test evaluates: `last` (the end of training) or `best` (the
-    /// checkpoint of the best validation score, early stopping; needs `keep_best` and
-    /// `eval_every > 0`). `final-test.json` names the step. Default `last`.
-    pub test_checkpoint: TestCheckpoint,
-    /// Train only the parameters whose name contains one of these strings (e.g.
-    /// `["router", "heads"]`: routing and task heads adapt, experts and encoder stay frozen);
-    /// each must match at least one parameter. Empty trains everything. Default empty.
-    pub train_only: Vec<String>,
-    /// Expert-parallel degree: the experts of every MoE layer run split over this many ranks of
-    /// a multi-process job (`cargo xtask train --nproc N`, torchrun), tokens travelling to them
-    /// by all-to-all; it must divide the number of processes. 1 = every rank runs every expert.
-    /// Default 1.
-    pub expert_parallel: usize,
-}
-
-/// Which weights `taskmoe train`'s final test evaluates ([`TrainConfig::test_checkpoint`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TestCheckpoint {
-    /// The weights at the end of training.
-    #[default]
-    Last,
-    /// The checkpoint with the best validation score.
-    Best,
-}
-
-/// The `[output]` section.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OutputConfig {
-    /// Folder that holds run folders. Default `runs`.
-    pub dir: PathBuf,
-    /// The run folder's name; empty means `<variant>-seed<seed>`. Default empty.
-    pub name: String,
-}
-
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
             model: ModelConfig::small(),
             data: DataConfig::default(),
             train: TrainConfig::default(),
+            init: InitConfig::default(),
+            optim: OptimConfig::default(),
+            schedule: ScheduleConfig {
+                peak_lr: 1e-3,
+                warmup_steps: 100,
+                total_steps: 0,
+                decay: Decay::Linear,
+                min_lr_ratio: 0.0,
+            },
+            checkpoint: CheckpointConfig::default(),
+            eval: EvalConfig::default(),
+            runtime: RuntimeConfig::default(),
             output: OutputConfig::default(),
         }
     }
@@ -288,62 +199,14 @@ impl Default for DataConfig {
     }
 }
 
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            steps: 4000,
-            seed: 0,
-            init_from: None,
-            init_checkpoint: None,
-            task_init: BTreeMap::new(),
-            task_init_routing: true,
-            upcycle_noise: 0.0,
-            optimizer: AdamWConfig::default(),
-            schedule: ScheduleConfig {
-                peak_lr: 1e-3,
-                warmup_steps: 100,
-                total_steps: 0,
-                decay: Decay::Linear,
-                min_lr_ratio: 0.0,
-            },
-            clip_grad_norm: 1.0,
-            nonfinite: NonFinitePolicy::Error,
-            loss_spike_factor: 1e6,
-            task_weights: BTreeMap::new(),
-            threads: 2,
-            device: "cpu".into(),
-            precision: taskmoe_device::Precision::Fp32,
-            checkpoint_every: 500,
-            keep_last: 2,
-            save_optimizer: true,
-            eval_every: 500,
-            eval_batch_size: 256,
-            keep_best: true,
-            max_skipped_steps: 10,
-            test_checkpoint: TestCheckpoint::Last,
-            train_only: Vec::new(),
-            expert_parallel: 1,
-        }
-    }
-}
-
-impl Default for OutputConfig {
-    fn default() -> Self {
-        OutputConfig {
-            dir: PathBuf::from("runs"),
-            name: String::new(),
-        }
-    }
-}
-
-impl TrainConfig {
-    /// `init_from` and `init_checkpoint` exclude each other.
-    fn check_init(&self) -> Result<()> {
-        if self.init_from.is_some() && self.init_checkpoint.is_some() {
+impl InitConfig {
+    /// `from` and `checkpoint` exclude each other.
+    fn check_exclusive(&self) -> Result<()> {
+        if self.from.is_some() && self.checkpoint.is_some() {
             return Err(invalid(
                 "config",
-                "keys `train.init_from` and `train.init_checkpoint` exclude each other: start \
-                 from a pretrained BERT or from a taskmoe checkpoint",
+                "keys `init.from` and `init.checkpoint` exclude each other: start from a \
+                 pretrained BERT or from a taskmoe checkpoint",
             ));
         }
         Ok(())
@@ -356,8 +219,21 @@ impl RunConfig {
     /// deep-merged into the one beneath key by key ([`merge_tables`]: a table changes only the
     /// keys it gives), then validates. The preset is [`RunConfig::default`] with the model of
     /// `model.preset` (`small` unless the file or an override names another of
-    /// [`ModelConfig::PRESETS`]). Errors name the file and key.
+    /// [`ModelConfig::PRESETS`]). Errors name the file and key; a key that moved to another
+    /// section ([`crate::MOVED_KEYS`]) is refused with its new name.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self> {
+        Self::load_layers(path, overrides, false)
+    }
+
+    /// [`RunConfig::load`] for a configuration taskmoe saved itself (a run folder's or a
+    /// checkpoint's `config.toml`): keys of an older layout are read at their new place, so
+    /// checkpoints written before the sections existed load and resume. `--set`s must still
+    /// use the new keys.
+    pub fn load_saved(path: &Path, overrides: &[String]) -> Result<Self> {
+        Self::load_layers(Some(path), overrides, true)
+    }
+
+    fn load_layers(path: Option<&Path>, overrides: &[String], saved: bool) -> Result<Self> {
         let text = match path {
             Some(p) => std::fs::read_to_string(p)
                 .map_err(|e| invalid("config", format!("{}: {e}", p.display())))?,
@@ -368,6 +244,11 @@ impl RunConfig {
         });
         let mut file: toml::Table =
             toml::from_str(&text).map_err(|e| invalid("config", format!("{origin}: {e}")))?;
+        let moved = migrate_table(&mut file);
+        if !moved.is_empty() && !saved {
+            return Err(refuse_moved(&origin, &moved));
+        }
+        check_override_keys(overrides)?;
         // Paths written in the file are relative to the file; paths given with --set are
         // relative to the working directory. All become absolute, so a saved config.toml
         // reads back the same from wherever it is.
@@ -400,8 +281,8 @@ impl RunConfig {
         for p in [
             &mut cfg.data.registry,
             &mut cfg.data.tokenizer,
-            &mut cfg.train.init_from,
-            &mut cfg.train.init_checkpoint,
+            &mut cfg.init.from,
+            &mut cfg.init.checkpoint,
         ]
         .into_iter()
         .flatten()
@@ -409,8 +290,8 @@ impl RunConfig {
             *p = std::path::absolute(&*p)
                 .map_err(|e| invalid("config", format!("{}: {e}", p.display())))?;
         }
-        cfg.train.check_init()?;
-        if let Some(dir) = &cfg.train.init_from {
+        cfg.init.check_exclusive()?;
+        if let Some(dir) = &cfg.init.from {
             // The architecture is the pretrained model's; variant, MoE, pooling, task embedding
             // and the dropout rates (training choices) stay as configured.
             let (variant, dropout, attention_dropout) = (
@@ -419,7 +300,7 @@ impl RunConfig {
                 cfg.model.attention_dropout,
             );
             cfg.model = taskmoe_model::bert_config(dir, &cfg.model)
-                .map_err(|e| invalid("config", format!("key `train.init_from`: {e}")))?;
+                .map_err(|e| invalid("config", format!("key `init.from`: {e}")))?;
             cfg.model.variant = variant;
             cfg.model.dropout = dropout;
             cfg.model.attention_dropout = attention_dropout;
@@ -437,7 +318,7 @@ impl RunConfig {
             .validate()
             .map_err(|e| invalid("config", e.to_string()))?;
         let t = &self.train;
-        t.check_init()?;
+        self.init.check_exclusive()?;
         if t.steps == 0 {
             return Err(invalid("config", "key `train.steps`: must be at least 1"));
         }
@@ -447,41 +328,39 @@ impl RunConfig {
                 "key `data.batch_size`: must be at least 1",
             ));
         }
-        if t.eval_batch_size == 0 {
+        if self.eval.batch_size == 0 {
             return Err(invalid(
                 "config",
-                "key `train.eval_batch_size`: must be at least 1",
+                "key `eval.batch_size`: must be at least 1",
             ));
         }
-        if t.keep_last == 0 {
+        if self.checkpoint.keep_last == 0 {
             return Err(invalid(
                 "config",
-                "key `train.keep_last`: must be at least 1",
+                "key `checkpoint.keep_last`: must be at least 1",
             ));
         }
-        if t.test_checkpoint == TestCheckpoint::Best && (!t.keep_best || t.eval_every == 0) {
+        if self.eval.test_checkpoint == TestCheckpoint::Best
+            && (!self.checkpoint.keep_best || self.eval.every == 0)
+        {
             return Err(invalid(
                 "config",
-                "key `train.test_checkpoint`: `best` needs `train.keep_best = true` and \
-                 `train.eval_every > 0` (validation scores to choose by)",
+                "key `eval.test_checkpoint`: `best` needs `checkpoint.keep_best = true` and \
+                 `eval.every > 0` (validation scores to choose by)",
             ));
         }
-        if !(t.upcycle_noise.is_finite() && t.upcycle_noise >= 0.0) {
+        let noise = self.init.upcycle_noise;
+        if !(noise.is_finite() && noise >= 0.0) {
             return Err(invalid(
                 "config",
-                format!(
-                    "key `train.upcycle_noise`: must be >= 0, got {}",
-                    t.upcycle_noise
-                ),
+                format!("key `init.upcycle_noise`: must be >= 0, got {noise}"),
             ));
         }
-        if !(t.clip_grad_norm.is_finite() && t.clip_grad_norm >= 0.0) {
+        let clip = self.optim.clip_grad_norm;
+        if !(clip.is_finite() && clip >= 0.0) {
             return Err(invalid(
                 "config",
-                format!(
-                    "key `train.clip_grad_norm`: must be >= 0, got {}",
-                    t.clip_grad_norm
-                ),
+                format!("key `optim.clip_grad_norm`: must be >= 0, got {clip}"),
             ));
         }
         if !(t.loss_spike_factor.is_finite() && t.loss_spike_factor >= 0.0) {
@@ -493,13 +372,11 @@ impl RunConfig {
                 ),
             ));
         }
-        if !matches!(t.device.as_str(), "cpu" | "cuda" | "auto") {
+        let device = &self.runtime.device;
+        if !matches!(device.as_str(), "cpu" | "cuda" | "auto") {
             return Err(invalid(
                 "config",
-                format!(
-                    "key `train.device`: `{}` is not one of cpu, cuda, auto",
-                    t.device
-                ),
+                format!("key `runtime.device`: `{device}` is not one of cpu, cuda, auto"),
             ));
         }
         for (task, w) in &t.task_weights {
@@ -512,29 +389,29 @@ impl RunConfig {
         }
         let schedule = self.optimizer_schedule();
         if schedule.decay != Decay::Constant && schedule.warmup_steps > schedule.total_steps {
-            let end = if t.schedule.total_steps == 0 {
+            let end = if self.schedule.total_steps == 0 {
                 format!(
                     "`train.steps` = {} (`total_steps = 0` means the run's steps)",
                     t.steps
                 )
             } else {
-                format!("`train.schedule.total_steps` = {}", schedule.total_steps)
+                format!("`schedule.total_steps` = {}", schedule.total_steps)
             };
             return Err(invalid(
                 "config",
                 format!(
-                    "key `train.schedule.warmup_steps`: {} warmup steps exceed the end of the \
+                    "key `schedule.warmup_steps`: {} warmup steps exceed the end of the \
                      decay, {end}",
                     schedule.warmup_steps
                 ),
             ));
         }
         schedule.validate()?;
-        t.optimizer.validate()?;
-        if t.expert_parallel == 0 {
+        self.optim.adamw().validate()?;
+        if self.runtime.expert_parallel == 0 {
             return Err(invalid(
                 "config",
-                "key `train.expert_parallel`: must be at least 1 (1 = no expert parallelism)",
+                "key `runtime.expert_parallel`: must be at least 1 (1 = no expert parallelism)",
             ));
         }
         if self.data.source == DataSource::Registry
@@ -569,7 +446,7 @@ impl RunConfig {
 
     /// The schedule with `total_steps = 0` resolved to the run's steps.
     pub fn optimizer_schedule(&self) -> ScheduleConfig {
-        let mut s = self.train.schedule;
+        let mut s = self.schedule;
         if s.total_steps == 0 {
             s.total_steps = self.train.steps;
         }

@@ -268,10 +268,10 @@ impl RunData {
                 return Err(self.unknown_task(&format!("train.task_weights.{name}"), name));
             }
         }
-        for (new, seen) in &cfg.train.task_init {
+        for (new, seen) in &cfg.init.task_init {
             for name in [new, seen] {
                 if self.id(name).is_none() {
-                    return Err(self.unknown_task(&format!("train.task_init.{new}"), name));
+                    return Err(self.unknown_task(&format!("init.task_init.{new}"), name));
                 }
             }
         }

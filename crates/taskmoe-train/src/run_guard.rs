@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::config_sections::TrainConfig;
 use crate::distributed::Distributed;
 use crate::error::{Result, TrainError};
 use crate::nonfinite::{loss_spike, NonFinitePolicy, StepAction};
 use crate::objective::{StepGuard, StepValues};
 use crate::optim::AdamW;
-use crate::run_config::TrainConfig;
 
 /// The guard of one trainer step.
 pub(crate) struct RunGuard<'a> {

@@ -31,20 +31,20 @@ pub struct TrainedRun {
 
 impl TrainedRun {
     /// Loads `checkpoint` with its run's data onto `device`, or with `None` onto the run's own
-    /// `train.device` with its `train.threads` (as the trainer does). `set` overrides keys of
+    /// `runtime.device` with its `runtime.threads` (as the trainer does). `set` overrides keys of
     /// the saved configuration (`data.registry=NEW/tasks.toml` for a data folder that moved). A
     /// registry-based run tokenizes with the checkpoint's own copy of its tokenizer unless `set`
     /// names `data.tokenizer`; a registry that no longer exists is an error saying how to point
     /// at the moved data.
     pub fn load(checkpoint: Checkpoint, set: &[String], device: Option<Device>) -> Result<Self> {
-        let mut config = RunConfig::load(Some(&checkpoint.file(RUN_CONFIG_FILE)), set)?;
+        let mut config = RunConfig::load_saved(&checkpoint.file(RUN_CONFIG_FILE), set)?;
         let device = match device {
             Some(device) => device,
             None => {
-                if config.train.threads > 0 {
-                    tch::set_num_threads(config.train.threads as i32);
+                if config.runtime.threads > 0 {
+                    tch::set_num_threads(config.runtime.threads as i32);
                 }
-                taskmoe_device::select_named(&config.train.device)?
+                taskmoe_device::select_named(&config.runtime.device)?
             }
         };
         let tokenizer_set = set

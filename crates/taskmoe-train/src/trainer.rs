@@ -92,15 +92,15 @@ impl Trainer {
         resume: bool,
         dist: Option<Distributed>,
     ) -> Result<Self> {
-        if cfg.train.threads > 0 {
-            tch::set_num_threads(cfg.train.threads as i32);
+        if cfg.runtime.threads > 0 {
+            tch::set_num_threads(cfg.runtime.threads as i32);
         }
         // A job's rank already chose its device (`cuda:LOCAL_RANK` on CUDA) to pick its backend.
         let device = match &dist {
             Some(d) => d.device(),
-            None => taskmoe_device::select_named(&cfg.train.device)?,
+            None => taskmoe_device::select_named(&cfg.runtime.device)?,
         };
-        taskmoe_device::check_precision(cfg.train.precision)?;
+        taskmoe_device::check_precision(cfg.runtime.precision)?;
         let run_dir = cfg.run_dir();
         let folder = open_for_training(&run_dir, resume, dist.as_ref())?;
         // Initialisation (and upcycling noise) draw from the global generator: hold it, so a
@@ -112,7 +112,7 @@ impl Trainer {
         if let Some(d) = &dist {
             d.attach_experts(&model)?;
         }
-        let opt = AdamW::new(trainable(&vs, &cfg.train.train_only)?, cfg.train.optimizer)?;
+        let opt = AdamW::new(trainable(&vs, &cfg.train.train_only)?, cfg.optim.adamw())?;
         let task_names: Vec<String> = data.specs.iter().map(|s| s.name.clone()).collect();
         let mut trainer = Trainer {
             cfg: cfg.clone(),
@@ -122,7 +122,7 @@ impl Trainer {
             opt,
             sampler: data.sampler(cfg)?,
             state: TrainerState::new(cfg.train.seed),
-            writer: CheckpointWriter::new(&run_dir, Some(cfg.train.keep_last))?,
+            writer: CheckpointWriter::new(&run_dir, Some(cfg.checkpoint.keep_last))?,
             objective: Objective::new(cfg, &task_names, device),
             task_names,
             last_checkpoint: None,
@@ -169,7 +169,7 @@ impl Trainer {
         let d = &*d;
         let mut opt = AdamW::with_partitions(
             trainable(&self.vs, &self.cfg.train.train_only)?,
-            self.cfg.train.optimizer,
+            self.cfg.optim.adamw(),
             crate::optim::default_decays,
             |name| d.partition(name),
         )?;
@@ -193,7 +193,7 @@ impl Trainer {
     fn restore(&mut self, ckpt: &Checkpoint) -> Result<()> {
         let dir = &ckpt.dir;
         let saved_path = ckpt.file(RUN_CONFIG_FILE);
-        let saved = RunConfig::load(Some(&saved_path), &[])?;
+        let saved = RunConfig::load_saved(&saved_path, &[])?;
         let changes = config_changes(&saved, &self.cfg);
         if !changes.is_empty() {
             return Err(refuse_changes(dir, &saved_path, &changes));
@@ -204,9 +204,9 @@ impl Trainer {
             return Err(invalid(
                 "resume",
                 format!(
-                    "{} holds no optimizer state (the run had `train.save_optimizer = false`), \
+                    "{} holds no optimizer state (the run had `checkpoint.save_optimizer = false`), \
                      so it cannot be resumed exactly; start it from its weights with \
-                     `train.init_checkpoint` instead",
+                     `init.checkpoint` instead",
                     dir.display()
                 ),
             ));
@@ -228,16 +228,16 @@ impl Trainer {
         Ok(())
     }
 
-    /// The step whose checkpoint rotation keeps (`train.keep_best`).
+    /// The step whose checkpoint rotation keeps (`checkpoint.keep_best`).
     fn best_step(&self) -> Option<u64> {
         self.cfg
-            .train
+            .checkpoint
             .keep_best
             .then(|| self.state.best.as_ref().map(|b| b.step))
             .flatten()
     }
 
-    /// Loads the weights of the best checkpoint (`train.keep_best`) into the model, for a
+    /// Loads the weights of the best checkpoint (`checkpoint.keep_best`) into the model, for a
     /// final test with early stopping; returns its step, or `None` (weights unchanged) when
     /// no evaluation set a best.
     pub fn restore_best(&mut self) -> Result<Option<u64>> {
@@ -273,7 +273,7 @@ impl Trainer {
         &self.run_dir
     }
 
-    /// What was imported from `train.init_from` (fresh runs only).
+    /// What was imported from `init.from` (fresh runs only).
     pub fn import_report(&self) -> Option<&ImportReport> {
         self.import.as_ref()
     }
@@ -300,7 +300,7 @@ impl Trainer {
     /// logged and its score tracked, and every rank must return a score of the same name (or
     /// none), whose value the others may leave as NaN. It
     /// then checkpoints every `checkpoint_every` steps, at the end, and (with
-    /// `train.keep_best`) at every evaluation that sets a new best. A skipped step is warned
+    /// `checkpoint.keep_best`) at every evaluation that sets a new best. A skipped step is warned
     /// about through `progress`, and more than `train.max_skipped_steps` of them is an error.
     /// After an interrupt ([`crate::request_interrupt`], or SIGINT with
     /// [`crate::install_interrupt_handler`]) the step being taken is finished and
@@ -351,7 +351,7 @@ impl Trainer {
             }
             let every = |n: u64| n > 0 && step % n == 0;
             let mut new_best = false;
-            let evaluate_now = every(self.cfg.train.eval_every) || step == total;
+            let evaluate_now = every(self.cfg.eval.every) || step == total;
             if evaluate_now {
                 // Every rank evaluates (the caller may share the work), on all experts.
                 self.set_experts_gathered(true)?;
@@ -364,9 +364,9 @@ impl Trainer {
                 // stops them all (the new best is already the same everywhere).
                 stop = d.sum(&[f64::from(u8::from(stop))])?[0] > 0.0;
             }
-            let checkpoint_now = every(self.cfg.train.checkpoint_every)
+            let checkpoint_now = every(self.cfg.checkpoint.every)
                 || step == total
-                || (new_best && self.cfg.train.keep_best);
+                || (new_best && self.cfg.checkpoint.keep_best);
             if checkpoint_now || stop {
                 if let Some(files) = &mut log_files {
                     files.flush()?;
@@ -413,7 +413,7 @@ impl Trainer {
         log_files: Option<&RunLog>,
     ) -> Result<bool> {
         let step = self.state.step;
-        let (device, precision) = (self.device, self.cfg.train.precision);
+        let (device, precision) = (self.device, self.cfg.runtime.precision);
         let mut point = tch::no_grad(|| {
             taskmoe_device::autocast(device, precision, || evaluate(&self.model, step))
         })?;
@@ -518,7 +518,7 @@ impl Trainer {
                 false => Ok(None),
             };
         }
-        let state = match self.cfg.train.save_optimizer {
+        let state = match self.cfg.checkpoint.save_optimizer {
             true => d.gathered_state(&self.opt)?,
             false => Vec::new(),
         };
@@ -541,7 +541,7 @@ impl Trainer {
                  checkpoints together (the training loop does), so that they are gathered first",
             ));
         }
-        let state = match self.cfg.train.save_optimizer {
+        let state = match self.cfg.checkpoint.save_optimizer {
             true => self.opt.state_tensors()?,
             false => Vec::new(),
         };
@@ -549,7 +549,7 @@ impl Trainer {
     }
 
     /// Writes `checkpoint-{step}/` with the optimizer state `state` (unused with
-    /// `train.save_optimizer = false`).
+    /// `checkpoint.save_optimizer = false`).
     fn write_checkpoint(&mut self, state: &[(String, Tensor)]) -> Result<PathBuf> {
         let step = self.state.step;
         let card = ModelCard {
@@ -562,7 +562,7 @@ impl Trainer {
         let assets = &self.assets;
         let ckpt = self.writer.write(step, |files| -> Result<()> {
             save_weights(&self.vs, &files.path(MODEL_FILE)?, ExportDtype::F32)?;
-            if self.cfg.train.save_optimizer {
+            if self.cfg.checkpoint.save_optimizer {
                 Tensor::write_safetensors(state, files.path(OPTIMIZER_FILE)?)?;
             }
             save_card(&card, &files.path(MODEL_CARD_FILE)?)?;

@@ -40,7 +40,7 @@ fn a_set_on_a_nested_key_changes_only_that_key() {
         ("model.moe.router.kind=task-level", "kind = \"task-level\""),
         ("model.moe.router.kind=per-task", ""),
         ("model.moe.router.num_experts=16", "num_experts = 16"),
-        ("train.schedule.peak_lr=5e-4", "peak_lr = 0.0005"),
+        ("schedule.peak_lr=5e-4", "peak_lr = 0.0005"),
         ("data.synthetic.vocab_size=48", "vocab_size = 48"),
     ] {
         let cfg = RunConfig::load(None, &[set.to_string()]).unwrap();
@@ -60,13 +60,13 @@ fn partial_tables_keep_the_presets_other_keys() {
     let cfg = load_text(
         "partial",
         "[model.moe.router]\nkind = \"task-concat\"\n\n[model.moe]\nexpert_dropout = 0.1\n\n\
-         [train.schedule]\npeak_lr = 5e-4\n",
+         [schedule]\npeak_lr = 5e-4\n",
         &[],
     );
     let mut expected = base.clone();
     expected.model.moe.router.kind = RouterKind::TaskConcat;
     expected.model.moe.expert_dropout = 0.1;
-    expected.train.schedule.peak_lr = 5e-4;
+    expected.schedule.peak_lr = 5e-4;
     assert_eq!(cfg, expected);
     // In particular the router keeps top-1 straight-through, dropless, 8 experts; the experts
     // keep the preset's width; the schedule decays over the run's own steps.
@@ -74,7 +74,7 @@ fn partial_tables_keep_the_presets_other_keys() {
     assert_eq!((r.k, r.renormalize, r.num_experts), (1, true, 8));
     assert_eq!(r.capacity_factor_train, 0.0);
     assert_eq!(cfg.model.moe.d_ff, ModelConfig::small().moe.d_ff);
-    assert_eq!(cfg.train.schedule.total_steps, 0);
+    assert_eq!(cfg.schedule.total_steps, 0);
     assert_eq!(cfg.optimizer_schedule().total_steps, cfg.train.steps);
 }
 
@@ -148,16 +148,16 @@ fn unknown_keys_in_partial_tables_are_still_errors() {
         err.contains("unknown key `model.moe.router.kindd`"),
         "{err}"
     );
-    let err = RunConfig::load(None, &["train.schedule.peak=1".into()])
+    let err = RunConfig::load(None, &["schedule.peak=1".into()])
         .unwrap_err()
         .to_string();
-    assert!(err.contains("train.schedule.peak"), "{err}");
+    assert!(err.contains("schedule.peak"), "{err}");
     // A decay that would end before its warmup names both keys.
     let err = RunConfig::load(None, &["train.steps=50".into()])
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("train.schedule.warmup_steps") && err.contains("`train.steps` = 50"),
+        err.contains("schedule.warmup_steps") && err.contains("`train.steps` = 50"),
         "{err}"
     );
 }

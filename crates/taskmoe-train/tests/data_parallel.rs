@@ -28,12 +28,12 @@ const AUX: &str = "TMT_DP_AUX";
 /// ranks' tokens, so they match the single process), else they are 0.
 fn config(out: &Path, expert_parallel: usize, aux: bool) -> RunConfig {
     let mut sets: Vec<String> = [
-        format!("train.expert_parallel={expert_parallel}"),
+        format!("runtime.expert_parallel={expert_parallel}"),
         format!("output.dir={}", out.display()),
         "output.name=run".to_string(),
         "train.steps=6".to_string(),
-        "train.eval_every=0".to_string(),
-        "train.checkpoint_every=3".to_string(),
+        "eval.every=0".to_string(),
+        "checkpoint.every=3".to_string(),
         "model.dropout=0.0".to_string(),
         "model.attention_dropout=0.0".to_string(),
         "model.moe.expert_dropout=0.0".to_string(),
@@ -237,7 +237,7 @@ fn worker() {
 fn best_worker() {
     let out = PathBuf::from(std::env::var(OUT).unwrap());
     let mut cfg = config(&out, 2, false);
-    cfg.train.eval_every = 2;
+    cfg.eval.every = 2;
     let data = RunData::load(&cfg).unwrap();
     let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
     let rank0 = trainer.is_rank0();
@@ -324,7 +324,7 @@ fn two_ranks_match_the_single_process_run_and_resume_on_the_same_losses() {
     }
 }
 
-/// `train.expert_parallel = 2`: the 4 experts of each MoE block split over the 2 ranks, aux
+/// `runtime.expert_parallel = 2`: the 4 experts of each MoE block split over the 2 ranks, aux
 /// losses on (load balance, z-loss, mutual information, computed over both ranks' tokens). Both
 /// ranks are killed with SIGKILL after step 4 (one step past the step-3 checkpoint); a new job
 /// resumes from the checkpoint and the whole log equals the single-process run's. Each rank

@@ -47,11 +47,11 @@ fn shipped_run_configs() -> Vec<PathBuf> {
 fn resolve(file: Option<&Path>, extra: &[String]) -> RunConfig {
     let mut sets = vec![
         "data.batch_size=8".to_string(),
-        "train.device=cpu".to_string(),
-        "train.threads=1".to_string(),
+        "runtime.device=cpu".to_string(),
+        "runtime.threads=1".to_string(),
     ];
     if file.is_some_and(|f| f.ends_with("glue-minilm.toml")) {
-        sets.push(format!("train.init_from={}", minilm_dir().display()));
+        sets.push(format!("init.from={}", minilm_dir().display()));
     }
     sets.extend(extra.iter().cloned());
     RunConfig::load(file, &sets).unwrap()
@@ -160,7 +160,7 @@ fn every_preset_and_router_kind_trains_its_routers_with_the_task_loss() {
                 format!("model.variant={variant}"),
                 format!("model.moe.router.kind={kind}"),
             ];
-            if preset == "medium" {
+            if preset == "medium" || preset == "gpu" {
                 sets.push("model.num_layers=2".into());
             }
             // The tiny file's own model keys would sit on top of the preset: start from the

@@ -96,7 +96,7 @@ fn config_errors_name_the_key() {
     assert!(err(&["train.stepz=1"]).contains("unknown key `train.stepz`"));
     assert!(err(&["train.steps=-1"]).contains("train.steps"));
     assert!(err(&["model.num_heads=3"]).contains("model.num_heads"));
-    assert!(err(&["train.keep_last=0"]).contains("train.keep_last"));
+    assert!(err(&["checkpoint.keep_last=0"]).contains("checkpoint.keep_last"));
     assert!(err(&["train.steps"]).contains("key.path=value"));
     let defaults = RunConfig::load(None, &[]).unwrap();
     assert_eq!(defaults, RunConfig::default());
@@ -267,10 +267,10 @@ fn checkpoints_left(name: &str, keep_best: bool) -> Vec<u64> {
         name,
         &[
             "train.steps=8",
-            "train.eval_every=2",
-            "train.checkpoint_every=4",
-            "train.keep_last=1",
-            &format!("train.keep_best={keep_best}"),
+            "eval.every=2",
+            "checkpoint.every=4",
+            "checkpoint.keep_last=1",
+            &format!("checkpoint.keep_best={keep_best}"),
         ],
     );
     let data = RunData::load(&cfg).unwrap();
@@ -337,8 +337,8 @@ fn a_checkpoint_loads_for_inference_from_its_own_files() {
     // A copy whose config.toml names a pretrained folder that does not exist (as on another
     // machine): the run config no longer loads, the checkpoint still does.
     let config = std::fs::read_to_string(dir.join(taskmoe_train::RUN_CONFIG_FILE)).unwrap();
-    assert!(config.contains("[train]\n"));
-    let stale = config.replace("[train]\n", "[train]\ninit_from = \"/nonexistent/bert\"\n");
+    assert!(config.contains("[init]\n"));
+    let stale = config.replace("[init]\n", "[init]\nfrom = \"/nonexistent/bert\"\n");
     let copy = taskmoe_train::CheckpointWriter::new(out.join("copy"), None)
         .unwrap()
         .write(3, |files| -> std::io::Result<()> {
@@ -362,7 +362,7 @@ fn a_checkpoint_loads_for_inference_from_its_own_files() {
     let inf = taskmoe_train::Inference::load(&copy, tch::Device::Cpu).unwrap();
     assert_eq!(inf.specs.len(), data.specs.len());
     assert_eq!(inf.specs[0].labels, vec!["0", "1"]);
-    assert_eq!(inf.threads, 1, "tiny.toml's train.threads");
+    assert_eq!(inf.threads, 1, "tiny.toml's runtime.threads");
     // The copied vocabulary tokenizes the synthetic text to the generated ids.
     let (ids, _) = inf.tokenizer.encode("w0 w3", None).unwrap();
     assert_eq!(ids, vec![2, 5, 8, 3]);
@@ -423,9 +423,9 @@ fn restore_best_loads_the_best_validation_checkpoint() {
         "restore-best",
         &[
             "train.steps=6",
-            "train.eval_every=2",
-            "train.checkpoint_every=6",
-            "train.test_checkpoint=\"best\"",
+            "eval.every=2",
+            "checkpoint.every=6",
+            "eval.test_checkpoint=\"best\"",
         ],
     );
     let data = RunData::load(&cfg).unwrap();
@@ -459,13 +459,13 @@ fn restore_best_loads_the_best_validation_checkpoint() {
     let err = RunConfig::load(
         Some(&path),
         &[
-            "train.test_checkpoint=\"best\"".to_string(),
-            "train.eval_every=0".to_string(),
+            "eval.test_checkpoint=\"best\"".to_string(),
+            "eval.every=0".to_string(),
         ],
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("train.test_checkpoint"), "{err}");
+    assert!(err.contains("eval.test_checkpoint"), "{err}");
 }
 
 #[test]
@@ -489,7 +489,7 @@ fn the_step_benchmarks_time_is_the_step_the_trainer_takes() {
     let mut twin = vs;
     twin.copy(trainer.var_store()).unwrap();
     let mut opt =
-        taskmoe_train::AdamW::new(twin.variables().into_iter().collect(), cfg.train.optimizer)
+        taskmoe_train::AdamW::new(twin.variables().into_iter().collect(), cfg.optim.adamw())
             .unwrap();
     let names: Vec<String> = data.specs.iter().map(|s| s.name.clone()).collect();
     let objective = taskmoe_train::Objective::new(&cfg, &names, tch::Device::Cpu);
@@ -525,5 +525,105 @@ fn the_step_benchmarks_time_is_the_step_the_trainer_takes() {
         );
     }
     drop(trainer);
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+/// `table` in the `[train]` layout before the sections (taskmoe 0.1): every key of
+/// [`MOVED_KEYS`] put back where it was.
+fn old_layout(mut table: toml::Table) -> toml::Table {
+    fn take(t: &mut toml::Table, path: &str) -> Option<toml::Value> {
+        match path.split_once('.') {
+            None => t.remove(path),
+            Some((head, rest)) => take(t.get_mut(head)?.as_table_mut()?, rest),
+        }
+    }
+    // The clipping norm sat in `[train]`, the rest of `[optim]` in `[train.optimizer]`.
+    let mut moved: Vec<(&str, &str)> = taskmoe_train::MOVED_KEYS.to_vec();
+    moved.sort_by_key(|(_, new)| std::cmp::Reverse(new.len()));
+    for (old, new) in moved {
+        if let Some(value) = take(&mut table, new) {
+            let (_, leaf) = old.split_once('.').unwrap();
+            let train = table["train"].as_table_mut().unwrap();
+            train.insert(leaf.to_string(), value);
+        }
+    }
+    for section in ["init", "optim", "schedule", "checkpoint", "eval", "runtime"] {
+        if table
+            .get(section)
+            .and_then(toml::Value::as_table)
+            .is_some_and(|t| t.is_empty())
+        {
+            table.remove(section);
+        }
+    }
+    table
+}
+
+#[test]
+fn a_checkpoint_saved_in_the_old_train_layout_loads_and_resumes() {
+    let (cfg, out) = tiny("old-layout", &["train.steps=6", "checkpoint.every=3"]);
+    let data = RunData::load(&cfg).unwrap();
+    let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
+    trainer.train(&mut no_eval, &mut Silent, Some(3)).unwrap();
+    let dir = trainer.last_checkpoint().unwrap().to_path_buf();
+    drop(trainer);
+    let saved: toml::Table =
+        toml::from_str(&std::fs::read_to_string(dir.join(taskmoe_train::RUN_CONFIG_FILE)).unwrap())
+            .unwrap();
+    let old = toml::to_string_pretty(&old_layout(saved)).unwrap();
+    assert!(
+        old.contains("eval_every = 6") && old.contains("[train.schedule]"),
+        "{old}"
+    );
+
+    // The same checkpoint, its config.toml in the old layout, in a run folder of its own.
+    let run = out.join("old");
+    let copy = taskmoe_train::CheckpointWriter::new(&run, None)
+        .unwrap()
+        .write(3, |files| -> std::io::Result<()> {
+            for item in std::fs::read_dir(&dir)? {
+                let name = item?.file_name().to_string_lossy().into_owned();
+                if name == taskmoe_train::MANIFEST_FILE {
+                    continue;
+                }
+                let bytes = match name == taskmoe_train::RUN_CONFIG_FILE {
+                    true => old.clone().into_bytes(),
+                    false => std::fs::read(dir.join(&name))?,
+                };
+                std::fs::write(files.dir().join(&name), bytes)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+
+    // A user's file in the old layout is refused, naming each new key.
+    let err = RunConfig::load(Some(&copy.file(taskmoe_train::RUN_CONFIG_FILE)), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`train.eval_every` moved to `eval.every`")
+            && err.contains("`train.schedule` moved to `schedule`")
+            && err.contains("taskmoe config migrate"),
+        "{err}"
+    );
+    // The checkpoint's own record loads: for inference, with its data, and to resume.
+    let inf = taskmoe_train::Inference::load(&copy, tch::Device::Cpu).unwrap();
+    assert_eq!(
+        inf.threads, 1,
+        "runtime.threads read from the old train.threads"
+    );
+    let trained = taskmoe_train::TrainedRun::load(copy, &[], Some(tch::Device::Cpu)).unwrap();
+    assert_eq!(trained.config.eval, cfg.eval);
+    let resumed_cfg = RunConfig {
+        output: taskmoe_train::OutputConfig {
+            dir: out.clone(),
+            name: "old".into(),
+        },
+        ..cfg.clone()
+    };
+    let mut resumed = Trainer::new(&resumed_cfg, &data, true).unwrap();
+    assert_eq!(resumed.state().step, 3);
+    resumed.train(&mut no_eval, &mut Silent, None).unwrap();
+    assert_eq!(resumed.state().step, 6);
     std::fs::remove_dir_all(out).unwrap();
 }

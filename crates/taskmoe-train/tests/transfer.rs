@@ -1,4 +1,4 @@
-//! Starting a run from another: `train.init_checkpoint`, `train.task_init` and
+//! Starting a run from another: `init.checkpoint`, `init.task_init` and
 //! `data.train_examples`, and the errors that name their keys.
 
 use std::path::{Path, PathBuf};
@@ -73,14 +73,14 @@ fn init_checkpoint_starts_from_the_trained_weights_and_task_init_copies_a_task()
     let mut base = Trainer::new(&cfg, &data, false).unwrap();
     base.train(&mut no_eval, &mut Silent, None).unwrap();
 
-    let from = format!("train.init_checkpoint={}", out.join("base").display());
+    let from = format!("init.checkpoint={}", out.join("base").display());
     let cfg = tiny(
         &out,
         "fine-tune",
         &[
             &from,
             "data.tasks=[\"lexicon_unseen0\"]",
-            "train.task_init={ lexicon_unseen0 = \"lexicon_hi0\" }",
+            "init.task_init={ lexicon_unseen0 = \"lexicon_hi0\" }",
         ],
     )
     .unwrap();
@@ -107,7 +107,7 @@ fn init_checkpoint_starts_from_the_trained_weights_and_task_init_copies_a_task()
         assert!(tensor.equal(&expected), "{name}");
     }
 
-    let missing = tiny(&out, "x", &["train.init_checkpoint=/nonexistent/run"]).unwrap();
+    let missing = tiny(&out, "x", &["init.checkpoint=/nonexistent/run"]).unwrap();
     let data = RunData::load(&missing).unwrap();
     let err = Trainer::new(&missing, &data, false)
         .err()
@@ -117,15 +117,15 @@ fn init_checkpoint_starts_from_the_trained_weights_and_task_init_copies_a_task()
     let unknown = tiny(
         &out,
         "y",
-        &["train.task_init={ lexicon_unseen0 = \"nope\" }"],
+        &["init.task_init={ lexicon_unseen0 = \"nope\" }"],
     )
     .unwrap();
     let err = RunData::load(&unknown).unwrap_err().to_string();
     assert!(
-        err.contains("train.task_init.lexicon_unseen0") && err.contains("`nope`"),
+        err.contains("init.task_init.lexicon_unseen0") && err.contains("`nope`"),
         "{err}"
     );
-    let both = tiny(&out, "z", &[&from, "train.init_from=/some/bert"]);
+    let both = tiny(&out, "z", &[&from, "init.from=/some/bert"]);
     let err = both.unwrap_err().to_string();
     assert!(err.contains("exclude each other"), "{err}");
     std::fs::remove_dir_all(out).unwrap();
@@ -134,7 +134,7 @@ fn init_checkpoint_starts_from_the_trained_weights_and_task_init_copies_a_task()
 #[test]
 fn checkpoints_without_optimizer_state_start_runs_but_do_not_resume() {
     let out = scratch("no-optimizer");
-    let cfg = tiny(&out, "base", &["train.save_optimizer=false"]).unwrap();
+    let cfg = tiny(&out, "base", &["checkpoint.save_optimizer=false"]).unwrap();
     let data = RunData::load(&cfg).unwrap();
     let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
     trainer.train(&mut no_eval, &mut Silent, Some(3)).unwrap();
@@ -144,10 +144,10 @@ fn checkpoints_without_optimizer_state_start_runs_but_do_not_resume() {
     drop(trainer); // releases the run folder's lock
     let err = Trainer::new(&cfg, &data, true).err().unwrap().to_string();
     assert!(
-        err.contains("no optimizer state") && err.contains("init_checkpoint"),
+        err.contains("no optimizer state") && err.contains("init.checkpoint"),
         "{err}"
     );
-    let from = format!("train.init_checkpoint={}", out.join("base").display());
+    let from = format!("init.checkpoint={}", out.join("base").display());
     let next = tiny(&out, "next", &[&from]).unwrap();
     Trainer::new(&next, &RunData::load(&next).unwrap(), false).unwrap();
     std::fs::remove_dir_all(out).unwrap();

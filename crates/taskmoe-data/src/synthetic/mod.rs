@@ -32,6 +32,10 @@ mod exact;
 mod skills;
 mod vocab;
 
+/// The source of the synthetic benchmark's configuration types: `taskmoe config show` prints
+/// each key's documentation from it beside the value.
+pub const CONFIG_SOURCE: &str = include_str!("config.rs");
+
 pub use config::{ExtraTaskConfig, FamilyConfig, Generator, Relation, SyntheticConfig};
 pub use exact::correlation;
 pub use skills::Skill;
