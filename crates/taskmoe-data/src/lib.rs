@@ -19,7 +19,9 @@
 //! 6. [`Batch::to_tensors`] makes the tch tensors the model consumes.
 //!
 //! All randomness goes through [`rng`]: counter-based generators keyed by seed and position,
-//! never a global generator.
+//! never a global generator. Besides the [`synthetic`] benchmark, [`wordnet`] builds a
+//! benchmark of real text (WordNet glosses labelled with their supersense) from WordNet's data
+//! files.
 
 #![warn(missing_docs)]
 
@@ -34,6 +36,7 @@ mod sampler;
 mod spec;
 pub mod synthetic;
 mod tokenize;
+pub mod wordnet;
 
 pub use batch::{Batch, TensorBatch, IGNORE_INDEX};
 pub use error::{DataError, Result};
