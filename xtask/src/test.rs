@@ -47,17 +47,21 @@ pub fn run(args: &[String]) -> Result<()> {
     run_cmd(&mut test)
 }
 
-/// `TASKMOE_WORDNET_DATA` for the tests, after writing the WordNet benchmark (a few seconds
-/// the first time: a 6.5 MB Debian package): its tests then must find it. On a machine
-/// without `apt-get` / `dpkg-deb` they are skipped, and this says so.
-fn wordnet_env() -> Result<Option<(&'static str, PathBuf)>> {
+/// `TASKMOE_WORDNET_DATA` (the data folder) and `TASKMOE_WORDNET_DICT` (the unpacked WordNet
+/// files) for the tests, after writing the WordNet benchmark (a few seconds the first time: a
+/// 6.5 MB Debian package): its tests then must find them. On a machine without `apt-get` /
+/// `dpkg-deb` they are skipped, and this says so.
+fn wordnet_env() -> Result<Vec<(&'static str, PathBuf)>> {
     if !wordnet::tools_available() {
         eprintln!(
             "warning: no apt-get / dpkg-deb here: the WordNet benchmark is not provisioned and \
              its tests are skipped"
         );
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    let (dir, _) = wordnet::ensure()?;
-    Ok(Some(("TASKMOE_WORDNET_DATA", dir)))
+    let (dict, data) = wordnet::ensure()?;
+    Ok(vec![
+        ("TASKMOE_WORDNET_DATA", data),
+        ("TASKMOE_WORDNET_DICT", dict),
+    ])
 }

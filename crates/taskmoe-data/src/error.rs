@@ -7,10 +7,11 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-/// What can go wrong when task specs, data files, tokenizers, mixtures or samplers are used.
+/// What can go wrong when task specs, data files, tokenizers, mixtures, samplers or the WordNet
+/// builder are used.
 #[derive(Debug, Error)]
 pub enum DataError {
-    /// A file could not be read.
+    /// A file or folder could not be read or written.
     #[error("{path}: {source}")]
     Io {
         /// The file.
@@ -88,6 +89,26 @@ pub enum DataError {
         what: String,
         /// What is wrong.
         message: String,
+    },
+    /// The WordNet data files hold fewer usable synsets of a label than a task of the WordNet
+    /// gloss benchmark asks for in a split ([`crate::wordnet`]).
+    #[error(
+        "task `{task}`: label `{label}` ({lexname}) has {found} usable synsets left in the \
+         {split} split, {wanted} wanted"
+    )]
+    TooFewSynsets {
+        /// The task.
+        task: String,
+        /// The label.
+        label: String,
+        /// The label's lexicographer file (`noun.animal`).
+        lexname: String,
+        /// The split file name (`train`, `dev`, `test`).
+        split: String,
+        /// Usable synsets left for it.
+        found: usize,
+        /// Synsets the task asks for.
+        wanted: usize,
     },
     /// A name that is not registered.
     #[error("unknown task `{0}`")]

@@ -19,7 +19,83 @@
 //! 6. [`Batch::to_tensors`] makes the tch tensors the model consumes.
 //!
 //! All randomness goes through [`rng`]: counter-based generators keyed by seed and position,
-//! never a global generator.
+//! never a global generator. Besides the [`synthetic`] benchmark, [`wordnet`] builds a
+//! benchmark of real text (WordNet glosses labelled with their supersense) from WordNet's data
+//! files.
+//!
+//! # Example
+//!
+//! Two tasks of your own in TSV files, tokenized with a WordPiece vocabulary, mixed uniformly,
+//! sampled into a batch and made into tensors:
+//!
+//! ```
+//! use taskmoe_data::{
+//!     Mixture, MixtureSpec, MixtureTask, Sampler, SamplerConfig, TaskData, TaskRegistry,
+//!     TextTokenizer,
+//! };
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = std::env::temp_dir().join(format!("taskmoe-data-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! std::fs::write(
+//!     dir.join("tasks.toml"),
+//!     r#"
+//! [[tasks]]
+//! name = "sentiment"
+//! family = "reviews"
+//! kind = "classification"
+//! labels = ["negative", "positive"]
+//! text_fields = ["sentence"]
+//! metrics = ["accuracy"]
+//! splits = { train = "sentiment.tsv" }
+//!
+//! [[tasks]]
+//! name = "topic"
+//! family = "reviews"
+//! kind = "classification"
+//! labels = ["film", "music"]
+//! text_fields = ["sentence"]
+//! metrics = ["accuracy"]
+//! splits = { train = "topic.tsv" }
+//! "#,
+//! )?;
+//! std::fs::write(
+//!     dir.join("sentiment.tsv"),
+//!     "sentence\tlabel\na good film\tpositive\na bad song\tnegative\n",
+//! )?;
+//! std::fs::write(
+//!     dir.join("topic.tsv"),
+//!     "sentence\tlabel\nthe film\tfilm\nthe song\tmusic\na good song\tmusic\n",
+//! )?;
+//! let vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\na\nthe\ngood\nbad\nfilm\nsong\n";
+//! std::fs::write(dir.join("vocab.txt"), vocab)?;
+//!
+//! // Task ids are registry positions; split paths are relative to the registry file.
+//! let registry = TaskRegistry::from_toml_file(&dir.join("tasks.toml"))?;
+//! let tokenizer = TextTokenizer::from_wordpiece_vocab(&dir.join("vocab.txt"), true, 8)?;
+//! let (mut tasks, mut data) = (Vec::new(), Vec::new());
+//! for (task_id, spec) in registry.tasks().iter().enumerate() {
+//!     let text = registry.read_split(&spec.name, "train")?.examples;
+//!     let examples = tokenizer.encode_examples(&text)?;
+//!     let num_examples = examples.len();
+//!     tasks.push(MixtureTask { name: spec.name.clone(), task_id, num_examples });
+//!     data.push(TaskData { task_id, examples });
+//! }
+//! std::fs::remove_dir_all(&dir)?;
+//!
+//! let mixture = Mixture::new(&MixtureSpec::Uniform {}, tasks)?;
+//! assert_eq!(mixture.probabilities(), [0.5, 0.5]);
+//! let config = SamplerConfig { batch_size: 4, seq_len: 8, pad_id: tokenizer.pad_id(), seed: 7 };
+//! let sampler = Sampler::new(mixture, data, config)?;
+//! // A batch is a pure function of (seed, step): a resumed run sees the same batches.
+//! let batch = sampler.batch(3);
+//! assert_eq!(batch, sampler.batch(3));
+//! let tensors = batch.to_tensors(tch::Device::Cpu)?;
+//! assert_eq!(tensors.input_ids.size(), [4, 8]);
+//! assert_eq!(tensors.task_ids.size(), [4]);
+//! # Ok(())
+//! # }
+//! ```
 
 #![warn(missing_docs)]
 
@@ -34,6 +110,7 @@ mod sampler;
 mod spec;
 pub mod synthetic;
 mod tokenize;
+pub mod wordnet;
 
 pub use batch::{Batch, TensorBatch, IGNORE_INDEX};
 pub use error::{DataError, Result};

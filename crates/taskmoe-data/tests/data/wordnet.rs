@@ -5,11 +5,14 @@
 //!
 //! The files come from `cargo xtask fetch-data wordnet`; `cargo xtask test` writes them and
 //! sets `TASKMOE_WORDNET_DATA`, so there the tests must find them. Elsewhere, without the
-//! files, they say so and pass.
+//! files, they say so and pass. With `TASKMOE_WORDNET_DICT` (the unpacked WordNet files, which
+//! `cargo xtask test` also sets), the builder itself runs on the real package: deterministic,
+//! the pinned fingerprint, and the same files as the data folder.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
+use taskmoe_data::wordnet;
 use taskmoe_data::{Label, TaskRegistry, TaskSpec};
 
 /// name, family, held out, train / dev / test sizes, labels.
@@ -254,6 +257,35 @@ fn relatedness_follows_the_declared_families() {
             for r in ["hi", "lo", "new"] {
                 assert!(labels(&hi).is_disjoint(&labels(&format!("{other}_{r}"))));
             }
+        }
+    }
+}
+
+/// The fingerprint of the split files the rules write from wordnet-base 1:3.0-37 (in
+/// `SOURCE.txt`). A change of the rules changes it: bump `wordnet::RULES` and update it.
+const FINGERPRINT: &str = "fingerprint 17dfbbbbb3c65709";
+
+/// On the real package (`TASKMOE_WORDNET_DICT`): two extractions are identical, give the
+/// pinned fingerprint, and (when the data folder is there) are the files it holds.
+#[test]
+fn the_real_extraction_is_deterministic_and_pinned() {
+    let Some(dict) = std::env::var_os("TASKMOE_WORDNET_DICT").map(PathBuf::from) else {
+        eprintln!("skipped: TASKMOE_WORDNET_DICT (the unpacked wordnet-base files) is not set");
+        return;
+    };
+    let first = wordnet::extract(&dict).unwrap();
+    assert_eq!(first, wordnet::extract(&dict).unwrap());
+    let source = &first[wordnet::SOURCE_FILE];
+    assert!(source.contains(FINGERPRINT), "{source}");
+    if registry().is_some() {
+        let data = registry_path().with_file_name("data");
+        for (rel, text) in &first {
+            let written = std::fs::read_to_string(data.join(rel)).unwrap();
+            assert!(
+                &written == text,
+                "{} is not what the builder writes: `cargo xtask fetch-data wordnet`",
+                data.join(rel).display()
+            );
         }
     }
 }
