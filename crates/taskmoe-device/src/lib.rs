@@ -1,5 +1,25 @@
 //! Where taskmoe computes, and in which precision.
 //!
+//! Pick the device a run asked for, then compute in bf16 with an fp32 island:
+//!
+//! ```rust
+//! use taskmoe_device::{autocast, full_precision, select_device, DeviceRequest, Precision};
+//! use tch::{Device, Kind, Tensor};
+//!
+//! let selected = select_device("cpu".parse::<DeviceRequest>()?)?;
+//! assert_eq!(selected.device, Device::Cpu);
+//! let x = taskmoe_device::seeded(0, || Tensor::randn([4, 8], (Kind::Float, selected.device)));
+//! let w = Tensor::ones([8, 2], (Kind::Float, selected.device));
+//! let (low, high) = autocast(selected.device, Precision::Bf16, || {
+//!     let low = x.matmul(&w); // runs in bf16 under autocast
+//!     let high = full_precision(|| x.matmul(&w)); // stays fp32 (as routers do)
+//!     (low, high)
+//! });
+//! assert_eq!((low.kind(), high.kind()), (Kind::BFloat16, Kind::Float));
+//! assert!(high.equal(&x.matmul(&w)));
+//! # Ok::<(), taskmoe_device::DeviceError>(())
+//! ```
+//!
 //! - [`select_device`]: `cpu`, `cuda` or `auto` to a `tch::Device`. A binary built against
 //!   libtorch with as-needed linking does not record `libtorch_cuda.so` as a dependency (no
 //!   symbol of it is referenced directly), so CUDA stays invisible to libtorch even on a GPU

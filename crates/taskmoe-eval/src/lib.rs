@@ -1,6 +1,26 @@
 //! Evaluation for taskmoe: running a model over a split, the metrics it is scored with, and
 //! routing analysis.
 //!
+//! Scoring predictions against gold labels, by function or by the name a task spec uses:
+//!
+//! ```rust
+//! use taskmoe_eval::{accuracy, compute, matthews, pearson, MetricKind};
+//!
+//! let predicted = [1usize, 0, 1, 1];
+//! let gold = [1usize, 0, 0, 1];
+//! assert_eq!(accuracy(&predicted, &gold)?, 0.75);
+//! // 2 true positives, 1 false positive, no false negative: F1 = 4 / 5.
+//! let f1 = compute(MetricKind::F1, &predicted[..], &gold[..])?;
+//! assert!((f1 - 0.8).abs() < 1e-12);
+//! // Matthews: (2 * 1 - 1 * 0) / sqrt(3 * 2 * 1 * 2) = 1 / sqrt(3).
+//! assert!((matthews(&predicted, &gold)? - 3f64.sqrt().recip()).abs() < 1e-12);
+//! // Regression tasks: correlations and squared error of real values.
+//! let r = pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0])?;
+//! assert!((r - 1.0).abs() < 1e-12);
+//! assert!(!MetricKind::Mse.higher_is_better()); // the one metric where lower is better
+//! # Ok::<(), taskmoe_eval::EvalError>(())
+//! ```
+//!
 //! The evaluation layer of taskmoe (see `docs/architecture.md`):
 //! - [`evaluate`] runs a model over a split in length-bucketed batches ([`eval_batches`]) and
 //!   returns per-task scores against majority baselines, every prediction, and the task x

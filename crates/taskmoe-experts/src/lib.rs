@@ -1,5 +1,36 @@
 //! Expert banks, the sparse Mixture-of-Experts feed-forward layer, and its dense baseline.
 //!
+//! A MoE layer with a per-task router (4 experts, top-2) over a batch that mixes 3 tasks:
+//!
+//! ```rust
+//! use taskmoe_experts::{MoeConfig, MoeLayer};
+//! use taskmoe_router::{RouterConfig, RouterKind};
+//! use tch::{nn, Device, Kind, Tensor};
+//!
+//! # fn main() -> taskmoe_experts::Result<()> {
+//! let router = RouterConfig {
+//!     kind: RouterKind::PerTask,
+//!     num_experts: 4,
+//!     k: 2,
+//!     ..RouterConfig::default()
+//! };
+//! let cfg = MoeConfig { router, d_ff: 32, ..MoeConfig::default() };
+//! let vs = nn::VarStore::new(Device::Cpu);
+//! let moe = MoeLayer::new(vs.root() / "moe", &cfg, 16, 3)?; // 16-wide tokens, 3 tasks
+//! let x = Tensor::randn([10, 16], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+//! let tasks = Tensor::arange(10, (Kind::Int64, Device::Cpu)).remainder(3); // 0, 1, 2, 0, ...
+//! let out = moe.forward(&x, &tasks, true)?; // training mode: capacity_factor_train, noise
+//! assert_eq!(out.y.size(), [10, 16]);
+//! // The aux losses join the task loss with the router's coefficients.
+//! let loss = out.y.square().mean(Kind::Float) + out.aux.weighted(&cfg.router);
+//! loss.backward();
+//! assert_eq!(x.grad().size(), [10, 16]);
+//! let load: f64 = out.stats.routing.load.iter().sum(); // each expert's share of the slots
+//! assert!((load - 1.0).abs() < 1e-9);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! - [`DenseFfn`]: `W2 gelu(W1 x + b1) + b2`, HF BERT parameter names;
 //! - [`ExpertBank`]: `E` such FFNs as stacked weights, independently initialised or upcycled
 //!   from a dense FFN plus noise;

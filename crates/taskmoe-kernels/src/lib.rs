@@ -1,5 +1,31 @@
 //! Routing primitives for sparse Mixture-of-Experts layers, on tch tensors.
 //!
+//! One MoE feed-forward step on 6 tokens, 4 experts, top-2, built from the pieces below:
+//!
+//! ```rust
+//! use taskmoe_kernels::{combine, grouped_mm, permute, top_k, Capacity, DispatchPlan};
+//! use tch::{Device, Kind, Tensor};
+//!
+//! # fn main() -> taskmoe_kernels::Result<()> {
+//! let cpu = (Kind::Float, Device::Cpu);
+//! tch::manual_seed(0);
+//! let logits = Tensor::randn([6, 4], cpu); // router scores  [T, E]
+//! let x = Tensor::randn([6, 8], cpu); // token states   [T, d]
+//! let w = Tensor::randn([4, 8, 8], cpu); // one matrix per expert [E, d, d]
+//!
+//! let routed = top_k(&logits, 2, true)?; // 2 experts per token, weights summing to 1
+//! // Capacity factor 1: each expert takes at most ceil(6 * 2 / 4) = 3 of the 12 slots.
+//! let plan = DispatchPlan::new(&routed.experts, 4, Capacity::Factor(1.0))?;
+//! assert!(plan.counts.iter().all(|&c| c <= 3));
+//! assert_eq!(plan.num_rows() + plan.num_dropped(), 12);
+//! let rows = permute(&x, &plan)?; // [R, d], grouped expert by expert
+//! let out = grouped_mm(&rows, &w, None, &plan.layout)?; // each group times its expert
+//! let y = combine(&out, &routed.weights, &plan)?; // weighted sum in token order
+//! assert_eq!(y.size(), [6, 8]);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! The lowest layer of taskmoe (see `docs/architecture.md`). A sparse MoE feed-forward block
 //! ([Shazeer et al. 2017](https://arxiv.org/abs/1701.06538), Switch, GShard) routes every token
 //! to `k` of `E` experts. This crate holds the steps of that routing, each a small function over

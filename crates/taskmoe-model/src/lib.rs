@@ -1,5 +1,37 @@
 //! Multi-task transformer encoders with dense or sparse (task-aware MoE) feed-forward blocks.
 //!
+//! The `tiny` preset as a task-MoE with two classification heads, on a padded batch of two
+//! tasks:
+//!
+//! ```rust
+//! use taskmoe_model::{HeadKind, HeadSpec, ModelConfig, ModelInput, MultiTaskModel, Variant};
+//! use tch::{nn, Device, Kind, Tensor};
+//!
+//! # fn main() -> taskmoe_model::Result<()> {
+//! let cfg = ModelConfig::preset("tiny").unwrap().with_variant(Variant::TaskMoe);
+//! let heads = [("nli", 3), ("sentiment", 2)].map(|(name, n)| HeadSpec {
+//!     name: name.into(),
+//!     kind: HeadKind::Classification { num_labels: n },
+//! });
+//! let vs = nn::VarStore::new(Device::Cpu);
+//! let model = MultiTaskModel::new(&vs.root(), &cfg, &heads)?;
+//! let ids = Tensor::from_slice(&[2i64, 7, 9, 3, 5, 6, 0, 0]).view([2, 4]); // 0 = padding
+//! let mask = ids.ne(0).to_kind(Kind::Int64);
+//! let tasks = Tensor::from_slice(&[0i64, 1]); // an nli and a sentiment example
+//! let input = ModelInput {
+//!     input_ids: &ids,
+//!     attention_mask: &mask,
+//!     token_type_ids: None,
+//!     task_ids: &tasks,
+//! };
+//! let out = model.forward(&input, false)?;
+//! assert_eq!(out.logits.size(), [2, 3]); // padded to the widest head
+//! assert_eq!(out.stats.len(), 2); // both tiny blocks are MoE, each reports its routing
+//! assert!(out.aux.is_some()); // their aux losses, averaged
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! - [`ModelConfig`]: one serde configuration for every [`Variant`] (`dense`, `token-moe`,
 //!   `task-moe` with any task-aware router, `single-task`), with presets;
 //! - [`MultiTaskModel`]: embeddings (+ an optional task embedding, added or as a prefix

@@ -1,5 +1,33 @@
 //! Gating functions for sparse Mixture-of-Experts layers: task-agnostic and task-aware.
 //!
+//! A `per-task` router (one gate per task over shared experts) routing a batch that mixes
+//! tasks:
+//!
+//! ```rust
+//! use taskmoe_router::{AuxLosses, Router, RouterConfig, RouterKind};
+//! use tch::{nn, Device, Kind, Tensor};
+//!
+//! # fn main() -> taskmoe_router::Result<()> {
+//! let cfg = RouterConfig {
+//!     kind: RouterKind::PerTask,
+//!     num_experts: 4,
+//!     k: 2,
+//!     ..RouterConfig::default()
+//! };
+//! let vs = nn::VarStore::new(Device::Cpu);
+//! let router = Router::new(vs.root() / "router", &cfg, 16, 3)?; // 16-wide tokens, 3 tasks
+//! let x = Tensor::randn([5, 16], (Kind::Float, Device::Cpu)); // 5 token states
+//! let tasks = Tensor::from_slice(&[0i64, 2, 1, 0, 2]); // each token's own task
+//! let out = router.forward(&x, &tasks, false)?; // evaluation: no noise
+//! assert_eq!(out.routed.experts.size(), [5, 2]); // 2 experts per token...
+//! let total = out.routed.weights.sum_dim_intlist(-1, false, Kind::Float);
+//! assert!(total.allclose(&total.ones_like(), 1e-6, 1e-6, false)); // ...weighted to sum to 1
+//! let aux = AuxLosses::compute(&out, &tasks, 3)?;
+//! let _add_to_the_task_loss = aux.weighted(&cfg);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! A [`Router`] turns token representations and their task ids into the `k` experts of each
 //! token and their combine weights, in fp32. Four gating functions share one
 //! [`RouterConfig`] ([`RouterKind`]):

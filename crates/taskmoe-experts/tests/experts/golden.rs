@@ -65,7 +65,9 @@ fn tolerance_ratio(a: &Tensor, b: &Tensor) -> f64 {
 
 #[test]
 fn moe_layer_matches_pytorch_reference() {
-    tch::set_num_threads(1);
+    // Building each layer draws its (then overwritten) initial weights.
+    let _rng = taskmoe_device::lock_global_rng();
+    crate::threads();
     let index = std::fs::read_to_string(golden_dir().join("cases.json")).unwrap();
     let cases: Vec<Case> = serde_json::from_str(&index).unwrap();
     assert_eq!(

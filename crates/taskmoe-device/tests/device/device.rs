@@ -67,6 +67,8 @@ fn names_parse_and_unknown_ones_are_errors() {
 
 #[test]
 fn bf16_autocast_runs_matmuls_in_bf16_on_cpu() {
+    // Unseeded draws, but draws all the same: they must not interleave with a seeded test's.
+    let _rng = taskmoe_device::lock_global_rng();
     check_precision(Precision::Bf16).unwrap();
     let a = Tensor::randn([8, 16], (Kind::Float, Device::Cpu));
     let b = Tensor::randn([16, 4], (Kind::Float, Device::Cpu));

@@ -1,5 +1,4 @@
 //! Helpers shared by the kernel tests: seeded data and tensor <-> ndarray conversion.
-#![allow(dead_code)]
 
 use ndarray::{Array1, Array2, Array3, ArrayD, Ix1, Ix2, Ix3};
 use tch::{Kind, Tensor};

@@ -190,7 +190,9 @@ fn close(a: &Tensor, b: &Tensor, what: &str) {
 
 #[test]
 fn golden_fixtures_match_the_python_module() {
-    tch::set_num_threads(1);
+    // Building a model draws its initial weights (overwritten or not compared here).
+    let _rng = taskmoe_device::lock_global_rng();
+    crate::threads();
     let write = std::env::var_os("TASKMOE_WRITE_EXPORT_FIXTURES").is_some();
     for (i, (name, cfg, task)) in cases().into_iter().enumerate() {
         let dir = golden(name);
@@ -227,7 +229,9 @@ fn golden_fixtures_match_the_python_module() {
 
 #[test]
 fn a_task_level_sub_network_is_a_bert_model_with_the_same_logits() {
-    tch::set_num_threads(1);
+    // Building a model draws its initial weights (overwritten or not compared here).
+    let _rng = taskmoe_device::lock_global_rng();
+    crate::threads();
     let (_, cfg, _) = cases().remove(2);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = MultiTaskModel::new(&vs.root(), &cfg, &heads()).unwrap();
@@ -265,7 +269,9 @@ fn a_task_level_sub_network_is_a_bert_model_with_the_same_logits() {
 
 #[test]
 fn a_dense_model_exports_as_bert_with_pt_metadata_in_any_dtype() {
-    tch::set_num_threads(1);
+    // Building a model draws its initial weights (overwritten or not compared here).
+    let _rng = taskmoe_device::lock_global_rng();
+    crate::threads();
     let cfg = small().with_variant(Variant::Dense);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = MultiTaskModel::new(&vs.root(), &cfg, &heads()).unwrap();

@@ -1,9 +1,7 @@
 //! Gradients through the routing pipeline: router logits get them through the combine
 //! weights, experts and tokens only through the slots that were kept.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use taskmoe_kernels::{combine, grouped_matmul, permute, top_k, Capacity, DispatchPlan};
 use tch::{Kind, Tensor};
 

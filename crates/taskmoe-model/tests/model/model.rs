@@ -132,7 +132,7 @@ fn scratch(name: &str) -> PathBuf {
 #[test]
 fn every_variant_learns_a_tiny_mixture() {
     let _rng = taskmoe_device::lock_global_rng();
-    tch::set_num_threads(1);
+    crate::threads();
     let d = data(1);
     for (name, cfg) in configs() {
         let (vs, model) = build(&cfg, 2);
@@ -156,7 +156,7 @@ fn every_variant_learns_a_tiny_mixture() {
 #[test]
 fn logits_do_not_depend_on_padding_or_batch_mates() {
     let _rng = taskmoe_device::lock_global_rng();
-    tch::set_num_threads(1);
+    crate::threads();
     let d = data(3);
     for (name, cfg) in configs() {
         let (_vs, model) = build(&cfg, 4);

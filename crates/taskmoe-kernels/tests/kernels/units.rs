@@ -1,8 +1,6 @@
 //! Unit tests of the kernels' documented edge cases and errors.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use taskmoe_kernels::stats::{entropy, router_entropy, task_expert_counts, RoutingStats};
 use taskmoe_kernels::{aux, grouped_matmul, top_k, Capacity, DispatchPlan, KernelError};
 use tch::{Kind, Tensor};

@@ -15,10 +15,16 @@ const CASE: &str = "TMD_TEST_CASE";
 
 fn launch(case: &str, collective_timeout: Duration) -> Vec<RankOutput> {
     let exe = std::env::current_exe().expect("test binary");
+    let worker = crate::test_name(module_path!(), "worker");
     run_local(2, collective_timeout, Duration::from_secs(60), |_| {
         let mut c = Command::new(&exe);
-        c.args(["worker", "--exact", "--nocapture", "--test-threads=1"])
-            .env(CASE, case);
+        c.args([
+            worker.as_str(),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CASE, case);
         c
     })
     .expect("spawn ranks")

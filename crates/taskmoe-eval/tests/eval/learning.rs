@@ -140,6 +140,7 @@ fn summary(data: &RunData, result: &EvalResult) -> (Vec<(String, f64)>, Vec<f64>
 
 #[test]
 fn a_task_aware_moe_learns_two_families_and_routes_them_apart() {
+    crate::threads();
     let (data, result) = train("task-moe", &[]);
     let (accuracy, mi) = summary(&data, &result);
     eprintln!("task-moe per-task: accuracy {accuracy:?}, hard I(task; expert) {mi:?}");

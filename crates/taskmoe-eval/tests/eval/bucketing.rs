@@ -113,7 +113,7 @@ fn fresh_run(dir: &Path) -> (RunData, Trainer) {
 
 #[test]
 fn bucketed_evaluation_equals_split_order_evaluation() {
-    tch::set_num_threads(1);
+    crate::threads();
     let dir = std::env::temp_dir().join(format!("taskmoe-bucketing-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (data, trainer) = fresh_run(&dir);
@@ -165,7 +165,7 @@ fn sharded_evaluation_rank() {
     let Ok(dir) = std::env::var(RANK_DIR) else {
         return; // run as a plain test: nothing to do
     };
-    tch::set_num_threads(1);
+    crate::threads();
     let env = DistEnv::from_env().unwrap().expect("torchrun variables");
     let pg = ProcessGroup::connect(&env).unwrap();
     let (data, trainer) = fresh_run(&Path::new(&dir).join(format!("rank{}", env.rank)));
@@ -238,10 +238,11 @@ fn sharded_evaluation_over_two_ranks_gives_rank0_the_single_process_result() {
     let dir = std::env::temp_dir().join(format!("taskmoe-sharded-eval-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let exe = std::env::current_exe().expect("test binary");
+    let worker = crate::test_name(module_path!(), "sharded_evaluation_rank");
     let outs = run_local(2, Duration::from_secs(60), Duration::from_secs(240), |_| {
         let mut c = Command::new(&exe);
         c.args([
-            "sharded_evaluation_rank",
+            worker.as_str(),
             "--exact",
             "--nocapture",
             "--test-threads=1",

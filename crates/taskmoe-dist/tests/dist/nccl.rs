@@ -1,7 +1,7 @@
 //! The NCCL backend in a group of one on GPU 0: every collective on CUDA tensors, and a CPU
 //! tensor staged through the GPU. It needs a build that made the NCCL library (a CUDA libtorch
 //! with the CUDA and NCCL headers, see `build.rs`) and a GPU, so it is ignored by default; run
-//! it on a GPU machine with `cargo test -p taskmoe-dist --test nccl -- --ignored`. (NCCL
+//! it on a GPU machine with `cargo test -p taskmoe-dist --test dist nccl -- --ignored`. (NCCL
 //! refuses two ranks on one GPU, so a single-GPU machine cannot run a larger group.)
 
 use std::time::Duration;

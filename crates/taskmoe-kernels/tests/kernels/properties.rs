@@ -1,10 +1,9 @@
 //! Property tests: every tensor kernel against its ndarray reference on random routings.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ndarray::Array2;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use taskmoe_kernels::{
     aux, combine, grouped_matmul, padded_bmm, permute, reference, top_k, unpermute, Capacity,
     DispatchPlan,
@@ -69,7 +68,14 @@ impl Case {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        // A failing case is saved beside this file (`properties.proptest-regressions`).
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions"
+        ))),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn top_k_matches_reference(case in cases(), renormalize in any::<bool>()) {

@@ -69,7 +69,9 @@ fn max_diff(a: &Tensor, b: &Tensor, mask: &Tensor) -> f64 {
 
 #[test]
 fn imported_minilm_matches_transformers() {
-    tch::set_num_threads(2);
+    // Building the model and the upcycling noise draw from the global generator.
+    let _rng = taskmoe_device::lock_global_rng();
+    crate::threads();
     let dir = model_dir();
     let f = fixture();
     let cfg = bert_config(&dir, &ModelConfig::small()).unwrap();
@@ -101,7 +103,9 @@ fn imported_minilm_matches_transformers() {
 
 #[test]
 fn upcycled_minilm_starts_at_the_pretrained_model() {
-    tch::set_num_threads(2);
+    // Building the model and the upcycling noise draw from the global generator.
+    let _rng = taskmoe_device::lock_global_rng();
+    crate::threads();
     let dir = model_dir();
     let f = fixture();
     let dense = bert_config(&dir, &ModelConfig::small()).unwrap();

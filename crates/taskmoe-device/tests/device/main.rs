@@ -1,0 +1,3 @@
+//! The integration tests of `taskmoe-device`, one test binary with a module per topic.
+
+mod device;
