@@ -3,7 +3,7 @@
 //!
 //! Shared process state: models are built and trained by `taskmoe-train`'s `Trainer`, which
 //! holds `taskmoe_device::lock_global_rng()` around initialisation and every step, and sets
-//! the run's `train.threads`: every run configuration here says 1, the [`THREADS`] of this
+//! the run's `runtime.threads`: every run configuration here says 1, the [`THREADS`] of this
 //! binary. The two-rank test starts this same binary as its ranks with a filter that selects
 //! exactly its worker test ([`test_name`]); the workers print a marker the launcher requires.
 
