@@ -41,7 +41,8 @@ use std::time::Instant;
 use taskmoe_data::{TensorBatch, TextTokenizer};
 use taskmoe_kernels::GemmPath;
 use taskmoe_model::{import_bert, HeadKind, HeadSpec, MultiTaskModel};
-use taskmoe_train::{model_input, AdamW, Objective, RunConfig, Timed};
+use taskmoe_optim::AdamW;
+use taskmoe_train::{model_input, Objective, RunConfig, Timed};
 use tch::{nn, Device, Kind, Tensor};
 
 #[path = "common.rs"]

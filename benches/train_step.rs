@@ -32,8 +32,9 @@ use std::time::Instant;
 
 use taskmoe_data::TensorBatch;
 use taskmoe_model::{param_report, HeadKind, HeadSpec, ModelConfig, MultiTaskModel, Variant};
+use taskmoe_optim::{AdamW, AdamWConfig};
 use taskmoe_router::RouterKind;
-use taskmoe_train::{model_input, AdamW, AdamWConfig, Objective, Timed};
+use taskmoe_train::{model_input, Objective, Timed};
 use tch::{nn, Device, Kind, Tensor};
 
 #[path = "common.rs"]

@@ -25,8 +25,9 @@ use taskmoe_model::{
     load_card, load_weights, param_report, save_card, save_weights, ExportDtype, HeadKind,
     HeadSpec, ModelCard, ModelConfig, ModelInput, MultiTaskModel, MISSING_CLASS_LOGIT,
 };
+use taskmoe_optim::{AdamW, AdamWConfig};
 use taskmoe_router::{RouterConfig, RouterKind};
-use taskmoe_train::{AdamW, AdamWConfig, Objective, Unguarded};
+use taskmoe_train::{Objective, Unguarded};
 
 /// Settings of `taskmoe check`.
 #[derive(clap::Args, Clone, Debug)]

@@ -23,6 +23,26 @@
 //!
 //! The experiments layer sits on top: it depends on the training, evaluation, model and data
 //! crates, and nothing depends on it but the `taskmoe` command.
+//!
+//! The statistics are usable on any per-seed scores, for example a paired comparison of two
+//! arms and how many seeds a smaller effect would need:
+//!
+//! ```
+//! use taskmoe_experiments::stats::{paired, seeds_needed};
+//!
+//! // Test accuracy of two arms on the same five seeds.
+//! let task_moe = [0.81, 0.84, 0.79, 0.83, 0.82];
+//! let dense = [0.78, 0.80, 0.78, 0.80, 0.79];
+//! let diff = paired(&task_moe, &dense);
+//! assert!((diff.diff.mean - 0.028).abs() < 1e-9);
+//! assert!(diff.low > 0.0, "the 95% interval excludes 0: {}", diff.show());
+//! // Seeds for 80% power to detect a 0.01 difference with that spread, at alpha = 0.05.
+//! let n = seeds_needed(0.01, diff.diff.std, 0.05);
+//! assert!(n > 5, "{n}");
+//! ```
+//!
+//! A whole experiment runs from its settings ([`ExperimentConfig::load`], a [`Profile`] with a
+//! file and `--set`s over it) through [`Experiment`]; `taskmoe experiment` is that call.
 
 #![warn(missing_docs)]
 

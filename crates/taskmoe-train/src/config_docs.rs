@@ -29,7 +29,7 @@ fn sources() -> [&'static str; 7] {
     [
         include_str!("run_config.rs"),
         include_str!("config_sections.rs"),
-        include_str!("schedule.rs"),
+        taskmoe_optim::CONFIG_SOURCE,
         taskmoe_model::CONFIG_SOURCE,
         taskmoe_experts::CONFIG_SOURCE,
         taskmoe_router::CONFIG_SOURCE,

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::nonfinite::NonFinitePolicy;
-use crate::optim::AdamWConfig;
+use taskmoe_optim::AdamWConfig;
 
 /// The `[train]` section: how many steps, their seed, and what each step optimizes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

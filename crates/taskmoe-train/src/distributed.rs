@@ -29,8 +29,8 @@ use taskmoe_experts::ExpertExchange;
 use taskmoe_model::MultiTaskModel;
 
 use crate::error::{invalid, Result};
-use crate::optim::AdamW;
 use crate::run_config::RunConfig;
+use taskmoe_optim::AdamW;
 
 /// A rank's handle on the job (see the module docs).
 #[derive(Debug)]
@@ -378,7 +378,7 @@ impl Distributed {
     pub fn gathered_state(&self, opt: &AdamW) -> Result<Vec<(String, Tensor)>> {
         let Some(group) = self.experts.as_ref().filter(|_| self.shards_experts()) else {
             return match self.is_rank0() {
-                true => opt.state_tensors(),
+                true => Ok(opt.state_tensors()?),
                 false => Ok(Vec::new()),
             };
         };
@@ -436,8 +436,8 @@ impl Distributed {
     /// Whether a state tensor's name is a moment of a sharded parameter.
     fn sharded_moment(&self, name: &str) -> bool {
         [
-            crate::optim::EXP_AVG_PREFIX,
-            crate::optim::EXP_AVG_SQ_PREFIX,
+            taskmoe_optim::EXP_AVG_PREFIX,
+            taskmoe_optim::EXP_AVG_SQ_PREFIX,
         ]
         .iter()
         .any(|prefix| {

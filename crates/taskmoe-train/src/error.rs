@@ -34,14 +34,6 @@ pub enum TrainError {
         /// What is wrong.
         message: String,
     },
-    /// Saved optimizer state does not fit the optimizer's parameters.
-    #[error("{path}: optimizer state does not match the parameters: {problems}")]
-    StateMismatch {
-        /// The state file.
-        path: PathBuf,
-        /// Every missing, extra and mis-shaped entry, `; `-separated.
-        problems: String,
-    },
     /// A loss or gradient norm is NaN or infinite and the policy is `error`.
     #[error("step {step}: {what} is not finite ({value})")]
     NonFinite {
@@ -151,6 +143,9 @@ pub enum TrainError {
     /// A collective of the data-parallel job failed.
     #[error("distributed: {0}")]
     Dist(#[from] taskmoe_dist::DistError),
+    /// The optimizer or its schedule refused (a setting, a state file that does not fit).
+    #[error(transparent)]
+    Optim(#[from] taskmoe_optim::OptimError),
     /// The device or precision asked for is not available.
     #[error("device: {0}")]
     Device(#[from] taskmoe_device::DeviceError),

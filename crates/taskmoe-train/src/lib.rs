@@ -1,21 +1,43 @@
-//! Training foundations for taskmoe: an optimizer whose state can be saved, gradient clipping,
-//! learning-rate schedules, atomic checkpoints and the loop's own state.
+//! Training for taskmoe: a resolved run configuration, its data, and the [`Trainer`] that runs
+//! the one training step ([`Objective::step`]) in a run folder, with atomic, verified
+//! checkpoints that resume bit for bit; plus the two ways back from a checkpoint
+//! ([`TrainedRun`] with the run's data, [`Inference`] from the checkpoint's own files).
 //!
-//! The training layer of taskmoe (see `docs/architecture.md`); it joins the model and the data
-//! crates, and these foundations depend on neither. A training step uses them in this order:
+//! ```
+//! use taskmoe_train::{EvalPoint, RunConfig, RunData, Silent, Trainer};
 //!
-//! 1. the loss goes through [`NonFinitePolicy::check`] (error or skip the step);
-//! 2. after the backward pass, [`clip_grad_norm`] (or [`AdamW::clip_grad_norm`]) clips the
-//!    gradients to a global L2 norm and returns the norm before clipping, which is checked too;
-//! 3. [`ScheduleConfig::lr`] gives the step's learning rate, a pure function of the step;
-//! 4. [`AdamW::step`] updates the named parameters with decoupled weight decay for the decay
-//!    group ([`default_decays`]), then [`AdamW::zero_grad`];
-//! 5. every so often, [`CheckpointWriter::write`] makes `checkpoint-{step}/` atomically from the
-//!    model weights, [`AdamW::save`] and the [`TrainerState`], and [`latest_verified`] finds the
-//!    checkpoint to resume from.
+//! # fn main() -> taskmoe_train::Result<()> {
+//! let out = std::env::temp_dir().join(format!("taskmoe-train-doc-{}", std::process::id()));
+//! // The layering every run uses: preset, (a file), then `--set`-style overrides.
+//! let cfg = RunConfig::load(
+//!     None,
+//!     &[
+//!         "model.preset=tiny".into(),
+//!         "model.vocab_size=128".into(), // the synthetic benchmark needs 69 ids
+//!         "train.steps=4".into(),
+//!         "schedule.warmup_steps=1".into(),
+//!         "runtime.threads=1".into(),
+//!         format!("output.dir={}", out.display()),
+//!     ],
+//! )?;
+//! let data = RunData::load(&cfg)?; // the built-in synthetic benchmark
+//! let mut trainer = Trainer::new(&cfg, &data, false)?;
+//! // Evaluation is the caller's (taskmoe-eval from the CLI): here, none.
+//! let mut evaluate = |_: &taskmoe_model::MultiTaskModel, _: u64| {
+//!     Ok(EvalPoint { record: serde_json::json!({}), score: None })
+//! };
+//! trainer.train(&mut evaluate, &mut Silent, None)?;
+//! assert_eq!(trainer.state().step, 4);
+//! let checkpoint = trainer.last_checkpoint().unwrap().to_path_buf();
+//! assert!(checkpoint.join(taskmoe_train::MODEL_FILE).is_file());
+//! # drop(trainer);
+//! # std::fs::remove_dir_all(&out).unwrap();
+//! # Ok(())
+//! # }
+//! ```
 //!
-//! tch's built-in optimizers cannot export their Adam moments, which is why [`AdamW`] is
-//! implemented here over plain tensors (DESIGN.md section 4).
+//! The rooms, in the order a run meets them, are listed in `docs/architecture.md` ("The
+//! training loop"); the optimizer and schedules are the `taskmoe-optim` crate.
 
 #![warn(missing_docs)]
 
@@ -32,7 +54,6 @@ mod json_float;
 mod moved_keys;
 mod nonfinite;
 mod objective;
-pub mod optim;
 mod overrides;
 mod resume;
 mod run_config;
@@ -41,7 +62,6 @@ mod run_folder;
 mod run_guard;
 mod run_lock;
 mod run_log;
-mod schedule;
 mod trained_run;
 mod trainer;
 mod trainer_state;
@@ -67,7 +87,6 @@ pub use nonfinite::{
 pub use objective::{
     model_input, BatchLoss, Objective, StepGuard, StepOutcome, StepValues, Timed, Unguarded,
 };
-pub use optim::{clip_grad_norm, default_decays, grad_norm, AdamW, AdamWConfig};
 pub use overrides::{apply_overrides, deserialize_layered, deserialize_with_path, merge_tables};
 pub use resume::{config_changes, rewind_log, superseded_path, KeyChange, RESUMABLE_KEYS};
 pub use run_config::{DataConfig, DataSource, RunConfig};
@@ -78,7 +97,6 @@ pub use run_folder::{
 };
 pub use run_lock::{RunLock, LOCK_FILE};
 pub use run_log::{EvalPoint, Progress, Silent, StepLog};
-pub use schedule::{Decay, ScheduleConfig};
 pub use trained_run::TrainedRun;
 pub use trainer::Trainer;
 pub use trainer_state::{BestMetric, TrainerState, TRAINER_STATE_FILE, TRAINER_STATE_VERSION};

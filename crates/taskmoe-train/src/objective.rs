@@ -18,8 +18,8 @@ use taskmoe_experts::MoeConfig;
 use taskmoe_model::{per_example_loss, ModelConfig, ModelInput, ModelOutput, MultiTaskModel};
 
 use crate::error::{invalid, Result};
-use crate::optim::AdamW;
 use crate::run_config::RunConfig;
+use taskmoe_optim::AdamW;
 
 /// The model input of a batch's tensors.
 pub fn model_input(batch: &TensorBatch) -> ModelInput<'_> {
@@ -110,7 +110,7 @@ impl StepGuard for Unguarded {
         Ok(None)
     }
     fn grad_norm(&mut self, opt: &mut AdamW) -> Result<f64> {
-        opt.grad_norm()
+        Ok(opt.grad_norm()?)
     }
     fn check_grad_norm(&mut self, _: f64) -> Result<Option<String>> {
         Ok(None)

@@ -18,7 +18,7 @@ use crate::config_sections::{
 use crate::error::{invalid, Result};
 use crate::moved_keys::{check_override_keys, migrate_table, refuse_moved};
 use crate::overrides::{apply_overrides, deserialize_layered, merge_tables};
-use crate::schedule::{Decay, ScheduleConfig};
+use taskmoe_optim::{Decay, ScheduleConfig};
 
 /// The keys that hold file paths, by section.
 const PATH_KEYS: [(&str, &str); 4] = [

@@ -10,7 +10,7 @@ use crate::distributed::Distributed;
 use crate::error::{Result, TrainError};
 use crate::nonfinite::{loss_spike, NonFinitePolicy, StepAction};
 use crate::objective::{StepGuard, StepValues};
-use crate::optim::AdamW;
+use taskmoe_optim::AdamW;
 
 /// The guard of one trainer step.
 pub(crate) struct RunGuard<'a> {
@@ -148,7 +148,7 @@ impl StepGuard for RunGuard<'_> {
                 d.sync_grads(opt)?;
                 d.grad_norm(opt)
             }
-            None => opt.grad_norm(),
+            None => Ok(opt.grad_norm()?),
         }
     }
 

@@ -19,7 +19,6 @@ use crate::error::{invalid, Result, TrainError};
 use crate::init::{initialise, trainable};
 use crate::interrupt::interrupted;
 use crate::objective::Objective;
-use crate::optim::AdamW;
 use crate::resume::{config_changes, refuse_changes};
 use crate::run_config::RunConfig;
 use crate::run_data::RunData;
@@ -31,6 +30,7 @@ use crate::run_guard::RunGuard;
 use crate::run_lock::RunLock;
 use crate::run_log::{unix_time, EvalPoint, Progress, RunLog, Silent, StepLog};
 use crate::trainer_state::{TrainerState, TRAINER_STATE_FILE};
+use taskmoe_optim::AdamW;
 
 /// A training run in a run folder.
 pub struct Trainer {
@@ -170,7 +170,7 @@ impl Trainer {
         let mut opt = AdamW::with_partitions(
             trainable(&self.vs, &self.cfg.train.train_only)?,
             self.cfg.optim.adamw(),
-            crate::optim::default_decays,
+            taskmoe_optim::default_decays,
             |name| d.partition(name),
         )?;
         opt.load_tensors(state, &origin)?;

@@ -489,7 +489,7 @@ fn the_step_benchmarks_time_is_the_step_the_trainer_takes() {
     let mut twin = vs;
     twin.copy(trainer.var_store()).unwrap();
     let mut opt =
-        taskmoe_train::AdamW::new(twin.variables().into_iter().collect(), cfg.optim.adamw())
+        taskmoe_optim::AdamW::new(twin.variables().into_iter().collect(), cfg.optim.adamw())
             .unwrap();
     let names: Vec<String> = data.specs.iter().map(|s| s.name.clone()).collect();
     let objective = taskmoe_train::Objective::new(&cfg, &names, tch::Device::Cpu);

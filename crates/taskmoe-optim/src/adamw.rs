@@ -48,7 +48,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::error::{invalid, Result, TrainError};
+use crate::error::{invalid, OptimError, Result};
 
 /// AdamW hyper-parameters other than the learning rate, which is passed to every
 /// [`AdamW::step`] (a schedule computes it).
@@ -478,7 +478,7 @@ impl AdamW {
 
     /// Writes the state to a safetensors file (tensors of [`AdamW::state_tensors`]).
     ///
-    /// The file is not fsynced here; [`crate::CheckpointWriter`] does that for the files of a
+    /// The file is not fsynced here; taskmoe-train's `CheckpointWriter` does that for the files of a
     /// checkpoint.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         Tensor::write_safetensors(&self.state_tensors()?, path.as_ref())?;
@@ -488,7 +488,7 @@ impl AdamW {
     /// Restores the state from a file written by [`AdamW::save`].
     ///
     /// Every parameter must have its three entries with its own shape and kind, and the file
-    /// must hold nothing else; otherwise [`TrainError::StateMismatch`] lists every missing,
+    /// must hold nothing else; otherwise [`OptimError::StateMismatch`] lists every missing,
     /// extra and mis-shaped entry, and the optimizer is left unchanged.
     pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
@@ -548,7 +548,7 @@ impl AdamW {
         }
         problems.extend(saved.keys().map(|k| format!("extra `{k}`")));
         if !problems.is_empty() {
-            return Err(TrainError::StateMismatch {
+            return Err(OptimError::StateMismatch {
                 path: path.to_path_buf(),
                 problems: problems.join("; "),
             });

@@ -1,6 +1,6 @@
 //! AdamW against a plain f64 reference, state save / load and resume, weight-decay groups.
 
-use taskmoe_train::{default_decays, AdamW, AdamWConfig, TrainError};
+use taskmoe_optim::{default_decays, AdamW, AdamWConfig, OptimError};
 use tch::{nn, Kind, Tensor};
 
 /// The update of `torch.optim.AdamW` written out in f64 for one parameter.
@@ -242,7 +242,7 @@ fn load_names_missing_extra_and_misshaped_state() {
     ];
     let mut opt = AdamW::new(other, AdamWConfig::default()).unwrap();
     let err = opt.load(&path).unwrap_err();
-    let TrainError::StateMismatch { problems, .. } = &err else {
+    let OptimError::StateMismatch { problems, .. } = &err else {
         panic!("{err}");
     };
     for expected in [

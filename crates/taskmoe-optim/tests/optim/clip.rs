@@ -1,6 +1,6 @@
 //! Gradient clipping by global norm.
 
-use taskmoe_train::{clip_grad_norm, grad_norm};
+use taskmoe_optim::{clip_grad_norm, grad_norm};
 use tch::{Kind, Tensor};
 
 fn with_grad(values: &[f32]) -> Tensor {

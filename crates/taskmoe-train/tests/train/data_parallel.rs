@@ -100,7 +100,8 @@ fn killed_job(out: &Path, steps: u64, expert_parallel: usize, aux: bool) {
     let exe = std::env::current_exe().unwrap();
     let outs = run_local(2, Duration::from_secs(30), Duration::from_secs(120), |_| {
         let mut c = Command::new(&exe);
-        c.args(["worker", "--exact", "--nocapture", "--test-threads=1"])
+        c.arg(crate::test_name(module_path!(), "worker"))
+            .args(["--exact", "--nocapture", "--test-threads=1"])
             .env(CASE, "train")
             .env(OUT, out)
             .env(EP, expert_parallel.to_string())
@@ -131,7 +132,8 @@ fn job(world: usize, out: &Path, stop_after: Option<u64>, expert_parallel: usize
         Duration::from_secs(120),
         |_| {
             let mut c = Command::new(&exe);
-            c.args(["worker", "--exact", "--nocapture", "--test-threads=1"])
+            c.arg(crate::test_name(module_path!(), "worker"))
+                .args(["--exact", "--nocapture", "--test-threads=1"])
                 .env(CASE, "train")
                 .env(OUT, out)
                 .env(EP, expert_parallel.to_string())
@@ -277,7 +279,8 @@ fn every_rank_records_rank0s_best_and_restores_it() {
     let exe = std::env::current_exe().unwrap();
     let outs = run_local(2, Duration::from_secs(30), Duration::from_secs(120), |_| {
         let mut c = Command::new(&exe);
-        c.args(["worker", "--exact", "--nocapture", "--test-threads=1"])
+        c.arg(crate::test_name(module_path!(), "worker"))
+            .args(["--exact", "--nocapture", "--test-threads=1"])
             .env(CASE, "best")
             .env(OUT, &out);
         c

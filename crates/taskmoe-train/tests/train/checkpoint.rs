@@ -4,9 +4,10 @@
 use std::fs;
 use std::path::Path;
 
+use taskmoe_optim::{AdamW, AdamWConfig};
 use taskmoe_train::{
-    checkpoint_dir, latest_verified, list_checkpoints, resolve_checkpoint, AdamW, AdamWConfig,
-    Checkpoint, CheckpointWriter, TrainError, TrainerState, MANIFEST_FILE, TRAINER_STATE_FILE,
+    checkpoint_dir, latest_verified, list_checkpoints, resolve_checkpoint, Checkpoint,
+    CheckpointWriter, TrainError, TrainerState, MANIFEST_FILE, TRAINER_STATE_FILE,
 };
 use tch::{Kind, Tensor};
 

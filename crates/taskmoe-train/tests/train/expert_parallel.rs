@@ -34,9 +34,10 @@ fn layer(vs: &nn::VarStore) -> MoeLayer {
         expert_dropout: 0.0,
         num_shared_experts: 0,
     };
-    // This process's own generator (each rank is a fresh process): same seed, same weights.
-    tch::manual_seed(7);
-    MoeLayer::new(vs.root() / "moe", &cfg, D as usize, 2).unwrap()
+    // Same seed, same weights, in every rank's process and beside the binary's other tests.
+    taskmoe_device::seeded(7, || {
+        MoeLayer::new(vs.root() / "moe", &cfg, D as usize, 2).unwrap()
+    })
 }
 
 fn inputs() -> (Tensor, Tensor) {
@@ -196,7 +197,8 @@ fn an_expert_parallel_layer_equals_the_single_process_layer() {
     let exe = std::env::current_exe().unwrap();
     let outs = run_local(2, Duration::from_secs(20), Duration::from_secs(60), |_| {
         let mut c = Command::new(&exe);
-        c.args(["worker", "--exact", "--nocapture", "--test-threads=1"])
+        c.arg(crate::test_name(module_path!(), "worker"))
+            .args(["--exact", "--nocapture", "--test-threads=1"])
             .env(CASE, "layer");
         c
     })

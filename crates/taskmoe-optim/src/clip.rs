@@ -5,7 +5,7 @@
 //! `max_norm / (norm + 1e-6)`. A NaN or infinite norm is returned to the caller and the
 //! gradients are left as they are: scaling by a non-finite factor would only spread the damage,
 //! and hiding it would let a diverged run continue silently. The caller decides through its
-//! [`crate::NonFinitePolicy`].
+//! `NonFinitePolicy` (taskmoe-train).
 
 use tch::{Kind, Tensor};
 

@@ -1,6 +1,6 @@
 //! Learning-rate schedules at their boundary steps, and the config format.
 
-use taskmoe_train::{Decay, ScheduleConfig};
+use taskmoe_optim::{Decay, ScheduleConfig};
 
 fn close(a: f64, b: f64) {
     assert!((a - b).abs() < 1e-15, "{a} != {b}");

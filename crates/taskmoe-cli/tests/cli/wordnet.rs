@@ -9,8 +9,7 @@
 use std::path::Path;
 use std::process::Command;
 
-mod common;
-use common::minilm;
+use crate::common::minilm;
 
 #[test]
 fn train_reads_the_wordnet_registry() {

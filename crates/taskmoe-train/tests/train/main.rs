@@ -1,0 +1,26 @@
+//! taskmoe-train's integration tests as one binary (`cargo test -p taskmoe-train --test
+//! train`): one link of libtorch instead of one per file. The catalogue is docs/testing.md.
+//!
+//! Tests share the process, so none depends on how process-global state interleaves: the
+//! trainer holds `taskmoe_device::lock_global_rng()` while it seeds and draws, and so does
+//! every test here that draws from libtorch's generator; the trainers here run with
+//! `runtime.threads = 1`. The data- and expert-parallel tests start this binary again as ranks,
+//! each selecting its worker by its full test name ([`test_name`]).
+
+mod checkpoint;
+mod config_layers;
+mod data_parallel;
+mod expert_parallel;
+mod router_gradient;
+mod state;
+mod trainer;
+mod transfer;
+
+/// The name `--exact` selects test `name` of the module at `module` (`module_path!()`) by:
+/// the path below the binary's root.
+pub fn test_name(module: &str, name: &str) -> String {
+    match module.split_once("::") {
+        Some((_binary, path)) => format!("{path}::{name}"),
+        None => name.to_string(),
+    }
+}
