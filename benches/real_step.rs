@@ -40,14 +40,17 @@ use std::time::Instant;
 
 use taskmoe_data::{TensorBatch, TextTokenizer};
 use taskmoe_kernels::GemmPath;
-use taskmoe_model::{import_bert, HeadKind, HeadSpec, MultiTaskModel};
+use taskmoe_model::{import_bert, MultiTaskModel};
 use taskmoe_optim::AdamW;
-use taskmoe_train::{model_input, Objective, RunConfig, Timed};
+use taskmoe_train::{model_input, Objective, RunConfig};
 use tch::{nn, Device, Kind, Tensor};
 
 #[path = "common.rs"]
 mod common;
+#[path = "step_common.rs"]
+mod step_common;
 use common::{peak_rss_mib, threads};
+use step_common::{classification_heads, flag_value, timed_step};
 
 const CLASSES: usize = 3;
 
@@ -190,27 +193,6 @@ impl Inputs {
 
 /// The trainer's own step ([`Objective::step`]) at the peak learning rate; (forward +
 /// backward ms, optimizer ms).
-fn train_step(
-    model: &MultiTaskModel,
-    opt: &mut AdamW,
-    objective: &Objective,
-    cfg: &RunConfig,
-    x: &Inputs,
-) -> (f64, f64) {
-    let mut timed = Timed::default();
-    let start = Instant::now();
-    let outcome = objective
-        .step(model, opt, &x.batch, cfg.schedule.peak_lr, &mut timed)
-        .unwrap();
-    let end = Instant::now();
-    assert!(outcome.skipped.is_none() && outcome.values.loss.is_finite());
-    let mid = timed.backward_done.expect("the step ran backward");
-    (
-        (mid - start).as_secs_f64() * 1e3,
-        (end - mid).as_secs_f64() * 1e3,
-    )
-}
-
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -221,14 +203,7 @@ fn run_point(text: &str, runs: usize, reps: usize) {
     tch::manual_seed(0);
     let spec = Spec::parse(text);
     let cfg = spec.config();
-    let heads: Vec<HeadSpec> = (0..spec.tasks)
-        .map(|i| HeadSpec {
-            name: format!("task{i}"),
-            kind: HeadKind::Classification {
-                num_labels: CLASSES,
-            },
-        })
-        .collect();
+    let heads = classification_heads(spec.tasks, CLASSES);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = MultiTaskModel::new(&vs.root(), &cfg.model, &heads).unwrap();
     import_bert(&model, &vs, &minilm_dir(), cfg.init.upcycle_noise).unwrap();
@@ -251,13 +226,14 @@ fn run_point(text: &str, runs: usize, reps: usize) {
         );
         for i in 0..2 {
             tch::manual_seed(i);
-            train_step(&model, &mut opt, &objective, &cfg, &x);
+            timed_step(&model, &mut opt, &objective, &x.batch, cfg.schedule.peak_lr);
         }
         for g in 0..reps {
             let (mut s, mut f, mut o) = (Vec::new(), Vec::new(), Vec::new());
             for i in 0..runs {
                 tch::manual_seed((100 + g * runs + i) as i64);
-                let (fb, op) = train_step(&model, &mut opt, &objective, &cfg, &x);
+                let (fb, op) =
+                    timed_step(&model, &mut opt, &objective, &x.batch, cfg.schedule.peak_lr);
                 s.push(fb + op);
                 f.push(fb);
                 o.push(op);
@@ -631,12 +607,7 @@ fn layers(runs: usize, rounds: usize) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let value = |flag: &str| flag_value(&args, flag);
     let runs = value("--runs").and_then(|r| r.parse().ok()).unwrap_or(5);
     let reps = value("--reps").and_then(|r| r.parse().ok()).unwrap_or(3);
     if args.iter().any(|a| a == "--summary") {

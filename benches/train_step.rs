@@ -34,12 +34,15 @@ use taskmoe_data::TensorBatch;
 use taskmoe_model::{param_report, HeadKind, HeadSpec, ModelConfig, MultiTaskModel, Variant};
 use taskmoe_optim::{AdamW, AdamWConfig};
 use taskmoe_router::RouterKind;
-use taskmoe_train::{model_input, Objective, Timed};
+use taskmoe_train::{model_input, Objective};
 use tch::{nn, Device, Kind, Tensor};
 
 #[path = "common.rs"]
 mod common;
+#[path = "step_common.rs"]
+mod step_common;
 use common::{peak_rss_mib, threads};
+use step_common::{classification_heads, flag_value, timed_step};
 
 /// Classes of every task's head.
 const CLASSES: usize = 3;
@@ -142,49 +145,12 @@ fn random_batch(spec: &Spec, vocab: usize) -> TensorBatch {
     }
 }
 
-/// Times of one step in milliseconds: forward + backward, and the optimizer (clipping,
-/// AdamW, zeroing the gradients).
-struct StepTimes {
-    fwd_bwd: f64,
-    opt: f64,
-}
-
-/// The trainer's own step ([`Objective::step`]), timed.
-fn train_step(
-    model: &MultiTaskModel,
-    opt: &mut AdamW,
-    objective: &Objective,
-    x: &TensorBatch,
-) -> StepTimes {
-    let mut timed = Timed::default();
-    let start = Instant::now();
-    let outcome = objective.step(model, opt, x, LR, &mut timed).unwrap();
-    let end = Instant::now();
-    assert!(
-        outcome.skipped.is_none()
-            && outcome.values.loss.is_finite()
-            && outcome.grad_norm.is_finite()
-    );
-    let mid = timed.backward_done.expect("the step ran backward");
-    StepTimes {
-        fwd_bwd: (mid - start).as_secs_f64() * 1e3,
-        opt: (end - mid).as_secs_f64() * 1e3,
-    }
-}
-
 fn run_point(text: &str, runs: usize) {
     tch::set_num_threads(threads());
     tch::manual_seed(0);
     let spec = Spec::parse(text);
     let cfg = spec.config();
-    let heads: Vec<HeadSpec> = (0..spec.tasks)
-        .map(|i| HeadSpec {
-            name: format!("task{i}"),
-            kind: HeadKind::Classification {
-                num_labels: CLASSES,
-            },
-        })
-        .collect();
+    let heads = classification_heads(spec.tasks, CLASSES);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = MultiTaskModel::new(&vs.root(), &cfg, &heads).unwrap();
     let report = param_report(&cfg, &heads, spec.len as usize);
@@ -202,9 +168,9 @@ fn run_point(text: &str, runs: usize) {
         );
         for i in 0..runs + 2 {
             tch::manual_seed(i as i64);
-            let t = train_step(&model, &mut opt, &objective, &x);
+            let (fwd_bwd, opt_ms) = timed_step(&model, &mut opt, &objective, &x, LR);
             if i >= 2 {
-                times.push((t.fwd_bwd + t.opt, t.fwd_bwd, t.opt));
+                times.push((fwd_bwd + opt_ms, fwd_bwd, opt_ms));
             }
         }
     } else {
@@ -482,12 +448,7 @@ fn summary(quick: bool, python: Option<&str>) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let value = |flag: &str| flag_value(&args, flag);
     let runs = value("--runs").and_then(|r| r.parse().ok()).unwrap_or(5);
     if args.iter().any(|a| a == "--summary") {
         summary(

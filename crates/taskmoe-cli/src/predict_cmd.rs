@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use taskmoe_data::{read_inputs, Batch, EncodedExample, Format, InputTask, TaskData};
 use taskmoe_eval::{predictions, Answer};
-use taskmoe_model::ModelInput;
-use taskmoe_train::Inference;
+use taskmoe_train::{model_input, Inference};
 
 use crate::checkpoint_arg::CheckpointArgs;
 
@@ -127,18 +126,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             let batch =
                 Batch::from_examples(chunk.iter().map(|e| (data.task_id, e)), seq_len, inf.pad_id)?;
             let t = batch.to_tensors(device)?;
-            let logits = tch::no_grad(|| {
-                inf.model.forward(
-                    &ModelInput {
-                        input_ids: &t.input_ids,
-                        attention_mask: &t.attention_mask,
-                        token_type_ids: Some(&t.token_type_ids),
-                        task_ids: &t.task_ids,
-                    },
-                    false,
-                )
-            })?
-            .logits;
+            let logits = tch::no_grad(|| inf.model.forward(&model_input(&t), false))?.logits;
             let members: Vec<&EncodedExample> = chunk.iter().collect();
             for p in predictions(spec, &logits, &members) {
                 let index = p.index as usize;

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::Result;
 use taskmoe_data::{Batch, EncodedExample};
-use taskmoe_model::{per_example_loss, ModelInput};
-use taskmoe_train::{resolve_checkpoint, TrainedRun};
+use taskmoe_model::per_example_loss;
+use taskmoe_train::{model_input, resolve_checkpoint, TrainedRun};
 use tch::{Device, Kind};
 
 /// A trained model loaded from a run folder's newest usable checkpoint (on the CPU).
@@ -33,15 +33,7 @@ impl TrainedModel {
         )?;
         let t = batch.to_tensors(Device::Cpu)?;
         let loss = tch::no_grad(|| -> Result<f64> {
-            let out = self.run.model.forward(
-                &ModelInput {
-                    input_ids: &t.input_ids,
-                    attention_mask: &t.attention_mask,
-                    token_type_ids: Some(&t.token_type_ids),
-                    task_ids: &t.task_ids,
-                },
-                false,
-            )?;
+            let out = self.run.model.forward(&model_input(&t), false)?;
             let per = per_example_loss(
                 &out.logits,
                 &t.class_labels,

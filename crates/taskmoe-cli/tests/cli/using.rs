@@ -38,6 +38,19 @@ fn fails(output: Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// `taskmoe predict` on `input` from `source` (`--checkpoint DIR` or `--run DIR`), then `rest`.
+fn predict(source: (&str, &Path), input: &Path, rest: &[&str]) -> Output {
+    let mut args = vec![
+        "predict",
+        source.0,
+        source.1.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ];
+    args.extend_from_slice(rest);
+    taskmoe(&args)
+}
+
 fn jsonl(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -195,15 +208,11 @@ fn a_model_trained_on_jsonl_predicts_from_a_copied_checkpoint_after_the_data_mov
         "{\"uid\": \"q1\", \"text\": \"very good film\"}\n\n{\"text\": \"awful plot\"}\n",
     )
     .unwrap();
-    let (stdout, _) = ok(taskmoe(&[
-        "predict",
-        "--checkpoint",
-        copy.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--task",
-        "sent",
-    ]));
+    let (stdout, _) = ok(predict(
+        ("--checkpoint", &copy),
+        &input,
+        &["--task", "sent"],
+    ));
     let rows = jsonl(&stdout);
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["id"], "q1");
@@ -226,17 +235,16 @@ fn a_model_trained_on_jsonl_predicts_from_a_copied_checkpoint_after_the_data_mov
     )
     .unwrap();
     let written = root.join("mixed.jsonl");
-    ok(taskmoe(&[
-        "predict",
-        "--checkpoint",
-        copy.to_str().unwrap(),
-        "--input",
-        mixed.to_str().unwrap(),
-        "--task-field",
-        "task",
-        "--output",
-        written.to_str().unwrap(),
-    ]));
+    ok(predict(
+        ("--checkpoint", &copy),
+        &mixed,
+        &[
+            "--task-field",
+            "task",
+            "--output",
+            written.to_str().unwrap(),
+        ],
+    ));
     let rows = jsonl(&std::fs::read_to_string(&written).unwrap());
     assert!(
         rows[0]["value"].is_number() && rows[0]["task"] == "sim",
@@ -247,40 +255,24 @@ fn a_model_trained_on_jsonl_predicts_from_a_copied_checkpoint_after_the_data_mov
         "{rows:?}"
     );
     // Errors name file, line and field.
-    let err = fails(taskmoe(&[
-        "predict",
-        "--checkpoint",
-        copy.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--task",
-        "nope",
-    ]));
+    let err = fails(predict(
+        ("--checkpoint", &copy),
+        &input,
+        &["--task", "nope"],
+    ));
     assert!(
         err.contains("unknown task `nope`") && err.contains("sent, sim"),
         "{err}"
     );
     let bad = root.join("bad.jsonl");
     std::fs::write(&bad, "{\"text\": \"good\"}\n{\"txt\": \"bad\"}\n").unwrap();
-    let err = fails(taskmoe(&[
-        "predict",
-        "--checkpoint",
-        copy.to_str().unwrap(),
-        "--input",
-        bad.to_str().unwrap(),
-        "--task",
-        "sent",
-    ]));
+    let err = fails(predict(("--checkpoint", &copy), &bad, &["--task", "sent"]));
     assert!(err.contains("bad.jsonl:2: missing field `text`"), "{err}");
-    let err = fails(taskmoe(&[
-        "predict",
-        "--checkpoint",
-        copy.to_str().unwrap(),
-        "--input",
-        mixed.to_str().unwrap(),
-        "--task-field",
-        "kind",
-    ]));
+    let err = fails(predict(
+        ("--checkpoint", &copy),
+        &mixed,
+        &["--task-field", "kind"],
+    ));
     assert!(err.contains("mixed.tsv:1: missing field `kind`"), "{err}");
 
     // eval of the copy says the data is gone, and works with the data pointed at.
@@ -323,15 +315,7 @@ fn a_synthetic_run_predicts_and_exports() {
     assert!(run.join("checkpoint-3/vocab.txt").exists());
     let input = out.join("in.csv");
     std::fs::write(&input, "sentence\n\"w1 w2 w3\"\nw4 w5\n").unwrap();
-    let (stdout, _) = ok(taskmoe(&[
-        "predict",
-        "--run",
-        run.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--task",
-        "lexicon_hi0",
-    ]));
+    let (stdout, _) = ok(predict(("--run", &run), &input, &["--task", "lexicon_hi0"]));
     let rows = jsonl(&stdout);
     assert_eq!(rows.len(), 2);
     assert!(["0", "1"].contains(&rows[0]["label"].as_str().unwrap()));
@@ -344,17 +328,9 @@ fn a_synthetic_run_predicts_and_exports() {
         .join(" ");
     std::fs::write(&input, format!("sentence\nw1 w2\n{long}\n")).unwrap();
     let predict = |task: &str, extra: &[&str]| {
-        let mut args = vec![
-            "predict",
-            "--run",
-            run.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--task",
-        ];
-        args.push(task);
-        args.extend_from_slice(extra);
-        taskmoe(&args)
+        let mut rest = vec!["--task", task];
+        rest.extend_from_slice(extra);
+        predict(("--run", &run), &input, &rest)
     };
     let err = fails(predict("lexicon_unseen0", &[]));
     assert!(

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{nn, Device, Kind};
 
-use taskmoe_model::{per_example_loss, ModelInput, MultiTaskModel, Variant};
+use taskmoe_model::{per_example_loss, MultiTaskModel, Variant};
 use taskmoe_train::{RunConfig, RunData, Trainer};
 
 fn root() -> PathBuf {
@@ -70,15 +70,7 @@ fn router_gradients(
     let batch = data.sampler(cfg).unwrap().batch(0);
     let t = batch.to_tensors(Device::Cpu).unwrap();
     let out = model
-        .forward(
-            &ModelInput {
-                input_ids: &t.input_ids,
-                attention_mask: &t.attention_mask,
-                token_type_ids: Some(&t.token_type_ids),
-                task_ids: &t.task_ids,
-            },
-            true,
-        )
+        .forward(&taskmoe_train::model_input(&t), true)
         .unwrap();
     per_example_loss(
         &out.logits,
@@ -194,15 +186,7 @@ fn glue_minilm_upcycling_is_exact_at_step_zero_and_its_routers_learn() {
         let t = batch.to_tensors(Device::Cpu).unwrap();
         let pooled = trainer
             .model()
-            .forward(
-                &ModelInput {
-                    input_ids: &t.input_ids,
-                    attention_mask: &t.attention_mask,
-                    token_type_ids: Some(&t.token_type_ids),
-                    task_ids: &t.task_ids,
-                },
-                false,
-            )
+            .forward(&taskmoe_train::model_input(&t), false)
             .unwrap()
             .pooled;
         (cfg, data, trainer, pooled)

@@ -1,0 +1,55 @@
+//! Helpers of the two training-step benches (`train_step`, `real_step`; each includes this file
+//! as `mod step_common`): the one timed step and the heads and flags both build.
+
+use std::time::Instant;
+
+use taskmoe_data::TensorBatch;
+use taskmoe_model::{HeadKind, HeadSpec, MultiTaskModel};
+use taskmoe_optim::AdamW;
+use taskmoe_train::{Objective, Timed};
+
+/// Milliseconds of one training step ([`Objective::step`], the trainer's step), split where
+/// backward ended: `(forward + backward, clip + optimizer)`. Asserts the step was applied with
+/// a finite loss and gradient norm.
+pub fn timed_step(
+    model: &MultiTaskModel,
+    opt: &mut AdamW,
+    objective: &Objective,
+    batch: &TensorBatch,
+    lr: f64,
+) -> (f64, f64) {
+    let mut timed = Timed::default();
+    let start = Instant::now();
+    let outcome = objective.step(model, opt, batch, lr, &mut timed).unwrap();
+    let end = Instant::now();
+    assert!(
+        outcome.skipped.is_none()
+            && outcome.values.loss.is_finite()
+            && outcome.grad_norm.is_finite()
+    );
+    let mid = timed.backward_done.expect("the step ran backward");
+    (
+        (mid - start).as_secs_f64() * 1e3,
+        (end - mid).as_secs_f64() * 1e3,
+    )
+}
+
+/// `tasks` classification heads of `classes` labels, named `task0`, `task1`, ...
+pub fn classification_heads(tasks: usize, classes: usize) -> Vec<HeadSpec> {
+    (0..tasks)
+        .map(|i| HeadSpec {
+            name: format!("task{i}"),
+            kind: HeadKind::Classification {
+                num_labels: classes,
+            },
+        })
+        .collect()
+}
+
+/// The value after `flag` on the command line, if any.
+pub fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
