@@ -1,93 +1,20 @@
 //! What every experiment shares: the loaded settings, where reports go, how runs are started.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use taskmoe_data::synthetic::{SyntheticBenchmark, TaskRole};
 use taskmoe_model::param_report;
 use taskmoe_train::{DataSource, RunConfig, RunData};
 
-use crate::config::Loaded;
 use taskmoe_data::MixtureSpec;
+
+use crate::config::Loaded;
+use crate::experiment::Experiment;
+use crate::runner::Runner;
 
 /// The first tuning seed ([`ExperimentContext::tuning_seeds`]).
 pub const TUNING_SEED_BASE: u64 = 1000;
-use crate::report::Report;
-use crate::runner::Runner;
-use crate::{low_resource, unrelated, unseen};
-
-/// One of the three experiments.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Experiment {
-    /// Low-resource transfer.
-    LowResource,
-    /// Few-shot transfer to unseen tasks.
-    Unseen,
-    /// Robustness to unrelated tasks.
-    Unrelated,
-}
-
-impl Experiment {
-    /// Every experiment, in the order `all` runs them.
-    pub const ALL: [Experiment; 3] = [
-        Experiment::LowResource,
-        Experiment::Unseen,
-        Experiment::Unrelated,
-    ];
-
-    /// `low-resource`, `unseen`, `unrelated`, or `all` (every experiment).
-    pub fn parse_list(name: &str) -> Result<Vec<Experiment>> {
-        Ok(match name {
-            "low-resource" => vec![Experiment::LowResource],
-            "unseen" => vec![Experiment::Unseen],
-            "unrelated" => vec![Experiment::Unrelated],
-            "all" => Experiment::ALL.to_vec(),
-            other => bail!(
-                "unknown experiment `{other}`: expected low-resource, unseen, unrelated or all"
-            ),
-        })
-    }
-
-    /// The experiment's name, also its report folder.
-    pub fn name(self) -> &'static str {
-        match self {
-            Experiment::LowResource => "low-resource",
-            Experiment::Unseen => "unseen",
-            Experiment::Unrelated => "unrelated",
-        }
-    }
-
-    /// Runs it and writes its report into `<out>/<name>/`.
-    pub fn run(self, ctx: &ExperimentContext) -> Result<Report> {
-        let mut report = match self {
-            Experiment::LowResource => low_resource::run(ctx),
-            Experiment::Unseen => unseen::run(ctx),
-            Experiment::Unrelated => unrelated::run(ctx),
-        }
-        .with_context(|| format!("experiment {}", self.name()))?;
-        // Every number of the report is only as good as the configuration behind it: the
-        // resolved base run (each arm's own is in its run folder) goes into the report.
-        let base = ctx.loaded.run.to_toml();
-        let _ = write!(
-            report.markdown,
-            "\n## The resolved base run configuration\n\nEvery arm starts from this (also \
-             `base-run.resolved.toml`; each arm's own configuration is in its run folder, \
-             `checkpoint-*/config.toml`).\n\n```toml\n{base}```\n"
-        );
-        let dir = ctx.dir(self);
-        report.write(&dir)?;
-        crate::verdicts::write(&ctx.out)?;
-        for (file, text) in [
-            ("settings.toml", ctx.loaded.settings_toml.as_str()),
-            ("base-run.resolved.toml", base.as_str()),
-        ] {
-            std::fs::write(dir.join(file), text)
-                .with_context(|| format!("writing {}", dir.join(file).display()))?;
-        }
-        Ok(report)
-    }
-}
 
 /// The settings, the output folder and the `taskmoe` binary that trains the arms.
 #[derive(Clone, Debug)]

@@ -48,8 +48,10 @@
 
 pub mod config;
 mod context;
+mod experiment;
 pub mod low_resource;
 pub mod plot;
+mod protocol;
 pub mod report;
 pub mod results;
 pub mod runner;
@@ -60,6 +62,7 @@ pub mod unseen;
 pub mod verdicts;
 
 pub use config::{Arm, ExperimentConfig, Loaded, Profile};
-pub use context::{Experiment, ExperimentContext};
+pub use context::ExperimentContext;
+pub use experiment::Experiment;
 pub use report::Report;
 pub use runner::{Job, Runner};

@@ -24,7 +24,8 @@ use taskmoe_router::RouterKind;
 use taskmoe_train::{RunConfig, TestCheckpoint};
 
 use crate::config::Arm;
-use crate::context::{Experiment, ExperimentContext};
+use crate::context::ExperimentContext;
+use crate::experiment::Experiment;
 use crate::plot::{line_chart, Series};
 use crate::report::{header, md_table, Report};
 use crate::results::RunResult;

@@ -19,7 +19,7 @@ pub struct Report {
     /// What the command prints: the main tables and the primary contrast.
     pub summary: String,
     /// The claim's primary contrast (also under `primary` in `results.json`), decided with
-    /// the other claims' by [`crate::verdicts`].
+    /// the other claims' (`verdicts.rs`).
     pub primary: Option<crate::stats::PrimaryContrast>,
 }
 

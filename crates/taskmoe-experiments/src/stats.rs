@@ -1,7 +1,7 @@
 //! Means, spreads and paired comparisons over seeds, and the decision rule of the claims.
 //!
 //! Each claim has one **primary contrast** declared before anything runs (task-MoE minus
-//! dense, on the metric the claim names; see [`crate::verdicts`]). The three primary contrasts
+//! dense, on the metric the claim names; see `verdicts.rs`). The three primary contrasts
 //! are decided together: two-sided paired t-tests, **Holm's** step-down correction over the
 //! three at family-wise level [`ALPHA`], and
 //! - **held** when the Holm-corrected interval lies above 0,

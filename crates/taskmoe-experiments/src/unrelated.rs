@@ -28,7 +28,8 @@ use taskmoe_train::RunData;
 use tch::Device;
 
 use crate::config::Arm;
-use crate::context::{Experiment, ExperimentContext};
+use crate::context::ExperimentContext;
+use crate::experiment::Experiment;
 use crate::report::{header, md_table, Report};
 use crate::results::{mean_overlap, BlockRouting};
 use crate::runner::Job;

@@ -33,7 +33,8 @@ use taskmoe_data::synthetic::TaskRole;
 use taskmoe_train::{RunConfig, RunData};
 
 use crate::config::Arm;
-use crate::context::{Experiment, ExperimentContext};
+use crate::context::ExperimentContext;
+use crate::experiment::Experiment;
 use crate::plot::{line_chart, Series};
 use crate::report::{header, md_table, Report};
 use crate::results::RunResult;

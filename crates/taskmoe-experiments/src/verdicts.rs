@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::context::Experiment;
+use crate::experiment::Experiment;
 use crate::report::{header, md_table};
 use crate::stats::{
     decide, min_detectable_effect, seeds_needed, Decision, PrimaryContrast, Summary, ALPHA,

@@ -488,7 +488,7 @@ pub fn resolve_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
 /// Deletes the temporary directories (`.tmp-checkpoint-{step}-{pid}*`) that this process or a
 /// process no longer alive left in `run_dir`; those of other live processes stay. Returns how
 /// many were deleted.
-pub fn clean_stale_temp_dirs(run_dir: impl AsRef<Path>) -> Result<usize> {
+pub(crate) fn clean_stale_temp_dirs(run_dir: impl AsRef<Path>) -> Result<usize> {
     let run_dir = run_dir.as_ref();
     let mut removed = 0;
     for item in fs::read_dir(run_dir).map_err(io_err(run_dir))? {

@@ -69,7 +69,7 @@ fn field_docs(source: &str) -> BTreeMap<(String, String), String> {
 /// The documentation of every key of the run configuration, by dotted key (`train.steps`,
 /// `model.moe.router.k`); a table's own key (`model.moe`) holds the doc of the field that
 /// holds it.
-pub fn key_docs() -> BTreeMap<String, String> {
+pub(crate) fn key_docs() -> BTreeMap<String, String> {
     let mut by_field = BTreeMap::new();
     for source in sources() {
         by_field.extend(field_docs(source));

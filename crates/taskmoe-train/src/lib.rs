@@ -68,10 +68,10 @@ mod trainer_state;
 
 pub use assets::RunAssets;
 pub use checkpoint::{
-    checkpoint_dir, clean_stale_temp_dirs, latest_verified, list_checkpoints, resolve_checkpoint,
-    Checkpoint, CheckpointFiles, CheckpointWriter, Latest, Manifest, ManifestEntry, MANIFEST_FILE,
+    checkpoint_dir, latest_verified, list_checkpoints, resolve_checkpoint, Checkpoint,
+    CheckpointFiles, CheckpointWriter, Latest, Manifest, ManifestEntry, MANIFEST_FILE,
 };
-pub use config_docs::{annotate, key_docs};
+pub use config_docs::annotate;
 pub use config_sections::{
     CheckpointConfig, EvalConfig, InitConfig, OptimConfig, OutputConfig, RuntimeConfig,
     TestCheckpoint, TrainConfig,
@@ -80,17 +80,15 @@ pub use distributed::{Distributed, ExpertGroup};
 pub use error::{Result, TrainError};
 pub use inference::{checkpoint_tokenizer, Inference};
 pub use interrupt::{clear_interrupt, install_interrupt_handler, interrupted, request_interrupt};
-pub use moved_keys::{migrate_table, moved_key, MOVED_KEYS};
-pub use nonfinite::{
-    loss_spike, NonFinitePolicy, StepAction, LOSS_MEDIAN_FLOOR, LOSS_WINDOW, LOSS_WINDOW_MIN,
-};
+pub use moved_keys::{migrate_table, MOVED_KEYS};
+pub use nonfinite::{NonFinitePolicy, StepAction};
 pub use objective::{
     model_input, BatchLoss, Objective, StepGuard, StepOutcome, StepValues, Timed, Unguarded,
 };
-pub use overrides::{apply_overrides, deserialize_layered, deserialize_with_path, merge_tables};
-pub use resume::{config_changes, rewind_log, superseded_path, KeyChange, RESUMABLE_KEYS};
+pub use overrides::{apply_overrides, deserialize_layered, merge_tables};
+pub use resume::RESUMABLE_KEYS;
 pub use run_config::{DataConfig, DataSource, RunConfig};
-pub use run_data::{load_tokenizer, RunData, SkippedRows};
+pub use run_data::{RunData, SkippedRows};
 pub use run_folder::{
     EVAL_FILE, METRICS_FILE, MODEL_CARD_FILE, MODEL_FILE, OPTIMIZER_FILE, RUN_CONFIG_FILE,
     TASKS_FILE, TOKENIZER_JSON, VOCAB_TXT,

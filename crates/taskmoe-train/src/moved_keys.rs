@@ -30,7 +30,7 @@ pub const MOVED_KEYS: &[(&str, &str)] = &[
 
 /// The new name of `key` if it (or a table above it) moved: `train.schedule.peak_lr` ->
 /// `schedule.peak_lr`.
-pub fn moved_key(key: &str) -> Option<String> {
+pub(crate) fn moved_key(key: &str) -> Option<String> {
     MOVED_KEYS.iter().find_map(|(old, new)| {
         let rest = key.strip_prefix(old)?;
         (rest.is_empty() || rest.starts_with('.')).then(|| format!("{new}{rest}"))

@@ -48,20 +48,20 @@ impl NonFinitePolicy {
 
 /// Losses of applied steps kept for the running median of the spike check
 /// ([`crate::TrainerState::recent_losses`]).
-pub const LOSS_WINDOW: usize = 100;
+pub(crate) const LOSS_WINDOW: usize = 100;
 
 /// Losses needed in the window before the spike check applies.
-pub const LOSS_WINDOW_MIN: usize = 10;
+pub(crate) const LOSS_WINDOW_MIN: usize = 10;
 
 /// The least median the spike check compares against: a run whose losses fell to almost zero
 /// (a learned toy task) does not make an ordinary loss of 0.01 look like an explosion.
-pub const LOSS_MEDIAN_FLOOR: f64 = 1e-3;
+pub(crate) const LOSS_MEDIAN_FLOOR: f64 = 1e-3;
 
 /// The running median of `recent` when the finite `loss` is over `factor` times it (the median
 /// floored at [`LOSS_MEDIAN_FLOOR`]): a loss that exploded without (yet) overflowing, treated like
 /// a non-finite one. `None` when `factor` is 0 (the check is off), fewer than
 /// [`LOSS_WINDOW_MIN`] losses are known, or the loss is within bounds.
-pub fn loss_spike(recent: &[f64], loss: f64, factor: f64) -> Option<f64> {
+pub(crate) fn loss_spike(recent: &[f64], loss: f64, factor: f64) -> Option<f64> {
     if factor <= 0.0 || recent.len() < LOSS_WINDOW_MIN || !loss.is_finite() {
         return None;
     }

@@ -104,16 +104,8 @@ fn parse_value(raw: &str) -> toml::Value {
 }
 
 /// Deserializes `table` into `T`, naming the key path of any error (`train.steps: invalid
-/// type...`, `unknown key train.stepz, expected one of ...`) and `origin` (the file).
-pub fn deserialize_with_path<T: serde::de::DeserializeOwned>(
-    table: toml::Table,
-    origin: &str,
-) -> Result<T> {
-    deserialize_layered(table, origin, &[])
-}
-
-/// [`deserialize_with_path`] for a table that `overrides` (`key.path=value`) were applied to:
-/// an error at a key one of them set names that `--set` instead of the file.
+/// type...`, `unknown key train.stepz, expected one of ...`) and `origin` (the file); an error
+/// at a key one of `overrides` (`key.path=value`) set names that `--set` instead of the file.
 pub fn deserialize_layered<T: serde::de::DeserializeOwned>(
     table: toml::Table,
     origin: &str,

@@ -40,7 +40,7 @@ pub const RESUMABLE_KEYS: &[&str] = &[
 
 /// One key whose value differs between two configurations.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyChange {
+pub(crate) struct KeyChange {
     /// The dotted key (`train.seed`, `model.moe.num_experts`).
     pub key: String,
     /// Its value in the saved configuration (`(absent)` when it has none).
@@ -59,7 +59,7 @@ impl std::fmt::Display for KeyChange {
 /// resume (outside [`RESUMABLE_KEYS`]), in key order. The learning-rate schedule is compared
 /// resolved, so a changed `train.steps` appears as `schedule.total_steps` when the
 /// schedule follows the run's length.
-pub fn config_changes(saved: &RunConfig, now: &RunConfig) -> Vec<KeyChange> {
+pub(crate) fn config_changes(saved: &RunConfig, now: &RunConfig) -> Vec<KeyChange> {
     let flat = |cfg: &RunConfig| {
         let mut cfg = cfg.clone();
         cfg.schedule = cfg.optimizer_schedule();
@@ -199,7 +199,7 @@ fn logged_steps(path: &Path) -> usize {
 
 /// The file that keeps the lines a resume took out of `log`: `metrics.jsonl` ->
 /// `metrics.superseded.jsonl`.
-pub fn superseded_path(log: &Path) -> PathBuf {
+pub(crate) fn superseded_path(log: &Path) -> PathBuf {
     let stem = log
         .file_stem()
         .map_or_else(Default::default, |s| s.to_string_lossy().into_owned());
@@ -210,7 +210,7 @@ pub fn superseded_path(log: &Path) -> PathBuf {
 /// `step` of at most `step` stay; the others (the steps the resumed run takes again, and a line
 /// cut short by a kill) are appended to [`superseded_path`] before the log is replaced
 /// atomically, so no line is ever deleted. Returns how many lines moved.
-pub fn rewind_log(path: &Path, step: u64) -> Result<usize> {
+pub(crate) fn rewind_log(path: &Path, step: u64) -> Result<usize> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),

@@ -331,7 +331,7 @@ impl RunData {
 
 /// Loads a tokenizer file: a WordPiece `vocab.txt` (uncased BERT pipeline) or a
 /// `tokenizer.json`, truncating to `max_len`.
-pub fn load_tokenizer(path: &Path, max_len: usize) -> Result<TextTokenizer> {
+pub(crate) fn load_tokenizer(path: &Path, max_len: usize) -> Result<TextTokenizer> {
     Ok(match path.extension().is_some_and(|e| e == "txt") {
         true => TextTokenizer::from_wordpiece_vocab(path, true, max_len)?,
         false => TextTokenizer::from_file(path, max_len)?,
