@@ -79,12 +79,11 @@ pub fn run(
         cfg.eval.batch_size,
         device,
     )?;
-    let names: Vec<String> = data.specs.iter().map(|s| s.name.clone()).collect();
     let prefix = format!("eval-{}-step{}", split.name(), ckpt.step);
-    report::write(&result, &out_dir, &prefix, &names)
+    report::write(&result, &out_dir, &prefix, &data.specs)
         .with_context(|| format!("writing results into {}", out_dir.display()))?;
     println!("checkpoint {} (step {})", ckpt.dir.display(), ckpt.step);
-    println!("{}", report::table(&result, split.name()));
+    println!("{}", report::table(&result, split.name(), &data.specs));
     eprintln!(
         "results: {}",
         out_dir.join(format!("{prefix}.json")).display()

@@ -5,7 +5,8 @@ use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use taskmoe_eval::routing::{analyze, heatmap_svg, RoutingAnalysis};
+use taskmoe_data::TaskSpec;
+use taskmoe_eval::routing::{analyze, family_blocks, heatmap_svg, RoutingAnalysis};
 use taskmoe_eval::EvalResult;
 
 /// How a config value is spelled in TOML (`task-moe`, not `TaskMoe`).
@@ -17,8 +18,23 @@ pub fn spelling<T: serde::Serialize>(value: &T) -> String {
     }
 }
 
-/// The per-task table: examples, headline metric, the other metrics, majority baseline.
-pub fn table(result: &EvalResult, split: &str) -> String {
+/// The routing analysis of every MoE block of `result` (`specs` in task-id order).
+pub fn analyses(result: &EvalResult, specs: &[TaskSpec]) -> Vec<RoutingAnalysis> {
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    let families: Vec<String> = specs.iter().map(|s| s.family.clone()).collect();
+    result
+        .routing
+        .iter()
+        .map(|(layer, counts)| {
+            let gates = result.gates.get(layer).map(Vec::as_slice);
+            analyze(*layer, &names, &families, counts, gates)
+        })
+        .collect()
+}
+
+/// The per-task table: examples, headline metric, the other metrics, majority baseline; then,
+/// for a MoE model, whether its routing follows the task families, block by block.
+pub fn table(result: &EvalResult, split: &str, specs: &[TaskSpec]) -> String {
     let mut out = String::new();
     let width = result
         .tasks
@@ -67,12 +83,45 @@ pub fn table(result: &EvalResult, split: &str) -> String {
         result.tasks.len(),
         result.mean_primary()
     );
+    out + &routing_table(&analyses(result, specs))
+}
+
+/// Per MoE block: the mean routing overlap of two tasks of one family and of two tasks of
+/// different families, how many tasks have a task of their own family as nearest by routing,
+/// the adjusted Rand index of clustering the tasks by routing against their families, and
+/// the task-expert mutual information; empty for a dense model.
+pub fn routing_table(analyses: &[RoutingAnalysis]) -> String {
+    if analyses.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "routing   overlap in family / across  nearest in family  family ARI  I(task; expert)  \
+         entropy / ln E  top-1 margin\n",
+    );
+    let show = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3}"));
+    for a in analyses {
+        let f = &a.family;
+        let experts = a.load.first().map_or(0, Vec::len);
+        let _ = writeln!(
+            out,
+            "block {:<3} {:>7} / {:<7}          {:>7}  {:>10}  {:>10.3} nats  {:>6} / {:.2}  {:>12}",
+            a.layer,
+            show(f.within_family),
+            show(f.across_family),
+            format!("{}/{}", f.nearest_in_family, f.with_family_mate),
+            show(f.family_ari),
+            a.mutual_information,
+            show(a.gate_entropy),
+            (experts.max(1) as f64).ln(),
+            show(a.top1_margin),
+        );
+    }
     out
 }
 
 /// Writes `<prefix>.json` (scores and routing), `<prefix>-predictions.jsonl` and
-/// `<prefix>-routing.json` into `dir`.
-pub fn write(result: &EvalResult, dir: &Path, prefix: &str, task_names: &[String]) -> Result<()> {
+/// `<prefix>-routing.json` (with the family measures) into `dir`.
+pub fn write(result: &EvalResult, dir: &Path, prefix: &str, specs: &[TaskSpec]) -> Result<()> {
     let scores = dir.join(format!("{prefix}.json"));
     std::fs::write(&scores, serde_json::to_string_pretty(result)? + "\n")
         .with_context(|| format!("writing {}", scores.display()))?;
@@ -86,21 +135,19 @@ pub fn write(result: &EvalResult, dir: &Path, prefix: &str, task_names: &[String
     f.flush()?;
     // Routing analysis per MoE block: JSON, and SVG heatmaps of P(expert | task) and of the
     // task-to-task routing similarity.
-    let analyses: Vec<RoutingAnalysis> = result
-        .routing
-        .iter()
-        .map(|(layer, counts)| analyze(*layer, task_names, counts))
-        .collect();
+    let analyses = analyses(result, specs);
     let routing = dir.join(format!("{prefix}-routing.json"));
     std::fs::write(&routing, serde_json::to_string_pretty(&analyses)? + "\n")
         .with_context(|| format!("writing {}", routing.display()))?;
-    for a in &analyses {
+    for a in analyses.iter().map(RoutingAnalysis::by_family) {
+        // Tasks ordered by family, each family's block outlined.
+        let blocks = family_blocks(&a.families);
         let experts: Vec<String> = (0..a.load.first().map_or(0, Vec::len))
             .map(|e| format!("e{e}"))
             .collect();
         let load = heatmap_svg(
             &format!(
-                "block {}: P(expert | task), I(task; expert) = {:.3} nats",
+                "block {}: P(expert | task), I(task; expert) = {:.3} nats; families outlined",
                 a.layer, a.mutual_information
             ),
             &a.tasks,
@@ -108,6 +155,7 @@ pub fn write(result: &EvalResult, dir: &Path, prefix: &str, task_names: &[String
             &a.load,
             0.0,
             1.0,
+            &blocks,
         );
         let short: Vec<String> = (0..a.tasks.len()).map(|i| format!("t{i}")).collect();
         let similarity = heatmap_svg(
@@ -120,6 +168,7 @@ pub fn write(result: &EvalResult, dir: &Path, prefix: &str, task_names: &[String
             &a.similarity,
             0.0,
             1.0,
+            &blocks,
         );
         for (name, svg) in [("load", load), ("similarity", similarity)] {
             let path = dir.join(format!("{prefix}-routing-block{}-{name}.svg", a.layer));

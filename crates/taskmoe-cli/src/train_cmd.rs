@@ -42,7 +42,7 @@ pub fn run(args: &ConfigArgs, resume: bool, run_dir: Option<&Path>) -> Result<()
     data.warn_skipped();
     if cfg.model.variant != Variant::SingleTask {
         if let Some(result) = train_one(&cfg, &data, resume)? {
-            println!("{}", report::table(&result, "test"));
+            println!("{}", report::table(&result, "test", &data.specs));
         }
         return Ok(());
     }
@@ -69,6 +69,7 @@ pub fn run(args: &ConfigArgs, resume: bool, run_dir: Option<&Path>) -> Result<()
                 c.tasks.extend(result.tasks);
                 c.predictions.extend(result.predictions);
                 c.routing.extend(result.routing);
+                c.gates.extend(result.gates);
             }
         }
     }
@@ -78,9 +79,8 @@ pub fn run(args: &ConfigArgs, resume: bool, run_dir: Option<&Path>) -> Result<()
         }
         return Ok(()); // not rank 0
     };
-    let names: Vec<String> = data.specs.iter().map(|s| s.name.clone()).collect();
-    report::write(&combined, &parent, "final-test", &names)?;
-    println!("{}", report::table(&combined, "test"));
+    report::write(&combined, &parent, "final-test", &data.specs)?;
+    println!("{}", report::table(&combined, "test", &data.specs));
     Ok(())
 }
 
@@ -231,8 +231,7 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<Eva
     let Some(result) = shared_evaluate(trainer.model(), &test).context("final evaluation")? else {
         return Ok(None); // not rank 0
     };
-    let names: Vec<String> = data.specs.iter().map(|s| s.name.clone()).collect();
-    report::write(&result, &run_dir, "final-test", &names)?;
+    report::write(&result, &run_dir, "final-test", &data.specs)?;
     let state = trainer.state();
     eprintln!(
         "{} steps, {} examples, {:.1} s training ({:.0} examples/s); run folder {}",

@@ -89,6 +89,21 @@ pub struct EvalResult {
     /// Routing slots per MoE block (by block index): `[tasks][experts]` counts over the
     /// evaluated examples' tokens, the router's choices before any capacity drop.
     pub routing: BTreeMap<usize, Vec<Vec<i64>>>,
+    /// How decided the gates are, per MoE block and task id (tasks without tokens have
+    /// `tokens = 0`).
+    pub gates: BTreeMap<usize, Vec<GateStats>>,
+}
+
+/// How decided one task's gates are in one MoE block, over its evaluated tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct GateStats {
+    /// Mean entropy (nats) of the router's probabilities: `ln E` for a uniform gate, 0 for a
+    /// one-hot one.
+    pub entropy: f64,
+    /// Mean top-1 margin: the most probable expert's probability minus the second's.
+    pub top1_margin: f64,
+    /// Tokens the means are over.
+    pub tokens: u64,
 }
 
 impl EvalResult {
@@ -182,6 +197,9 @@ pub(crate) struct Logits {
     /// Per MoE block: task x expert routing counts summed over the batches run.
     /// `[num_tasks, num_experts]` int64
     pub routing: BTreeMap<usize, Tensor>,
+    /// Per MoE block: per task, sums of gate entropy and top-1 margin and the token count.
+    /// `[num_tasks, 3]` fp32
+    pub gates: BTreeMap<usize, Tensor>,
     /// Batches this process ran.
     pub batches: usize,
 }
@@ -200,6 +218,7 @@ pub(crate) fn run_batches(
     let mut out = Logits {
         tasks: Vec::new(),
         routing: BTreeMap::new(),
+        gates: BTreeMap::new(),
         batches: 0,
     };
     let width = model.logits_width() as i64;
@@ -242,6 +261,13 @@ pub(crate) fn run_batches(
                     .entry(*layer)
                     .and_modify(|sum| *sum += &counts)
                     .or_insert(counts);
+                if let Some(gates) = &stats.gate_sums {
+                    let gates = gates.shallow_clone();
+                    out.gates
+                        .entry(*layer)
+                        .and_modify(|sum| *sum += &gates)
+                        .or_insert(gates);
+                }
             }
             logits.push(forward.logits);
             positions.extend(batch_positions);
@@ -259,6 +285,7 @@ pub(crate) fn assemble(data: &EvalData, logits: Logits) -> Result<EvalResult, Ev
         tasks: Vec::new(),
         predictions: Vec::new(),
         routing: BTreeMap::new(),
+        gates: BTreeMap::new(),
     };
     for (task, positions, logits) in logits.tasks {
         let spec = &data.specs[task];
@@ -290,6 +317,26 @@ pub(crate) fn assemble(data: &EvalData, logits: Logits) -> Result<EvalResult, Ev
             layer,
             counts.chunks(experts).map(|row| row.to_vec()).collect(),
         );
+    }
+    for (layer, sums) in logits.gates {
+        let sums: Vec<f64> = Vec::try_from(&sums.to_kind(Kind::Double).reshape([-1])).map_err(
+            |e: tch::TchError| EvaluateError {
+                task: "gate statistics".into(),
+                message: e.to_string(),
+            },
+        )?;
+        let per_task = sums
+            .chunks(3)
+            .map(|c| {
+                let n = c[2].max(1.0);
+                GateStats {
+                    entropy: c[0] / n,
+                    top1_margin: c[1] / n,
+                    tokens: c[2].round() as u64,
+                }
+            })
+            .collect();
+        result.gates.insert(layer, per_task);
     }
     Ok(result)
 }

@@ -30,7 +30,9 @@
 //!   Gorodkin's multiclass `R_K`), [`pearson`], [`spearman`] (average ranks for ties), [`mse`]
 //!   and the [`majority_baseline`]; a [`MetricKind`] names each one as configs and
 //!   `taskmoe-data`'s task specs do, and [`compute`] evaluates a metric by name;
-//! - [`routing`]: how tasks share experts.
+//! - [`routing`]: how tasks share experts, and [`routing_quality`]: whether that sharing
+//!   follows the declared task families (within- against across-family overlap, nearest task,
+//!   the adjusted Rand index of a clustering by routing).
 
 #![warn(missing_docs)]
 
@@ -39,13 +41,14 @@ mod error;
 mod evaluate;
 pub mod metrics;
 pub mod routing;
+pub mod routing_quality;
 mod sharded;
 
 pub use batching::{eval_batch, eval_batch_positions, eval_batches, EvalBatching};
 pub use error::{EvalError, Result};
 pub use evaluate::{
-    evaluate, evaluate_with, predictions, Answer, EvalData, EvalResult, EvaluateError, Prediction,
-    TaskScores,
+    evaluate, evaluate_with, predictions, Answer, EvalData, EvalResult, EvaluateError, GateStats,
+    Prediction, TaskScores,
 };
 pub use metrics::{
     accuracy, average_ranks, balanced_accuracy, binary_f1, compute, macro_f1, majority_baseline,

@@ -2,6 +2,9 @@
 
 use serde::Serialize;
 
+use crate::evaluate::GateStats;
+use crate::routing_quality::{family_routing, FamilyRouting};
+
 /// The routing of one MoE block over the evaluated tasks.
 #[derive(Clone, Debug, Serialize)]
 pub struct RoutingAnalysis {
@@ -23,6 +26,17 @@ pub struct RoutingAnalysis {
     pub mutual_information: f64,
     /// Cosine similarity of the tasks' `P(expert | task)` rows: 1 for identical routing.
     pub similarity: Vec<Vec<f64>>,
+    /// The family of each task of `tasks`.
+    pub families: Vec<String>,
+    /// Whether the routing follows the families: within- against across-family overlap, each
+    /// task's nearest task, the adjusted Rand index of a clustering by routing.
+    pub family: FamilyRouting,
+    /// Per task of `tasks`: how decided its gates are (empty when not measured).
+    pub gates: Vec<GateStats>,
+    /// Token-weighted mean gate entropy (nats) over the tasks; `ln E` is undecided.
+    pub gate_entropy: Option<f64>,
+    /// Token-weighted mean top-1 margin over the tasks; 0 is undecided.
+    pub top1_margin: Option<f64>,
 }
 
 fn entropy(p: &[f64]) -> f64 {
@@ -30,8 +44,15 @@ fn entropy(p: &[f64]) -> f64 {
     h.max(0.0) // -0.0 for a one-hot row
 }
 
-/// Analyses one block's `counts[task][expert]`; tasks without routed tokens are left out.
-pub fn analyze(layer: usize, task_names: &[String], counts: &[Vec<i64>]) -> RoutingAnalysis {
+/// Analyses one block's `counts[task][expert]` and, when measured, its `gates` (all by task
+/// id, as `task_names` and `families`); tasks without routed tokens are left out.
+pub fn analyze(
+    layer: usize,
+    task_names: &[String],
+    families: &[String],
+    counts: &[Vec<i64>],
+    gates: Option<&[GateStats]>,
+) -> RoutingAnalysis {
     let kept: Vec<usize> = (0..counts.len())
         .filter(|&t| counts[t].iter().sum::<i64>() > 0)
         .collect();
@@ -70,9 +91,24 @@ pub fn analyze(layer: usize, task_names: &[String], counts: &[Vec<i64>]) -> Rout
                 .collect()
         })
         .collect();
+    let families: Vec<String> = kept.iter().map(|&t| families[t].clone()).collect();
+    let gates: Vec<GateStats> = gates.map_or(Vec::new(), |g| {
+        kept.iter().filter_map(|&t| g.get(t).copied()).collect()
+    });
+    let tokens: u64 = gates.iter().map(|g| g.tokens).sum();
+    let weighted = |f: fn(&GateStats) -> f64| {
+        (tokens > 0)
+            .then(|| gates.iter().map(|g| f(g) * g.tokens as f64).sum::<f64>() / tokens as f64)
+    };
+    let (gate_entropy, top1_margin) = (weighted(|g| g.entropy), weighted(|g| g.top1_margin));
     RoutingAnalysis {
+        gates,
+        gate_entropy,
+        top1_margin,
         layer,
         tasks: kept.iter().map(|&t| task_names[t].clone()).collect(),
+        family: family_routing(&load, &families),
+        families,
         task_entropy: load.iter().map(|p| entropy(p)).collect(),
         expert_entropy: entropy(&p_expert),
         mutual_information,
@@ -83,7 +119,9 @@ pub fn analyze(layer: usize, task_names: &[String], counts: &[Vec<i64>]) -> Rout
 }
 
 /// An SVG heatmap of `values` (rows x columns) on a white-to-blue scale from `lo` to `hi`,
-/// with row and column labels and each cell's value printed.
+/// with row and column labels and each cell's value printed; each `(first, count)` of
+/// `outline` draws a frame around rows `first..first + count` (across every column, or, when
+/// the map is square, around the diagonal block of those rows and columns: task families).
 ///
 /// Written directly as SVG rather than through plotters: its text layout needs a font backend
 /// (system fonts or a bundled TTF), which machines without fonts lack; this needs nothing.
@@ -94,6 +132,7 @@ pub fn heatmap_svg(
     values: &[Vec<f64>],
     lo: f64,
     hi: f64,
+    outline: &[(usize, usize)],
 ) -> String {
     let (cell, left, top) = (34.0, 150.0, 60.0);
     // Wide enough for the grid and for the title (about 7.5 px per character at 14 px).
@@ -143,7 +182,56 @@ pub fn heatmap_svg(
             );
         }
     }
+    let square = row_labels.len() == col_labels.len();
+    for &(first, count) in outline {
+        let y = top + cell * first as f64;
+        let (x, w) = match square {
+            true => (left + cell * first as f64, cell * count as f64),
+            false => (left, cell * col_labels.len() as f64),
+        };
+        svg += &format!(
+            "<rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{}\" fill=\"none\" \
+             stroke=\"#d62728\" stroke-width=\"2\"/>\n",
+            cell * count as f64
+        );
+    }
     svg + "</svg>\n"
+}
+
+/// The runs of equal consecutive `families` as `(first, count)`: the blocks
+/// [`heatmap_svg`] outlines once tasks are ordered by family.
+pub fn family_blocks(families: &[String]) -> Vec<(usize, usize)> {
+    let mut blocks: Vec<(usize, usize)> = Vec::new();
+    for (i, f) in families.iter().enumerate() {
+        match blocks.last_mut() {
+            Some((first, count)) if families[*first] == *f => *count += 1,
+            _ => blocks.push((i, 1)),
+        }
+    }
+    blocks
+}
+
+impl RoutingAnalysis {
+    /// The same analysis with its tasks ordered by family (stable), so that each family is
+    /// one block of rows (and of columns of `similarity`).
+    pub fn by_family(&self) -> RoutingAnalysis {
+        let mut order: Vec<usize> = (0..self.tasks.len()).collect();
+        order.sort_by(|&a, &b| self.families[a].cmp(&self.families[b]));
+        let pick = |v: &[f64]| order.iter().map(|&j| v[j]).collect::<Vec<f64>>();
+        RoutingAnalysis {
+            tasks: order.iter().map(|&i| self.tasks[i].clone()).collect(),
+            counts: order.iter().map(|&i| self.counts[i].clone()).collect(),
+            load: order.iter().map(|&i| self.load[i].clone()).collect(),
+            task_entropy: pick(&self.task_entropy),
+            similarity: order.iter().map(|&i| pick(&self.similarity[i])).collect(),
+            families: order.iter().map(|&i| self.families[i].clone()).collect(),
+            gates: order
+                .iter()
+                .filter_map(|&i| self.gates.get(i).copied())
+                .collect(),
+            ..self.clone()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -154,7 +242,7 @@ mod tests {
     fn separated_tasks_have_full_information_and_zero_similarity() {
         let names = vec!["a".to_string(), "b".to_string(), "unused".to_string()];
         let counts = vec![vec![10, 0], vec![0, 10], vec![0, 0]];
-        let r = analyze(3, &names, &counts);
+        let r = analyze(3, &names, &names, &counts, None);
         assert_eq!(r.tasks, vec!["a", "b"], "tasks without tokens are left out");
         assert!((r.mutual_information - 2f64.ln()).abs() < 1e-12);
         assert!((r.expert_entropy - 2f64.ln()).abs() < 1e-12);
@@ -165,7 +253,7 @@ mod tests {
     #[test]
     fn identical_routing_has_no_information() {
         let names = vec!["a".to_string(), "b".to_string()];
-        let r = analyze(0, &names, &[vec![3, 1], vec![6, 2]]);
+        let r = analyze(0, &names, &names, &[vec![3, 1], vec![6, 2]], None);
         assert!(r.mutual_information.abs() < 1e-12);
         assert!((r.similarity[0][1] - 1.0).abs() < 1e-12);
         assert_eq!(r.load[1], vec![0.75, 0.25]);
@@ -180,9 +268,33 @@ mod tests {
             &[vec![0.0, 0.5, 1.0], vec![1.0, 0.5, 0.0]],
             0.0,
             1.0,
+            &[(1, 1)],
         );
-        assert_eq!(svg.matches("<rect x=").count(), 6);
+        assert_eq!(
+            svg.matches("<rect x=").count(),
+            7,
+            "6 cells and one outline"
+        );
+        assert!(svg.contains("stroke=\"#d62728\""));
         assert!(svg.contains("t&lt;1&gt;") && svg.contains("r&amp;1"));
         assert!(svg.contains("rgb(255,255,255)") && svg.contains("rgb(8,69,148)"));
+    }
+
+    #[test]
+    fn ordering_by_family_makes_each_family_one_block() {
+        let names: Vec<String> = ["a1", "b1", "a2"].iter().map(|s| s.to_string()).collect();
+        let fams: Vec<String> = ["a", "b", "a"].iter().map(|s| s.to_string()).collect();
+        let r = analyze(
+            1,
+            &names,
+            &fams,
+            &[vec![4, 0], vec![0, 4], vec![3, 1]],
+            None,
+        );
+        let o = r.by_family();
+        assert_eq!(o.tasks, vec!["a1", "a2", "b1"]);
+        assert_eq!(o.load[1], vec![0.75, 0.25]);
+        assert_eq!(o.similarity[0][2], r.similarity[0][1]);
+        assert_eq!(family_blocks(&o.families), vec![(0, 2), (2, 1)]);
     }
 }

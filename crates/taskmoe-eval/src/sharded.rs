@@ -23,7 +23,8 @@ use crate::evaluate::{assemble, run_batches, EvalData, EvalResult, EvaluateError
 /// `None`.
 ///
 /// Reads back: per task, one gather of `[n, 1 + logits_width]` fp64 rows (split position and
-/// logits) to rank 0; per MoE block, one all-reduce of its task x expert counts.
+/// logits) to rank 0; per MoE block, one all-reduce of its task x expert counts and one of its
+/// gate statistics.
 pub fn evaluate_sharded(
     model: &MultiTaskModel,
     data: &EvalData,
@@ -77,7 +78,7 @@ pub fn evaluate_sharded(
     let batches = group
         .all_reduce_f64(&[mine.batches as f64])
         .map_err(fail("routing counts (summing the batches)".into()))?[0];
-    let mut routing = BTreeMap::new();
+    let (mut routing, mut gates) = (BTreeMap::new(), BTreeMap::new());
     for (block, layer) in model.moe_layers() {
         // A rank that ran no batch still takes part, with zero counts.
         let shape = [
@@ -95,6 +96,17 @@ pub fn evaluate_sharded(
         if batches > 0.0 {
             routing.insert(block, counts.to_kind(Kind::Int64));
         }
+        let mut sums = mine
+            .gates
+            .remove(&block)
+            .unwrap_or_else(|| Tensor::zeros([shape[0], 3], (Kind::Float, device)))
+            .to_kind(Kind::Double);
+        group
+            .all_reduce_sum(&mut sums)
+            .map_err(fail(format!("gate statistics of MoE block {block}")))?;
+        if batches > 0.0 {
+            gates.insert(block, sums.to_kind(Kind::Float));
+        }
     }
     if group.rank() != 0 {
         return Ok(None);
@@ -104,6 +116,7 @@ pub fn evaluate_sharded(
         Logits {
             tasks: gathered,
             routing,
+            gates,
             batches: batches as usize,
         },
     )

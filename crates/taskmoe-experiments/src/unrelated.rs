@@ -202,6 +202,7 @@ fn test_all(dir: &Path, tasks: &[String]) -> Result<Scored> {
     };
     let result = evaluate(&m.model, &data, &ids, m.config.eval.batch_size, Device::Cpu)?;
     let names: Vec<String> = m.data.specs.iter().map(|s| s.name.clone()).collect();
+    let families: Vec<String> = m.data.specs.iter().map(|s| s.family.clone()).collect();
     let scores = result
         .tasks
         .iter()
@@ -211,7 +212,7 @@ fn test_all(dir: &Path, tasks: &[String]) -> Result<Scored> {
         .routing
         .iter()
         .map(|(layer, counts)| {
-            let a = analyze(*layer, &names, counts);
+            let a = analyze(*layer, &names, &families, counts, None);
             BlockRouting {
                 layer: a.layer,
                 tasks: a.tasks,
@@ -377,6 +378,7 @@ fn build_report(
                 &block.load,
                 0.0,
                 1.0,
+                &[],
             );
             plots.push((format!("routing-{stage}-block{}.svg", block.layer), svg));
         }

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tch::{nn, Kind, Tensor};
 
-use taskmoe_kernels::stats::{task_expert_counts, RoutingStats};
+use taskmoe_kernels::stats::{task_expert_counts, task_gate_sums, RoutingStats};
 use taskmoe_kernels::{combine, permute, DispatchPlan, TaskGroups};
 use taskmoe_router::{AuxLosses, Router, RouterKind};
 
@@ -25,6 +25,10 @@ pub struct LayerStats {
     /// combine weight of a top-1 Switch (raw) gate, near `1 / E` while the router is
     /// undecided; the router's confidence under straight-through or renormalised gates.
     pub top1_prob: Tensor,
+    /// In evaluation only (`None` in training, which never reads it): per task, the sums of its
+    /// tokens' gate entropy and top-1 margin and its token count, on the device
+    /// (`taskmoe_kernels::stats::task_gate_sums`). `[tasks, 3]` fp32
+    pub gate_sums: Option<Tensor>,
 }
 
 /// The result of a MoE layer's forward pass.
@@ -287,6 +291,12 @@ impl MoeLayer {
                 .amax([-1].as_slice(), false)
                 .mean(Kind::Float)
         });
+        let gate_sums = match train {
+            true => None,
+            false => Some(tch::no_grad(|| {
+                task_gate_sums(&decision.routed.probs, task_ids, num_tasks)
+            })?),
+        };
         Ok(MoeOutput {
             y,
             aux,
@@ -294,6 +304,7 @@ impl MoeLayer {
                 routing: RoutingStats::from_plan(&plan),
                 task_expert,
                 top1_prob,
+                gate_sums,
             },
         })
     }

@@ -80,3 +80,51 @@ pub fn task_expert_counts(
             message: format!("task ids must lie in 0..{num_tasks} and experts in 0..{e}"),
         })
 }
+
+/// Per task, the sums over its tokens of the router's gate entropy (nats) and top-1 margin
+/// (first minus second probability; the first alone for one expert), and its token count:
+/// `[num_tasks, 3]` fp32 on the device, from router probabilities `probs [T, E]` and
+/// `task_ids [T]`. Dividing the first two columns by the third gives each task's mean: an
+/// entropy near `ln E` and a margin near 0 mean undecided gates.
+pub fn task_gate_sums(probs: &Tensor, task_ids: &Tensor, num_tasks: usize) -> Result<Tensor> {
+    let (t, e) = dims2("task_gate_sums", "probs", probs)?;
+    if task_ids.size() != [t] {
+        return Err(KernelError::Shape {
+            op: "task_gate_sums",
+            arg: "task_ids",
+            got: task_ids.size(),
+            expected: format!("[{t}] (one task per token)"),
+        });
+    }
+    let p = probs.to_kind(Kind::Float);
+    let entropy = -(&p * p.clamp_min(1e-30).log()).sum_dim_intlist([-1].as_slice(), false, None);
+    let top = p.topk(e.min(2), -1, true, true).0;
+    let margin = match e >= 2 {
+        true => top.select(1, 0) - top.select(1, 1),
+        false => top.select(1, 0),
+    };
+    let columns = Tensor::stack(&[entropy, margin, p.ones_like().select(1, 0)], 1);
+    let sums = Tensor::zeros([num_tasks as i64, 3], (Kind::Float, p.device()));
+    Ok(sums.index_add(0, task_ids, &columns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gate_sums_are_ln_e_and_0_for_uniform_gates_and_0_and_1_for_one_hot_ones() {
+        let uniform = Tensor::full([3, 4], 0.25, (Kind::Float, tch::Device::Cpu));
+        let one_hot = Tensor::from_slice(&[0f32, 1.0, 0.0, 0.0]).view([1, 4]);
+        let probs = Tensor::cat(&[uniform, one_hot], 0);
+        let tasks = Tensor::from_slice(&[0i64, 0, 2, 1]);
+        let sums: Vec<f32> =
+            Vec::try_from(task_gate_sums(&probs, &tasks, 3).unwrap().reshape([-1])).unwrap();
+        let ln4 = 4f32.ln();
+        let expected = [2.0 * ln4, 0.0, 2.0, 0.0, 1.0, 1.0, ln4, 0.0, 1.0];
+        for (got, want) in sums.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-6, "{sums:?}");
+        }
+        assert!(task_gate_sums(&probs, &tasks.narrow(0, 0, 2), 3).is_err());
+    }
+}

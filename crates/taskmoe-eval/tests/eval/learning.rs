@@ -133,7 +133,7 @@ fn summary(data: &RunData, result: &EvalResult) -> (Vec<(String, f64)>, Vec<f64>
     let mi = result
         .routing
         .iter()
-        .map(|(&layer, counts)| analyze(layer, &names, counts).mutual_information)
+        .map(|(&layer, counts)| analyze(layer, &names, &names, counts, None).mutual_information)
         .collect();
     (accuracy, mi)
 }
