@@ -38,6 +38,22 @@ impl RouterKind {
     }
 }
 
+/// How the task-specific part of a task-aware gate starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GateStart {
+    /// Each task's gate is drawn on its own (`per-task`: `W_t ~ N(0, 0.02^2)` independently;
+    /// `task-concat` / `task-level`: task embeddings `~ N(0, 1)`), so tasks start on different
+    /// experts whether they are related or not.
+    #[default]
+    Independent,
+    /// Every task starts with the same gate and diverges by gradient: `per-task` gates are a
+    /// shared gate plus a per-task delta that starts at zero (`W_t = W + D_t`, the shared part
+    /// trained by every task's tokens); `task-concat` / `task-level` task embeddings start at
+    /// zero.
+    Shared,
+}
+
 /// Router settings. Every field has a default (the value shown in its doc).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -69,6 +85,11 @@ pub struct RouterConfig {
     pub noise_std: f64,
     /// Size of the learned task embedding of `task-concat` and `task-level`. Default 32.
     pub task_embedding_dim: usize,
+    /// How task-aware gates start: `independent` (each task's drawn on its own) or `shared`
+    /// (every task starts on the same gate and diverges by gradient; `per-task` gates become a
+    /// shared gate plus a zero-initialised per-task delta). Ignored by `token`. Default
+    /// `independent`.
+    pub gate_start: GateStart,
     /// Weight of the Switch load-balancing loss. Default 0.01.
     pub load_balance_coef: f64,
     /// Weight of the ST-MoE router z-loss. Default 0.001.
@@ -89,6 +110,7 @@ impl Default for RouterConfig {
             jitter_eps: 0.0,
             noise_std: 0.0,
             task_embedding_dim: 32,
+            gate_start: GateStart::Independent,
             load_balance_coef: 0.01,
             z_loss_coef: 0.001,
             mutual_information_coef: 0.0,

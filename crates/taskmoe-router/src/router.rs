@@ -4,7 +4,7 @@ use tch::{nn, Kind, Tensor};
 
 use taskmoe_kernels::{grouped_mm, top_k, TaskGroups, TopK};
 
-use crate::config::{RouterConfig, RouterKind};
+use crate::config::{GateStart, RouterConfig, RouterKind};
 
 use crate::error::{Result, RouterError};
 
@@ -35,6 +35,9 @@ pub struct Router {
     d_model: usize,
     weight: Tensor,
     task_embedding: Option<Tensor>,
+    /// The gate every task shares, under `per-task` with `gate_start = "shared"` (`weight`
+    /// then holds each task's delta from it). `[E, d]`
+    shared_weight: Option<Tensor>,
 }
 
 /// What a router decided for a batch of tokens.
@@ -51,7 +54,8 @@ impl Router {
     /// (all tasks that will ever be routed, unseen ones included). Validates `cfg` first.
     ///
     /// Weights start at `N(0, 0.02^2)`, so initial routing is near uniform; task embeddings at
-    /// `N(0, 1)`, so tasks start distinguishable.
+    /// `N(0, 1)`, so tasks start distinguishable. With `gate_start = "shared"` every task
+    /// starts on the same gate: `per-task` deltas and task embeddings start at zero.
     pub fn new(p: nn::Path, cfg: &RouterConfig, d_model: usize, num_tasks: usize) -> Result<Self> {
         cfg.validate("router")?;
         if num_tasks == 0 {
@@ -66,22 +70,27 @@ impl Router {
             mean: 0.0,
             stdev: 0.02,
         };
-        let weight = match cfg.kind {
-            RouterKind::Token => p.var("weight", &[e, d], init),
-            RouterKind::TaskConcat => p.var("weight", &[e, d + dt], init),
-            RouterKind::PerTask => p.var("weight", &[num_tasks as i64, e, d], init),
-            RouterKind::TaskLevel => p.var("weight", &[e, dt], init),
+        let shared = cfg.gate_start == GateStart::Shared;
+        let (weight, shared_weight) = match cfg.kind {
+            RouterKind::Token => (p.var("weight", &[e, d], init), None),
+            RouterKind::TaskConcat => (p.var("weight", &[e, d + dt], init), None),
+            RouterKind::PerTask if shared => (
+                p.var("weight", &[num_tasks as i64, e, d], nn::Init::Const(0.0)),
+                Some(p.var("shared_weight", &[e, d], init)),
+            ),
+            RouterKind::PerTask => (p.var("weight", &[num_tasks as i64, e, d], init), None),
+            RouterKind::TaskLevel => (p.var("weight", &[e, dt], init), None),
         };
         let task_embedding = matches!(cfg.kind, RouterKind::TaskConcat | RouterKind::TaskLevel)
             .then(|| {
-                p.var(
-                    "task_embedding",
-                    &[num_tasks as i64, dt],
-                    nn::Init::Randn {
+                let init = match shared {
+                    true => nn::Init::Const(0.0),
+                    false => nn::Init::Randn {
                         mean: 0.0,
                         stdev: 1.0,
                     },
-                )
+                };
+                p.var("task_embedding", &[num_tasks as i64, dt], init)
             });
         Ok(Router {
             cfg: cfg.clone(),
@@ -89,6 +98,7 @@ impl Router {
             d_model,
             weight,
             task_embedding,
+            shared_weight,
         })
     }
 
@@ -200,7 +210,10 @@ impl Router {
                         &owned
                     }
                 };
-                let gates = self.weight.transpose(1, 2); // (tasks, d, E), a view
+                let gates = match &self.shared_weight {
+                    Some(shared) => (&self.weight + shared.unsqueeze(0)).transpose(1, 2),
+                    None => self.weight.transpose(1, 2), // (tasks, d, E), a view
+                };
                 let rows = groups.group(&x)?;
                 groups.ungroup(&grouped_mm(&rows, &gates, None, &groups.layout)?)?
             }

@@ -141,16 +141,22 @@ fn every_preset_and_router_kind_trains_its_routers_with_the_task_loss() {
     // The presets on the tiny benchmark's data (their width does not depend on it).
     let tiny = root().join("configs/tiny.toml");
     for preset in taskmoe_model::ModelConfig::PRESETS {
-        for (variant, kind) in [
-            ("token-moe", "token"),
-            ("task-moe", "task-concat"),
-            ("task-moe", "per-task"),
-            ("task-moe", "task-level"),
+        // `gate_start = "shared"` zero-initialises the task part (per-task deltas, task
+        // embeddings): its gradient must still reach every router parameter. (`task-level`
+        // with a zero embedding has no token term to carry it at step 0, so it is left out.)
+        for (variant, kind, start) in [
+            ("token-moe", "token", "independent"),
+            ("task-moe", "task-concat", "independent"),
+            ("task-moe", "per-task", "independent"),
+            ("task-moe", "task-level", "independent"),
+            ("task-moe", "task-concat", "shared"),
+            ("task-moe", "per-task", "shared"),
         ] {
             let mut sets = vec![
                 format!("model.preset={preset}"),
                 format!("model.variant={variant}"),
                 format!("model.moe.router.kind={kind}"),
+                format!("model.moe.router.gate_start={start}"),
             ];
             if preset == "medium" || preset == "gpu" {
                 sets.push("model.num_layers=2".into());
@@ -161,7 +167,7 @@ fn every_preset_and_router_kind_trains_its_routers_with_the_task_loss() {
             cfg.data = resolve(Some(&tiny), &[]).data;
             cfg.model.vocab_size = cfg.model.vocab_size.max(64);
             let data = RunData::load(&cfg).unwrap();
-            assert_every_router_learns(&format!("{preset} {variant} {kind}"), &cfg, &data);
+            assert_every_router_learns(&format!("{preset} {variant} {kind} {start}"), &cfg, &data);
         }
     }
 }
