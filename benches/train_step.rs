@@ -23,7 +23,9 @@
 //! (`ModelConfig::small` / `ModelConfig::medium`), model `dense`, `dense2x` (dense with twice
 //! the FFN width), `token` (token-moe) or a task-moe router (`task-concat`, `per-task`,
 //! `task-level`), top-`K` of `E` experts, dropless, `TASKS` tasks, a `BATCH x LEN` batch, mode
-//! `train` (a training step) or `eval` (a no-grad forward in evaluation mode).
+//! `train` (a training step), `train-skip` (a training step with the optimizer's
+//! `unused_experts = "skip"`; not in `benches/torch_step.py`) or `eval` (a no-grad forward in
+//! evaluation mode).
 //!
 //! Threads: 2 unless `TASKMOE_BENCH_THREADS` says otherwise.
 
@@ -32,7 +34,7 @@ use std::time::Instant;
 
 use taskmoe_data::TensorBatch;
 use taskmoe_model::{param_report, HeadKind, HeadSpec, ModelConfig, MultiTaskModel, Variant};
-use taskmoe_optim::{AdamW, AdamWConfig};
+use taskmoe_optim::{AdamW, AdamWConfig, UnusedExperts};
 use taskmoe_router::RouterKind;
 use taskmoe_train::{model_input, Objective};
 use tch::{nn, Device, Kind, Tensor};
@@ -63,6 +65,8 @@ struct Spec {
     batch: i64,
     len: i64,
     train: bool,
+    /// `train-skip`: AdamW leaves unused experts alone ([`UnusedExperts::Skip`]).
+    skip: bool,
 }
 
 impl Spec {
@@ -88,10 +92,11 @@ impl Spec {
             batch: num(f[5], 'b') as i64,
             len: num(f[6], 'l') as i64,
             train: match f[7] {
-                "train" => true,
+                "train" | "train-skip" => true,
                 "eval" => false,
                 other => panic!("bad mode `{other}` in spec `{text}`"),
             },
+            skip: f[7] == "train-skip",
         }
     }
 
@@ -157,8 +162,14 @@ fn run_point(text: &str, runs: usize) {
     let x = random_batch(&spec, cfg.vocab_size);
     let mut times: Vec<(f64, f64, f64)> = Vec::with_capacity(runs);
     if spec.train {
-        let mut opt =
-            AdamW::new(vs.variables().into_iter().collect(), AdamWConfig::default()).unwrap();
+        let adamw = AdamWConfig {
+            unused_experts: match spec.skip {
+                true => UnusedExperts::Skip,
+                false => UnusedExperts::Update,
+            },
+            ..AdamWConfig::default()
+        };
+        let mut opt = AdamW::new(vs.variables().into_iter().collect(), adamw).unwrap();
         let objective = Objective::with_weights(
             &cfg,
             &vec![1.0; spec.tasks],

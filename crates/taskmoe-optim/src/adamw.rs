@@ -26,6 +26,11 @@
 //! defined yet) continue exactly as the uninterrupted run. The step count `t` is kept per
 //! parameter and saved, and advances for every parameter at every step.
 //!
+//! Experts are the one exception, when asked for: with [`UnusedExperts::Skip`] the slice of a
+//! stacked expert parameter whose gradient is zero (an expert no token was routed to) is left
+//! as it is, lazy moments as in PyTorch's `SparseAdam`, so that the update's cost follows the
+//! experts that received tokens; the default, [`UnusedExperts::Update`], is the rule above.
+//!
 //! # Flat buffers
 //!
 //! The parameters of one kind, device and partition ([`AdamW::with_partitions`]) are moved
@@ -58,6 +63,7 @@ use crate::error::{invalid, OptimError, Result};
 /// beta2 = 0.999
 /// eps = 1e-8
 /// weight_decay = 0.01
+/// unused_experts = "update"
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -72,6 +78,34 @@ pub struct AdamWConfig {
     /// Decoupled weight decay coefficient, applied as `p *= 1 - lr * weight_decay` to the
     /// parameters of the decay group only (see [`default_decays`]). Default `0.01`.
     pub weight_decay: f64,
+    /// What a step does to an expert whose gradient is zero ([`UnusedExperts`]). Default
+    /// `update`.
+    pub unused_experts: UnusedExperts,
+}
+
+/// What [`AdamW::step`] does to an expert that received no token in the step.
+///
+/// An expert is one slice `[e]` of a parameter with a path segment `experts` (an expert
+/// bank's stacked `w1 [E, d, d_ff]`, `b1`, `w2`, `b2`; see [`is_expert_param`]); it counts as
+/// unused in a step when its slice of that parameter's gradient is exactly zero, which is what
+/// an expert no token was routed to gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnusedExperts {
+    /// Every expert is updated at every step, as if its zero gradient were any other gradient:
+    /// its moments decay, weight decay applies, and the Adam step of the decayed moments
+    /// moves it (PyTorch's `AdamW` with a zero gradient). The cost of a step follows the
+    /// number of experts.
+    #[default]
+    Update,
+    /// An unused expert's slice is left as it is: weights, both moments and weight decay
+    /// untouched (lazy moments, as PyTorch's `SparseAdam` treats rows without gradient), so
+    /// the update's cost follows the experts that received tokens. The step count `t` stays
+    /// per parameter and advances at every step, so an expert used again is bias-corrected
+    /// with the parameter's `t`, as in `SparseAdam`. Where every expert is used the update is
+    /// the one of `update`, bit for bit (tested). The zero test costs one pass over the
+    /// experts' gradients.
+    Skip,
 }
 
 impl Default for AdamWConfig {
@@ -81,6 +115,7 @@ impl Default for AdamWConfig {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.01,
+            unused_experts: UnusedExperts::Update,
         }
     }
 }
@@ -134,6 +169,14 @@ pub fn default_decays(name: &str) -> bool {
     })
 }
 
+/// Whether the parameter called `name` is a bank of stacked experts, `[E, ...]` with expert
+/// `e` at index `e` of its first dimension: a dot-separated segment of its name is `experts`
+/// (`blocks.1.moe.experts.w1`). [`UnusedExperts::Skip`] acts on the experts of these
+/// parameters.
+pub fn is_expert_param(name: &str) -> bool {
+    name.split('.').any(|segment| segment == "experts")
+}
+
 /// Elements per chunk of the flat update: 1 Mi elements (4 MiB per fp32 array), so the chunks
 /// of the parameter, gradient, both moments and the scratch (20 MiB) stay in the 32 MiB L3
 /// cache across the chunk's eight ops, while the number of ops stays small (64 Ki-element
@@ -147,6 +190,9 @@ struct ParamState {
     name: String,
     param: Tensor,
     decay: bool,
+    /// The number of stacked experts `E` when [`is_expert_param`] (and it has a first
+    /// dimension), else 0.
+    experts: i64,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
     step: u64,
@@ -244,6 +290,10 @@ impl AdamW {
             .into_iter()
             .map(|(name, param)| ParamState {
                 decay: decays(&name),
+                experts: match param.size().first() {
+                    Some(&e) if is_expert_param(&name) && e > 0 => e,
+                    _ => 0,
+                },
                 partition: partition(&name),
                 exp_avg: Tensor::new(),
                 exp_avg_sq: Tensor::new(),
@@ -403,30 +453,29 @@ impl AdamW {
     }
 
     /// One AdamW update of every parameter (an undefined gradient counts as zero), at learning
-    /// rate `lr`,
-    /// without recording autograd history.
+    /// rate `lr`, without recording autograd history; with [`UnusedExperts::Skip`] the
+    /// experts whose gradient is zero are left out.
     pub fn step(&mut self, lr: f64) -> Result<()> {
         if !(lr.is_finite() && lr >= 0.0) {
             return Err(invalid("adamw", format!("learning rate {lr} must be >= 0")));
         }
-        let AdamWConfig {
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-        } = self.config;
         self.adopt_grads()?;
         // In-place tensor methods return a handle to their receiver, which is not needed.
         let _guard = tch::no_grad_guard();
         self.num_steps += 1;
+        let skip = self.config.unused_experts == UnusedExperts::Skip;
         let first = self.params.first().map_or(0, |p| p.step);
         if self.params.iter().all(|p| p.step == first) {
             for p in &mut self.params {
                 p.step += 1;
             }
             let t = i32::try_from(first + 1).unwrap_or(i32::MAX);
-            for group in &mut self.groups {
-                group.update(&self.config, lr, t)?;
+            for g in 0..self.groups.len() {
+                let ranges = match skip {
+                    true => self.active_ranges(g)?,
+                    false => vec![(0, self.groups[g].values.size()[0])],
+                };
+                self.groups[g].update(&self.config, lr, t, &ranges)?;
             }
             return Ok(());
         }
@@ -437,24 +486,48 @@ impl AdamW {
             }
             p.step += 1;
             let t = i32::try_from(p.step).unwrap_or(i32::MAX);
-            if p.decay && weight_decay != 0.0 {
-                let _ = p.param.f_mul_scalar_(1.0 - lr * weight_decay)?;
+            let tensors = [&p.param, &grad, &p.exp_avg, &p.exp_avg_sq];
+            if !(skip && p.experts > 0) {
+                update_tensors(tensors, p.decay, &self.config, lr, t)?;
+                continue;
             }
-            let _ = p.exp_avg.f_lerp_(&grad, 1.0 - beta1)?;
-            let _ = p.exp_avg_sq.f_mul_scalar_(beta2)?;
-            let _ = p
-                .exp_avg_sq
-                .f_addcmul_(&grad, &grad.f_mul_scalar(1.0 - beta2)?)?;
-            let bias_correction1 = 1.0 - beta1.powi(t);
-            let bias_correction2_sqrt = (1.0 - beta2.powi(t)).sqrt();
-            let mut denom = p.exp_avg_sq.f_sqrt()?;
-            let _ = denom.f_div_scalar_(bias_correction2_sqrt)?;
-            let _ = denom.f_add_scalar_(eps)?;
-            let mut update = p.exp_avg.f_div(&denom)?;
-            let _ = update.f_mul_scalar_(lr / bias_correction1)?;
-            let _ = p.param.f_sub_(&update)?;
+            for (e, used) in used_experts(&grad, p.experts)?.into_iter().enumerate() {
+                if used {
+                    let row = tensors.map(|x| x.narrow(0, e as i64, 1));
+                    update_tensors(row.each_ref(), p.decay, &self.config, lr, t)?;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The element ranges of group `g`'s buffers that [`UnusedExperts::Skip`] updates: all
+    /// but the slices of unused experts, adjacent ranges merged, in buffer order.
+    fn active_ranges(&self, g: usize) -> Result<Vec<(i64, i64)>> {
+        let group = &self.groups[g];
+        let mut ranges: Vec<(i64, i64)> = Vec::new();
+        let mut push = |start: i64, end: i64| match ranges.last_mut() {
+            Some(last) if last.1 == start => last.1 = end,
+            _ if start < end => ranges.push((start, end)),
+            _ => {}
+        };
+        for &i in &group.members {
+            let p = &self.params[i];
+            let n = p.param.numel() as i64;
+            if p.experts == 0 || n == 0 {
+                push(p.offset, p.offset + n);
+                continue;
+            }
+            let grad = group.grads.f_narrow(0, p.offset, n)?;
+            let row = n / p.experts;
+            for (e, used) in used_experts(&grad, p.experts)?.into_iter().enumerate() {
+                if used {
+                    let start = p.offset + e as i64 * row;
+                    push(start, start + row);
+                }
+            }
+        }
+        Ok(ranges)
     }
 
     /// The state as named CPU tensors: `exp_avg.<param>`, `exp_avg_sq.<param>` (the
@@ -573,6 +646,50 @@ impl AdamW {
     }
 }
 
+/// Which of the `experts` stacked experts of `grad` (`[E, ...]` or its flat slice) have a
+/// non-zero gradient.
+fn used_experts(grad: &Tensor, experts: i64) -> Result<Vec<bool>> {
+    let used = grad
+        .f_reshape([experts, -1])?
+        .f_ne(0)?
+        .f_any_dim(1, false)?;
+    Ok(Vec::<bool>::try_from(&used)?)
+}
+
+/// The AdamW update of one parameter (or a slice of it) `[p, g, m, v]` at its step `t`, in
+/// PyTorch's order of operations (the fallback when step counts differ).
+fn update_tensors(
+    [p, grad, m, v]: [&Tensor; 4],
+    decay: bool,
+    config: &AdamWConfig,
+    lr: f64,
+    t: i32,
+) -> Result<()> {
+    let AdamWConfig {
+        beta1,
+        beta2,
+        eps,
+        weight_decay,
+        ..
+    } = *config;
+    let (mut p, mut m, mut v) = (p.shallow_clone(), m.shallow_clone(), v.shallow_clone());
+    if decay && weight_decay != 0.0 {
+        let _ = p.f_mul_scalar_(1.0 - lr * weight_decay)?;
+    }
+    let _ = m.f_lerp_(grad, 1.0 - beta1)?;
+    let _ = v.f_mul_scalar_(beta2)?;
+    let _ = v.f_addcmul_(grad, &grad.f_mul_scalar(1.0 - beta2)?)?;
+    let bias_correction1 = 1.0 - beta1.powi(t);
+    let bias_correction2_sqrt = (1.0 - beta2.powi(t)).sqrt();
+    let mut denom = v.f_sqrt()?;
+    let _ = denom.f_div_scalar_(bias_correction2_sqrt)?;
+    let _ = denom.f_add_scalar_(eps)?;
+    let mut update = m.f_div(&denom)?;
+    let _ = update.f_mul_scalar_(lr / bias_correction1)?;
+    let _ = p.f_sub_(&update)?;
+    Ok(())
+}
+
 /// Clipping's epsilon, as in [`crate::clip_grad_norm`].
 const CLIP_EPS: f64 = 1e-6;
 
@@ -643,13 +760,21 @@ fn flatten(params: &mut [ParamState]) -> Result<Vec<FlatGroup>> {
 }
 
 impl FlatGroup {
-    /// The AdamW update of every element at step `t` (the same for all), chunk by chunk.
-    fn update(&mut self, config: &AdamWConfig, lr: f64, t: i32) -> Result<()> {
+    /// The AdamW update at step `t` (the same for all) of the elements in `ranges` (sorted,
+    /// disjoint), chunk by chunk.
+    fn update(
+        &mut self,
+        config: &AdamWConfig,
+        lr: f64,
+        t: i32,
+        ranges: &[(i64, i64)],
+    ) -> Result<()> {
         let AdamWConfig {
             beta1,
             beta2,
             eps,
             weight_decay,
+            ..
         } = *config;
         let bias_correction1 = 1.0 - beta1.powi(t);
         let bias_correction2_sqrt = (1.0 - beta2.powi(t)).sqrt();
@@ -657,10 +782,23 @@ impl FlatGroup {
         // p - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), in one addcdiv.
         let d_scale = -bias_correction1 / (lr * bias_correction2_sqrt);
         let d_shift = -eps * bias_correction1 / lr;
-        let total = self.values.size()[0];
-        let mut start = 0;
-        while start < total {
-            let n = CHUNK.min(total - start);
+        for &(begin, end) in ranges {
+            self.update_range(
+                begin,
+                end,
+                [beta1, beta2, weight_decay, lr, d_scale, d_shift],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// [`FlatGroup::update`] of the elements `begin..end`, given `[beta1, beta2,
+    /// weight_decay, lr, d_scale, d_shift]`.
+    fn update_range(&mut self, begin: i64, end: i64, scalars: [f64; 6]) -> Result<()> {
+        let [beta1, beta2, weight_decay, lr, d_scale, d_shift] = scalars;
+        let mut start = begin;
+        while start < end {
+            let n = CHUNK.min(end - start);
             let chunk = |t: &Tensor| t.f_narrow(0, start, n);
             let mut p = chunk(&self.values)?;
             let g = chunk(&self.grads)?;

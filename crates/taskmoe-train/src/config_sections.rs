@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::nonfinite::NonFinitePolicy;
-use taskmoe_optim::AdamWConfig;
+use taskmoe_optim::{AdamWConfig, UnusedExperts};
 
 /// The `[train]` section: how many steps, their seed, and what each step optimizes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,6 +87,12 @@ pub struct OptimConfig {
     pub weight_decay: f64,
     /// Clip the global gradient L2 norm to this; 0 disables clipping. Default 1.0.
     pub clip_grad_norm: f64,
+    /// What a step does to an expert that received no token (its gradient is zero): `update`
+    /// moves it like any parameter with a zero gradient (moments decay, weight decay applies:
+    /// PyTorch's AdamW); `skip` leaves its weights and moments as they are (lazy moments, as
+    /// PyTorch's SparseAdam), so the optimizer's cost follows the experts that were used.
+    /// Both are the same update where every expert is used. Default `update`.
+    pub unused_experts: UnusedExperts,
 }
 
 /// The `[checkpoint]` section: how often, how many, and what a checkpoint holds.
@@ -202,6 +208,7 @@ impl Default for OptimConfig {
             eps: a.eps,
             weight_decay: a.weight_decay,
             clip_grad_norm: 1.0,
+            unused_experts: a.unused_experts,
         }
     }
 }
@@ -214,6 +221,7 @@ impl OptimConfig {
             beta2: self.beta2,
             eps: self.eps,
             weight_decay: self.weight_decay,
+            unused_experts: self.unused_experts,
         }
     }
 }

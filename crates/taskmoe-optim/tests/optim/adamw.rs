@@ -47,6 +47,7 @@ fn matches_the_f64_reference_with_decay_groups() {
         beta2: 0.95,
         eps: 1e-6,
         weight_decay: 0.1,
+        ..AdamWConfig::default()
     };
     let w0 = [0.5, -1.0, 2.0, 0.25, -0.75, 1.5];
     let b0 = [0.1, -0.2, 0.3];

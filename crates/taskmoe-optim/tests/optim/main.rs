@@ -5,3 +5,4 @@
 mod adamw;
 mod clip;
 mod schedule;
+mod unused_experts;
