@@ -44,6 +44,7 @@ fn config(case: &Case) -> MoeConfig {
             jitter_eps: 0.0,
             noise_std: 0.0,
             task_embedding_dim: case.task_embedding_dim,
+            gate_start: taskmoe_router::GateStart::Independent,
             load_balance_coef: case.coefficients["load_balance"],
             z_loss_coef: case.coefficients["z_loss"],
             mutual_information_coef: case.coefficients["mutual_information"],
