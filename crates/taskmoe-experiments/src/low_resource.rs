@@ -28,7 +28,7 @@ use crate::context::ExperimentContext;
 use crate::experiment::Experiment;
 use crate::plot::{line_chart, Series};
 use crate::report::{header, md_table, Report};
-use crate::results::RunResult;
+use crate::results::{family_table, BlockRouting, RunResult};
 use crate::runner::Job;
 use crate::stats::{paired, PrimaryContrast, Summary};
 use crate::verdicts::describe;
@@ -70,6 +70,8 @@ struct ArmScores {
     per_task: BTreeMap<String, Vec<f64>>,
     /// Training tokens per run (one entry per run).
     tokens: Vec<f64>,
+    /// Routing per MoE block, per seed (MoE arms).
+    routing: Vec<Vec<BlockRouting>>,
 }
 
 /// Runs the experiment and builds its report.
@@ -250,6 +252,9 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
             }
             None => {
                 let a = &mut scores[*si][*ai];
+                if !result.routing.is_empty() {
+                    a.routing.push(result.routing.clone());
+                }
                 a.low.push(result.mean(&low_tasks)?);
                 a.balanced.push(balanced(&result, &low_tasks));
                 a.all.push(result.mean(&training)?);
@@ -502,6 +507,33 @@ fn build_report(
         describe,
     );
     let _ = writeln!(md, "## Primary contrast\n\n{verdicts}");
+
+    let models: Vec<(String, Vec<Vec<BlockRouting>>)> = settings
+        .iter()
+        .enumerate()
+        .flat_map(|(si, setting)| {
+            arms.iter().enumerate().map(move |(ai, arm)| {
+                let name = format!("{}, {}", arm.label, setting.label(base_rho));
+                (name, scores[si][ai].routing.clone())
+            })
+        })
+        .filter(|(_, runs)| !runs.is_empty())
+        .collect();
+    let named: Vec<(&str, Vec<Vec<BlockRouting>>)> = models
+        .iter()
+        .map(|(n, r)| (n.as_str(), r.clone()))
+        .collect();
+    if let Some(families) = family_table(&named) {
+        let _ = writeln!(
+            md,
+            "## Routing against the task families\n\nPer MoE arm, setting and block: the mean \
+             routing overlap of two tasks of one declared family and of two of different \
+             families (mean ± std over seeds), their seed-paired difference with its 95% \
+             interval, the adjusted Rand index of clustering the tasks by routing against their \
+             families, and the share of tasks whose nearest task by routing is of their own \
+             family.\n\n{families}"
+        );
+    }
 
     // Per-task detail at every setting.
     let _ = writeln!(md, "## Per low-resource task\n");

@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use taskmoe_eval::routing_quality::{family_routing, FamilyRouting};
+
+use crate::report::{header, md_table};
 use crate::runner::RESULT_FILE;
+use crate::stats::{paired, Summary};
 
 /// The routing file `taskmoe train` writes beside its scores.
 pub const ROUTING_FILE: &str = "final-test-routing.json";
@@ -36,6 +40,75 @@ pub struct BlockRouting {
     pub tasks: Vec<String>,
     /// Rows of `P(expert | task)`.
     pub load: Vec<Vec<f64>>,
+    /// The family of each task (empty in routing files written before families were
+    /// recorded).
+    #[serde(default)]
+    pub families: Vec<String>,
+}
+
+impl BlockRouting {
+    /// Whether this block's routing follows the task families; `None` without families.
+    pub fn family(&self) -> Option<FamilyRouting> {
+        (self.families.len() == self.tasks.len() && !self.families.is_empty())
+            .then(|| family_routing(&self.load, &self.families))
+    }
+}
+
+/// A markdown table: per model (`name`, its runs over seeds) and MoE block, the mean routing
+/// overlap of two tasks of one family and of two of different families (mean ± std over
+/// seeds), their seed-paired difference with its 95% interval, the adjusted Rand index of a
+/// clustering by routing against the families, and how many tasks have their nearest task by
+/// routing in their own family (mean over seeds). `None` when no run has families.
+pub fn family_table(models: &[(&str, Vec<Vec<BlockRouting>>)]) -> Option<String> {
+    let mut rows = Vec::new();
+    for (name, runs) in models {
+        let layers: std::collections::BTreeSet<usize> =
+            runs.iter().flatten().map(|b| b.layer).collect();
+        for layer in layers {
+            let measured: Vec<FamilyRouting> = runs
+                .iter()
+                .filter_map(|r| r.iter().find(|b| b.layer == layer)?.family())
+                .collect();
+            let pairs: Vec<(f64, f64)> = measured
+                .iter()
+                .filter_map(|f| Some((f.within_family?, f.across_family?)))
+                .collect();
+            if pairs.is_empty() {
+                continue;
+            }
+            let (within, across): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
+            let ari: Vec<f64> = measured.iter().filter_map(|f| f.family_ari).collect();
+            let nearest: Vec<f64> = measured
+                .iter()
+                .map(|f| f.nearest_in_family as f64 / f.with_family_mate.max(1) as f64)
+                .collect();
+            rows.push(vec![
+                name.to_string(),
+                layer.to_string(),
+                Summary::of(&within).show(),
+                Summary::of(&across).show(),
+                paired(&within, &across).show(),
+                Summary::of(&ari).show(),
+                Summary::of(&nearest).show(),
+                within.len().to_string(),
+            ]);
+        }
+    }
+    (!rows.is_empty()).then(|| {
+        md_table(
+            &header(&[
+                "model",
+                "block",
+                "overlap within family",
+                "across families",
+                "within - across [95% CI]",
+                "family ARI",
+                "nearest task in family (share)",
+                "seeds",
+            ]),
+            &rows,
+        )
+    })
 }
 
 #[derive(Deserialize)]
@@ -219,14 +292,15 @@ mod tests {
 
     #[test]
     fn overlap_is_one_for_equal_and_zero_for_disjoint_routing() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!((routing_overlap(&[0.5, 0.5, 0.0], &[0.5, 0.5, 0.0]) - 1.0).abs() < 1e-12);
         assert_eq!(routing_overlap(&[1.0, 0.0], &[0.0, 1.0]), 0.0);
         let block = BlockRouting {
             layer: 0,
             tasks: vec!["a".into(), "b".into(), "c".into()],
             load: vec![vec![1.0, 0.0], vec![1.0, 0.0], vec![0.0, 1.0]],
+            families: names(&["f", "f", "g"]),
         };
-        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
             mean_overlap(std::slice::from_ref(&block), &names(&["a"]), &names(&["b"])),
             Some(1.0)
@@ -240,5 +314,36 @@ mod tests {
             Some(0.0)
         );
         assert_eq!(mean_overlap(&[block], &names(&["x"]), &names(&["a"])), None);
+    }
+
+    #[test]
+    fn the_family_table_pairs_within_and_across_over_seeds() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let run = |shared: f64| {
+            vec![BlockRouting {
+                layer: 1,
+                tasks: names(&["a1", "a2", "b1", "b2"]),
+                load: vec![
+                    vec![1.0 - shared, shared],
+                    vec![1.0 - shared, shared],
+                    vec![shared, 1.0 - shared],
+                    vec![shared, 1.0 - shared],
+                ],
+                families: names(&["a", "a", "b", "b"]),
+            }]
+        };
+        let table = family_table(&[("task-MoE", vec![run(0.1), run(0.2), run(0.3)])]).unwrap();
+        // Within is 1 on every seed; across is 0.2, 0.4, 0.6: the difference 0.6 +- 0.2.
+        assert!(
+            table.contains("| task-MoE | 1 | 1.000 ± 0.000 | 0.400 ± 0.200 |"),
+            "{table}"
+        );
+        assert!(table.contains("+0.600 ["), "{table}");
+        assert!(table.contains("| 3 |"), "{table}");
+        let old = BlockRouting {
+            families: Vec::new(),
+            ..run(0.1).remove(0)
+        };
+        assert!(family_table(&[("old", vec![vec![old]])]).is_none());
     }
 }

@@ -31,7 +31,7 @@ use crate::config::Arm;
 use crate::context::ExperimentContext;
 use crate::experiment::Experiment;
 use crate::report::{header, md_table, Report};
-use crate::results::{mean_overlap, BlockRouting};
+use crate::results::{family_table, mean_overlap, BlockRouting};
 use crate::runner::Job;
 use crate::stats::{paired, PrimaryContrast, Summary};
 use crate::transfer::TrainedModel;
@@ -217,6 +217,7 @@ fn test_all(dir: &Path, tasks: &[String]) -> Result<Scored> {
                 layer: a.layer,
                 tasks: a.tasks,
                 load: a.load,
+                families: a.families,
             }
         })
         .collect();
@@ -357,6 +358,18 @@ fn build_report(
          experts, 0 = disjoint), mean ± std over seeds. Lower *added vs original* than \
          *original vs original* means the router keeps the added tasks apart.\n\n{overlap}"
     );
+    if let Some(families) = family_table(&[("joint", routing_of(1)), ("sequential", routing_of(2))])
+    {
+        let _ = writeln!(
+            md,
+            "## Routing against the task families\n\nPer MoE block, the mean routing overlap \
+             of two tasks of one declared family and of two of different families (mean ± std \
+             over seeds), their seed-paired difference with its 95% interval, the adjusted Rand \
+             index of clustering the tasks by routing against their families (1 = routing \
+             recovers the families, about 0 = chance), and the share of tasks whose nearest \
+             task by routing is of their own family.\n\n{families}"
+        );
+    }
     let mut plots = Vec::new();
     let stages: [(&str, Vec<BlockRouting>); 3] = [
         ("before", before.to_vec()),
