@@ -217,7 +217,9 @@ class TaskMoeExport(torch.nn.Module):
             if rows.numel() == 0:
                 continue
             hs = self.heads
-            h = torch.tanh(F.linear(pooled[rows], hs[f"heads.{t}.dense.weight"], hs[f"heads.{t}.dense.bias"]))
+            h = pooled[rows]
+            if f"heads.{t}.dense.weight" in hs:  # an MLP head; a linear head has `out` alone
+                h = torch.tanh(F.linear(h, hs[f"heads.{t}.dense.weight"], hs[f"heads.{t}.dense.bias"]))
             out = F.linear(h, hs[f"heads.{t}.out.weight"], hs[f"heads.{t}.out.bias"])
             logits[rows, : out.shape[1]] = out
         return logits

@@ -50,6 +50,19 @@ pub enum Pooling {
     Mean,
 }
 
+/// The shape of each task's head on the pooled vector.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadStyle {
+    /// BERT's classifier: `out(dropout(tanh(dense(pooled))))`, a `d x d` layer of its own per
+    /// task, strong enough to solve simple tasks on its own.
+    #[default]
+    Mlp,
+    /// `out(dropout(pooled))`: one linear map per task, so the task knowledge has to live in
+    /// the shared layers (and their routing).
+    Linear,
+}
+
 /// How the encoder is told the task (the heads always are).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -96,6 +109,9 @@ pub struct ModelConfig {
     pub norm: NormPlacement,
     /// Pooling for the heads. Default `mean` (BERT imports keep the configured pooling).
     pub pooling: Pooling,
+    /// Each task's head: `mlp` (BERT's `dense + tanh + out`) or `linear` (`out` alone, so the
+    /// shared layers carry the task knowledge). Default `mlp`.
+    pub head: HeadStyle,
     /// How the encoder sees the task. Default `none`.
     pub task_embedding: TaskEmbedding,
     /// Block `i` (0-based) is a MoE block when `(i + 1) % moe_every == 0`: 1 = every block,
@@ -131,6 +147,7 @@ impl ModelConfig {
             layer_norm_eps: 1e-12,
             norm: NormPlacement::Pre,
             pooling: Pooling::Mean,
+            head: HeadStyle::Mlp,
             task_embedding: TaskEmbedding::None,
             moe_every: 2,
             moe: MoeConfig {

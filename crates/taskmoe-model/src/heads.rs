@@ -1,6 +1,8 @@
 //! Per-task output heads.
 
 use serde::{Deserialize, Serialize};
+
+use crate::config::HeadStyle;
 use taskmoe_kernels::dropout;
 use tch::{nn, nn::Module, Tensor};
 
@@ -38,20 +40,28 @@ impl HeadSpec {
     }
 }
 
-/// `out(dropout(tanh(dense(pooled))))`, the BERT classifier on a pooled vector. Names:
-/// `heads.{task}.dense.{weight,bias}` and `heads.{task}.out.{weight,bias}`.
+/// `out(dropout(tanh(dense(pooled))))`, the BERT classifier on a pooled vector, or with a
+/// linear head (`HeadStyle::Linear`) `out(dropout(pooled))`. Names:
+/// `heads.{task}.dense.{weight,bias}` (MLP heads only) and `heads.{task}.out.{weight,bias}`.
 #[derive(Debug)]
 pub(crate) struct Head {
-    dense: nn::Linear,
+    dense: Option<nn::Linear>,
     out: nn::Linear,
     dropout: f64,
 }
 
 impl Head {
-    pub(crate) fn new(p: nn::Path, d_model: usize, outputs: usize, dropout: f64) -> Self {
+    pub(crate) fn new(
+        p: nn::Path,
+        d_model: usize,
+        outputs: usize,
+        dropout: f64,
+        style: HeadStyle,
+    ) -> Self {
         let d = d_model as i64;
         Head {
-            dense: nn::linear(&p / "dense", d, d, Default::default()),
+            dense: (style == HeadStyle::Mlp)
+                .then(|| nn::linear(&p / "dense", d, d, Default::default())),
             out: nn::linear(&p / "out", d, outputs as i64, Default::default()),
             dropout,
         }
@@ -59,18 +69,14 @@ impl Head {
 
     /// Copies `other`'s parameters into this head (same shapes: checked by the caller).
     pub(crate) fn copy_from(&self, other: &Head) {
+        let mut pairs = vec![(&self.out, &other.out)];
+        if let (Some(d), Some(s)) = (&self.dense, &other.dense) {
+            pairs.push((d, s));
+        }
         tch::no_grad(|| {
-            for (dst, src) in [
-                (&self.dense.ws, &other.dense.ws),
-                (&self.out.ws, &other.out.ws),
-            ] {
-                dst.shallow_clone().copy_(src);
-            }
-            for (dst, src) in [
-                (&self.dense.bs, &other.dense.bs),
-                (&self.out.bs, &other.out.bs),
-            ] {
-                if let (Some(d), Some(s)) = (dst, src) {
+            for (dst, src) in pairs {
+                dst.ws.shallow_clone().copy_(&src.ws);
+                if let (Some(d), Some(s)) = (&dst.bs, &src.bs) {
                     d.shallow_clone().copy_(s);
                 }
             }
@@ -79,7 +85,10 @@ impl Head {
 
     /// `[n, d]` -> `[n, outputs]`.
     pub(crate) fn forward(&self, pooled: &Tensor, train: bool) -> Tensor {
-        let h = dropout(&self.dense.forward(pooled).tanh(), self.dropout, train);
-        self.out.forward(&h)
+        let h = match &self.dense {
+            Some(dense) => dense.forward(pooled).tanh(),
+            None => pooled.shallow_clone(),
+        };
+        self.out.forward(&dropout(&h, self.dropout, train))
     }
 }

@@ -93,6 +93,7 @@ impl MultiTaskModel {
                     cfg.d_model,
                     h.num_outputs(),
                     cfg.dropout,
+                    cfg.head,
                 )
             })
             .collect();

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use taskmoe_router::RouterKind;
+use taskmoe_router::{GateStart, RouterKind};
 
 use crate::config::{ModelConfig, NormPlacement, TaskEmbedding};
 use crate::heads::HeadSpec;
@@ -55,6 +55,10 @@ pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> Pa
     let (router, router_inactive) = match r.kind {
         RouterKind::Token => (e * d, 0),
         RouterKind::TaskConcat => (e * (d + dt) + t * dt, (t - 1) * dt),
+        // A shared per-task gate (`gate_start = "shared"`) adds the gate every task uses.
+        RouterKind::PerTask if r.gate_start == GateStart::Shared => {
+            (t * e * d + e * d, (t - 1) * e * d)
+        }
         RouterKind::PerTask => (t * e * d, (t - 1) * e * d),
         RouterKind::TaskLevel => (e * dt + t * dt, (t - 1) * dt),
     };
@@ -69,7 +73,11 @@ pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> Pa
     let dense_blocks = cfg.num_layers as u64 - moe_blocks;
     let head_params = |h: &HeadSpec| {
         let c = h.num_outputs() as u64;
-        d * d + d + d * c + c
+        let dense = match cfg.head {
+            crate::config::HeadStyle::Mlp => d * d + d,
+            crate::config::HeadStyle::Linear => 0,
+        };
+        dense + d * c + c
     };
     let heads_total: u64 = heads.iter().map(head_params).sum();
     let widest_head = heads.iter().map(head_params).max().unwrap_or(0);

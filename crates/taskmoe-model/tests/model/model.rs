@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use taskmoe_model::{
     load_weights, param_report, per_example_loss, save_weights, ExportDtype, HeadKind, HeadSpec,
-    ModelConfig, ModelInput, MultiTaskModel, NormPlacement, Pooling, TaskEmbedding, Variant,
-    IGNORE_INDEX, MISSING_CLASS_LOGIT,
+    HeadStyle, ModelConfig, ModelInput, MultiTaskModel, NormPlacement, Pooling, TaskEmbedding,
+    Variant, IGNORE_INDEX, MISSING_CLASS_LOGIT,
 };
-use taskmoe_router::RouterKind;
+use taskmoe_router::{GateStart, RouterKind};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 const B: i64 = 16;
@@ -62,6 +62,10 @@ fn configs() -> Vec<(String, ModelConfig)> {
     added.task_embedding = TaskEmbedding::Added;
     added.moe_every = 2;
     out.push(("dense/added-task-embedding".into(), added));
+    let mut linear = tiny.with_variant(Variant::TaskMoe);
+    linear.head = HeadStyle::Linear;
+    linear.moe.router.gate_start = GateStart::Shared;
+    out.push(("task-moe/linear-heads/shared-gates".into(), linear));
     out
 }
 
