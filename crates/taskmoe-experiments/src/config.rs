@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use crate::error::{bail, Context, ExperimentError, Result};
 use serde::{Deserialize, Serialize};
 use taskmoe_model::Variant;
 use taskmoe_router::RouterKind;
@@ -293,8 +293,9 @@ impl ExperimentConfig {
             return err("low_resource.relatedness", "values must lie in [0, 1]");
         }
         for v in &self.low_resource.variants {
-            Arm::parse(v)
-                .map_err(|e| anyhow::anyhow!("{origin}: key `low_resource.variants`: {e}"))?;
+            Arm::parse(v).map_err(|e| {
+                ExperimentError::Invalid(format!("{origin}: key `low_resource.variants`: {e}"))
+            })?;
         }
         if self.unseen.k.is_empty() || self.unseen.k.contains(&0) {
             return err("unseen.k", "needs at least one k, all positive");

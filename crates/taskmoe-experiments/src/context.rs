@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use crate::error::Result;
 use taskmoe_data::synthetic::{SyntheticBenchmark, TaskRole};
 use taskmoe_model::param_report;
 use taskmoe_train::{DataSource, RunConfig, RunData};

@@ -1,7 +1,7 @@
 //! The three experiments by name: what `taskmoe experiment NAME` parses and where each one's
 //! report goes.
 
-use anyhow::{bail, Result};
+use crate::error::{bail, Result};
 
 /// One of the three experiments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -48,6 +48,7 @@
 
 pub mod config;
 mod context;
+mod error;
 mod experiment;
 pub mod low_resource;
 pub mod plot;
@@ -63,6 +64,7 @@ pub mod verdicts;
 
 pub use config::{Arm, ExperimentConfig, Loaded, Profile};
 pub use context::ExperimentContext;
+pub use error::{Context, ExperimentError, Result};
 pub use experiment::Experiment;
 pub use report::Report;
 pub use runner::{Job, Runner};

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use anyhow::{bail, Result};
+use crate::error::{bail, Result};
 use serde_json::json;
 use taskmoe_data::synthetic::TaskRole;
 use taskmoe_model::Variant;

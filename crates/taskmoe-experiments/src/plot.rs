@@ -1,6 +1,6 @@
 //! SVG plots of the reports (plotters' SVG backend): curves of a metric with error bars.
 
-use anyhow::{anyhow, Result};
+use crate::error::{ExperimentError, Result};
 use plotters::prelude::*;
 
 use crate::stats::Summary;
@@ -42,7 +42,9 @@ pub fn line_chart(
     let n = x_labels.len().max(1);
     {
         let root = SVGBackend::with_string(&mut svg, (760, 440)).into_drawing_area();
-        let e = |e: DrawingAreaErrorKind<_>| anyhow!("plotting `{title}`: {e:?}");
+        let e = |e: DrawingAreaErrorKind<_>| {
+            ExperimentError::Invalid(format!("plotting `{title}`: {e:?}"))
+        };
         root.fill(&WHITE).map_err(e)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use crate::error::{bail, Context, Result};
 use serde::Deserialize;
 
 use taskmoe_eval::routing_quality::{family_routing, FamilyRouting};

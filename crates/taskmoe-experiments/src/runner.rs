@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{bail, Context, ExperimentError, Result};
 use taskmoe_train::RunConfig;
 
 /// The file `taskmoe train` leaves in a finished run folder; its presence marks a run done.
@@ -95,7 +95,7 @@ impl Runner {
         );
         let next = AtomicUsize::new(0);
         let finished = AtomicUsize::new(0);
-        let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+        let failure: Mutex<Option<ExperimentError>> = Mutex::new(None);
         std::thread::scope(|scope| {
             for _ in 0..self.parallel.min(todo.len()) {
                 scope.spawn(|| loop {

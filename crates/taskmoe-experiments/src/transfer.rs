@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use crate::error::Result;
 use taskmoe_data::{Batch, EncodedExample};
 use taskmoe_model::per_example_loss;
 use taskmoe_train::{model_input, resolve_checkpoint, TrainedRun};

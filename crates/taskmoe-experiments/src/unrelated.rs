@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{bail, Context, Result};
 use serde_json::json;
 use taskmoe_data::synthetic::TaskRole;
 use taskmoe_eval::routing::{analyze, heatmap_svg};

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use crate::error::{bail, Result};
 use serde_json::json;
 use taskmoe_data::synthetic::TaskRole;
 use taskmoe_train::{RunConfig, RunData};
