@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use crate::error::{bail, Context, Result};
 use serde::Deserialize;
 
+use taskmoe_data::TaskSpec;
+use taskmoe_eval::routing::analyze;
 use taskmoe_eval::routing_quality::{family_routing, FamilyRouting};
+use taskmoe_eval::EvalResult;
 
 use crate::report::{header, md_table};
 use crate::runner::RESULT_FILE;
@@ -216,6 +219,42 @@ impl RunResult {
                 "{} has no score for task `{task}`",
                 self.dir.join(RESULT_FILE).display()
             )
+        })
+    }
+
+    /// The result of evaluating `dir`'s model anew (`result`, with `specs` in task-id order):
+    /// every evaluated task's metrics and headline score, and its routing with the families;
+    /// the training tokens from the run's `metrics.jsonl`.
+    pub fn from_evaluation(dir: &Path, result: &EvalResult, specs: &[TaskSpec]) -> Result<Self> {
+        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        let families: Vec<String> = specs.iter().map(|s| s.family.clone()).collect();
+        let mut scores = BTreeMap::new();
+        let mut metrics = BTreeMap::new();
+        for t in &result.tasks {
+            if let Some(&v) = t.metrics.get(&t.primary) {
+                scores.insert(t.task.clone(), v);
+            }
+            metrics.insert(t.task.clone(), t.metrics.clone());
+        }
+        let routing = result
+            .routing
+            .iter()
+            .map(|(layer, counts)| {
+                let a = analyze(*layer, &names, &families, counts, None);
+                BlockRouting {
+                    layer: a.layer,
+                    tasks: a.tasks,
+                    load: a.load,
+                    families: a.families,
+                }
+            })
+            .collect();
+        Ok(RunResult {
+            dir: dir.to_path_buf(),
+            scores,
+            metrics,
+            routing,
+            tokens: training_tokens(dir)?,
         })
     }
 

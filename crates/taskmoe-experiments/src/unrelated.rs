@@ -15,14 +15,13 @@
 //! (sequential - base) is compared the same way, descriptively. Routing heatmaps (seed 0)
 //! show where the added tasks go before they are trained (the base model) and after.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::error::{bail, Context, Result};
 use serde_json::json;
 use taskmoe_data::synthetic::TaskRole;
-use taskmoe_eval::routing::{analyze, heatmap_svg};
+use taskmoe_eval::routing::heatmap_svg;
 use taskmoe_eval::{evaluate, EvalData};
 use taskmoe_train::RunData;
 use tch::Device;
@@ -31,7 +30,7 @@ use crate::config::Arm;
 use crate::context::ExperimentContext;
 use crate::experiment::Experiment;
 use crate::report::{header, md_table, Report};
-use crate::results::{family_table, mean_overlap, BlockRouting};
+use crate::results::{family_table, mean_overlap, BlockRouting, RunResult};
 use crate::runner::Job;
 use crate::stats::{paired, PrimaryContrast, Summary};
 use crate::transfer::TrainedModel;
@@ -39,26 +38,6 @@ use crate::verdicts::describe;
 
 /// The protocols, in job order per seed and arm.
 const STAGES: [&str; 3] = ["base", "joint", "sequential"];
-
-/// Test scores of one run on every task it was evaluated on, and its routing.
-#[derive(Clone, Debug)]
-struct Scored {
-    scores: BTreeMap<String, f64>,
-    routing: Vec<BlockRouting>,
-}
-
-impl Scored {
-    fn mean(&self, tasks: &[String]) -> Result<f64> {
-        let mut sum = 0.0;
-        for t in tasks {
-            sum += self
-                .scores
-                .get(t)
-                .with_context(|| format!("no test score of `{t}`"))?;
-        }
-        Ok(sum / tasks.len().max(1) as f64)
-    }
-}
 
 /// Runs the experiment and builds its report.
 pub fn run(ctx: &ExperimentContext) -> Result<Report> {
@@ -141,7 +120,7 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
     // runs[arm][stage] per seed, every run tested on every task (base and sequential models
     // in process: their own final test covers only the tasks they trained on).
     let seeds = ctx.seeds().len();
-    let mut runs: Vec<Vec<Vec<Scored>>> = vec![vec![Vec::new(); STAGES.len()]; arms.len()];
+    let mut runs: Vec<Vec<Vec<RunResult>>> = vec![vec![Vec::new(); STAGES.len()]; arms.len()];
     for seed in 0..seeds {
         for ai in 0..arms.len() {
             let dirs = [
@@ -188,7 +167,7 @@ fn base_share(cfg: &taskmoe_train::RunConfig, base: &[String]) -> Result<f64> {
 }
 
 /// Tests the newest checkpoint of run `dir` on the test split of `tasks`.
-fn test_all(dir: &Path, tasks: &[String]) -> Result<Scored> {
+fn test_all(dir: &Path, tasks: &[String]) -> Result<RunResult> {
     let m = TrainedModel::load(dir)?.run;
     let ids: Vec<usize> = tasks
         .iter()
@@ -201,27 +180,7 @@ fn test_all(dir: &Path, tasks: &[String]) -> Result<Scored> {
         pad_id: m.data.pad_id,
     };
     let result = evaluate(&m.model, &data, &ids, m.config.eval.batch_size, Device::Cpu)?;
-    let names: Vec<String> = m.data.specs.iter().map(|s| s.name.clone()).collect();
-    let families: Vec<String> = m.data.specs.iter().map(|s| s.family.clone()).collect();
-    let scores = result
-        .tasks
-        .iter()
-        .filter_map(|t| t.metrics.get(&t.primary).map(|&v| (t.task.clone(), v)))
-        .collect();
-    let routing = result
-        .routing
-        .iter()
-        .map(|(layer, counts)| {
-            let a = analyze(*layer, &names, &families, counts, None);
-            BlockRouting {
-                layer: a.layer,
-                tasks: a.tasks,
-                load: a.load,
-                families: a.families,
-            }
-        })
-        .collect();
-    Ok(Scored { scores, routing })
+    RunResult::from_evaluation(dir, &result, &m.data.specs)
 }
 
 fn build_report(
@@ -229,7 +188,7 @@ fn build_report(
     arms: &[Arm],
     base_tasks: &[String],
     new_tasks: &[String],
-    runs: &[Vec<Vec<Scored>>],
+    runs: &[Vec<Vec<RunResult>>],
     exposure: &Exposure,
 ) -> Result<Report> {
     let s = &ctx.loaded.settings.unrelated;
