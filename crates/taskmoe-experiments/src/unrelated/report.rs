@@ -1,189 +1,20 @@
-//! Experiment 3: robustness when unrelated or conflicting tasks join the mixture.
-//!
-//! Per seed and arm (dense, task-MoE with the configured router):
-//!
-//! - `base`: the base mixture alone for the run's steps;
-//! - `joint`: base and added tasks together from the start, **with matched exposure**: the run
-//!   trains `steps / share` steps, where `share` is the base tasks' share of the joint
-//!   mixture's sampling probability, so the original tasks see as many examples as in `base`
-//!   and only the presence of the added tasks differs;
-//! - `sequential`: the base model continued for `extra_steps` on the added tasks **alone** (no
-//!   rehearsal), then tested on the original tasks again: forgetting.
-//!
-//! The primary contrast of claim 3 is the change of the original tasks' mean test accuracy
-//! under `joint` (joint - base) with task-MoE minus the same change with dense. Forgetting
-//! (sequential - base) is compared the same way, descriptively. Routing heatmaps (seed 0)
-//! show where the added tasks go before they are trained (the base model) and after.
-
-use std::fmt::Write as _;
-use std::path::Path;
-
-use crate::error::{bail, Context, Result};
-use serde_json::json;
-use taskmoe_data::synthetic::TaskRole;
-use taskmoe_eval::routing::heatmap_svg;
-use taskmoe_eval::{evaluate, EvalData};
-use taskmoe_train::RunData;
-use tch::Device;
+//! The unrelated experiment's report: tables, paired differences, the primary
+//! contrast, routing and plots, from the scores its protocol (`mod.rs`) collected.
 
 use crate::config::Arm;
 use crate::context::ExperimentContext;
-use crate::experiment::Experiment;
+use crate::error::Result;
 use crate::report::{header, md_table, Report};
 use crate::results::{family_table, mean_overlap, BlockRouting, RunResult};
-use crate::runner::Job;
 use crate::stats::{paired, PrimaryContrast, Summary};
-use crate::transfer::TrainedModel;
 use crate::verdicts::describe;
+use serde_json::json;
+use std::fmt::Write as _;
+use taskmoe_eval::routing::heatmap_svg;
 
-/// The protocols, in job order per seed and arm.
-const STAGES: [&str; 3] = ["base", "joint", "sequential"];
+use super::{Exposure, STAGES};
 
-/// Runs the experiment and builds its report.
-pub fn run(ctx: &ExperimentContext) -> Result<Report> {
-    let s = &ctx.loaded.settings.unrelated;
-    let base_data = ctx.base_data()?;
-    let role_tasks = |roles: &[TaskRole], given: &[String], key: &str| -> Result<Vec<String>> {
-        if !given.is_empty() {
-            return Ok(given.to_vec());
-        }
-        match ctx.tasks_with_role(roles)? {
-            Some(t) if !t.is_empty() => Ok(t),
-            _ => bail!("name the tasks with `unrelated.{key}` (real data has no roles)"),
-        }
-    };
-    let base_tasks = role_tasks(
-        &[TaskRole::HighResource, TaskRole::LowResource],
-        &s.base_tasks,
-        "base_tasks",
-    )?;
-    let new_tasks = role_tasks(
-        &[TaskRole::Conflicting, TaskRole::Unrelated],
-        &s.new_tasks,
-        "new_tasks",
-    )?;
-    for t in base_tasks.iter().chain(&new_tasks) {
-        if base_data.id(t).is_none() {
-            bail!("task `{t}` is not in the data");
-        }
-    }
-    let all_tasks: Vec<String> = base_tasks.iter().chain(&new_tasks).cloned().collect();
-    let arms = [Arm::parse("dense")?, Arm::parse("task-moe")?];
-
-    let runner = ctx.runner(Experiment::Unrelated);
-    let cfg_for = |arm: &Arm, seed: u64, tasks: &[String]| {
-        let mut cfg = ctx.seeded(&arm.apply(ctx.base()), seed);
-        cfg.data.tasks = tasks.to_vec();
-        cfg
-    };
-    // Matched exposure: the base tasks' share of the joint mixture (the same for every arm
-    // and, on synthetic data, every seed: it depends only on the task sizes).
-    let joint_probe = cfg_for(&arms[0], 0, &all_tasks);
-    let share = base_share(&joint_probe, &base_tasks)?;
-    let base_steps = ctx.base().train.steps;
-    let joint_steps = (base_steps as f64 / share).ceil() as u64;
-    let id = |stage: &str, seed: u64, arm: &Arm| format!("{stage}-seed{seed}-{}", arm.label);
-    let mut first = Vec::new();
-    for seed in ctx.seeds() {
-        for arm in &arms {
-            first.push(Job {
-                id: id("base", seed, arm),
-                config: cfg_for(arm, seed, &base_tasks),
-            });
-            let mut joint = cfg_for(arm, seed, &all_tasks);
-            joint.train.steps = joint_steps;
-            joint.checkpoint.every = joint_steps;
-            first.push(Job {
-                id: id("joint", seed, arm),
-                config: joint,
-            });
-        }
-    }
-    let first_dirs = runner.run("unrelated: base and joint", &first)?;
-    let mut second = Vec::new();
-    for (seed, arm_dirs) in ctx.seeds().into_iter().zip(first_dirs.chunks(4)) {
-        for (ai, arm) in arms.iter().enumerate() {
-            let mut cfg = cfg_for(arm, seed, &new_tasks);
-            cfg.train.steps = s.extra_steps;
-            cfg.checkpoint.every = s.extra_steps;
-            cfg.schedule.warmup_steps = cfg.schedule.warmup_steps.min(s.extra_steps / 10);
-            cfg.init.from = None;
-            cfg.init.checkpoint = Some(arm_dirs[2 * ai].clone());
-            second.push(Job {
-                id: id("sequential", seed, arm),
-                config: cfg,
-            });
-        }
-    }
-    let second_dirs = runner.run("unrelated: sequential, added tasks alone", &second)?;
-
-    // runs[arm][stage] per seed, every run tested on every task (base and sequential models
-    // in process: their own final test covers only the tasks they trained on).
-    let seeds = ctx.seeds().len();
-    let mut runs: Vec<Vec<Vec<RunResult>>> = vec![vec![Vec::new(); STAGES.len()]; arms.len()];
-    for seed in 0..seeds {
-        for ai in 0..arms.len() {
-            let dirs = [
-                &first_dirs[seed * 4 + 2 * ai],
-                &first_dirs[seed * 4 + 2 * ai + 1],
-                &second_dirs[seed * 2 + ai],
-            ];
-            for (stage, dir) in dirs.into_iter().enumerate() {
-                runs[ai][stage].push(test_all(dir, &all_tasks)?);
-            }
-        }
-    }
-    let exposure = Exposure {
-        share,
-        base_steps,
-        joint_steps,
-    };
-    build_report(ctx, &arms, &base_tasks, &new_tasks, &runs, &exposure)
-}
-
-/// How the joint protocol matched the original tasks' exposure.
-struct Exposure {
-    share: f64,
-    base_steps: u64,
-    joint_steps: u64,
-}
-
-/// The summed sampling probability of `base` tasks in the mixture of `cfg`.
-fn base_share(cfg: &taskmoe_train::RunConfig, base: &[String]) -> Result<f64> {
-    let data = RunData::load(cfg)?;
-    let sampler = data.sampler(cfg)?;
-    let mixture = sampler.mixture();
-    let share: f64 = mixture
-        .tasks()
-        .iter()
-        .zip(mixture.probabilities())
-        .filter(|(t, _)| base.contains(&t.name))
-        .map(|(_, p)| p)
-        .sum();
-    if !(share > 0.0 && share <= 1.0) {
-        bail!("the base tasks have sampling share {share} in the joint mixture");
-    }
-    Ok(share)
-}
-
-/// Tests the newest checkpoint of run `dir` on the test split of `tasks`.
-fn test_all(dir: &Path, tasks: &[String]) -> Result<RunResult> {
-    let m = TrainedModel::load(dir)?.run;
-    let ids: Vec<usize> = tasks
-        .iter()
-        .map(|t| m.data.id(t).with_context(|| format!("task `{t}`")))
-        .collect::<Result<_>>()?;
-    let data = EvalData {
-        specs: &m.data.specs,
-        split: &m.data.test,
-        seq_len: m.data.seq_len,
-        pad_id: m.data.pad_id,
-    };
-    let result = evaluate(&m.model, &data, &ids, m.config.eval.batch_size, Device::Cpu)?;
-    RunResult::from_evaluation(dir, &result, &m.data.specs)
-}
-
-fn build_report(
+pub(super) fn build_report(
     ctx: &ExperimentContext,
     arms: &[Arm],
     base_tasks: &[String],

@@ -24,7 +24,6 @@
 //! ([`crate::transfer`]). The declared task family is shown beside the choice.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use crate::error::{bail, Result};
@@ -35,13 +34,14 @@ use taskmoe_train::{RunConfig, RunData};
 use crate::config::Arm;
 use crate::context::ExperimentContext;
 use crate::experiment::Experiment;
-use crate::plot::{line_chart, Series};
-use crate::report::{header, md_table, Report};
+use crate::report::Report;
 use crate::results::RunResult;
 use crate::runner::Job;
-use crate::stats::{paired, PrimaryContrast, Summary};
+use crate::stats::Summary;
 use crate::transfer::{Relatedness, TrainedModel};
-use crate::verdicts::describe;
+
+mod report;
+use report::build_report;
 
 /// The fine-tuning arms, in table order.
 const METHODS: [&str; 6] = [
@@ -315,235 +315,4 @@ struct LrTuning {
     grid: Vec<f64>,
     validation: Vec<Vec<Vec<f64>>>,
     chosen: Vec<f64>,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn build_report(
-    ctx: &ExperimentContext,
-    unseen: &[String],
-    training: &[String],
-    ks: &[usize],
-    scores: &[Vec<Vec<f64>>],
-    per_task: &BTreeMap<(usize, usize, String), Vec<f64>>,
-    chosen: &BTreeMap<(String, bool), Vec<String>>,
-    base_data: &RunData,
-    choices: Vec<serde_json::Value>,
-    tuned: &LrTuning,
-) -> Result<Report> {
-    let s = &ctx.loaded.settings.unseen;
-    let mut md = ctx.preamble("Experiment 2: few-shot transfer to unseen tasks");
-    let _ = writeln!(
-        md,
-        "Seen tasks ({}): {}. Unseen tasks ({}): {}. Task-MoE router: `{}`.\n\nFine-tuning: \
-         {} steps, batch min({}, k), peak learning rate per arm from the grid {:?} (chosen on \
-         validation below), 10% warmup, on the k examples of one unseen task; test accuracy \
-         at the end. Every arm of a seed and k sees the same k examples.\n",
-        training.len(),
-        training.join(", "),
-        unseen.len(),
-        unseen.join(", "),
-        crate::context::spelling(&ctx.base().model.moe.router.kind),
-        s.steps,
-        s.batch_size,
-        s.peak_lrs,
-    );
-    let mut lr_head = vec!["arm".to_string()];
-    lr_head.extend(tuned.grid.iter().map(|lr| format!("lr = {lr:e}")));
-    lr_head.push("chosen".into());
-    let lr_rows: Vec<Vec<String>> = METHODS
-        .iter()
-        .enumerate()
-        .map(|(m, name)| {
-            let mut row = vec![name.to_string()];
-            row.extend(tuned.validation[m].iter().map(|v| Summary::of(v).show()));
-            row.push(format!("{:e}", tuned.chosen[m]));
-            row
-        })
-        .collect();
-    let _ = writeln!(
-        md,
-        "## Learning rates, chosen on validation\n\nValidation accuracy of the unseen task \
-         after fine-tuning, over the tuning seeds {:?}, unseen tasks and k (mean ± std).\n\n{}",
-        ctx.tuning_seeds(),
-        md_table(&lr_head, &lr_rows)
-    );
-    let mut head = vec!["arm".to_string()];
-    head.extend(ks.iter().map(|k| format!("k = {k}")));
-    head.push("mean over k".into());
-    let mean_over_k = |m: usize| -> Vec<f64> {
-        let seeds = scores[m][0].len();
-        (0..seeds)
-            .map(|si| scores[m].iter().map(|v| v[si]).sum::<f64>() / ks.len() as f64)
-            .collect()
-    };
-    let rows: Vec<Vec<String>> = METHODS
-        .iter()
-        .enumerate()
-        .map(|(m, name)| {
-            let mut row = vec![name.to_string()];
-            row.extend(scores[m].iter().map(|v| Summary::of(v).show()));
-            row.push(Summary::of(&mean_over_k(m)).show());
-            row
-        })
-        .collect();
-    let main = md_table(&head, &rows);
-    let _ = writeln!(
-        md,
-        "## Mean test accuracy over the unseen tasks (mean ± std over seeds)\n\n{main}"
-    );
-    let mut cmp_rows = Vec::new();
-    let mut comparisons = Vec::new();
-    for (name, a, b) in [
-        ("task-moe + routing - dense", TRANSFERRED, 0),
-        ("task-moe + routing - fresh routing", TRANSFERRED, 3),
-        ("measured source - family source", TRANSFERRED, 2),
-        ("frozen experts - dense", 4, 0),
-        ("task-moe + routing - scratch", TRANSFERRED, SCRATCH),
-        ("dense - scratch", 0, SCRATCH),
-    ] {
-        let mut row = vec![name.to_string()];
-        for ki in 0..ks.len() {
-            let c = paired(&scores[a][ki], &scores[b][ki]);
-            row.push(c.show());
-            comparisons.push(json!({"comparison": name, "k": ks[ki], "result": c}));
-        }
-        let c = paired(&mean_over_k(a), &mean_over_k(b));
-        row.push(c.show());
-        comparisons.push(json!({"comparison": name, "k": "mean", "result": c}));
-        cmp_rows.push(row);
-    }
-    let mut cmp_head = vec!["difference".to_string()];
-    cmp_head.extend(head[1..].iter().cloned());
-    let cmp = md_table(&cmp_head, &cmp_rows);
-    let _ = writeln!(
-        md,
-        "## Paired differences\n\nSeed-paired differences of the mean over unseen tasks, \
-         uncorrected 95% Student-t intervals (descriptive).\n\n{cmp}"
-    );
-    let primary = PrimaryContrast {
-        claim: 2,
-        name: format!(
-            "task-moe + routing - dense, mean test accuracy of the unseen tasks over k in {ks:?}"
-        ),
-        a: mean_over_k(TRANSFERRED),
-        b: mean_over_k(0),
-    };
-    let verdicts = describe(&primary);
-    let _ = writeln!(md, "## Primary contrast\n\n{verdicts}");
-
-    // Which seen task was chosen, against the declared family.
-    let family = |name: &str| {
-        base_data
-            .id(name)
-            .map_or(String::new(), |i| base_data.specs[i].family.clone())
-    };
-    let mut rows = Vec::new();
-    for u in unseen {
-        for (moe, model) in [(false, "dense"), (true, "task-moe")] {
-            let picks = chosen.get(&(u.clone(), moe)).cloned().unwrap_or_default();
-            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-            for p in &picks {
-                *counts.entry(p.as_str()).or_default() += 1;
-            }
-            let same = picks.iter().filter(|p| family(p) == family(u)).count();
-            rows.push(vec![
-                u.clone(),
-                family(u),
-                model.to_string(),
-                counts
-                    .iter()
-                    .map(|(t, n)| format!("{t} ({}) x{n}", family(t)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                format!("{same}/{}", picks.len()),
-            ]);
-        }
-    }
-    let _ = writeln!(
-        md,
-        "## Most related seen task, as measured\n\nPer seed and k, the seen task with the lowest \
-         loss on the k examples before fine-tuning (its routing, task embedding and head \
-         applied unchanged). The last column counts choices inside the unseen task's declared \
-         family.\n\n{}",
-        md_table(
-            &header(&[
-                "unseen task",
-                "declared family",
-                "model",
-                "chosen (family) x times",
-                "in family"
-            ]),
-            &rows
-        )
-    );
-
-    let _ = writeln!(md, "## Per unseen task\n");
-    for u in unseen {
-        let rows: Vec<Vec<String>> = METHODS
-            .iter()
-            .enumerate()
-            .map(|(m, name)| {
-                let mut row = vec![name.to_string()];
-                row.extend((0..ks.len()).map(|ki| {
-                    per_task
-                        .get(&(m, ki, u.clone()))
-                        .map_or("-".into(), |v| Summary::of(v).show())
-                }));
-                row
-            })
-            .collect();
-        let _ = writeln!(
-            md,
-            "### {u}\n\n{}",
-            md_table(&head[..head.len() - 1], &rows)
-        );
-    }
-
-    let labels: Vec<String> = ks.iter().map(|k| k.to_string()).collect();
-    let series: Vec<Series> = METHODS
-        .iter()
-        .enumerate()
-        .map(|(m, name)| Series {
-            name: name.to_string(),
-            points: scores[m].iter().map(|v| Summary::of(v)).collect(),
-        })
-        .collect();
-    let plots = vec![(
-        "unseen-learning-curves.svg".to_string(),
-        line_chart(
-            "Unseen tasks: test accuracy against shots",
-            "k (training examples of the new task)",
-            "mean test accuracy (± std over seeds)",
-            &labels,
-            &series,
-        )?,
-    )];
-    let _ = writeln!(
-        md,
-        "## Plots\n\n![learning curves](unseen-learning-curves.svg)\n"
-    );
-    let json = json!({
-        "experiment": "unseen",
-        "unseen_tasks": unseen,
-        "seen_tasks": training,
-        "k": ks,
-        "arms": METHODS.iter().enumerate().map(|(m, name)| json!({
-            "arm": name,
-            "mean_over_unseen_tasks": scores[m],
-            "per_task": unseen.iter().map(|u| (u.clone(), (0..ks.len()).map(|ki| per_task[&(m, ki, u.clone())].clone()).collect::<Vec<_>>())).collect::<BTreeMap<_, _>>(),
-        })).collect::<Vec<_>>(),
-        "comparisons": comparisons,
-        "source_choices": choices,
-        "learning_rates": { "grid": tuned.grid, "chosen": METHODS.iter().zip(&tuned.chosen).map(|(m, lr)| (m.to_string(), *lr)).collect::<BTreeMap<_, _>>() },
-    });
-    let summary =
-        format!("unseen: mean test accuracy over the unseen tasks\n{main}\n{cmp}\n{verdicts}");
-    Ok(Report {
-        name: "unseen",
-        markdown: md,
-        json,
-        plots,
-        summary,
-        primary: Some(primary),
-    })
 }
