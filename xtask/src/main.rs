@@ -37,8 +37,14 @@ commands:
   export --run DIR --format hf [--dtype fp32|bf16|fp16] [--task NAME] [--out DIR]
                          write a folder transformers / python/taskmoe_hf.py loads
   inspect [--config FILE] parameters, active parameters and FLOPs per token of every variant
-  config show [--config FILE] [--set key=value]...
-                         print the resolved run configuration (preset, file, --set merged)
+  config show [--config FILE] [--set key=value]... [--bare]
+                         print the resolved run configuration (preset, file, --set merged),
+                         each key with its documentation
+  config migrate FILE [--write]
+                         rewrite a configuration of the old [train] layout into the sections
+  compare --a RUN... --b RUN... [--out DIR]
+                         per-task test scores of two sets of runs, paired by seed, with
+                         the paired difference's 95% interval (markdown; JSON with --out)
   experiment <low-resource|unseen|unrelated|all> [--profile quick|full] [--seeds N]
              [--config FILE] [--set key=value]... [--out DIR]
                          run the paper's experiments over seeds; report folders + tables
@@ -86,7 +92,7 @@ fn main() -> ExitCode {
         "fetch-data" => wordnet::fetch(rest),
         "gpu-bundle" => gpu_bundle::run(rest),
         "train" | "eval" | "predict" | "verify" | "export" | "inspect" | "experiment"
-        | "config" => run::taskmoe(command, rest),
+        | "config" | "compare" => run::taskmoe(command, rest),
         "env" => print_env(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

@@ -20,6 +20,7 @@
 
 mod check_cmd;
 mod checkpoint_arg;
+mod compare_cmd;
 mod config_cmd;
 mod curves;
 mod eval_cmd;
@@ -115,6 +116,21 @@ enum Command {
     Inspect {
         #[command(flatten)]
         config: ConfigArgs,
+    },
+    /// Two sets of finished runs compared task by task: each side's mean test score and the
+    /// seed-paired difference a - b with its 95% interval (runs pair by their saved seed; one
+    /// against one pairs as given). Shell globs expand to the run folders
+    /// (`--a runs/task-moe-seed* --b runs/dense-seed*`).
+    Compare {
+        /// Side a's run folders.
+        #[arg(long, num_args = 1.., required = true)]
+        a: Vec<PathBuf>,
+        /// Side b's run folders.
+        #[arg(long, num_args = 1.., required = true)]
+        b: Vec<PathBuf>,
+        /// Also write compare.md and compare.json into this folder.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// The resolved run configuration.
     Config {
@@ -269,6 +285,7 @@ fn main() {
             action: ConfigAction::Migrate { file, write },
         } => config_cmd::migrate(&file, write),
         Command::Check(args) => check_cmd::run(&args),
+        Command::Compare { a, b, out } => compare_cmd::run(&a, &b, out.as_deref()),
         Command::Experiment {
             name,
             profile,

@@ -46,6 +46,7 @@
 
 #![warn(missing_docs)]
 
+pub mod compare;
 pub mod config;
 mod context;
 mod error;
