@@ -7,8 +7,9 @@
 //!    signed archive index, this checks its SHA-256 too) into `<cache>/debs/`, once;
 //! 2. `dpkg-deb -x` into a temporary folder, keeping `data.{noun,verb,adj,adv}` in
 //!    `<cache>/data/wordnet-base_3.0-37/`, once;
-//! 3. `cargo run -p taskmoe-data --example wordnet` on that folder (against the provisioned
-//!    libtorch, which the data crate links), which writes `configs/wordnet/data/` when its files
+//! 3. the data crate's `wordnet` example on that folder (built with the workspace's examples,
+//!    against the provisioned libtorch, which the data crate links), which writes
+//!    `configs/wordnet/data/` when its files
 //!    differ from what the rules give, and checks (or with `--write-registry` rewrites)
 //!    `configs/wordnet/tasks.toml`.
 //!
@@ -83,20 +84,22 @@ pub fn ensure() -> Result<(PathBuf, PathBuf)> {
 }
 
 /// Runs the data crate's builder (`examples/wordnet.rs`) on `dict`, writing [`data_dir`].
+///
+/// The example is built with the whole workspace's examples (`cargo build --workspace
+/// --examples`), not `cargo run -p taskmoe-data`: the workspace resolves its dependencies'
+/// features once, so `cargo test --workspace` afterwards reuses the same tch build instead of
+/// compiling it a second time.
 fn build(dict: &Path, extra: &[String]) -> Result<()> {
     let lt = libtorch::ensure()?;
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--package",
-        "taskmoe-data",
-        "--example",
-        "wordnet",
-        "--",
-    ])
-    .arg(dict)
-    .arg(data_dir())
-    .args(extra);
+    let mut compile = cargo();
+    compile.args(["build", "--workspace", "--examples", "--quiet"]);
+    lt.apply_env(&mut compile);
+    run_cmd(&mut compile)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| project::root().join("target"));
+    let mut cmd = Command::new(target.join("debug").join("examples").join("wordnet"));
+    cmd.arg(dict).arg(data_dir()).args(extra);
     lt.apply_env(&mut cmd);
     run_cmd(&mut cmd)
 }
