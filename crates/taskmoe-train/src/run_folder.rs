@@ -10,7 +10,7 @@
 //!   *.superseded.jsonl    log lines a resume moved aside (rewind_log)
 //!   checkpoint-{step}/    written atomically, with a manifest (CheckpointWriter):
 //!     model.safetensors  optimizer.safetensors  config.toml  config.json
-//!     trainer_state.json  tasks.toml  vocab.txt | tokenizer.json  manifest.json
+//!     trainer_state.json  tasks.toml  vocab.txt | tokenizer.json  COMPLETE.json (manifest)
 //! ```
 //!
 //! What may be resumed, and the refusals, are decided in `resume.rs`; this file carries them out
