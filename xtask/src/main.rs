@@ -45,6 +45,10 @@ commands:
   compare --a RUN... --b RUN... [--out DIR]
                          per-task test scores of two sets of runs, paired by seed, with
                          the paired difference's 95% interval (markdown; JSON with --out)
+  search [--config FILE] [--set key=value]... --axis key=v1,v2,... [--axis ...]
+         [--seeds N] [--jobs N] [--out DIR]
+                         recipe search on the tuning seeds, one axis at a time around the
+                         base, chosen on validation; flags a choice on its grid's edge
   experiment <low-resource|unseen|unrelated|all> [--profile quick|full] [--seeds N]
              [--config FILE] [--set key=value]... [--out DIR]
                          run the paper's experiments over seeds; report folders + tables
@@ -92,7 +96,7 @@ fn main() -> ExitCode {
         "fetch-data" => wordnet::fetch(rest),
         "gpu-bundle" => gpu_bundle::run(rest),
         "train" | "eval" | "predict" | "verify" | "export" | "inspect" | "experiment"
-        | "config" | "compare" => run::taskmoe(command, rest),
+        | "config" | "compare" | "search" => run::taskmoe(command, rest),
         "env" => print_env(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

@@ -30,6 +30,7 @@ mod inspect_cmd;
 mod predict_cmd;
 mod progress;
 mod report;
+mod search_cmd;
 mod train_cmd;
 mod verify_cmd;
 
@@ -132,6 +133,10 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// A recipe search on the tuning seeds: each `--axis key=v1,v2,...` tried one at a time
+    /// around the base configuration, chosen on the mean validation score; a choice on the
+    /// edge of its grid is flagged. Writes search.md / search.json / base.toml.
+    Search(search_cmd::SearchArgs),
     /// The resolved run configuration.
     Config {
         #[command(subcommand)]
@@ -286,6 +291,7 @@ fn main() {
         } => config_cmd::migrate(&file, write),
         Command::Check(args) => check_cmd::run(&args),
         Command::Compare { a, b, out } => compare_cmd::run(&a, &b, out.as_deref()),
+        Command::Search(args) => search_cmd::run(&args),
         Command::Experiment {
             name,
             profile,

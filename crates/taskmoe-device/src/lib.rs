@@ -37,6 +37,8 @@
 //!
 //! - [`seeded`] and [`lock_global_rng`]: one thread at a time seeds and draws from libtorch's
 //!   process-global generator, so seeded draws repeat whatever else runs in the process.
+//!   [`keyed_initialisation`] and [`draw_for`]: each module's parameters drawn from a stream
+//!   keyed by (seed, module name), so models that share module names share their values.
 //!
 //! Neither needs a GPU: on a CPU-only libtorch, `cuda` fails with a message naming
 //! `libtorch_cuda.so`, and bf16 runs on the CPU.
@@ -53,4 +55,6 @@ pub use cuda::{libtorch_lib_dir, load_cuda, select_device, DeviceRequest, Select
 pub use error::{DeviceError, Result};
 pub use precision::{autocast, check_precision, full_precision, is_autocast_enabled, Precision};
 pub use rank::{rank_device, select_named};
-pub use rng::{lock_global_rng, seeded, GlobalRngGuard};
+pub use rng::{
+    draw_for, init_key, keyed_initialisation, lock_global_rng, module_name, seeded, GlobalRngGuard,
+};

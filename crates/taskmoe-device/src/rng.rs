@@ -13,6 +13,7 @@
 //! depends on what it draws does so through [`seeded`], and so does every test in the same
 //! binary that draws from it at all; library code that seeds (the trainer) does the same.
 
+use std::cell::Cell;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, ThreadId};
 
@@ -74,6 +75,64 @@ pub fn seeded<R>(seed: i64, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+thread_local! {
+    /// The base seed of [`keyed_initialisation`] while it runs on this thread.
+    static INIT_KEY: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// Runs `f` (which builds a model) so that every module that draws its parameters through
+/// [`draw_for`] draws them from a stream keyed by `(seed, module name)` instead of from one
+/// stream consumed in construction order. Two models that share module names then share
+/// those modules' initial values bit for bit, whatever else each has: the dense and the MoE
+/// arm of one seed start from the same embeddings, attention, norms and heads (paired
+/// initialisation), and adding a router or an expert does not move any other parameter.
+///
+/// Holds the global generator (as [`seeded`]) for the whole of `f`; nested calls use the
+/// innermost seed.
+pub fn keyed_initialisation<R>(seed: u64, f: impl FnOnce() -> R) -> R {
+    let _guard = lock_global_rng();
+    let outer = INIT_KEY.with(|k| k.replace(Some(seed)));
+    let result = f();
+    INIT_KEY.with(|k| k.set(outer));
+    result
+}
+
+/// Runs `f`, which draws the parameters of the module called `name` (its path in the model,
+/// `encoder.layer.0.attention`). Inside [`keyed_initialisation`] the global generator is first
+/// seeded with [`init_key`]`(seed, name)`; outside it nothing is reseeded and `f` draws from
+/// the generator's current stream, as before.
+pub fn draw_for<R>(name: &str, f: impl FnOnce() -> R) -> R {
+    match INIT_KEY.with(Cell::get) {
+        Some(seed) => {
+            let _guard = lock_global_rng();
+            tch::manual_seed(init_key(seed, name));
+            f()
+        }
+        None => f(),
+    }
+}
+
+/// A module's name for [`draw_for`]: its path's components joined by `.`
+/// (`encoder.layer.0.attention.self.query`), the prefix of its parameters' names.
+pub fn module_name(p: &tch::nn::Path) -> String {
+    p.components().collect::<Vec<_>>().join(".")
+}
+
+/// The seed of module `name`'s parameters under base seed `seed`: the 64-bit FNV-1a hash of
+/// the name mixed with the seed by SplitMix64's finaliser, kept non-negative. A pure function
+/// of its arguments (stable across runs, platforms and versions of this crate).
+pub fn init_key(seed: u64, name: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15) ^ h;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) >> 1) as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +167,19 @@ mod tests {
     fn the_lock_is_reentrant() {
         let inner = seeded(1, || seeded(2, draw));
         assert_eq!(inner, seeded(2, draw));
+    }
+
+    #[test]
+    fn keyed_draws_depend_on_seed_and_name_not_on_order() {
+        let (a, b) = keyed_initialisation(3, || (draw_for("a", draw), draw_for("b", draw)));
+        let (b2, a2) = keyed_initialisation(3, || {
+            let _ = draw(); // an unkeyed draw in between moves nothing keyed
+            (draw_for("b", draw), draw_for("a", draw))
+        });
+        assert_eq!((a.clone(), b.clone()), (a2, b2));
+        assert_ne!(a, b);
+        assert_ne!(keyed_initialisation(4, || draw_for("a", draw)), a);
+        // Outside keyed initialisation, draw_for draws from the current stream.
+        assert_eq!(seeded(9, || draw_for("a", draw)), seeded(9, draw));
     }
 }

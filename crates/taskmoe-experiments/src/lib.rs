@@ -57,6 +57,7 @@ mod protocol;
 pub mod report;
 pub mod results;
 pub mod runner;
+pub mod search;
 pub mod stats;
 pub mod transfer;
 pub mod unrelated;

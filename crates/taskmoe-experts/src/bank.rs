@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use taskmoe_device::{draw_for, module_name};
 use tch::{nn, Kind, Tensor};
 
 use taskmoe_kernels::{dropout, grouped_linear, GemmPath, GroupLayout};
@@ -39,14 +40,15 @@ impl ExpertBank {
     /// `dropout` on their hidden activation in training.
     pub fn new(p: nn::Path, num_experts: usize, d_model: usize, d_ff: usize, dropout: f64) -> Self {
         let (e, d, f) = (num_experts as i64, d_model as i64, d_ff as i64);
-        ExpertBank {
+        // All four from the bank's own keyed stream (taskmoe_device::draw_for).
+        draw_for(&module_name(&p), || ExpertBank {
             w1: p.var("w1", &[e, d, f], ffn_weight_init(d)),
             b1: p.var("b1", &[e, f], ffn_bias_init(d)),
             w2: p.var("w2", &[e, f, d], ffn_weight_init(f)),
             b2: p.var("b2", &[e, d], ffn_bias_init(f)),
             dropout,
             loop_gemm: AtomicBool::new(false),
-        }
+        })
     }
 
     /// A bank from existing stacked weights (checked for consistent shapes), for import and

@@ -1,5 +1,6 @@
 //! The dense feed-forward block: the baseline a MoE layer is compared with.
 
+use taskmoe_device::{draw_for, module_name};
 use tch::{nn, nn::Module, Tensor};
 
 use taskmoe_kernels::dropout;
@@ -24,6 +25,14 @@ pub struct DenseFfn {
 }
 
 /// A `Linear` with `fan_in` inputs, initialised as every FFN is.
+/// A `fan_in -> fan_out` linear layer under `path`, drawn from the module's keyed stream
+/// (`taskmoe_device::draw_for`).
+fn linear(path: &nn::Path, fan_in: i64, fan_out: i64) -> nn::Linear {
+    draw_for(&module_name(path), || {
+        nn::linear(path, fan_in, fan_out, linear_init(fan_in))
+    })
+}
+
 fn linear_init(fan_in: i64) -> nn::LinearConfig {
     nn::LinearConfig {
         ws_init: ffn_weight_init(fan_in),
@@ -43,8 +52,8 @@ impl DenseFfn {
         }
         let (d, f) = (d_model as i64, d_ff as i64);
         Ok(DenseFfn {
-            intermediate: nn::linear(&p / "intermediate" / "dense", d, f, linear_init(d)),
-            output: nn::linear(&p / "output" / "dense", f, d, linear_init(f)),
+            intermediate: linear(&(&p / "intermediate" / "dense"), d, f),
+            output: linear(&(&p / "output" / "dense"), f, d),
             dropout,
         })
     }

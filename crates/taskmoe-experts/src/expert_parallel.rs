@@ -20,8 +20,8 @@
 
 use std::fmt::Debug;
 
-use taskmoe_kernels::count_ids;
-use taskmoe_router::AuxLosses;
+use taskmoe_kernels::{aux::task_load_balance_from_sums, count_ids};
+use taskmoe_router::{AuxLosses, BalanceOver};
 use tch::{Kind, Tensor};
 
 use crate::bank::ExpertBank;
@@ -175,7 +175,8 @@ pub(crate) fn gathered(bank: &ExpertBank, ex: &dyn ExpertExchange) -> Result<[Te
 /// ranks, as the gradient average does, is already the group's mean).
 ///
 /// With the group-wide statistics `f_e` (share of routing slots), `P_e` (mean probability) and
-/// `P(t, e)` (the joint of task and expert), the formulas are those of
+/// `P(t, e)` (the joint of task and expert), and per task its slots and tokens (for the load
+/// balance over tasks, `balance`), the formulas are those of
 /// `taskmoe_kernels::aux`. Every rank gets the same values; the all-reduce's backward sums the
 /// ranks' gradients, and the data-parallel gradient average divides by the ranks again.
 ///
@@ -187,29 +188,47 @@ pub(crate) fn group_aux(
     experts: &Tensor,
     task_ids: &Tensor,
     num_tasks: usize,
+    balance: BalanceOver,
     local: AuxLosses,
 ) -> Result<AuxLosses> {
     let (t, e) = (probs.size()[0], probs.size()[1]);
-    let k = experts.size()[1];
+    let (k, tasks) = (experts.size()[1], num_tasks as i64);
     let probs = probs.to_kind(Kind::Float);
     let device = probs.device();
     let counts = count_ids("load_balance_loss", experts, e as usize)?.to_kind(Kind::Float);
     let prob_sum = probs.sum_dim_intlist(0, false, Kind::Float);
-    let one_hot = task_ids.f_one_hot(num_tasks as i64)?.to_kind(Kind::Float);
+    let one_hot = task_ids.f_one_hot(tasks)?.to_kind(Kind::Float);
     let joint_sum = one_hot.tr().matmul(&probs).reshape([-1]);
+    // Per task: the slots it sent to each expert, and its tokens (the load balance over tasks).
+    let slots = experts.f_one_hot(e)?.sum_dim_intlist(1, false, Kind::Float);
+    let task_slots = one_hot.tr().matmul(&slots).reshape([-1]);
+    let task_tokens = one_hot.sum_dim_intlist(0, false, Kind::Float);
     let tokens = Tensor::from_slice(&[t as f32]).to_device(device);
-    let packed = Tensor::cat(&[tokens, counts, prob_sum, joint_sum], 0);
+    let packed = Tensor::cat(
+        &[tokens, counts, prob_sum, joint_sum, task_slots, task_tokens],
+        0,
+    );
     let summed = ex
         .all_reduce_sum(&packed)
         .map_err(|err| exchange_err("all_reduce of the routing statistics", err))?;
     let total = summed.narrow(0, 0, 1).detach().clamp_min(1.0);
-    let fraction = summed.narrow(0, 1, e).detach() / (&total * k as f64);
-    let mean_prob = summed.narrow(0, 1 + e, e) / &total;
-    let load_balance = (fraction * mean_prob).sum(Kind::Float) * e as f64;
-    let joint = summed
-        .narrow(0, 1 + 2 * e, num_tasks as i64 * e)
-        .reshape([num_tasks as i64, e])
-        / &total;
+    let joint_sums = summed.narrow(0, 1 + 2 * e, tasks * e).reshape([tasks, e]);
+    let load_balance = match balance {
+        BalanceOver::Tokens => {
+            let fraction = summed.narrow(0, 1, e).detach() / (&total * k as f64);
+            let mean_prob = summed.narrow(0, 1 + e, e) / &total;
+            (fraction * mean_prob).sum(Kind::Float) * e as f64
+        }
+        BalanceOver::Tasks => task_load_balance_from_sums(
+            &summed
+                .narrow(0, 1 + 2 * e + tasks * e, tasks * e)
+                .reshape([tasks, e]),
+            &joint_sums,
+            &summed.narrow(0, 1 + 2 * e + 2 * tasks * e, tasks).detach(),
+            k,
+        ),
+    };
+    let joint = joint_sums / &total;
     let p_task = joint.sum_dim_intlist(1, true, Kind::Float);
     let p_expert = joint.sum_dim_intlist(0, true, Kind::Float);
     let tiny = 1e-12;

@@ -265,7 +265,8 @@ impl MoeLayer {
             y += shared.forward(x, train);
         }
         let num_tasks = self.router.num_tasks();
-        let mut aux = AuxLosses::compute(&decision, task_ids, num_tasks)?;
+        let mut aux =
+            AuxLosses::compute_balancing(&decision, task_ids, num_tasks, cfg.balance_over)?;
         let statistics = self.statistics.get().or(self.exchange.get());
         if let Some(ex) = statistics.filter(|_| train) {
             // The load balance and mutual information of the whole group's tokens.
@@ -275,6 +276,7 @@ impl MoeLayer {
                 &decision.routed.experts,
                 task_ids,
                 num_tasks,
+                cfg.balance_over,
                 aux,
             )?;
         }

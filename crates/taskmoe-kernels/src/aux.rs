@@ -36,6 +36,71 @@ pub fn load_balance_loss(probs: &Tensor, experts: &Tensor) -> Result<Tensor> {
     Ok((fraction * mean_prob).sum(Kind::Float) * e as f64)
 }
 
+/// Load balance over tasks: the Switch loss `E * sum_i f_i * P_i` with `f_i` and `P_i` the
+/// means over the batch's tasks of each task's own slot share and mean probability, so that
+/// every task present weighs the same whatever its number of tokens, and the loss asks the
+/// tasks together to use every expert, not every task to use every expert: tasks that split
+/// the experts among them score 1 (balanced), as a router that spreads every token does.
+/// Tasks absent from the batch are left out. The token-weighted [`load_balance_loss`] is the
+/// same formula over tokens, which the most frequent tasks dominate.
+///
+/// # Shapes
+/// `probs: [T, E]`, `experts: [T, k]` int64, `task_ids: [T]` int64 in `0..num_tasks` ->
+/// scalar.
+pub fn task_load_balance_loss(
+    probs: &Tensor,
+    experts: &Tensor,
+    task_ids: &Tensor,
+    num_tasks: usize,
+) -> Result<Tensor> {
+    let (t, e) = dims2("task_load_balance_loss", "probs", probs)?;
+    let (te, k) = dims2("task_load_balance_loss", "experts", experts)?;
+    if te != t || task_ids.size() != [t] {
+        return Err(KernelError::Shape {
+            op: "task_load_balance_loss",
+            arg: if te != t { "experts" } else { "task_ids" },
+            got: if te != t {
+                experts.size()
+            } else {
+                task_ids.size()
+            },
+            expected: format!("{t} rows (same tokens as probs)"),
+        });
+    }
+    let one_hot = task_ids.f_one_hot(num_tasks as i64)?.to_kind(Kind::Float); // [T, tasks]
+    let slots = experts.f_one_hot(e)?.sum_dim_intlist(1, false, Kind::Float); // [T, E]
+    let task_slots = one_hot.tr().matmul(&slots);
+    let task_probs = one_hot.tr().matmul(&probs.to_kind(Kind::Float));
+    let tokens = one_hot.sum_dim_intlist(0, false, Kind::Float);
+    Ok(task_load_balance_from_sums(
+        &task_slots,
+        &task_probs,
+        &tokens,
+        k,
+    ))
+}
+
+/// [`task_load_balance_loss`] from per-task sums, which add over ranks: `task_slots [tasks,
+/// E]` (slots each task sent to each expert), `task_prob_sums [tasks, E]` (the sum of each
+/// task's tokens' probabilities), `task_tokens [tasks]`, `k` slots per token. The slot shares
+/// carry no gradient, the probabilities do.
+pub fn task_load_balance_from_sums(
+    task_slots: &Tensor,
+    task_prob_sums: &Tensor,
+    task_tokens: &Tensor,
+    k: i64,
+) -> Tensor {
+    let e = task_slots.size()[1] as f64;
+    let present = task_tokens.gt(0.0).to_kind(Kind::Float).unsqueeze(1); // [tasks, 1]
+    let n = task_tokens.clamp_min(1.0).unsqueeze(1);
+    let fraction = task_slots.detach() / (&n * k as f64) * &present;
+    let mean_prob = task_prob_sums / &n * &present;
+    let m = present.sum(Kind::Float).clamp_min(1.0);
+    let f = fraction.sum_dim_intlist(0, false, Kind::Float) / &m;
+    let p = mean_prob.sum_dim_intlist(0, false, Kind::Float) / &m;
+    (f * p).sum(Kind::Float) * e
+}
+
 /// ST-MoE router z-loss, `mean_t (logsumexp_i logits_{t,i})^2`
 /// ([Zoph et al. 2022](https://arxiv.org/abs/2202.08906), eq. 5): keeps router logits small,
 /// which keeps the softmax stable in low precision.

@@ -138,6 +138,40 @@ pub fn load_balance_loss(probs: ArrayView2<f32>, experts: ArrayView2<i64>) -> f3
     e as f32 * f.iter().zip(p.iter()).map(|(a, b)| a * b).sum::<f32>()
 }
 
+/// `E * sum_i f_i P_i` with `f`, `P` the means over present tasks of each task's slot share
+/// and mean probability.
+pub fn task_load_balance_loss(
+    probs: ArrayView2<f32>,
+    experts: ArrayView2<i64>,
+    task_ids: ArrayView1<i64>,
+    num_tasks: usize,
+) -> f32 {
+    let e = probs.ncols();
+    let k = experts.ncols();
+    let mut f = vec![0f32; e];
+    let mut p = vec![0f32; e];
+    let mut present = 0f32;
+    for task in 0..num_tasks as i64 {
+        let rows: Vec<usize> = (0..task_ids.len())
+            .filter(|&r| task_ids[r] == task)
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        present += 1.0;
+        let n = rows.len() as f32;
+        for &r in &rows {
+            for &x in experts.row(r).iter() {
+                f[x as usize] += 1.0 / (n * k as f32);
+            }
+            for (i, &q) in probs.row(r).iter().enumerate() {
+                p[i] += q / n;
+            }
+        }
+    }
+    e as f32 * f.iter().zip(&p).map(|(a, b)| a * b).sum::<f32>() / (present * present)
+}
+
 /// `mean_t logsumexp(logits_t)^2`.
 pub fn z_loss(logits: ArrayView2<f32>) -> f32 {
     let sq: Vec<f32> = logits

@@ -1,5 +1,6 @@
 //! Multi-head self-attention with a padding mask.
 
+use taskmoe_device::{draw_for, module_name};
 use taskmoe_kernels::dropout;
 use tch::{nn, nn::Module, Device, Tensor};
 
@@ -22,7 +23,11 @@ impl SelfAttention {
     pub(crate) fn new(p: &nn::Path, cfg: &ModelConfig) -> Self {
         let d = cfg.d_model as i64;
         let s = p / "self";
-        let linear = |path: nn::Path| nn::linear(path, d, d, Default::default());
+        let linear = |path: nn::Path| {
+            draw_for(&module_name(&path), || {
+                nn::linear(&path, d, d, Default::default())
+            })
+        };
         SelfAttention {
             query: linear(&s / "query"),
             key: linear(&s / "key"),

@@ -1,5 +1,6 @@
 //! Input embeddings: tokens, positions, token types, and optionally the task.
 
+use taskmoe_device::{draw_for, module_name};
 use taskmoe_kernels::dropout;
 use tch::{nn, nn::Module, Tensor};
 
@@ -33,17 +34,18 @@ impl Embeddings {
             },
             ..Default::default()
         };
+        // Each table from its own keyed stream (taskmoe_device::draw_for).
+        let table = |path: nn::Path, rows: usize| {
+            draw_for(&module_name(&path), || {
+                nn::embedding(&path, rows as i64, d, init)
+            })
+        };
         let task = (cfg.task_embedding != TaskEmbedding::None)
-            .then(|| nn::embedding(root / "task_embeddings", num_tasks as i64, d, init));
+            .then(|| table(root / "task_embeddings", num_tasks));
         Embeddings {
-            word: nn::embedding(&p / "word_embeddings", cfg.vocab_size as i64, d, init),
-            position: nn::embedding(&p / "position_embeddings", cfg.max_position as i64, d, init),
-            token_type: nn::embedding(
-                &p / "token_type_embeddings",
-                cfg.type_vocab_size as i64,
-                d,
-                init,
-            ),
+            word: table(&p / "word_embeddings", cfg.vocab_size),
+            position: table(&p / "position_embeddings", cfg.max_position),
+            token_type: table(&p / "token_type_embeddings", cfg.type_vocab_size),
             layer_norm: nn::layer_norm(
                 &p / "LayerNorm",
                 vec![d],

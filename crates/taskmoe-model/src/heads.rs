@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::HeadStyle;
+use taskmoe_device::{draw_for, module_name};
 use taskmoe_kernels::dropout;
 use tch::{nn, nn::Module, Tensor};
 
@@ -59,10 +60,14 @@ impl Head {
         style: HeadStyle,
     ) -> Self {
         let d = d_model as i64;
+        let linear = |path: nn::Path, outputs: i64| {
+            draw_for(&module_name(&path), || {
+                nn::linear(&path, d, outputs, Default::default())
+            })
+        };
         Head {
-            dense: (style == HeadStyle::Mlp)
-                .then(|| nn::linear(&p / "dense", d, d, Default::default())),
-            out: nn::linear(&p / "out", d, outputs as i64, Default::default()),
+            dense: (style == HeadStyle::Mlp).then(|| linear(&p / "dense", d)),
+            out: linear(&p / "out", outputs as i64),
             dropout,
         }
     }

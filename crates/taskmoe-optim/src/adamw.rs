@@ -81,6 +81,10 @@ pub struct AdamWConfig {
     /// What a step does to an expert whose gradient is zero ([`UnusedExperts`]). Default
     /// `update`.
     pub unused_experts: UnusedExperts,
+    /// The learning rate of router parameters ([`is_router_param`]) is the step's rate times
+    /// this (weight decay follows, as in a PyTorch parameter group with its own rate).
+    /// Default `1`.
+    pub router_lr_scale: f64,
 }
 
 /// What [`AdamW::step`] does to an expert that received no token in the step.
@@ -116,6 +120,7 @@ impl Default for AdamWConfig {
             eps: 1e-8,
             weight_decay: 0.01,
             unused_experts: UnusedExperts::Update,
+            router_lr_scale: 1.0,
         }
     }
 }
@@ -133,6 +138,12 @@ impl AdamWConfig {
         }
         if !(self.eps.is_finite() && self.eps > 0.0) {
             return Err(invalid("adamw", format!("eps = {} must be > 0", self.eps)));
+        }
+        if !(self.router_lr_scale.is_finite() && self.router_lr_scale >= 0.0) {
+            return Err(invalid(
+                "adamw",
+                format!("router_lr_scale = {} must be >= 0", self.router_lr_scale),
+            ));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(invalid(
@@ -177,6 +188,13 @@ pub fn is_expert_param(name: &str) -> bool {
     name.split('.').any(|segment| segment == "experts")
 }
 
+/// Whether the parameter called `name` belongs to a router: a dot-separated segment of its name
+/// is `router` (`encoder.layer.1.moe.router.weight`). [`AdamWConfig::router_lr_scale`] scales
+/// their learning rate.
+pub fn is_router_param(name: &str) -> bool {
+    name.split('.').any(|segment| segment == "router")
+}
+
 /// Elements per chunk of the flat update: 1 Mi elements (4 MiB per fp32 array), so the chunks
 /// of the parameter, gradient, both moments and the scratch (20 MiB) stay in the 32 MiB L3
 /// cache across the chunk's eight ops, while the number of ops stays small (64 Ki-element
@@ -201,13 +219,18 @@ struct ParamState {
     offset: i64,
     /// Its partition ([`AdamW::with_partitions`]; 0 by default).
     partition: usize,
+    /// Its learning rate over the step's ([`AdamWConfig::router_lr_scale`] or 1).
+    lr_scale: f64,
 }
 
-/// The parameters of one kind, device and partition in flat buffers, decayed ones first.
+/// The parameters of one kind, device, partition and learning-rate scale in flat buffers,
+/// decayed ones first.
 #[derive(Debug)]
 struct FlatGroup {
     /// The partition its parameters belong to.
     partition: usize,
+    /// Its parameters' learning rate over the step's.
+    lr_scale: f64,
     /// Indices into `AdamW::params`, in buffer order.
     members: Vec<usize>,
     /// Elements of the decayed parameters (a prefix of the buffers).
@@ -295,6 +318,10 @@ impl AdamW {
                     _ => 0,
                 },
                 partition: partition(&name),
+                lr_scale: match is_router_param(&name) {
+                    true => config.router_lr_scale,
+                    false => 1.0,
+                },
                 exp_avg: Tensor::new(),
                 exp_avg_sq: Tensor::new(),
                 name,
@@ -475,6 +502,7 @@ impl AdamW {
                     true => self.active_ranges(g)?,
                     false => vec![(0, self.groups[g].values.size()[0])],
                 };
+                let lr = lr * self.groups[g].lr_scale;
                 self.groups[g].update(&self.config, lr, t, &ranges)?;
             }
             return Ok(());
@@ -486,6 +514,7 @@ impl AdamW {
             }
             p.step += 1;
             let t = i32::try_from(p.step).unwrap_or(i32::MAX);
+            let lr = lr * p.lr_scale;
             let tensors = [&p.param, &grad, &p.exp_avg, &p.exp_avg_sq];
             if !(skip && p.experts > 0) {
                 update_tensors(tensors, p.decay, &self.config, lr, t)?;
@@ -699,14 +728,19 @@ fn is_adopted(g: &Tensor, p: &ParamState, groups: &[FlatGroup]) -> bool {
     g.is_contiguous() && grads.narrow(0, p.offset, g.numel() as i64).data_ptr() == g.data_ptr()
 }
 
-/// Groups the parameters by kind, device and partition, decayed first, and moves each group into flat
+/// Groups the parameters by kind, device, partition and learning-rate scale, decayed first, and moves each group into flat
 /// buffers (module docs, "Flat buffers").
 fn flatten(params: &mut [ParamState]) -> Result<Vec<FlatGroup>> {
     let _guard = tch::no_grad_guard();
-    let mut keys: Vec<(Kind, Device, usize)> = Vec::new();
+    let mut keys: Vec<(Kind, Device, usize, u64)> = Vec::new();
     let mut members: Vec<Vec<usize>> = Vec::new();
     for (i, p) in params.iter().enumerate() {
-        let key = (p.param.kind(), p.param.device(), p.partition);
+        let key = (
+            p.param.kind(),
+            p.param.device(),
+            p.partition,
+            p.lr_scale.to_bits(),
+        );
         let g = match keys.iter().position(|k| *k == key) {
             Some(g) => g,
             None => {
@@ -718,7 +752,9 @@ fn flatten(params: &mut [ParamState]) -> Result<Vec<FlatGroup>> {
         members[g].push(i);
     }
     let mut groups = Vec::with_capacity(keys.len());
-    for (group, ((kind, device, partition), mut idx)) in keys.into_iter().zip(members).enumerate() {
+    for (group, ((kind, device, partition, lr_scale), mut idx)) in
+        keys.into_iter().zip(members).enumerate()
+    {
         idx.sort_by_key(|&i| !params[i].decay); // stable: name order within each part
         let flat: Vec<Tensor> = idx
             .iter()
@@ -747,6 +783,7 @@ fn flatten(params: &mut [ParamState]) -> Result<Vec<FlatGroup>> {
         }
         groups.push(FlatGroup {
             partition,
+            lr_scale: f64::from_bits(lr_scale),
             members: idx,
             decay_len,
             scratch: Tensor::f_empty([total.min(CHUNK)], (kind, device))?,

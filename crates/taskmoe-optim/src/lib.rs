@@ -52,8 +52,8 @@ mod error;
 mod schedule;
 
 pub use adamw::{
-    default_decays, is_expert_param, AdamW, AdamWConfig, UnusedExperts, EXP_AVG_PREFIX,
-    EXP_AVG_SQ_PREFIX, NUM_STEPS, STEP_PREFIX,
+    default_decays, is_expert_param, is_router_param, AdamW, AdamWConfig, UnusedExperts,
+    EXP_AVG_PREFIX, EXP_AVG_SQ_PREFIX, NUM_STEPS, STEP_PREFIX,
 };
 pub use clip::{clip_grad_norm, grad_norm};
 pub use error::{OptimError, Result};

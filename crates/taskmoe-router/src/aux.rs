@@ -2,9 +2,11 @@
 
 use tch::{Device, Kind, Tensor};
 
-use taskmoe_kernels::aux::{load_balance_loss, mutual_information_loss, z_loss};
+use taskmoe_kernels::aux::{
+    load_balance_loss, mutual_information_loss, task_load_balance_loss, z_loss,
+};
 
-use crate::config::RouterConfig;
+use crate::config::{BalanceOver, RouterConfig};
 use crate::error::Result;
 use crate::router::RouterOutput;
 
@@ -21,13 +23,29 @@ pub struct AuxLosses {
 }
 
 impl AuxLosses {
-    /// The losses of one routing decision. `task_ids: [T]`.
+    /// The losses of one routing decision, the load balance over tokens. `task_ids: [T]`.
     /// Computed with autocast off, so they stay fp32 under bf16 mixed precision (the mutual
     /// information's matmul would otherwise run in bf16).
     pub fn compute(out: &RouterOutput, task_ids: &Tensor, num_tasks: usize) -> Result<Self> {
+        Self::compute_balancing(out, task_ids, num_tasks, BalanceOver::Tokens)
+    }
+
+    /// [`AuxLosses::compute`] with the load balance over `balance` (tokens or tasks).
+    pub fn compute_balancing(
+        out: &RouterOutput,
+        task_ids: &Tensor,
+        num_tasks: usize,
+        balance: BalanceOver,
+    ) -> Result<Self> {
+        let (probs, experts) = (&out.routed.probs, &out.routed.experts);
         taskmoe_device::full_precision(|| {
             Ok(AuxLosses {
-                load_balance: load_balance_loss(&out.routed.probs, &out.routed.experts)?,
+                load_balance: match balance {
+                    BalanceOver::Tokens => load_balance_loss(probs, experts)?,
+                    BalanceOver::Tasks => {
+                        task_load_balance_loss(probs, experts, task_ids, num_tasks)?
+                    }
+                },
                 z_loss: z_loss(&out.logits)?,
                 mutual_information: mutual_information_loss(
                     &out.routed.probs,

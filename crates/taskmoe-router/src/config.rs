@@ -54,6 +54,21 @@ pub enum GateStart {
     Shared,
 }
 
+/// What the load-balancing loss balances.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BalanceOver {
+    /// The batch's tokens (Switch): every token counts once, so the frequent tasks dominate
+    /// and the loss pushes every token, of whatever task, towards the experts least used
+    /// overall.
+    #[default]
+    Tokens,
+    /// The batch's tasks: each task's slot shares and mean probabilities are averaged over
+    /// the tasks present, so the tasks together must use every expert but each task may keep
+    /// its own (`taskmoe_kernels::aux::task_load_balance_loss`).
+    Tasks,
+}
+
 /// Router settings. Every field has a default (the value shown in its doc).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -92,6 +107,10 @@ pub struct RouterConfig {
     pub gate_start: GateStart,
     /// Weight of the Switch load-balancing loss. Default 0.01.
     pub load_balance_coef: f64,
+    /// What the load-balancing loss balances: `tokens` (Switch, over every token of the
+    /// batch) or `tasks` (over the tasks of the batch, each task weighing the same, so tasks
+    /// may partition the experts among them). Default `tokens`.
+    pub balance_over: BalanceOver,
     /// Weight of the ST-MoE router z-loss. Default 0.001.
     pub z_loss_coef: f64,
     /// Weight of the negative task-expert mutual information (Mod-Squad). Default 0.
@@ -112,6 +131,7 @@ impl Default for RouterConfig {
             task_embedding_dim: 32,
             gate_start: GateStart::Independent,
             load_balance_coef: 0.01,
+            balance_over: BalanceOver::Tokens,
             z_loss_coef: 0.001,
             mutual_information_coef: 0.0,
         }

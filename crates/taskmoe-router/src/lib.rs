@@ -56,6 +56,6 @@ pub use aux::AuxLosses;
 /// The source of this crate's configuration types: `taskmoe config show` prints each key's
 /// documentation from it beside the value.
 pub const CONFIG_SOURCE: &str = include_str!("config.rs");
-pub use config::{GateStart, RouterConfig, RouterKind};
+pub use config::{BalanceOver, GateStart, RouterConfig, RouterKind};
 pub use error::{Result, RouterError};
 pub use router::{Router, RouterOutput};

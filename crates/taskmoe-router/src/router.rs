@@ -56,8 +56,17 @@ impl Router {
     /// Weights start at `N(0, 0.02^2)`, so initial routing is near uniform; task embeddings at
     /// `N(0, 1)`, so tasks start distinguishable. With `gate_start = "shared"` every task
     /// starts on the same gate: `per-task` deltas and task embeddings start at zero.
+    ///
+    /// The parameters come from the router's own keyed stream under
+    /// [`taskmoe_device::keyed_initialisation`].
     pub fn new(p: nn::Path, cfg: &RouterConfig, d_model: usize, num_tasks: usize) -> Result<Self> {
         cfg.validate("router")?;
+        taskmoe_device::draw_for(&taskmoe_device::module_name(&p), || {
+            Self::draw(&p, cfg, d_model, num_tasks)
+        })
+    }
+
+    fn draw(p: &nn::Path, cfg: &RouterConfig, d_model: usize, num_tasks: usize) -> Result<Self> {
         if num_tasks == 0 {
             return Err(RouterError::Input("num_tasks must be at least 1".into()));
         }

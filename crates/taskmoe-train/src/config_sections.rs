@@ -57,6 +57,14 @@ pub struct InitConfig {
     /// fine-tuned on a new task or continued on a new mixture. Relative to the config file.
     /// Excludes `from`. Default none.
     pub checkpoint: Option<PathBuf>,
+    /// Paired initialisation: each module's parameters are drawn from a stream keyed by
+    /// (`train.seed`, module name) (`taskmoe_device::keyed_initialisation`), so runs of one
+    /// seed share every parameter their models name alike, bit for bit: the dense and the MoE
+    /// arm start from the same embeddings, attention, norms and heads, and adding a router or
+    /// an expert moves no other parameter. `false` draws every parameter from one stream in
+    /// construction order (before 2026-12-06; the arms then differ from the first MoE block
+    /// on). Default true.
+    pub paired: bool,
     /// Noise of upcycling, as a fraction of each FFN weight matrix's standard deviation.
     /// Default 0: the experts start as exact copies of the pretrained FFN (sparse upcycling),
     /// so the upcycled model computes the pretrained one at step 0 (with top-1
@@ -93,6 +101,12 @@ pub struct OptimConfig {
     /// PyTorch's SparseAdam), so the optimizer's cost follows the experts that were used.
     /// Both are the same update where every expert is used. Default `update`.
     pub unused_experts: UnusedExperts,
+    /// The routers' learning rate over the schedule's (every parameter with a `router` path
+    /// segment: gates, shared gates, task embeddings of task-aware routers). Routers start
+    /// near uniform and a router parameter's gradient is small beside an expert's, so a
+    /// larger rate lets routing commit before the experts have adapted to whatever it sent
+    /// them first. Default 1.
+    pub router_lr_scale: f64,
 }
 
 /// The `[checkpoint]` section: how often, how many, and what a checkpoint holds.
@@ -192,6 +206,7 @@ impl Default for InitConfig {
         InitConfig {
             from: None,
             checkpoint: None,
+            paired: true,
             upcycle_noise: 0.0,
             task_init: BTreeMap::new(),
             task_init_routing: true,
@@ -209,6 +224,7 @@ impl Default for OptimConfig {
             weight_decay: a.weight_decay,
             clip_grad_norm: 1.0,
             unused_experts: a.unused_experts,
+            router_lr_scale: a.router_lr_scale,
         }
     }
 }
@@ -222,6 +238,7 @@ impl OptimConfig {
             eps: self.eps,
             weight_decay: self.weight_decay,
             unused_experts: self.unused_experts,
+            router_lr_scale: self.router_lr_scale,
         }
     }
 }

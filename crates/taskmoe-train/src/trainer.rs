@@ -108,7 +108,11 @@ impl Trainer {
         let _rng = taskmoe_device::lock_global_rng();
         tch::manual_seed(step_seed(cfg.train.seed, u64::MAX));
         let vs = nn::VarStore::new(device);
-        let model = MultiTaskModel::new(&vs.root(), &cfg.model, &data.heads())?;
+        let build = || MultiTaskModel::new(&vs.root(), &cfg.model, &data.heads());
+        let model = match cfg.init.paired {
+            true => taskmoe_device::keyed_initialisation(cfg.train.seed, build)?,
+            false => build()?,
+        };
         if let Some(d) = &dist {
             d.attach_experts(&model)?;
         }

@@ -494,3 +494,65 @@ fn cuda_on_a_cpu_only_libtorch_names_the_library_and_auto_falls_back() {
         .all(|(_, l)| l.parse::<f64>().is_ok_and(f64::is_finite)));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn search_tries_each_axis_on_the_tuning_seeds_and_flags_an_edge_choice() {
+    let out = scratch("search");
+    let fixture = fixture();
+    let text = ok(taskmoe(&[
+        "search",
+        "--config",
+        fixture.to_str().unwrap(),
+        "--set",
+        "train.steps=6",
+        "--set",
+        "eval.every=0",
+        "--axis",
+        "schedule.peak_lr=1e-3,3e-3",
+        "--axis",
+        "optim.router_lr_scale=1,4,16",
+        "--seeds",
+        "1",
+        "--jobs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap());
+    assert!(text.contains("## `schedule.peak_lr`"), "{text}");
+    assert!(text.contains("## `optim.router_lr_scale`"), "{text}");
+    // Five points; the base (peak_lr = 1e-3, router_lr_scale = 1) is one run shared by both.
+    let runs = std::fs::read_dir(out.join("runs")).unwrap().count();
+    assert_eq!(runs, 4, "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("search.json")).unwrap()).unwrap();
+    assert_eq!(json["seeds"], serde_json::json!([1000]));
+    let axes = json["axes"].as_array().unwrap();
+    assert_eq!(axes.len(), 2);
+    let scale = &axes[1];
+    let chosen = scale["chosen"].as_u64().unwrap();
+    assert_eq!(scale["on_edge"].as_bool().unwrap(), chosen != 1, "{scale}");
+    for point in scale["points"].as_array().unwrap() {
+        let v = point["validation"][0].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{point}");
+    }
+    let base = std::fs::read_to_string(out.join("base.toml")).unwrap();
+    assert!(base.contains("steps = 6"), "{base}");
+    // A key that does not exist is named.
+    let err = fails(
+        taskmoe(&[
+            "search",
+            "--config",
+            fixture.to_str().unwrap(),
+            "--axis",
+            "schedule.peak_rate=1e-3,3e-3",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap(),
+    );
+    assert!(err.contains("peak_rate"), "{err}");
+    let _ = std::fs::remove_dir_all(&out);
+}

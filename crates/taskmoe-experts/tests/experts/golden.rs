@@ -46,6 +46,7 @@ fn config(case: &Case) -> MoeConfig {
             task_embedding_dim: case.task_embedding_dim,
             gate_start: taskmoe_router::GateStart::Independent,
             load_balance_coef: case.coefficients["load_balance"],
+            balance_over: taskmoe_router::BalanceOver::Tokens,
             z_loss_coef: case.coefficients["z_loss"],
             mutual_information_coef: case.coefficients["mutual_information"],
         },

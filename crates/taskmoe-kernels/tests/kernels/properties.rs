@@ -233,6 +233,14 @@ proptest! {
         let mi = scalar(&aux::mutual_information_loss(&routed.probs, &ids, tasks).unwrap());
         let mi_ref = reference::mutual_information_loss(probs.view(), ndarray::ArrayView1::from(&task_ids), tasks);
         prop_assert!((mi - mi_ref).abs() < 1e-4, "{} vs {}", mi, mi_ref);
+        let tlb = scalar(&aux::task_load_balance_loss(&routed.probs, &routed.experts, &ids, tasks).unwrap());
+        let tlb_ref = reference::task_load_balance_loss(
+            probs.view(),
+            array2_i64(&routed.experts).view(),
+            ndarray::ArrayView1::from(&task_ids),
+            tasks,
+        );
+        prop_assert!((tlb - tlb_ref).abs() < TOL * tlb_ref.abs().max(1.0), "{} vs {}", tlb, tlb_ref);
         prop_assert!(mi <= 1e-6, "mutual information is never negative");
     }
 }

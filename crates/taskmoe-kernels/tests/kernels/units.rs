@@ -43,6 +43,27 @@ fn load_balance_is_one_when_balanced_and_e_when_collapsed() {
 }
 
 #[test]
+fn task_balance_counts_tasks_not_tokens() {
+    // Task 0 (3 tokens) always on expert 0, task 1 (1 token) on expert 1, both with
+    // certainty: the tasks split the experts evenly, their tokens do not.
+    let probs = tensor2(&[1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0], 4, 2);
+    let experts = Tensor::from_slice(&[0i64, 0, 0, 1]).view([4, 1]);
+    let tasks = Tensor::from_slice(&[0i64, 0, 0, 1]);
+    let by_tokens = scalar(&aux::load_balance_loss(&probs, &experts).unwrap());
+    assert!((by_tokens - 1.25).abs() < 1e-6, "{by_tokens}");
+    let by_tasks = scalar(&aux::task_load_balance_loss(&probs, &experts, &tasks, 3).unwrap());
+    assert!(
+        (by_tasks - 1.0).abs() < 1e-6,
+        "{by_tasks} (task 2 is absent)"
+    );
+    // Both tasks on expert 0: collapsed, E.
+    let both = Tensor::zeros([4, 1], (Kind::Int64, tch::Device::Cpu));
+    let probs0 = tensor2(&[1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0], 4, 2);
+    let collapsed = scalar(&aux::task_load_balance_loss(&probs0, &both, &tasks, 2).unwrap());
+    assert!((collapsed - 2.0).abs() < 1e-6, "{collapsed}");
+}
+
+#[test]
 fn mutual_information_is_log_tasks_when_tasks_own_experts() {
     // Two tasks, each routed with certainty to its own expert: I = H(task) = ln 2.
     let probs = tensor2(&[1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0], 4, 2);

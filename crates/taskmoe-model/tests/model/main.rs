@@ -10,6 +10,7 @@ mod export;
 mod heads;
 mod minilm;
 mod model;
+mod paired_init;
 mod precision;
 mod transfer;
 

@@ -4,6 +4,7 @@ use taskmoe_optim::{default_decays, AdamW, AdamWConfig, OptimError};
 use tch::{nn, Kind, Tensor};
 
 /// The update of `torch.optim.AdamW` written out in f64 for one parameter.
+#[derive(Clone)]
 struct Reference {
     p: Vec<f64>,
     m: Vec<f64>,
@@ -425,4 +426,63 @@ fn partitions_keep_their_own_buffers_and_the_same_update() {
     assert!((norm - (expected_a + 18.0).sqrt()).abs() < 1e-4);
     two.clip_to_norm(norm, 1.0).unwrap();
     assert!((two.grad_norm().unwrap() - 1.0).abs() < 1e-4);
+}
+
+#[test]
+fn router_parameters_step_at_the_scaled_rate() {
+    let cfg = AdamWConfig {
+        router_lr_scale: 3.0,
+        ..AdamWConfig::default()
+    };
+    let w0 = [0.5, -1.0, 2.0, 0.25];
+    let gate = param(&w0, &[2, 2], Kind::Double);
+    let other = param(&w0, &[2, 2], Kind::Double);
+    let mut opt = AdamW::new(
+        vec![
+            (
+                "encoder.layer.1.moe.router.weight".into(),
+                gate.shallow_clone(),
+            ),
+            (
+                "encoder.layer.1.moe.experts.w1".into(),
+                other.shallow_clone(),
+            ),
+        ],
+        cfg,
+    )
+    .unwrap();
+    let mut router = Reference {
+        p: w0.to_vec(),
+        m: vec![0.0; 4],
+        v: vec![0.0; 4],
+        t: 0,
+    };
+    let mut rest = Reference { ..router.clone() };
+    for step in 0..4 {
+        let g: Vec<f64> = (0..4).map(|i| ((i + step) % 3) as f64 - 1.0).collect();
+        opt.zero_grad();
+        let gt = Tensor::from_slice(&g).reshape([2, 2]);
+        ((&gate * &gt).sum(Kind::Double) + (&other * &gt).sum(Kind::Double)).backward();
+        opt.step(0.01).unwrap();
+        router.step(&g, 0.03, &cfg, true);
+        rest.step(&g, 0.01, &cfg, true);
+        for (got, want) in values(&gate).iter().zip(&router.p) {
+            assert!(
+                (got - want).abs() < 1e-12,
+                "router, step {step}: {got} != {want}"
+            );
+        }
+        for (got, want) in values(&other).iter().zip(&rest.p) {
+            assert!(
+                (got - want).abs() < 1e-12,
+                "experts, step {step}: {got} != {want}"
+            );
+        }
+    }
+    let bad = AdamWConfig {
+        router_lr_scale: -1.0,
+        ..AdamWConfig::default()
+    };
+    let err = AdamW::new(Vec::new(), bad).unwrap_err().to_string();
+    assert!(err.contains("router_lr_scale"), "{err}");
 }

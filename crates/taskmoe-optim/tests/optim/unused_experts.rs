@@ -22,6 +22,7 @@ fn config(unused_experts: UnusedExperts) -> AdamWConfig {
         eps: 1e-6,
         weight_decay: 0.1,
         unused_experts,
+        ..AdamWConfig::default()
     }
 }
 
