@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tch::{nn, Kind, Tensor};
 
 use taskmoe_kernels::stats::{task_expert_counts, task_gate_sums, RoutingStats};
-use taskmoe_kernels::{combine, permute, DispatchPlan, TaskGroups};
+use taskmoe_kernels::{combine, count_ids, permute, DispatchPlan, TaskGroups};
 use taskmoe_router::{AuxLosses, Router, RouterKind};
 
 use crate::bank::ExpertBank;
@@ -280,6 +280,9 @@ impl MoeLayer {
                 aux,
             )?;
         }
+        if train && self.router.expert_bias().is_some() {
+            self.update_expert_bias(&decision.routed.experts, statistics)?;
+        }
         let task_expert = task_expert_counts(
             &decision.routed.experts,
             task_ids,
@@ -309,6 +312,25 @@ impl MoeLayer {
                 gate_sums,
             },
         })
+    }
+
+    /// Auxiliary-loss-free balancing: the router's selection bias moves by the slots each
+    /// expert received in this forward pass, summed over the ranks of `group` (the data-parallel
+    /// world, or the expert-parallel group) so every rank applies the same update.
+    fn update_expert_bias(
+        &self,
+        experts: &Tensor,
+        group: Option<&Arc<dyn ExpertExchange>>,
+    ) -> Result<()> {
+        let e = self.cfg.router.num_experts;
+        let slots = count_ids("expert bias", experts, e)?.to_kind(Kind::Float);
+        let slots = match group {
+            Some(ex) => ex.all_reduce_sum(&slots).map_err(|err| {
+                ExpertsError::Input(format!("all_reduce of the expert slot counts: {err}"))
+            })?,
+            None => slots,
+        };
+        Ok(self.router.update_expert_bias(&slots)?)
     }
 
     /// Extracts the sub-network `task` uses under `task-level` routing (evaluation mode, so no

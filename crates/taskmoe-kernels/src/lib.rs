@@ -83,4 +83,4 @@ pub use grouped::{
 pub use layout::GroupLayout;
 pub use permute::{combine, permute, permute_by_slots, unpermute};
 pub use task_groups::TaskGroups;
-pub use topk::{top_k, TopK};
+pub use topk::{top_k, top_k_biased, TopK};

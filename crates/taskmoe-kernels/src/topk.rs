@@ -37,7 +37,47 @@ pub fn top_k(logits: &Tensor, k: usize, renormalize: bool) -> Result<TopK> {
         ));
     }
     let probs = logits.to_kind(Kind::Float).f_softmax(-1, Kind::Float)?;
-    let (mut weights, experts) = probs.f_topk(k as i64, -1, true, true)?;
+    let (weights, experts) = probs.f_topk(k as i64, -1, true, true)?;
+    Ok(combine_weights(probs, weights, experts, k, renormalize))
+}
+
+/// [`top_k`] with the experts chosen by `logits + bias` (a per-expert bias, not trained by
+/// gradient) and weighted by the unbiased probabilities `softmax(logits)`: the selection of
+/// auxiliary-loss-free load balancing (DeepSeek-V3), where a bias raised for under-used experts
+/// steers tokens to them without entering the combine weights or the gradient.
+///
+/// # Shapes
+/// `logits: [T, E]`, `bias: [E]` -> probs `[T, E]`, weights `[T, k]`, experts `[T, k]`.
+pub fn top_k_biased(logits: &Tensor, bias: &Tensor, k: usize, renormalize: bool) -> Result<TopK> {
+    let (_, e) = dims2("top_k_biased", "logits", logits)?;
+    if k == 0 || k as i64 > e {
+        return Err(invalid(
+            "top_k_biased",
+            format!("k = {k} must be in 1..={e} (the number of experts)"),
+        ));
+    }
+    if bias.size() != [e] {
+        return Err(invalid(
+            "top_k_biased",
+            format!("bias has shape {:?}, expected [{e}]", bias.size()),
+        ));
+    }
+    let logits = logits.to_kind(Kind::Float);
+    let probs = logits.f_softmax(-1, Kind::Float)?;
+    let biased = tch::no_grad(|| &logits + bias.to_kind(Kind::Float).unsqueeze(0));
+    let (_, experts) = biased.f_topk(k as i64, -1, true, true)?;
+    let weights = probs.f_gather(-1, &experts, false)?;
+    Ok(combine_weights(probs, weights, experts, k, renormalize))
+}
+
+/// The combine weights from the chosen experts' probabilities `weights` (see [`top_k`]).
+fn combine_weights(
+    probs: Tensor,
+    mut weights: Tensor,
+    experts: Tensor,
+    k: usize,
+    renormalize: bool,
+) -> TopK {
     if renormalize && k == 1 {
         // p / p would be a constant 1: no gradient reaches the router. Straight-through
         // instead: 1 in the forward pass, the gradient of log p in the backward.
@@ -45,9 +85,9 @@ pub fn top_k(logits: &Tensor, k: usize, renormalize: bool) -> Result<TopK> {
     } else if renormalize {
         weights = &weights / weights.sum_dim_intlist(-1, true, Kind::Float);
     }
-    Ok(TopK {
+    TopK {
         probs,
         weights,
         experts,
-    })
+    }
 }

@@ -111,6 +111,13 @@ pub struct RouterConfig {
     /// batch) or `tasks` (over the tasks of the batch, each task weighing the same, so tasks
     /// may partition the experts among them). Default `tokens`.
     pub balance_over: BalanceOver,
+    /// Auxiliary-loss-free load balancing (DeepSeek-V3): with a rate `u > 0` each MoE layer
+    /// keeps a per-expert bias `b` (saved with the weights, not trained by gradient) that is
+    /// added to the logits only to choose the top-k experts, never to their weights; after
+    /// every training forward pass `b_e += u * sign(mean load - load_e)` over the batch's
+    /// routing slots (over all ranks under data parallelism), so under-used experts are
+    /// chosen more. Usually combined with `load_balance_coef = 0`. Default 0 (off).
+    pub bias_update_rate: f64,
     /// Weight of the ST-MoE router z-loss. Default 0.001.
     pub z_loss_coef: f64,
     /// Weight of the negative task-expert mutual information (Mod-Squad). Default 0.
@@ -132,6 +139,7 @@ impl Default for RouterConfig {
             gate_start: GateStart::Independent,
             load_balance_coef: 0.01,
             balance_over: BalanceOver::Tokens,
+            bias_update_rate: 0.0,
             z_loss_coef: 0.001,
             mutual_information_coef: 0.0,
         }
@@ -187,6 +195,7 @@ impl RouterConfig {
             ("load_balance_coef", self.load_balance_coef),
             ("z_loss_coef", self.z_loss_coef),
             ("mutual_information_coef", self.mutual_information_coef),
+            ("bias_update_rate", self.bias_update_rate),
         ] {
             if !(value.is_finite() && value >= 0.0) {
                 return err(field, format!("must be finite and >= 0, got {value}"));

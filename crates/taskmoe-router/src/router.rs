@@ -2,7 +2,7 @@
 
 use tch::{nn, Kind, Tensor};
 
-use taskmoe_kernels::{grouped_mm, top_k, TaskGroups, TopK};
+use taskmoe_kernels::{grouped_mm, top_k, top_k_biased, TaskGroups, TopK};
 
 use crate::config::{GateStart, RouterConfig, RouterKind};
 
@@ -38,6 +38,9 @@ pub struct Router {
     /// The gate every task shares, under `per-task` with `gate_start = "shared"` (`weight`
     /// then holds each task's delta from it). `[E, d]`
     shared_weight: Option<Tensor>,
+    /// The per-expert selection bias of auxiliary-loss-free balancing
+    /// ([`RouterConfig::bias_update_rate`] > 0), a non-trainable variable. `[E]`
+    expert_bias: Option<Tensor>,
 }
 
 /// What a router decided for a batch of tokens.
@@ -101,6 +104,8 @@ impl Router {
                 };
                 p.var("task_embedding", &[num_tasks as i64, dt], init)
             });
+        let expert_bias =
+            (cfg.bias_update_rate > 0.0).then(|| p.zeros_no_train("expert_bias", &[e]));
         Ok(Router {
             cfg: cfg.clone(),
             num_tasks,
@@ -108,6 +113,7 @@ impl Router {
             weight,
             task_embedding,
             shared_weight,
+            expert_bias,
         })
     }
 
@@ -178,7 +184,7 @@ impl Router {
             if train && cfg.noise_std > 0.0 {
                 task_logits = &task_logits + task_logits.randn_like() * cfg.noise_std;
             }
-            let per_task = top_k(&task_logits, cfg.k, cfg.renormalize)?;
+            let per_task = self.select(&task_logits)?;
             let take = |t: &Tensor| t.f_index_select(0, task_ids);
             return Ok(RouterOutput {
                 logits: take(&task_logits)?,
@@ -231,8 +237,45 @@ impl Router {
         if train && cfg.noise_std > 0.0 {
             logits = &logits + logits.randn_like() * cfg.noise_std;
         }
-        let routed = top_k(&logits, cfg.k, cfg.renormalize)?;
+        let routed = self.select(&logits)?;
         Ok(RouterOutput { logits, routed })
+    }
+
+    /// The top-k choice from `logits`, through the selection bias when balancing by bias.
+    fn select(&self, logits: &Tensor) -> Result<TopK> {
+        let (k, renormalize) = (self.cfg.k, self.cfg.renormalize);
+        Ok(match &self.expert_bias {
+            Some(bias) => top_k_biased(logits, bias, k, renormalize)?,
+            None => top_k(logits, k, renormalize)?,
+        })
+    }
+
+    /// The selection bias of auxiliary-loss-free balancing, `None` when it is off. `[E]`
+    pub fn expert_bias(&self) -> Option<&Tensor> {
+        self.expert_bias.as_ref()
+    }
+
+    /// One update of the selection bias from the routing slots each expert received in a
+    /// training step (`slots: [E]`, summed over the ranks that share the bias):
+    /// `b_e += rate * sign(mean(slots) - slots_e)`. Nothing happens when balancing by bias is
+    /// off.
+    pub fn update_expert_bias(&self, slots: &Tensor) -> Result<()> {
+        let Some(bias) = &self.expert_bias else {
+            return Ok(());
+        };
+        if slots.size() != bias.size() {
+            return Err(RouterError::Input(format!(
+                "expert slot counts of shape {:?} for a bias of shape {:?}",
+                slots.size(),
+                bias.size()
+            )));
+        }
+        tch::no_grad(|| -> Result<()> {
+            let slots = slots.to_kind(Kind::Float);
+            let step = (slots.mean(Kind::Float) - &slots).sign() * self.cfg.bias_update_rate;
+            let _ = bias.shallow_clone().f_add_(&step)?;
+            Ok(())
+        })
     }
 
     /// The experts a `task-level` router sends every token of `task` to, best first (the
@@ -249,7 +292,7 @@ impl Router {
                 .unsqueeze(0)
                 .matmul(&self.weight.tr())
         });
-        let routed = top_k(&logits, self.cfg.k, self.cfg.renormalize)?;
+        let routed = self.select(&logits)?;
         let experts: Vec<i64> = Vec::try_from(&routed.experts.reshape([-1]))?;
         Ok(Some(experts.into_iter().map(|e| e as usize).collect()))
     }

@@ -44,11 +44,16 @@ pub(crate) fn initialise(
     Ok(import)
 }
 
-/// The parameters the optimizer updates: all of them, or (`train.train_only`) those whose name
-/// contains one of `only`; the others stop requiring gradients, so backward skips them. A
-/// pattern that matches nothing is an error naming it.
+/// The parameters the optimizer updates: all that require gradients (not the buffers that
+/// other rules move, such as a router's selection bias), or (`train.train_only`) those whose
+/// name contains one of `only`; the others stop requiring gradients, so backward skips them.
+/// A pattern that matches nothing is an error naming it.
 pub(crate) fn trainable(vs: &nn::VarStore, only: &[String]) -> Result<Vec<(String, Tensor)>> {
-    let all: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    let all: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .collect();
     if only.is_empty() {
         return Ok(all);
     }

@@ -267,6 +267,11 @@ impl Trainer {
         &self.vs
     }
 
+    /// The optimizer (its parameters, their state).
+    pub fn optimizer(&self) -> &AdamW {
+        &self.opt
+    }
+
     /// The loop's state.
     pub fn state(&self) -> &TrainerState {
         &self.state

@@ -47,6 +47,7 @@ fn config(case: &Case) -> MoeConfig {
             gate_start: taskmoe_router::GateStart::Independent,
             load_balance_coef: case.coefficients["load_balance"],
             balance_over: taskmoe_router::BalanceOver::Tokens,
+            bias_update_rate: 0.0,
             z_loss_coef: case.coefficients["z_loss"],
             mutual_information_coef: case.coefficients["mutual_information"],
         },

@@ -435,3 +435,56 @@ fn grouped_gemm_and_per_expert_loop_give_equal_outputs_and_gradients() {
         }
     }
 }
+
+#[test]
+fn bias_balancing_steers_tokens_to_unused_experts_without_touching_the_weights() {
+    let _rng = taskmoe_device::lock_global_rng();
+    let mut cfg = config(RouterKind::Token, 4, 1, 0.0);
+    cfg.router.renormalize = true;
+    cfg.router.bias_update_rate = 0.05;
+    let (vs, layer) = layer(&cfg, 3);
+    // Every token prefers expert 0 by a margin of 0.33 in the logits.
+    tch::no_grad(|| {
+        let w = vs.variables()["router.weight"].shallow_clone();
+        let _ = w.shallow_clone().zero_();
+        let _ = w.get(0).fill_(0.11);
+    });
+    let x = Tensor::ones([64, D as i64], (Kind::Float, Device::Cpu)) * 0.5;
+    let tasks = Tensor::zeros([64], (Kind::Int64, Device::Cpu));
+    let bias = layer.router().expert_bias().unwrap().shallow_clone();
+    let load = |train: bool| {
+        let out = layer.forward(&x, &tasks, train).unwrap();
+        Vec::<i64>::try_from(&out.stats.task_expert.get(0)).unwrap()
+    };
+    assert_eq!(
+        load(false),
+        vec![64, 0, 0, 0],
+        "evaluation: no update, no bias yet"
+    );
+    assert_eq!(Vec::<f32>::try_from(&bias).unwrap(), vec![0.0; 4]);
+    assert_eq!(
+        load(true),
+        vec![64, 0, 0, 0],
+        "the first step chooses before updating"
+    );
+    // After it: expert 0 was over-used, the others under-used.
+    assert_eq!(
+        Vec::<f32>::try_from(&bias).unwrap(),
+        vec![-0.05, 0.05, 0.05, 0.05]
+    );
+    // The logit margin is 0.33, so four more steps (bias gap 0.4) move the tokens away.
+    for _ in 0..4 {
+        let _ = load(true);
+    }
+    let moved = load(false);
+    assert_eq!(moved[0], 0, "{moved:?}");
+    // The combine weights stay the unbiased probabilities' straight-through gate (1).
+    let out = layer.forward(&x, &tasks, false).unwrap();
+    let counts: Vec<usize> = moved.iter().map(|&c| c as usize).collect();
+    let layout = taskmoe_kernels::GroupLayout::from_counts(&counts, Device::Cpu);
+    let expected = layer.experts().forward_layout(&x, &layout, false).unwrap();
+    assert!(out.y.allclose(&expected, 1e-5, 1e-6, false));
+    // The bias is a variable of the layer (so checkpoints keep it) that no gradient trains.
+    let stored = &vs.variables()["router.expert_bias"];
+    assert!(!stored.requires_grad());
+}

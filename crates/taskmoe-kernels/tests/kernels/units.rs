@@ -2,7 +2,9 @@
 
 use crate::common::*;
 use taskmoe_kernels::stats::{entropy, router_entropy, task_expert_counts, RoutingStats};
-use taskmoe_kernels::{aux, grouped_matmul, top_k, Capacity, DispatchPlan, KernelError};
+use taskmoe_kernels::{
+    aux, grouped_matmul, top_k, top_k_biased, Capacity, DispatchPlan, KernelError,
+};
 use tch::{Kind, Tensor};
 
 #[test]
@@ -161,4 +163,34 @@ fn empty_batch_plans_nothing() {
     let plan = DispatchPlan::new(&experts, 4, Capacity::Factor(1.0)).unwrap();
     assert_eq!(plan.num_rows(), 0);
     assert_eq!(plan.counts, vec![0; 4]);
+}
+
+#[test]
+fn biased_top_k_chooses_by_the_bias_and_weighs_by_the_probabilities() {
+    let logits = tensor2(&[2.0, 1.0, 0.0, 0.0, 1.0, 3.0], 2, 3);
+    let zero = Tensor::zeros([3], (Kind::Float, tch::Device::Cpu));
+    for (k, renormalize) in [(1, true), (2, true), (2, false)] {
+        let plain = top_k(&logits, k, renormalize).unwrap();
+        let biased = top_k_biased(&logits, &zero, k, renormalize).unwrap();
+        assert!(plain.experts.equal(&biased.experts));
+        assert!(plain.weights.allclose(&biased.weights, 1e-6, 1e-7, false));
+    }
+    // A bias of +5 on expert 1 makes it everyone's first choice; its raw weight is still
+    // softmax(logits)[1].
+    let bias = Tensor::from_slice(&[0.0f32, 5.0, 0.0]);
+    let biased = top_k_biased(&logits, &bias, 1, false).unwrap();
+    assert_eq!(
+        Vec::<i64>::try_from(biased.experts.flatten(0, -1)).unwrap(),
+        vec![1, 1]
+    );
+    let probs = logits.softmax(-1, Kind::Float);
+    let expected = probs.narrow(1, 1, 1);
+    assert!(biased.weights.allclose(&expected, 1e-6, 1e-7, false));
+    assert!(top_k_biased(
+        &logits,
+        &Tensor::zeros([2], (Kind::Float, tch::Device::Cpu)),
+        1,
+        true
+    )
+    .is_err());
 }

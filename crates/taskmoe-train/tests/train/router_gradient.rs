@@ -34,12 +34,13 @@ fn shipped_run_configs() -> Vec<PathBuf> {
     let mut files = vec![
         root().join("configs/tiny.toml"),
         root().join("configs/glue-minilm.toml"),
+        root().join("configs/toy-families.toml"),
         root().join("configs/experiments/tiny-run.toml"),
         root().join("crates/taskmoe-experiments/profiles/quick-run.toml"),
         root().join("crates/taskmoe-experiments/profiles/full-run.toml"),
     ];
     files.retain(|f| f.exists());
-    assert_eq!(files.len(), 5, "a shipped config moved: {files:?}");
+    assert_eq!(files.len(), 6, "a shipped config moved: {files:?}");
     files
 }
 

@@ -627,3 +627,59 @@ fn a_checkpoint_saved_in_the_old_train_layout_loads_and_resumes() {
     assert_eq!(resumed.state().step, 6);
     std::fs::remove_dir_all(out).unwrap();
 }
+
+#[test]
+fn bias_balancing_trains_resumes_exactly_and_stays_out_of_the_optimizer() {
+    let sets = [
+        "train.steps=6",
+        "checkpoint.every=3",
+        "model.moe.router.bias_update_rate=0.01",
+        "model.moe.router.load_balance_coef=0",
+    ];
+    let bias = |t: &Trainer| {
+        let vars = t.var_store().variables();
+        let mut names: Vec<&String> = vars.keys().filter(|n| n.ends_with("expert_bias")).collect();
+        names.sort();
+        assert_eq!(names.len(), 2, "one bias per MoE block");
+        names
+            .into_iter()
+            .flat_map(|n| Vec::<f32>::try_from(&vars[n]).unwrap())
+            .collect::<Vec<f32>>()
+    };
+    let losses = |dir: &Path| -> Vec<String> {
+        std::fs::read_to_string(dir.join("run/metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].to_string())
+            .collect()
+    };
+    let (cfg, straight_out) = tiny("bias-straight", &sets);
+    let data = RunData::load(&cfg).unwrap();
+    let mut straight = Trainer::new(&cfg, &data, false).unwrap();
+    assert!(
+        straight
+            .optimizer()
+            .names()
+            .all(|n| !n.ends_with("expert_bias")),
+        "the selection bias is not an optimizer parameter"
+    );
+    straight.train(&mut no_eval, &mut Silent, None).unwrap();
+    let straight_bias = bias(&straight);
+    assert!(
+        straight_bias.iter().any(|&b| b != 0.0),
+        "six steps moved the bias: {straight_bias:?}"
+    );
+    drop(straight);
+
+    let (cfg, out) = tiny("bias-resumed", &sets);
+    let mut first = Trainer::new(&cfg, &data, false).unwrap();
+    first.train(&mut no_eval, &mut Silent, Some(3)).unwrap();
+    drop(first);
+    let mut resumed = Trainer::new(&cfg, &data, true).unwrap();
+    assert_eq!(resumed.state().step, 3);
+    resumed.train(&mut no_eval, &mut Silent, None).unwrap();
+    assert_eq!(bias(&resumed), straight_bias);
+    assert_eq!(losses(&out), losses(&straight_out));
+    std::fs::remove_dir_all(out).unwrap();
+    std::fs::remove_dir_all(straight_out).unwrap();
+}
