@@ -206,7 +206,7 @@ fn run_point(text: &str, runs: usize, reps: usize) {
     let heads = classification_heads(spec.tasks, CLASSES);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = MultiTaskModel::new(&vs.root(), &cfg.model, &heads).unwrap();
-    import_bert(&model, &vs, &minilm_dir(), cfg.init.upcycle_noise).unwrap();
+    import_bert(&model, &vs, &minilm_dir(), cfg.init.upcycling()).unwrap();
     for (_, layer) in model.moe_layers() {
         layer.experts().set_gemm_path(spec.gemm);
     }

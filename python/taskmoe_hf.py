@@ -13,8 +13,10 @@ Two layouts (see docs/checkpoints.md, "Exporting"):
 - `model_type: "taskmoe"` (MoE models): the encoder is written out below with the tensors of
   `model.safetensors` under their taskmoe names: embeddings (+ a task embedding, added or as a
   prefix token), post- or pre-LN blocks, dense FFNs or MoE layers (routers `token`,
-  `task-concat`, `per-task`, `task-level`; fp32 softmax, top-k, optional renormalisation, the
-  evaluation capacity with taskmoe's drop order, shared experts), pooling and heads.
+  `task-concat`, `per-task` with independent or shared gates, `task-level`; fp32 softmax,
+  top-k (through the selection bias of bias balancing when there is one), optional
+  renormalisation, the evaluation capacity with taskmoe's drop order, shared experts),
+  pooling and heads.
 
 Logits follow taskmoe: one row per example, padded to the widest head with -1e9.
 
@@ -103,6 +105,9 @@ class TaskMoeExport(torch.nn.Module):
             d = x.shape[1]
             return x @ w[:, :d].T + (emb @ w[:, d:].T)[tasks]
         if kind == "per-task":
+            shared = self.state.get(prefix + ".router.shared_weight")
+            if shared is not None:  # gate_start = "shared": each task's gate is W + D_t
+                w = w + shared.unsqueeze(0)
             return torch.einsum("ted,td->te", w[tasks], x)
         if kind == "task-level":
             return (emb @ w.T)[tasks]
@@ -111,8 +116,14 @@ class TaskMoeExport(torch.nn.Module):
     def _moe(self, x, tasks, prefix):
         r = self.m["moe"]["router"]
         e_count, k = r["num_experts"], r["k"]
-        probs = self._router_logits(x, tasks, prefix, r).float().softmax(-1)
-        weights, experts = probs.topk(k, dim=-1, largest=True, sorted=True)
+        logits = self._router_logits(x, tasks, prefix, r).float()
+        probs = logits.softmax(-1)
+        bias = self.state.get(prefix + ".router.expert_bias")
+        if bias is None:
+            weights, experts = probs.topk(k, dim=-1, largest=True, sorted=True)
+        else:  # bias balancing: chosen by logits + bias, weighted by the unbiased probs
+            experts = (logits + bias.float()).topk(k, dim=-1, largest=True, sorted=True)[1]
+            weights = probs.gather(-1, experts)
         if r["renormalize"]:
             weights = weights / weights.sum(-1, keepdim=True)
         t = x.shape[0]

@@ -32,11 +32,10 @@ pub struct SearchArgs {
 
 /// Runs the search and prints its report.
 pub fn run(args: &SearchArgs) -> Result<()> {
-    let axes = args
-        .axes
-        .iter()
-        .map(|a| a.parse::<Axis>())
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut axes = Vec::with_capacity(args.axes.len());
+    for axis in &args.axes {
+        axes.push(axis.parse::<Axis>()?);
+    }
     let out = std::path::absolute(&args.out)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let spec = SearchSpec {

@@ -7,7 +7,6 @@ use tch::{nn, Kind, Tensor};
 
 use taskmoe_kernels::{dropout, grouped_linear, GemmPath, GroupLayout};
 
-use crate::dense::DenseFfn;
 use crate::error::{ExpertsError, Result};
 use crate::init::{ffn_bias_init, ffn_weight_init};
 
@@ -194,58 +193,5 @@ impl ExpertBank {
             layout,
             self.gemm_path(),
         )?)
-    }
-
-    /// Sets every expert to the dense FFN's weights plus independent Gaussian noise of standard
-    /// deviation `noise * std(W)` on each weight matrix (biases are copied exactly), as in
-    /// sparse upcycling ([Komatsuzaki et al. 2022](https://arxiv.org/abs/2212.05055)). The
-    /// noise breaks the symmetry between experts; `noise = 0` makes them identical.
-    pub fn upcycle_from(&self, dense: &DenseFfn, noise: f64) -> Result<()> {
-        let (w1, b1, w2, b2) = dense.weights();
-        self.upcycle_from_weights(w1, b1, w2, b2, noise)
-    }
-
-    /// [`ExpertBank::upcycle_from`] with the dense FFN given as tensors in PyTorch `Linear`
-    /// layout: `w1 [d_ff, d]`, `b1 [d_ff]`, `w2 [d, d_ff]`, `b2 [d]` (as in a BERT checkpoint).
-    pub fn upcycle_from_weights(
-        &self,
-        w1: &Tensor,
-        b1: &Tensor,
-        w2: &Tensor,
-        b2: &Tensor,
-        noise: f64,
-    ) -> Result<()> {
-        let (e, d, f) = (self.w1.size()[0], self.w1.size()[1], self.w1.size()[2]);
-        if w1.size() != [f, d] || b1.size() != [f] || w2.size() != [d, f] || b2.size() != [d] {
-            return Err(ExpertsError::Input(format!(
-                "cannot upcycle: dense FFN weights {:?}, {:?}, {:?}, {:?} do not fit experts of \
-                 d = {d}, d_ff = {f}",
-                w1.size(),
-                b1.size(),
-                w2.size(),
-                b2.size()
-            )));
-        }
-        tch::no_grad(|| {
-            let stacked = |w: &Tensor| {
-                // Linear [out, in] -> expert [in, out], repeated E times, plus noise.
-                let w = w.to_kind(self.w1.kind()).to_device(self.w1.device());
-                let base = w.tr().unsqueeze(0).expand([e, -1, -1], false);
-                let std = w.std(true).double_value(&[]);
-                &base + base.randn_like() * (noise * std)
-            };
-            let biases = |b: &Tensor| {
-                b.to_kind(self.w1.kind())
-                    .to_device(self.w1.device())
-                    .unsqueeze(0)
-                    .expand([e, -1], false)
-            };
-            // shallow_clone shares storage: the copies land in the bank's parameters.
-            self.w1.shallow_clone().copy_(&stacked(w1));
-            self.w2.shallow_clone().copy_(&stacked(w2));
-            self.b1.shallow_clone().copy_(&biases(b1));
-            self.b2.shallow_clone().copy_(&biases(b2));
-        });
-        Ok(())
     }
 }

@@ -54,6 +54,7 @@ mod expert_parallel;
 mod ffn;
 pub mod init;
 mod moe;
+mod upcycle;
 
 pub use bank::ExpertBank;
 /// The source of this crate's configuration types: `taskmoe config show` prints each key's
@@ -65,3 +66,4 @@ pub use error::{ExpertsError, Result};
 pub use expert_parallel::ExpertExchange;
 pub use ffn::{FeedForward, FfnOutput};
 pub use moe::{LayerStats, MoeLayer, MoeOutput, TaskSubnetwork};
+pub use upcycle::Upcycling;

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::Deserialize;
+use taskmoe_experts::Upcycling;
 use tch::{nn, Tensor};
 
 use crate::config::{ModelConfig, NormPlacement, Variant};
@@ -98,14 +99,15 @@ pub struct ImportReport {
 /// Loads an HF BERT-family `model.safetensors` from `dir` into `model` (built on `vs` with a
 /// matching [`bert_config`]): every embedding, attention, LayerNorm and dense FFN tensor by
 /// name (a `bert.` prefix is stripped), and each MoE block's experts upcycled from that
-/// block's pretrained FFN plus noise (`upcycle_noise * std(W)`). Routers, heads and task
+/// block's pretrained FFN as `upcycling` says (copies plus noise of `noise * std(W)`, then a
+/// share `drop` of each expert's hidden units re-initialised: Drop-Upcycling). Routers, heads and task
 /// embeddings stay freshly initialised. A BERT tensor the model expects but the checkpoint
 /// lacks, or one of another shape, is an error listing all of them.
 pub fn import_bert(
     model: &MultiTaskModel,
     vs: &nn::VarStore,
     dir: &Path,
-    upcycle_noise: f64,
+    upcycling: Upcycling,
 ) -> Result<ImportReport> {
     let path = dir.join("model.safetensors");
     let weights: BTreeMap<String, Tensor> = Tensor::read_safetensors(&path)
@@ -175,9 +177,9 @@ pub fn import_bert(
     });
     for (i, layer) in model.moe_layers() {
         let [w1, b1, w2, b2] = ffn_names(i).map(|n| weights[&n].shallow_clone());
-        layer
-            .experts()
-            .upcycle_from_weights(&w1, &b1, &w2, &b2, upcycle_noise)?;
+        let experts = layer.experts();
+        experts.upcycle_from_weights(&w1, &b1, &w2, &b2, upcycling.noise)?;
+        experts.drop_units(upcycling.drop)?;
         report.upcycled_blocks.push(i);
     }
     report.fresh = vars

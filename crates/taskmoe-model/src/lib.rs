@@ -81,4 +81,5 @@ pub use loss::{per_example_loss, IGNORE_INDEX};
 pub use model::{ModelInput, ModelOutput, MultiTaskModel, MISSING_CLASS_LOGIT};
 pub use params::{param_report, ParamReport};
 pub use safetensors_meta::{read_metadata, set_metadata};
+pub use taskmoe_experts::Upcycling;
 pub use transfer::TaskInitReport;

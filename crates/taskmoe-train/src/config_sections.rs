@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::nonfinite::NonFinitePolicy;
+use taskmoe_model::Upcycling;
 use taskmoe_optim::{AdamWConfig, UnusedExperts};
 
 /// The `[train]` section: how many steps, their seed, and what each step optimizes.
@@ -71,6 +72,12 @@ pub struct InitConfig {
     /// straight-through or renormalised gates and no drops); the experts diverge through the
     /// different tokens the router sends each of them.
     pub upcycle_noise: f64,
+    /// Drop-Upcycling: after copying, a share in `[0, 1]` of each expert's hidden units (a
+    /// different random draw per expert) is re-initialised from normal distributions with the
+    /// pretrained FFN's weight statistics, so the experts differ from step 0 while each keeps
+    /// the rest of the pretrained FFN (`ExpertBank::drop_units`; Nakamura et al. 2025 use
+    /// 0.5). Default 0 (exact copies).
+    pub upcycle_drop: f64,
     /// Before training, start each key task from the value task (`{ new = "seen" }`): its
     /// head, its task embedding and, with `task_init_routing`, its routing are copied
     /// (`MultiTaskModel::init_task_from`). Default empty.
@@ -208,8 +215,20 @@ impl Default for InitConfig {
             checkpoint: None,
             paired: true,
             upcycle_noise: 0.0,
+            upcycle_drop: 0.0,
             task_init: BTreeMap::new(),
             task_init_routing: true,
+        }
+    }
+}
+
+impl InitConfig {
+    /// How the experts of an imported model's MoE blocks start (`upcycle_noise`,
+    /// `upcycle_drop`).
+    pub fn upcycling(&self) -> Upcycling {
+        Upcycling {
+            noise: self.upcycle_noise,
+            drop: self.upcycle_drop,
         }
     }
 }

@@ -21,7 +21,7 @@ pub(crate) fn initialise(
     data: &RunData,
 ) -> Result<Option<ImportReport>> {
     let import = match &cfg.init.from {
-        Some(dir) => Some(import_bert(model, vs, dir, cfg.init.upcycle_noise)?),
+        Some(dir) => Some(import_bert(model, vs, dir, cfg.init.upcycling())?),
         None => None,
     };
     if let Some(path) = &cfg.init.checkpoint {

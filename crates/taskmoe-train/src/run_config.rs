@@ -356,6 +356,13 @@ impl RunConfig {
                 format!("key `init.upcycle_noise`: must be >= 0, got {noise}"),
             ));
         }
+        let drop = self.init.upcycle_drop;
+        if !(0.0..=1.0).contains(&drop) {
+            return Err(invalid(
+                "config",
+                format!("key `init.upcycle_drop`: must be in [0, 1], got {drop}"),
+            ));
+        }
         let clip = self.optim.clip_grad_norm;
         if !(clip.is_finite() && clip >= 0.0) {
             return Err(invalid(

@@ -488,3 +488,62 @@ fn bias_balancing_steers_tokens_to_unused_experts_without_touching_the_weights()
     let stored = &vs.variables()["router.expert_bias"];
     assert!(!stored.requires_grad());
 }
+
+#[test]
+fn drop_upcycling_keeps_the_rest_of_each_expert_and_makes_the_experts_differ() {
+    let _rng = taskmoe_device::lock_global_rng();
+    let mut cfg = config(RouterKind::Token, 4, 1, 0.0);
+    cfg.d_ff = 20;
+    let (_vs, layer) = layer(&cfg, 3);
+    let dense_vs = nn::VarStore::new(Device::Cpu);
+    let dense = DenseFfn::new(dense_vs.root(), D, 20, 0.0).unwrap();
+    let upcycling = taskmoe_experts::Upcycling {
+        noise: 0.0,
+        drop: 0.5,
+    };
+    layer.experts().upcycle(&dense, upcycling).unwrap();
+    let (w1_dense, b1_dense, w2_dense, _) = dense.weights();
+    let bank = layer.experts();
+    let mut kept_sets = Vec::new();
+    for e in 0..4 {
+        // A hidden unit is kept when its w1 column, b1 entry and w2 row are the FFN's.
+        let w1_same = bank.w1.get(e).eq_tensor(&w1_dense.tr()).all_dim(0, false);
+        let b1_same = bank.b1.get(e).eq_tensor(b1_dense);
+        let w2_same = bank.w2.get(e).eq_tensor(&w2_dense.tr()).all_dim(1, false);
+        let kept: Vec<bool> =
+            Vec::try_from(w1_same.logical_and(&b1_same).logical_and(&w2_same)).unwrap();
+        let changed: Vec<bool> = Vec::try_from(
+            w1_same
+                .logical_not()
+                .logical_and(&b1_same.logical_not())
+                .logical_and(&w2_same.logical_not()),
+        )
+        .unwrap();
+        assert_eq!(
+            kept.iter().filter(|&&k| k).count(),
+            10,
+            "expert {e}: half kept"
+        );
+        assert_eq!(
+            changed.iter().filter(|&&c| c).count(),
+            10,
+            "expert {e}: the other half fully redrawn"
+        );
+        kept_sets.push(kept);
+    }
+    assert!(
+        kept_sets.windows(2).any(|w| w[0] != w[1]),
+        "each expert drops its own units"
+    );
+    // The redrawn weights follow the FFN's statistics.
+    let std = w1_dense.std(true).double_value(&[]);
+    let redrawn = bank.w1.std(true).double_value(&[]);
+    assert!(
+        (0.7 * std..1.3 * std).contains(&redrawn),
+        "{redrawn} vs {std}"
+    );
+    // Out-of-range shares are errors; 0 changes nothing.
+    assert!(bank.drop_units(1.5).is_err());
+    layer.experts().upcycle(&dense, Default::default()).unwrap();
+    assert!(bank.w1.get(2).equal(&w1_dense.tr()));
+}

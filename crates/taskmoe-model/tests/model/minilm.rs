@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use taskmoe_model::{
-    bert_config, import_bert, HeadKind, HeadSpec, ModelConfig, ModelInput, MultiTaskModel, Variant,
+    bert_config, import_bert, HeadKind, HeadSpec, ModelConfig, ModelInput, MultiTaskModel,
+    Upcycling, Variant,
 };
 use tch::{nn, Device, Kind, Tensor};
 
@@ -81,7 +82,7 @@ fn imported_minilm_matches_transformers() {
     );
     let vs = nn::VarStore::new(Device::Cpu);
     let model = MultiTaskModel::new(&vs.root(), &cfg, &heads()).unwrap();
-    let report = import_bert(&model, &vs, &dir, 0.0).unwrap();
+    let report = import_bert(&model, &vs, &dir, Upcycling::default()).unwrap();
     assert_eq!(report.loaded.len(), 5 + 6 * 16);
     assert!(report.upcycled_blocks.is_empty());
     assert!(
@@ -118,7 +119,7 @@ fn upcycled_minilm_starts_at_the_pretrained_model() {
 
     let vs = nn::VarStore::new(Device::Cpu);
     let model = MultiTaskModel::new(&vs.root(), &cfg, &heads()).unwrap();
-    let report = import_bert(&model, &vs, &dir, 0.0).unwrap();
+    let report = import_bert(&model, &vs, &dir, Upcycling::default()).unwrap();
     assert_eq!(report.upcycled_blocks, vec![1, 3, 5]);
     assert!(report.fresh.iter().any(|n| n.contains(".moe.router.")));
     let (ours, mask) = hidden(&model, &f);
@@ -129,7 +130,16 @@ fn upcycled_minilm_starts_at_the_pretrained_model() {
     );
 
     // With noise, each expert is the pretrained FFN plus about 1% of its weight scale.
-    import_bert(&model, &vs, &dir, 0.01).unwrap();
+    import_bert(
+        &model,
+        &vs,
+        &dir,
+        Upcycling {
+            noise: 0.01,
+            drop: 0.0,
+        },
+    )
+    .unwrap();
     let pretrained: HashMap<String, Tensor> =
         Tensor::read_safetensors(dir.join("model.safetensors"))
             .unwrap()
@@ -148,4 +158,33 @@ fn upcycled_minilm_starts_at_the_pretrained_model() {
         drift > 1e-4 && drift < 0.5,
         "1% noise moves hidden states by {drift}"
     );
+
+    // Drop-Upcycling at 0.5: every expert keeps half of the pretrained hidden units (its own
+    // half), so the experts differ from one another and the model moves further.
+    import_bert(
+        &model,
+        &vs,
+        &dir,
+        Upcycling {
+            noise: 0.0,
+            drop: 0.5,
+        },
+    )
+    .unwrap();
+    let kept = |e: i64| -> i64 {
+        experts
+            .get(e)
+            .eq_tensor(&w.tr())
+            .all_dim(0, false)
+            .sum(tch::Kind::Int64)
+            .int64_value(&[])
+    };
+    let units = experts.size()[2];
+    for e in 0..experts.size()[0] {
+        assert_eq!(kept(e), units / 2, "expert {e} keeps half its units");
+    }
+    assert!(!experts.get(0).equal(&experts.get(1)));
+    let (dropped, _) = hidden(&model, &f);
+    let moved = max_diff(&dropped, &f["last_hidden_state"], &mask);
+    assert!(moved > drift, "drop 0.5 moves hidden states by {moved}");
 }
