@@ -9,9 +9,11 @@
 //! clipping at 1.0, `AdamW::step`. Only the data sampling and the run's guard (non-finite
 //! checks on values already read) are left out (sampling is measured by `benches/data.rs`).
 //!
-//! - `cargo bench -p taskmoe-train --bench train_step -- --point SPEC [--runs N]`: one point,
-//!   printing `POINT <spec> <step ms> <fwd+bwd ms> <optimizer ms> <peak RSS MiB> <params>
-//!   <active params per token>`;
+//! - `cargo bench -p taskmoe-train --bench train_step -- --point SPEC [--runs N]
+//!   [--aten-adamw]`: one point, printing `POINT <spec> <step ms> <fwd+bwd ms> <optimizer ms>
+//!   <peak RSS MiB> <params> <active params per token>`; `--aten-adamw` updates with libtorch
+//!   ops chunk by chunk (`AdamW::set_fused(false)`, the update before the fused fp32 kernel),
+//!   so both can be timed by one binary;
 //! - `benches/torch_step.py` measures the same spec in PyTorch eager and prints the same line;
 //! - `-- --summary [--quick] [--torch PYTHON]`: the grid (variants of both presets, evaluation,
 //!   scaling with tokens, experts and tasks) as markdown tables, each point in its own process,
@@ -150,7 +152,7 @@ fn random_batch(spec: &Spec, vocab: usize) -> TensorBatch {
     }
 }
 
-fn run_point(text: &str, runs: usize) {
+fn run_point(text: &str, runs: usize, fused_adamw: bool) {
     tch::set_num_threads(threads());
     tch::manual_seed(0);
     let spec = Spec::parse(text);
@@ -170,6 +172,7 @@ fn run_point(text: &str, runs: usize) {
             ..AdamWConfig::default()
         };
         let mut opt = AdamW::new(vs.variables().into_iter().collect(), adamw).unwrap();
+        opt.set_fused(fused_adamw);
         let objective = Objective::with_weights(
             &cfg,
             &vec![1.0; spec.tasks],
@@ -468,9 +471,10 @@ fn main() {
         );
         return;
     }
+    let fused_adamw = !args.iter().any(|a| a == "--aten-adamw");
     match value("--point") {
-        Some(spec) => run_point(&spec, runs),
+        Some(spec) => run_point(&spec, runs, fused_adamw),
         // `cargo bench --workspace` runs every bench binary with `--bench`: one default point.
-        None => run_point("small:per-task:k1:e8:t4:b32:l64:train", 3),
+        None => run_point("small:per-task:k1:e8:t4:b32:l64:train", 3, fused_adamw),
     }
 }

@@ -40,8 +40,12 @@
 //! for the gradients: the first time a gradient is seen it is copied into its slice and
 //! becomes a view of it too, and libtorch accumulates later gradients in place, so from then on
 //! the whole update, the gradient norm and the clipping are a few vectorised ops over a few
-//! long buffers instead of ten small ops per parameter. The update walks the buffers in chunks
-//! of [`CHUNK`] elements so that every chunk's five arrays stay in cache across its eight ops.
+//! long buffers instead of ten small ops per parameter. For fp32 groups on the CPU the update
+//! is one pass over the buffers in Rust (`fused.rs`, split across `tch::get_num_threads()`
+//! threads) with the rounding of the libtorch ops, bar `sqrt`'s; other groups (bf16, CUDA),
+//! and every group after [`AdamW::set_fused`]`(false)`, walk the buffers in chunks of
+//! [`CHUNK`] elements with libtorch ops, so that every chunk's five arrays stay in cache
+//! across its eight ops.
 //! Whatever replaces a parameter's data afterwards (another `set_data`) detaches it from the
 //! optimizer: load weights with `copy_`, as `taskmoe_model::load_weights` does. When the
 //! parameters' step counts differ (only possible through a hand-made state file) the update
@@ -54,6 +58,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{invalid, OptimError, Result};
+use crate::fused;
 
 /// AdamW hyper-parameters other than the learning rate, which is passed to every
 /// [`AdamW::step`] (a schedule computes it).
@@ -195,9 +200,10 @@ pub fn is_router_param(name: &str) -> bool {
     name.split('.').any(|segment| segment == "router")
 }
 
-/// Elements per chunk of the flat update: 1 Mi elements (4 MiB per fp32 array), so the chunks
-/// of the parameter, gradient, both moments and the scratch (20 MiB) stay in the 32 MiB L3
-/// cache across the chunk's eight ops, while the number of ops stays small (64 Ki-element
+/// Elements per chunk of the flat update with libtorch ops (the path of groups that are not
+/// fp32 on the CPU, or of every group after [`AdamW::set_fused`]`(false)`): 1 Mi elements
+/// (4 MiB per fp32 array), so the chunks of the parameter, gradient, both moments and the
+/// scratch (20 MiB) stay in the 32 MiB L3 cache across the chunk's eight ops, while the number of ops stays small (64 Ki-element
 /// chunks measured slower: 2,350 chunks per step for the 154M parameters of the `medium`
 /// task-MoE model, each op paying libtorch's dispatch and OpenMP start-up).
 pub const CHUNK: i64 = 1 << 20;
@@ -239,7 +245,7 @@ struct FlatGroup {
     grads: Tensor,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
-    /// One chunk of scratch space.
+    /// One chunk of scratch space (for the update with libtorch ops).
     scratch: Tensor,
 }
 
@@ -250,6 +256,8 @@ pub struct AdamW {
     params: Vec<ParamState>,
     groups: Vec<FlatGroup>,
     num_steps: u64,
+    /// Whether fp32 CPU groups take the fused update ([`AdamW::set_fused`]).
+    fused: bool,
 }
 
 /// Tensor name prefix of the first moments in a state file.
@@ -337,6 +345,7 @@ impl AdamW {
             params,
             groups,
             num_steps: 0,
+            fused: true,
         })
     }
 
@@ -416,6 +425,22 @@ impl AdamW {
             }
         }
         Ok(())
+    }
+
+    /// Chooses how the flat groups are updated: `true` (the default) updates fp32 CPU groups
+    /// in one fused pass over their buffers, `false` with libtorch ops chunk by chunk, the
+    /// path bf16 and CUDA groups always take. Both compute the same update in the same order
+    /// of roundings: the moments come out bit for bit the same, the parameters within an ulp
+    /// or two of the step, because libtorch's fp32 `sqrt` on the CPU is not correctly rounded
+    /// and the fused one is (the optimizer tests compare them). The switch is there to compare
+    /// and to measure; it changes nothing that is saved.
+    pub fn set_fused(&mut self, fused: bool) {
+        self.fused = fused;
+    }
+
+    /// Whether fp32 CPU groups take the fused update ([`AdamW::set_fused`]).
+    pub fn fused(&self) -> bool {
+        self.fused
     }
 
     /// The hyper-parameters.
@@ -503,7 +528,7 @@ impl AdamW {
                     false => vec![(0, self.groups[g].values.size()[0])],
                 };
                 let lr = lr * self.groups[g].lr_scale;
-                self.groups[g].update(&self.config, lr, t, &ranges)?;
+                self.groups[g].update(&self.config, lr, t, &ranges, self.fused)?;
             }
             return Ok(());
         }
@@ -798,13 +823,15 @@ fn flatten(params: &mut [ParamState]) -> Result<Vec<FlatGroup>> {
 
 impl FlatGroup {
     /// The AdamW update at step `t` (the same for all) of the elements in `ranges` (sorted,
-    /// disjoint), chunk by chunk.
+    /// disjoint): in one fused pass when `fused` and the group is fp32 on the CPU, else chunk
+    /// by chunk with libtorch ops.
     fn update(
         &mut self,
         config: &AdamWConfig,
         lr: f64,
         t: i32,
         ranges: &[(i64, i64)],
+        fused: bool,
     ) -> Result<()> {
         let AdamWConfig {
             beta1,
@@ -819,6 +846,29 @@ impl FlatGroup {
         // p - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), in one addcdiv.
         let d_scale = -bias_correction1 / (lr * bias_correction2_sqrt);
         let d_shift = -eps * bias_correction1 / lr;
+        if fused && fused::applies(&self.values) {
+            // The scalars as the ATen ops below receive them: fp32 on an fp32 tensor.
+            let coefficients = fused::Coefficients {
+                decay: if weight_decay == 0.0 {
+                    1.0
+                } else {
+                    (1.0 - lr * weight_decay) as f32
+                },
+                w1: (1.0 - beta1) as f32,
+                w2: (1.0 - beta2) as f32,
+                d_scale: d_scale as f32,
+                d_shift: d_shift as f32,
+                step: lr > 0.0,
+            };
+            let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1);
+            let buffers = [
+                &mut self.values,
+                &mut self.grads,
+                &mut self.exp_avg,
+                &mut self.exp_avg_sq,
+            ];
+            return fused::update(buffers, self.decay_len, ranges, &coefficients, threads);
+        }
         for &(begin, end) in ranges {
             self.update_range(
                 begin,

@@ -49,6 +49,7 @@
 mod adamw;
 mod clip;
 mod error;
+mod fused;
 mod schedule;
 
 pub use adamw::{

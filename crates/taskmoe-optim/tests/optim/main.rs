@@ -4,5 +4,6 @@
 
 mod adamw;
 mod clip;
+mod fused;
 mod schedule;
 mod unused_experts;
