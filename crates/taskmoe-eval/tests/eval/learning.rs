@@ -164,6 +164,16 @@ fn a_task_aware_moe_learns_two_families_and_routes_them_apart() {
     }
 }
 
+/// Every task's validation accuracy is at least `floor`.
+fn assert_learned(accuracy: &[(String, f64)], floor: f64) {
+    for (task, acc) in accuracy {
+        assert!(
+            *acc >= floor,
+            "{task}: validation accuracy {acc:.3} < {floor}"
+        );
+    }
+}
+
 /// `configs/toy-families.toml`: two families (lexicon, order) of two tasks each.
 const TOY_FAMILIES: &str = include_str!("../../../../configs/toy-families.toml");
 
@@ -183,9 +193,7 @@ fn the_routing_recipe_keys_learn_four_tasks_of_two_families() {
     );
     let (accuracy, mi) = summary(&data, &result);
     eprintln!("recipe per-task: accuracy {accuracy:?}, hard I(task; expert) {mi:?}");
-    for (task, acc) in &accuracy {
-        assert!(*acc >= 0.65, "{task}: validation accuracy {acc:.3} < 0.65");
-    }
+    assert_learned(&accuracy, 0.65);
 }
 
 /// Each MoE block's share of validation tokens per expert (all tasks together).
@@ -218,9 +226,7 @@ fn bias_balancing_learns_the_toy_families_and_spreads_the_load() {
     let (accuracy, _) = summary(&data, &result);
     let shares = expert_shares(&result);
     eprintln!("bias balancing: accuracy {accuracy:?}, expert shares {shares:?}");
-    for (task, acc) in &accuracy {
-        assert!(*acc >= 0.65, "{task}: validation accuracy {acc:.3} < 0.65");
-    }
+    assert_learned(&accuracy, 0.65);
     // No load-balancing loss at all: the bias alone keeps every expert near 1/4 of the tokens
     // (measured 0.23 to 0.27).
     for (block, block_shares) in shares.iter().enumerate() {
