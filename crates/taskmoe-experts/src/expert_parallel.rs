@@ -171,7 +171,8 @@ pub(crate) fn gathered(bank: &ExpertBank, ex: &dyn ExpertExchange) -> Result<[Te
 }
 
 /// This rank's aux losses with the load balance and the mutual information recomputed over
-/// all the group's tokens (the z-loss, a mean over tokens, stays local: averaging it over
+/// all the group's tokens, and the group's routing slots per expert (`[E]`, fp32: what bias
+/// balancing updates from) (the z-loss, a mean over tokens, stays local: averaging it over
 /// ranks, as the gradient average does, is already the group's mean).
 ///
 /// With the group-wide statistics `f_e` (share of routing slots), `P_e` (mean probability) and
@@ -190,7 +191,7 @@ pub(crate) fn group_aux(
     num_tasks: usize,
     balance: BalanceOver,
     local: AuxLosses,
-) -> Result<AuxLosses> {
+) -> Result<(AuxLosses, Tensor)> {
     let (t, e) = (probs.size()[0], probs.size()[1]);
     let (k, tasks) = (experts.size()[1], num_tasks as i64);
     let probs = probs.to_kind(Kind::Float);
@@ -235,9 +236,10 @@ pub(crate) fn group_aux(
     let ratio =
         joint.clamp_min(tiny).log() - p_task.clamp_min(tiny).log() - p_expert.clamp_min(tiny).log();
     let mutual_information = -(joint * ratio).sum(Kind::Float);
-    Ok(AuxLosses {
+    let aux = AuxLosses {
         load_balance: load_balance.reshape([]),
         z_loss: local.z_loss,
         mutual_information: mutual_information.reshape([]),
-    })
+    };
+    Ok((aux, summed.narrow(0, 1, e).detach()))
 }

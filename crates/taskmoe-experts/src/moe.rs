@@ -268,9 +268,12 @@ impl MoeLayer {
         let mut aux =
             AuxLosses::compute_balancing(&decision, task_ids, num_tasks, cfg.balance_over)?;
         let statistics = self.statistics.get().or(self.exchange.get());
+        // The routing slots per expert that bias balancing moves by: the group's when there is
+        // one (they come with its aux all-reduce), else this batch's.
+        let mut group_slots = None;
         if let Some(ex) = statistics.filter(|_| train) {
             // The load balance and mutual information of the whole group's tokens.
-            aux = expert_parallel::group_aux(
+            let (group_aux, slots) = expert_parallel::group_aux(
                 ex.as_ref(),
                 &decision.routed.probs,
                 &decision.routed.experts,
@@ -279,9 +282,16 @@ impl MoeLayer {
                 cfg.balance_over,
                 aux,
             )?;
+            aux = group_aux;
+            group_slots = Some(slots);
         }
         if train && self.router.expert_bias().is_some() {
-            self.update_expert_bias(&decision.routed.experts, statistics)?;
+            let slots = match group_slots {
+                Some(slots) => slots,
+                None => count_ids("expert bias", &decision.routed.experts, cfg.num_experts)?
+                    .to_kind(Kind::Float),
+            };
+            self.router.update_expert_bias(&slots)?;
         }
         let task_expert = task_expert_counts(
             &decision.routed.experts,
@@ -312,25 +322,6 @@ impl MoeLayer {
                 gate_sums,
             },
         })
-    }
-
-    /// Auxiliary-loss-free balancing: the router's selection bias moves by the slots each
-    /// expert received in this forward pass, summed over the ranks of `group` (the data-parallel
-    /// world, or the expert-parallel group) so every rank applies the same update.
-    fn update_expert_bias(
-        &self,
-        experts: &Tensor,
-        group: Option<&Arc<dyn ExpertExchange>>,
-    ) -> Result<()> {
-        let e = self.cfg.router.num_experts;
-        let slots = count_ids("expert bias", experts, e)?.to_kind(Kind::Float);
-        let slots = match group {
-            Some(ex) => ex.all_reduce_sum(&slots).map_err(|err| {
-                ExpertsError::Input(format!("all_reduce of the expert slot counts: {err}"))
-            })?,
-            None => slots,
-        };
-        Ok(self.router.update_expert_bias(&slots)?)
     }
 
     /// Extracts the sub-network `task` uses under `task-level` routing (evaluation mode, so no

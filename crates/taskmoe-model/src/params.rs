@@ -10,7 +10,8 @@ use crate::heads::HeadSpec;
 /// Sizes and cost of a model, so "the compute of a dense model" can be checked per variant.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamReport {
-    /// Every parameter.
+    /// Every trained parameter (buffers that no gradient trains, such as a router's selection
+    /// bias, are not counted).
     pub total: u64,
     /// Parameters one token of one task uses: everything except the experts its router does
     /// not select (`E - k` per MoE block), other tasks' router parameters, task embeddings and

@@ -113,6 +113,9 @@ impl Trainer {
             true => taskmoe_device::keyed_initialisation(cfg.train.seed, build)?,
             false => build()?,
         };
+        // What draws after the model (upcycling noise, Drop-Upcycling) starts from a state of
+        // its own, not from wherever the model's last module left the generator.
+        tch::manual_seed(step_seed(cfg.train.seed, u64::MAX - 1));
         if let Some(d) = &dist {
             d.attach_experts(&model)?;
         }

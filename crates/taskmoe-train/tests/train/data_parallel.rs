@@ -24,8 +24,9 @@ const EP: &str = "TMT_DP_EXPERT_PARALLEL";
 const KILL: &str = "TMT_DP_KILL_AFTER";
 const AUX: &str = "TMT_DP_AUX";
 
-/// The tiny run of 6 steps; `aux` gives the aux losses weights (they are computed over all
-/// ranks' tokens, so they match the single process), else they are 0.
+/// The tiny run of 6 steps; `aux` gives the aux losses weights and turns on the load balance
+/// over tasks and bias balancing (all computed over all ranks' tokens, so they match the
+/// single process), else the weights are 0.
 fn config(out: &Path, expert_parallel: usize, aux: bool) -> RunConfig {
     let mut sets: Vec<String> = [
         format!("runtime.expert_parallel={expert_parallel}"),
@@ -55,6 +56,12 @@ fn config(out: &Path, expert_parallel: usize, aux: bool) -> RunConfig {
     .zip(weights)
     {
         sets.push(format!("model.moe.router.{key}={w}"));
+    }
+    if aux {
+        // The load balance over tasks and the selection bias of bias balancing, both from
+        // every rank's routing (per-task sums and slot counts reduced over the group).
+        sets.push("model.moe.router.balance_over=tasks".into());
+        sets.push("model.moe.router.bias_update_rate=0.01".into());
     }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml");
     RunConfig::load(Some(&path), &sets).unwrap()
