@@ -42,6 +42,11 @@ commands:
                          each key with its documentation
   config migrate FILE [--write]
                          rewrite a configuration of the old [train] layout into the sections
+  data check [--config FILE] [--set key=value]... [--max-problems N]
+                         read every split of the run's data as training would; per-task
+                         table (examples, labels, token lengths, inputs cut, inputs repeated
+                         across splits) and every problem with file, line and field; fails
+                         on errors
   compare --a RUN... --b RUN... [--out DIR]
                          per-task test scores of two sets of runs, paired by seed, with
                          the paired difference's 95% interval (markdown; JSON with --out)
@@ -96,7 +101,7 @@ fn main() -> ExitCode {
         "fetch-data" => wordnet::fetch(rest),
         "gpu-bundle" => gpu_bundle::run(rest),
         "train" | "eval" | "predict" | "verify" | "export" | "inspect" | "experiment"
-        | "config" | "compare" | "search" => run::taskmoe(command, rest),
+        | "config" | "data" | "compare" | "search" => run::taskmoe(command, rest),
         "env" => print_env(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

@@ -1,6 +1,6 @@
-//! `cargo xtask train` / `eval` / `predict` / `verify` / `export` / `inspect` / `experiment`:
-//! build the `taskmoe` binary (release) against the provisioned libtorch and run it with the
-//! given arguments.
+//! `cargo xtask train` / `eval` / `predict` / `verify` / `export` / `inspect` / `experiment` /
+//! `config` / `data` / `compare` / `search`: build the `taskmoe` binary (release) against the
+//! provisioned libtorch and run it with the given arguments.
 
 use std::path::PathBuf;
 use std::process::Command;

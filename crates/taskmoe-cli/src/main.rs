@@ -11,6 +11,7 @@
 //!                 [--task NAME] [--out DIR]
 //! taskmoe inspect [--config FILE] [--set ...]
 //! taskmoe config show [--config FILE] [--set ...]
+//! taskmoe data check [--config FILE] [--set ...] [--max-problems N]
 //! taskmoe check   [--device cuda|cpu|auto] [--checkpoint DIR] [--moe-sizes TxDxE,...] [--tiny]
 //! taskmoe experiment (low-resource|unseen|unrelated|all) [--profile quick|full] [--seeds N]
 //!                    [--config FILE] [--set key.path=value]... [--run-set key.path=value]...
@@ -23,6 +24,7 @@ mod checkpoint_arg;
 mod compare_cmd;
 mod config_cmd;
 mod curves;
+mod data_cmd;
 mod eval_cmd;
 mod experiment_cmd;
 mod export_cmd;
@@ -142,6 +144,11 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// The run's data, checked before training.
+    Data {
+        #[command(subcommand)]
+        action: DataAction,
+    },
     /// The one-shot GPU check: CPU-vs-device logits (fp32, bf16), MoE layer vs dense FFN at
     /// large sizes, training tokens/s and MFU; prints one table (`cargo xtask gpu-bundle`).
     Check(check_cmd::CheckArgs),
@@ -199,6 +206,23 @@ enum ConfigAction {
         /// Replace the file instead of printing.
         #[arg(long)]
         write: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataAction {
+    /// Read the registry and every split it names as the run would (its readers, its
+    /// tokenizer cut at its length), or generate the synthetic benchmark; print a per-task
+    /// table (examples, examples per label, token lengths, inputs over the sequence length,
+    /// inputs repeated from an earlier split) and every problem with its file, line and
+    /// field. Exits non-zero when any problem is an error; warnings (inputs cut, repeated
+    /// inputs) do not fail.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Problems printed per task (the rest are counted).
+        #[arg(long, default_value_t = 20)]
+        max_problems: usize,
     },
 }
 
@@ -289,6 +313,13 @@ fn main() {
         Command::Config {
             action: ConfigAction::Migrate { file, write },
         } => config_cmd::migrate(&file, write),
+        Command::Data {
+            action:
+                DataAction::Check {
+                    config,
+                    max_problems,
+                },
+        } => data_cmd::check(&config, max_problems),
         Command::Check(args) => check_cmd::run(&args),
         Command::Compare { a, b, out } => compare_cmd::run(&a, &b, out.as_deref()),
         Command::Search(args) => search_cmd::run(&args),

@@ -18,6 +18,11 @@
 //!    `(seed, step)`; [`SamplerState`] is all a checkpoint needs to resume the order;
 //! 6. [`Batch::to_tensors`] makes the tch tensors the model consumes.
 //!
+//! Before training, [`DataCheck`] ([`check`]) reads every split of a registry in full with the
+//! same readers and tokenizer and lists every problem (file, line, field) instead of stopping
+//! at the first, with per-task numbers: examples per label, token lengths, inputs over the
+//! sequence length, inputs repeated across splits.
+//!
 //! All randomness goes through [`rng`]: counter-based generators keyed by seed and position,
 //! never a global generator. Besides the [`synthetic`] benchmark, [`wordnet`] builds a
 //! benchmark of real text (WordNet glosses labelled with their supersense) from WordNet's data
@@ -100,6 +105,7 @@
 #![warn(missing_docs)]
 
 mod batch;
+pub mod check;
 mod error;
 mod example;
 mod mixture;
@@ -113,6 +119,7 @@ mod tokenize;
 pub mod wordnet;
 
 pub use batch::{Batch, TensorBatch, IGNORE_INDEX};
+pub use check::DataCheck;
 pub use error::{DataError, Result};
 pub use example::{EncodedExample, Label, TaskData, TextExample};
 pub use mixture::{
@@ -125,4 +132,4 @@ pub use readers::{
 pub use registry::TaskRegistry;
 pub use sampler::{eval_batches, Sampler, SamplerConfig, SamplerState};
 pub use spec::{Format, Metric, OnInvalid, TaskKind, TaskSpec};
-pub use tokenize::{PaddedEncoding, TextTokenizer};
+pub use tokenize::{LengthCounter, PaddedEncoding, TextTokenizer};

@@ -41,6 +41,35 @@ fn tk_err(e: impl std::fmt::Display) -> DataError {
     DataError::Tokenizer(e.to_string())
 }
 
+/// Encodes a sentence or a sentence pair with special tokens, as `inner` is set up.
+fn encode_raw(
+    inner: &Tokenizer,
+    text_a: &str,
+    text_b: Option<&str>,
+) -> Result<tokenizers::Encoding> {
+    match text_b {
+        None => inner.encode(text_a, true),
+        Some(b) => inner.encode((text_a, b), true),
+    }
+    .map_err(tk_err)
+}
+
+/// A [`TextTokenizer`]'s pipeline without truncation
+/// ([`TextTokenizer::length_counter`]): an input is cut by the tokenizer exactly when it
+/// counts more than [`TextTokenizer::max_len`] tokens here.
+#[derive(Debug, Clone)]
+pub struct LengthCounter {
+    inner: Tokenizer,
+}
+
+impl LengthCounter {
+    /// The number of tokens a sentence or a sentence pair encodes to, special tokens
+    /// included, before truncation.
+    pub fn count(&self, text_a: &str, text_b: Option<&str>) -> Result<usize> {
+        Ok(encode_raw(&self.inner, text_a, text_b)?.len())
+    }
+}
+
 impl TextTokenizer {
     /// Loads a `tokenizer.json` (as saved by HF `tokenizers` / `transformers`). Its own
     /// post-processor decides the special tokens and pair separators; its padding settings are
@@ -120,6 +149,14 @@ impl TextTokenizer {
         })
     }
 
+    /// A [`LengthCounter`]: the same pipeline without truncation, to measure how long inputs
+    /// really are (`taskmoe data check`).
+    pub fn length_counter(&self) -> Result<LengthCounter> {
+        let mut inner = self.inner.clone();
+        inner.with_truncation(None).map_err(tk_err)?;
+        Ok(LengthCounter { inner })
+    }
+
     /// The maximum encoded length, special tokens included.
     pub fn max_len(&self) -> usize {
         self.max_len
@@ -159,11 +196,7 @@ impl TextTokenizer {
         text_a: &str,
         text_b: Option<&str>,
     ) -> Result<(Vec<i64>, Vec<i64>, bool)> {
-        let enc = match text_b {
-            None => self.inner.encode(text_a, true),
-            Some(b) => self.inner.encode((text_a, b), true),
-        }
-        .map_err(tk_err)?;
+        let enc = encode_raw(&self.inner, text_a, text_b)?;
         let ids = enc.get_ids().iter().map(|&i| i64::from(i)).collect();
         let types = enc.get_type_ids().iter().map(|&i| i64::from(i)).collect();
         Ok((ids, types, !enc.get_overflowing().is_empty()))

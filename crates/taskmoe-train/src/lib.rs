@@ -45,6 +45,7 @@ mod assets;
 mod checkpoint;
 mod config_docs;
 mod config_sections;
+mod data_check;
 mod distributed;
 mod error;
 mod inference;
@@ -76,6 +77,7 @@ pub use config_sections::{
     CheckpointConfig, EvalConfig, InitConfig, OptimConfig, OutputConfig, RuntimeConfig,
     TestCheckpoint, TrainConfig,
 };
+pub use data_check::check_data;
 pub use distributed::{Distributed, ExpertGroup};
 pub use error::{Result, TrainError};
 pub use inference::{checkpoint_tokenizer, Inference};

@@ -106,13 +106,8 @@ impl RunData {
             DataSource::Registry => {
                 let path = d.registry.as_ref().expect("validated");
                 let registry = TaskRegistry::from_toml_file(path)?;
-                let max_len = if d.seq_len == 0 {
-                    cfg.model.max_position
-                } else {
-                    d.seq_len
-                };
                 let tok_path = d.tokenizer.as_ref().expect("validated");
-                let tokenizer = load_tokenizer(tok_path, max_len)?;
+                let tokenizer = load_tokenizer(tok_path, truncation_len(cfg))?;
                 let mut skipped = Vec::new();
                 let mut read = |spec: &TaskSpec, id: usize, split: &str| -> Result<TaskData> {
                     let examples = if spec.splits.contains_key(split) {
@@ -326,6 +321,15 @@ impl RunData {
                 seed: cfg.train.seed,
             },
         )?)
+    }
+}
+
+/// The length the tokenizer cuts registry inputs to: `data.seq_len`, or `model.max_position`
+/// when that is 0 (the run then pads to its longest example).
+pub(crate) fn truncation_len(cfg: &RunConfig) -> usize {
+    match cfg.data.seq_len {
+        0 => cfg.model.max_position,
+        n => n,
     }
 }
 

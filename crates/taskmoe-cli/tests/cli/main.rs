@@ -4,6 +4,7 @@
 
 mod commands;
 mod common;
+mod data_check;
 mod experiments;
 mod run_folder;
 mod torchrun;

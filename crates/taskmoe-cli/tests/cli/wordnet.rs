@@ -11,9 +11,9 @@ use std::process::Command;
 
 use crate::common::minilm;
 
-#[test]
-fn train_reads_the_wordnet_registry() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+/// Whether the WordNet data files are there; without them (and without
+/// `TASKMOE_WORDNET_DATA`, which says they must be) a test says it skips.
+fn wordnet_data(root: &Path) -> bool {
     let first = root.join("configs/wordnet/data/living_hi/train.tsv");
     if !first.exists() {
         assert!(
@@ -25,6 +25,15 @@ fn train_reads_the_wordnet_registry() {
             "skipped: {} is missing (`cargo xtask fetch-data wordnet`)",
             first.display()
         );
+        return false;
+    }
+    true
+}
+
+#[test]
+fn train_reads_the_wordnet_registry() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if !wordnet_data(&root) {
         return;
     }
     let out = std::env::temp_dir().join(format!("taskmoe-cli-{}-wordnet", std::process::id()));
@@ -79,6 +88,59 @@ fn train_reads_the_wordnet_registry() {
         assert!(!stdout.contains(absent), "{absent} trained: {stdout}");
     }
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// `taskmoe data check` on the WordNet run configuration: every split of the 11 tasks is
+/// read whole, with no bad row and no input in two splits (the builder splits by synset and
+/// definition); the only warnings are the few definitions cut at the configured length.
+#[test]
+fn data_check_passes_on_the_wordnet_registry() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if !wordnet_data(&root) {
+        return;
+    }
+    let tokenizer = format!(
+        "data.tokenizer={}",
+        minilm().join("tokenizer.json").display()
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_taskmoe"))
+        .args(["data", "check", "--config"])
+        .arg(root.join("configs/wordnet-minilm.toml"))
+        .args(["--set", &tokenizer])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The table: the lines after its header up to the first blank line, one per split.
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("task "))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 33, "11 tasks x 3 splits: {stdout}");
+    for row in &rows {
+        // ... bad, labels..., tokens min / mean / max, > 24, repeated
+        let bad = row.iter().position(|c| c.contains('=')).unwrap() - 1;
+        assert_eq!(row[bad], "0", "a bad row: {row:?}");
+        assert_eq!(
+            row[row.len() - 1],
+            "0",
+            "an input repeated across splits: {row:?}"
+        );
+    }
+    assert!(stdout.contains("\n0 errors, "), "{stdout}");
+    for line in stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("warning"))
+    {
+        assert!(line.contains("are cut to it"), "{line}");
+    }
 }
 
 /// The experiment settings name tasks of the registry in the roles they were built for: the

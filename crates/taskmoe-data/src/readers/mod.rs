@@ -23,6 +23,9 @@
 //! or named per row by a field, the `id_field` optional, and every bad row an error (never
 //! skipped, so predictions line up with the input).
 //!
+//! `taskmoe data check` ([`crate::check`]) reads through a collecting mode of the same readers
+//! that keeps every row error, whatever `on_invalid` says, instead of stopping at the first.
+//!
 //! Labels: a string is looked up by name in the spec's `labels`. In JSONL, an integer is taken
 //! as a label index (HF `ClassLabel` exports `0`, `1`, ...); write `labels = ["0", "1"]` in the
 //! spec for TSV/CSV files whose labels are digits. Regression targets are numbers, or strings
@@ -139,6 +142,24 @@ pub fn read_inputs(
     read_into(sink, format)
 }
 
+/// Reads `path` as a split of `spec` like [`read_file_with`], but never stops at a bad row,
+/// whatever the spec's `on_invalid`: every row error is collected in [`ReadReport::skipped`]
+/// (`taskmoe data check` lists them all). File-level errors (unreadable, not UTF-8, a header
+/// without a field the spec reads, no rows at all) still end the read. Unlike the other
+/// readers, a file whose rows are all bad is returned (no examples, every error) instead of
+/// [`DataError::Empty`].
+pub(crate) fn read_file_collecting(
+    spec: &TaskSpec,
+    path: &Path,
+    labels: LabelMode,
+) -> Result<ReadReport> {
+    spec.validate()?;
+    let format = resolve_format(spec.format, path, &spec.name)?;
+    let mut sink = Sink::new(std::slice::from_ref(spec), 0, path, labels, None);
+    sink.collect_all = true;
+    read_into(sink, format)
+}
+
 fn resolve_format(format: Option<Format>, path: &Path, what: &str) -> Result<Format> {
     format
         .or_else(|| Format::from_extension(path))
@@ -168,7 +189,8 @@ fn read_into(mut sink: Sink<'_>, format: Format) -> Result<ReadReport> {
         Format::Jsonl => jsonl::read(&text, &mut sink)?,
         Format::Csv => csv::read(&text, &mut sink)?,
     }
-    if sink.report.examples.is_empty() {
+    let all_rows_bad = sink.collect_all && !sink.report.skipped.is_empty();
+    if sink.report.examples.is_empty() && !all_rows_bad {
         return Err(DataError::Empty {
             path: path.to_path_buf(),
         });
@@ -201,6 +223,8 @@ pub(crate) struct Sink<'a> {
     task_field: Option<&'a str>,
     /// Under [`LabelMode::IfPresent`]: whether the file has labels, decided at the first row.
     labeled: OnceCell<bool>,
+    /// Collect every row error instead of stopping at the first ([`read_file_collecting`]).
+    collect_all: bool,
 }
 
 impl<'a> Sink<'a> {
@@ -223,6 +247,7 @@ impl<'a> Sink<'a> {
             labels,
             task_field,
             labeled: OnceCell::new(),
+            collect_all: false,
         }
     }
 }
@@ -234,10 +259,11 @@ impl Sink<'_> {
     }
 
     /// Records the outcome of one row: keeps an example, skips or returns an error. Inputs
-    /// to predict on (labels ignored) are never skipped.
+    /// to predict on (labels ignored) are never skipped; when collecting, every row error is.
     pub(crate) fn push(&mut self, row: Result<Row>) -> Result<()> {
-        let skip = self.labels != LabelMode::Ignored
-            && self.specs[self.fixed].on_invalid == OnInvalid::Skip;
+        let skip = self.collect_all
+            || (self.labels != LabelMode::Ignored
+                && self.specs[self.fixed].on_invalid == OnInvalid::Skip);
         match row {
             Ok((task, example)) => {
                 self.report.examples.push(example);

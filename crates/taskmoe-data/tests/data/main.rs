@@ -6,6 +6,7 @@
 //! randomness is counter-based, [`taskmoe_data::rng`]), and every test that writes files uses a
 //! temporary folder of its own name. Fixtures live in `tests/fixtures/`.
 
+mod check;
 mod mixture;
 mod readers;
 mod sampler;

@@ -99,6 +99,32 @@ fn encode_checked_says_when_tokens_were_cut_off() {
 }
 
 #[test]
+fn the_length_counter_counts_what_truncation_cuts() {
+    let tok = TextTokenizer::from_wordpiece_vocab(&fixture("vocab.txt"), true, 8).unwrap();
+    let counter = tok.length_counter().unwrap();
+    let wide = TextTokenizer::from_wordpiece_vocab(&fixture("vocab.txt"), true, 64).unwrap();
+    for (a, b) in [
+        ("the man plays guitar.", Some("it rains")),
+        ("it rains", None),
+        ("the man plays guitar", None),
+        ("the cat sleeps", Some("the dog is playing music")),
+    ] {
+        let n = counter.count(a, b).unwrap();
+        // The full length is the encoding of a tokenizer too wide to cut anything...
+        assert_eq!(n, wide.encode(a, b).unwrap().0.len(), "{a} / {b:?}");
+        // ...and the narrow tokenizer cuts exactly the inputs counted over its length.
+        let (_, _, cut) = tok.encode_checked(a, b).unwrap();
+        assert_eq!(cut, n > tok.max_len(), "{a} / {b:?}: {n} tokens");
+    }
+    assert_eq!(
+        counter
+            .count("the man plays guitar.", Some("it rains"))
+            .unwrap(),
+        11
+    );
+}
+
+#[test]
 fn padded_encoding_has_mask_and_fixed_length() {
     let tok = TextTokenizer::from_wordpiece_vocab(&fixture("vocab.txt"), true, 10).unwrap();
     let p = tok.encode_padded("the cat sleeps", None).unwrap();
