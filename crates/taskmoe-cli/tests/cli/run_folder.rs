@@ -1,7 +1,7 @@
 //! A run folder that cannot be corrupted, through the `taskmoe` binary: two runs started at
 //! once in one folder end in one clear refusal and one intact history; Ctrl-C finishes the
 //! step, writes a checkpoint and prints a shell-quoted command that resumes it; a moved run
-//! folder resumes with `--run`; a resume with nothing to resume from, or a changed
+//! folder resumes with `--run`, and evaluates, predicts and exports where it now is; a resume with nothing to resume from, or a changed
 //! configuration, is an error that changes no file.
 
 use std::path::{Path, PathBuf};
@@ -160,7 +160,7 @@ fn logged_steps(run: &Path) -> Vec<u64> {
 }
 
 #[test]
-fn a_moved_run_folder_resumes_where_it_now_is() {
+fn a_moved_run_folder_resumes_evaluates_predicts_and_exports_where_it_now_is() {
     let out = scratch("moved");
     let half = ["--set", "train.steps=6", "--set", "schedule.total_steps=12"];
     let first = train(&out, &half).output().unwrap();
@@ -223,6 +223,27 @@ fn a_moved_run_folder_resumes_where_it_now_is() {
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     assert_eq!(logged_steps(&moved), (1..=12).collect::<Vec<_>>());
     assert!(moved.join("checkpoint-12").is_dir());
+
+    // Where it now is, the run also evaluates, predicts and exports.
+    let eval = taskmoe(&["eval", "--run", moved_str, "--split", "test"]);
+    assert!(eval.status.success(), "{}", stderr(&eval));
+    assert!(moved.join("eval-test-step12.json").is_file());
+    let input = out.join("in.tsv");
+    std::fs::write(&input, "sentence\nw1 w7 w3\n").unwrap();
+    let predict = taskmoe(&[
+        "predict",
+        "--run",
+        moved_str,
+        "--input",
+        input.to_str().unwrap(),
+        "--task",
+        "lexicon_hi0",
+    ]);
+    assert!(predict.status.success(), "{}", stderr(&predict));
+    assert_eq!(String::from_utf8_lossy(&predict.stdout).lines().count(), 1);
+    let export = taskmoe(&["export", "--run", moved_str, "--format", "hf"]);
+    assert!(export.status.success(), "{}", stderr(&export));
+    assert!(moved.join("export-hf-step12/config.json").is_file());
     assert!(
         !out.join("shared").exists(),
         "nothing written at the old place"
