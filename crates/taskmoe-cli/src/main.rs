@@ -358,14 +358,69 @@ fn main() {
             );
             std::process::exit(130);
         }
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", error_chain(&e));
         std::process::exit(1);
     }
 }
 
+/// An error and its causes joined by `: `, as anyhow's `{:#}` prints them, except that a cause
+/// whose message the previous one already ends with is left out: the library errors that wrap
+/// another (`data: {0}`) print their cause themselves, and would otherwise print it twice.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut previous = String::new();
+    for cause in e.chain() {
+        let message = cause.to_string();
+        if !previous.is_empty() && previous.ends_with(&message) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&message);
+        previous = message;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::shell_quote;
+    use super::{error_chain, shell_quote};
+
+    #[derive(Debug)]
+    struct Inner;
+    impl std::fmt::Display for Inner {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("synthetic config: too few words")
+        }
+    }
+    impl std::error::Error for Inner {}
+
+    /// A wrapper that prints its cause itself, as `TrainError::Data` does.
+    #[derive(Debug)]
+    struct Wrapper(Inner);
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "data: {}", self.0)
+        }
+    }
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_its_wrapper_already_printed_is_printed_once() {
+        let e = anyhow::Error::new(Wrapper(Inner)).context("loading runs/x/config.toml");
+        assert_eq!(
+            error_chain(&e),
+            "loading runs/x/config.toml: data: synthetic config: too few words"
+        );
+        // Causes with messages of their own are all kept, as `{:#}` keeps them.
+        let plain = anyhow::Error::new(Inner).context("reading the data");
+        assert_eq!(error_chain(&plain), format!("{plain:#}"));
+    }
 
     #[test]
     fn resume_commands_are_quoted_for_the_shell() {
