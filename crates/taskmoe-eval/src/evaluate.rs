@@ -86,8 +86,10 @@ pub struct EvalResult {
     /// Every prediction.
     #[serde(skip)]
     pub predictions: Vec<Prediction>,
-    /// Routing slots per MoE block (by block index): `[tasks][experts]` counts over the
-    /// evaluated examples' tokens, the router's choices before any capacity drop.
+    /// Routing per MoE block (by block index): `[tasks][experts]` counts of the evaluated
+    /// examples' tokens by their first choice (the expert with the largest combine weight,
+    /// before any capacity drop): for top-1 routers every routing slot, for `k > 1` and dense
+    /// mixtures (`mmoe`, `cgc`) the expert that leads each token's mixture.
     pub routing: BTreeMap<usize, Vec<Vec<i64>>>,
     /// How decided the gates are, per MoE block and task id (tasks without tokens have
     /// `tokens = 0`).
@@ -194,7 +196,7 @@ pub(crate) struct Logits {
     /// positions of the examples this process ran, and their padded logits in that order.
     /// `[n, MultiTaskModel::logits_width]` fp32 (`n` may be 0)
     pub tasks: Vec<(usize, Vec<usize>, Tensor)>,
-    /// Per MoE block: task x expert routing counts summed over the batches run.
+    /// Per MoE block: task x expert first-choice counts summed over the batches run.
     /// `[num_tasks, num_experts]` int64
     pub routing: BTreeMap<usize, Tensor>,
     /// Per MoE block: per task, sums of gate entropy and top-1 margin and the token count.
@@ -256,7 +258,7 @@ pub(crate) fn run_batches(
             })
             .map_err(|e| fail(e.to_string()))?;
             for (layer, stats) in &forward.stats {
-                let counts = stats.task_expert.shallow_clone();
+                let counts = stats.task_first_choice.shallow_clone();
                 out.routing
                     .entry(*layer)
                     .and_modify(|sum| *sum += &counts)

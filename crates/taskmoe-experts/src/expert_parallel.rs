@@ -240,6 +240,7 @@ pub(crate) fn group_aux(
         load_balance: load_balance.reshape([]),
         z_loss: local.z_loss,
         mutual_information: mutual_information.reshape([]),
+        selection_entropy: local.selection_entropy,
     };
     Ok((aux, summed.narrow(0, 1, e).detach()))
 }

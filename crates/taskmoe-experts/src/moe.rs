@@ -21,6 +21,11 @@ pub struct LayerStats {
     pub routing: RoutingStats,
     /// Routing slots per task and expert (before capacity), on the device. `[tasks, E]` int64
     pub task_expert: Tensor,
+    /// Tokens per task whose first choice (largest combine weight) is each expert, on the
+    /// device: the routing the family measures compare, the same for top-1 routers as
+    /// `task_expert` and meaningful for dense mixtures (`mmoe`, `cgc`, soft `dselect-k`), where
+    /// every token has a slot at every expert. `[tasks, E]` int64
+    pub task_first_choice: Tensor,
     /// Mean router probability of each token's first choice, on the device (fp32 scalar): the
     /// combine weight of a top-1 Switch (raw) gate, near `1 / E` while the router is
     /// undecided; the router's confidence under straight-through or renormalised gates.
@@ -299,6 +304,12 @@ impl MoeLayer {
             num_tasks,
             cfg.num_experts,
         )?;
+        let task_first_choice = task_expert_counts(
+            &decision.routed.experts.narrow(1, 0, 1),
+            task_ids,
+            num_tasks,
+            cfg.num_experts,
+        )?;
         let top1_prob = tch::no_grad(|| {
             decision
                 .routed
@@ -318,6 +329,7 @@ impl MoeLayer {
             stats: LayerStats {
                 routing: RoutingStats::from_plan(&plan),
                 task_expert,
+                task_first_choice,
                 top1_prob,
                 gate_sums,
             },

@@ -4,7 +4,7 @@ use tch::{nn, nn::Module, Kind, Tensor};
 
 use taskmoe_experts::{FeedForward, LayerStats, MoeLayer};
 use taskmoe_kernels::TaskGroups;
-use taskmoe_router::{AuxLosses, RouterKind};
+use taskmoe_router::AuxLosses;
 
 use crate::block::{layer_norm, Block, TokenRows};
 use crate::config::{ModelConfig, Pooling};
@@ -98,7 +98,7 @@ impl MultiTaskModel {
             })
             .collect();
         let routes_per_task = blocks.iter().any(|b| {
-            matches!(&b.ffn, FeedForward::Moe(m) if m.config().router.kind == RouterKind::PerTask)
+            matches!(&b.ffn, FeedForward::Moe(m) if m.config().router.kind.has_task_gates())
         });
         Ok(MultiTaskModel {
             routes_per_task,

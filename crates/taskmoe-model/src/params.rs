@@ -57,11 +57,16 @@ pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> Pa
         RouterKind::Token => (e * d, 0),
         RouterKind::TaskConcat => (e * (d + dt) + t * dt, (t - 1) * dt),
         // A shared per-task gate (`gate_start = "shared"`) adds the gate every task uses.
-        RouterKind::PerTask if r.gate_start == GateStart::Shared => {
+        kind if kind.has_task_gates() && r.gate_start == GateStart::Shared => {
             (t * e * d + e * d, (t - 1) * e * d)
         }
-        RouterKind::PerTask => (t * e * d, (t - 1) * e * d),
+        RouterKind::PerTask | RouterKind::Mmoe | RouterKind::Cgc => (t * e * d, (t - 1) * e * d),
         RouterKind::TaskLevel => (e * dt + t * dt, (t - 1) * dt),
+        // Codes `[tasks, k, log2 E]` and selector logits `[tasks, k]`.
+        RouterKind::DselectK => {
+            let per_task = k * (e.trailing_zeros() as u64 + 1);
+            (t * per_task, (t - 1) * per_task)
+        }
     };
     let shared_width = cfg.moe.num_shared_experts as u64 * fe;
     let shared = if shared_width > 0 {
@@ -108,8 +113,8 @@ pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> Pa
     // task, nothing per token.
     let router_flops = match r.kind {
         RouterKind::Token | RouterKind::TaskConcat => 2 * d * e,
-        RouterKind::PerTask => 2 * d * e * t,
-        RouterKind::TaskLevel => 0,
+        RouterKind::PerTask | RouterKind::Mmoe | RouterKind::Cgc => 2 * d * e * t,
+        RouterKind::TaskLevel | RouterKind::DselectK => 0,
     };
     let moe_flops = router_flops + k * 4 * d * fe + 4 * d * shared_width;
     let head_flops = (2 * d * d + 2 * d * widest_outputs) / l.max(1);

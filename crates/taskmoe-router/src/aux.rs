@@ -6,7 +6,7 @@ use taskmoe_kernels::aux::{
     load_balance_loss, mutual_information_loss, task_load_balance_loss, z_loss,
 };
 
-use crate::config::{BalanceOver, RouterConfig};
+use crate::config::{BalanceOver, RouterConfig, RouterKind};
 use crate::error::Result;
 use crate::router::RouterOutput;
 
@@ -20,6 +20,9 @@ pub struct AuxLosses {
     pub z_loss: Tensor,
     /// Negative task-expert mutual information (see [`mutual_information_loss`]).
     pub mutual_information: Tensor,
+    /// `dselect-k`: the mean entropy of its selectors' expert distributions, 0 for other
+    /// kinds (see [`crate::RouterOutput::selection_entropy`]).
+    pub selection_entropy: Tensor,
 }
 
 impl AuxLosses {
@@ -52,6 +55,10 @@ impl AuxLosses {
                     task_ids,
                     num_tasks,
                 )?,
+                selection_entropy: match &out.selection_entropy {
+                    Some(h) => h.shallow_clone(),
+                    None => Tensor::zeros([], (Kind::Float, probs.device())),
+                },
             })
         })
     }
@@ -63,6 +70,7 @@ impl AuxLosses {
             load_balance: zero(),
             z_loss: zero(),
             mutual_information: zero(),
+            selection_entropy: zero(),
         }
     }
 
@@ -75,23 +83,32 @@ impl AuxLosses {
             load_balance: first.load_balance.shallow_clone(),
             z_loss: first.z_loss.shallow_clone(),
             mutual_information: first.mutual_information.shallow_clone(),
+            selection_entropy: first.selection_entropy.shallow_clone(),
         };
         for l in &layers[1..] {
             sum.load_balance = &sum.load_balance + &l.load_balance;
             sum.z_loss = &sum.z_loss + &l.z_loss;
             sum.mutual_information = &sum.mutual_information + &l.mutual_information;
+            sum.selection_entropy = &sum.selection_entropy + &l.selection_entropy;
         }
         Some(AuxLosses {
             load_balance: sum.load_balance / n,
             z_loss: sum.z_loss / n,
             mutual_information: sum.mutual_information / n,
+            selection_entropy: sum.selection_entropy / n,
         })
     }
 
-    /// `load_balance_coef * lb + z_loss_coef * z + mutual_information_coef * (-MI)`.
+    /// `load_balance_coef * lb + z_loss_coef * z + mutual_information_coef * (-MI)
+    /// + selection_entropy_coef * H` (the last only under `dselect-k`).
     pub fn weighted(&self, cfg: &RouterConfig) -> Tensor {
+        let selection = match cfg.kind {
+            RouterKind::DselectK => cfg.selection_entropy_coef,
+            _ => 0.0,
+        };
         &self.load_balance * cfg.load_balance_coef
             + &self.z_loss * cfg.z_loss_coef
             + &self.mutual_information * cfg.mutual_information_coef
+            + &self.selection_entropy * selection
     }
 }

@@ -19,6 +19,21 @@ pub enum RouterKind {
     /// One decision per task from the task embedding alone: `softmax(e_task W)`; all tokens of
     /// a task use the same `k` experts.
     TaskLevel,
+    /// Multi-gate Mixture-of-Experts (MMoE, [Ma et al. 2018](https://doi.org/10.1145/3219819.3220007)):
+    /// one gate per task, `softmax(x W_task)`, mixing **every** expert densely (`k` must equal
+    /// `num_experts`): the baseline of the multi-task libraries.
+    Mmoe,
+    /// Customized Gate Control, the extraction layer of PLE
+    /// ([Tang et al. 2020](https://doi.org/10.1145/3383313.3412236)): every task owns
+    /// `task_experts` experts and shares the rest; its gate `softmax(x W_task)` ranges over its
+    /// own experts and the shared ones only, and picks `k` of them (`k` = own + shared is the
+    /// paper's dense mixture).
+    Cgc,
+    /// DSelect-k ([Hazimeh et al. 2021](https://arxiv.org/abs/2106.03760)): per task, `k`
+    /// differentiable selectors, each a smooth-step binary code over the `E = 2^m` experts,
+    /// mixed by a softmax: a static per-task gate that becomes exactly `k`-sparse as its codes
+    /// saturate (pushed there by `selection_entropy_coef`).
+    DselectK,
 }
 
 impl RouterKind {
@@ -29,12 +44,27 @@ impl RouterKind {
             RouterKind::TaskConcat => "task-concat",
             RouterKind::PerTask => "per-task",
             RouterKind::TaskLevel => "task-level",
+            RouterKind::Mmoe => "mmoe",
+            RouterKind::Cgc => "cgc",
+            RouterKind::DselectK => "dselect-k",
         }
     }
 
     /// Whether the gating function depends on the task.
     pub fn is_task_aware(self) -> bool {
         !matches!(self, RouterKind::Token)
+    }
+
+    /// Whether the logits come from one gate matrix per task applied to each token (`per-task`,
+    /// `mmoe`, `cgc`): such routers use the tokens grouped by task.
+    pub fn has_task_gates(self) -> bool {
+        matches!(self, RouterKind::PerTask | RouterKind::Mmoe | RouterKind::Cgc)
+    }
+
+    /// Whether the decision depends on the task alone, so every token of a task gets the same
+    /// experts (`task-level`, `dselect-k`).
+    pub fn decides_per_task(self) -> bool {
+        matches!(self, RouterKind::TaskLevel | RouterKind::DselectK)
     }
 }
 
@@ -122,6 +152,17 @@ pub struct RouterConfig {
     pub z_loss_coef: f64,
     /// Weight of the negative task-expert mutual information (Mod-Squad). Default 0.
     pub mutual_information_coef: f64,
+    /// `cgc` only: experts each task owns. The first `tasks * task_experts` experts belong to
+    /// the tasks in order (task `t` owns `t * task_experts ..`), the remaining ones are shared
+    /// by every task, so `num_experts` must exceed `tasks * task_experts`. Default 1.
+    pub task_experts: usize,
+    /// `dselect-k` only: the width `gamma` of the smooth step
+    /// `S(z) = -2 z^3 / gamma^3 + 3 z / (2 gamma) + 1/2` on `[-gamma/2, gamma/2]` (0 below,
+    /// 1 above), which turns a selector's codes into expert weights. Default 1.
+    pub smooth_step_gamma: f64,
+    /// `dselect-k` only: weight of the mean entropy of the selectors' expert distributions,
+    /// which pushes each selector to one expert (exact sparsity). Default 0.001.
+    pub selection_entropy_coef: f64,
 }
 
 impl Default for RouterConfig {
@@ -142,6 +183,9 @@ impl Default for RouterConfig {
             bias_update_rate: 0.0,
             z_loss_coef: 0.001,
             mutual_information_coef: 0.0,
+            task_experts: 1,
+            smooth_step_gamma: 1.0,
+            selection_entropy_coef: 0.001,
         }
     }
 }
@@ -196,6 +240,7 @@ impl RouterConfig {
             ("z_loss_coef", self.z_loss_coef),
             ("mutual_information_coef", self.mutual_information_coef),
             ("bias_update_rate", self.bias_update_rate),
+            ("selection_entropy_coef", self.selection_entropy_coef),
         ] {
             if !(value.is_finite() && value >= 0.0) {
                 return err(field, format!("must be finite and >= 0, got {value}"));
@@ -204,7 +249,79 @@ impl RouterConfig {
         if self.kind.is_task_aware() && self.task_embedding_dim == 0 {
             return err("task_embedding_dim", "must be at least 1".into());
         }
+        match self.kind {
+            RouterKind::Mmoe if self.k != self.num_experts => {
+                return err(
+                    "k",
+                    format!(
+                        "must equal num_experts ({}) for `mmoe`, which mixes every expert, got \
+                         {} (a sparse per-task gate is kind = \"per-task\")",
+                        self.num_experts, self.k
+                    ),
+                )
+            }
+            RouterKind::Cgc if self.task_experts == 0 => {
+                return err(
+                    "task_experts",
+                    "must be at least 1 for `cgc` (with none, use `per-task`)".into(),
+                )
+            }
+            RouterKind::DselectK if self.bias_update_rate > 0.0 => {
+                return err(
+                    "bias_update_rate",
+                    "must be 0 for `dselect-k`, whose gate has no logits for a bias to steer".into(),
+                )
+            }
+            RouterKind::DselectK if !self.num_experts.is_power_of_two() => {
+                return err(
+                    "num_experts",
+                    format!(
+                        "must be a power of two for `dselect-k` (each selector is a binary code \
+                         over the experts), got {}",
+                        self.num_experts
+                    ),
+                )
+            }
+            _ => {}
+        }
+        if !(self.smooth_step_gamma.is_finite() && self.smooth_step_gamma > 0.0) {
+            return err(
+                "smooth_step_gamma",
+                format!("must be finite and > 0, got {}", self.smooth_step_gamma),
+            );
+        }
         Ok(())
+    }
+
+    /// Under `cgc` with `num_tasks` tasks: the experts every task shares, or an error naming
+    /// `{prefix}.num_experts` / `{prefix}.k` when the experts do not cover the tasks or `k`
+    /// exceeds what a task may choose from.
+    pub fn cgc_shared_experts(&self, prefix: &str, num_tasks: usize) -> Result<usize> {
+        let owned = num_tasks * self.task_experts;
+        if self.num_experts <= owned {
+            return Err(RouterError::Config {
+                key: format!("{prefix}.num_experts"),
+                message: format!(
+                    "`cgc` gives each of the {num_tasks} tasks {} experts of its own ({owned} in \
+                     all) and shares the rest, so it needs more than {owned} experts, got {}",
+                    self.task_experts, self.num_experts
+                ),
+            });
+        }
+        let shared = self.num_experts - owned;
+        if self.k > self.task_experts + shared {
+            return Err(RouterError::Config {
+                key: format!("{prefix}.k"),
+                message: format!(
+                    "a `cgc` task chooses from its {} own and {shared} shared experts, so k must \
+                     be at most {}, got {}",
+                    self.task_experts,
+                    self.task_experts + shared,
+                    self.k
+                ),
+            });
+        }
+        Ok(shared)
     }
 
     /// The capacity in training or evaluation.

@@ -29,7 +29,7 @@
 //! ```
 //!
 //! A [`Router`] turns token representations and their task ids into the `k` experts of each
-//! token and their combine weights, in fp32. Four gating functions share one
+//! token and their combine weights, in fp32. Seven gating functions share one
 //! [`RouterConfig`] ([`RouterKind`]):
 //!
 //! - `token`: task-agnostic top-k (Switch, [Fedus et al. 2021](https://arxiv.org/abs/2101.03961);
@@ -38,7 +38,13 @@
 //! - `per-task`: one gate matrix per task over shared experts (task-MoE,
 //!   [Kudugunta et al. 2021](https://arxiv.org/abs/2110.03742));
 //! - `task-level`: one decision per task from the task embedding alone, so a task's
-//!   sub-network can be extracted.
+//!   sub-network can be extracted;
+//! - `mmoe`: one dense softmax gate per task over every expert (MMoE,
+//!   [Ma et al. 2018](https://doi.org/10.1145/3219819.3220007));
+//! - `cgc`: per-task gates over each task's own experts plus shared ones (PLE's Customized
+//!   Gate Control, [Tang et al. 2020](https://doi.org/10.1145/3383313.3412236));
+//! - `dselect-k`: a static per-task gate of `k` differentiable binary selectors
+//!   ([Hazimeh et al. 2021](https://arxiv.org/abs/2106.03760)).
 //!
 //! Batches may mix tasks: every token carries its own task id. [`Router::init_task_from`]
 //! gives a new task the routing of related ones (copy or weighted mix), which the unseen-task
@@ -49,6 +55,7 @@
 
 mod aux;
 mod config;
+mod dselect;
 mod error;
 mod router;
 

@@ -5,6 +5,7 @@ use tch::{nn, Kind, Tensor};
 use taskmoe_kernels::{grouped_mm, top_k, top_k_biased, TaskGroups, TopK};
 
 use crate::config::{GateStart, RouterConfig, RouterKind};
+use crate::dselect;
 
 use crate::error::{Result, RouterError};
 
@@ -19,11 +20,17 @@ use crate::error::{Result, RouterError};
 /// | `task-concat` | `[x ; e_t] W = x W_x + e_t W_e` | `weight [E, d + d_task]`, `task_embedding [tasks, d_task]` |
 /// | `per-task` | `x W_t` | `weight [tasks, E, d]` |
 /// | `task-level` | `e_t W` (no token term) | `weight [E, d_task]`, `task_embedding [tasks, d_task]` |
+/// | `mmoe` | `x W_t`, every expert mixed (`k = E`) | `weight [tasks, E, d]` |
+/// | `cgc` | `x W_t + M_t` (`M_t = -1e9` outside task `t`'s own and the shared experts) | `weight [tasks, E, d]` |
+/// | `dselect-k` | none: `p_t = sum_i softmax(a_t)_i r(z_ti)` (`crate::dselect`) | `codes [tasks, k, log2 E]`, `selector_logits [tasks, k]` |
 ///
 /// Then the `k` largest of `p` are chosen, with weights renormalised or raw
 /// ([`RouterConfig::renormalize`]). `task-level` makes one decision per task: every token of a
 /// task gets the same experts, so experts that no task of the batch selected are never
-/// computed, and [`Router::task_experts`] names a task's sub-network.
+/// computed, and [`Router::task_experts`] names a task's sub-network. `dselect-k` decides per
+/// task too, and sends each token to every expert its task's gate weighs above zero (all of
+/// them while the codes are soft, at most `k` once they saturate) with the gate's weights,
+/// which already sum to 1 (`renormalize`, noise and jitter do not apply to it).
 ///
 /// Everything here runs in fp32 with autocast disabled, whatever the surrounding precision.
 /// Training adds the configured input jitter and logit noise (from libtorch's seeded RNG);
@@ -41,6 +48,12 @@ pub struct Router {
     /// The per-expert selection bias of auxiliary-loss-free balancing
     /// ([`RouterConfig::bias_update_rate`] > 0), a non-trainable variable. `[E]`
     expert_bias: Option<Tensor>,
+    /// `cgc`: the additive mask of the experts each task may choose (0) or not (`-1e9`), a
+    /// constant. `[tasks, E]`
+    allowed: Option<Tensor>,
+    /// `dselect-k`: the selector logits `a` (`weight` holds the codes `z`) and the experts'
+    /// binary digits. `[tasks, k]`, `[log2 E, E]`
+    selectors: Option<(Tensor, Tensor)>,
 }
 
 /// What a router decided for a batch of tokens.
@@ -50,6 +63,9 @@ pub struct RouterOutput {
     pub logits: Tensor,
     /// Probabilities, chosen experts and their weights. `[T, E]`, `[T, k]`, `[T, k]`
     pub routed: TopK,
+    /// `dselect-k`: the mean entropy of the selectors' expert distributions (fp32 scalar),
+    /// which its `selection_entropy_coef` weighs; `None` for other kinds.
+    pub selection_entropy: Option<Tensor>,
 }
 
 impl Router {
@@ -83,16 +99,29 @@ impl Router {
             stdev: 0.02,
         };
         let shared = cfg.gate_start == GateStart::Shared;
+        let tasks = num_tasks as i64;
         let (weight, shared_weight) = match cfg.kind {
             RouterKind::Token => (p.var("weight", &[e, d], init), None),
             RouterKind::TaskConcat => (p.var("weight", &[e, d + dt], init), None),
-            RouterKind::PerTask if shared => (
-                p.var("weight", &[num_tasks as i64, e, d], nn::Init::Const(0.0)),
+            kind if kind.has_task_gates() && shared => (
+                p.var("weight", &[tasks, e, d], nn::Init::Const(0.0)),
                 Some(p.var("shared_weight", &[e, d], init)),
             ),
-            RouterKind::PerTask => (p.var("weight", &[num_tasks as i64, e, d], init), None),
+            kind if kind.has_task_gates() => (p.var("weight", &[tasks, e, d], init), None),
             RouterKind::TaskLevel => (p.var("weight", &[e, dt], init), None),
+            RouterKind::DselectK => (Self::draw_codes(p, cfg, num_tasks), None),
+            _ => unreachable!("every kind is matched above"),
         };
+        let allowed = match cfg.kind {
+            RouterKind::Cgc => Some(Self::cgc_mask(p.device(), cfg, num_tasks)?),
+            _ => None,
+        };
+        let selectors = (cfg.kind == RouterKind::DselectK).then(|| {
+            // Uniform in (-0.05, 0.05), as the paper's implementation draws them.
+            let logits = Self::per_task_draw(p, num_tasks, &[cfg.k as i64], 0.05, shared);
+            let logits = p.var_copy("selector_logits", &logits);
+            (logits, dselect::code_bits(cfg.num_experts, p.device()))
+        });
         let task_embedding = matches!(cfg.kind, RouterKind::TaskConcat | RouterKind::TaskLevel)
             .then(|| {
                 let init = match shared {
@@ -114,7 +143,51 @@ impl Router {
             task_embedding,
             shared_weight,
             expert_bias,
+            allowed,
+            selectors,
         })
+    }
+
+    /// `dselect-k`'s codes `z [tasks, k, log2 E]`, uniform in `(-gamma/100, gamma/100)` (the
+    /// paper's implementation): every selector starts near the uniform distribution over the
+    /// experts, each a little different.
+    fn draw_codes(p: &nn::Path, cfg: &RouterConfig, num_tasks: usize) -> Tensor {
+        let m = cfg.num_experts.trailing_zeros() as i64;
+        let shape = [cfg.k as i64, m];
+        let shared = cfg.gate_start == GateStart::Shared;
+        let bound = cfg.smooth_step_gamma / 100.0;
+        let codes = Self::per_task_draw(p, num_tasks, &shape, bound, shared);
+        p.var_copy("codes", &codes)
+    }
+
+    /// `num_tasks` draws of `shape`, uniform in `(-bound, bound)`: one per task, or (`shared`)
+    /// one repeated for every task, so all tasks start on the same gate (a zero start would
+    /// leave every selector identical forever). `[tasks, shape...]`
+    fn per_task_draw(p: &nn::Path, tasks: usize, shape: &[i64], bound: f64, shared: bool) -> Tensor {
+        let draws = if shared { 1 } else { tasks as i64 };
+        let full: Vec<i64> = std::iter::once(draws).chain(shape.iter().copied()).collect();
+        let u = (Tensor::rand(&full, (Kind::Float, p.device())) * 2.0 - 1.0) * bound;
+        let every: Vec<i64> = std::iter::once(tasks as i64).chain(shape.iter().copied()).collect();
+        u.expand(&every, false).contiguous()
+    }
+
+    /// `cgc`'s mask: task `t` may choose its own experts `t * m .. (t + 1) * m` and the shared
+    /// ones after all tasks' own.
+    fn cgc_mask(device: tch::Device, cfg: &RouterConfig, num_tasks: usize) -> Result<Tensor> {
+        cfg.cgc_shared_experts("router", num_tasks)?;
+        let (m, e) = (cfg.task_experts, cfg.num_experts);
+        let owned = num_tasks * m;
+        let mask: Vec<f32> = (0..num_tasks)
+            .flat_map(|t| {
+                (0..e).map(move |x| match x >= owned || (t * m..(t + 1) * m).contains(&x) {
+                    true => 0.0,
+                    false => -1e9,
+                })
+            })
+            .collect();
+        Ok(Tensor::from_slice(&mask)
+            .view([num_tasks as i64, e as i64])
+            .to_device(device))
     }
 
     /// The configuration this router was built with.
@@ -193,7 +266,11 @@ impl Router {
                     weights: take(&per_task.weights)?,
                     experts: take(&per_task.experts)?,
                 },
+                selection_entropy: None,
             });
+        }
+        if cfg.kind == RouterKind::DselectK {
+            return self.forward_dselect(task_ids);
         }
         // Out of place: `to_kind` returns the caller's own tensor when it is fp32 already, and
         // the jitter is the router's view of the tokens only (experts see them unjittered).
@@ -212,7 +289,7 @@ impl Router {
                 let per_task = self.task_embedding().matmul(&w_e.tr()); // (tasks, E)
                 x.matmul(&w_x.tr()) + per_task.f_index_select(0, task_ids)?
             }
-            RouterKind::PerTask => {
+            kind if kind.has_task_gates() => {
                 // Each token through its own task's gate: tokens grouped by task, one grouped
                 // matmul over the per-task slices (exactly T * E * d multiply-adds, whatever
                 // the number of tasks), and back to token order. Both gathers are by
@@ -232,13 +309,42 @@ impl Router {
                 let rows = groups.group(&x)?;
                 groups.ungroup(&grouped_mm(&rows, &gates, None, &groups.layout)?)?
             }
-            RouterKind::TaskLevel => unreachable!("handled above"),
+            _ => unreachable!("task-level and dselect-k are handled above"),
         };
         if train && cfg.noise_std > 0.0 {
             logits = &logits + logits.randn_like() * cfg.noise_std;
         }
+        if let Some(allowed) = &self.allowed {
+            logits = logits + allowed.f_index_select(0, task_ids)?;
+        }
         let routed = self.select(&logits)?;
-        Ok(RouterOutput { logits, routed })
+        Ok(RouterOutput {
+            logits,
+            routed,
+            selection_entropy: None,
+        })
+    }
+
+    /// `dselect-k`: every task's gate from its selectors, each token sent to every expert its
+    /// task weighs above zero. Reads back one count (how many experts the busiest task uses).
+    fn forward_dselect(&self, task_ids: &Tensor) -> Result<RouterOutput> {
+        let (logits, bits) = self.selectors.as_ref().expect("dselect-k has selectors");
+        let selectors = dselect::selector_distributions(&self.weight, bits, self.cfg.smooth_step_gamma);
+        let gate = dselect::gate(&selectors, logits); // [tasks, E]
+        let probs = gate.f_index_select(0, task_ids)?; // [T, E]
+        let used = tch::no_grad(|| probs.gt(0.0).sum_dim_intlist([-1].as_slice(), false, Kind::Int64).max());
+        let used = (used.int64_value(&[]) as i64).max(1);
+        let (weights, experts) = probs.f_topk(used, -1, true, true)?;
+        Ok(RouterOutput {
+            // log g: its log-sum-exp is log 1 = 0, so the z-loss is 0 here.
+            logits: probs.clamp_min(1e-30).log(),
+            routed: TopK {
+                probs,
+                weights,
+                experts,
+            },
+            selection_entropy: Some(dselect::selection_entropy(&selectors)),
+        })
     }
 
     /// The top-k choice from `logits`, through the selection bias when balancing by bias.
@@ -300,7 +406,9 @@ impl Router {
     /// Initialises the routing of `task` from other tasks: the task-specific parameters (task
     /// embedding row, or per-task gate matrix) become `sum_i w_i * param[source_i] / sum_i w_i`.
     /// A single source with any positive weight copies it. The token router has no task
-    /// parameters: nothing changes and `Ok(false)` says so.
+    /// parameters: nothing changes and `Ok(false)` says so. `dselect-k` mixes the selector codes
+    /// and logits; `cgc` mixes the gates, but the new task's mask hides its sources' own
+    /// experts, so only their routing over the shared experts carries over.
     ///
     /// This is how an unseen task reuses the routing of related seen tasks.
     pub fn init_task_from(&self, task: usize, sources: &[(usize, f64)]) -> Result<bool> {
@@ -320,17 +428,23 @@ impl Router {
         for &(s, _) in sources {
             self.check_task(s)?;
         }
-        let param = match self.cfg.kind {
+        let params: Vec<&Tensor> = match self.cfg.kind {
             RouterKind::Token => return Ok(false),
-            RouterKind::PerTask => &self.weight,
-            RouterKind::TaskConcat | RouterKind::TaskLevel => self.task_embedding(),
+            kind if kind.has_task_gates() => vec![&self.weight],
+            RouterKind::DselectK => {
+                let (logits, _) = self.selectors.as_ref().expect("dselect-k has selectors");
+                vec![&self.weight, logits]
+            }
+            _ => vec![self.task_embedding()],
         };
         tch::no_grad(|| {
-            let mut mix = param.get(sources[0].0 as i64).zeros_like();
-            for &(s, w) in sources {
-                mix += param.get(s as i64) * (w / total);
+            for param in params {
+                let mut mix = param.get(sources[0].0 as i64).zeros_like();
+                for &(s, w) in sources {
+                    mix += param.get(s as i64) * (w / total);
+                }
+                param.get(task as i64).copy_(&mix);
             }
-            param.get(task as i64).copy_(&mix);
         });
         Ok(true)
     }

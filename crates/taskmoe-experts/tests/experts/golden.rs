@@ -50,6 +50,7 @@ fn config(case: &Case) -> MoeConfig {
             bias_update_rate: 0.0,
             z_loss_coef: case.coefficients["z_loss"],
             mutual_information_coef: case.coefficients["mutual_information"],
+            ..RouterConfig::default()
         },
         d_ff: case.d_ff,
         expert_dropout: 0.0,

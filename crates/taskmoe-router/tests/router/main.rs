@@ -2,6 +2,7 @@
 //! test here seeds libtorch's global generator or draws from it, so each holds
 //! `taskmoe_device::lock_global_rng()` while it does.
 
+mod families;
 mod gate_start;
 mod per_task;
 mod precision;

@@ -1,0 +1,343 @@
+//! The multi-task gate families `mmoe`, `cgc` and `dselect-k` against plain-Rust f64
+//! references of their formulas (not the router's code), their validation errors, and the
+//! gradients that reach their parameters.
+
+use std::collections::BTreeSet;
+
+use tch::{nn, Device, Kind, Tensor};
+
+use taskmoe_router::{AuxLosses, GateStart, Router, RouterConfig, RouterKind};
+
+const D: usize = 6;
+const TASKS: usize = 3;
+
+fn build(cfg: &RouterConfig) -> (nn::VarStore, Router) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let r = Router::new(vs.root() / "router", cfg, D, TASKS).unwrap();
+    (vs, r)
+}
+
+fn cfg(kind: RouterKind, experts: usize, k: usize) -> RouterConfig {
+    RouterConfig {
+        kind,
+        num_experts: experts,
+        k,
+        ..RouterConfig::default()
+    }
+}
+
+fn rows(t: &Tensor) -> Vec<Vec<f64>> {
+    let t = t.to_kind(Kind::Double);
+    let (n, m) = (t.size()[0], t.size()[1]);
+    (0..n)
+        .map(|i| (0..m).map(|j| t.double_value(&[i, j])).collect())
+        .collect()
+}
+
+fn var(vs: &nn::VarStore, name: &str) -> Tensor {
+    vs.variables()[name].to_kind(Kind::Double)
+}
+
+/// `softmax` over the entries of `logits` whose `allowed` is true (0 elsewhere).
+fn masked_softmax(logits: &[f64], allowed: &[bool]) -> Vec<f64> {
+    let max = logits
+        .iter()
+        .zip(allowed)
+        .filter(|(_, &a)| a)
+        .map(|(l, _)| *l)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let exp: Vec<f64> = logits
+        .iter()
+        .zip(allowed)
+        .map(|(l, &a)| if a { (l - max).exp() } else { 0.0 })
+        .collect();
+    let sum: f64 = exp.iter().sum();
+    exp.iter().map(|e| e / sum).collect()
+}
+
+/// `x W_t` for one token, `W [tasks, E, d]`.
+fn gate_logits(w: &Tensor, task: i64, x: &[f64]) -> Vec<f64> {
+    let e = w.size()[1];
+    (0..e)
+        .map(|j| {
+            (0..D as i64)
+                .map(|c| w.double_value(&[task, j, c]) * x[c as usize])
+                .sum()
+        })
+        .collect()
+}
+
+fn tokens() -> (Tensor, Tensor) {
+    let x = Tensor::randn([9, D as i64], (Kind::Float, Device::Cpu));
+    let ids = Tensor::from_slice(&[0i64, 1, 2, 2, 1, 0, 0, 2, 1]);
+    (x, ids)
+}
+
+fn assert_close(got: &[f64], want: &[f64], what: &str) {
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < 1e-5, "{what}: got {got:?}, want {want:?}");
+    }
+}
+
+#[test]
+fn mmoe_mixes_every_expert_by_its_tasks_softmax_gate() {
+    let _rng = taskmoe_device::lock_global_rng();
+    tch::manual_seed(1);
+    let (vs, r) = build(&cfg(RouterKind::Mmoe, 4, 4));
+    let (x, ids) = tokens();
+    let out = r.forward(&x, &ids, true).unwrap();
+    let w = var(&vs, "router.weight");
+    let (xs, weights, experts) = (
+        rows(&x),
+        rows(&out.routed.weights),
+        rows(&out.routed.experts),
+    );
+    for (i, xi) in xs.iter().enumerate() {
+        let task = ids.int64_value(&[i as i64]);
+        let p = masked_softmax(&gate_logits(&w, task, xi), &[true; 4]);
+        // Every expert, each weighted by its gate probability.
+        let mut by_expert = vec![0.0; 4];
+        for (e, wt) in experts[i].iter().zip(&weights[i]) {
+            by_expert[*e as usize] = *wt;
+        }
+        assert_close(&by_expert, &p, "mmoe weights");
+        let distinct: BTreeSet<i64> = experts[i].iter().map(|&e| e as i64).collect();
+        assert_eq!(distinct.len(), 4, "every expert once");
+    }
+}
+
+#[test]
+fn cgc_routes_each_task_over_its_own_and_the_shared_experts() {
+    let _rng = taskmoe_device::lock_global_rng();
+    tch::manual_seed(2);
+    // 3 tasks x 1 own expert, then 2 shared: task t may use {t, 3, 4}.
+    for k in [1, 3] {
+        let (vs, r) = build(&cfg(RouterKind::Cgc, 5, k));
+        let (x, ids) = tokens();
+        let out = r.forward(&x, &ids, false).unwrap();
+        let w = var(&vs, "router.weight");
+        let (xs, probs, weights, experts) = (
+            rows(&x),
+            rows(&out.routed.probs),
+            rows(&out.routed.weights),
+            rows(&out.routed.experts),
+        );
+        for (i, xi) in xs.iter().enumerate() {
+            let task = ids.int64_value(&[i as i64]);
+            let allowed: Vec<bool> = (0..5).map(|e| e == task || e >= 3).collect();
+            let p = masked_softmax(&gate_logits(&w, task, xi), &allowed);
+            assert_close(&probs[i], &p, "cgc probabilities");
+            for e in &experts[i] {
+                assert!(allowed[*e as usize], "task {task} chose expert {e}");
+            }
+            if k == 3 {
+                // The paper's dense mixture: the three allowed experts at their probabilities.
+                let mut by_expert = vec![0.0; 5];
+                for (e, wt) in experts[i].iter().zip(&weights[i]) {
+                    by_expert[*e as usize] = *wt;
+                }
+                assert_close(&by_expert, &p, "cgc dense weights");
+            }
+        }
+    }
+}
+
+#[test]
+fn cgc_and_mmoe_and_dselect_k_refuse_what_they_cannot_do_naming_the_key() {
+    let message = |cfg: RouterConfig| {
+        let vs = nn::VarStore::new(Device::Cpu);
+        Router::new(vs.root() / "router", &cfg, D, TASKS)
+            .unwrap_err()
+            .to_string()
+    };
+    let m = message(cfg(RouterKind::Mmoe, 4, 1));
+    assert!(m.contains("router.k") && m.contains("num_experts (4)"), "{m}");
+    let m = message(cfg(RouterKind::Cgc, 3, 1));
+    assert!(m.contains("router.num_experts") && m.contains("more than 3"), "{m}");
+    let m = message(cfg(RouterKind::Cgc, 5, 4));
+    assert!(m.contains("router.k") && m.contains("at most 3"), "{m}");
+    let m = message(cfg(RouterKind::DselectK, 6, 2));
+    assert!(m.contains("router.num_experts") && m.contains("power of two"), "{m}");
+    let m = message(RouterConfig {
+        bias_update_rate: 0.01,
+        ..cfg(RouterKind::DselectK, 8, 2)
+    });
+    assert!(m.contains("router.bias_update_rate"), "{m}");
+}
+
+/// The paper's smooth step.
+fn smooth_step(z: f64, gamma: f64) -> f64 {
+    if z <= -gamma / 2.0 {
+        0.0
+    } else if z >= gamma / 2.0 {
+        1.0
+    } else {
+        -2.0 / gamma.powi(3) * z.powi(3) + 1.5 / gamma * z + 0.5
+    }
+}
+
+/// DSelect-k's gate of one task from its codes `[k][m]` and selector logits `[k]`, and the
+/// mean entropy of its selectors.
+fn dselect_gate(codes: &[Vec<f64>], logits: &[f64], experts: usize, gamma: f64) -> (Vec<f64>, f64) {
+    let mix = masked_softmax(logits, &vec![true; logits.len()]);
+    let mut gate = vec![0.0; experts];
+    let mut entropy = 0.0;
+    for (code, a) in codes.iter().zip(&mix) {
+        let r: Vec<f64> = (0..experts)
+            .map(|e| {
+                code.iter()
+                    .enumerate()
+                    .map(|(j, &z)| match (e >> j) & 1 {
+                        1 => smooth_step(z, gamma),
+                        _ => 1.0 - smooth_step(z, gamma),
+                    })
+                    .product()
+            })
+            .collect();
+        entropy -= r.iter().filter(|&&p| p > 0.0).map(|p| p * p.ln()).sum::<f64>();
+        for (g, p) in gate.iter_mut().zip(&r) {
+            *g += a * p;
+        }
+    }
+    (gate, entropy / codes.len() as f64)
+}
+
+fn dselect_codes(vs: &nn::VarStore) -> (Tensor, Tensor) {
+    let v = vs.variables();
+    (
+        v["router.codes"].shallow_clone(),
+        v["router.selector_logits"].shallow_clone(),
+    )
+}
+
+fn task_reference(codes: &Tensor, logits: &Tensor, task: i64, gamma: f64) -> (Vec<f64>, f64) {
+    let (k, m) = (codes.size()[1], codes.size()[2]);
+    let c: Vec<Vec<f64>> = (0..k)
+        .map(|i| (0..m).map(|j| codes.double_value(&[task, i, j])).collect())
+        .collect();
+    let a: Vec<f64> = (0..k).map(|i| logits.double_value(&[task, i])).collect();
+    dselect_gate(&c, &a, 1 << m, gamma)
+}
+
+#[test]
+fn dselect_k_matches_its_formula_and_sends_tokens_to_every_weighted_expert() {
+    let _rng = taskmoe_device::lock_global_rng();
+    tch::manual_seed(3);
+    let gamma = 2.0;
+    let c = RouterConfig {
+        smooth_step_gamma: gamma,
+        ..cfg(RouterKind::DselectK, 8, 2)
+    };
+    let (vs, r) = build(&c);
+    let (codes, logits) = dselect_codes(&vs);
+    assert_eq!(codes.size(), [3, 2, 3]);
+    // Spread the codes over the whole step (the initial ones sit near 0), some saturated.
+    tch::no_grad(|| {
+        let _ = codes.shallow_clone().copy_(&(codes.rand_like() * 3.0 - 1.5));
+        let _ = logits.shallow_clone().copy_(&logits.randn_like());
+    });
+    let (x, ids) = tokens();
+    let out = r.forward(&x, &ids, true).unwrap();
+    let (probs, weights, experts) = (
+        rows(&out.routed.probs),
+        rows(&out.routed.weights),
+        rows(&out.routed.experts),
+    );
+    let mut entropy = 0.0;
+    for t in 0..3 {
+        entropy += task_reference(&codes, &logits, t, gamma).1 / 3.0;
+    }
+    let got = out.selection_entropy.as_ref().unwrap().double_value(&[]);
+    assert!((got - entropy).abs() < 1e-5, "entropy {got} against {entropy}");
+    for i in 0..9 {
+        let task = ids.int64_value(&[i as i64]);
+        let (gate, _) = task_reference(&codes, &logits, task, gamma);
+        assert_close(&probs[i], &gate, "dselect-k gate");
+        assert!((gate.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        // Every expert with weight goes, at that weight; the weights sum to 1.
+        let mut by_expert = vec![0.0; 8];
+        for (e, wt) in experts[i].iter().zip(&weights[i]) {
+            by_expert[*e as usize] += *wt;
+        }
+        assert_close(&by_expert, &gate, "dselect-k weights");
+    }
+    // Saturated codes select exactly one expert each: k = 2 experts per task at most.
+    tch::no_grad(|| {
+        let _ = codes.shallow_clone().copy_(&(codes.sign() * gamma));
+    });
+    let out = r.forward(&x, &ids, true).unwrap();
+    assert!(out.routed.experts.size()[1] <= 2, "{:?}", out.routed.experts.size());
+    assert!(out.selection_entropy.unwrap().double_value(&[]).abs() < 1e-9);
+}
+
+#[test]
+fn gradients_reach_every_family_gate_and_the_selection_entropy_its_codes() {
+    let _rng = taskmoe_device::lock_global_rng();
+    tch::manual_seed(4);
+    for (kind, experts, k) in [
+        (RouterKind::Mmoe, 4, 4),
+        (RouterKind::Cgc, 5, 2),
+        (RouterKind::DselectK, 4, 2),
+    ] {
+        for start in [GateStart::Independent, GateStart::Shared] {
+            let c = RouterConfig {
+                gate_start: start,
+                ..cfg(kind, experts, k)
+            };
+            let (vs, r) = build(&c);
+            let (x, ids) = tokens();
+            let out = r.forward(&x, &ids, true).unwrap();
+            // A task loss through the weights plus the auxiliary losses.
+            let probe = out.routed.weights.randn_like();
+            let aux = AuxLosses::compute(&out, &ids, TASKS).unwrap();
+            let loss = (&out.routed.weights * probe).sum(Kind::Float) + aux.weighted(&c);
+            loss.backward();
+            for (name, v) in vs.trainable_variables().iter().enumerate() {
+                let g = v.grad();
+                assert!(
+                    g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0,
+                    "{kind:?} {start:?}: no gradient reaches trainable variable {name}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn shared_starts_give_every_task_the_same_gate() {
+    let _rng = taskmoe_device::lock_global_rng();
+    tch::manual_seed(5);
+    let x = Tensor::randn([4, D as i64], (Kind::Float, Device::Cpu));
+    for (kind, experts, k) in [
+        (RouterKind::Mmoe, 4, 4),
+        (RouterKind::Cgc, 5, 2),
+        (RouterKind::DselectK, 4, 2),
+    ] {
+        for (start, equal) in [(GateStart::Shared, true), (GateStart::Independent, false)] {
+            let c = RouterConfig {
+                gate_start: start,
+                ..cfg(kind, experts, k)
+            };
+            let (_vs, r) = build(&c);
+            let probs = |t: i64| {
+                let ids = Tensor::full([4], t, (Kind::Int64, Device::Cpu));
+                r.forward(&x, &ids, false).unwrap().routed.probs
+            };
+            // cgc's masks differ by task by design: compare the shared experts' logits only.
+            let (a, b) = match kind {
+                RouterKind::Cgc => (
+                    r.forward(&x, &Tensor::zeros([4], (Kind::Int64, Device::Cpu)), false)
+                        .unwrap()
+                        .logits
+                        .narrow(1, 3, 2),
+                    r.forward(&x, &Tensor::ones([4], (Kind::Int64, Device::Cpu)), false)
+                        .unwrap()
+                        .logits
+                        .narrow(1, 3, 2),
+                ),
+                _ => (probs(0), probs(1)),
+            };
+            assert_eq!(a.equal(&b), equal, "{kind:?} {start:?}");
+        }
+    }
+}
