@@ -104,18 +104,43 @@ class TaskMoeExport(torch.nn.Module):
         if kind == "task-concat":
             d = x.shape[1]
             return x @ w[:, :d].T + (emb @ w[:, d:].T)[tasks]
-        if kind == "per-task":
+        if kind in ("per-task", "mmoe", "cgc"):
             shared = self.state.get(prefix + ".router.shared_weight")
             if shared is not None:  # gate_start = "shared": each task's gate is W + D_t
                 w = w + shared.unsqueeze(0)
-            return torch.einsum("ted,td->te", w[tasks], x)
+            logits = torch.einsum("ted,td->te", w[tasks], x)
+            if kind == "cgc":  # each task over its own experts and the shared ones
+                n_tasks, e_count, m = w.shape[0], w.shape[1], r["task_experts"]
+                expert = torch.arange(e_count)
+                own = expert[None, :] // m == torch.arange(n_tasks)[:, None]
+                allowed = own | (expert >= n_tasks * m)[None, :]
+                logits = logits + torch.where(allowed, 0.0, -1e9)[tasks]
+            return logits
         if kind == "task-level":
             return (emb @ w.T)[tasks]
         raise ValueError(f"unknown router kind {kind}")
 
+    def _dselect_gate(self, prefix, r):
+        # DSelect-k: per task, sum_i softmax(a)_i prod_j (bit_j(e) ? S(z_ij) : 1 - S(z_ij))
+        z = self.state[prefix + ".router.codes"].float()  # [tasks, k, m]
+        a = self.state[prefix + ".router.selector_logits"].float()  # [tasks, k]
+        g = r["smooth_step_gamma"]
+        zc = z.clamp(-g / 2, g / 2)
+        s = -2 / g**3 * zc**3 + 1.5 / g * zc + 0.5
+        e_count = r["num_experts"]
+        bits = ((torch.arange(e_count)[None, :] >> torch.arange(z.shape[2])[:, None]) & 1).float()
+        sel = ((1 - bits) + s[..., None] * (2 * bits - 1)).prod(2)  # [tasks, k, E]
+        return (a.softmax(-1)[..., None] * sel).sum(1)  # [tasks, E]
+
     def _moe(self, x, tasks, prefix):
         r = self.m["moe"]["router"]
         e_count, k = r["num_experts"], r["k"]
+        if r["kind"] == "dselect-k":
+            # every expert its task weighs above zero, at the gate's weights (which sum to 1)
+            probs = self._dselect_gate(prefix, r)[tasks]
+            k = max(1, int((probs > 0).sum(-1).max()))
+            weights, experts = probs.topk(k, dim=-1, largest=True, sorted=True)
+            return self._run_experts(x, prefix, r, weights, experts, k)
         logits = self._router_logits(x, tasks, prefix, r).float()
         probs = logits.softmax(-1)
         bias = self.state.get(prefix + ".router.expert_bias")
@@ -126,6 +151,10 @@ class TaskMoeExport(torch.nn.Module):
             weights = probs.gather(-1, experts)
         if r["renormalize"]:
             weights = weights / weights.sum(-1, keepdim=True)
+        return self._run_experts(x, prefix, r, weights, experts, k)
+
+    def _run_experts(self, x, prefix, r, weights, experts, k):
+        e_count = r["num_experts"]
         t = x.shape[0]
         keep = torch.ones_like(experts, dtype=torch.bool)
         factor = r["capacity_factor_eval"]

@@ -50,6 +50,18 @@ fn configs() -> Vec<(String, ModelConfig)> {
         cfg.moe.router.kind = kind;
         out.push((format!("task-moe/{kind:?}"), cfg));
     }
+    // The multi-task families over 4 experts and 3 tasks: mmoe mixes all four, cgc gives each
+    // task one expert of its own and one shared, dselect-k selects 2 by binary codes.
+    for (kind, k) in [
+        (RouterKind::Mmoe, 4),
+        (RouterKind::Cgc, 2),
+        (RouterKind::DselectK, 2),
+    ] {
+        let mut cfg = tiny.with_variant(Variant::TaskMoe);
+        cfg.moe.router.kind = kind;
+        cfg.moe.router.k = k;
+        out.push((format!("task-moe/{kind:?}"), cfg));
+    }
     let mut pre = tiny.clone();
     pre.norm = NormPlacement::Pre;
     pre.pooling = Pooling::Mean;
