@@ -132,9 +132,37 @@ class TaskMoeExport(torch.nn.Module):
         sel = ((1 - bits) + s[..., None] * (2 * bits - 1)).prod(2)  # [tasks, k, E]
         return (a.softmax(-1)[..., None] * sel).sum(1)  # [tasks, E]
 
+    def _expert_choice(self, x, tasks, prefix, r):
+        # each expert takes, within each task, the ceil(k n_t / E) tokens of largest affinity
+        e_count, k = r["num_experts"], r["k"]
+        probs = (x @ self.state[prefix + ".router.weight"].T).float().softmax(-1)
+        takers, weights = [], []
+        for t in tasks.unique(sorted=True).tolist():
+            members = (tasks == t).nonzero().squeeze(1)
+            c = min(len(members), -(-k * len(members) // e_count))
+            values, index = probs[members].topk(c, dim=0)  # [c, E]
+            takers.append(members[index].T)
+            weights.append(values.T)
+        takers, weights = torch.cat(takers, 1), torch.cat(weights, 1)  # [E, C]
+        if r["renormalize"]:
+            sums = torch.zeros(x.shape[0]).index_add(0, takers.reshape(-1), weights.reshape(-1))
+            weights = weights / sums[takers]
+        s = self.state
+        y = torch.zeros_like(x)
+        for e in range(e_count):
+            rows = takers[e]
+            h = F.gelu(x[rows] @ s[prefix + ".experts.w1"][e] + s[prefix + ".experts.b1"][e])
+            out = h @ s[prefix + ".experts.w2"][e] + s[prefix + ".experts.b2"][e]
+            y = y.index_add(0, rows, weights[e][:, None] * out)
+        if prefix + ".shared_expert.intermediate.dense.weight" in s:
+            y = y + self._dense_ffn(x, prefix + ".shared_expert")
+        return y
+
     def _moe(self, x, tasks, prefix):
         r = self.m["moe"]["router"]
         e_count, k = r["num_experts"], r["k"]
+        if r["kind"] == "expert-choice":
+            return self._expert_choice(x, tasks, prefix, r)
         if r["kind"] == "dselect-k":
             # every expert its task weighs above zero, at the gate's weights (which sum to 1)
             probs = self._dselect_gate(prefix, r)[tasks]

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tch::{nn, Kind, Tensor};
 
 use taskmoe_kernels::stats::{task_expert_counts, task_gate_sums, RoutingStats};
-use taskmoe_kernels::{combine, count_ids, permute, DispatchPlan, TaskGroups};
-use taskmoe_router::{AuxLosses, Router, RouterKind};
+use taskmoe_kernels::{combine, count_ids, permute, DispatchPlan, GroupLayout, TaskGroups};
+use taskmoe_router::{AuxLosses, ExpertChoice, Router, RouterKind};
 
 use crate::bank::ExpertBank;
 use crate::config::MoeConfig;
@@ -246,30 +246,30 @@ impl MoeLayer {
     ) -> Result<MoeOutput> {
         let cfg = &self.cfg.router;
         let decision = self.router.forward_grouped(x, task_ids, groups, train)?;
-        let plan = DispatchPlan::new(
-            &decision.routed.experts,
-            cfg.num_experts,
-            cfg.capacity(train),
-        )?;
-        // (rows, d), grouped by expert
-        let rows = permute(x, &plan)?;
-        // Evaluation runs every expert here while this rank stores all of them, so ranks that
-        // share an evaluation, each on other batches, never wait for one another.
-        let exchange = self
-            .exchange
-            .get()
-            .filter(|_| train || self.experts_sharded());
-        let out_rows = match exchange {
-            Some(ex) => {
-                expert_parallel::forward(&self.experts, ex.as_ref(), &rows, &plan.counts, train)?
+        let num_tasks = self.router.num_tasks();
+        let (mut y, routing, task_expert, task_first_choice) = match &decision.expert_choice {
+            Some(choice) => self.run_expert_choice(x, task_ids, choice, train)?,
+            None => {
+                let plan = DispatchPlan::new(
+                    &decision.routed.experts,
+                    cfg.num_experts,
+                    cfg.capacity(train),
+                )?;
+                // (rows, d), grouped by expert
+                let rows = permute(x, &plan)?;
+                let out_rows = self.run_experts(&rows, &plan.layout, train)?;
+                let y = combine(&out_rows, &decision.routed.weights, &plan)?.to_kind(x.kind());
+                let count = |experts: &Tensor| {
+                    task_expert_counts(experts, task_ids, num_tasks, cfg.num_experts)
+                };
+                let task_expert = count(&decision.routed.experts)?;
+                let first = count(&decision.routed.experts.narrow(1, 0, 1))?;
+                (y, RoutingStats::from_plan(&plan), task_expert, first)
             }
-            None => self.experts.forward_layout(&rows, &plan.layout, train)?,
         };
-        let mut y = combine(&out_rows, &decision.routed.weights, &plan)?.to_kind(x.kind());
         if let Some(shared) = &self.shared {
             y += shared.forward(x, train);
         }
-        let num_tasks = self.router.num_tasks();
         let mut aux =
             AuxLosses::compute_balancing(&decision, task_ids, num_tasks, cfg.balance_over)?;
         let statistics = self.statistics.get().or(self.exchange.get());
@@ -288,6 +288,10 @@ impl MoeLayer {
                 aux,
             )?;
             aux = group_aux;
+            if decision.expert_choice.is_some() {
+                // Balanced by construction (as AuxLosses::compute_balancing has it).
+                aux.load_balance = aux.load_balance.zeros_like();
+            }
             group_slots = Some(slots);
         }
         if train && self.router.expert_bias().is_some() {
@@ -298,18 +302,6 @@ impl MoeLayer {
             };
             self.router.update_expert_bias(&slots)?;
         }
-        let task_expert = task_expert_counts(
-            &decision.routed.experts,
-            task_ids,
-            num_tasks,
-            cfg.num_experts,
-        )?;
-        let task_first_choice = task_expert_counts(
-            &decision.routed.experts.narrow(1, 0, 1),
-            task_ids,
-            num_tasks,
-            cfg.num_experts,
-        )?;
         let top1_prob = tch::no_grad(|| {
             decision
                 .routed
@@ -327,13 +319,71 @@ impl MoeLayer {
             y,
             aux,
             stats: LayerStats {
-                routing: RoutingStats::from_plan(&plan),
+                routing,
                 task_expert,
                 task_first_choice,
                 top1_prob,
                 gate_sums,
             },
         })
+    }
+
+    /// The experts over `rows` grouped by `layout`: on this rank, or split over the
+    /// expert-parallel group. Evaluation runs every expert here while this rank stores all of
+    /// them, so ranks that share an evaluation, each on other batches, never wait for one
+    /// another.
+    fn run_experts(&self, rows: &Tensor, layout: &GroupLayout, train: bool) -> Result<Tensor> {
+        let exchange = self
+            .exchange
+            .get()
+            .filter(|_| train || self.experts_sharded());
+        match exchange {
+            Some(ex) => {
+                expert_parallel::forward(&self.experts, ex.as_ref(), rows, &layout.counts, train)
+            }
+            None => self.experts.forward_layout(rows, layout, train),
+        }
+    }
+
+    /// Expert choice: each expert runs on the tokens it took, and each token sums its takers'
+    /// outputs by their weights (0 for a token no expert took). Returns the output, the
+    /// routing statistics (equal loads; "dropped" is the share of tokens no expert took) and
+    /// the task x expert slot counts, which serve as first choices too (a token counts once
+    /// per expert that took it).
+    fn run_expert_choice(
+        &self,
+        x: &Tensor,
+        task_ids: &Tensor,
+        choice: &ExpertChoice,
+        train: bool,
+    ) -> Result<(Tensor, RoutingStats, Tensor, Tensor)> {
+        let e = self.cfg.router.num_experts;
+        let rows = x.f_index_select(0, &choice.tokens)?;
+        let layout = GroupLayout::from_counts(&vec![choice.per_expert; e], x.device());
+        let out_rows = self.run_experts(&rows, &layout, train)?;
+        let weighted = out_rows.to_kind(Kind::Float) * choice.weights.unsqueeze(1);
+        let y = Tensor::zeros(x.size(), (Kind::Float, x.device()))
+            .f_index_add(0, &choice.tokens, &weighted)?
+            .to_kind(x.kind());
+        let tokens = x.size()[0];
+        let taken = tch::no_grad(|| {
+            Tensor::zeros([tokens], (Kind::Int64, x.device()))
+                .index_fill(0, &choice.tokens, 1)
+                .sum(Kind::Int64)
+                .int64_value(&[])
+        });
+        let load = vec![1.0 / e as f64; e];
+        let routing = RoutingStats {
+            load_entropy: taskmoe_kernels::stats::entropy(&load),
+            dropped_fraction: 1.0 - taken as f64 / tokens.max(1) as f64,
+            load,
+        };
+        let slot_experts = Tensor::arange(e as i64, (Kind::Int64, x.device()))
+            .repeat_interleave_self_int(choice.per_expert as i64, 0, None)
+            .unsqueeze(1);
+        let slot_tasks = task_ids.f_index_select(0, &choice.tokens)?;
+        let counts = task_expert_counts(&slot_experts, &slot_tasks, self.router.num_tasks(), e)?;
+        Ok((y, routing, counts.shallow_clone(), counts))
     }
 
     /// Extracts the sub-network `task` uses under `task-level` routing (evaluation mode, so no

@@ -97,9 +97,9 @@ impl MultiTaskModel {
                 )
             })
             .collect();
-        let routes_per_task = blocks.iter().any(|b| {
-            matches!(&b.ffn, FeedForward::Moe(m) if m.config().router.kind.has_task_gates())
-        });
+        let routes_per_task = blocks.iter().any(
+            |b| matches!(&b.ffn, FeedForward::Moe(m) if m.config().router.kind.has_task_gates()),
+        );
         Ok(MultiTaskModel {
             routes_per_task,
             cfg: cfg.clone(),

@@ -14,7 +14,8 @@ pub struct ParamReport {
     /// bias, are not counted).
     pub total: u64,
     /// Parameters one token of one task uses: everything except the experts its router does
-    /// not select (`E - k` per MoE block), other tasks' router parameters, task embeddings and
+    /// not select (`E - k` per MoE block; `k` on average under `expert-choice`, at most `k`
+    /// once `dselect-k`'s codes saturate, all `E` under `mmoe`), other tasks' router parameters, task embeddings and
     /// heads (the widest head is counted). Embedding tables are counted whole.
     pub active_per_token: u64,
     /// Forward FLOPs per token (a multiply-add is 2) of the matmuls: attention projections,
@@ -54,7 +55,7 @@ pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> Pa
     let (e, k, fe) = (r.num_experts as u64, r.k as u64, cfg.moe.d_ff as u64);
     let dt = r.task_embedding_dim as u64;
     let (router, router_inactive) = match r.kind {
-        RouterKind::Token => (e * d, 0),
+        RouterKind::Token | RouterKind::ExpertChoice => (e * d, 0),
         RouterKind::TaskConcat => (e * (d + dt) + t * dt, (t - 1) * dt),
         // A shared per-task gate (`gate_start = "shared"`) adds the gate every task uses.
         kind if kind.has_task_gates() && r.gate_start == GateStart::Shared => {
@@ -112,7 +113,7 @@ pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> Pa
     // is per task); per-task scores every task's gate in one matmul; task-level decides per
     // task, nothing per token.
     let router_flops = match r.kind {
-        RouterKind::Token | RouterKind::TaskConcat => 2 * d * e,
+        RouterKind::Token | RouterKind::TaskConcat | RouterKind::ExpertChoice => 2 * d * e,
         RouterKind::PerTask | RouterKind::Mmoe | RouterKind::Cgc => 2 * d * e * t,
         RouterKind::TaskLevel | RouterKind::DselectK => 0,
     };

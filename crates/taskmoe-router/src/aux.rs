@@ -44,6 +44,10 @@ impl AuxLosses {
         taskmoe_device::full_precision(|| {
             Ok(AuxLosses {
                 load_balance: match balance {
+                    // Every expert takes the same number of tokens: balanced by construction.
+                    _ if out.expert_choice.is_some() => {
+                        Tensor::zeros([], (Kind::Float, probs.device()))
+                    }
                     BalanceOver::Tokens => load_balance_loss(probs, experts)?,
                     BalanceOver::Tasks => {
                         task_load_balance_loss(probs, experts, task_ids, num_tasks)?

@@ -34,6 +34,13 @@ pub enum RouterKind {
     /// mixed by a softmax: a static per-task gate that becomes exactly `k`-sparse as its codes
     /// saturate (pushed there by `selection_entropy_coef`).
     DselectK,
+    /// Expert choice ([Zhou et al. 2022](https://arxiv.org/abs/2202.09368)) with per-task
+    /// capacity: `p = softmax(x W)`, and each expert takes, within each task of the batch, the
+    /// `ceil(k * n_t / E)` tokens of that task with the largest affinity to it, so `k` is the
+    /// mean number of experts per token and every task gets its share whatever its size. A
+    /// token may be taken by several experts or by none (then only the residual path carries
+    /// it). The capacity factors do not apply (see `crate::expert_choice`).
+    ExpertChoice,
 }
 
 impl RouterKind {
@@ -47,6 +54,7 @@ impl RouterKind {
             RouterKind::Mmoe => "mmoe",
             RouterKind::Cgc => "cgc",
             RouterKind::DselectK => "dselect-k",
+            RouterKind::ExpertChoice => "expert-choice",
         }
     }
 
@@ -58,7 +66,10 @@ impl RouterKind {
     /// Whether the logits come from one gate matrix per task applied to each token (`per-task`,
     /// `mmoe`, `cgc`): such routers use the tokens grouped by task.
     pub fn has_task_gates(self) -> bool {
-        matches!(self, RouterKind::PerTask | RouterKind::Mmoe | RouterKind::Cgc)
+        matches!(
+            self,
+            RouterKind::PerTask | RouterKind::Mmoe | RouterKind::Cgc
+        )
     }
 
     /// Whether the decision depends on the task alone, so every token of a task gets the same
@@ -269,7 +280,16 @@ impl RouterConfig {
             RouterKind::DselectK if self.bias_update_rate > 0.0 => {
                 return err(
                     "bias_update_rate",
-                    "must be 0 for `dselect-k`, whose gate has no logits for a bias to steer".into(),
+                    "must be 0 for `dselect-k`, whose gate has no logits for a bias to steer"
+                        .into(),
+                )
+            }
+            RouterKind::ExpertChoice if self.bias_update_rate > 0.0 => {
+                return err(
+                    "bias_update_rate",
+                    "must be 0 for `expert-choice`, whose experts take equal shares by \
+                     construction"
+                        .into(),
                 )
             }
             RouterKind::DselectK if !self.num_experts.is_power_of_two() => {

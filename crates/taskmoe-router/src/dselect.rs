@@ -32,7 +32,7 @@ pub(crate) fn code_bits(num_experts: usize, device: Device) -> Tensor {
 /// `z [tasks, k, m]` and `bits [m, E]`.
 pub(crate) fn selector_distributions(codes: &Tensor, bits: &Tensor, gamma: f64) -> Tensor {
     let s = smooth_step(&codes.to_kind(Kind::Float), gamma).unsqueeze(-1); // [t, k, m, 1]
-    // b ? s : 1 - s, as (1 - b) + s (2b - 1), for every expert: [t, k, m, E]
+                                                                           // b ? s : 1 - s, as (1 - b) + s (2b - 1), for every expert: [t, k, m, E]
     let factors = (bits.ones_like() - bits) + s * (bits * 2.0 - 1.0);
     factors.prod_dim_int(2, false, Kind::Float)
 }
@@ -40,7 +40,9 @@ pub(crate) fn selector_distributions(codes: &Tensor, bits: &Tensor, gamma: f64) 
 /// The gate of every task, `g [tasks, E]`, from its selectors' distributions `r [tasks, k, E]`
 /// and its selector logits `a [tasks, k]`.
 pub(crate) fn gate(selectors: &Tensor, selector_logits: &Tensor) -> Tensor {
-    let mix = selector_logits.to_kind(Kind::Float).softmax(-1, Kind::Float);
+    let mix = selector_logits
+        .to_kind(Kind::Float)
+        .softmax(-1, Kind::Float);
     (mix.unsqueeze(-1) * selectors).sum_dim_intlist([1].as_slice(), false, Kind::Float)
 }
 

@@ -29,7 +29,7 @@
 //! ```
 //!
 //! A [`Router`] turns token representations and their task ids into the `k` experts of each
-//! token and their combine weights, in fp32. Seven gating functions share one
+//! token and their combine weights, in fp32. Eight gating functions share one
 //! [`RouterConfig`] ([`RouterKind`]):
 //!
 //! - `token`: task-agnostic top-k (Switch, [Fedus et al. 2021](https://arxiv.org/abs/2101.03961);
@@ -44,7 +44,9 @@
 //! - `cgc`: per-task gates over each task's own experts plus shared ones (PLE's Customized
 //!   Gate Control, [Tang et al. 2020](https://doi.org/10.1145/3383313.3412236));
 //! - `dselect-k`: a static per-task gate of `k` differentiable binary selectors
-//!   ([Hazimeh et al. 2021](https://arxiv.org/abs/2106.03760)).
+//!   ([Hazimeh et al. 2021](https://arxiv.org/abs/2106.03760));
+//! - `expert-choice`: experts choose their tokens, task by task
+//!   ([Zhou et al. 2022](https://arxiv.org/abs/2202.09368)).
 //!
 //! Batches may mix tasks: every token carries its own task id. [`Router::init_task_from`]
 //! gives a new task the routing of related ones (copy or weighted mix), which the unseen-task
@@ -57,6 +59,7 @@ mod aux;
 mod config;
 mod dselect;
 mod error;
+mod expert_choice;
 mod router;
 
 pub use aux::AuxLosses;
@@ -65,4 +68,5 @@ pub use aux::AuxLosses;
 pub const CONFIG_SOURCE: &str = include_str!("config.rs");
 pub use config::{BalanceOver, GateStart, RouterConfig, RouterKind};
 pub use error::{Result, RouterError};
+pub use expert_choice::ExpertChoice;
 pub use router::{Router, RouterOutput};

@@ -6,6 +6,7 @@ use taskmoe_kernels::{grouped_mm, top_k, top_k_biased, TaskGroups, TopK};
 
 use crate::config::{GateStart, RouterConfig, RouterKind};
 use crate::dselect;
+use crate::expert_choice::{self, ExpertChoice};
 
 use crate::error::{Result, RouterError};
 
@@ -23,6 +24,7 @@ use crate::error::{Result, RouterError};
 /// | `mmoe` | `x W_t`, every expert mixed (`k = E`) | `weight [tasks, E, d]` |
 /// | `cgc` | `x W_t + M_t` (`M_t = -1e9` outside task `t`'s own and the shared experts) | `weight [tasks, E, d]` |
 /// | `dselect-k` | none: `p_t = sum_i softmax(a_t)_i r(z_ti)` (`crate::dselect`) | `codes [tasks, k, log2 E]`, `selector_logits [tasks, k]` |
+/// | `expert-choice` | `x W`, experts then take tokens task by task ([`ExpertChoice`]) | `weight [E, d]` |
 ///
 /// Then the `k` largest of `p` are chosen, with weights renormalised or raw
 /// ([`RouterConfig::renormalize`]). `task-level` makes one decision per task: every token of a
@@ -66,6 +68,10 @@ pub struct RouterOutput {
     /// `dselect-k`: the mean entropy of the selectors' expert distributions (fp32 scalar),
     /// which its `selection_entropy_coef` weighs; `None` for other kinds.
     pub selection_entropy: Option<Tensor>,
+    /// `expert-choice`: the tokens each expert took and their weights, which replace
+    /// `routed`'s choices in the MoE layer (`routed` then holds each token's preferred expert,
+    /// for the router statistics); `None` for other kinds.
+    pub expert_choice: Option<ExpertChoice>,
 }
 
 impl Router {
@@ -101,7 +107,7 @@ impl Router {
         let shared = cfg.gate_start == GateStart::Shared;
         let tasks = num_tasks as i64;
         let (weight, shared_weight) = match cfg.kind {
-            RouterKind::Token => (p.var("weight", &[e, d], init), None),
+            RouterKind::Token | RouterKind::ExpertChoice => (p.var("weight", &[e, d], init), None),
             RouterKind::TaskConcat => (p.var("weight", &[e, d + dt], init), None),
             kind if kind.has_task_gates() && shared => (
                 p.var("weight", &[tasks, e, d], nn::Init::Const(0.0)),
@@ -163,11 +169,21 @@ impl Router {
     /// `num_tasks` draws of `shape`, uniform in `(-bound, bound)`: one per task, or (`shared`)
     /// one repeated for every task, so all tasks start on the same gate (a zero start would
     /// leave every selector identical forever). `[tasks, shape...]`
-    fn per_task_draw(p: &nn::Path, tasks: usize, shape: &[i64], bound: f64, shared: bool) -> Tensor {
+    fn per_task_draw(
+        p: &nn::Path,
+        tasks: usize,
+        shape: &[i64],
+        bound: f64,
+        shared: bool,
+    ) -> Tensor {
         let draws = if shared { 1 } else { tasks as i64 };
-        let full: Vec<i64> = std::iter::once(draws).chain(shape.iter().copied()).collect();
+        let full: Vec<i64> = std::iter::once(draws)
+            .chain(shape.iter().copied())
+            .collect();
         let u = (Tensor::rand(&full, (Kind::Float, p.device())) * 2.0 - 1.0) * bound;
-        let every: Vec<i64> = std::iter::once(tasks as i64).chain(shape.iter().copied()).collect();
+        let every: Vec<i64> = std::iter::once(tasks as i64)
+            .chain(shape.iter().copied())
+            .collect();
         u.expand(&every, false).contiguous()
     }
 
@@ -179,10 +195,12 @@ impl Router {
         let owned = num_tasks * m;
         let mask: Vec<f32> = (0..num_tasks)
             .flat_map(|t| {
-                (0..e).map(move |x| match x >= owned || (t * m..(t + 1) * m).contains(&x) {
-                    true => 0.0,
-                    false => -1e9,
-                })
+                (0..e).map(
+                    move |x| match x >= owned || (t * m..(t + 1) * m).contains(&x) {
+                        true => 0.0,
+                        false => -1e9,
+                    },
+                )
             })
             .collect();
         Ok(Tensor::from_slice(&mask)
@@ -267,6 +285,7 @@ impl Router {
                     experts: take(&per_task.experts)?,
                 },
                 selection_entropy: None,
+                expert_choice: None,
             });
         }
         if cfg.kind == RouterKind::DselectK {
@@ -281,7 +300,7 @@ impl Router {
         }
         let d = self.d_model as i64;
         let mut logits = match cfg.kind {
-            RouterKind::Token => x.matmul(&self.weight.tr()),
+            RouterKind::Token | RouterKind::ExpertChoice => x.matmul(&self.weight.tr()),
             RouterKind::TaskConcat => {
                 // [x ; e_t] W^T, with the task part computed once per task.
                 let w_x = self.weight.narrow(1, 0, d);
@@ -315,13 +334,32 @@ impl Router {
             logits = &logits + logits.randn_like() * cfg.noise_std;
         }
         if let Some(allowed) = &self.allowed {
-            logits = logits + allowed.f_index_select(0, task_ids)?;
+            logits += allowed.f_index_select(0, task_ids)?;
+        }
+        if cfg.kind == RouterKind::ExpertChoice {
+            let preferred = top_k(&logits, 1, cfg.renormalize)?;
+            let owned;
+            let groups = match groups {
+                Some(g) => g,
+                None => {
+                    owned = TaskGroups::new(task_ids, self.num_tasks)?;
+                    &owned
+                }
+            };
+            let choice = expert_choice::choose(&preferred.probs, groups, cfg.k, cfg.renormalize)?;
+            return Ok(RouterOutput {
+                logits,
+                routed: preferred,
+                selection_entropy: None,
+                expert_choice: Some(choice),
+            });
         }
         let routed = self.select(&logits)?;
         Ok(RouterOutput {
             logits,
             routed,
             selection_entropy: None,
+            expert_choice: None,
         })
     }
 
@@ -329,10 +367,16 @@ impl Router {
     /// task weighs above zero. Reads back one count (how many experts the busiest task uses).
     fn forward_dselect(&self, task_ids: &Tensor) -> Result<RouterOutput> {
         let (logits, bits) = self.selectors.as_ref().expect("dselect-k has selectors");
-        let selectors = dselect::selector_distributions(&self.weight, bits, self.cfg.smooth_step_gamma);
+        let selectors =
+            dselect::selector_distributions(&self.weight, bits, self.cfg.smooth_step_gamma);
         let gate = dselect::gate(&selectors, logits); // [tasks, E]
         let probs = gate.f_index_select(0, task_ids)?; // [T, E]
-        let used = tch::no_grad(|| probs.gt(0.0).sum_dim_intlist([-1].as_slice(), false, Kind::Int64).max());
+        let used = tch::no_grad(|| {
+            probs
+                .gt(0.0)
+                .sum_dim_intlist([-1].as_slice(), false, Kind::Int64)
+                .max()
+        });
         let used = (used.int64_value(&[]) as i64).max(1);
         let (weights, experts) = probs.f_topk(used, -1, true, true)?;
         Ok(RouterOutput {
@@ -344,6 +388,7 @@ impl Router {
                 experts,
             },
             selection_entropy: Some(dselect::selection_entropy(&selectors)),
+            expert_choice: None,
         })
     }
 

@@ -6,6 +6,7 @@
 //! runs inside `taskmoe_device::seeded`) while it does; tests whose results are pinned to a
 //! thread count call [`threads`] first.
 
+mod families;
 mod golden;
 mod init_parity;
 mod layer;

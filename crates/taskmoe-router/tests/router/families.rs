@@ -1,4 +1,4 @@
-//! The multi-task gate families `mmoe`, `cgc` and `dselect-k` against plain-Rust f64
+//! The multi-task gate families `mmoe`, `cgc`, `dselect-k` and `expert-choice` against plain-Rust f64
 //! references of their formulas (not the router's code), their validation errors, and the
 //! gradients that reach their parameters.
 
@@ -151,13 +151,22 @@ fn cgc_and_mmoe_and_dselect_k_refuse_what_they_cannot_do_naming_the_key() {
             .to_string()
     };
     let m = message(cfg(RouterKind::Mmoe, 4, 1));
-    assert!(m.contains("router.k") && m.contains("num_experts (4)"), "{m}");
+    assert!(
+        m.contains("router.k") && m.contains("num_experts (4)"),
+        "{m}"
+    );
     let m = message(cfg(RouterKind::Cgc, 3, 1));
-    assert!(m.contains("router.num_experts") && m.contains("more than 3"), "{m}");
+    assert!(
+        m.contains("router.num_experts") && m.contains("more than 3"),
+        "{m}"
+    );
     let m = message(cfg(RouterKind::Cgc, 5, 4));
     assert!(m.contains("router.k") && m.contains("at most 3"), "{m}");
     let m = message(cfg(RouterKind::DselectK, 6, 2));
-    assert!(m.contains("router.num_experts") && m.contains("power of two"), "{m}");
+    assert!(
+        m.contains("router.num_experts") && m.contains("power of two"),
+        "{m}"
+    );
     let m = message(RouterConfig {
         bias_update_rate: 0.01,
         ..cfg(RouterKind::DselectK, 8, 2)
@@ -194,7 +203,11 @@ fn dselect_gate(codes: &[Vec<f64>], logits: &[f64], experts: usize, gamma: f64) 
                     .product()
             })
             .collect();
-        entropy -= r.iter().filter(|&&p| p > 0.0).map(|p| p * p.ln()).sum::<f64>();
+        entropy -= r
+            .iter()
+            .filter(|&&p| p > 0.0)
+            .map(|p| p * p.ln())
+            .sum::<f64>();
         for (g, p) in gate.iter_mut().zip(&r) {
             *g += a * p;
         }
@@ -233,8 +246,10 @@ fn dselect_k_matches_its_formula_and_sends_tokens_to_every_weighted_expert() {
     assert_eq!(codes.size(), [3, 2, 3]);
     // Spread the codes over the whole step (the initial ones sit near 0), some saturated.
     tch::no_grad(|| {
-        let _ = codes.shallow_clone().copy_(&(codes.rand_like() * 3.0 - 1.5));
-        let _ = logits.shallow_clone().copy_(&logits.randn_like());
+        codes
+            .shallow_clone()
+            .copy_(&(codes.rand_like() * 3.0 - 1.5));
+        logits.shallow_clone().copy_(&logits.randn_like());
     });
     let (x, ids) = tokens();
     let out = r.forward(&x, &ids, true).unwrap();
@@ -248,7 +263,10 @@ fn dselect_k_matches_its_formula_and_sends_tokens_to_every_weighted_expert() {
         entropy += task_reference(&codes, &logits, t, gamma).1 / 3.0;
     }
     let got = out.selection_entropy.as_ref().unwrap().double_value(&[]);
-    assert!((got - entropy).abs() < 1e-5, "entropy {got} against {entropy}");
+    assert!(
+        (got - entropy).abs() < 1e-5,
+        "entropy {got} against {entropy}"
+    );
     for i in 0..9 {
         let task = ids.int64_value(&[i as i64]);
         let (gate, _) = task_reference(&codes, &logits, task, gamma);
@@ -263,10 +281,14 @@ fn dselect_k_matches_its_formula_and_sends_tokens_to_every_weighted_expert() {
     }
     // Saturated codes select exactly one expert each: k = 2 experts per task at most.
     tch::no_grad(|| {
-        let _ = codes.shallow_clone().copy_(&(codes.sign() * gamma));
+        codes.shallow_clone().copy_(&(codes.sign() * gamma));
     });
     let out = r.forward(&x, &ids, true).unwrap();
-    assert!(out.routed.experts.size()[1] <= 2, "{:?}", out.routed.experts.size());
+    assert!(
+        out.routed.experts.size()[1] <= 2,
+        "{:?}",
+        out.routed.experts.size()
+    );
     assert!(out.selection_entropy.unwrap().double_value(&[]).abs() < 1e-9);
 }
 
@@ -278,6 +300,7 @@ fn gradients_reach_every_family_gate_and_the_selection_entropy_its_codes() {
         (RouterKind::Mmoe, 4, 4),
         (RouterKind::Cgc, 5, 2),
         (RouterKind::DselectK, 4, 2),
+        (RouterKind::ExpertChoice, 4, 2),
     ] {
         for start in [GateStart::Independent, GateStart::Shared] {
             let c = RouterConfig {
@@ -288,9 +311,13 @@ fn gradients_reach_every_family_gate_and_the_selection_entropy_its_codes() {
             let (x, ids) = tokens();
             let out = r.forward(&x, &ids, true).unwrap();
             // A task loss through the weights plus the auxiliary losses.
-            let probe = out.routed.weights.randn_like();
+            let weights = match &out.expert_choice {
+                Some(choice) => choice.weights.shallow_clone(),
+                None => out.routed.weights.shallow_clone(),
+            };
+            let probe = weights.randn_like();
             let aux = AuxLosses::compute(&out, &ids, TASKS).unwrap();
-            let loss = (&out.routed.weights * probe).sum(Kind::Float) + aux.weighted(&c);
+            let loss = (&weights * probe).sum(Kind::Float) + aux.weighted(&c);
             loss.backward();
             for (name, v) in vs.trainable_variables().iter().enumerate() {
                 let g = v.grad();
@@ -340,4 +367,102 @@ fn shared_starts_give_every_task_the_same_gate() {
             assert_eq!(a.equal(&b), equal, "{kind:?} {start:?}");
         }
     }
+}
+
+/// Expert choice by hand: per task `t` with `n_t` tokens, each expert's `ceil(k n_t / E)`
+/// tokens of largest affinity (`softmax(x W)`), as a sorted list of (token, weight) per expert.
+fn expert_choice_reference(
+    probs: &[Vec<f64>],
+    ids: &[i64],
+    k: usize,
+    renormalize: bool,
+) -> Vec<Vec<(usize, f64)>> {
+    let e = probs[0].len();
+    let mut chosen: Vec<Vec<(usize, f64)>> = vec![Vec::new(); e];
+    for task in 0..TASKS as i64 {
+        let members: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == task).collect();
+        let c = (k * members.len()).div_ceil(e).min(members.len());
+        for (expert, list) in chosen.iter_mut().enumerate() {
+            let mut ranked = members.clone();
+            ranked.sort_by(|&a, &b| probs[b][expert].total_cmp(&probs[a][expert]));
+            list.extend(ranked[..c].iter().map(|&i| (i, probs[i][expert])));
+        }
+    }
+    if renormalize {
+        let mut sums = vec![0.0; ids.len()];
+        for list in &chosen {
+            for &(i, w) in list {
+                sums[i] += w;
+            }
+        }
+        for list in &mut chosen {
+            for (i, w) in list.iter_mut() {
+                *w /= sums[*i];
+            }
+        }
+    }
+    for list in &mut chosen {
+        list.sort_by_key(|&(i, _)| i);
+    }
+    chosen
+}
+
+#[test]
+fn expert_choice_takes_each_tasks_tokens_of_largest_affinity_per_expert() {
+    let _rng = taskmoe_device::lock_global_rng();
+    tch::manual_seed(6);
+    for (k, renormalize) in [(1, true), (2, false), (2, true)] {
+        let c = RouterConfig {
+            renormalize,
+            ..cfg(RouterKind::ExpertChoice, 4, k)
+        };
+        let (vs, r) = build(&c);
+        let (x, ids) = tokens();
+        let out = r.forward(&x, &ids, false).unwrap();
+        let w = var(&vs, "router.weight");
+        let xs = rows(&x);
+        let probs: Vec<Vec<f64>> = xs
+            .iter()
+            .map(|xi| {
+                let logits: Vec<f64> = (0..4)
+                    .map(|e| {
+                        (0..D as i64)
+                            .map(|c| w.double_value(&[e, c]) * xi[c as usize])
+                            .sum()
+                    })
+                    .collect();
+                masked_softmax(&logits, &[true; 4])
+            })
+            .collect();
+        let id_list: Vec<i64> = Vec::try_from(&ids).unwrap();
+        let want = expert_choice_reference(&probs, &id_list, k, renormalize);
+        let choice = out.expert_choice.expect("expert choice");
+        let tokens: Vec<i64> = Vec::try_from(&choice.tokens).unwrap();
+        let weights: Vec<f64> = Vec::try_from(&choice.weights.to_kind(Kind::Double)).unwrap();
+        // 3 tasks of 3 tokens: ceil(k * 3 / 4) each.
+        assert_eq!(choice.per_expert, 3 * (3 * k).div_ceil(4));
+        for (expert, want) in want.iter().enumerate() {
+            let span = expert * choice.per_expert..(expert + 1) * choice.per_expert;
+            let mut got: Vec<(usize, f64)> =
+                span.map(|s| (tokens[s] as usize, weights[s])).collect();
+            got.sort_by_key(|&(i, _)| i);
+            assert_eq!(
+                got.iter().map(|g| g.0).collect::<Vec<_>>(),
+                want.iter().map(|g| g.0).collect::<Vec<_>>(),
+                "k {k}: expert {expert}'s tokens"
+            );
+            assert_close(
+                &got.iter().map(|g| g.1).collect::<Vec<_>>(),
+                &want.iter().map(|g| g.1).collect::<Vec<_>>(),
+                "expert-choice weights",
+            );
+        }
+        // Balanced by construction: no load-balancing loss.
+        let aux = AuxLosses::compute(&out_again(&r, &x, &ids), &ids, TASKS).unwrap();
+        assert_eq!(aux.load_balance.double_value(&[]), 0.0);
+    }
+}
+
+fn out_again(r: &Router, x: &Tensor, ids: &Tensor) -> taskmoe_router::RouterOutput {
+    r.forward(x, ids, true).unwrap()
 }
