@@ -54,6 +54,11 @@ commands:
          [--seeds N] [--jobs N] [--out DIR]
                          recipe search on the tuning seeds, one axis at a time around the
                          base, chosen on validation; flags a choice on its grid's edge
+  families [--config FILE] [--set key=value]... [--arm 'name: key=value ...']...
+           [--seeds N] [--jobs N] [--out DIR]
+                         every router family (dense, token, per-task, task-level, mmoe,
+                         cgc, dselect-k, expert-choice) on one configuration, same data,
+                         budget and seeds: test / low-resource means, routing, parameters
   experiment <low-resource|unseen|unrelated|all> [--profile quick|full] [--seeds N]
              [--config FILE] [--set key=value]... [--out DIR]
                          run the paper's experiments over seeds; report folders + tables
@@ -101,7 +106,7 @@ fn main() -> ExitCode {
         "fetch-data" => wordnet::fetch(rest),
         "gpu-bundle" => gpu_bundle::run(rest),
         "train" | "eval" | "predict" | "verify" | "export" | "inspect" | "experiment"
-        | "config" | "data" | "compare" | "search" => run::taskmoe(command, rest),
+        | "config" | "data" | "compare" | "search" | "families" => run::taskmoe(command, rest),
         "env" => print_env(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

@@ -1,5 +1,5 @@
 //! `cargo xtask train` / `eval` / `predict` / `verify` / `export` / `inspect` / `experiment` /
-//! `config` / `data` / `compare` / `search`: build the `taskmoe` binary (release) against the
+//! `config` / `data` / `compare` / `search` / `families`: build the `taskmoe` binary (release) against the
 //! provisioned libtorch and run it with the given arguments.
 
 use std::path::PathBuf;

@@ -28,6 +28,7 @@ mod data_cmd;
 mod eval_cmd;
 mod experiment_cmd;
 mod export_cmd;
+mod families_cmd;
 mod inspect_cmd;
 mod predict_cmd;
 mod progress;
@@ -139,6 +140,11 @@ enum Command {
     /// around the base configuration, chosen on the mean validation score; a choice on the
     /// edge of its grid is flagged. Writes search.md / search.json / base.toml.
     Search(search_cmd::SearchArgs),
+    /// Every router family (dense, token, per-task, task-level, mmoe, cgc, dselect-k,
+    /// expert-choice, or `--arm`s of your own) on one configuration with the same data, budget
+    /// and seeds: test and low-resource means, routing measures, parameters and throughput.
+    /// Writes families.md / families.json / base.toml.
+    Families(families_cmd::FamiliesArgs),
     /// The resolved run configuration.
     Config {
         #[command(subcommand)]
@@ -323,6 +329,7 @@ fn main() {
         Command::Check(args) => check_cmd::run(&args),
         Command::Compare { a, b, out } => compare_cmd::run(&a, &b, out.as_deref()),
         Command::Search(args) => search_cmd::run(&args),
+        Command::Families(args) => families_cmd::run(&args),
         Command::Experiment {
             name,
             profile,

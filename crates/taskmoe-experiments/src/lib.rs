@@ -51,6 +51,7 @@ pub mod config;
 mod context;
 mod error;
 mod experiment;
+pub mod families;
 pub mod low_resource;
 pub mod plot;
 mod protocol;

@@ -166,6 +166,20 @@ impl RunResult {
         })
     }
 
+    /// The family routing measures of the run, each the mean over its MoE blocks that have
+    /// one: routing overlap within minus across families, and the family ARI (`None` without
+    /// families or MoE blocks).
+    pub fn family_measures(&self) -> (Option<f64>, Option<f64>) {
+        let families: Vec<_> = self.routing.iter().filter_map(|b| b.family()).collect();
+        let gaps: Vec<f64> = families
+            .iter()
+            .filter_map(|f| Some(f.within_family? - f.across_family?))
+            .collect();
+        let ari: Vec<f64> = families.iter().filter_map(|f| f.family_ari).collect();
+        let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        (mean(&gaps), mean(&ari))
+    }
+
     /// Each task's headline metric in the last validation evaluation of the run
     /// (`eval.jsonl`; the trainer always evaluates at the end).
     pub fn validation(dir: &Path) -> Result<BTreeMap<String, f64>> {

@@ -180,23 +180,9 @@ pub fn search(exe: &Path, out: &Path, spec: &SearchSpec, command: &str) -> Resul
                 point
                     .validation
                     .push(scores.values().sum::<f64>() / scores.len() as f64);
-                let routing = RunResult::read(dir)?.routing;
-                let families: Vec<_> = routing.iter().filter_map(|b| b.family()).collect();
-                let gaps: Vec<f64> = families
-                    .iter()
-                    .filter_map(|f| Some(f.within_family? - f.across_family?))
-                    .collect();
-                let ari: Vec<f64> = families.iter().filter_map(|f| f.family_ari).collect();
-                if !gaps.is_empty() {
-                    point
-                        .within_minus_across
-                        .push(gaps.iter().sum::<f64>() / gaps.len() as f64);
-                }
-                if !ari.is_empty() {
-                    point
-                        .family_ari
-                        .push(ari.iter().sum::<f64>() / ari.len() as f64);
-                }
+                let (gap, ari) = RunResult::read(dir)?.family_measures();
+                point.within_minus_across.extend(gap);
+                point.family_ari.extend(ari);
                 point.runs.push(dir.clone());
             }
             points.push(point);

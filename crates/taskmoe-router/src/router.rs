@@ -190,7 +190,8 @@ impl Router {
     /// `cgc`'s mask: task `t` may choose its own experts `t * m .. (t + 1) * m` and the shared
     /// ones after all tasks' own.
     fn cgc_mask(device: tch::Device, cfg: &RouterConfig, num_tasks: usize) -> Result<Tensor> {
-        cfg.cgc_shared_experts("router", num_tasks)?;
+        // The key as a run configuration names it (the router knows the task count only here).
+        cfg.cgc_shared_experts("model.moe.router", num_tasks)?;
         let (m, e) = (cfg.task_experts, cfg.num_experts);
         let owned = num_tasks * m;
         let mask: Vec<f32> = (0..num_tasks)

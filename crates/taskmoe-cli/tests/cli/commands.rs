@@ -556,3 +556,76 @@ fn search_tries_each_axis_on_the_tuning_seeds_and_flags_an_edge_choice() {
     assert!(err.contains("peak_rate"), "{err}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn families_trains_every_default_arm_on_the_report_seeds_and_tables_them() {
+    let out = scratch("families");
+    let fixture = fixture();
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "families",
+            "--config",
+            fixture.to_str().unwrap(),
+            "--set",
+            "train.steps=4",
+            "--set",
+            "eval.every=0",
+            "--seeds",
+            "1",
+            "--jobs",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let text = ok(
+        taskmoe(&args(&[]).iter().map(String::as_str).collect::<Vec<_>>())
+            .output()
+            .unwrap(),
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("families.json")).unwrap()).unwrap();
+    assert_eq!(json["seeds"], serde_json::json!([0]));
+    let names: Vec<&str> = json["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["arm"]["name"].as_str().unwrap())
+        .collect();
+    for family in [
+        "dense",
+        "token",
+        "per-task",
+        "task-level",
+        "mmoe",
+        "cgc",
+        "expert-choice",
+    ] {
+        assert!(names.contains(&family), "{family} missing from {names:?}");
+        assert!(text.contains(&format!("| {family} |")), "{text}");
+    }
+    for arm in json["arms"].as_array().unwrap() {
+        let test = arm["test_mean"][0].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&test), "{arm}");
+        assert!(arm["parameters"].as_u64().unwrap() >= arm["active_per_token"].as_u64().unwrap());
+    }
+    // An arm of one's own, and a malformed one named.
+    let own = args(&["--arm", "wide: model.moe.router.k=2"]);
+    let text = ok(taskmoe(&own.iter().map(String::as_str).collect::<Vec<_>>())
+        .output()
+        .unwrap());
+    assert!(
+        text.contains("| wide |") && !text.contains("| mmoe |"),
+        "{text}"
+    );
+    let bad = args(&["--arm", "no-colon model.moe.router.k=2"]);
+    let err = fails(
+        taskmoe(&bad.iter().map(String::as_str).collect::<Vec<_>>())
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("no-colon"), "{err}");
+    let _ = std::fs::remove_dir_all(&out);
+}
