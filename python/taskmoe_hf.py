@@ -118,6 +118,10 @@ class TaskMoeExport(torch.nn.Module):
             return logits
         if kind == "task-level":
             return (emb @ w.T)[tasks]
+        if kind == "task-representation":  # x W + s_t M, s_t the task's saved state
+            state = self.state[prefix + ".router.task_state"]
+            m = self.state[prefix + ".router.task_map"]
+            return x @ w.T + (state @ m.T)[tasks]
         raise ValueError(f"unknown router kind {kind}")
 
     def _dselect_gate(self, prefix, r):

@@ -245,6 +245,9 @@ impl MoeLayer {
         train: bool,
     ) -> Result<MoeOutput> {
         let cfg = &self.cfg.router;
+        if self.router.observes_task_states() && (train || self.router.is_calibrating()) {
+            self.observe_task_states(x, task_ids, train)?;
+        }
         let decision = self.router.forward_grouped(x, task_ids, groups, train)?;
         let num_tasks = self.router.num_tasks();
         let (mut y, routing, task_expert, task_first_choice) = match &decision.expert_choice {
@@ -326,6 +329,41 @@ impl MoeLayer {
                 gate_sums,
             },
         })
+    }
+
+    /// Gives a `task-representation` router this batch's per-task sums and counts of the token
+    /// states, summed over the statistics group's ranks in training (so every rank's states
+    /// stay equal), before it routes.
+    fn observe_task_states(&self, x: &Tensor, task_ids: &Tensor, train: bool) -> Result<()> {
+        let tasks = self.router.num_tasks() as i64;
+        let x = x.detach().to_kind(Kind::Float);
+        let d = x.size()[1];
+        let sums =
+            Tensor::zeros([tasks, d], (Kind::Float, x.device())).f_index_add(0, task_ids, &x)?;
+        let counts = Tensor::zeros([tasks], (Kind::Float, x.device())).f_index_add(
+            0,
+            task_ids,
+            &Tensor::ones([x.size()[0]], (Kind::Float, x.device())),
+        )?;
+        let (sums, counts) = match self
+            .statistics
+            .get()
+            .or(self.exchange.get())
+            .filter(|_| train)
+        {
+            Some(ex) => {
+                let packed = Tensor::cat(&[sums.reshape([-1]), counts], 0);
+                let summed = ex.all_reduce_sum(&packed).map_err(|err| {
+                    ExpertsError::Input(format!("all_reduce of the task states: {err}"))
+                })?;
+                (
+                    summed.narrow(0, 0, tasks * d).reshape([tasks, d]),
+                    summed.narrow(0, tasks * d, tasks),
+                )
+            }
+            None => (sums, counts),
+        };
+        Ok(self.router.observe_task_states(&sums, &counts)?)
     }
 
     /// The experts over `rows` grouped by `layout`: on this rank, or split over the

@@ -143,6 +143,31 @@ impl MultiTaskModel {
             .collect()
     }
 
+    /// Sets the task states of every `task-representation` router from the tasks' own
+    /// examples: each task present in `inputs` gets, at every MoE block, exactly the mean of
+    /// its real tokens' states entering that block over all the batches (evaluation mode, no
+    /// gradient; earlier blocks are calibrated before later ones see the tokens). This is how
+    /// an unseen task gets its routing from its own `k` examples. One batch gives the exact
+    /// means; over several, a later block's mean mixes states computed under the earlier
+    /// blocks' calibration so far. Nothing happens without such routers.
+    pub fn calibrate_routing(&self, inputs: &[ModelInput]) -> Result<()> {
+        let routers: Vec<_> = self
+            .moe_layers()
+            .into_iter()
+            .map(|(_, m)| m.router())
+            .filter(|r| r.observes_task_states())
+            .collect();
+        if routers.is_empty() {
+            return Ok(());
+        }
+        routers.iter().for_each(|r| r.begin_calibration());
+        let run = inputs
+            .iter()
+            .try_for_each(|input| tch::no_grad(|| self.forward(input, false)).map(|_| ()));
+        routers.iter().for_each(|r| r.end_calibration());
+        run
+    }
+
     /// The encoder and the heads. `train` enables dropout, router noise and the training
     /// capacity. Reads back to the host once the task ids with each example's length (one
     /// `[2, B]` transfer: to check the ids, to count the rows of each task for the heads and

@@ -63,6 +63,8 @@ pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> Pa
         }
         RouterKind::PerTask | RouterKind::Mmoe | RouterKind::Cgc => (t * e * d, (t - 1) * e * d),
         RouterKind::TaskLevel => (e * dt + t * dt, (t - 1) * dt),
+        // The token gate and the map of task states (the states are not trained).
+        RouterKind::TaskRepresentation => (2 * e * d, 0),
         // Codes `[tasks, k, log2 E]` and selector logits `[tasks, k]`.
         RouterKind::DselectK => {
             let per_task = k * (e.trailing_zeros() as u64 + 1);
@@ -113,7 +115,10 @@ pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> Pa
     // is per task); per-task scores every task's gate in one matmul; task-level decides per
     // task, nothing per token.
     let router_flops = match r.kind {
-        RouterKind::Token | RouterKind::TaskConcat | RouterKind::ExpertChoice => 2 * d * e,
+        RouterKind::Token
+        | RouterKind::TaskConcat
+        | RouterKind::ExpertChoice
+        | RouterKind::TaskRepresentation => 2 * d * e,
         RouterKind::PerTask | RouterKind::Mmoe | RouterKind::Cgc => 2 * d * e * t,
         RouterKind::TaskLevel | RouterKind::DselectK => 0,
     };

@@ -41,6 +41,13 @@ pub enum RouterKind {
     /// token may be taken by several experts or by none (then only the residual path carries
     /// it). The capacity factors do not apply (see `crate::expert_choice`).
     ExpertChoice,
+    /// Routing from a representation of the task's own examples: `x W + s_t M`, where the
+    /// task state `s_t` is the running mean of the task's token states entering the layer
+    /// (kept per task beside the weights, never trained by gradient, updated from every
+    /// training batch with `task_state_momentum`, or set exactly from a task's examples by
+    /// `MultiTaskModel::calibrate_routing`) and `M` a learned map trained on the seen tasks. An
+    /// unseen task gets its routing from its own examples, with no declared source.
+    TaskRepresentation,
 }
 
 impl RouterKind {
@@ -55,6 +62,7 @@ impl RouterKind {
             RouterKind::Cgc => "cgc",
             RouterKind::DselectK => "dselect-k",
             RouterKind::ExpertChoice => "expert-choice",
+            RouterKind::TaskRepresentation => "task-representation",
         }
     }
 
@@ -174,6 +182,10 @@ pub struct RouterConfig {
     /// `dselect-k` only: weight of the mean entropy of the selectors' expert distributions,
     /// which pushes each selector to one expert (exact sparsity). Default 0.001.
     pub selection_entropy_coef: f64,
+    /// `task-representation` only: how far each training batch moves a task's state towards
+    /// the mean of its tokens in the batch, `s_t <- (1 - m) s_t + m mean_t(x)` (`1`: the last
+    /// batch's mean). Default 0.05.
+    pub task_state_momentum: f64,
 }
 
 impl Default for RouterConfig {
@@ -197,6 +209,7 @@ impl Default for RouterConfig {
             task_experts: 1,
             smooth_step_gamma: 1.0,
             selection_entropy_coef: 0.001,
+            task_state_momentum: 0.05,
         }
     }
 }
@@ -303,6 +316,12 @@ impl RouterConfig {
                 )
             }
             _ => {}
+        }
+        if !(self.task_state_momentum > 0.0 && self.task_state_momentum <= 1.0) {
+            return err(
+                "task_state_momentum",
+                format!("must be in (0, 1], got {}", self.task_state_momentum),
+            );
         }
         if !(self.smooth_step_gamma.is_finite() && self.smooth_step_gamma > 0.0) {
             return err(

@@ -1,5 +1,7 @@
 //! The gating functions.
 
+use std::sync::Mutex;
+
 use tch::{nn, Kind, Tensor};
 
 use taskmoe_kernels::{grouped_mm, top_k, top_k_biased, TaskGroups, TopK};
@@ -25,6 +27,7 @@ use crate::error::{Result, RouterError};
 /// | `cgc` | `x W_t + M_t` (`M_t = -1e9` outside task `t`'s own and the shared experts) | `weight [tasks, E, d]` |
 /// | `dselect-k` | none: `p_t = sum_i softmax(a_t)_i r(z_ti)` (`crate::dselect`) | `codes [tasks, k, log2 E]`, `selector_logits [tasks, k]` |
 /// | `expert-choice` | `x W`, experts then take tokens task by task ([`ExpertChoice`]) | `weight [E, d]` |
+/// | `task-representation` | `x W + s_t M`, `s_t` the task's state (mean token state) | `weight [E, d]`, `task_map [E, d]`, state `task_state [tasks, d]` (not trained) |
 ///
 /// Then the `k` largest of `p` are chosen, with weights renormalised or raw
 /// ([`RouterConfig::renormalize`]). `task-level` makes one decision per task: every token of a
@@ -56,6 +59,13 @@ pub struct Router {
     /// `dselect-k`: the selector logits `a` (`weight` holds the codes `z`) and the experts'
     /// binary digits. `[tasks, k]`, `[log2 E, E]`
     selectors: Option<(Tensor, Tensor)>,
+    /// `task-representation`: the learned map `M` of a task's state to logits. `[E, d]`
+    task_map: Option<Tensor>,
+    /// `task-representation`: each task's state `s_t`, a non-trainable variable saved with
+    /// the weights. `[tasks, d]`
+    task_state: Option<Tensor>,
+    /// While calibrating: the sums of the observed token states and their counts per task.
+    calibration: Mutex<Option<(Tensor, Tensor)>>,
 }
 
 /// What a router decided for a batch of tokens.
@@ -107,7 +117,9 @@ impl Router {
         let shared = cfg.gate_start == GateStart::Shared;
         let tasks = num_tasks as i64;
         let (weight, shared_weight) = match cfg.kind {
-            RouterKind::Token | RouterKind::ExpertChoice => (p.var("weight", &[e, d], init), None),
+            RouterKind::Token | RouterKind::ExpertChoice | RouterKind::TaskRepresentation => {
+                (p.var("weight", &[e, d], init), None)
+            }
             RouterKind::TaskConcat => (p.var("weight", &[e, d + dt], init), None),
             kind if kind.has_task_gates() && shared => (
                 p.var("weight", &[tasks, e, d], nn::Init::Const(0.0)),
@@ -122,6 +134,15 @@ impl Router {
             RouterKind::Cgc => Some(Self::cgc_mask(p.device(), cfg, num_tasks)?),
             _ => None,
         };
+        let task_map = (cfg.kind == RouterKind::TaskRepresentation).then(|| {
+            let init = match shared {
+                true => nn::Init::Const(0.0),
+                false => init,
+            };
+            p.var("task_map", &[e, d], init)
+        });
+        let task_state = (cfg.kind == RouterKind::TaskRepresentation)
+            .then(|| p.zeros_no_train("task_state", &[tasks, d]));
         let selectors = (cfg.kind == RouterKind::DselectK).then(|| {
             // Uniform in (-0.05, 0.05), as the paper's implementation draws them.
             let logits = Self::per_task_draw(p, num_tasks, &[cfg.k as i64], 0.05, shared);
@@ -151,6 +172,9 @@ impl Router {
             expert_bias,
             allowed,
             selectors,
+            task_map,
+            task_state,
+            calibration: Mutex::new(None),
         })
     }
 
@@ -302,6 +326,19 @@ impl Router {
         let d = self.d_model as i64;
         let mut logits = match cfg.kind {
             RouterKind::Token | RouterKind::ExpertChoice => x.matmul(&self.weight.tr()),
+            RouterKind::TaskRepresentation => {
+                let (map, state) = (
+                    self.task_map
+                        .as_ref()
+                        .expect("task-representation has a map"),
+                    self.task_state
+                        .as_ref()
+                        .expect("task-representation has states"),
+                );
+                // The task part once per task, then each token takes its task's row.
+                let per_task = state.detach().matmul(&map.tr()); // (tasks, E)
+                x.matmul(&self.weight.tr()) + per_task.f_index_select(0, task_ids)?
+            }
             RouterKind::TaskConcat => {
                 // [x ; e_t] W^T, with the task part computed once per task.
                 let w_x = self.weight.narrow(1, 0, d);
@@ -402,6 +439,79 @@ impl Router {
         })
     }
 
+    /// Whether this router keeps task states (`task-representation`), which its MoE layer
+    /// updates through [`Router::observe_task_states`] before routing a training batch.
+    pub fn observes_task_states(&self) -> bool {
+        self.task_state.is_some()
+    }
+
+    /// The task states of a `task-representation` router, `None` for other kinds.
+    /// `[tasks, d]`
+    pub fn task_states(&self) -> Option<&Tensor> {
+        self.task_state.as_ref()
+    }
+
+    /// Moves the task states towards a batch's per-task means of the token states entering
+    /// the layer, from their sums `[tasks, d]` and token counts `[tasks]` (summed over the
+    /// ranks that share the router): `s_t <- (1 - m) s_t + m sum_t / count_t` for every task
+    /// with tokens. While calibrating, the states of the tasks seen since
+    /// [`Router::begin_calibration`] become exactly the mean of all their observed tokens.
+    /// Nothing happens for other kinds.
+    pub fn observe_task_states(&self, sums: &Tensor, counts: &Tensor) -> Result<()> {
+        let Some(state) = &self.task_state else {
+            return Ok(());
+        };
+        if sums.size() != state.size() || counts.size() != [state.size()[0]] {
+            return Err(RouterError::Input(format!(
+                "task state sums {:?} and counts {:?} for states of shape {:?}",
+                sums.size(),
+                counts.size(),
+                state.size()
+            )));
+        }
+        tch::no_grad(|| -> Result<()> {
+            let (sums, counts) = (sums.to_kind(Kind::Float), counts.to_kind(Kind::Float));
+            let mut calibration = self.calibration.lock().expect("not poisoned");
+            let (mean, seen) = match calibration.as_mut() {
+                Some((total, n)) => {
+                    *total += &sums;
+                    *n += &counts;
+                    (&*total / n.clamp_min(1.0).unsqueeze(1), n.gt(0.0))
+                }
+                None => {
+                    let mean = &sums / counts.clamp_min(1.0).unsqueeze(1);
+                    let m = self.cfg.task_state_momentum;
+                    (state * (1.0 - m) + mean * m, counts.gt(0.0))
+                }
+            };
+            let updated = mean.where_self(&seen.unsqueeze(1), state);
+            state.shallow_clone().f_copy_(&updated)?;
+            Ok(())
+        })
+    }
+
+    /// Starts a calibration: until [`Router::end_calibration`], the observed batches set the
+    /// task states to the exact mean of their tokens (the layer observes in evaluation too).
+    pub fn begin_calibration(&self) {
+        if let Some(state) = &self.task_state {
+            let tasks = state.size()[0];
+            *self.calibration.lock().expect("not poisoned") = Some((
+                state.zeros_like(),
+                Tensor::zeros([tasks], (Kind::Float, state.device())),
+            ));
+        }
+    }
+
+    /// Ends a calibration.
+    pub fn end_calibration(&self) {
+        *self.calibration.lock().expect("not poisoned") = None;
+    }
+
+    /// Whether a calibration is under way.
+    pub fn is_calibrating(&self) -> bool {
+        self.calibration.lock().expect("not poisoned").is_some()
+    }
+
     /// The selection bias of auxiliary-loss-free balancing, `None` when it is off. `[E]`
     pub fn expert_bias(&self) -> Option<&Tensor> {
         self.expert_bias.as_ref()
@@ -455,6 +565,9 @@ impl Router {
     /// parameters: nothing changes and `Ok(false)` says so. `dselect-k` mixes the selector codes
     /// and logits; `cgc` mixes the gates, but the new task's mask hides its sources' own
     /// experts, so only their routing over the shared experts carries over.
+    /// `task-representation` mixes the task states (the new task's own examples would set
+    /// its state instead: [`Router::observe_task_states`]); `expert-choice` has no task
+    /// parameters.
     ///
     /// This is how an unseen task reuses the routing of related seen tasks.
     pub fn init_task_from(&self, task: usize, sources: &[(usize, f64)]) -> Result<bool> {
@@ -481,6 +594,13 @@ impl Router {
                 let (logits, _) = self.selectors.as_ref().expect("dselect-k has selectors");
                 vec![&self.weight, logits]
             }
+            RouterKind::TaskRepresentation => {
+                vec![self
+                    .task_state
+                    .as_ref()
+                    .expect("task-representation has states")]
+            }
+            RouterKind::ExpertChoice => return Ok(false),
             _ => vec![self.task_embedding()],
         };
         tch::no_grad(|| {

@@ -133,3 +133,34 @@ fn gradients_reach_the_router_and_the_experts_under_expert_choice() {
         );
     }
 }
+
+#[test]
+fn a_task_representation_layer_tracks_task_states_in_training_only() {
+    let _rng = taskmoe_device::lock_global_rng();
+    let (_vs, layer) = layer(RouterKind::TaskRepresentation, 4, 1, 4);
+    let (x, ids) = inputs();
+    let state = layer.router().task_states().unwrap().shallow_clone();
+    layer.forward(&x, &ids, false).unwrap();
+    assert_eq!(
+        state.abs().sum(Kind::Float).double_value(&[]),
+        0.0,
+        "evaluation observes nothing"
+    );
+    layer.forward(&x, &ids, true).unwrap();
+    let m = layer.config().router.task_state_momentum;
+    for t in 0..TASKS as i64 {
+        let mine = ids.eq(t).nonzero().squeeze_dim(1);
+        let mean = x
+            .index_select(0, &mine)
+            .mean_dim([0].as_slice(), false, Kind::Float);
+        assert_close(&state.get(t), &(mean * m), &format!("task {t}'s state"));
+    }
+    // Calibrating, evaluation observes: the exact means.
+    layer.router().begin_calibration();
+    layer.forward(&x, &ids, false).unwrap();
+    layer.router().end_calibration();
+    let mean0 = x
+        .index_select(0, &ids.eq(0).nonzero().squeeze_dim(1))
+        .mean_dim([0].as_slice(), false, Kind::Float);
+    assert_close(&state.get(0), &mean0, "calibrated state");
+}

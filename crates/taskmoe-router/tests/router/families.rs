@@ -1,4 +1,5 @@
-//! The multi-task gate families `mmoe`, `cgc`, `dselect-k` and `expert-choice` against plain-Rust f64
+//! The multi-task gate families `mmoe`, `cgc`, `dselect-k`, `expert-choice` and
+//! `task-representation` against plain-Rust f64
 //! references of their formulas (not the router's code), their validation errors, and the
 //! gradients that reach their parameters.
 
@@ -301,6 +302,7 @@ fn gradients_reach_every_family_gate_and_the_selection_entropy_its_codes() {
         (RouterKind::Cgc, 5, 2),
         (RouterKind::DselectK, 4, 2),
         (RouterKind::ExpertChoice, 4, 2),
+        (RouterKind::TaskRepresentation, 4, 1),
     ] {
         for start in [GateStart::Independent, GateStart::Shared] {
             let c = RouterConfig {
@@ -309,6 +311,15 @@ fn gradients_reach_every_family_gate_and_the_selection_entropy_its_codes() {
             };
             let (vs, r) = build(&c);
             let (x, ids) = tokens();
+            if let Some(state) = r.task_states() {
+                // Non-zero task states, so the map M has something to learn from.
+                let (t, d) = (state.size()[0], state.size()[1]);
+                r.observe_task_states(
+                    &Tensor::randn([t, d], (Kind::Float, Device::Cpu)),
+                    &Tensor::ones([t], (Kind::Float, Device::Cpu)),
+                )
+                .unwrap();
+            }
             let out = r.forward(&x, &ids, true).unwrap();
             // A task loss through the weights plus the auxiliary losses.
             let weights = match &out.expert_choice {
@@ -465,4 +476,67 @@ fn expert_choice_takes_each_tasks_tokens_of_largest_affinity_per_expert() {
 
 fn out_again(r: &Router, x: &Tensor, ids: &Tensor) -> taskmoe_router::RouterOutput {
     r.forward(x, ids, true).unwrap()
+}
+
+#[test]
+fn task_representation_routes_by_token_and_task_state_and_tracks_the_states() {
+    let _rng = taskmoe_device::lock_global_rng();
+    tch::manual_seed(7);
+    let c = RouterConfig {
+        task_state_momentum: 0.25,
+        ..cfg(RouterKind::TaskRepresentation, 4, 1)
+    };
+    let (vs, r) = build(&c);
+    assert!(r.observes_task_states());
+    let state = r.task_states().unwrap().shallow_clone();
+    assert_eq!(state.size(), [TASKS as i64, D as i64]);
+    let (x, ids) = tokens();
+    // States from a batch: task 0 and 2 present, task 1 absent.
+    let sums = Tensor::randn([TASKS as i64, D as i64], (Kind::Float, Device::Cpu));
+    let counts = Tensor::from_slice(&[2f32, 0.0, 4.0]);
+    r.observe_task_states(&sums, &counts).unwrap();
+    let after = rows(&state);
+    let sum_rows = rows(&sums);
+    for (t, n) in [(0usize, 2.0), (2, 4.0)] {
+        let want: Vec<f64> = sum_rows[t].iter().map(|s| 0.25 * s / n).collect();
+        assert_close(&after[t], &want, "state moved by the momentum from zero");
+    }
+    assert!(
+        after[1].iter().all(|&v| v == 0.0),
+        "an absent task keeps its state"
+    );
+    // Logits: x W + s_t M.
+    let out = r.forward(&x, &ids, false).unwrap();
+    let (w, m) = (var(&vs, "router.weight"), var(&vs, "router.task_map"));
+    let (xs, logits) = (rows(&x), rows(&out.logits));
+    for (i, xi) in xs.iter().enumerate() {
+        let t = ids.int64_value(&[i as i64]) as usize;
+        let want: Vec<f64> = (0..4)
+            .map(|e| {
+                (0..D)
+                    .map(|c| {
+                        w.double_value(&[e, c as i64]) * xi[c]
+                            + m.double_value(&[e, c as i64]) * after[t][c]
+                    })
+                    .sum()
+            })
+            .collect();
+        assert_close(&logits[i], &want, "task-representation logits");
+    }
+    // Calibration: the exact mean of everything observed, whatever the momentum.
+    r.begin_calibration();
+    assert!(r.is_calibrating());
+    let ones = Tensor::ones([TASKS as i64, D as i64], (Kind::Float, Device::Cpu));
+    r.observe_task_states(&(&ones * 3.0), &Tensor::from_slice(&[1f32, 0.0, 0.0]))
+        .unwrap();
+    r.observe_task_states(&(&ones * 5.0), &Tensor::from_slice(&[3f32, 0.0, 0.0]))
+        .unwrap();
+    r.end_calibration();
+    assert!(!r.is_calibrating());
+    let calibrated = rows(&state);
+    assert_close(&calibrated[0], &[2.0; D], "(3 + 5) / (1 + 3)");
+    assert_close(&calibrated[2], &after[2], "task 2 not calibrated, kept");
+    // A new task reuses a seen task's state.
+    assert!(r.init_task_from(1, &[(0, 1.0)]).unwrap());
+    assert_close(&rows(&state)[1], &[2.0; D], "copied state");
 }
