@@ -23,7 +23,8 @@ pub struct FamilyRouting {
     /// Adjusted Rand index between the families and an average-linkage clustering of the tasks
     /// by routing distance (`1 - overlap`) into as many clusters as there are families: 1 when
     /// routing recovers the families exactly, about 0 for chance. `None` with fewer than two
-    /// families or fewer than three tasks.
+    /// families or fewer than three tasks, or when every pair of tasks overlaps equally (the
+    /// clustering would be the tie-break's).
     pub family_ari: Option<f64>,
 }
 
@@ -68,7 +69,15 @@ pub fn family_routing(load: &[Vec<f64>], families: &[String]) -> FamilyRouting {
     let mut names: Vec<&String> = families[..n].iter().collect();
     names.sort();
     names.dedup();
-    let family_ari = (names.len() >= 2 && n >= 3).then(|| {
+    // Equal routing distances between every pair (uniform routing, as under expert choice's
+    // per-task capacity) leave the clustering to the tie-break: no ARI then.
+    let pairs: Vec<f64> = (0..n)
+        .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+        .map(|(i, j)| ov[i][j])
+        .collect();
+    let spread = pairs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        - pairs.iter().copied().fold(f64::INFINITY, f64::min);
+    let family_ari = (names.len() >= 2 && n >= 3 && spread > 1e-9).then(|| {
         let truth: Vec<usize> = families[..n]
             .iter()
             .map(|f| names.iter().position(|x| *x == f).unwrap_or(0))
@@ -210,6 +219,8 @@ mod tests {
         // Every task is equally near every other: ties go to the first, task 0's mate for
         // tasks 1..: tasks 1 (family a) yes, 2 and 3 (family b) no, task 0 -> task 1 yes.
         assert_eq!((r.nearest_in_family, r.with_family_mate), (2, 4));
+        // And no clustering to score: the ARI would be the tie-break's.
+        assert_eq!(r.family_ari, None);
     }
 
     #[test]

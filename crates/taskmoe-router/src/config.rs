@@ -184,7 +184,8 @@ pub struct RouterConfig {
     pub selection_entropy_coef: f64,
     /// `task-representation` only: how far each training batch moves a task's state towards
     /// the mean of its tokens in the batch, `s_t <- (1 - m) s_t + m mean_t(x)` (`1`: the last
-    /// batch's mean). Default 0.05.
+    /// batch's mean; `0`: states move only by calibration or `init.task_init`, as when
+    /// fine-tuning a new task on a state it was given). Default 0.05.
     pub task_state_momentum: f64,
 }
 
@@ -317,10 +318,10 @@ impl RouterConfig {
             }
             _ => {}
         }
-        if !(self.task_state_momentum > 0.0 && self.task_state_momentum <= 1.0) {
+        if !(0.0..=1.0).contains(&self.task_state_momentum) {
             return err(
                 "task_state_momentum",
-                format!("must be in (0, 1], got {}", self.task_state_momentum),
+                format!("must be in [0, 1], got {}", self.task_state_momentum),
             );
         }
         if !(self.smooth_step_gamma.is_finite() && self.smooth_step_gamma > 0.0) {

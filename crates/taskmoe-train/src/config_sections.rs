@@ -85,6 +85,12 @@ pub struct InitConfig {
     /// Whether `task_init` copies the routing of task-aware routers too; `false` leaves the
     /// new task's routing as initialised. Default true.
     pub task_init_routing: bool,
+    /// Before step 0, set every `task-representation` router's state of each training task
+    /// whose routing `task_init` did not copy to the exact mean of that task's training
+    /// examples' token states (`MultiTaskModel::calibrate_routing`): a new task then routes
+    /// from its own examples from the first step. Nothing happens for other routers.
+    /// Default false.
+    pub calibrate_routing: bool,
 }
 
 /// The `[optim]` section: AdamW and gradient clipping.
@@ -218,6 +224,7 @@ impl Default for InitConfig {
             upcycle_drop: 0.0,
             task_init: BTreeMap::new(),
             task_init_routing: true,
+            calibrate_routing: false,
         }
     }
 }

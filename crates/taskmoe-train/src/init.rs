@@ -1,7 +1,7 @@
 //! Where a fresh run's weights start, and which of them train: a pretrained BERT
 //! (`init.from`, upcycled into the experts), another run's checkpoint
-//! (`init.checkpoint`), seen tasks' routing copied to new ones (`init.task_init`), and
-//! `train.train_only`.
+//! (`init.checkpoint`), seen tasks' routing copied to new ones (`init.task_init`) or
+//! calibrated from their own examples (`init.calibrate_routing`), and `train.train_only`.
 
 use tch::{nn, Tensor};
 
@@ -9,8 +9,10 @@ use taskmoe_model::{import_bert, ImportReport, MultiTaskModel};
 
 use crate::checkpoint::resolve_checkpoint;
 use crate::error::{invalid, Result};
+use crate::objective::model_input;
 use crate::run_config::RunConfig;
 use crate::run_data::RunData;
+use taskmoe_data::Batch;
 
 /// Initialises a fresh run's model from what `cfg.train` names, in this order: the BERT import,
 /// the checkpoint's weights, the task initialisations. Returns what the import did.
@@ -40,6 +42,9 @@ pub(crate) fn initialise(
         model
             .init_task_from(t, s, cfg.init.task_init_routing)
             .map_err(|e| invalid("config", format!("key `init.task_init.{new}`: {e}")))?;
+    }
+    if cfg.init.calibrate_routing {
+        calibrate(model, vs.device(), cfg, data)?;
     }
     Ok(import)
 }
@@ -74,4 +79,29 @@ pub(crate) fn trainable(vs: &nn::VarStore, only: &[String]) -> Result<Vec<(Strin
         }
     }
     Ok(kept)
+}
+
+/// `init.calibrate_routing`: each training task's examples (those whose routing
+/// `init.task_init` did not copy), in batches of `data.batch_size`, through
+/// [`MultiTaskModel::calibrate_routing`].
+fn calibrate(
+    model: &MultiTaskModel,
+    device: tch::Device,
+    cfg: &RunConfig,
+    data: &RunData,
+) -> Result<()> {
+    let copied = |t: usize| {
+        cfg.init.task_init_routing && cfg.init.task_init.contains_key(&data.specs[t].name)
+    };
+    let mut batches = Vec::new();
+    for &t in data.train_tasks.iter().filter(|&&t| !copied(t)) {
+        for chunk in data.train[t].examples.chunks(cfg.data.batch_size.max(1)) {
+            let batch =
+                Batch::from_examples(chunk.iter().map(|e| (t, e)), data.seq_len, data.pad_id)
+                    .map_err(|e| invalid("config", format!("key `init.calibrate_routing`: {e}")))?;
+            batches.push(batch.to_tensors(device)?);
+        }
+    }
+    let inputs: Vec<_> = batches.iter().map(model_input).collect();
+    Ok(model.calibrate_routing(&inputs)?)
 }

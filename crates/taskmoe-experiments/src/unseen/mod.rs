@@ -11,7 +11,10 @@
 //! - `task-moe + family routing`: the same from the seen task its declared family names (the
 //!   family's task with the most training examples), beside the measured choice;
 //! - `task-moe, fresh routing`: measured source, but the new task keeps its own freshly
-//!   initialised routing;
+//!   initialised routing; under the `task-representation` router, its routing from its own
+//!   k examples (its task state calibrated from them, `init.calibrate_routing`), with no
+//!   source: then `task-moe + routing - fresh routing` is copied against own-example routing
+//!   (task states held fixed while fine-tuning in both);
 //! - `task-moe, frozen experts`: measured source with its routing; only the routers (and task
 //!   embeddings) and heads adapt, so what transfers is what the routing carries;
 //! - `scratch`: a dense model of the same size trained from the base run's own initialisation
@@ -29,6 +32,7 @@ use std::path::PathBuf;
 use crate::error::{bail, Result};
 use serde_json::json;
 use taskmoe_data::synthetic::TaskRole;
+use taskmoe_router::RouterKind;
 use taskmoe_train::{RunConfig, RunData};
 
 use crate::config::Arm;
@@ -215,6 +219,12 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
             };
             cfg.init.task_init = [(u.clone(), source)].into();
             cfg.init.task_init_routing = m != 3;
+            if m > 0 && cfg.model.moe.router.kind == RouterKind::TaskRepresentation {
+                // The new task's state stays what it was given: the source's (copied
+                // routing) or, for `fresh routing`, the mean of its own k examples.
+                cfg.model.moe.router.task_state_momentum = 0.0;
+                cfg.init.calibrate_routing = m == 3;
+            }
             if m == 4 {
                 cfg.train.train_only = vec!["router".into(), "heads".into()];
             }

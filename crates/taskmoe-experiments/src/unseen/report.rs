@@ -44,6 +44,15 @@ pub(super) fn build_report(
         s.batch_size,
         s.peak_lrs,
     );
+    if ctx.base().model.moe.router.kind == taskmoe_router::RouterKind::TaskRepresentation {
+        let _ = writeln!(
+            md,
+            "With the `task-representation` router, `task-moe, fresh routing` routes the new \
+             task from its own k examples: its task state is their mean token state \
+             (`init.calibrate_routing`), no source's; the routing arms hold the state they \
+             were given fixed while fine-tuning (`task_state_momentum = 0`).\n"
+        );
+    }
     let mut lr_head = vec!["arm".to_string()];
     lr_head.extend(tuned.grid.iter().map(|lr| format!("lr = {lr:e}")));
     lr_head.push("chosen".into());

@@ -152,3 +152,65 @@ fn checkpoints_without_optimizer_state_start_runs_but_do_not_resume() {
     Trainer::new(&next, &RunData::load(&next).unwrap(), false).unwrap();
     std::fs::remove_dir_all(out).unwrap();
 }
+
+#[test]
+fn calibrate_routing_sets_the_task_states_of_the_tasks_it_did_not_copy() {
+    let out = scratch("calibrate");
+    let states = |extra: &[&str]| {
+        let mut sets = vec![
+            "model.variant=task-moe",
+            "model.moe.router.kind=task-representation",
+        ];
+        sets.extend_from_slice(extra);
+        let cfg = tiny(&out, "run", &sets).unwrap();
+        let data = RunData::load(&cfg).unwrap();
+        let trainer = Trainer::new(&cfg, &data, false).unwrap();
+        let (_, layer) = trainer.model().moe_layers()[0];
+        let state = layer.router().task_states().unwrap().copy();
+        let ids: Vec<usize> = data.train_tasks.clone();
+        (state, ids, data)
+    };
+    let (cold, ids, _) = states(&[]);
+    assert_eq!(cold.abs().sum(tch::Kind::Float).double_value(&[]), 0.0);
+    let (warm, ids2, data) = states(&["init.calibrate_routing=true"]);
+    assert_eq!(ids, ids2);
+    for &t in &ids {
+        assert!(
+            warm.get(t as i64)
+                .abs()
+                .sum(tch::Kind::Float)
+                .double_value(&[])
+                > 0.0,
+            "task {} calibrated",
+            data.specs[t].name
+        );
+    }
+    // A task whose routing task_init copies keeps the copy (here: the zero state of its source,
+    // a held-out task that never trained).
+    let held_out = data
+        .specs
+        .iter()
+        .position(|s| s.held_out)
+        .expect("tiny has one");
+    let target = data.specs[ids[0]].name.clone();
+    let source = data.specs[held_out].name.clone();
+    let init = format!("init.task_init={{ {target} = \"{source}\" }}");
+    let (copied, _, _) = states(&["init.calibrate_routing=true", &init]);
+    assert_eq!(
+        copied
+            .get(ids[0] as i64)
+            .abs()
+            .sum(tch::Kind::Float)
+            .double_value(&[]),
+        0.0
+    );
+    assert!(
+        copied
+            .get(ids[1] as i64)
+            .abs()
+            .sum(tch::Kind::Float)
+            .double_value(&[])
+            > 0.0
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
