@@ -143,6 +143,14 @@ impl MultiTaskModel {
             .collect()
     }
 
+    /// Tells every router the training step about to run (the soft-to-sparse warm-up of
+    /// `model.moe.router.k_warmup_steps`; nothing without one).
+    pub fn set_training_step(&self, step: u64) {
+        for (_, layer) in self.moe_layers() {
+            layer.router().set_training_step(step);
+        }
+    }
+
     /// Sets the task states of every `task-representation` router from the tasks' own
     /// examples: each task present in `inputs` gets, at every MoE block, exactly the mean of
     /// its real tokens' states entering that block over all the batches (evaluation mode, no

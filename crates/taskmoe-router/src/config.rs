@@ -154,6 +154,13 @@ pub struct RouterConfig {
     /// shared gate plus a zero-initialised per-task delta). Ignored by `token`. Default
     /// `independent`.
     pub gate_start: GateStart,
+    /// Soft-to-sparse warm-up: over the first `k_warmup_steps` training steps the experts per
+    /// token fall linearly from every expert a token may choose (`E`; under `cgc` its own and
+    /// the shared ones) to `k`, so routing starts as a dense mixture weighted by the gate
+    /// (renormalised top-k) and every expert and gate row gets gradient from every token
+    /// before the choice becomes sparse. Evaluation always uses `k`. For `token`,
+    /// `task-concat`, `per-task`, `task-level` and `cgc`. Default 0 (off).
+    pub k_warmup_steps: u64,
     /// Weight of the Switch load-balancing loss. Default 0.01.
     pub load_balance_coef: f64,
     /// What the load-balancing loss balances: `tokens` (Switch, over every token of the
@@ -202,6 +209,7 @@ impl Default for RouterConfig {
             noise_std: 0.0,
             task_embedding_dim: 32,
             gate_start: GateStart::Independent,
+            k_warmup_steps: 0,
             load_balance_coef: 0.01,
             balance_over: BalanceOver::Tokens,
             bias_update_rate: 0.0,
@@ -273,6 +281,25 @@ impl RouterConfig {
         }
         if self.kind.is_task_aware() && self.task_embedding_dim == 0 {
             return err("task_embedding_dim", "must be at least 1".into());
+        }
+        if self.k_warmup_steps > 0
+            && !matches!(
+                self.kind,
+                RouterKind::Token
+                    | RouterKind::TaskConcat
+                    | RouterKind::PerTask
+                    | RouterKind::TaskLevel
+                    | RouterKind::Cgc
+            )
+        {
+            return err(
+                "k_warmup_steps",
+                format!(
+                    "must be 0 for `{}`: the warm-up lowers a token's top-k, which this kind \
+                     does not choose",
+                    self.kind.name()
+                ),
+            );
         }
         match self.kind {
             RouterKind::Mmoe if self.k != self.num_experts => {

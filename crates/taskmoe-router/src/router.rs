@@ -1,5 +1,6 @@
 //! The gating functions.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use tch::{nn, Kind, Tensor};
@@ -66,6 +67,9 @@ pub struct Router {
     task_state: Option<Tensor>,
     /// While calibrating: the sums of the observed token states and their counts per task.
     calibration: Mutex<Option<(Tensor, Tensor)>>,
+    /// Experts per token in training, `k` after the soft-to-sparse warm-up
+    /// ([`Router::set_training_step`]).
+    training_k: AtomicUsize,
 }
 
 /// What a router decided for a batch of tokens.
@@ -175,7 +179,37 @@ impl Router {
             task_map,
             task_state,
             calibration: Mutex::new(None),
+            training_k: AtomicUsize::new(cfg.k),
         })
+    }
+
+    /// Tells the router the training step about to run, for the soft-to-sparse warm-up
+    /// ([`RouterConfig::k_warmup_steps`]): at step `s < W` a token takes
+    /// `k + ceil((K - k) (W - s) / W)` experts, `K` being all it may choose from; from step `W`
+    /// on, `k`. Nothing changes without a warm-up.
+    pub fn set_training_step(&self, step: u64) {
+        let w = self.cfg.k_warmup_steps;
+        if w == 0 {
+            return;
+        }
+        let most = match &self.allowed {
+            Some(_) => {
+                self.cfg.task_experts
+                    + (self.cfg.num_experts - self.num_tasks * self.cfg.task_experts)
+            }
+            None => self.cfg.num_experts,
+        };
+        let extra = (most - self.cfg.k) as u64;
+        let k = match step < w {
+            true => self.cfg.k + (extra * (w - step)).div_ceil(w) as usize,
+            false => self.cfg.k,
+        };
+        self.training_k.store(k, Ordering::Relaxed);
+    }
+
+    /// Experts per token in training at the step last set ([`Router::set_training_step`]).
+    pub fn training_k(&self) -> usize {
+        self.training_k.load(Ordering::Relaxed)
     }
 
     /// `dselect-k`'s codes `z [tasks, k, log2 E]`, uniform in `(-gamma/100, gamma/100)` (the
@@ -300,7 +334,7 @@ impl Router {
             if train && cfg.noise_std > 0.0 {
                 task_logits = &task_logits + task_logits.randn_like() * cfg.noise_std;
             }
-            let per_task = self.select(&task_logits)?;
+            let per_task = self.select(&task_logits, train)?;
             let take = |t: &Tensor| t.f_index_select(0, task_ids);
             return Ok(RouterOutput {
                 logits: take(&task_logits)?,
@@ -392,7 +426,7 @@ impl Router {
                 expert_choice: Some(choice),
             });
         }
-        let routed = self.select(&logits)?;
+        let routed = self.select(&logits, train)?;
         Ok(RouterOutput {
             logits,
             routed,
@@ -430,9 +464,14 @@ impl Router {
         })
     }
 
-    /// The top-k choice from `logits`, through the selection bias when balancing by bias.
-    fn select(&self, logits: &Tensor) -> Result<TopK> {
-        let (k, renormalize) = (self.cfg.k, self.cfg.renormalize);
+    /// The top-k choice from `logits`, through the selection bias when balancing by bias; in
+    /// training, `k` as the warm-up has it.
+    fn select(&self, logits: &Tensor, train: bool) -> Result<TopK> {
+        let k = match train {
+            true => self.training_k(),
+            false => self.cfg.k,
+        };
+        let renormalize = self.cfg.renormalize;
         Ok(match &self.expert_bias {
             Some(bias) => top_k_biased(logits, bias, k, renormalize)?,
             None => top_k(logits, k, renormalize)?,
@@ -554,7 +593,7 @@ impl Router {
                 .unsqueeze(0)
                 .matmul(&self.weight.tr())
         });
-        let routed = self.select(&logits)?;
+        let routed = self.select(&logits, false)?;
         let experts: Vec<i64> = Vec::try_from(&routed.experts.reshape([-1]))?;
         Ok(Some(experts.into_iter().map(|e| e as usize).collect()))
     }

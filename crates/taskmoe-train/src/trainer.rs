@@ -483,6 +483,7 @@ impl Trainer {
             task_losses: BTreeMap::new(),
         };
         let lr = self.cfg.optimizer_schedule().lr(step);
+        self.model.set_training_step(step);
         let outcome = self
             .objective
             .step(&self.model, &mut self.opt, &t, lr, &mut guard)?;

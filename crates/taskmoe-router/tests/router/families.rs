@@ -540,3 +540,53 @@ fn task_representation_routes_by_token_and_task_state_and_tracks_the_states() {
     assert!(r.init_task_from(1, &[(0, 1.0)]).unwrap());
     assert_close(&rows(&state)[1], &[2.0; D], "copied state");
 }
+
+#[test]
+fn the_soft_to_sparse_warm_up_lowers_k_linearly_in_training_only() {
+    let _rng = taskmoe_device::lock_global_rng();
+    tch::manual_seed(8);
+    let c = RouterConfig {
+        k_warmup_steps: 4,
+        ..cfg(RouterKind::PerTask, 8, 1)
+    };
+    let (_vs, r) = build(&c);
+    let (x, ids) = tokens();
+    for (step, k) in [(0, 8), (1, 7), (2, 5), (3, 3), (4, 1), (100, 1)] {
+        r.set_training_step(step);
+        assert_eq!(r.training_k(), k, "step {step}");
+        let out = r.forward(&x, &ids, true).unwrap();
+        assert_eq!(out.routed.experts.size()[1], k as i64, "step {step}");
+        if k > 1 {
+            // A renormalised dense-to-sparse mixture: the weights of a token sum to 1.
+            let sums = out.routed.weights.sum_dim_intlist(-1, false, Kind::Float);
+            assert!(sums.allclose(&sums.ones_like(), 1e-5, 1e-5, false));
+        }
+        r.set_training_step(step);
+        let eval = r.forward(&x, &ids, false).unwrap();
+        assert_eq!(eval.routed.experts.size()[1], 1, "evaluation uses k");
+    }
+    // cgc warms up over what a task may choose: 1 own + 2 shared.
+    let c = RouterConfig {
+        k_warmup_steps: 2,
+        ..cfg(RouterKind::Cgc, 5, 1)
+    };
+    let (_vs, r) = build(&c);
+    r.set_training_step(0);
+    assert_eq!(r.training_k(), 3);
+    // Kinds that do not choose a token's top-k refuse it, naming the key.
+    for kind in [
+        RouterKind::DselectK,
+        RouterKind::ExpertChoice,
+        RouterKind::Mmoe,
+    ] {
+        let c = RouterConfig {
+            k_warmup_steps: 2,
+            ..cfg(kind, 4, if kind == RouterKind::Mmoe { 4 } else { 1 })
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let err = Router::new(vs.root() / "router", &c, D, TASKS)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("router.k_warmup_steps"), "{kind:?}: {err}");
+    }
+}
