@@ -17,8 +17,8 @@
 //!
 //! - `cargo bench -p taskmoe-train --bench real_step -- --point SPEC [--runs N] [--reps R]`:
 //!   prints `POINT <spec> <step ms> <fwd+bwd ms> <optimizer ms> <tokens> <real tokens>
-//!   <params> <group medians, comma-separated> <peak RSS MiB>`, then the resolved `[model]` TOML after a
-//!   `CONFIG` line;
+//!   <params> <group medians, comma-separated> <peak RSS MiB> <trainable params>`, then the
+//!   resolved `[model]` TOML after a `CONFIG` line;
 //! - `-- --summary [--torch PYTHON] [--quick]`: every point as markdown tables, with the
 //!   PyTorch eager reference (`benches/torch_real.py`: HF `BertModel`, Mixtral-style expert
 //!   loop) side by side when a Python is given; the resolved configurations are written to
@@ -27,9 +27,13 @@
 //!   at MiniLM's widths on the batch's real tokens, dense against 8 / 16 / 64 experts with the
 //!   grouped GEMM and the loop, forward, backward and AdamW.
 //!
-//! A spec is `MODEL:eE:tTASKS:bBATCH:MODE[:loop]`: `MODEL` is `dense` or a router kind
-//! (`token`, `task-concat`, `per-task`, `task-level`), `MODE` `train` or `eval`, and a final
-//! `loop` runs the experts' per-expert matmul loop instead of the grouped GEMM.
+//! A spec is `MODEL:eE:tTASKS:bBATCH:MODE[:loop]`: `MODEL` is `dense`, a router kind
+//! (`token`, `task-concat`, `per-task`, `task-level`) or `lora` (the per-task task-MoE with
+//! LoRA experts of rank 8, alpha 16, on the frozen encoder: `model.moe.expert_kind = "lora"`,
+//! `train.freeze_pretrained = true`), `MODE` `train` or `eval`, and a final `loop` runs the
+//! experts' per-expert matmul loop instead of the grouped GEMM. The optimizer holds what the
+//! trainer's would (`taskmoe_train::trainable`); a point also prints its trainable
+//! parameters.
 //!
 //! Needs MiniLM (`cargo xtask fetch-model minilm`, or `$TASKMOE_MINILM_DIR`). Threads: 2
 //! unless `TASKMOE_BENCH_THREADS` says otherwise.
@@ -115,6 +119,16 @@ impl Spec {
                 sets.push("model.variant=token-moe".into());
                 sets.push("model.moe.router.kind=token".into());
             }
+            "lora" => sets.extend(
+                [
+                    "model.moe.router.kind=per-task",
+                    "model.moe.expert_kind=\"lora\"",
+                    "model.moe.lora_rank=8",
+                    "model.moe.lora_alpha=16",
+                    "train.freeze_pretrained=true",
+                ]
+                .map(String::from),
+            ),
             kind => sets.push(format!("model.moe.router.kind={kind}")),
         }
         if self.model != "dense" {
@@ -213,10 +227,13 @@ fn run_point(text: &str, runs: usize, reps: usize) {
     let tokenizer = TextTokenizer::from_file(&minilm_dir().join("tokenizer.json"), 128).unwrap();
     let x = Inputs::new(&spec, &tokenizer);
     let params: i64 = vs.variables().values().map(|t| t.numel() as i64).sum();
+    // What the trainer's optimizer would hold (frozen parameters stop requiring gradients).
+    let trainable = taskmoe_train::trainable(&vs, &cfg.train).unwrap();
+    let trainable_params: i64 = trainable.iter().map(|(_, t)| t.numel() as i64).sum();
     // (step, fwd+bwd, optimizer) medians of each group.
     let mut groups: Vec<(f64, f64, f64)> = Vec::new();
     if spec.train {
-        let mut opt = AdamW::new(vs.variables().into_iter().collect(), cfg.optim.adamw()).unwrap();
+        let mut opt = AdamW::new(trainable, cfg.optim.adamw()).unwrap();
         let objective = Objective::with_weights(
             &cfg.model,
             &vec![1.0; spec.tasks],
@@ -262,7 +279,7 @@ fn run_point(text: &str, runs: usize, reps: usize) {
         .unwrap();
     let all: Vec<String> = groups.iter().map(|g| format!("{:.1}", g.0)).collect();
     println!(
-        "POINT {} {:.2} {:.2} {:.2} {} {} {params} {} {:.0}",
+        "POINT {} {:.2} {:.2} {:.2} {} {} {params} {} {:.0} {trainable_params}",
         spec.text,
         best.0,
         best.1,

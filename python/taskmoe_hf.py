@@ -61,6 +61,14 @@ class TaskMoeExport(torch.nn.Module):
             self.eps = self.config["layer_norm_eps"]
         else:
             self.m = meta["model"]
+            # taskmoe exports LoRA experts merged into FFN experts; any other kind is a layout
+            # this reader does not know, refused rather than run wrong.
+            kind = self.m.get("moe", {}).get("expert_kind", "ffn")
+            if kind != "ffn":
+                raise ValueError(
+                    f"model.moe.expert_kind = {kind!r}: this reader runs FFN experts only "
+                    "(taskmoe export merges LoRA experts into them)"
+                )
             self.pooling = self.m["pooling"]
             self.eps = self.m["layer_norm_eps"]
             self.state = {

@@ -34,6 +34,9 @@
 //! - [`DenseFfn`]: `W2 gelu(W1 x + b1) + b2`, HF BERT parameter names;
 //! - [`ExpertBank`]: `E` such FFNs as stacked weights, independently initialised or upcycled
 //!   from a dense FFN plus noise;
+//! - [`LoraExpertBank`]: `E` low-rank (LoRA) updates of one frozen FFN, the experts of
+//!   `expert_kind = "lora"` (MoLoRA / MixLoRA), upcycled by taking a pretrained FFN as the base;
+//! - [`Experts`]: either bank, what a [`MoeLayer`] runs;
 //! - [`MoeLayer`]: router (any `taskmoe-router` gating function) + sort-based dispatch +
 //!   expert bank + deterministic combine, with optional always-on shared experts; returns its
 //!   output, aux losses and routing statistics ([`MoeOutput`]);
@@ -51,8 +54,10 @@ mod config;
 mod dense;
 mod error;
 mod expert_parallel;
+mod experts;
 mod ffn;
 pub mod init;
+mod lora;
 mod moe;
 mod upcycle;
 
@@ -60,10 +65,12 @@ pub use bank::ExpertBank;
 /// The source of this crate's configuration types: `taskmoe config show` prints each key's
 /// documentation from it beside the value.
 pub const CONFIG_SOURCE: &str = include_str!("config.rs");
-pub use config::MoeConfig;
+pub use config::{ExpertKind, MoeConfig};
 pub use dense::DenseFfn;
 pub use error::{ExpertsError, Result};
 pub use expert_parallel::ExpertExchange;
+pub use experts::Experts;
 pub use ffn::{FeedForward, FfnOutput};
+pub use lora::LoraExpertBank;
 pub use moe::{LayerStats, MoeLayer, MoeOutput, TaskSubnetwork};
 pub use upcycle::Upcycling;

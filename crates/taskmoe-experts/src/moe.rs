@@ -9,10 +9,12 @@ use taskmoe_kernels::{combine, count_ids, permute, DispatchPlan, GroupLayout, Ta
 use taskmoe_router::{AuxLosses, ExpertChoice, Router, RouterKind};
 
 use crate::bank::ExpertBank;
-use crate::config::MoeConfig;
+use crate::config::{ExpertKind, MoeConfig};
 use crate::dense::DenseFfn;
 use crate::error::{ExpertsError, Result};
 use crate::expert_parallel::{self, ExpertExchange};
+use crate::experts::Experts;
+use crate::lora::LoraExpertBank;
 
 /// What one MoE layer did with a batch, for logs and routing analysis.
 #[derive(Debug)]
@@ -54,19 +56,21 @@ pub struct MoeOutput {
 /// 1. the [`Router`] picks `k` experts and weights per token (fp32);
 /// 2. a `DispatchPlan` orders the slots by expert and applies the capacity (training or
 ///    evaluation factor);
-/// 3. `permute` gathers the rows, the [`ExpertBank`] runs each expert on its contiguous slice;
+/// 3. `permute` gathers the rows, the experts ([`ExpertBank`] or [`LoraExpertBank`]) run each
+///    expert on its contiguous slice;
 ///    (with expert parallelism, the all-to-all exchange of rows sits between these two steps);
 /// 4. `combine` sums each token's expert outputs with its weights; a token whose slots were all
 ///    dropped gets zero here and keeps only the residual of the surrounding block;
 /// 5. with shared experts, their dense output is added for every token.
 ///
-/// Parameters live under `router.*`, `experts.{w1,b1,w2,b2}` and
+/// Parameters live under `router.*`, `experts.{w1,b1,w2,b2}` (FFN experts) or
+/// `experts.base.{w1,b1,w2,b2}` and `experts.lora_{a1,b1,a2,b2}` (LoRA experts), and
 /// `shared_expert.{intermediate,output}.dense.*`.
 #[derive(Debug)]
 pub struct MoeLayer {
     cfg: MoeConfig,
     router: Router,
-    experts: ExpertBank,
+    experts: Experts,
     shared: Option<DenseFfn>,
     /// Set once for expert parallelism: the experts run split over this group's ranks.
     exchange: OnceLock<Arc<dyn ExpertExchange>>,
@@ -94,13 +98,24 @@ impl MoeLayer {
     pub fn new(p: nn::Path, cfg: &MoeConfig, d_model: usize, num_tasks: usize) -> Result<Self> {
         cfg.validate("moe")?;
         let router = Router::new(&p / "router", &cfg.router, d_model, num_tasks)?;
-        let experts = ExpertBank::new(
-            &p / "experts",
-            cfg.router.num_experts,
-            d_model,
-            cfg.d_ff,
-            cfg.expert_dropout,
-        );
+        let experts = match cfg.expert_kind {
+            ExpertKind::Ffn => Experts::Ffn(ExpertBank::new(
+                &p / "experts",
+                cfg.router.num_experts,
+                d_model,
+                cfg.d_ff,
+                cfg.expert_dropout,
+            )),
+            ExpertKind::Lora => Experts::Lora(LoraExpertBank::new(
+                &p / "experts",
+                cfg.router.num_experts,
+                d_model,
+                cfg.d_ff,
+                cfg.lora_rank,
+                cfg.lora_scale(),
+                cfg.expert_dropout,
+            )?),
+        };
         let shared = (cfg.num_shared_experts > 0)
             .then(|| {
                 DenseFfn::new(
@@ -137,9 +152,17 @@ impl MoeLayer {
     /// in training. Every rank still stores all `E` experts' weights until
     /// [`MoeLayer::shard_experts`]; while it does, evaluation (`train = false`) runs all experts
     /// locally, with no collective. An error when `E` does not split evenly or the layer
-    /// already has a group.
+    /// already has a group, and for LoRA experts (their frozen base FFN is shared by all).
     pub fn set_expert_parallel(&self, exchange: Arc<dyn ExpertExchange>) -> Result<()> {
         let (e, p) = (self.cfg.router.num_experts, exchange.size());
+        if self.experts.lora().is_some() {
+            return Err(ExpertsError::Config {
+                key: "runtime.expert_parallel".into(),
+                message: "LoRA experts (model.moe.expert_kind = \"lora\") run on every rank; \
+                          expert parallelism needs FFN experts"
+                    .into(),
+            });
+        }
         if p == 0 || e % p != 0 {
             return Err(ExpertsError::Config {
                 key: "runtime.expert_parallel".into(),
@@ -156,6 +179,13 @@ impl MoeLayer {
         self.experts.num_experts() < self.cfg.router.num_experts
     }
 
+    /// The FFN experts (expert parallelism shards them; LoRA experts never are).
+    fn ffn_bank(&self) -> Result<&ExpertBank> {
+        self.experts.ffn().ok_or_else(|| {
+            ExpertsError::Input("expert parallelism needs FFN experts, these are LoRA".into())
+        })
+    }
+
     /// Keeps only this rank's `E / P` experts in memory (the expert-parallel group must be
     /// set): the bank's parameters shrink in place to `[E / P, ...]`, so the `VarStore` and an
     /// optimizer built afterwards hold the shard alone. From then on the layer runs through
@@ -169,7 +199,8 @@ impl MoeLayer {
         if self.experts_sharded() {
             return Ok(());
         }
-        let shard = expert_parallel::shard_of(&self.experts, ex.as_ref())?;
+        let bank = self.ffn_bank()?;
+        let shard = expert_parallel::shard_of(bank, ex.as_ref())?;
         let kept = self.kept_shard.lock().expect("not poisoned").take();
         match kept {
             Some(kept) => {
@@ -177,9 +208,9 @@ impl MoeLayer {
                 for (k, s) in kept.iter().zip(&shard) {
                     k.shallow_clone().f_copy_(s)?;
                 }
-                self.experts.set_storage(kept)
+                bank.set_storage(kept)
             }
-            None => self.experts.set_storage(shard),
+            None => bank.set_storage(shard),
         }
     }
 
@@ -195,11 +226,11 @@ impl MoeLayer {
             .exchange
             .get()
             .expect("a sharded layer has its expert-parallel group");
-        let full = expert_parallel::gathered(&self.experts, ex.as_ref())?;
+        let bank = self.ffn_bank()?;
+        let full = expert_parallel::gathered(bank, ex.as_ref())?;
         // Other handles on the same storage (detached, so set_storage leaves them alone).
-        *self.kept_shard.lock().expect("not poisoned") =
-            Some(self.experts.params().map(Tensor::detach));
-        self.experts.set_storage(full)
+        *self.kept_shard.lock().expect("not poisoned") = Some(bank.params().map(Tensor::detach));
+        bank.set_storage(full)
     }
 
     /// The configuration.
@@ -213,7 +244,7 @@ impl MoeLayer {
     }
 
     /// The routed experts.
-    pub fn experts(&self) -> &ExpertBank {
+    pub fn experts(&self) -> &Experts {
         &self.experts
     }
 
@@ -377,7 +408,7 @@ impl MoeLayer {
             .filter(|_| train || self.experts_sharded());
         match exchange {
             Some(ex) => {
-                expert_parallel::forward(&self.experts, ex.as_ref(), rows, &layout.counts, train)
+                expert_parallel::forward(self.ffn_bank()?, ex.as_ref(), rows, &layout.counts, train)
             }
             None => self.experts.forward_layout(rows, layout, train),
         }
@@ -425,7 +456,8 @@ impl MoeLayer {
     }
 
     /// Extracts the sub-network `task` uses under `task-level` routing (evaluation mode, so no
-    /// noise); an error for other router kinds, whose experts depend on the token.
+    /// noise); an error for other router kinds, whose experts depend on the token. LoRA
+    /// experts come merged into full FFNs ([`LoraExpertBank::merged`]).
     pub fn task_subnetwork(&self, task: usize) -> Result<TaskSubnetwork> {
         if self.experts_sharded() {
             return Err(ExpertsError::Input(
@@ -439,25 +471,23 @@ impl MoeLayer {
                 self.cfg.router.kind
             )));
         }
-        let ids = Tensor::from_slice(&[task as i64]).to_device(self.experts.w1.device());
-        let probe = Tensor::zeros(
-            [1, self.experts.w1.size()[1]],
-            (Kind::Float, self.experts.w1.device()),
-        );
+        let bank = self.experts.as_ffn()?;
+        let ids = Tensor::from_slice(&[task as i64]).to_device(bank.w1.device());
+        let probe = Tensor::zeros([1, bank.w1.size()[1]], (Kind::Float, bank.w1.device()));
         let decision = tch::no_grad(|| self.router.forward(&probe, &ids, false))?;
         let experts: Vec<i64> = Vec::try_from(&decision.routed.experts.reshape([-1]))?;
         let weights: Vec<f64> =
             Vec::try_from(&decision.routed.weights.reshape([-1]).to_kind(Kind::Double))?;
-        let index = Tensor::from_slice(&experts).to_device(self.experts.w1.device());
+        let index = Tensor::from_slice(&experts).to_device(bank.w1.device());
         let take = |t: &Tensor| tch::no_grad(|| t.index_select(0, &index).copy());
         Ok(TaskSubnetwork {
             experts: experts.iter().map(|&e| e as usize).collect(),
             weights,
             bank: ExpertBank::from_weights(
-                take(&self.experts.w1),
-                take(&self.experts.b1),
-                take(&self.experts.w2),
-                take(&self.experts.b2),
+                take(&bank.w1),
+                take(&bank.b1),
+                take(&bank.w2),
+                take(&bank.b2),
                 0.0,
             )?,
         })

@@ -19,6 +19,11 @@
 //! blocks are padded with zero units to a common width, which adds nothing. An `added` task
 //! embedding is a constant per token and is folded into the position embeddings. Such an
 //! export of a post-LN model is a plain `BertModel` with one head.
+//!
+//! LoRA experts (`model.moe.expert_kind = "lora"`) are exported merged: expert `e` becomes the
+//! FFN `W1 + s A1[e] B1[e]`, `W2 + s A2[e] B2[e]` (what it computes, up to rounding), stored as
+//! FFN experts `experts.{w1,b1,w2,b2}`, and the exported `ModelConfig` says
+//! `expert_kind = "ffn"`, so every reader of the layout runs it unchanged.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -85,6 +90,20 @@ pub fn hf_export(
         }
     }
     let Some(task) = task else {
+        let mut cfg = cfg;
+        for (i, layer) in model.moe_layers() {
+            if layer.experts().lora().is_none() {
+                continue;
+            }
+            let prefix = format!("encoder.layer.{i}.moe.experts.");
+            encoder.retain(|name, _| !name.starts_with(&prefix));
+            let merged = layer.experts().as_ffn()?;
+            for (name, t) in ["w1", "b1", "w2", "b2"].iter().zip(merged.params()) {
+                let t = t.to_device(tch::Device::Cpu).to_kind(Kind::Float);
+                encoder.insert(format!("{prefix}{name}"), t);
+            }
+            cfg.moe.expert_kind = taskmoe_experts::ExpertKind::Ffn;
+        }
         let bert = model.moe_layers().is_empty()
             && cfg.norm == NormPlacement::Post
             && cfg.task_embedding == TaskEmbedding::None;

@@ -82,6 +82,15 @@ pub fn bert_config(dir: &Path, base: &ModelConfig) -> Result<ModelConfig> {
     Ok(cfg)
 }
 
+/// Whether the BERT import fills parameter `name` from the checkpoint by name: the embeddings
+/// and every encoder parameter outside the MoE layers (attention, LayerNorms, dense FFNs).
+/// These are what `train.freeze_pretrained` freezes; the MoE layers' experts are upcycled
+/// from the pretrained FFNs instead (FFN experts train, a LoRA bank's base FFN never does),
+/// and routers, task embeddings and heads are fresh.
+pub fn is_pretrained_param(name: &str) -> bool {
+    (name.starts_with("embeddings.") || name.starts_with("encoder.")) && !name.contains(".moe.")
+}
+
 /// What [`import_bert`] did.
 #[derive(Debug, Default)]
 pub struct ImportReport {
@@ -100,7 +109,8 @@ pub struct ImportReport {
 /// matching [`bert_config`]): every embedding, attention, LayerNorm and dense FFN tensor by
 /// name (a `bert.` prefix is stripped), and each MoE block's experts upcycled from that
 /// block's pretrained FFN as `upcycling` says (copies plus noise of `noise * std(W)`, then a
-/// share `drop` of each expert's hidden units re-initialised: Drop-Upcycling). Routers, heads and task
+/// share `drop` of each expert's hidden units re-initialised: Drop-Upcycling; LoRA experts take
+/// the FFN as their frozen base, with zero noise and drop). Routers, heads and task
 /// embeddings stay freshly initialised. A BERT tensor the model expects but the checkpoint
 /// lacks, or one of another shape, is an error listing all of them.
 pub fn import_bert(
@@ -177,9 +187,9 @@ pub fn import_bert(
     });
     for (i, layer) in model.moe_layers() {
         let [w1, b1, w2, b2] = ffn_names(i).map(|n| weights[&n].shallow_clone());
-        let experts = layer.experts();
-        experts.upcycle_from_weights(&w1, &b1, &w2, &b2, upcycling.noise)?;
-        experts.drop_units(upcycling.drop)?;
+        layer
+            .experts()
+            .upcycle_from_weights(&w1, &b1, &w2, &b2, upcycling)?;
         report.upcycled_blocks.push(i);
     }
     report.fresh = vars

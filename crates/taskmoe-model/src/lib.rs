@@ -76,7 +76,7 @@ pub use export::{
     hf_export, write_hf_export, HfExport, HfLayout, HF_CONFIG_FILE, HF_HEADS_FILE, HF_MODEL_FILE,
 };
 pub use heads::{HeadKind, HeadSpec};
-pub use import::{bert_config, import_bert, ImportReport};
+pub use import::{bert_config, import_bert, is_pretrained_param, ImportReport};
 pub use loss::{per_example_loss, IGNORE_INDEX};
 pub use model::{ModelInput, ModelOutput, MultiTaskModel, MISSING_CLASS_LOGIT};
 pub use params::{param_report, ParamReport};

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use taskmoe_experts::ExpertKind;
 use taskmoe_router::{GateStart, RouterKind};
 
 use crate::config::{ModelConfig, NormPlacement, TaskEmbedding};
@@ -10,25 +11,38 @@ use crate::heads::HeadSpec;
 /// Sizes and cost of a model, so "the compute of a dense model" can be checked per variant.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamReport {
-    /// Every trained parameter (buffers that no gradient trains, such as a router's selection
-    /// bias, are not counted).
+    /// Every parameter, trained or frozen (the frozen base FFNs of LoRA experts are weights
+    /// and count; buffers that other rules move, such as a router's selection bias or task
+    /// states, do not).
     pub total: u64,
+    /// The parameters a gradient reaches and the optimizer holds: [`ParamReport::total`] less
+    /// the frozen base FFNs of LoRA experts and, after
+    /// [`ParamReport::with_frozen_pretrained`], less the pretrained encoder
+    /// (`train.freeze_pretrained`). `train.train_only` is not reflected here.
+    pub trainable: u64,
     /// Parameters one token of one task uses: everything except the experts its router does
     /// not select (`E - k` per MoE block; `k` on average under `expert-choice`, at most `k`
-    /// once `dselect-k`'s codes saturate, all `E` under `mmoe`), other tasks' router parameters, task embeddings and
-    /// heads (the widest head is counted). Embedding tables are counted whole.
+    /// once `dselect-k`'s codes saturate, all `E` under `mmoe`; with LoRA experts the base FFN
+    /// is used by every token and only unselected experts' factors are left out), other
+    /// tasks' router parameters, task embeddings and heads (the widest head is counted).
+    /// Embedding tables are counted whole.
     pub active_per_token: u64,
     /// Forward FLOPs per token (a multiply-add is 2) of the matmuls: attention projections,
     /// attention scores at `seq_len`, the FFN or the router (as implemented: `per-task`
     /// scores all tasks' gates, `task-level` nothing per token) plus `k` experts (plus shared
-    /// experts), and the head amortised over `seq_len`. LayerNorm, softmax and activations are
+    /// experts; LoRA experts: the base FFN once plus `k` rank-`r` updates, `4 r (d + d_ff)`
+    /// each), and the head amortised over `seq_len`. LayerNorm, softmax and activations are
     /// left out.
     pub flops_per_token: u64,
     /// The sequence length the FLOPs assume.
     pub seq_len: usize,
     /// Total parameters by part: embeddings, attention, dense FFNs, routers, experts, shared
-    /// experts, heads.
+    /// experts, heads; with LoRA experts, `experts` counts their factors and `expert base
+    /// FFNs` the frozen FFNs they update.
     pub parts: Vec<(&'static str, u64)>,
+    /// What [`ParamReport::with_frozen_pretrained`] takes out of the trainable count: the
+    /// embeddings (less task embeddings), attention, LayerNorms and dense FFNs.
+    pretrained: u64,
 }
 
 /// Computes the report for `cfg` with these heads at sequence length `seq_len`.
@@ -53,6 +67,19 @@ pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> Pa
 
     let r = &cfg.moe.router;
     let (e, k, fe) = (r.num_experts as u64, r.k as u64, cfg.moe.d_ff as u64);
+    // One expert's own parameters and forward FLOPs per token, and the frozen base FFN a LoRA
+    // bank's experts share (one per MoE block).
+    let lora = cfg.variant.is_moe() && cfg.moe.expert_kind == ExpertKind::Lora;
+    let rank = cfg.moe.lora_rank as u64;
+    let (expert_params, expert_flops, base_params, base_flops) = match lora {
+        false => (ffn(fe), 4 * d * fe, 0, 0),
+        true => (
+            2 * rank * (d + fe),
+            4 * rank * (d + fe),
+            ffn(fe),
+            4 * d * fe,
+        ),
+    };
     let dt = r.task_embedding_dim as u64;
     let (router, router_inactive) = match r.kind {
         RouterKind::Token | RouterKind::ExpertChoice => (e * d, 0),
@@ -92,20 +119,24 @@ pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> Pa
     let widest_head = heads.iter().map(head_params).max().unwrap_or(0);
     let widest_outputs = heads.iter().map(|h| h.num_outputs()).max().unwrap_or(0) as u64;
 
-    let parts = vec![
+    let attention = cfg.num_layers as u64 * attention_block + final_norm;
+    let dense_ffns = dense_blocks * ffn(cfg.d_ff as u64);
+    let mut parts = vec![
         ("embeddings", embeddings),
-        (
-            "attention",
-            cfg.num_layers as u64 * attention_block + final_norm,
-        ),
-        ("dense FFNs", dense_blocks * ffn(cfg.d_ff as u64)),
+        ("attention", attention),
+        ("dense FFNs", dense_ffns),
         ("routers", moe_blocks * router),
-        ("experts", moe_blocks * e * ffn(fe)),
+        ("experts", moe_blocks * e * expert_params),
+    ];
+    if lora {
+        parts.push(("expert base FFNs", moe_blocks * base_params));
+    }
+    parts.extend([
         ("shared experts", moe_blocks * shared),
         ("heads", heads_total),
-    ];
-    let total = parts.iter().map(|(_, n)| n).sum();
-    let inactive = moe_blocks * ((e - k) * ffn(fe) + router_inactive)
+    ]);
+    let total: u64 = parts.iter().map(|(_, n)| n).sum();
+    let inactive = moe_blocks * ((e - k) * expert_params + router_inactive)
         + if task_embedding > 0 { (t - 1) * d } else { 0 }
         + (heads_total - widest_head);
 
@@ -122,7 +153,7 @@ pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> Pa
         RouterKind::PerTask | RouterKind::Mmoe | RouterKind::Cgc => 2 * d * e * t,
         RouterKind::TaskLevel | RouterKind::DselectK => 0,
     };
-    let moe_flops = router_flops + k * 4 * d * fe + 4 * d * shared_width;
+    let moe_flops = router_flops + base_flops + k * expert_flops + 4 * d * shared_width;
     let head_flops = (2 * d * d + 2 * d * widest_outputs) / l.max(1);
     let flops_per_token = cfg.num_layers as u64 * attention_flops
         + dense_blocks * dense_ffn_flops
@@ -130,16 +161,30 @@ pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> Pa
         + head_flops;
     ParamReport {
         total,
+        trainable: total - moe_blocks * base_params,
         active_per_token: total - inactive,
         flops_per_token,
         seq_len,
         parts,
+        pretrained: embeddings - task_embedding + attention + dense_ffns,
+    }
+}
+
+impl ParamReport {
+    /// The report of the same model trained with `train.freeze_pretrained`: the embeddings,
+    /// attention, LayerNorms and dense FFNs (everything a BERT import fills by name,
+    /// [`crate::is_pretrained_param`]) leave the trainable count.
+    pub fn with_frozen_pretrained(mut self) -> Self {
+        self.trainable -= self.pretrained.min(self.trainable);
+        self.pretrained = 0;
+        self
     }
 }
 
 impl fmt::Display for ParamReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "parameters          {:>14}", group(self.total))?;
+        writeln!(f, "trainable           {:>14}", group(self.trainable))?;
         writeln!(
             f,
             "active per token    {:>14}",

@@ -28,6 +28,14 @@ pub struct TrainConfig {
     /// `["router", "heads"]`: routing and task heads adapt, experts and encoder stay frozen);
     /// each must match at least one parameter. Empty trains everything. Default empty.
     pub train_only: Vec<String>,
+    /// Freeze the pretrained encoder: the parameters a BERT import fills by name (embeddings,
+    /// attention, LayerNorms, dense FFNs; `taskmoe_model::is_pretrained_param`) get no
+    /// gradient and no optimizer state, so only what the MoE blocks add (routers, experts or
+    /// LoRA factors, shared experts), task embeddings and heads train. With
+    /// `model.moe.expert_kind = "lora"` (whose base FFNs never train) this is LoRA experts on
+    /// a frozen pretrained encoder (MoLoRA / MixLoRA). Needs `init.from` or `init.checkpoint`
+    /// (a random encoder is not worth freezing); combines with `train_only`. Default false.
+    pub freeze_pretrained: bool,
     /// Non-finite loss or gradient norm: `error` (stop, naming the step, task and last good
     /// checkpoint) or `skip-step`. Default `error`.
     pub nonfinite: NonFinitePolicy,
@@ -207,6 +215,7 @@ impl Default for TrainConfig {
             seed: 0,
             task_weights: BTreeMap::new(),
             train_only: Vec::new(),
+            freeze_pretrained: false,
             nonfinite: NonFinitePolicy::Error,
             loss_spike_factor: 1e6,
             max_skipped_steps: 10,

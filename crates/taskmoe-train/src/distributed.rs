@@ -324,8 +324,13 @@ impl Distributed {
         }
         let vars = vs.variables();
         for (block, layer) in model.moe_layers() {
-            let ptrs: Vec<usize> = layer
-                .experts()
+            let bank = layer.experts().ffn().ok_or_else(|| {
+                invalid(
+                    "config",
+                    "key `runtime.expert_parallel`: LoRA experts are not sharded over ranks",
+                )
+            })?;
+            let ptrs: Vec<usize> = bank
                 .params()
                 .iter()
                 .map(|t| t.data_ptr() as usize)

@@ -97,7 +97,12 @@ impl Inference {
             ));
         }
         let vs = nn::VarStore::new(device);
-        let model = MultiTaskModel::new(&vs.root(), &card.model, &card.heads)?;
+        // Building draws initial weights (overwritten by the checkpoint's) from the global
+        // generator: under its lock, so a trainer in the same process draws what it would alone.
+        let model = {
+            let _rng = taskmoe_device::lock_global_rng();
+            MultiTaskModel::new(&vs.root(), &card.model, &card.heads)?
+        };
         ckpt.load_weights(&vs)?;
         let pad_id = tokenizer.pad_id();
         let listed: Vec<&str> = table

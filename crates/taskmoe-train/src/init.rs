@@ -5,9 +5,10 @@
 
 use tch::{nn, Tensor};
 
-use taskmoe_model::{import_bert, ImportReport, MultiTaskModel};
+use taskmoe_model::{import_bert, is_pretrained_param, ImportReport, MultiTaskModel};
 
 use crate::checkpoint::resolve_checkpoint;
+use crate::config_sections::TrainConfig;
 use crate::error::{invalid, Result};
 use crate::objective::model_input;
 use crate::run_config::RunConfig;
@@ -50,15 +51,24 @@ pub(crate) fn initialise(
 }
 
 /// The parameters the optimizer updates: all that require gradients (not the buffers that
-/// other rules move, such as a router's selection bias), or (`train.train_only`) those whose
-/// name contains one of `only`; the others stop requiring gradients, so backward skips them.
-/// A pattern that matches nothing is an error naming it.
-pub(crate) fn trainable(vs: &nn::VarStore, only: &[String]) -> Result<Vec<(String, Tensor)>> {
-    let all: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .filter(|(_, t)| t.requires_grad())
-        .collect();
+/// other rules move, such as a router's selection bias, nor the frozen base FFNs of LoRA
+/// experts), less the pretrained encoder with `train.freeze_pretrained`, and (with
+/// `train.train_only`) only those whose name contains one of its patterns; the others stop
+/// requiring gradients, so backward skips them and the optimizer holds no state for them. A
+/// pattern that matches nothing is an error naming it.
+pub fn trainable(vs: &nn::VarStore, train: &TrainConfig) -> Result<Vec<(String, Tensor)>> {
+    let only = &train.train_only;
+    let mut all = Vec::new();
+    for (name, t) in vs.variables() {
+        if !t.requires_grad() {
+            continue;
+        }
+        if train.freeze_pretrained && is_pretrained_param(&name) {
+            let _ = t.set_requires_grad(false);
+        } else {
+            all.push((name, t));
+        }
+    }
     if only.is_empty() {
         return Ok(all);
     }

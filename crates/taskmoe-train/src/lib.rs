@@ -81,6 +81,7 @@ pub use data_check::check_data;
 pub use distributed::{Distributed, ExpertGroup};
 pub use error::{Result, TrainError};
 pub use inference::{checkpoint_tokenizer, Inference};
+pub use init::trainable;
 pub use interrupt::{clear_interrupt, install_interrupt_handler, interrupted, request_interrupt};
 pub use moved_keys::{migrate_table, MOVED_KEYS};
 pub use nonfinite::{NonFinitePolicy, StepAction};

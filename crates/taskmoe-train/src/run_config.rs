@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use taskmoe_data::synthetic::SyntheticConfig;
 use taskmoe_data::MixtureSpec;
+use taskmoe_experts::ExpertKind;
 use taskmoe_model::ModelConfig;
 
 use crate::config_sections::{
@@ -362,6 +363,33 @@ impl RunConfig {
                 "config",
                 format!("key `init.upcycle_drop`: must be in [0, 1], got {drop}"),
             ));
+        }
+        if t.freeze_pretrained && self.init.from.is_none() && self.init.checkpoint.is_none() {
+            return Err(invalid(
+                "config",
+                "key `train.freeze_pretrained`: needs pretrained weights to freeze \
+                 (`init.from` or `init.checkpoint`)",
+            ));
+        }
+        if self.model.variant.is_moe() && self.model.moe.expert_kind == ExpertKind::Lora {
+            if noise != 0.0 || drop != 0.0 {
+                return Err(invalid(
+                    "config",
+                    format!(
+                        "key `init.upcycle_{}`: LoRA experts (`model.moe.expert_kind = \
+                         \"lora\"`) share one frozen base FFN, which upcycling noise or \
+                         dropped units would change for every expert alike; use 0",
+                        if noise != 0.0 { "noise" } else { "drop" }
+                    ),
+                ));
+            }
+            if self.runtime.expert_parallel > 1 {
+                return Err(invalid(
+                    "config",
+                    "key `runtime.expert_parallel`: LoRA experts (`model.moe.expert_kind = \
+                     \"lora\"`) run on every rank; expert parallelism needs FFN experts",
+                ));
+            }
         }
         let clip = self.optim.clip_grad_norm;
         if !(clip.is_finite() && clip >= 0.0) {

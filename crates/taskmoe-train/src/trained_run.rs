@@ -72,7 +72,12 @@ impl TrainedRun {
         }
         let data = RunData::load(&config)?;
         let vs = nn::VarStore::new(device);
-        let model = MultiTaskModel::new(&vs.root(), &config.model, &data.heads())?;
+        // Building draws initial weights (overwritten by the checkpoint's) from the global
+        // generator: under its lock, so a trainer in the same process draws what it would alone.
+        let model = {
+            let _rng = taskmoe_device::lock_global_rng();
+            MultiTaskModel::new(&vs.root(), &config.model, &data.heads())?
+        };
         checkpoint.load_weights(&vs)?;
         Ok(TrainedRun {
             device,

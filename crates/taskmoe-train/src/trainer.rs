@@ -119,7 +119,7 @@ impl Trainer {
         if let Some(d) = &dist {
             d.attach_experts(&model)?;
         }
-        let opt = AdamW::new(trainable(&vs, &cfg.train.train_only)?, cfg.optim.adamw())?;
+        let opt = AdamW::new(trainable(&vs, &cfg.train)?, cfg.optim.adamw())?;
         let task_names: Vec<String> = data.specs.iter().map(|s| s.name.clone()).collect();
         let mut trainer = Trainer {
             cfg: cfg.clone(),
@@ -175,7 +175,7 @@ impl Trainer {
         let state = d.shard_state(state, &origin)?;
         let d = &*d;
         let mut opt = AdamW::with_partitions(
-            trainable(&self.vs, &self.cfg.train.train_only)?,
+            trainable(&self.vs, &self.cfg.train)?,
             self.cfg.optim.adamw(),
             taskmoe_optim::default_decays,
             |name| d.partition(name),

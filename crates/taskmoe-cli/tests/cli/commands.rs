@@ -323,6 +323,25 @@ fn inspect_shows_every_variant() {
 }
 
 #[test]
+fn inspect_counts_lora_experts_and_their_trainable_parameters() {
+    let f = fixture();
+    let text = ok(taskmoe(&[
+        "inspect",
+        "--config",
+        f.to_str().unwrap(),
+        "--set",
+        "model.moe.expert_kind=\"lora\"",
+        "--set",
+        "model.moe.lora_rank=4",
+    ])
+    .output()
+    .unwrap());
+    for v in ["LoRA experts of rank 4", "trainable", "expert base FFNs"] {
+        assert!(text.contains(v), "{v}: {text}");
+    }
+}
+
+#[test]
 fn single_task_baseline_trains_one_model_per_task() {
     let out = scratch("single");
     let table = ok(train(

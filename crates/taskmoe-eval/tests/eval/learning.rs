@@ -296,3 +296,32 @@ fn a_soft_to_sparse_warm_up_learns_the_toy_families() {
     eprintln!("k warm-up: accuracy {accuracy:?}, hard I(task; expert) {mi:?}");
     assert_learned(&accuracy, 0.65);
 }
+
+#[test]
+fn lora_experts_learn_two_families_from_scratch_and_route_them_apart() {
+    crate::threads();
+    // LoRA experts of rank 8 on each block's frozen (randomly initialised) FFN: attention,
+    // embeddings, routers, factors and heads train, at the full experts' settings. Measured
+    // when written: validation accuracy 0.95 / 0.91, I(task; expert) 0.645 in both blocks
+    // (the families apart completely).
+    let (data, result) = train(
+        "lora",
+        &[
+            "model.moe.expert_kind=\"lora\"",
+            "model.moe.lora_rank=8",
+            "model.moe.lora_alpha=16",
+        ],
+    );
+    let (accuracy, mi) = summary(&data, &result);
+    eprintln!(
+        "task-moe per-task, LoRA experts: accuracy {accuracy:?}, hard I(task; expert) {mi:?}"
+    );
+    assert_learned(&accuracy, 0.75);
+    assert_eq!(mi.len(), 2, "both blocks are MoE");
+    for (block, m) in mi.iter().enumerate() {
+        assert!(
+            *m >= 0.45,
+            "MoE block {block}: I(task; expert) = {m:.3} < 0.45"
+        );
+    }
+}

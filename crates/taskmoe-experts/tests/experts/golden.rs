@@ -55,6 +55,7 @@ fn config(case: &Case) -> MoeConfig {
         d_ff: case.d_ff,
         expert_dropout: 0.0,
         num_shared_experts: case.shared_experts,
+        ..MoeConfig::default()
     }
 }
 

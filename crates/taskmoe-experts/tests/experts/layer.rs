@@ -256,7 +256,7 @@ fn experts_start_independent_and_upcycling_starts_them_at_the_dense_ffn() {
     let _rng = taskmoe_device::lock_global_rng();
     let cfg = config(RouterKind::Token, 4, 2, 0.0);
     let (vs, layer) = layer(&cfg, 3);
-    let w1 = &layer.experts().w1;
+    let w1 = &layer.experts().ffn().unwrap().w1;
     for a in 0..4 {
         for b in a + 1..4 {
             assert!(
@@ -270,23 +270,39 @@ fn experts_start_independent_and_upcycling_starts_them_at_the_dense_ffn() {
     let (x, tasks) = inputs(8, 4);
 
     // No noise: every expert is the dense FFN, so the renormalised mixture is the dense output.
-    layer.experts().upcycle_from(&dense, 0.0).unwrap();
+    layer
+        .experts()
+        .ffn()
+        .unwrap()
+        .upcycle_from(&dense, 0.0)
+        .unwrap();
     let y = layer.forward(&x, &tasks, false).unwrap().y;
     assert!(y.allclose(&dense.forward(&x, false), 1e-5, 1e-6, false));
 
     // With noise: each expert differs from the dense weights by about noise * std(W).
-    layer.experts().upcycle_from(&dense, 0.01).unwrap();
+    layer
+        .experts()
+        .ffn()
+        .unwrap()
+        .upcycle_from(&dense, 0.01)
+        .unwrap();
     let (w_dense, ..) = dense.weights();
     let std = w_dense.std(true).double_value(&[]);
     for e in 0..4 {
-        let diff = layer.experts().w1.get(e) - w_dense.tr();
+        let diff = layer.experts().ffn().unwrap().w1.get(e) - w_dense.tr();
         let rel = diff.std(true).double_value(&[]) / std;
         assert!(
             (0.005..0.02).contains(&rel),
             "expert {e}: noise {rel} of std"
         );
     }
-    assert!(!layer.experts().w1.get(0).equal(&layer.experts().w1.get(1)));
+    assert!(!layer
+        .experts()
+        .ffn()
+        .unwrap()
+        .w1
+        .get(0)
+        .equal(&layer.experts().ffn().unwrap().w1.get(1)));
     drop(vs);
 }
 
@@ -501,9 +517,14 @@ fn drop_upcycling_keeps_the_rest_of_each_expert_and_makes_the_experts_differ() {
         noise: 0.0,
         drop: 0.5,
     };
-    layer.experts().upcycle(&dense, upcycling).unwrap();
+    layer
+        .experts()
+        .ffn()
+        .unwrap()
+        .upcycle(&dense, upcycling)
+        .unwrap();
     let (w1_dense, b1_dense, w2_dense, _) = dense.weights();
-    let bank = layer.experts();
+    let bank = layer.experts().ffn().unwrap();
     let mut kept_sets = Vec::new();
     for e in 0..4 {
         // A hidden unit is kept when its w1 column, b1 entry and w2 row are the FFN's.
@@ -544,6 +565,11 @@ fn drop_upcycling_keeps_the_rest_of_each_expert_and_makes_the_experts_differ() {
     );
     // Out-of-range shares are errors; 0 changes nothing.
     assert!(bank.drop_units(1.5).is_err());
-    layer.experts().upcycle(&dense, Default::default()).unwrap();
+    layer
+        .experts()
+        .ffn()
+        .unwrap()
+        .upcycle(&dense, Default::default())
+        .unwrap();
     assert!(bank.w1.get(2).equal(&w1_dense.tr()));
 }

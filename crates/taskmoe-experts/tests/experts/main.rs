@@ -10,6 +10,7 @@ mod families;
 mod golden;
 mod init_parity;
 mod layer;
+mod lora;
 
 /// libtorch's intra-op thread count in this binary, the one value every test that cares uses:
 /// the golden comparison against PyTorch was measured with it.

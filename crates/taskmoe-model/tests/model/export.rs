@@ -322,6 +322,51 @@ fn a_dense_model_exports_as_bert_with_pt_metadata_in_any_dtype() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+#[test]
+fn lora_experts_export_merged_into_ffn_experts_with_the_same_logits() {
+    // Building a model draws its initial weights.
+    let _rng = taskmoe_device::lock_global_rng();
+    crate::threads();
+    tch::manual_seed(9);
+    let mut cfg = small();
+    cfg.variant = Variant::TaskMoe;
+    cfg.moe.router.kind = RouterKind::PerTask;
+    cfg.moe.router.k = 2;
+    cfg.moe.router.renormalize = true;
+    cfg.moe.expert_kind = taskmoe_experts::ExpertKind::Lora;
+    cfg.moe.lora_rank = 4;
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = MultiTaskModel::new(&vs.root(), &cfg, &heads()).unwrap();
+    // Trained-looking factors, so the experts differ from the base and from one another.
+    tch::no_grad(|| {
+        for (name, t) in vs.variables() {
+            if name.contains(".lora_") {
+                let _ = t.shallow_clone().normal_(0.0, 0.2);
+            }
+        }
+    });
+    let export = hf_export(&model, &vs, None).unwrap();
+    assert_eq!(export.layout, HfLayout::Taskmoe);
+    assert_eq!(
+        export.config["taskmoe"]["model"]["moe"]["expert_kind"],
+        "ffn"
+    );
+    assert!(export
+        .encoder
+        .keys()
+        .all(|n| !n.contains("lora_") && !n.contains(".base.")));
+    let dir = tempfile_dir("lora");
+    write_hf_export(&export, &dir, ExportDtype::F32).unwrap();
+    let (_merged_vs, merged) = load_export(&dir);
+    let batch = inputs(&[0, 1, 2]);
+    close(
+        &logits(&merged, &batch),
+        &logits(&model, &batch),
+        "merged LoRA experts",
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 fn tempfile_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("taskmoe-export-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

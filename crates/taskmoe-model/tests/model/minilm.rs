@@ -188,3 +188,51 @@ fn upcycled_minilm_starts_at_the_pretrained_model() {
     let moved = max_diff(&dropped, &f["last_hidden_state"], &mask);
     assert!(moved > drift, "drop 0.5 moves hidden states by {moved}");
 }
+
+#[test]
+fn lora_experts_on_minilm_start_at_the_pretrained_model_and_freeze_its_ffn() {
+    // Building the models draws their initial weights.
+    let _rng = taskmoe_device::lock_global_rng();
+    crate::threads();
+    let dir = model_dir();
+    let f = fixture();
+    let dense_cfg = bert_config(&dir, &ModelConfig::small()).unwrap();
+    let dense_vs = nn::VarStore::new(Device::Cpu);
+    let dense = MultiTaskModel::new(&dense_vs.root(), &dense_cfg, &heads()).unwrap();
+    import_bert(&dense, &dense_vs, &dir, Upcycling::default()).unwrap();
+    let (want, mask) = hidden(&dense, &f);
+
+    // Task-MoE with per-task top-1 straight-through gates and LoRA experts of rank 8.
+    let mut cfg = dense_cfg.with_variant(Variant::TaskMoe);
+    cfg.moe.expert_kind = taskmoe_experts::ExpertKind::Lora;
+    cfg.moe.lora_rank = 8;
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = MultiTaskModel::new(&vs.root(), &cfg, &heads()).unwrap();
+    let report = import_bert(&model, &vs, &dir, Upcycling::default()).unwrap();
+    assert_eq!(report.upcycled_blocks, vec![1, 3, 5]);
+    let (ours, _) = hidden(&model, &f);
+    let diff = max_diff(&ours, &want, &mask);
+    eprintln!("MiniLM with LoRA experts at step 0: max |lora - dense| = {diff:.2e}");
+    assert!(
+        diff < 1e-5,
+        "LoRA-MoE differs from the dense import by {diff}"
+    );
+
+    // The base FFN is the pretrained one and does not train; the factors do.
+    let pretrained: HashMap<String, Tensor> =
+        Tensor::read_safetensors(dir.join("model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    let vars = vs.variables();
+    let base = &vars["encoder.layer.3.moe.experts.base.w1"];
+    assert!(base.equal(&pretrained["encoder.layer.3.intermediate.dense.weight"].tr()));
+    assert!(!base.requires_grad());
+    assert!(vars["encoder.layer.3.moe.experts.lora_a1"].requires_grad());
+    // Noise would change the shared base, not make experts differ: refused.
+    let noisy = Upcycling {
+        noise: 0.01,
+        drop: 0.0,
+    };
+    assert!(import_bert(&model, &vs, &dir, noisy).is_err());
+}

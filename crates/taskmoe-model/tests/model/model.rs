@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 
 use taskmoe_model::{
-    load_weights, param_report, per_example_loss, save_weights, ExportDtype, HeadKind, HeadSpec,
-    HeadStyle, ModelConfig, ModelInput, MultiTaskModel, NormPlacement, Pooling, TaskEmbedding,
-    Variant, IGNORE_INDEX, MISSING_CLASS_LOGIT,
+    is_pretrained_param, load_weights, param_report, per_example_loss, save_weights, ExportDtype,
+    HeadKind, HeadSpec, HeadStyle, ModelConfig, ModelInput, MultiTaskModel, NormPlacement, Pooling,
+    TaskEmbedding, Variant, IGNORE_INDEX, MISSING_CLASS_LOGIT,
 };
 use taskmoe_router::{GateStart, RouterKind};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
@@ -80,6 +80,13 @@ fn configs() -> Vec<(String, ModelConfig)> {
     linear.head = HeadStyle::Linear;
     linear.moe.router.gate_start = GateStart::Shared;
     out.push(("task-moe/linear-heads/shared-gates".into(), linear));
+    // LoRA experts on a frozen FFN, top-2 with a shared expert.
+    let mut lora = tiny.with_variant(Variant::TaskMoe);
+    lora.moe.expert_kind = taskmoe_experts::ExpertKind::Lora;
+    lora.moe.lora_rank = 4;
+    lora.moe.router.k = 2;
+    lora.moe.num_shared_experts = 1;
+    out.push(("task-moe/lora-experts/top-2/shared".into(), lora));
     out
 }
 
@@ -329,15 +336,41 @@ fn parameter_accounting_matches_the_built_model() {
     let _rng = taskmoe_device::lock_global_rng();
     for (name, cfg) in configs() {
         let (vs, _) = build(&cfg, 10);
-        // Trained parameters: buffers such as task states are not counted.
+        // Trained parameters and the frozen base FFNs of LoRA experts (weights, though no
+        // gradient reaches them): buffers such as task states are not counted.
+        let frozen_weights: i64 = vs
+            .variables()
+            .iter()
+            .filter(|(n, _)| n.contains(".experts.base."))
+            .map(|(_, t)| t.numel() as i64)
+            .sum();
         let real: i64 = vs
             .trainable_variables()
             .iter()
             .map(Tensor::numel)
             .map(|n| n as i64)
-            .sum();
+            .sum::<i64>()
+            + frozen_weights;
         let report = param_report(&cfg, &heads(), L as usize);
         assert_eq!(report.total as i64, real, "{name}\n{report}");
+        let trainable: i64 = vs
+            .variables()
+            .values()
+            .filter(|t| t.requires_grad())
+            .map(|t| t.numel() as i64)
+            .sum();
+        assert_eq!(report.trainable as i64, trainable, "{name}\n{report}");
+        let frozen: i64 = vs
+            .variables()
+            .iter()
+            .filter(|(n, t)| t.requires_grad() && is_pretrained_param(n))
+            .map(|(_, t)| t.numel() as i64)
+            .sum();
+        assert_eq!(
+            report.clone().with_frozen_pretrained().trainable as i64,
+            trainable - frozen,
+            "{name}\n{report}"
+        );
         assert!(report.active_per_token <= report.total);
     }
     // Top-1 MoE with experts as wide as the dense FFN: E times the FFN parameters, the same

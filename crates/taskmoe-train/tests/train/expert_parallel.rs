@@ -33,6 +33,7 @@ fn layer(vs: &nn::VarStore) -> MoeLayer {
         d_ff: 16,
         expert_dropout: 0.0,
         num_shared_experts: 0,
+        ..MoeConfig::default()
     };
     // Same seed, same weights, in every rank's process and beside the binary's other tests.
     taskmoe_device::seeded(7, || {

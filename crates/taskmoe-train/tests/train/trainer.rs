@@ -485,7 +485,12 @@ fn the_step_benchmarks_time_is_the_step_the_trainer_takes() {
     // A twin of the trainer's model and optimizer, stepped by `Objective::step` as the
     // benchmarks and `taskmoe check` do, on the trainer's first batch.
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let model = taskmoe_model::MultiTaskModel::new(&vs.root(), &cfg.model, &data.heads()).unwrap();
+    // Building draws from the global generator (overwritten by the copy below): under the lock,
+    // so the draws never land inside another test's trainer step (router noise).
+    let model = {
+        let _rng = taskmoe_device::lock_global_rng();
+        taskmoe_model::MultiTaskModel::new(&vs.root(), &cfg.model, &data.heads()).unwrap()
+    };
     let mut twin = vs;
     twin.copy(trainer.var_store()).unwrap();
     let mut opt =
