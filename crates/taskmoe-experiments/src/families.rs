@@ -60,6 +60,8 @@ impl FromStr for FamilyArm {
 /// of issue #30 at the base's number of experts `E` and `k`: `mmoe` (every expert, `k = E`),
 /// `cgc` (one expert per task plus `E` shared, a dense mixture over its own and the shared:
 /// `k = 1 + E`), `dselect-k` (`k = 2` selectors; only when `E` is a power of two) and
+/// `per-task, lora experts` (per-task routing over LoRA experts of one frozen FFN per
+/// block: its pretrained FFN under `init.from`, else its random initialisation),
 /// `task-representation` (routing from each task's running mean state) and `expert-choice`
 /// (`k` slots per token on average). The arms keep the base's other router
 /// keys (balance, mutual information, gate start).
@@ -113,6 +115,13 @@ pub fn default_arms(base: &RunConfig, num_tasks: usize) -> Vec<FamilyArm> {
             &with(kind(RouterKind::DselectK), &["model.moe.router.k=2".into()]),
         ));
     }
+    arms.push(arm(
+        "per-task, lora experts",
+        &with(
+            kind(RouterKind::PerTask),
+            &["model.moe.expert_kind=lora".into()],
+        ),
+    ));
     arms.push(arm(
         "task-representation",
         &kind(RouterKind::TaskRepresentation),
