@@ -200,14 +200,7 @@ impl LoraExpertBank {
     /// # Shapes
     /// `rows: [R, d]`, `counts: [E]` summing to `R` -> `[R, d]`.
     pub fn forward(&self, rows: &Tensor, counts: &[usize], train: bool) -> Result<Tensor> {
-        let layout = match self.gemm_path() {
-            GemmPath::Grouped => GroupLayout::from_counts(counts, rows.device()),
-            GemmPath::Loop => GroupLayout {
-                counts: counts.to_vec(),
-                ends: Tensor::new(),
-                row_group: Tensor::new(),
-            },
-        };
+        let layout = GroupLayout::for_path(counts, rows.device(), self.gemm_path());
         self.forward_layout(rows, &layout, train)
     }
 

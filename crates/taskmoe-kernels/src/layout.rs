@@ -53,6 +53,20 @@ impl GroupLayout {
         })
     }
 
+    /// A layout from host counts for a grouped matmul that runs on `path`: the grouped GEMM
+    /// takes the device form ([`GroupLayout::from_counts`]), the per-group loop only the host
+    /// counts (nothing is copied to the device).
+    pub fn for_path(counts: &[usize], device: Device, path: crate::GemmPath) -> Self {
+        match path {
+            crate::GemmPath::Grouped => Self::from_counts(counts, device),
+            crate::GemmPath::Loop => GroupLayout {
+                counts: counts.to_vec(),
+                ends: Tensor::new(),
+                row_group: Tensor::new(),
+            },
+        }
+    }
+
     /// Rows `R` in all groups.
     pub fn num_rows(&self) -> usize {
         self.counts.iter().sum()

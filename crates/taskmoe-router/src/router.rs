@@ -385,20 +385,14 @@ impl Router {
                 // matmul over the per-task slices (exactly T * E * d multiply-adds, whatever
                 // the number of tasks), and back to token order. Both gathers are by
                 // permutations, so the backward adds into distinct rows (deterministic).
-                let owned;
-                let groups = match groups {
-                    Some(g) => g,
-                    None => {
-                        owned = TaskGroups::new(task_ids, self.num_tasks)?;
-                        &owned
-                    }
-                };
                 let gates = match &self.shared_weight {
                     Some(shared) => (&self.weight + shared.unsqueeze(0)).transpose(1, 2),
                     None => self.weight.transpose(1, 2), // (tasks, d, E), a view
                 };
-                let rows = groups.group(&x)?;
-                groups.ungroup(&grouped_mm(&rows, &gates, None, &groups.layout)?)?
+                self.with_groups(task_ids, groups, |groups| {
+                    let rows = groups.group(&x)?;
+                    Ok(groups.ungroup(&grouped_mm(&rows, &gates, None, &groups.layout)?)?)
+                })?
             }
             _ => unreachable!("task-level and dselect-k are handled above"),
         };
@@ -410,15 +404,9 @@ impl Router {
         }
         if cfg.kind == RouterKind::ExpertChoice {
             let preferred = top_k(&logits, 1, cfg.renormalize)?;
-            let owned;
-            let groups = match groups {
-                Some(g) => g,
-                None => {
-                    owned = TaskGroups::new(task_ids, self.num_tasks)?;
-                    &owned
-                }
-            };
-            let choice = expert_choice::choose(&preferred.probs, groups, cfg.k, cfg.renormalize)?;
+            let choice = self.with_groups(task_ids, groups, |groups| {
+                expert_choice::choose(&preferred.probs, groups, cfg.k, cfg.renormalize)
+            })?;
             return Ok(RouterOutput {
                 logits,
                 routed: preferred,
@@ -433,6 +421,20 @@ impl Router {
             selection_entropy: None,
             expert_choice: None,
         })
+    }
+
+    /// `f` of the tokens grouped by task: the caller's groups, or built here from the ids
+    /// (reading the per-task counts back).
+    fn with_groups<R>(
+        &self,
+        task_ids: &Tensor,
+        groups: Option<&TaskGroups>,
+        f: impl FnOnce(&TaskGroups) -> Result<R>,
+    ) -> Result<R> {
+        match groups {
+            Some(g) => f(g),
+            None => f(&TaskGroups::new(task_ids, self.num_tasks)?),
+        }
     }
 
     /// `dselect-k`: every task's gate from its selectors, each token sent to every expert its
