@@ -61,6 +61,7 @@ mod dselect;
 mod error;
 mod expert_choice;
 mod router;
+mod task_state;
 
 pub use aux::AuxLosses;
 /// The source of this crate's configuration types: `taskmoe config show` prints each key's

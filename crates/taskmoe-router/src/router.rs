@@ -1,7 +1,6 @@
 //! The gating functions.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use tch::{nn, Kind, Tensor};
 
@@ -10,6 +9,7 @@ use taskmoe_kernels::{grouped_mm, top_k, top_k_biased, TaskGroups, TopK};
 use crate::config::{GateStart, RouterConfig, RouterKind};
 use crate::dselect;
 use crate::expert_choice::{self, ExpertChoice};
+use crate::task_state::TaskStates;
 
 use crate::error::{Result, RouterError};
 
@@ -62,11 +62,8 @@ pub struct Router {
     selectors: Option<(Tensor, Tensor)>,
     /// `task-representation`: the learned map `M` of a task's state to logits. `[E, d]`
     task_map: Option<Tensor>,
-    /// `task-representation`: each task's state `s_t`, a non-trainable variable saved with
-    /// the weights. `[tasks, d]`
-    task_state: Option<Tensor>,
-    /// While calibrating: the sums of the observed token states and their counts per task.
-    calibration: Mutex<Option<(Tensor, Tensor)>>,
+    /// `task-representation`: each task's state `s_t`.
+    task_state: Option<TaskStates>,
     /// Experts per token in training, `k` after the soft-to-sparse warm-up
     /// ([`Router::set_training_step`]).
     training_k: AtomicUsize,
@@ -146,7 +143,7 @@ impl Router {
             p.var("task_map", &[e, d], init)
         });
         let task_state = (cfg.kind == RouterKind::TaskRepresentation)
-            .then(|| p.zeros_no_train("task_state", &[tasks, d]));
+            .then(|| TaskStates::new(p, tasks, d, cfg.task_state_momentum));
         let selectors = (cfg.kind == RouterKind::DselectK).then(|| {
             // Uniform in (-0.05, 0.05), as the paper's implementation draws them.
             let logits = Self::per_task_draw(p, num_tasks, &[cfg.k as i64], 0.05, shared);
@@ -178,7 +175,6 @@ impl Router {
             selectors,
             task_map,
             task_state,
-            calibration: Mutex::new(None),
             training_k: AtomicUsize::new(cfg.k),
         })
     }
@@ -370,7 +366,7 @@ impl Router {
                         .expect("task-representation has states"),
                 );
                 // The task part once per task, then each token takes its task's row.
-                let per_task = state.detach().matmul(&map.tr()); // (tasks, E)
+                let per_task = state.state.detach().matmul(&map.tr()); // (tasks, E)
                 x.matmul(&self.weight.tr()) + per_task.f_index_select(0, task_ids)?
             }
             RouterKind::TaskConcat => {
@@ -489,7 +485,7 @@ impl Router {
     /// The task states of a `task-representation` router, `None` for other kinds.
     /// `[tasks, d]`
     pub fn task_states(&self) -> Option<&Tensor> {
-        self.task_state.as_ref()
+        self.task_state.as_ref().map(|t| &t.state)
     }
 
     /// Moves the task states towards a batch's per-task means of the token states entering
@@ -499,58 +495,32 @@ impl Router {
     /// [`Router::begin_calibration`] become exactly the mean of all their observed tokens.
     /// Nothing happens for other kinds.
     pub fn observe_task_states(&self, sums: &Tensor, counts: &Tensor) -> Result<()> {
-        let Some(state) = &self.task_state else {
-            return Ok(());
-        };
-        if sums.size() != state.size() || counts.size() != [state.size()[0]] {
-            return Err(RouterError::Input(format!(
-                "task state sums {:?} and counts {:?} for states of shape {:?}",
-                sums.size(),
-                counts.size(),
-                state.size()
-            )));
+        match &self.task_state {
+            Some(states) => states.observe(sums, counts),
+            None => Ok(()),
         }
-        tch::no_grad(|| -> Result<()> {
-            let (sums, counts) = (sums.to_kind(Kind::Float), counts.to_kind(Kind::Float));
-            let mut calibration = self.calibration.lock().expect("not poisoned");
-            let (mean, seen) = match calibration.as_mut() {
-                Some((total, n)) => {
-                    *total += &sums;
-                    *n += &counts;
-                    (&*total / n.clamp_min(1.0).unsqueeze(1), n.gt(0.0))
-                }
-                None => {
-                    let mean = &sums / counts.clamp_min(1.0).unsqueeze(1);
-                    let m = self.cfg.task_state_momentum;
-                    (state * (1.0 - m) + mean * m, counts.gt(0.0))
-                }
-            };
-            let updated = mean.where_self(&seen.unsqueeze(1), state);
-            state.shallow_clone().f_copy_(&updated)?;
-            Ok(())
-        })
     }
 
     /// Starts a calibration: until [`Router::end_calibration`], the observed batches set the
     /// task states to the exact mean of their tokens (the layer observes in evaluation too).
     pub fn begin_calibration(&self) {
-        if let Some(state) = &self.task_state {
-            let tasks = state.size()[0];
-            *self.calibration.lock().expect("not poisoned") = Some((
-                state.zeros_like(),
-                Tensor::zeros([tasks], (Kind::Float, state.device())),
-            ));
+        if let Some(states) = &self.task_state {
+            states.begin_calibration();
         }
     }
 
     /// Ends a calibration.
     pub fn end_calibration(&self) {
-        *self.calibration.lock().expect("not poisoned") = None;
+        if let Some(states) = &self.task_state {
+            states.end_calibration();
+        }
     }
 
     /// Whether a calibration is under way.
     pub fn is_calibrating(&self) -> bool {
-        self.calibration.lock().expect("not poisoned").is_some()
+        self.task_state
+            .as_ref()
+            .is_some_and(TaskStates::is_calibrating)
     }
 
     /// The selection bias of auxiliary-loss-free balancing, `None` when it is off. `[E]`
@@ -636,10 +606,13 @@ impl Router {
                 vec![&self.weight, logits]
             }
             RouterKind::TaskRepresentation => {
-                vec![self
-                    .task_state
-                    .as_ref()
-                    .expect("task-representation has states")]
+                vec![
+                    &self
+                        .task_state
+                        .as_ref()
+                        .expect("task-representation has states")
+                        .state,
+                ]
             }
             RouterKind::ExpertChoice => return Ok(false),
             _ => vec![self.task_embedding()],
