@@ -9,6 +9,11 @@
 
 use tch::{Device, Kind, Tensor};
 
+use taskmoe_kernels::TopK;
+
+use crate::error::Result;
+use crate::router::RouterOutput;
+
 /// `S(z)`: 0 for `z <= -gamma/2`, 1 for `z >= gamma/2`, and the cubic
 /// `-2 z^3 / gamma^3 + 3 z / (2 gamma) + 1/2` between (continuous with a continuous first
 /// derivative, which is 0 outside the interval).
@@ -55,4 +60,39 @@ pub(crate) fn selection_entropy(selectors: &Tensor) -> Tensor {
         Kind::Float,
     );
     h.mean(Kind::Float)
+}
+
+/// The routing decision: every task's gate from its selectors (codes `[tasks, k, m]`, selector
+/// logits `[tasks, k]`), each token (of task `task_ids`) sent to every expert its task weighs
+/// above zero with the gate's weights, which sum to 1. Reads back one count (how many experts
+/// the busiest task uses). The logits are `log g`, whose log-sum-exp is `log 1 = 0`, so the
+/// z-loss is 0.
+pub(crate) fn route(
+    codes: &Tensor,
+    selector_logits: &Tensor,
+    bits: &Tensor,
+    gamma: f64,
+    task_ids: &Tensor,
+) -> Result<RouterOutput> {
+    let selectors = selector_distributions(codes, bits, gamma);
+    let gate = gate(&selectors, selector_logits); // [tasks, E]
+    let probs = gate.f_index_select(0, task_ids)?; // [T, E]
+    let used = tch::no_grad(|| {
+        probs
+            .gt(0.0)
+            .sum_dim_intlist([-1].as_slice(), false, Kind::Int64)
+            .max()
+    });
+    let used = used.int64_value(&[]).max(1);
+    let (weights, experts) = probs.f_topk(used, -1, true, true)?;
+    Ok(RouterOutput {
+        logits: probs.clamp_min(1e-30).log(),
+        routed: TopK {
+            probs,
+            weights,
+            experts,
+        },
+        selection_entropy: Some(selection_entropy(&selectors)),
+        expert_choice: None,
+    })
 }

@@ -433,33 +433,16 @@ impl Router {
         }
     }
 
-    /// `dselect-k`: every task's gate from its selectors, each token sent to every expert its
-    /// task weighs above zero. Reads back one count (how many experts the busiest task uses).
+    /// `dselect-k`'s decision ([`dselect::route`]).
     fn forward_dselect(&self, task_ids: &Tensor) -> Result<RouterOutput> {
         let (logits, bits) = self.selectors.as_ref().expect("dselect-k has selectors");
-        let selectors =
-            dselect::selector_distributions(&self.weight, bits, self.cfg.smooth_step_gamma);
-        let gate = dselect::gate(&selectors, logits); // [tasks, E]
-        let probs = gate.f_index_select(0, task_ids)?; // [T, E]
-        let used = tch::no_grad(|| {
-            probs
-                .gt(0.0)
-                .sum_dim_intlist([-1].as_slice(), false, Kind::Int64)
-                .max()
-        });
-        let used = (used.int64_value(&[]) as i64).max(1);
-        let (weights, experts) = probs.f_topk(used, -1, true, true)?;
-        Ok(RouterOutput {
-            // log g: its log-sum-exp is log 1 = 0, so the z-loss is 0 here.
-            logits: probs.clamp_min(1e-30).log(),
-            routed: TopK {
-                probs,
-                weights,
-                experts,
-            },
-            selection_entropy: Some(dselect::selection_entropy(&selectors)),
-            expert_choice: None,
-        })
+        dselect::route(
+            &self.weight,
+            logits,
+            bits,
+            self.cfg.smooth_step_gamma,
+            task_ids,
+        )
     }
 
     /// The top-k choice from `logits`, through the selection bias when balancing by bias; in
