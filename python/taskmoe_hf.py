@@ -26,6 +26,10 @@ As a script it writes the logits of a folder on given inputs (how the golden fix
     python python/taskmoe_hf.py FOLDER --inputs inputs.json --out expected.json
 
 Needs `torch` and `safetensors` (and `transformers` for the bert layout).
+
+`taskmoe export` writes this file, unchanged, into every taskmoe-layout export folder, where
+`modeling_taskmoe.py` (`TaskmoeModel`, what `AutoModel.from_pretrained(folder,
+trust_remote_code=True)` loads) runs its `TaskMoeExport`.
 """
 
 import argparse
