@@ -1,9 +1,12 @@
 """Load a `taskmoe export --format hf` folder in PyTorch and reproduce taskmoe's logits.
 
-    import torch
-    from taskmoe_hf import TaskMoeExport
+With this module (`python/` of the repository) importable, `TaskMoeExport` is the model:
+
     model = TaskMoeExport("runs/task-moe-seed0/export-hf-step2000")
     logits = model(input_ids, attention_mask, token_type_ids, task_ids)  # [B, widest head]
+
+(No import line stands in this docstring: `transformers` scans the files an export carries
+for `import` lines, docstrings included, and refuses modules it cannot import.)
 
 Two layouts (see docs/checkpoints.md, "Exporting"):
 

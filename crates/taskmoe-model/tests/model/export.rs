@@ -477,6 +477,32 @@ fn a_taskmoe_layout_export_carries_the_modelling_code_its_auto_map_names() {
         assert!(modeling.contains(import), "{import}");
     }
     assert!(source("taskmoe_hf").contains("\nclass TaskMoeExport("));
+    // transformers' check_imports scans each file (docstrings included) for `import X` and
+    // `from X import` lines and refuses to load when X is not importable: only relative
+    // imports, the standard library used and what transformers itself brings.
+    let importable = [
+        "argparse",
+        "json",
+        "math",
+        "os",
+        "torch",
+        "safetensors",
+        "transformers",
+        "huggingface_hub",
+    ];
+    for (name, code) in HF_MODELING_FILES {
+        for line in code.lines().map(str::trim_start) {
+            let module = match line.split_whitespace().collect::<Vec<_>>()[..] {
+                ["import", m] | ["from", m, "import", ..] => m,
+                _ => continue,
+            };
+            let top = module.split('.').next().unwrap();
+            assert!(
+                module.starts_with('.') || importable.contains(&top),
+                "{name}: `{line}` imports {module}, which a user's environment may lack"
+            );
+        }
+    }
     // A bert-layout export into the same folder leaves no modelling code for AutoModel.
     let dense_vs = nn::VarStore::new(Device::Cpu);
     let dense = MultiTaskModel::new(
