@@ -1,9 +1,12 @@
 """Load a `taskmoe export --format hf` folder in PyTorch and reproduce taskmoe's logits.
 
-    import torch
-    from taskmoe_hf import TaskMoeExport
+With this module (`python/` of the repository) importable, `TaskMoeExport` is the model:
+
     model = TaskMoeExport("runs/task-moe-seed0/export-hf-step2000")
     logits = model(input_ids, attention_mask, token_type_ids, task_ids)  # [B, widest head]
+
+(No import line stands in this docstring: `transformers` scans the files an export carries
+for `import` lines, docstrings included, and refuses modules it cannot import.)
 
 Two layouts (see docs/checkpoints.md, "Exporting"):
 
@@ -26,6 +29,10 @@ As a script it writes the logits of a folder on given inputs (how the golden fix
     python python/taskmoe_hf.py FOLDER --inputs inputs.json --out expected.json
 
 Needs `torch` and `safetensors` (and `transformers` for the bert layout).
+
+`taskmoe export` writes this file, unchanged, into every taskmoe-layout export folder, where
+`modeling_taskmoe.py` (`TaskmoeModel`, what `AutoModel.from_pretrained(folder,
+trust_remote_code=True)` loads) runs its `TaskMoeExport`.
 """
 
 import argparse

@@ -35,7 +35,8 @@ commands:
                          predict on new text (TSV / CSV / JSONL, no labels), JSONL out
   verify DIR             check a checkpoint's (or a run's) files against their SHA-256 manifest
   export --run DIR --format hf [--dtype fp32|bf16|fp16] [--task NAME] [--out DIR]
-                         write a folder transformers / python/taskmoe_hf.py loads
+                         write a folder transformers loads (BertModel: post-LN dense; else
+                         AutoModel with trust_remote_code=True), with a model card README.md
   inspect [--config FILE] parameters, active parameters and FLOPs per token of every variant
   config show [--config FILE] [--set key=value]... [--bare]
                          print the resolved run configuration (preset, file, --set merged),

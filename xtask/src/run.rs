@@ -16,11 +16,33 @@ pub fn build_taskmoe() -> Result<(libtorch::Libtorch, PathBuf)> {
     let mut build = cargo();
     build.args(["build", "--release", "--package", "taskmoe-cli"]);
     lt.apply_env(&mut build);
+    if let Some(commit) = git_commit() {
+        // Read by `option_env!` into the model cards `taskmoe export` writes.
+        build.env("TASKMOE_GIT_COMMIT", commit);
+    }
     run_cmd(&mut build)?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
     Ok((lt, target))
+}
+
+/// The commit the workspace is at (`git rev-parse --short=12 HEAD`, `-dirty` when tracked
+/// files differ from it), or `None` outside a git checkout or without git.
+fn git_commit() -> Option<String> {
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(root())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let head = git(&["rev-parse", "--short=12", "HEAD"])?;
+    let dirty = !git(&["status", "--porcelain", "--untracked-files=no"])?.is_empty();
+    Some(if dirty { format!("{head}-dirty") } else { head })
 }
 
 /// Builds `taskmoe` and runs `taskmoe <subcommand> <args>`; `train --nproc N` runs `N` ranks

@@ -1,22 +1,25 @@
-//! `taskmoe export --format hf`: a folder that `transformers` (dense models) or the shipped
-//! `python/taskmoe_hf.py` (MoE models) loads, with the tokenizer and the task heads.
+//! `taskmoe export --format hf`: a folder that `transformers` loads (as a `BertModel` for
+//! post-LN dense models and their task sub-networks; through the modelling code the folder
+//! carries, with `trust_remote_code=True`, for every other model), with the tokenizer, the task
+//! heads and a model card (`README.md`, [`crate::model_card`]).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use serde_json::json;
 use taskmoe_data::TaskKind;
-use taskmoe_model::{hf_export, write_hf_export, ExportDtype, HfLayout};
+use taskmoe_model::{hf_export, write_hf_export, ExportDtype, HfLayout, HF_README_FILE};
 use taskmoe_router::RouterKind;
 use taskmoe_train::{checkpoint_tokenizer, Inference, VOCAB_TXT};
 
 use crate::checkpoint_arg::CheckpointArgs;
+use crate::model_card::{model_card, CardInputs};
 
 /// The export formats.
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum ExportFormat {
     /// A Hugging Face style folder: config.json, model.safetensors, heads.safetensors,
-    /// tokenizer files.
+    /// tokenizer files, README.md (and the modelling code in the taskmoe layout).
     Hf,
 }
 
@@ -124,9 +127,21 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             serde_json::to_string_pretty(&tok_cfg)? + "\n",
         )?;
     }
+    let card = model_card(&CardInputs {
+        ckpt: &ckpt,
+        inf: &inf,
+        export: &export,
+        task: args.task.as_deref(),
+        dtype: dtype.torch_name(),
+    })?;
+    let readme = out.join(HF_README_FILE);
+    std::fs::write(&readme, card).with_context(|| format!("writing {}", readme.display()))?;
     let layout = match export.layout {
         HfLayout::Bert => "transformers BertModel layout (model_type bert)",
-        HfLayout::Taskmoe => "taskmoe layout (load with python/taskmoe_hf.py)",
+        HfLayout::Taskmoe => {
+            "taskmoe layout (AutoModel.from_pretrained(folder, trust_remote_code=True) or \
+             python/taskmoe_hf.py)"
+        }
     };
     println!(
         "exported {} (step {}) to {}: {layout}, {} task head(s), {:?}",
@@ -148,7 +163,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         )
     {
         eprintln!(
-            "note: python/taskmoe_hf.py computes the `{}` router from the formulas of \
+            "note: the exported modelling code (python/taskmoe_hf.py) computes the `{}` router from the formulas of \
              docs/architecture.md, but no golden fixture checks its logits against taskmoe's yet \
              (the fixtures cover token, task-concat, per-task and task-level)",
             kind.name()

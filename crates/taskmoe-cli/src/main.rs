@@ -30,6 +30,7 @@ mod experiment_cmd;
 mod export_cmd;
 mod families_cmd;
 mod inspect_cmd;
+mod model_card;
 mod predict_cmd;
 mod progress;
 mod report;
@@ -111,9 +112,22 @@ enum Command {
         /// A checkpoint folder or a run folder.
         path: PathBuf,
     },
-    /// Export a checkpoint to a folder transformers (dense models: BertModel) or
-    /// python/taskmoe_hf.py (MoE models) loads; `--task` cuts a task-level-routed model down
-    /// to one task's dense sub-network.
+    /// Export a checkpoint to a Hugging Face folder with a model card (README.md); `--task`
+    /// cuts a task-level-routed model down to one task's dense sub-network.
+    ///
+    /// Which exports load as `transformers.BertModel` (`model_type: "bert"`): only those of
+    /// post-LN models (`model.norm = "post"`) without a task token: a post-LN dense model
+    /// without task embedding, and a `--task` sub-network of a post-LN model (an `added` task
+    /// embedding is folded in; a `prefix` task token is not BERT). Every preset is pre-LN
+    /// (`model.norm = "pre"`), so by default no export is a BertModel folder.
+    ///
+    /// Every other export (`model_type: "taskmoe"`: MoE models, pre-LN models, task tokens)
+    /// carries its modelling code (modeling_taskmoe.py, configuration_taskmoe.py, taskmoe_hf.py)
+    /// and an `auto_map`: `AutoModel.from_pretrained(folder, trust_remote_code=True)` loads it and
+    /// returns taskmoe's logits (CPU, fp32); `python/taskmoe_hf.py`'s `TaskMoeExport(folder)`
+    /// reads either layout. The folder also holds the weights, the task heads, the tokenizer and
+    /// README.md (variant, tasks and labels, data, steps, final test table, taskmoe version and
+    /// commit). The command prints which layout it wrote.
     Export(export_cmd::ExportArgs),
     /// Parameters, active parameters and FLOPs per token of a configuration, for every
     /// variant.

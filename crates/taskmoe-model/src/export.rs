@@ -10,7 +10,11 @@
 //! - [`HfLayout::Taskmoe`]: otherwise (`model_type: "taskmoe"`), the taskmoe names of
 //!   `docs/checkpoints.md` (experts `[E, d, d_ff]` input-major, routers, task embeddings) with
 //!   the taskmoe `ModelConfig` in `config.json`; `python/taskmoe_hf.py` loads it and reproduces
-//!   taskmoe's logits.
+//!   taskmoe's logits. The folder also carries that modelling code ([`HF_MODELING_FILES`]:
+//!   `python/taskmoe_hf.py`, `python/configuration_taskmoe.py` and `python/modeling_taskmoe.py`,
+//!   embedded in the binary, written unchanged) and `config.json` names its classes in
+//!   [`HF_AUTO_MAP`], so `transformers.AutoModel.from_pretrained(folder, trust_remote_code=True)`
+//!   loads it.
 //!
 //! With a task, the model is cut down to that task's sub-network: under `task-level` routing
 //! every MoE block becomes one dense FFN, exactly: the task's `k` experts (and the shared ones)
@@ -43,14 +47,62 @@ pub const HF_MODEL_FILE: &str = "model.safetensors";
 pub const HF_HEADS_FILE: &str = "heads.safetensors";
 /// The config file of an export.
 pub const HF_CONFIG_FILE: &str = "config.json";
+/// The model card of an export (written by `taskmoe export`, not by [`write_hf_export`]).
+pub const HF_README_FILE: &str = "README.md";
+
+/// The modelling code a taskmoe-layout export carries, `(file name, text)`: the repository's
+/// `python/` files, embedded at build time and written unchanged, so the folder and the
+/// repository run one implementation. `modeling_taskmoe.py` imports the other two.
+pub const HF_MODELING_FILES: [(&str, &str); 3] = [
+    (
+        "taskmoe_hf.py",
+        include_str!("../../../python/taskmoe_hf.py"),
+    ),
+    (
+        "configuration_taskmoe.py",
+        include_str!("../../../python/configuration_taskmoe.py"),
+    ),
+    (
+        "modeling_taskmoe.py",
+        include_str!("../../../python/modeling_taskmoe.py"),
+    ),
+];
+
+/// `config.json`'s `auto_map` of a taskmoe-layout export, `(auto class, module.Class)`: what
+/// `transformers` loads with `trust_remote_code=True`.
+pub const HF_AUTO_MAP: [(&str, &str); 2] = [
+    ("AutoConfig", "configuration_taskmoe.TaskmoeConfig"),
+    ("AutoModel", "modeling_taskmoe.TaskmoeModel"),
+];
 
 /// Which names and config an export uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HfLayout {
     /// `transformers.BertModel` names and `BertConfig`.
     Bert,
-    /// taskmoe names and `ModelConfig` (`python/taskmoe_hf.py`).
+    /// taskmoe names and `ModelConfig` (`python/taskmoe_hf.py`), with that modelling code and
+    /// an `auto_map` for `transformers`' `trust_remote_code=True`.
     Taskmoe,
+}
+
+impl HfLayout {
+    /// How a folder of this layout loads, in a sentence (for messages and model cards).
+    pub fn how_to_load(self) -> &'static str {
+        match self {
+            HfLayout::Bert => {
+                "A `transformers.BertModel` folder: `BertModel.from_pretrained(folder)` (or \
+                 `AutoModel`) loads the encoder and gives taskmoe's hidden states; the task heads are in \
+                 `heads.safetensors` (`python/taskmoe_hf.py`'s `TaskMoeExport(folder)` runs \
+                 encoder and heads and returns taskmoe's logits)"
+            }
+            HfLayout::Taskmoe => {
+                "Not a `BertModel` folder: `transformers.AutoModel.from_pretrained(folder, \
+                 trust_remote_code=True)` loads it through the modelling code in the folder \
+                 (`modeling_taskmoe.py`, CPU, fp32) and returns taskmoe's logits; without \
+                 `transformers`, `taskmoe_hf.TaskMoeExport(folder)` does the same"
+            }
+        }
+    }
 }
 
 /// An export in memory: tensors (fp32, CPU) and the config, before writing.
@@ -265,6 +317,11 @@ fn config_json(
         }),
         HfLayout::Taskmoe => json!({
             "model_type": "taskmoe",
+            "architectures": ["TaskmoeModel"],
+            "auto_map": HF_AUTO_MAP
+                .iter()
+                .map(|&(k, v)| (k.to_string(), json!(v)))
+                .collect::<serde_json::Map<_, _>>(),
             "taskmoe": {
                 "layout": "taskmoe",
                 "layout_version": 1,
@@ -277,7 +334,9 @@ fn config_json(
 }
 
 /// Writes `export` into `dir` (created if needed) in `dtype`: `config.json` (with
-/// `torch_dtype`), `model.safetensors` and `heads.safetensors`.
+/// `torch_dtype`), `model.safetensors` and `heads.safetensors`, and for the taskmoe layout the
+/// modelling code [`HF_MODELING_FILES`] (a bert-layout export removes stale copies of them, so
+/// `AutoModel` cannot pick them up).
 pub fn write_hf_export(export: &HfExport, dir: &Path, dtype: ExportDtype) -> Result<()> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -295,5 +354,14 @@ pub fn write_hf_export(export: &HfExport, dir: &Path, dtype: ExportDtype) -> Res
     config["torch_dtype"] = dtype.torch_name().into();
     let path = dir.join(HF_CONFIG_FILE);
     let text = serde_json::to_string_pretty(&config).expect("the config serializes") + "\n";
-    std::fs::write(&path, text).map_err(io(&path))
+    std::fs::write(&path, text).map_err(io(&path))?;
+    for (name, code) in HF_MODELING_FILES {
+        let path = dir.join(name);
+        match export.layout {
+            HfLayout::Taskmoe => std::fs::write(&path, code).map_err(io(&path))?,
+            HfLayout::Bert if path.is_file() => std::fs::remove_file(&path).map_err(io(&path))?,
+            HfLayout::Bert => {}
+        }
+    }
+    Ok(())
 }

@@ -43,8 +43,9 @@
 //!   exported in fp32, bf16 or fp16; loading reports every missing, extra or mis-shaped tensor;
 //! - [`bert_config`] / [`import_bert`]: HF BERT-family checkpoints (all-MiniLM-L6-v2 is the
 //!   test asset) into the dense encoder, with MoE experts upcycled from the pretrained FFNs;
-//! - [`hf_export`] / [`write_hf_export`]: folders `transformers.BertModel` (dense) or
-//!   `python/taskmoe_hf.py` (MoE) load, whole or one task's sub-network;
+//! - [`hf_export`] / [`write_hf_export`]: folders `transformers.BertModel` (post-LN dense) or
+//!   `AutoModel` with `trust_remote_code=True` through the modelling code they carry (every
+//!   other model) load, whole or one task's sub-network;
 //! - [`param_report`]: total and active parameters and FLOPs per token of any configuration.
 
 #![warn(missing_docs)]
@@ -73,7 +74,8 @@ pub const CONFIG_SOURCE: &str = include_str!("config.rs");
 pub use config::{HeadStyle, ModelConfig, NormPlacement, Pooling, TaskEmbedding, Variant};
 pub use error::{ModelError, Result};
 pub use export::{
-    hf_export, write_hf_export, HfExport, HfLayout, HF_CONFIG_FILE, HF_HEADS_FILE, HF_MODEL_FILE,
+    hf_export, write_hf_export, HfExport, HfLayout, HF_AUTO_MAP, HF_CONFIG_FILE, HF_HEADS_FILE,
+    HF_MODELING_FILES, HF_MODEL_FILE, HF_README_FILE,
 };
 pub use heads::{HeadKind, HeadSpec};
 pub use import::{bert_config, import_bert, is_pretrained_param, ImportReport};

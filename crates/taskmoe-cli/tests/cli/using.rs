@@ -370,8 +370,103 @@ fn a_synthetic_run_predicts_and_exports() {
         "heads.safetensors",
         "vocab.txt",
         "tokenizer_config.json",
+        "README.md",
+        "modeling_taskmoe.py",
+        "configuration_taskmoe.py",
+        "taskmoe_hf.py",
     ] {
         assert!(folder.join(f).exists(), "{f}");
+    }
+    assert_eq!(
+        config["auto_map"]["AutoModel"],
+        "modeling_taskmoe.TaskmoeModel"
+    );
+    let card = std::fs::read_to_string(folder.join("README.md")).unwrap();
+    assert!(
+        card.starts_with(
+            "---\nlibrary_name: transformers\ntags:\n- taskmoe\n- mixture-of-experts\n"
+        ),
+        "{card}"
+    );
+    for want in [
+        "- custom_code\n",
+        "pipeline_tag: text-classification\n",
+        "| variant | task-moe |",
+        "| router kind | per-task |",
+        "4 per MoE block, k = 1",
+        "3 of 3 training steps (this export is of the checkpoint at step 3), seed 0.",
+        "[data.synthetic]",
+        "high_resource_examples = 64",
+        &format!("taskmoe {}, commit ", env!("CARGO_PKG_VERSION")),
+        "AutoModel.from_pretrained(folder, trust_remote_code=True)",
+        "Not a `BertModel` folder",
+    ] {
+        assert!(card.contains(want), "{want}\n{card}");
+    }
+    // Every task with its labels, and the final test table equal to final-test.json.
+    for (i, task) in config["taskmoe"]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let labels: Vec<&str> = task["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap())
+            .collect();
+        let row = format!(
+            "| {i} | {} | classification | {} |",
+            task["name"].as_str().unwrap(),
+            labels.join(", ")
+        );
+        assert!(card.contains(&row), "{row}\n{card}");
+    }
+    let scores = final_test_rows(&run);
+    assert!(!scores.is_empty());
+    for row in &scores {
+        assert!(card.contains(row), "{row}\n{card}");
+    }
+    // A task-level model cut to one task: a pre-LN dense sub-network (taskmoe layout, not a
+    // BertModel) whose card names the task and scores it alone.
+    ok(taskmoe(&[
+        "train",
+        "--config",
+        tiny.to_str().unwrap(),
+        "--set",
+        &dir,
+        "--set",
+        "output.name=tl",
+        "--set",
+        "model.moe.router.kind=task-level",
+        "--set",
+        "train.steps=2",
+    ]));
+    let tl = out.join("tl");
+    let (msg, _) = ok(taskmoe(&[
+        "export",
+        "--run",
+        tl.to_str().unwrap(),
+        "--task",
+        "lexicon_hi0",
+    ]));
+    assert!(msg.contains("trust_remote_code=True"), "{msg}");
+    let folder = tl.join("export-hf-step2-lexicon_hi0");
+    assert!(folder.join("modeling_taskmoe.py").exists());
+    let card = std::fs::read_to_string(folder.join("README.md")).unwrap();
+    assert!(
+        card.contains("cut down to task `lexicon_hi0`'s dense sub-network")
+            && card.contains("| router kind | task-level |")
+            && card.contains("| 0 | lexicon_hi0 | classification |")
+            && !card.contains("| 1 |"),
+        "{card}"
+    );
+    let scores = final_test_rows(&tl);
+    assert!(scores.len() > 1);
+    for row in scores {
+        let own = row.starts_with("| lexicon_hi0 |");
+        assert_eq!(card.contains(&row), own, "{row}\n{card}");
     }
     // A dense model exports as a BertModel folder; --task needs a task-level router.
     let err = fails(taskmoe(&[
@@ -411,7 +506,58 @@ fn a_synthetic_run_predicts_and_exports() {
     assert_eq!(config["architectures"][0], "BertModel");
     assert_eq!(config["hidden_size"], 32);
     assert_eq!(config["torch_dtype"], "float32");
+    assert!(config.get("auto_map").is_none());
+    assert!(!folder.join("modeling_taskmoe.py").exists());
+    let card = std::fs::read_to_string(folder.join("README.md")).unwrap();
+    assert!(
+        card.contains("- bert\n")
+            && !card.contains("custom_code")
+            && !card.contains("mixture-of-experts")
+            && card.contains("BertModel.from_pretrained(folder")
+            && card.contains("| variant | dense |"),
+        "{card}"
+    );
+    for row in final_test_rows(&dense) {
+        assert!(card.contains(&row), "{row}\n{card}");
+    }
     std::fs::remove_dir_all(out).unwrap();
+}
+
+/// The final test table rows a model card shows for `run`, from its `final-test.json`:
+/// `| task | metric | value (4 places) |`.
+fn final_test_rows(run: &Path) -> Vec<String> {
+    let scores: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("final-test.json")).unwrap())
+            .unwrap();
+    scores["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| {
+            let metric = t["primary"].as_str().unwrap();
+            let value = t["metrics"][metric].as_f64()?;
+            Some(format!(
+                "| {} | {metric} | {value:.4} |",
+                t["task"].as_str().unwrap()
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn export_help_says_which_exports_load_as_bert_model() {
+    let (help, _) = ok(taskmoe(&["export", "--help"]));
+    for want in [
+        "transformers.BertModel",
+        "post-LN dense",
+        "Every preset is pre-LN",
+        "no export is a BertModel folder",
+        "trust_remote_code=True",
+        "modeling_taskmoe.py",
+        "README.md",
+    ] {
+        assert!(help.contains(want), "{want}\n{help}");
+    }
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Export (`hf_export`): the golden fixtures made once by `python/taskmoe_hf.py` keep the
 //! Python module (and, for the bert layout, `transformers.BertModel`) equal to taskmoe's
 //! logits without Python in CI; a task's dense sub-network gives the MoE model's logits
-//! exactly; dtypes and the `format: pt` metadata.
+//! exactly; dtypes and the `format: pt` metadata; a taskmoe-layout folder carries the
+//! modelling code its `auto_map` names (the fixtures' `config.json` is today's export's).
 //!
 //! Regenerating the fixtures (only when the export layout changes on purpose):
 //! `TASKMOE_WRITE_EXPORT_FIXTURES=1 cargo test -p taskmoe-model --test export`, then for each
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use taskmoe_model::{
     hf_export, read_metadata, write_hf_export, ExportDtype, HeadKind, HeadSpec, HfLayout,
     ModelConfig, ModelInput, MultiTaskModel, NormPlacement, Pooling, TaskEmbedding, Variant,
-    HF_CONFIG_FILE, HF_HEADS_FILE, HF_MODEL_FILE,
+    HF_AUTO_MAP, HF_CONFIG_FILE, HF_HEADS_FILE, HF_MODELING_FILES, HF_MODEL_FILE,
 };
 use taskmoe_router::RouterKind;
 use tch::{nn, Device, Kind, Tensor};
@@ -207,6 +208,11 @@ fn golden_fixtures_match_the_python_module() {
             let model = MultiTaskModel::new(&vs.root(), &cfg, &heads()).unwrap();
             let export = hf_export(&model, &vs, task).unwrap();
             write_hf_export(&export, &dir, ExportDtype::F32).unwrap();
+            // The fixtures keep tensors and config only: python/test_taskmoe_hf.py puts the
+            // python/ files beside a copy, as an export does.
+            for (file, _) in HF_MODELING_FILES {
+                let _ = std::fs::remove_file(dir.join(file));
+            }
             std::fs::write(
                 dir.join("inputs.json"),
                 serde_json::to_string(&batch).unwrap() + "\n",
@@ -214,7 +220,26 @@ fn golden_fixtures_match_the_python_module() {
             .unwrap();
             continue;
         }
-        let (_vs, model) = load_export(&dir);
+        let (vs, model) = load_export(&dir);
+        if task.is_none() {
+            // The fixture's config.json has what an export writes today outside `taskmoe`
+            // (model_type, architectures, auto_map), so the Python checks of the fixtures
+            // check today's folders. (`taskmoe.model` predates keys added since with their
+            // defaults.)
+            let mut fixture: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join(HF_CONFIG_FILE)).unwrap())
+                    .unwrap();
+            let fixture = fixture.as_object_mut().unwrap();
+            fixture.remove("torch_dtype");
+            fixture.remove("taskmoe");
+            let mut today = hf_export(&model, &vs, None).unwrap().config;
+            let today = today.as_object_mut().unwrap();
+            today.remove("taskmoe");
+            assert_eq!(
+                fixture, today,
+                "{name}: config.json differs from today's export (regenerate the fixtures)"
+            );
+        }
         let expected: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
                 .unwrap();
@@ -364,6 +389,135 @@ fn lora_experts_export_merged_into_ffn_experts_with_the_same_logits() {
         &logits(&model, &batch),
         "merged LoRA experts",
     );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `python3 -c ast.parse` on `file` when a `python3` is on the PATH; `false` when there is none.
+fn python_parses(file: &Path) -> bool {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])",
+        ])
+        .arg(file)
+        .output();
+    match out {
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "{} does not parse: {}",
+                file.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn a_taskmoe_layout_export_carries_the_modelling_code_its_auto_map_names() {
+    // Building a model draws its initial weights.
+    let _rng = taskmoe_device::lock_global_rng();
+    crate::threads();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = MultiTaskModel::new(&vs.root(), &small(), &heads()).unwrap();
+    let export = hf_export(&model, &vs, None).unwrap();
+    assert_eq!(export.layout, HfLayout::Taskmoe);
+    let dir = tempfile_dir("auto-map");
+    write_hf_export(&export, &dir, ExportDtype::F32).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(HF_CONFIG_FILE)).unwrap()).unwrap();
+    assert_eq!(config["model_type"], "taskmoe");
+    assert_eq!(config["architectures"][0], "TaskmoeModel");
+    assert_eq!(
+        config["auto_map"],
+        serde_json::json!({
+            "AutoConfig": "configuration_taskmoe.TaskmoeConfig",
+            "AutoModel": "modeling_taskmoe.TaskmoeModel",
+        })
+    );
+    assert_eq!(
+        config["auto_map"].as_object().unwrap().len(),
+        HF_AUTO_MAP.len()
+    );
+    // Each file is the repository's python/ file, unchanged (one implementation).
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python");
+    let mut parsed = true;
+    for (name, code) in HF_MODELING_FILES {
+        let written = std::fs::read_to_string(dir.join(name)).unwrap();
+        assert_eq!(written, code, "{name}");
+        assert_eq!(
+            written,
+            std::fs::read_to_string(python.join(name)).unwrap(),
+            "{name} is python/{name}"
+        );
+        parsed &= python_parses(&dir.join(name));
+    }
+    if !parsed {
+        eprintln!("no python3 on the PATH: the written files were not parsed");
+    }
+    // Every auto_map entry names a class its module defines, and that class a model_type /
+    // the relative imports transformers copies beside it.
+    let source = |module: &str| std::fs::read_to_string(dir.join(format!("{module}.py"))).unwrap();
+    for (auto, target) in HF_AUTO_MAP {
+        let (module, class) = target.split_once('.').unwrap();
+        assert_eq!(config["auto_map"][auto], target);
+        assert!(
+            source(module).contains(&format!("\nclass {class}(")),
+            "{module}.py defines {class}"
+        );
+    }
+    assert!(source("configuration_taskmoe").contains("model_type = \"taskmoe\""));
+    let modeling = source("modeling_taskmoe");
+    for import in [
+        "from .configuration_taskmoe import TaskmoeConfig",
+        "from .taskmoe_hf import TaskMoeExport",
+    ] {
+        assert!(modeling.contains(import), "{import}");
+    }
+    assert!(source("taskmoe_hf").contains("\nclass TaskMoeExport("));
+    // transformers' check_imports scans each file (docstrings included) for `import X` and
+    // `from X import` lines and refuses to load when X is not importable: only relative
+    // imports, the standard library used and what transformers itself brings.
+    let importable = [
+        "argparse",
+        "json",
+        "math",
+        "os",
+        "torch",
+        "safetensors",
+        "transformers",
+        "huggingface_hub",
+    ];
+    for (name, code) in HF_MODELING_FILES {
+        for line in code.lines().map(str::trim_start) {
+            let module = match line.split_whitespace().collect::<Vec<_>>()[..] {
+                ["import", m] | ["from", m, "import", ..] => m,
+                _ => continue,
+            };
+            let top = module.split('.').next().unwrap();
+            assert!(
+                module.starts_with('.') || importable.contains(&top),
+                "{name}: `{line}` imports {module}, which a user's environment may lack"
+            );
+        }
+    }
+    // A bert-layout export into the same folder leaves no modelling code for AutoModel.
+    let dense_vs = nn::VarStore::new(Device::Cpu);
+    let dense = MultiTaskModel::new(
+        &dense_vs.root(),
+        &small().with_variant(Variant::Dense),
+        &heads(),
+    )
+    .unwrap();
+    let export = hf_export(&dense, &dense_vs, None).unwrap();
+    assert_eq!(export.layout, HfLayout::Bert);
+    assert!(export.config.get("auto_map").is_none());
+    write_hf_export(&export, &dir, ExportDtype::F32).unwrap();
+    for (name, _) in HF_MODELING_FILES {
+        assert!(!dir.join(name).exists(), "{name}");
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }
 
