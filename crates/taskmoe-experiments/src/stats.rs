@@ -46,12 +46,14 @@ impl Summary {
         Summary { mean, std, n }
     }
 
-    /// `0.712 ± 0.015` (three decimals).
+    /// `0.712 ± 0.015` (three decimals); a single value alone, `0.712`; none, `-`.
     pub fn show(&self) -> String {
-        if self.n == 0 {
-            return "-".into();
+        match self.n {
+            0 => "-".into(),
+            // One value has no spread: printing "± 0.000" would claim one.
+            1 => format!("{:.3}", self.mean),
+            _ => format!("{:.3} ± {:.3}", self.mean, self.std),
         }
-        format!("{:.3} ± {:.3}", self.mean, self.std)
     }
 
     /// The standard error of the mean.
