@@ -81,7 +81,7 @@ enum Command {
         run: Option<PathBuf>,
     },
     /// Evaluate a run's newest checkpoint (or a given checkpoint) on a split of its data;
-    /// results go into the run folder as eval-<split>-step<N>.*.
+    /// results go into the run folder as `eval-<split>-step<N>.*`.
     Eval {
         /// A run folder: its newest complete checkpoint is evaluated.
         #[arg(
@@ -199,7 +199,7 @@ enum Command {
         /// settings' `run_set`, e.g. `--run-set init.from=DIR`.
         #[arg(long = "run-set", value_name = "KEY.PATH=VALUE")]
         run_set: Vec<String>,
-        /// Report folder (default runs/experiments/<profile>).
+        /// Report folder (default `runs/experiments/<profile>`).
         #[arg(long)]
         out: Option<PathBuf>,
     },

@@ -5,7 +5,7 @@
 //! 3e-3`); every other key keeps the base value, so `A` axes of `v` values cost `A * v` runs per
 //! seed (points that resolve to the same configuration, such as each axis's base value, are
 //! trained once). A point's score is the mean over the run's tasks of their final validation
-//! scores, averaged over the tuning seeds ([`crate::TUNING_SEED_BASE`]`..`, disjoint from the
+//! scores, averaged over the tuning seeds (`TUNING_SEED_BASE..`, 1000 on, disjoint from the
 //! seeds experiments report); the chosen value is the best mean. A choice on the first or last
 //! value of an axis of three or more is flagged: the grid should be widened before the value is
 //! used. The routing measures (overlap within minus across families, the family ARI, averaged
