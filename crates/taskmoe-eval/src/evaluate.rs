@@ -258,7 +258,11 @@ pub(crate) fn run_batches(
             })
             .map_err(|e| fail(e.to_string()))?;
             for (layer, stats) in &forward.stats {
-                let counts = stats.task_first_choice.shallow_clone();
+                let counts = stats
+                    .task_first_choice
+                    .as_ref()
+                    .expect("evaluation counts first choices")
+                    .shallow_clone();
                 out.routing
                     .entry(*layer)
                     .and_modify(|sum| *sum += &counts)

@@ -26,8 +26,9 @@ pub struct LayerStats {
     /// Tokens per task whose first choice (largest combine weight) is each expert, on the
     /// device: the routing the family measures compare, the same for top-1 routers as
     /// `task_expert` and meaningful for dense mixtures (`mmoe`, `cgc`, soft `dselect-k`), where
-    /// every token has a slot at every expert. `[tasks, E]` int64
-    pub task_first_choice: Tensor,
+    /// every token has a slot at every expert. In evaluation only (`None` in training, which
+    /// never reads it). `[tasks, E]` int64
+    pub task_first_choice: Option<Tensor>,
     /// Mean router probability of each token's first choice, on the device (fp32 scalar): the
     /// combine weight of a top-1 Switch (raw) gate, near `1 / E` while the router is
     /// undecided; the router's confidence under straight-through or renormalised gates.
@@ -297,7 +298,10 @@ impl MoeLayer {
                     task_expert_counts(experts, task_ids, num_tasks, cfg.num_experts)
                 };
                 let task_expert = count(&decision.routed.experts)?;
-                let first = count(&decision.routed.experts.narrow(1, 0, 1))?;
+                let first = match train {
+                    true => None,
+                    false => Some(count(&decision.routed.experts.narrow(1, 0, 1))?),
+                };
                 (y, RoutingStats::from_plan(&plan), task_expert, first)
             }
         };
@@ -417,18 +421,25 @@ impl MoeLayer {
     /// Expert choice: each expert runs on the tokens it took, and each token sums its takers'
     /// outputs by their weights (0 for a token no expert took). Returns the output, the
     /// routing statistics (equal loads; "dropped" is the share of tokens no expert took) and
-    /// the task x expert slot counts, which serve as first choices too (a token counts once
-    /// per expert that took it).
+    /// the task x expert slot counts, which serve as first choices too in evaluation (a token
+    /// counts once per expert that took it). Reads one count back (the tokens taken), for the
+    /// "dropped" statistic; the layout is built on the device.
     fn run_expert_choice(
         &self,
         x: &Tensor,
         task_ids: &Tensor,
         choice: &ExpertChoice,
         train: bool,
-    ) -> Result<(Tensor, RoutingStats, Tensor, Tensor)> {
+    ) -> Result<(Tensor, RoutingStats, Tensor, Option<Tensor>)> {
         let e = self.cfg.router.num_experts;
         let rows = x.f_index_select(0, &choice.tokens)?;
-        let layout = GroupLayout::from_counts(&vec![choice.per_expert; e], x.device());
+        // Every expert takes the same number of rows: no host counts to copy up.
+        let per_expert = Tensor::full(
+            [e as i64],
+            choice.per_expert as i64,
+            (Kind::Int64, x.device()),
+        );
+        let layout = GroupLayout::from_device(vec![choice.per_expert; e], &per_expert)?;
         let out_rows = self.run_experts(&rows, &layout, train)?;
         let weighted = out_rows.to_kind(Kind::Float) * choice.weights.unsqueeze(1);
         let y = Tensor::zeros(x.size(), (Kind::Float, x.device()))
@@ -447,12 +458,12 @@ impl MoeLayer {
             dropped_fraction: 1.0 - taken as f64 / tokens.max(1) as f64,
             load,
         };
-        let slot_experts = Tensor::arange(e as i64, (Kind::Int64, x.device()))
-            .repeat_interleave_self_int(choice.per_expert as i64, 0, None)
-            .unsqueeze(1);
+        // The layout's row groups are the slots' experts.
+        let slot_experts = layout.row_group.unsqueeze(1);
         let slot_tasks = task_ids.f_index_select(0, &choice.tokens)?;
         let counts = task_expert_counts(&slot_experts, &slot_tasks, self.router.num_tasks(), e)?;
-        Ok((y, routing, counts.shallow_clone(), counts))
+        let first = (!train).then(|| counts.shallow_clone());
+        Ok((y, routing, counts, first))
     }
 
     /// Extracts the sub-network `task` uses under `task-level` routing (evaluation mode, so no

@@ -58,7 +58,8 @@ pub struct MultiTaskModel {
     blocks: Vec<Block>,
     final_norm: Option<nn::LayerNorm>,
     pub(crate) heads: Vec<Head>,
-    /// Whether some block has a `per-task` router (the model then groups tokens by task).
+    /// Whether some block's router uses the tokens grouped by task (`per-task`, `mmoe`, `cgc`,
+    /// `expert-choice`): the model then groups them once per batch from its host counts.
     routes_per_task: bool,
 }
 
@@ -98,7 +99,7 @@ impl MultiTaskModel {
             })
             .collect();
         let routes_per_task = blocks.iter().any(
-            |b| matches!(&b.ffn, FeedForward::Moe(m) if m.config().router.kind.has_task_gates()),
+            |b| matches!(&b.ffn, FeedForward::Moe(m) if m.config().router.kind.uses_task_groups()),
         );
         Ok(MultiTaskModel {
             routes_per_task,

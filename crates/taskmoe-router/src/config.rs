@@ -80,6 +80,13 @@ impl RouterKind {
         )
     }
 
+    /// Whether the router uses the tokens grouped by task ([`crate::Router::forward_grouped`]):
+    /// the per-task gates, and `expert-choice`, whose experts choose within each task. A
+    /// caller that knows the per-task counts saves the router reading them back.
+    pub fn uses_task_groups(self) -> bool {
+        self.has_task_gates() || self == RouterKind::ExpertChoice
+    }
+
     /// Whether the decision depends on the task alone, so every token of a task gets the same
     /// experts (`task-level`, `dselect-k`).
     pub fn decides_per_task(self) -> bool {

@@ -284,10 +284,12 @@ impl Router {
     }
 
     /// [`Router::forward`] with the tokens' [`TaskGroups`] (`task_ids` grouped by task) when
-    /// the caller has them: the `per-task` router runs each token through its own task's gate
-    /// as one grouped matmul over the task-ordered tokens. Without them it groups the ids
-    /// itself, reading the `[tasks]` counts back (on CUDA a host synchronisation; the model
-    /// builds the groups once per batch from what it already read). Other kinds ignore them.
+    /// the caller has them: the per-task gates (`per-task`, `mmoe`, `cgc`) run each token
+    /// through its own task's gate as one grouped matmul over the task-ordered tokens, and
+    /// `expert-choice`'s experts choose within each task's group. Without them these kinds
+    /// group the ids themselves, reading the `[tasks]` counts back (on CUDA a host
+    /// synchronisation; the model builds the groups once per batch from what it already read,
+    /// [`RouterKind::uses_task_groups`]). Other kinds ignore them.
     ///
     /// # Shapes
     /// `x: [T, d]`, `task_ids: [T]` int64, groups over `T` rows -> logits `[T, E]`, routed
