@@ -141,7 +141,7 @@ pub fn load_card(path: &Path) -> Result<ModelCard> {
     })
 }
 
-fn temporary_path(path: &Path) -> PathBuf {
+pub(crate) fn temporary_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -149,7 +149,7 @@ fn temporary_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
-fn sync_and_rename(tmp: &Path, path: &Path) -> Result<()> {
+pub(crate) fn sync_and_rename(tmp: &Path, path: &Path) -> Result<()> {
     let io = |source| ModelError::Io {
         path: path.to_path_buf(),
         source,

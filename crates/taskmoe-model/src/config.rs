@@ -118,6 +118,13 @@ pub struct ModelConfig {
     /// 2 = every other block starting with the second (Switch/GShard). Ignored by dense
     /// variants. Default 2.
     pub moe_every: usize,
+    /// Blocks frozen at the bottom of the encoder: the embeddings and blocks `0..frozen_layers`
+    /// are never trained and always run as in evaluation (no dropout), so their output is a
+    /// fixed function of the text that a trainer computes once per dataset and caches
+    /// ([`crate::FrozenStates`]). They must be dense and see no task (`task_embedding = "none"`);
+    /// MoE blocks go above them (for example `moe_every = 6` on a 6-block encoder frozen up to
+    /// block 5). Default 0: everything trains.
+    pub frozen_layers: usize,
     /// The MoE blocks: router, experts and their width. Default: 8 experts of width 512, top-1
     /// straight-through gates (`renormalize = true`), dropless, `per-task` router.
     pub moe: MoeConfig,
@@ -150,6 +157,7 @@ impl ModelConfig {
             head: HeadStyle::Mlp,
             task_embedding: TaskEmbedding::None,
             moe_every: 2,
+            frozen_layers: 0,
             moe: MoeConfig {
                 router: RouterConfig {
                     kind: RouterKind::PerTask,
@@ -249,6 +257,21 @@ impl ModelConfig {
         cfg
     }
 
+    /// Whether parameter `name` (as the model names it) belongs to the frozen bottom of the
+    /// encoder (`frozen_layers`): the embeddings and blocks `0..frozen_layers`.
+    pub fn is_frozen_param(&self, name: &str) -> bool {
+        if self.frozen_layers == 0 {
+            return false;
+        }
+        if name.starts_with("embeddings.") {
+            return true;
+        }
+        name.strip_prefix("encoder.layer.")
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| i < self.frozen_layers)
+    }
+
     /// Whether block `layer` (0-based) has a MoE feed-forward.
     pub fn is_moe_block(&self, layer: usize) -> bool {
         self.variant.is_moe() && (layer + 1) % self.moe_every == 0
@@ -294,6 +317,7 @@ impl ModelConfig {
         if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
             return Err(config_error("model.layer_norm_eps", "must be positive"));
         }
+        self.validate_frozen_layers()?;
         if self.variant.is_moe() {
             self.moe.validate("model.moe")?;
             let kind = self.moe.router.kind;
@@ -312,6 +336,36 @@ impl ModelConfig {
                 }
                 _ => {}
             }
+        }
+        Ok(())
+    }
+
+    fn validate_frozen_layers(&self) -> Result<()> {
+        let n = self.frozen_layers;
+        if n == 0 {
+            return Ok(());
+        }
+        let key = "model.frozen_layers";
+        if n > self.num_layers {
+            return Err(config_error(
+                key,
+                format!("must be at most num_layers = {}, got {n}", self.num_layers),
+            ));
+        }
+        if let Some(i) = (0..n).find(|&i| self.is_moe_block(i)) {
+            return Err(config_error(
+                key,
+                format!(
+                    "block {i} is a MoE block (moe_every = {}) but the first {n} blocks are                      frozen: frozen blocks must be dense (raise moe_every or lower                      frozen_layers)",
+                    self.moe_every
+                ),
+            ));
+        }
+        if self.task_embedding != TaskEmbedding::None {
+            return Err(config_error(
+                key,
+                "the frozen embeddings cannot see the task: needs task_embedding = \"none\"",
+            ));
         }
         Ok(())
     }

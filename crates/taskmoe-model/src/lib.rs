@@ -46,6 +46,8 @@
 //! - [`hf_export`] / [`write_hf_export`]: folders `transformers.BertModel` (post-LN dense) or
 //!   `AutoModel` with `trust_remote_code=True` through the modelling code they carry (every
 //!   other model) load, whole or one task's sub-network;
+//! - [`FrozenStates`]: the hidden states of the frozen bottom blocks (`frozen_layers`),
+//!   computed once per text and kept on disk under a hash of the frozen weights;
 //! - [`param_report`]: total and active parameters and FLOPs per token of any configuration.
 
 #![warn(missing_docs)]
@@ -57,6 +59,7 @@ mod config;
 mod embeddings;
 mod error;
 mod export;
+mod frozen_states;
 mod heads;
 mod import;
 mod loss;
@@ -77,6 +80,7 @@ pub use export::{
     hf_export, write_hf_export, HfExport, HfLayout, HF_AUTO_MAP, HF_CONFIG_FILE, HF_HEADS_FILE,
     HF_MODELING_FILES, HF_MODEL_FILE, HF_README_FILE,
 };
+pub use frozen_states::{example_key, frozen_prefix_key, FrozenStates};
 pub use heads::{HeadKind, HeadSpec};
 pub use import::{bert_config, import_bert, is_pretrained_param, ImportReport};
 pub use loss::{per_example_loss, IGNORE_INDEX};

@@ -10,6 +10,7 @@ use crate::block::{layer_norm, Block, TokenRows};
 use crate::config::{ModelConfig, Pooling};
 use crate::embeddings::Embeddings;
 use crate::error::{ModelError, Result};
+use crate::frozen_states::FrozenStates;
 use crate::heads::{Head, HeadSpec};
 
 /// Logit value of classes a task does not have, in the padded `[B, max_outputs]` logits.
@@ -61,6 +62,59 @@ pub struct MultiTaskModel {
     /// Whether some block's router uses the tokens grouped by task (`per-task`, `mmoe`, `cgc`,
     /// `expert-choice`): the model then groups them once per batch from its host counts.
     routes_per_task: bool,
+    /// The memo of the frozen blocks' states, when one is attached.
+    frozen_states: Option<FrozenStates>,
+}
+
+/// A batch's masks, host copies and token rows, computed once before the blocks.
+struct PreparedBatch {
+    type_ids: Tensor,
+    mask: Tensor,
+    task_ids_host: Vec<i64>,
+    lengths_host: Vec<i64>,
+    attend: Option<Tensor>,
+    rows: TokenRows,
+}
+
+/// The memo key of each example ([`crate::example_key`] of its real tokens), or `None` when
+/// some example's real tokens are not all at the front (the memo stores states of a prefix).
+fn example_keys(
+    input: &ModelInput,
+    type_ids: &Tensor,
+    lengths: &[i64],
+) -> Result<Option<Vec<u64>>> {
+    let (b, l) = (lengths.len(), input.input_ids.size()[1] as usize);
+    let mask = input.attention_mask.to_kind(Kind::Int64);
+    let host: Vec<i64> = Vec::try_from(
+        &Tensor::stack(
+            &[
+                input.input_ids.to_kind(Kind::Int64),
+                type_ids.to_kind(Kind::Int64),
+                mask,
+            ],
+            0,
+        )
+        .reshape([-1]),
+    )?;
+    let (ids, rest) = host.split_at(b * l);
+    let (types, mask) = rest.split_at(b * l);
+    let mut keys = Vec::with_capacity(b);
+    for (i, &n) in lengths.iter().enumerate() {
+        let row = i * l..(i + 1) * l;
+        let n = n as usize;
+        if mask[row.clone()]
+            .iter()
+            .enumerate()
+            .any(|(j, &m)| (m != 0) != (j < n))
+        {
+            return Ok(None);
+        }
+        keys.push(crate::frozen_states::example_key(
+            &ids[row.start..row.start + n],
+            &types[row.start..row.start + n],
+        ));
+    }
+    Ok(Some(keys))
 }
 
 impl MultiTaskModel {
@@ -103,6 +157,7 @@ impl MultiTaskModel {
         );
         Ok(MultiTaskModel {
             routes_per_task,
+            frozen_states: None,
             cfg: cfg.clone(),
             heads_spec: heads.to_vec(),
             embeddings: Embeddings::new(root, cfg, num_tasks),
@@ -184,6 +239,36 @@ impl MultiTaskModel {
     /// padding mask, only when the batch has padding); each MoE layer then reads its
     /// per-expert counts (see `docs/architecture.md`). Nothing else is read back or copied up.
     pub fn forward(&self, input: &ModelInput, train: bool) -> Result<ModelOutput> {
+        let batch = self.prepare(input)?;
+        let mut x = self.bottom(input, &batch, train)?;
+        let mut aux_layers = Vec::new();
+        let mut stats = Vec::new();
+        let first = self.cfg.frozen_layers;
+        for (i, block) in self.blocks.iter().enumerate().skip(first) {
+            let out = block.forward(&x, batch.attend.as_ref(), &batch.rows, train)?;
+            x = out.x;
+            aux_layers.extend(out.aux);
+            if let Some(s) = out.stats {
+                stats.push((i, s));
+            }
+        }
+        if let Some(norm) = &self.final_norm {
+            x = norm.forward(&x);
+        }
+        let pooled = self.pool(&x, &batch.mask);
+        let logits = self.head_logits(&pooled, input.task_ids, &batch.task_ids_host, train)?;
+        Ok(ModelOutput {
+            logits,
+            pooled,
+            hidden: x,
+            aux: AuxLosses::mean(&aux_layers),
+            stats,
+        })
+    }
+
+    /// What every forward pass needs before the first block: the padding mask (with the task
+    /// token), the host copies of task ids and lengths, and the rows of the real tokens.
+    fn prepare(&self, input: &ModelInput) -> Result<PreparedBatch> {
         let (b, _) = self.check(input)?;
         let type_ids = match input.token_type_ids {
             Some(t) => t.shallow_clone(),
@@ -206,9 +291,6 @@ impl MultiTaskModel {
                 "task id {bad} is out of range: the model has {num_tasks} tasks"
             )));
         }
-        let mut x = self
-            .embeddings
-            .forward(input.input_ids, &type_ids, input.task_ids, train);
         let l = mask.size()[1];
         let real: i64 = lengths_host.iter().sum();
         // Without padding, attention needs no mask and the feed-forward no gather / scatter.
@@ -236,33 +318,102 @@ impl MultiTaskModel {
                 TaskGroups::with_counts(&task_ids, counts)
             })
             .transpose()?;
-        let rows = TokenRows {
-            task_ids,
-            index,
-            groups,
+        Ok(PreparedBatch {
+            type_ids,
+            task_ids_host: task_ids_host.to_vec(),
+            lengths_host: lengths_host.to_vec(),
+            rows: TokenRows {
+                task_ids,
+                index,
+                groups,
+            },
+            attend,
+            mask,
+        })
+    }
+
+    /// The states entering the first trained block: the embeddings, or (with
+    /// `frozen_layers`) the frozen blocks' output, from the attached [`FrozenStates`] where it
+    /// holds every example of the batch, else computed (in evaluation mode, without gradient)
+    /// and stored there.
+    fn bottom(&self, input: &ModelInput, batch: &PreparedBatch, train: bool) -> Result<Tensor> {
+        let frozen = self.cfg.frozen_layers;
+        if frozen == 0 {
+            return Ok(self.embeddings.forward(
+                input.input_ids,
+                &batch.type_ids,
+                input.task_ids,
+                train,
+            ));
+        }
+        let compute = || -> Result<Tensor> {
+            tch::no_grad(|| {
+                let mut x = self.embeddings.forward(
+                    input.input_ids,
+                    &batch.type_ids,
+                    input.task_ids,
+                    false,
+                );
+                for block in &self.blocks[..frozen] {
+                    x = block
+                        .forward(&x, batch.attend.as_ref(), &batch.rows, false)?
+                        .x;
+                }
+                Ok(x)
+            })
         };
-        let mut aux_layers = Vec::new();
-        let mut stats = Vec::new();
-        for (i, block) in self.blocks.iter().enumerate() {
-            let out = block.forward(&x, attend.as_ref(), &rows, train)?;
-            x = out.x;
-            aux_layers.extend(out.aux);
-            if let Some(s) = out.stats {
-                stats.push((i, s));
+        let Some(memo) = &self.frozen_states else {
+            return compute();
+        };
+        let Some(keys) = example_keys(input, &batch.type_ids, &batch.lengths_host)? else {
+            return compute();
+        };
+        let l = batch.mask.size()[1];
+        if let Some(x) = memo.batch(&keys, &batch.lengths_host, l) {
+            return Ok(x);
+        }
+        let x = compute()?;
+        for (i, (&key, &n)) in keys.iter().zip(&batch.lengths_host).enumerate() {
+            if !memo.contains(key) {
+                memo.insert(key, &x.get(i as i64).narrow(0, 0, n));
             }
         }
-        if let Some(norm) = &self.final_norm {
-            x = norm.forward(&x);
+        Ok(x)
+    }
+
+    /// Attaches a memo of the frozen blocks' states (see [`FrozenStates`]): from now on every
+    /// forward pass reads the states of the examples it holds and stores those of the others.
+    /// The memo must be the one of this model's frozen weights (its
+    /// [`FrozenStates::prefix_key`] equal to [`crate::frozen_prefix_key`] of them); a model
+    /// without `frozen_layers` refuses it.
+    pub fn attach_frozen_states(&mut self, memo: FrozenStates) -> Result<()> {
+        if self.cfg.frozen_layers == 0 {
+            return Err(ModelError::Input(
+                "a frozen-state memo needs model.frozen_layers > 0".into(),
+            ));
         }
-        let pooled = self.pool(&x, &mask);
-        let logits = self.head_logits(&pooled, input.task_ids, task_ids_host, train)?;
-        Ok(ModelOutput {
-            logits,
-            pooled,
-            hidden: x,
-            aux: AuxLosses::mean(&aux_layers),
-            stats,
-        })
+        self.frozen_states = Some(memo);
+        Ok(())
+    }
+
+    /// The attached memo of the frozen blocks' states, if any.
+    pub fn frozen_states(&self) -> Option<&FrozenStates> {
+        self.frozen_states.as_ref()
+    }
+
+    /// Computes the frozen blocks' states of every example of `inputs` the attached memo does
+    /// not hold yet, and stores them; returns how many it added. Nothing runs above the frozen
+    /// blocks. Without a memo, nothing happens.
+    pub fn fill_frozen_states(&self, inputs: &[ModelInput]) -> Result<usize> {
+        let Some(memo) = &self.frozen_states else {
+            return Ok(0);
+        };
+        let before = memo.len();
+        for input in inputs {
+            let batch = self.prepare(input)?;
+            let _states = self.bottom(input, &batch, false)?;
+        }
+        Ok(memo.len() - before)
     }
 
     fn check(&self, input: &ModelInput) -> Result<(i64, i64)> {

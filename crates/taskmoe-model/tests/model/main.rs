@@ -7,6 +7,7 @@
 //! thread count call [`threads`] first.
 
 mod export;
+mod frozen;
 mod heads;
 mod minilm;
 mod model;

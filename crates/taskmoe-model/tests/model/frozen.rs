@@ -1,0 +1,301 @@
+//! `model.frozen_layers` and its memo of states: the configuration rules, which parameters are
+//! frozen, a memo that answers exactly what the frozen blocks compute, its file round trip
+//! and its key.
+
+use tch::{nn, Device, Kind, Tensor};
+
+use taskmoe_model::{
+    frozen_prefix_key, per_example_loss, FrozenStates, HeadKind, HeadSpec, ModelConfig, ModelInput,
+    MultiTaskModel, TaskEmbedding, Variant,
+};
+
+/// The tiny preset with a dense block 0 (frozen) under a MoE block 1, with dropout, so a
+/// frozen block that ran with dropout in training would show.
+fn config() -> ModelConfig {
+    let mut cfg = ModelConfig::preset("tiny")
+        .unwrap()
+        .with_variant(Variant::TaskMoe);
+    cfg.moe_every = 2;
+    cfg.frozen_layers = 1;
+    cfg.dropout = 0.1;
+    cfg
+}
+
+fn heads() -> Vec<HeadSpec> {
+    ["a", "b"]
+        .iter()
+        .map(|n| HeadSpec {
+            name: n.to_string(),
+            kind: HeadKind::Classification { num_labels: 3 },
+        })
+        .collect()
+}
+
+fn build(cfg: &ModelConfig) -> (nn::VarStore, MultiTaskModel) {
+    let _rng = taskmoe_device::lock_global_rng();
+    tch::manual_seed(7);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = MultiTaskModel::new(&vs.root(), cfg, &heads()).unwrap();
+    (vs, model)
+}
+
+/// Right-padded batch of 4: lengths 5, 3, 6, 2 of 6 positions; tasks 0, 1, 0, 1.
+struct Batch {
+    ids: Tensor,
+    mask: Tensor,
+    tasks: Tensor,
+}
+
+fn batch(offset: i64) -> Batch {
+    let lengths = [5i64, 3, 6, 2];
+    let ids = (Tensor::arange(24, (Kind::Int64, Device::Cpu)) * 7 + offset)
+        .remainder(60)
+        .view([4, 6])
+        + 2;
+    let mask = Tensor::from_slice(
+        &lengths
+            .iter()
+            .flat_map(|&n| (0..6).map(move |j| i64::from(j < n)))
+            .collect::<Vec<_>>(),
+    )
+    .view([4, 6]);
+    Batch {
+        ids: &ids * &mask,
+        mask,
+        tasks: Tensor::from_slice(&[0i64, 1, 0, 1]),
+    }
+}
+
+impl Batch {
+    fn input(&self) -> ModelInput<'_> {
+        ModelInput {
+            input_ids: &self.ids,
+            attention_mask: &self.mask,
+            token_type_ids: None,
+            task_ids: &self.tasks,
+        }
+    }
+}
+
+fn memo_for(vs: &nn::VarStore, cfg: &ModelConfig) -> FrozenStates {
+    FrozenStates::new(&frozen_prefix_key(vs, cfg).unwrap(), cfg.d_model)
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn frozen_blocks_must_exist_be_dense_and_see_no_task() {
+    let mut cfg = config();
+    cfg.frozen_layers = 3;
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("model.frozen_layers") && err.contains("num_layers = 2"),
+        "{err}"
+    );
+    cfg.frozen_layers = 2;
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(err.contains("block 1 is a MoE block"), "{err}");
+    let mut cfg = config();
+    cfg.task_embedding = TaskEmbedding::Added;
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(err.contains("task_embedding"), "{err}");
+    // A dense model may freeze every block (only the heads train).
+    let mut cfg = config().with_variant(Variant::Dense);
+    cfg.frozen_layers = 2;
+    cfg.validate().unwrap();
+}
+
+#[test]
+fn the_frozen_parameters_are_the_embeddings_and_the_blocks_below() {
+    let cfg = config();
+    let (vs, _model) = build(&cfg);
+    let names: Vec<String> = vs.variables().into_keys().collect();
+    for name in &names {
+        let bottom = name.starts_with("embeddings.") || name.starts_with("encoder.layer.0.");
+        assert_eq!(cfg.is_frozen_param(name), bottom, "{name}");
+    }
+    assert!(names.iter().any(|n| cfg.is_frozen_param(n)));
+    let mut none = cfg.clone();
+    none.frozen_layers = 0;
+    assert!(!names.iter().any(|n| none.is_frozen_param(n)));
+}
+
+#[test]
+fn a_memo_answers_what_the_frozen_blocks_compute() {
+    crate::threads();
+    let cfg = config();
+    let (vs, mut plain) = build(&cfg);
+    let (_vs2, mut cached) = build(&cfg);
+    cached.attach_frozen_states(memo_for(&vs, &cfg)).unwrap();
+    let b = batch(0);
+    let want = tch::no_grad(|| plain.forward(&b.input(), false)).unwrap();
+    // First pass computes and stores the 4 examples; the second reads them.
+    let first = tch::no_grad(|| cached.forward(&b.input(), false)).unwrap();
+    assert_eq!(cached.frozen_states().unwrap().len(), 4);
+    let second = tch::no_grad(|| cached.forward(&b.input(), false)).unwrap();
+    assert_eq!(cached.frozen_states().unwrap().len(), 4);
+    assert!(max_diff(&want.logits, &first.logits) < 1e-6);
+    assert!(
+        max_diff(&want.logits, &second.logits) < 1e-5,
+        "{}",
+        max_diff(&want.logits, &second.logits)
+    );
+    // The same examples padded to another length read the same states.
+    let wider = Tensor::cat(&[&b.ids, &b.ids.zeros_like().narrow(1, 0, 3)], 1);
+    let wider_mask = Tensor::cat(&[&b.mask, &b.mask.zeros_like().narrow(1, 0, 3)], 1);
+    let input = ModelInput {
+        input_ids: &wider,
+        attention_mask: &wider_mask,
+        token_type_ids: None,
+        task_ids: &b.tasks,
+    };
+    let padded = tch::no_grad(|| cached.forward(&input, false)).unwrap();
+    assert_eq!(cached.frozen_states().unwrap().len(), 4);
+    assert!(max_diff(&want.logits, &padded.logits) < 1e-5);
+    // A model without frozen blocks refuses a memo.
+    let mut free = cfg.clone();
+    free.frozen_layers = 0;
+    let (_vs3, mut free) = build(&free);
+    assert!(free.attach_frozen_states(memo_for(&vs, &cfg)).is_err());
+    plain.attach_frozen_states(memo_for(&vs, &cfg)).unwrap();
+}
+
+#[test]
+fn training_mode_runs_the_frozen_blocks_without_dropout_or_gradient() {
+    crate::threads();
+    let cfg = config();
+    let (vs, model) = build(&cfg);
+    let b = batch(3);
+    // Dropout 0.1 everywhere: two training passes differ above the frozen blocks only, so the
+    // states entering block 1 must be those of evaluation. With every block frozen (dense),
+    // training logits equal evaluation logits but for the heads' dropout, which a linear head
+    // without dropout removes.
+    let mut all = cfg.with_variant(Variant::Dense);
+    all.frozen_layers = 2;
+    all.head = taskmoe_model::HeadStyle::Linear;
+    all.dropout = 0.0;
+    all.attention_dropout = 0.0;
+    let (_vs_all, frozen_all) = build(&all);
+    let mut with_dropout = all.clone();
+    with_dropout.dropout = 0.5;
+    with_dropout.attention_dropout = 0.5;
+    let (_vs_d, frozen_dropout) = build(&with_dropout);
+    let eval = tch::no_grad(|| frozen_all.forward(&b.input(), false)).unwrap();
+    let _rng = taskmoe_device::lock_global_rng();
+    let train = frozen_dropout.forward(&b.input(), true).unwrap();
+    // Head dropout (0.5) still applies in training: compare the pooled vectors instead.
+    assert!(max_diff(&eval.pooled, &train.pooled) < 1e-6);
+    drop(_rng);
+    // Gradient reaches every parameter above the frozen blocks and none below.
+    let out = model.forward(&b.input(), true).unwrap();
+    let labels = Tensor::from_slice(&[0i64, 1, 2, 0]);
+    let no_regression = Tensor::zeros([4], (Kind::Float, Device::Cpu));
+    let loss = per_example_loss(
+        &out.logits,
+        &labels,
+        &no_regression,
+        &no_regression.to_kind(Kind::Bool),
+    )
+    .mean(Kind::Float);
+    loss.backward();
+    for (name, t) in vs.variables() {
+        let g = t.grad();
+        let moved = g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0;
+        if cfg.is_frozen_param(&name) {
+            assert!(!moved, "{name} got a gradient");
+        } else if name.contains("heads.") || name.contains("encoder.layer.1.attention") {
+            assert!(moved, "{name} got no gradient");
+        }
+    }
+}
+
+#[test]
+fn a_memo_file_round_trips_and_a_bad_one_is_named() {
+    crate::threads();
+    let cfg = config();
+    let (vs, mut model) = build(&cfg);
+    model.attach_frozen_states(memo_for(&vs, &cfg)).unwrap();
+    let (b0, b1) = (batch(0), batch(11));
+    assert_eq!(
+        model.fill_frozen_states(&[b0.input(), b1.input()]).unwrap(),
+        8
+    );
+    assert_eq!(model.fill_frozen_states(&[b0.input()]).unwrap(), 0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("states.safetensors");
+    model.frozen_states().unwrap().save(&path).unwrap();
+    let (_vs2, mut reread) = build(&cfg);
+    let memo = memo_for(&vs, &cfg);
+    assert_eq!(memo.load(&path, Kind::Float, Device::Cpu).unwrap(), 8);
+    reread.attach_frozen_states(memo).unwrap();
+    let a = tch::no_grad(|| model.forward(&b1.input(), false)).unwrap();
+    let b = tch::no_grad(|| reread.forward(&b1.input(), false)).unwrap();
+    assert_eq!(
+        reread.frozen_states().unwrap().len(),
+        8,
+        "read, not recomputed"
+    );
+    assert_eq!(max_diff(&a.logits, &b.logits), 0.0);
+    // Another hidden size does not fit the file; the error names it.
+    let other = FrozenStates::new("x", 64);
+    let err = other
+        .load(&path, Kind::Float, Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("states.safetensors"), "{err}");
+    assert!(other.is_empty());
+    std::fs::write(&path, b"not a safetensors file").unwrap();
+    let err = memo_for(&vs, &cfg)
+        .load(&path, Kind::Float, Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("frozen-state cache"), "{err}");
+}
+
+#[test]
+fn the_key_follows_the_frozen_weights_only() {
+    let cfg = config();
+    let (vs, _model) = build(&cfg);
+    let key = frozen_prefix_key(&vs, &cfg).unwrap();
+    let (vs_same, _m) = build(&cfg);
+    assert_eq!(frozen_prefix_key(&vs_same, &cfg).unwrap(), key);
+    let vars = vs.variables();
+    tch::no_grad(|| {
+        let _ = vars["heads.0.out.weight"].shallow_clone().fill_(0.5);
+    });
+    assert_eq!(
+        frozen_prefix_key(&vs, &cfg).unwrap(),
+        key,
+        "heads are not frozen"
+    );
+    tch::no_grad(|| {
+        let _ = vars["encoder.layer.0.output.dense.weight"]
+            .shallow_clone()
+            .fill_(0.5);
+    });
+    assert_ne!(frozen_prefix_key(&vs, &cfg).unwrap(), key);
+    let mut none = cfg.clone();
+    none.frozen_layers = 0;
+    assert!(frozen_prefix_key(&vs, &none).is_none());
+}
+
+#[test]
+fn examples_not_padded_at_the_end_are_computed_not_stored() {
+    crate::threads();
+    let cfg = config();
+    let (vs, mut model) = build(&cfg);
+    model.attach_frozen_states(memo_for(&vs, &cfg)).unwrap();
+    let b = batch(5);
+    let left = b.mask.flip([1]);
+    let ids = &b.ids.flip([1]);
+    let input = ModelInput {
+        input_ids: ids,
+        attention_mask: &left,
+        token_type_ids: None,
+        task_ids: &b.tasks,
+    };
+    tch::no_grad(|| model.forward(&input, false)).unwrap();
+    assert!(model.frozen_states().unwrap().is_empty());
+}
