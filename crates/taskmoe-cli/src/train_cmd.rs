@@ -164,6 +164,9 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<Eva
             r.fresh.len()
         );
     }
+    if let Some(r) = trainer.frozen_states().filter(|_| rank0) {
+        eprintln!("{r}");
+    }
     eprintln!(
         "run {}: {} model, {} training tasks, {} steps of {} examples",
         run_dir.display(),

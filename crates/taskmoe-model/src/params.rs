@@ -16,7 +16,8 @@ pub struct ParamReport {
     /// states, do not).
     pub total: u64,
     /// The parameters a gradient reaches and the optimizer holds: [`ParamReport::total`] less
-    /// the frozen base FFNs of LoRA experts and, after
+    /// the frozen base FFNs of LoRA experts, the frozen bottom (`frozen_layers`: embeddings and
+    /// those blocks) and, after
     /// [`ParamReport::with_frozen_pretrained`], less the pretrained encoder
     /// (`train.freeze_pretrained`). `train.train_only` is not reflected here.
     pub trainable: u64,
@@ -34,6 +35,10 @@ pub struct ParamReport {
     /// each), and the head amortised over `seq_len`. LayerNorm, softmax and activations are
     /// left out.
     pub flops_per_token: u64,
+    /// Forward FLOPs per token of the blocks above the frozen ones (`frozen_layers`) and the
+    /// head: what a training step runs once the frozen blocks' states are cached. Equal to
+    /// [`ParamReport::flops_per_token`] without frozen blocks.
+    pub trained_flops_per_token: u64,
     /// The sequence length the FLOPs assume.
     pub seq_len: usize,
     /// Total parameters by part: embeddings, attention, dense FFNs, routers, experts, shared
@@ -159,14 +164,23 @@ pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> Pa
         + dense_blocks * dense_ffn_flops
         + moe_blocks * moe_flops
         + head_flops;
+    // The frozen bottom (`frozen_layers`) is dense and sees no task: the embeddings and
+    // whole dense blocks.
+    let frozen_blocks = cfg.frozen_layers as u64;
+    let frozen = match frozen_blocks {
+        0 => 0,
+        n => embeddings + n * (attention_block + ffn(cfg.d_ff as u64)),
+    };
+    let frozen_flops = frozen_blocks * (attention_flops + dense_ffn_flops);
     ParamReport {
         total,
-        trainable: total - moe_blocks * base_params,
+        trainable: total - moe_blocks * base_params - frozen,
         active_per_token: total - inactive,
         flops_per_token,
+        trained_flops_per_token: flops_per_token - frozen_flops,
         seq_len,
         parts,
-        pretrained: embeddings - task_embedding + attention + dense_ffns,
+        pretrained: embeddings - task_embedding + attention + dense_ffns - frozen,
     }
 }
 
@@ -196,6 +210,14 @@ impl fmt::Display for ParamReport {
             group(self.flops_per_token),
             self.seq_len
         )?;
+        if self.trained_flops_per_token != self.flops_per_token {
+            writeln!(
+                f,
+                "  above frozen      {:>14}  (what a step runs once the frozen blocks' states \
+                 are cached)",
+                group(self.trained_flops_per_token)
+            )?;
+        }
         for (part, n) in &self.parts {
             writeln!(f, "  {part:<17} {:>14}", group(*n))?;
         }

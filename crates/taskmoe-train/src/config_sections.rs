@@ -185,6 +185,16 @@ pub struct RuntimeConfig {
     /// by all-to-all; it must divide the number of processes. 1 = every rank runs every expert.
     /// Default 1.
     pub expert_parallel: usize,
+    /// Keep the states of the frozen blocks (`model.frozen_layers`) on disk between runs: one
+    /// file per frozen weights (named by their hash) under `cache_dir`, read at the start of a
+    /// run and extended with the examples it adds, so every seed and arm on the same frozen
+    /// encoder computes them once. Without it they are still computed once per run and kept
+    /// in memory. Default `true`.
+    pub frozen_state_cache: bool,
+    /// Folder of taskmoe's caches (the frozen states live in `<cache_dir>/frozen-states/`).
+    /// Default: `$TASKMOE_CACHE_DIR`, else `$XDG_CACHE_HOME/taskmoe`, else
+    /// `$HOME/.cache/taskmoe`.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// The `[output]` section.
@@ -306,6 +316,8 @@ impl Default for RuntimeConfig {
             precision: taskmoe_device::Precision::Fp32,
             threads: 2,
             expert_parallel: 1,
+            frozen_state_cache: true,
+            cache_dir: None,
         }
     }
 }

@@ -8,7 +8,6 @@ use tch::{nn, Tensor};
 use taskmoe_model::{import_bert, is_pretrained_param, ImportReport, MultiTaskModel};
 
 use crate::checkpoint::resolve_checkpoint;
-use crate::config_sections::TrainConfig;
 use crate::error::{invalid, Result};
 use crate::objective::model_input;
 use crate::run_config::RunConfig;
@@ -52,18 +51,21 @@ pub(crate) fn initialise(
 
 /// The parameters the optimizer updates: all that require gradients (not the buffers that
 /// other rules move, such as a router's selection bias, nor the frozen base FFNs of LoRA
-/// experts), less the pretrained encoder with `train.freeze_pretrained`, and (with
+/// experts), less the pretrained encoder with `train.freeze_pretrained` and the frozen
+/// bottom of `model.frozen_layers`, and (with
 /// `train.train_only`) only those whose name contains one of its patterns; the others stop
 /// requiring gradients, so backward skips them and the optimizer holds no state for them. A
 /// pattern that matches nothing is an error naming it.
-pub fn trainable(vs: &nn::VarStore, train: &TrainConfig) -> Result<Vec<(String, Tensor)>> {
+pub fn trainable(vs: &nn::VarStore, cfg: &RunConfig) -> Result<Vec<(String, Tensor)>> {
+    let train = &cfg.train;
     let only = &train.train_only;
     let mut all = Vec::new();
     for (name, t) in vs.variables() {
         if !t.requires_grad() {
             continue;
         }
-        if train.freeze_pretrained && is_pretrained_param(&name) {
+        let frozen = cfg.model.is_frozen_param(&name);
+        if frozen || (train.freeze_pretrained && is_pretrained_param(&name)) {
             let _ = t.set_requires_grad(false);
         } else {
             all.push((name, t));

@@ -48,6 +48,7 @@ mod config_sections;
 mod data_check;
 mod distributed;
 mod error;
+mod frozen_cache;
 mod inference;
 mod init;
 mod interrupt;
@@ -80,6 +81,7 @@ pub use config_sections::{
 pub use data_check::check_data;
 pub use distributed::{Distributed, ExpertGroup};
 pub use error::{Result, TrainError};
+pub use frozen_cache::{cache_dir, frozen_states_file, FrozenStatesReport};
 pub use inference::{checkpoint_tokenizer, Inference};
 pub use init::trainable;
 pub use interrupt::{clear_interrupt, install_interrupt_handler, interrupted, request_interrupt};

@@ -36,6 +36,8 @@ pub const RESUMABLE_KEYS: &[&str] = &[
     "runtime.device",
     "runtime.precision",
     "runtime.expert_parallel",
+    "runtime.frozen_state_cache",
+    "runtime.cache_dir",
 ];
 
 /// One key whose value differs between two configurations.

@@ -22,11 +22,12 @@ use crate::overrides::{apply_overrides, deserialize_layered, merge_tables};
 use taskmoe_optim::{Decay, ScheduleConfig};
 
 /// The keys that hold file paths, by section.
-const PATH_KEYS: [(&str, &str); 4] = [
+const PATH_KEYS: [(&str, &str); 5] = [
     ("data", "registry"),
     ("data", "tokenizer"),
     ("init", "from"),
     ("init", "checkpoint"),
+    ("runtime", "cache_dir"),
 ];
 
 /// Tables that hold a serde-tagged enum: a layer that changes their `kind` replaces them.
@@ -284,6 +285,7 @@ impl RunConfig {
             &mut cfg.data.tokenizer,
             &mut cfg.init.from,
             &mut cfg.init.checkpoint,
+            &mut cfg.runtime.cache_dir,
         ]
         .into_iter()
         .flatten()

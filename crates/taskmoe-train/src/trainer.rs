@@ -16,6 +16,7 @@ use crate::assets::RunAssets;
 use crate::checkpoint::{checkpoint_dir, Checkpoint, CheckpointWriter};
 use crate::distributed::Distributed;
 use crate::error::{invalid, Result, TrainError};
+use crate::frozen_cache::{attach_frozen_states, save_if_grown, FrozenStatesReport};
 use crate::init::{initialise, trainable};
 use crate::interrupt::interrupted;
 use crate::objective::Objective;
@@ -48,6 +49,8 @@ pub struct Trainer {
     last_checkpoint: Option<PathBuf>,
     import: Option<ImportReport>,
     assets: RunAssets,
+    /// The memo of the frozen blocks' states (`model.frozen_layers`), as attached.
+    frozen: Option<FrozenStatesReport>,
     /// The run folder's lock: held by rank 0 (or the single process), which writes the folder.
     _lock: Option<RunLock>,
     /// The data-parallel job this process is a rank of (`None`: a single-process run).
@@ -119,7 +122,7 @@ impl Trainer {
         if let Some(d) = &dist {
             d.attach_experts(&model)?;
         }
-        let opt = AdamW::new(trainable(&vs, &cfg.train)?, cfg.optim.adamw())?;
+        let opt = AdamW::new(trainable(&vs, cfg)?, cfg.optim.adamw())?;
         let task_names: Vec<String> = data.specs.iter().map(|s| s.name.clone()).collect();
         let mut trainer = Trainer {
             cfg: cfg.clone(),
@@ -135,6 +138,7 @@ impl Trainer {
             last_checkpoint: None,
             import: None,
             assets: RunAssets::from_run(cfg, data)?,
+            frozen: None,
             _lock: folder.lock,
             run_dir,
             dist,
@@ -153,6 +157,10 @@ impl Trainer {
         if let Some(d) = &trainer.dist {
             d.broadcast_params(&trainer.vs)?;
         }
+        // After the broadcast: every rank's frozen weights, hence its memo key, are rank 0's.
+        let write = trainer.is_rank0();
+        trainer.frozen =
+            attach_frozen_states(&mut trainer.model, &trainer.vs, cfg, data, device, write)?;
         trainer.shard_experts()?;
         Ok(trainer)
     }
@@ -175,7 +183,7 @@ impl Trainer {
         let state = d.shard_state(state, &origin)?;
         let d = &*d;
         let mut opt = AdamW::with_partitions(
-            trainable(&self.vs, &self.cfg.train)?,
+            trainable(&self.vs, &self.cfg)?,
             self.cfg.optim.adamw(),
             taskmoe_optim::default_decays,
             |name| d.partition(name),
@@ -288,6 +296,11 @@ impl Trainer {
     /// What was imported from `init.from` (fresh runs only).
     pub fn import_report(&self) -> Option<&ImportReport> {
         self.import.as_ref()
+    }
+
+    /// What attaching the frozen blocks' states did (`model.frozen_layers`; `None` without).
+    pub fn frozen_states(&self) -> Option<&FrozenStatesReport> {
+        self.frozen.as_ref()
     }
 
     /// The data-parallel job, if this process is a rank of one.
@@ -404,6 +417,10 @@ impl Trainer {
             }
         }
         progress.finish();
+        if let (Some(report), true) = (&mut self.frozen, rank0) {
+            // Evaluations may have added examples of tasks outside the training mixture.
+            save_if_grown(&self.model, report)?;
+        }
         // The trained model, whole on every rank (for a final test on rank 0).
         self.set_experts_gathered(true)?;
         let skipped = self.state.skipped_steps - skipped_before;

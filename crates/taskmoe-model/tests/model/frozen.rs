@@ -299,3 +299,35 @@ fn examples_not_padded_at_the_end_are_computed_not_stored() {
     tch::no_grad(|| model.forward(&input, false)).unwrap();
     assert!(model.frozen_states().unwrap().is_empty());
 }
+
+#[test]
+fn the_parameter_report_leaves_the_frozen_bottom_out_of_what_trains() {
+    let cfg = config();
+    let (vs, _model) = build(&cfg);
+    let count = |keep: &dyn Fn(&str) -> bool| -> u64 {
+        vs.variables()
+            .iter()
+            .filter(|(n, t)| t.requires_grad() && keep(n))
+            .map(|(_, t)| t.numel() as u64)
+            .sum()
+    };
+    let report = taskmoe_model::param_report(&cfg, &heads(), 6);
+    assert_eq!(
+        report.trainable,
+        count(&|n| !cfg.is_frozen_param(n)),
+        "{report}"
+    );
+    assert_eq!(
+        report.clone().with_frozen_pretrained().trainable,
+        count(&|n| !cfg.is_frozen_param(n) && !taskmoe_model::is_pretrained_param(n)),
+        "{report}"
+    );
+    let mut free = cfg.clone();
+    free.frozen_layers = 0;
+    let whole = taskmoe_model::param_report(&free, &heads(), 6);
+    assert_eq!(whole.total, report.total);
+    assert_eq!(whole.flops_per_token, report.flops_per_token);
+    assert_eq!(whole.trained_flops_per_token, whole.flops_per_token);
+    assert!(report.trained_flops_per_token < report.flops_per_token);
+    assert!(format!("{report}").contains("above frozen"));
+}

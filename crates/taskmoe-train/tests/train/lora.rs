@@ -205,7 +205,7 @@ fn the_trainable_set_is_what_the_optimizer_holds() {
     });
     cfg.train.freeze_pretrained = true;
     cfg.train.train_only = vec!["lora_".into()];
-    let kept = taskmoe_train::trainable(&vs, &cfg.train).unwrap();
+    let kept = taskmoe_train::trainable(&vs, &cfg).unwrap();
     assert!(kept.iter().all(|(n, _)| n.contains(".lora_")));
     for (name, t) in vs.variables() {
         assert_eq!(t.requires_grad(), name.contains(".lora_"), "{name}");

@@ -11,6 +11,7 @@ mod checkpoint;
 mod config_layers;
 mod data_parallel;
 mod expert_parallel;
+mod frozen;
 mod lora;
 mod router_gradient;
 mod state;
