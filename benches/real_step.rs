@@ -228,7 +228,7 @@ fn run_point(text: &str, runs: usize, reps: usize) {
     let x = Inputs::new(&spec, &tokenizer);
     let params: i64 = vs.variables().values().map(|t| t.numel() as i64).sum();
     // What the trainer's optimizer would hold (frozen parameters stop requiring gradients).
-    let trainable = taskmoe_train::trainable(&vs, &cfg.train).unwrap();
+    let trainable = taskmoe_train::trainable(&vs, &cfg).unwrap();
     let trainable_params: i64 = trainable.iter().map(|(_, t)| t.numel() as i64).sum();
     // (step, fwd+bwd, optimizer) medians of each group.
     let mut groups: Vec<(f64, f64, f64)> = Vec::new();
