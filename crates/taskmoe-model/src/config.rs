@@ -125,6 +125,13 @@ pub struct ModelConfig {
     /// MoE blocks go above them (for example `moe_every = 6` on a 6-block encoder frozen up to
     /// block 5). Default 0: everything trains.
     pub frozen_layers: usize,
+    /// Feed-forward blocks above the pooling, on each example's pooled vector:
+    /// `x + dropout(FFN(LN(x)))`, a MoE layer (routed by the example's task) in the MoE variants
+    /// and a dense FFN of width `d_ff` otherwise; the heads read the last one. Over a frozen
+    /// encoder (`frozen_layers = num_layers`) only the tower and the heads train: the
+    /// multi-task recommendation model of experts and per-task gates over fixed sentence
+    /// embeddings, computed once. A pretrained import starts them fresh. Default 0.
+    pub tower_layers: usize,
     /// The MoE blocks: router, experts and their width. Default: 8 experts of width 512, top-1
     /// straight-through gates (`renormalize = true`), dropless, `per-task` router.
     pub moe: MoeConfig,
@@ -158,6 +165,7 @@ impl ModelConfig {
             task_embedding: TaskEmbedding::None,
             moe_every: 2,
             frozen_layers: 0,
+            tower_layers: 0,
             moe: MoeConfig {
                 router: RouterConfig {
                     kind: RouterKind::PerTask,
@@ -270,6 +278,16 @@ impl ModelConfig {
             .and_then(|rest| rest.split('.').next())
             .and_then(|i| i.parse::<usize>().ok())
             .is_some_and(|i| i < self.frozen_layers)
+    }
+
+    /// The parameter prefix of MoE layer `layer` as [`crate::MultiTaskModel::moe_layers`]
+    /// numbers them: `encoder.layer.{i}.moe.` for encoder blocks, `tower.{j}.moe.` for tower
+    /// block `j` (numbered `num_layers + j`).
+    pub fn moe_prefix(&self, layer: usize) -> String {
+        match layer.checked_sub(self.num_layers) {
+            Some(j) => format!("tower.{j}.moe."),
+            None => format!("encoder.layer.{layer}.moe."),
+        }
     }
 
     /// Whether block `layer` (0-based) has a MoE feed-forward.

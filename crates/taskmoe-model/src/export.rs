@@ -131,6 +131,15 @@ pub fn hf_export(
     task: Option<usize>,
 ) -> Result<HfExport> {
     let cfg = model.config().clone();
+    if cfg.tower_layers > 0 {
+        // The modelling code an export carries (python/modeling_taskmoe.py) has no tower.
+        return Err(ModelError::Input(format!(
+            "export --format hf does not cover tower blocks (model.tower_layers = {}): the \
+             exported modelling code runs the encoder and heads only; the run's checkpoints \
+             evaluate and predict with taskmoe",
+            cfg.tower_layers
+        )));
+    }
     let mut encoder = BTreeMap::new();
     let mut all_heads = BTreeMap::new();
     for (name, t) in vs.variables() {
@@ -147,7 +156,7 @@ pub fn hf_export(
             if layer.experts().lora().is_none() {
                 continue;
             }
-            let prefix = format!("encoder.layer.{i}.moe.experts.");
+            let prefix = format!("{}experts.", cfg.moe_prefix(i));
             encoder.retain(|name, _| !name.starts_with(&prefix));
             let merged = layer.experts().as_ffn()?;
             for (name, t) in ["w1", "b1", "w2", "b2"].iter().zip(merged.params()) {

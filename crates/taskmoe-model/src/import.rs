@@ -128,7 +128,15 @@ pub fn import_bert(
         .into_iter()
         .map(|(name, t)| (name.strip_prefix("bert.").unwrap_or(&name).to_string(), t))
         .collect();
-    let moe_blocks: Vec<usize> = model.moe_layers().iter().map(|(i, _)| *i).collect();
+    // Encoder MoE blocks upcycle their block's pretrained FFN; tower blocks
+    // (`model.tower_layers`) have no pretrained counterpart and start fresh.
+    let num_layers = model.config().num_layers;
+    let moe_blocks: Vec<usize> = model
+        .moe_layers()
+        .iter()
+        .map(|(i, _)| *i)
+        .filter(|&i| i < num_layers)
+        .collect();
     let is_moe_param = |name: &str| {
         moe_blocks
             .iter()
@@ -185,7 +193,11 @@ pub fn import_bert(
             report.loaded.push(name.clone());
         }
     });
-    for (i, layer) in model.moe_layers() {
+    for (i, layer) in model
+        .moe_layers()
+        .into_iter()
+        .filter(|(i, _)| *i < num_layers)
+    {
         let [w1, b1, w2, b2] = ffn_names(i).map(|n| weights[&n].shallow_clone());
         layer
             .experts()
@@ -194,7 +206,10 @@ pub fn import_bert(
     }
     report.fresh = vars
         .keys()
-        .filter(|n| !used.contains(*n) && !n.contains(".moe.experts."))
+        .filter(|n| {
+            let upcycled = is_moe_param(n) && n.contains(".moe.experts.");
+            !used.contains(*n) && !upcycled
+        })
         .cloned()
         .collect();
     report.fresh.sort();

@@ -66,6 +66,7 @@ mod loss;
 mod model;
 mod params;
 mod safetensors_meta;
+mod tower;
 mod transfer;
 
 pub use checkpoint::{

@@ -12,6 +12,7 @@ use crate::embeddings::Embeddings;
 use crate::error::{ModelError, Result};
 use crate::frozen_states::FrozenStates;
 use crate::heads::{Head, HeadSpec};
+use crate::tower::TowerBlock;
 
 /// Logit value of classes a task does not have, in the padded `[B, max_outputs]` logits.
 pub const MISSING_CLASS_LOGIT: f64 = -1e9;
@@ -59,6 +60,8 @@ pub struct MultiTaskModel {
     blocks: Vec<Block>,
     final_norm: Option<nn::LayerNorm>,
     pub(crate) heads: Vec<Head>,
+    /// Feed-forward blocks on the pooled vectors (`tower_layers`).
+    tower: Vec<TowerBlock>,
     /// Whether some block's router uses the tokens grouped by task (`per-task`, `mmoe`, `cgc`,
     /// `expert-choice`): the model then groups them once per batch from its host counts.
     routes_per_task: bool,
@@ -152,9 +155,14 @@ impl MultiTaskModel {
                 )
             })
             .collect();
-        let routes_per_task = blocks.iter().any(
-            |b| matches!(&b.ffn, FeedForward::Moe(m) if m.config().router.kind.uses_task_groups()),
-        );
+        let tower = (0..cfg.tower_layers)
+            .map(|j| TowerBlock::new(&(root / "tower" / j), cfg, num_tasks))
+            .collect::<Result<Vec<_>>>()?;
+        let routes_per_task = blocks
+            .iter()
+            .map(|b| &b.ffn)
+            .chain(tower.iter().map(|t| &t.ffn))
+            .any(|f| matches!(f, FeedForward::Moe(m) if m.config().router.kind.uses_task_groups()));
         Ok(MultiTaskModel {
             routes_per_task,
             frozen_states: None,
@@ -164,6 +172,7 @@ impl MultiTaskModel {
             blocks,
             final_norm,
             heads: heads_params,
+            tower,
         })
     }
 
@@ -187,12 +196,15 @@ impl MultiTaskModel {
             .unwrap_or(1)
     }
 
-    /// The MoE layers with their block index.
+    /// The MoE layers with their block index: encoder blocks `0..num_layers`, then tower
+    /// block `j` as `num_layers + j` ([`ModelConfig::moe_prefix`] names their parameters).
     pub fn moe_layers(&self) -> Vec<(usize, &MoeLayer)> {
         self.blocks
             .iter()
+            .map(|b| &b.ffn)
+            .chain(self.tower.iter().map(|t| &t.ffn))
             .enumerate()
-            .filter_map(|(i, b)| match &b.ffn {
+            .filter_map(|(i, ffn)| match ffn {
                 FeedForward::Moe(m) => Some((i, m.as_ref())),
                 FeedForward::Dense(_) => None,
             })
@@ -255,7 +267,28 @@ impl MultiTaskModel {
         if let Some(norm) = &self.final_norm {
             x = norm.forward(&x);
         }
-        let pooled = self.pool(&x, &batch.mask);
+        let mut pooled = self.pool(&x, &batch.mask);
+        if !self.tower.is_empty() {
+            // One row per example: the tower's routers group them by task from the host ids.
+            let groups = self
+                .routes_per_task
+                .then(|| {
+                    let mut counts = vec![0usize; self.heads.len()];
+                    for &t in &batch.task_ids_host {
+                        counts[t as usize] += 1;
+                    }
+                    TaskGroups::with_counts(input.task_ids, counts)
+                })
+                .transpose()?;
+            for (j, block) in self.tower.iter().enumerate() {
+                let out = block.forward(&pooled, input.task_ids, groups.as_ref(), train)?;
+                pooled = out.x;
+                aux_layers.extend(out.aux);
+                if let Some(s) = out.stats {
+                    stats.push((self.blocks.len() + j, s));
+                }
+            }
+        }
         let logits = self.head_logits(&pooled, input.task_ids, &batch.task_ids_host, train)?;
         Ok(ModelOutput {
             logits,

@@ -136,12 +136,23 @@ pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> Pa
     if lora {
         parts.push(("expert base FFNs", moe_blocks * base_params));
     }
+    // Tower blocks (`tower_layers`): a LayerNorm and a MoE layer (MoE variants) or a dense
+    // FFN, once per example rather than per token.
+    let tower_blocks = cfg.tower_layers as u64;
+    let tower_moe = cfg.variant.is_moe();
+    let tower_block = layer_norm
+        + match tower_moe {
+            true => router + e * expert_params + base_params + shared,
+            false => ffn(cfg.d_ff as u64),
+        };
     parts.extend([
         ("shared experts", moe_blocks * shared),
+        ("tower", tower_blocks * tower_block),
         ("heads", heads_total),
     ]);
     let total: u64 = parts.iter().map(|(_, n)| n).sum();
-    let inactive = moe_blocks * ((e - k) * expert_params + router_inactive)
+    let routed_blocks = moe_blocks + if tower_moe { tower_blocks } else { 0 };
+    let inactive = routed_blocks * ((e - k) * expert_params + router_inactive)
         + if task_embedding > 0 { (t - 1) * d } else { 0 }
         + (heads_total - widest_head);
 
@@ -160,9 +171,16 @@ pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> Pa
     };
     let moe_flops = router_flops + base_flops + k * expert_flops + 4 * d * shared_width;
     let head_flops = (2 * d * d + 2 * d * widest_outputs) / l.max(1);
+    let tower_flops = tower_blocks
+        * match tower_moe {
+            true => moe_flops,
+            false => dense_ffn_flops,
+        }
+        / l.max(1);
     let flops_per_token = cfg.num_layers as u64 * attention_flops
         + dense_blocks * dense_ffn_flops
         + moe_blocks * moe_flops
+        + tower_flops
         + head_flops;
     // The frozen bottom (`frozen_layers`) is dense and sees no task: the embeddings and
     // whole dense blocks.
@@ -174,7 +192,7 @@ pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> Pa
     let frozen_flops = frozen_blocks * (attention_flops + dense_ffn_flops);
     ParamReport {
         total,
-        trainable: total - moe_blocks * base_params - frozen,
+        trainable: total - routed_blocks * base_params - frozen,
         active_per_token: total - inactive,
         flops_per_token,
         trained_flops_per_token: flops_per_token - frozen_flops,

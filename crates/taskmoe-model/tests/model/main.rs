@@ -13,6 +13,7 @@ mod minilm;
 mod model;
 mod paired_init;
 mod precision;
+mod tower;
 mod transfer;
 
 /// libtorch's intra-op thread count in this binary, the one value every test that cares uses
