@@ -32,11 +32,7 @@ fn heads() -> Vec<HeadSpec> {
 }
 
 fn build(cfg: &ModelConfig) -> (nn::VarStore, MultiTaskModel) {
-    let _rng = taskmoe_device::lock_global_rng();
-    tch::manual_seed(7);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let model = MultiTaskModel::new(&vs.root(), cfg, &heads()).unwrap();
-    (vs, model)
+    crate::seeded_model(cfg, &heads(), 7)
 }
 
 /// Right-padded batch of 4: lengths 5, 3, 6, 2 of 6 positions; tasks 0, 1, 0, 1.

@@ -25,3 +25,17 @@ const THREADS: i32 = 1;
 fn threads() {
     tch::set_num_threads(THREADS);
 }
+
+/// A model of `cfg` with `heads`, its parameters drawn after seeding libtorch with `seed`,
+/// holding the global generator's lock meanwhile.
+fn seeded_model(
+    cfg: &taskmoe_model::ModelConfig,
+    heads: &[taskmoe_model::HeadSpec],
+    seed: i64,
+) -> (tch::nn::VarStore, taskmoe_model::MultiTaskModel) {
+    let _rng = taskmoe_device::lock_global_rng();
+    tch::manual_seed(seed);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let model = taskmoe_model::MultiTaskModel::new(&vs.root(), cfg, heads).unwrap();
+    (vs, model)
+}

@@ -28,11 +28,7 @@ fn config(variant: Variant, tower: usize) -> ModelConfig {
 }
 
 fn build(cfg: &ModelConfig) -> (nn::VarStore, MultiTaskModel) {
-    let _rng = taskmoe_device::lock_global_rng();
-    tch::manual_seed(3);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let model = MultiTaskModel::new(&vs.root(), cfg, &heads()).unwrap();
-    (vs, model)
+    crate::seeded_model(cfg, &heads(), 3)
 }
 
 struct Batch {

@@ -10,6 +10,7 @@
 //! balance and mutual information over all ranks' tokens (the statistics group), so they are
 //! the global batch's.
 
+use crate::no_eval;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -65,13 +66,6 @@ fn config(out: &Path, expert_parallel: usize, aux: bool) -> RunConfig {
     }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml");
     RunConfig::load(Some(&path), &sets).unwrap()
-}
-
-fn no_eval(_: &taskmoe_model::MultiTaskModel, _: u64) -> taskmoe_train::Result<EvalPoint> {
-    Ok(EvalPoint {
-        record: serde_json::json!({}),
-        score: None,
-    })
 }
 
 fn scratch(name: &str) -> PathBuf {

@@ -3,10 +3,11 @@
 //! frozen weights: a second run reads the cache file the first one wrote, an unreadable file
 //! is rebuilt, and other frozen weights get a file of their own.
 
+use crate::no_eval;
 use std::path::{Path, PathBuf};
 
 use taskmoe_data::Batch;
-use taskmoe_train::{model_input, EvalPoint, RunConfig, RunData, Silent, Trainer};
+use taskmoe_train::{model_input, RunConfig, RunData, Silent, Trainer};
 use tch::Kind;
 
 fn root() -> PathBuf {
@@ -29,13 +30,6 @@ fn run(file: &str, out: &Path, name: &str, extra: &[&str]) -> RunConfig {
     ];
     sets.extend(extra.iter().map(|s| s.to_string()));
     RunConfig::load(Some(&root().join(file)), &sets).unwrap()
-}
-
-fn no_eval(_: &taskmoe_model::MultiTaskModel, _: u64) -> taskmoe_train::Result<EvalPoint> {
-    Ok(EvalPoint {
-        record: serde_json::json!({}),
-        score: None,
-    })
 }
 
 /// Mean validation accuracy over the training tasks.

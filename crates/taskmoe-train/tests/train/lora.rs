@@ -3,9 +3,10 @@
 //! new parameters and a resumed run equals the uninterrupted one, and the configuration's
 //! errors name their key.
 
+use crate::no_eval;
 use std::path::{Path, PathBuf};
 
-use taskmoe_train::{EvalPoint, RunConfig, RunData, Silent, Trainer};
+use taskmoe_train::{RunConfig, RunData, Silent, Trainer};
 
 const LORA: [&str; 3] = [
     "model.moe.expert_kind=\"lora\"",
@@ -24,13 +25,6 @@ fn tiny(out: &Path, name: &str, extra: &[&str]) -> taskmoe_train::Result<RunConf
     ];
     sets.extend(LORA.iter().chain(extra).map(|s| s.to_string()));
     RunConfig::load(Some(&root().join("configs/tiny.toml")), &sets)
-}
-
-fn no_eval(_: &taskmoe_model::MultiTaskModel, _: u64) -> taskmoe_train::Result<EvalPoint> {
-    Ok(EvalPoint {
-        record: serde_json::json!({}),
-        score: None,
-    })
 }
 
 fn snapshot(trainer: &Trainer) -> Vec<(String, tch::Tensor)> {

@@ -26,3 +26,15 @@ pub fn test_name(module: &str, name: &str) -> String {
         None => name.to_string(),
     }
 }
+
+/// An evaluation that records nothing and scores nothing, for runs whose evaluations a test
+/// does not look at.
+pub fn no_eval(
+    _: &taskmoe_model::MultiTaskModel,
+    _: u64,
+) -> taskmoe_train::Result<taskmoe_train::EvalPoint> {
+    Ok(taskmoe_train::EvalPoint {
+        record: serde_json::json!({}),
+        score: None,
+    })
+}

@@ -3,6 +3,7 @@
 //! checkpoint survives rotation; a locked run folder refuses a second trainer; config errors
 //! name their key.
 
+use crate::no_eval;
 use std::path::{Path, PathBuf};
 
 use taskmoe_train::{
@@ -32,13 +33,6 @@ fn tiny(name: &str, extra: &[&str]) -> (RunConfig, PathBuf) {
     sets.extend(extra.iter().map(|s| s.to_string()));
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml");
     (RunConfig::load(Some(&path), &sets).unwrap(), out)
-}
-
-fn no_eval(_: &taskmoe_model::MultiTaskModel, _: u64) -> taskmoe_train::Result<EvalPoint> {
-    Ok(EvalPoint {
-        record: serde_json::json!({}),
-        score: None,
-    })
 }
 
 fn poison(trainer: &Trainer) {

@@ -1,9 +1,10 @@
 //! Starting a run from another: `init.checkpoint`, `init.task_init` and
 //! `data.train_examples`, and the errors that name their keys.
 
+use crate::no_eval;
 use std::path::{Path, PathBuf};
 
-use taskmoe_train::{EvalPoint, RunConfig, RunData, Silent, Trainer};
+use taskmoe_train::{RunConfig, RunData, Silent, Trainer};
 
 fn tiny(out: &Path, name: &str, extra: &[&str]) -> taskmoe_train::Result<RunConfig> {
     let mut sets = vec![
@@ -19,13 +20,6 @@ fn scratch(name: &str) -> PathBuf {
     let out = std::env::temp_dir().join(format!("taskmoe-transfer-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     out
-}
-
-fn no_eval(_: &taskmoe_model::MultiTaskModel, _: u64) -> taskmoe_train::Result<EvalPoint> {
-    Ok(EvalPoint {
-        record: serde_json::json!({}),
-        score: None,
-    })
 }
 
 #[test]
