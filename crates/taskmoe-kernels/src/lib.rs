@@ -47,11 +47,11 @@
 //! [`TaskGroups`] applies the same dispatch to task ids: the `per-task` router and the task
 //! heads run each row through its own task's weights with one grouped matmul.
 //!
-//! Beside the routing, [`dropout`] is the training-time dropout every layer above uses: a
+//! Beside the routing, [`dropout()`] is the training-time dropout every layer above uses: a
 //! counter-based mask that is much faster on CPU than libtorch's serial Bernoulli sampler.
 //!
 //! No function here builds the `tokens x experts x capacity` one-hot tensors of GShard: memory
-//! grows linearly with tokens. [`reference`] holds plain ndarray implementations of every step,
+//! grows linearly with tokens. [`reference`](mod@reference) holds plain ndarray implementations of every step,
 //! used by the property tests.
 //!
 //! Shapes use `T` tokens, `k` choices per token, `E` experts, `R` kept rows (`R <= T * k`),

@@ -249,7 +249,9 @@ impl MultiTaskModel {
     /// `[2, B]` transfer: to check the ids, to count the rows of each task for the heads and
     /// the `per-task` routers) and once the size of the real-token index (`nonzero` of the
     /// padding mask, only when the batch has padding); each MoE layer then reads its
-    /// per-expert counts (see `docs/architecture.md`). Nothing else is read back or copied up.
+    /// per-expert counts (see `docs/architecture.md`). With a frozen-state memo attached
+    /// ([`MultiTaskModel::attach_frozen_states`]) it also reads the ids, segment ids and mask
+    /// once, to key the examples. Nothing else is read back or copied up.
     pub fn forward(&self, input: &ModelInput, train: bool) -> Result<ModelOutput> {
         let batch = self.prepare(input)?;
         let mut x = self.bottom(input, &batch, train)?;

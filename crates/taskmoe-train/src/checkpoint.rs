@@ -189,7 +189,7 @@ impl CheckpointFiles {
     }
 
     /// The path for file `name` (a plain file name, not [`MANIFEST_FILE`]), for writers that
-    /// take a path such as `Tensor::write_safetensors` or [`crate::AdamW::save`].
+    /// take a path such as `Tensor::write_safetensors` or [`taskmoe_optim::AdamW::save`].
     pub fn path(&self, name: &str) -> Result<PathBuf> {
         let plain = Path::new(name).file_name().and_then(|n| n.to_str()) == Some(name);
         if !plain || name.starts_with('.') || name == MANIFEST_FILE {

@@ -25,7 +25,7 @@ use crate::run_folder::{EVAL_FILE, METRICS_FILE};
 /// and the one it resumes with: where it runs and how often it evaluates or checkpoints, none of
 /// which changes the numbers a step computes. A key ending in `.*` covers its whole section.
 /// `train.steps` may change too, but with `schedule.total_steps = 0` the schedule follows
-/// it, and that change is refused (see [`config_changes`]).
+/// it, and that change is refused.
 pub const RESUMABLE_KEYS: &[&str] = &[
     "output.*",
     "train.steps",

@@ -58,7 +58,7 @@ pub struct TrainerState {
     /// Steps whose update was skipped under [`crate::NonFinitePolicy::SkipStep`].
     #[serde(default)]
     pub skipped_steps: u64,
-    /// The losses of the last applied steps (at most [`crate::LOSS_WINDOW`], oldest
+    /// The losses of the last applied steps (at most 100, oldest
     /// first), whose median the spike check compares against (`train.loss_spike_factor`);
     /// saved so a resumed run decides as the uninterrupted one would.
     #[serde(default)]
