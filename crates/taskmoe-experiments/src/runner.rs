@@ -1,6 +1,8 @@
 //! Running the arms of an experiment: each training run is a `taskmoe train --config FILE`
 //! process (so every run folder is an ordinary, reproducible run), several at a time, with
-//! finished runs reused when their configuration has not changed.
+//! finished runs reused when their configuration has not changed and interrupted ones resumed
+//! from their newest checkpoint, so an experiment killed at any point continues where it
+//! stopped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -66,33 +68,42 @@ impl Runner {
             let mut cfg = job.config.clone();
             cfg.output.dir = self.dir.join("runs");
             cfg.output.name = job.id.clone();
-            // Experiment runs are retrained, never resumed: their checkpoints need only the
-            // weights (a third of the disk).
-            cfg.checkpoint.save_optimizer = false;
+            // An interrupted run resumes exactly from its newest checkpoint; a finished run
+            // keeps only its weights (`final_optimizer = false`: a third of the disk).
+            cfg.checkpoint.save_optimizer = true;
+            cfg.checkpoint.final_optimizer = false;
             cfg.checkpoint.keep_last = 1;
             let text = cfg.to_toml();
             let config_path = self.dir.join("configs").join(format!("{}.toml", job.id));
             let run_dir = cfg.run_dir();
-            let done = run_dir.join(RESULT_FILE).is_file()
-                && std::fs::read_to_string(&config_path).is_ok_and(|old| old == text);
+            let same = std::fs::read_to_string(&config_path).is_ok_and(|old| old == text);
+            let done = same && run_dir.join(RESULT_FILE).is_file();
             if !done {
-                if run_dir.exists() {
+                let resume = same && has_checkpoint(&run_dir);
+                if !resume && run_dir.exists() {
                     std::fs::remove_dir_all(&run_dir)
                         .with_context(|| format!("removing the stale run {}", run_dir.display()))?;
                 }
                 std::fs::write(&config_path, &text)
                     .with_context(|| format!("writing {}", config_path.display()))?;
-                todo.push((job.id.clone(), config_path));
+                todo.push(Todo {
+                    id: job.id.clone(),
+                    config: config_path,
+                    resume,
+                });
             }
             prepared.push(run_dir);
         }
         let reused = jobs.len() - todo.len();
+        let resumed = todo.iter().filter(|t| t.resume).count();
         eprintln!(
-            "{phase}: {} runs ({} to train, {reused} reused), {} at a time",
+            "{phase}: {} runs ({} to train, {resumed} of them resumed, {reused} reused), {} at \
+             a time",
             jobs.len(),
             todo.len(),
             self.parallel.min(todo.len().max(1))
         );
+        let phase_started = Instant::now();
         let next = AtomicUsize::new(0);
         let finished = AtomicUsize::new(0);
         let failure: Mutex<Option<ExperimentError>> = Mutex::new(None);
@@ -103,17 +114,22 @@ impl Runner {
                         return;
                     }
                     let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some((id, config)) = todo.get(i) else {
+                    let Some(job) = todo.get(i) else {
                         return;
                     };
                     let started = Instant::now();
-                    match self.train(id, config) {
+                    match self.train_or_resume(job) {
                         Ok(()) => {
                             let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
+                            let eta =
+                                eta_secs(phase_started.elapsed().as_secs_f64(), n, todo.len());
                             eprintln!(
-                                "  [{n}/{}] {id} ({:.1} s)",
+                                "  [{n}/{}] {}{} ({:.1} s); {phase} done in about {}",
                                 todo.len(),
-                                started.elapsed().as_secs_f64()
+                                job.id,
+                                if job.resume { ", resumed" } else { "" },
+                                started.elapsed().as_secs_f64(),
+                                clock(eta)
                             );
                         }
                         Err(e) => {
@@ -132,14 +148,42 @@ impl Runner {
         Ok(prepared)
     }
 
-    fn train(&self, id: &str, config: &Path) -> Result<()> {
+    /// Resumes an interrupted run from its newest checkpoint; where that fails (a checkpoint
+    /// the trainer refuses), says so and trains the run again from the start.
+    fn train_or_resume(&self, job: &Todo) -> Result<()> {
+        if !job.resume {
+            return self.train(&job.id, &job.config, false);
+        }
+        match self.train(&job.id, &job.config, true) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                eprintln!(
+                    "  {}: resuming failed, training it again from the start: {e}",
+                    job.id
+                );
+                let run_dir = self.run_dir(&job.id);
+                std::fs::remove_dir_all(&run_dir)
+                    .with_context(|| format!("removing {}", run_dir.display()))?;
+                self.train(&job.id, &job.config, false)
+            }
+        }
+    }
+
+    fn train(&self, id: &str, config: &Path, resume: bool) -> Result<()> {
         let log_path = self.dir.join("logs").join(format!("{id}.log"));
-        let log = std::fs::File::create(&log_path)
+        // A resumed run's log goes on after the interrupted one's.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(resume)
+            .truncate(!resume)
+            .open(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
         let status = Command::new(&self.exe)
             .arg("train")
             .arg("--config")
             .arg(config)
+            .args(resume.then_some("--resume"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -157,5 +201,60 @@ impl Runner {
             );
         }
         Ok(())
+    }
+}
+
+/// A run to train: its id, its configuration file, and whether it resumes.
+struct Todo {
+    id: String,
+    config: PathBuf,
+    resume: bool,
+}
+
+/// Whether a run folder holds a checkpoint to resume from (a `checkpoint-*` folder with its
+/// manifest; the trainer still verifies it).
+fn has_checkpoint(run_dir: &Path) -> bool {
+    std::fs::read_dir(run_dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_name().to_string_lossy().starts_with("checkpoint-")
+                && e.path().join(taskmoe_train::MANIFEST_FILE).is_file()
+        })
+    })
+}
+
+/// Seconds left in a phase of `total` runs after `done` of them took `elapsed` seconds of
+/// wall time together (the runs in parallel included): the mean rate so far, applied to the
+/// rest.
+pub fn eta_secs(elapsed: f64, done: usize, total: usize) -> f64 {
+    match done {
+        0 => f64::NAN,
+        _ => elapsed / done as f64 * total.saturating_sub(done) as f64,
+    }
+}
+
+/// `h:mm:ss` (or `m:ss`) of a number of seconds; `?` when unknown.
+pub fn clock(secs: f64) -> String {
+    if !secs.is_finite() {
+        return "?".into();
+    }
+    let s = secs.round() as u64;
+    match s / 3600 {
+        0 => format!("{}:{:02}", s / 60, s % 60),
+        h => format!("{h}:{:02}:{:02}", s / 60 % 60, s % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_eta_applies_the_rate_so_far_to_the_rest() {
+        assert_eq!(eta_secs(60.0, 2, 10), 240.0);
+        assert_eq!(eta_secs(60.0, 10, 10), 0.0);
+        assert!(eta_secs(5.0, 0, 3).is_nan());
+        assert_eq!(clock(65.4), "1:05");
+        assert_eq!(clock(3725.0), "1:02:05");
+        assert_eq!(clock(f64::NAN), "?");
     }
 }

@@ -146,6 +146,12 @@ pub struct CheckpointConfig {
     /// which `--resume` needs; `false` keeps only what evaluation and `init.checkpoint` read.
     /// Default true.
     pub save_optimizer: bool,
+    /// Whether the checkpoint of the last step (`train.steps`) holds the optimizer state too
+    /// (with `save_optimizer`). `false` suits runs that end there and are never extended (the
+    /// experiments' runs): every earlier checkpoint still resumes exactly, a run stopped after
+    /// its last checkpoint resumes into its final test, and the finished run keeps only its
+    /// weights. Default true.
+    pub final_optimizer: bool,
 }
 
 /// The `[eval]` section: validation during training and the final test.
@@ -295,6 +301,7 @@ impl Default for CheckpointConfig {
             keep_last: 2,
             keep_best: true,
             save_optimizer: true,
+            final_optimizer: true,
         }
     }
 }

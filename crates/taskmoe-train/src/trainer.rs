@@ -214,20 +214,26 @@ impl Trainer {
             return Err(refuse_changes(dir, &saved_path, &changes));
         }
         ckpt.load_weights(&self.vs)?;
+        let state = TrainerState::read(ckpt.file(TRAINER_STATE_FILE))?;
         let optimizer = ckpt.file(OPTIMIZER_FILE);
-        if !optimizer.is_file() {
-            return Err(invalid(
-                "resume",
-                format!(
-                    "{} holds no optimizer state (the run had `checkpoint.save_optimizer = false`), \
-                     so it cannot be resumed exactly; start it from its weights with \
-                     `init.checkpoint` instead",
-                    dir.display()
-                ),
-            ));
+        match optimizer.is_file() {
+            true => self.opt.load(optimizer)?,
+            // At the last step nothing is left to train: the run resumes into its final test.
+            false if state.step >= self.cfg.train.steps => {}
+            false => {
+                return Err(invalid(
+                    "resume",
+                    format!(
+                        "{} holds no optimizer state (the run had `checkpoint.save_optimizer = \
+                         false`, or `checkpoint.final_optimizer = false` and this was its last \
+                         step), so it cannot be resumed exactly; start it from its weights with \
+                         `init.checkpoint` instead",
+                        dir.display()
+                    ),
+                ))
+            }
         }
-        self.opt.load(optimizer)?;
-        self.state = TrainerState::read(ckpt.file(TRAINER_STATE_FILE))?;
+        self.state = state;
         let sampler_state: SamplerState = self.state.sampler()?;
         let step = self.sampler.resume(&sampler_state)?;
         if step != self.state.step {
@@ -548,7 +554,7 @@ impl Trainer {
                 false => Ok(None),
             };
         }
-        let state = match self.cfg.checkpoint.save_optimizer {
+        let state = match self.saves_optimizer() {
             true => d.gathered_state(&self.opt)?,
             false => Vec::new(),
         };
@@ -571,15 +577,22 @@ impl Trainer {
                  checkpoints together (the training loop does), so that they are gathered first",
             ));
         }
-        let state = match self.cfg.checkpoint.save_optimizer {
+        let state = match self.saves_optimizer() {
             true => self.opt.state_tensors()?,
             false => Vec::new(),
         };
         self.write_checkpoint(&state)
     }
 
-    /// Writes `checkpoint-{step}/` with the optimizer state `state` (unused with
-    /// `checkpoint.save_optimizer = false`).
+    /// Whether the checkpoint of the current step holds the optimizer state
+    /// (`checkpoint.save_optimizer`, and `checkpoint.final_optimizer` at the last step).
+    fn saves_optimizer(&self) -> bool {
+        let c = &self.cfg.checkpoint;
+        c.save_optimizer && (c.final_optimizer || self.state.step < self.cfg.train.steps)
+    }
+
+    /// Writes `checkpoint-{step}/` with the optimizer state `state` (unused where
+    /// [`Trainer::saves_optimizer`] says no).
     fn write_checkpoint(&mut self, state: &[(String, Tensor)]) -> Result<PathBuf> {
         let step = self.state.step;
         let card = ModelCard {
@@ -590,9 +603,10 @@ impl Trainer {
         let best = self.best_step();
         self.writer.protect(best);
         let assets = &self.assets;
+        let with_optimizer = self.saves_optimizer();
         let ckpt = self.writer.write(step, |files| -> Result<()> {
             save_weights(&self.vs, &files.path(MODEL_FILE)?, ExportDtype::F32)?;
-            if self.cfg.checkpoint.save_optimizer {
+            if with_optimizer {
                 Tensor::write_safetensors(state, files.path(OPTIMIZER_FILE)?)?;
             }
             save_card(&card, &files.path(MODEL_CARD_FILE)?)?;

@@ -202,3 +202,112 @@ fn the_unseen_experiment_runs_on_real_tasks_named_in_a_config() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Run folders under `dir/runs` with a complete checkpoint and no final test yet.
+fn interrupted_runs(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir.join("runs")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|run| !run.path().join("final-test.json").exists())
+        .filter(|run| {
+            std::fs::read_dir(run.path()).is_ok_and(|files| {
+                files.flatten().any(|f| {
+                    f.file_name().to_string_lossy().starts_with("checkpoint-")
+                        && f.path().join("COMPLETE.json").is_file()
+                })
+            })
+        })
+        .map(|run| run.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn a_killed_experiment_resumes_its_interrupted_runs_exactly_and_reuses_finished_ones() {
+    use std::os::unix::process::CommandExt;
+    let out = scratch("killed");
+    // Runs long enough to be caught between checkpoints.
+    let longer = [
+        "--run-set",
+        "train.steps=300",
+        "--run-set",
+        "checkpoint.every=10",
+        "--run-set",
+        "schedule.warmup_steps=2",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_taskmoe"))
+        .args(["experiment", "low-resource", "--config"])
+        .arg(config())
+        .arg("--out")
+        .arg(&out)
+        .args(longer)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let dir = out.join("low-resource");
+    let started = std::time::Instant::now();
+    while interrupted_runs(&dir).is_empty() {
+        assert!(
+            started.elapsed().as_secs() < 300,
+            "no run reached a checkpoint in 300 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before a kill"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // kill -9 the experiment and its training processes at once.
+    let group = format!("-{}", child.id());
+    let killed = Command::new("kill")
+        .args(["-s", "KILL", "--", &group])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let _ = child.wait();
+    let caught = interrupted_runs(&dir);
+    let listing: Vec<String> = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|r| {
+            let files: Vec<String> = std::fs::read_dir(r.path())
+                .unwrap()
+                .flatten()
+                .map(|f| f.file_name().to_string_lossy().into_owned())
+                .collect();
+            format!("{}: {files:?}", r.file_name().to_string_lossy())
+        })
+        .collect();
+    assert!(!caught.is_empty(), "{listing:#?}");
+
+    let again = experiment("low-resource", &out, &longer);
+    let stderr = String::from_utf8_lossy(&again.stderr).into_owned();
+    assert!(again.status.success(), "{stderr}");
+    assert!(stderr.contains("resumed ("), "no run resumed:\n{stderr}");
+    assert!(stderr.contains("done in about"), "no ETA:\n{stderr}");
+    // A resumed run ends where the same configuration trained in one go ends.
+    let id = &caught[0];
+    let alone = out.join("alone");
+    let status = Command::new(env!("CARGO_BIN_EXE_taskmoe"))
+        .args(["train", "--config"])
+        .arg(dir.join("configs").join(format!("{id}.toml")))
+        .arg("--set")
+        .arg(format!("output.dir={}", alone.display()))
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let tasks = |path: PathBuf| read_json(&path)["tasks"].clone();
+    assert_eq!(
+        tasks(dir.join("runs").join(id).join("final-test.json")),
+        tasks(alone.join(id).join("final-test.json")),
+        "{id}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

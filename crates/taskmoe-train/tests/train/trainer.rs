@@ -682,3 +682,37 @@ fn bias_balancing_trains_resumes_exactly_and_stays_out_of_the_optimizer() {
     std::fs::remove_dir_all(out).unwrap();
     std::fs::remove_dir_all(straight_out).unwrap();
 }
+
+#[test]
+fn without_the_final_optimizer_earlier_checkpoints_resume_and_the_last_finishes() {
+    let (cfg, out) = tiny(
+        "final-optimizer",
+        &["checkpoint.final_optimizer=false", "checkpoint.every=6"],
+    );
+    let data = RunData::load(&cfg).unwrap();
+    let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
+    trainer.train(&mut no_eval, &mut Silent, Some(6)).unwrap();
+    let run = out.join("run");
+    let optimizer = |step: u64| {
+        run.join(format!("checkpoint-{step}"))
+            .join(taskmoe_train::OPTIMIZER_FILE)
+            .is_file()
+    };
+    assert!(
+        optimizer(6),
+        "an intermediate checkpoint keeps the optimizer state"
+    );
+    drop(trainer);
+    // Stopped at step 6: resumes exactly from there and ends without the optimizer state.
+    let mut resumed = Trainer::new(&cfg, &data, true).unwrap();
+    assert_eq!(resumed.state().step, 6);
+    resumed.train(&mut no_eval, &mut Silent, None).unwrap();
+    assert!(!optimizer(12), "the last checkpoint holds the weights only");
+    drop(resumed);
+    // Stopped after its last checkpoint (before its final test): resumes with nothing left
+    // to train.
+    let done = Trainer::new(&cfg, &data, true).unwrap();
+    assert_eq!(done.state().step, 12);
+    drop(done);
+    let _ = std::fs::remove_dir_all(&out);
+}
