@@ -171,6 +171,33 @@ fn fill_batches(
     })
 }
 
+/// Attaches to a loaded model with frozen blocks the memo its training left on disk (the
+/// cache file of its frozen weights, when `runtime.frozen_state_cache` keeps one), computing
+/// nothing up front: a forward pass computes and keeps what the file lacks. So an evaluation
+/// of a trained run (`taskmoe eval`, the experiments' tests of their runs) reads the states
+/// its training computed. Returns how many examples were read; `None` without frozen blocks.
+/// An unreadable or missing file leaves the memo empty.
+pub(crate) fn read_frozen_states(
+    model: &mut MultiTaskModel,
+    vs: &nn::VarStore,
+    cfg: &RunConfig,
+    device: Device,
+) -> Result<Option<usize>> {
+    let Some(key) = frozen_prefix_key(vs, &cfg.model) else {
+        return Ok(None);
+    };
+    let memo = FrozenStates::new(&key, cfg.model.d_model);
+    let mut read = 0;
+    if cfg.runtime.frozen_state_cache {
+        let path = frozen_states_file(&cache_dir(cfg)?, &key);
+        if path.exists() {
+            read = memo.load(&path, Kind::Float, device).unwrap_or(0);
+        }
+    }
+    model.attach_frozen_states(memo)?;
+    Ok(Some(read))
+}
+
 /// Writes the memo to its file when it holds examples the file does not.
 pub(crate) fn save_if_grown(model: &MultiTaskModel, report: &mut FrozenStatesReport) -> Result<()> {
     let (Some(path), Some(memo)) = (&report.file, model.frozen_states()) else {

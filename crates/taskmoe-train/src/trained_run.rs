@@ -8,6 +8,7 @@ use taskmoe_model::MultiTaskModel;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{invalid, Result};
+use crate::frozen_cache::read_frozen_states;
 use crate::inference::checkpoint_tokenizer;
 use crate::run_config::{DataSource, RunConfig};
 use crate::run_data::RunData;
@@ -74,11 +75,13 @@ impl TrainedRun {
         let vs = nn::VarStore::new(device);
         // Building draws initial weights (overwritten by the checkpoint's) from the global
         // generator: under its lock, so a trainer in the same process draws what it would alone.
-        let model = {
+        let mut model = {
             let _rng = taskmoe_device::lock_global_rng();
             MultiTaskModel::new(&vs.root(), &config.model, &data.heads())?
         };
         checkpoint.load_weights(&vs)?;
+        // With frozen blocks, the states its training cached (evaluations read them).
+        read_frozen_states(&mut model, &vs, &config, device)?;
         Ok(TrainedRun {
             device,
             checkpoint,

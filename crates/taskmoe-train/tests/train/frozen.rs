@@ -140,7 +140,20 @@ fn the_states_are_computed_once_per_frozen_weights() {
     assert!(file.starts_with(out.path().join("cache/frozen-states")));
     assert!(file.exists(), "{report}");
     first.train(&mut no_eval, &mut Silent, None).unwrap();
+    let checkpoint = first.last_checkpoint().unwrap().to_path_buf();
     drop(first);
+    // A trained run loaded back (eval, the experiments) reads the states its training cached.
+    let loaded = taskmoe_train::TrainedRun::load(
+        taskmoe_train::resolve_checkpoint(&checkpoint).unwrap(),
+        &[],
+        Some(tch::Device::Cpu),
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.model.frozen_states().map(|m| m.len()),
+        Some(report.computed)
+    );
+    drop(loaded);
 
     // Same seed, other arm: the frozen weights (embeddings, block 0) are the same draws, so
     // the dense twin reads every state the first run computed.
