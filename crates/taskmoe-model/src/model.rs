@@ -62,9 +62,12 @@ pub struct MultiTaskModel {
     pub(crate) heads: Vec<Head>,
     /// Feed-forward blocks on the pooled vectors (`tower_layers`).
     tower: Vec<TowerBlock>,
-    /// Whether some block's router uses the tokens grouped by task (`per-task`, `mmoe`, `cgc`,
-    /// `expert-choice`): the model then groups them once per batch from its host counts.
+    /// Whether some encoder block's router uses the tokens grouped by task (`per-task`,
+    /// `mmoe`, `cgc`, `expert-choice`): the model then groups them once per batch from its
+    /// host counts.
     routes_per_task: bool,
+    /// Whether some tower block's router does, for the examples (one row each).
+    tower_routes_per_task: bool,
     /// The memo of the frozen blocks' states, when one is attached.
     frozen_states: Option<FrozenStates>,
 }
@@ -158,13 +161,12 @@ impl MultiTaskModel {
         let tower = (0..cfg.tower_layers)
             .map(|j| TowerBlock::new(&(root / "tower" / j), cfg, num_tasks))
             .collect::<Result<Vec<_>>>()?;
-        let routes_per_task = blocks
-            .iter()
-            .map(|b| &b.ffn)
-            .chain(tower.iter().map(|t| &t.ffn))
-            .any(|f| matches!(f, FeedForward::Moe(m) if m.config().router.kind.uses_task_groups()));
+        let groups_tasks = |f: &FeedForward| matches!(f, FeedForward::Moe(m) if m.config().router.kind.uses_task_groups());
+        let routes_per_task = blocks.iter().any(|b| groups_tasks(&b.ffn));
+        let tower_routes_per_task = tower.iter().any(|t| groups_tasks(&t.ffn));
         Ok(MultiTaskModel {
             routes_per_task,
+            tower_routes_per_task,
             frozen_states: None,
             cfg: cfg.clone(),
             heads_spec: heads.to_vec(),
@@ -273,7 +275,7 @@ impl MultiTaskModel {
         if !self.tower.is_empty() {
             // One row per example: the tower's routers group them by task from the host ids.
             let groups = self
-                .routes_per_task
+                .tower_routes_per_task
                 .then(|| {
                     let mut counts = vec![0usize; self.heads.len()];
                     for &t in &batch.task_ids_host {
