@@ -80,7 +80,7 @@ pub fn run(
         device,
     )?;
     let prefix = format!("eval-{}-step{}", split.name(), ckpt.step);
-    report::write(&result, &out_dir, &prefix, &data.specs)
+    report::write(&result, &out_dir, &prefix, &data.specs, Some(ckpt.step))
         .with_context(|| format!("writing results into {}", out_dir.display()))?;
     println!("checkpoint {} (step {})", ckpt.dir.display(), ckpt.step);
     println!("{}", report::table(&result, split.name(), &data.specs));

@@ -119,11 +119,22 @@ pub fn routing_table(analyses: &[RoutingAnalysis]) -> String {
     out
 }
 
-/// Writes `<prefix>.json` (scores and routing), `<prefix>-predictions.jsonl` and
-/// `<prefix>-routing.json` (with the family measures) into `dir`.
-pub fn write(result: &EvalResult, dir: &Path, prefix: &str, specs: &[TaskSpec]) -> Result<()> {
+/// Writes `<prefix>.json` (scores and routing, and `checkpoint_step`: the step of the weights
+/// evaluated, when given), `<prefix>-predictions.jsonl` and `<prefix>-routing.json` (with the
+/// family measures) into `dir`.
+pub fn write(
+    result: &EvalResult,
+    dir: &Path,
+    prefix: &str,
+    specs: &[TaskSpec],
+    checkpoint_step: Option<u64>,
+) -> Result<()> {
     let scores = dir.join(format!("{prefix}.json"));
-    std::fs::write(&scores, serde_json::to_string_pretty(result)? + "\n")
+    let mut json = serde_json::to_value(result)?;
+    if let (Some(step), Some(obj)) = (checkpoint_step, json.as_object_mut()) {
+        obj.insert("checkpoint_step".into(), step.into());
+    }
+    std::fs::write(&scores, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("writing {}", scores.display()))?;
     let preds = dir.join(format!("{prefix}-predictions.jsonl"));
     let mut f = std::io::BufWriter::new(

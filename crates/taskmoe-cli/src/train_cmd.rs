@@ -79,7 +79,7 @@ pub fn run(args: &ConfigArgs, resume: bool, run_dir: Option<&Path>) -> Result<()
         }
         return Ok(()); // not rank 0
     };
-    report::write(&combined, &parent, "final-test", &data.specs)?;
+    report::write(&combined, &parent, "final-test", &data.specs, None)?;
     println!("{}", report::table(&combined, "test", &data.specs));
     Ok(())
 }
@@ -218,6 +218,7 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<Eva
         eprintln!("{}", d.stats_summary());
     }
 
+    let mut tested_step = trainer.state().step;
     if cfg.eval.test_checkpoint == taskmoe_train::TestCheckpoint::Best {
         let restored = trainer.restore_best()?;
         if rank0 {
@@ -226,6 +227,7 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<Eva
                 None => eprintln!("final test: no evaluation set a best; the last weights"),
             }
         }
+        tested_step = restored.unwrap_or(tested_step);
     }
     let test = EvalData {
         split: &data.test,
@@ -234,7 +236,7 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<Eva
     let Some(result) = shared_evaluate(trainer.model(), &test).context("final evaluation")? else {
         return Ok(None); // not rank 0
     };
-    report::write(&result, &run_dir, "final-test", &data.specs)?;
+    report::write(&result, &run_dir, "final-test", &data.specs, Some(tested_step))?;
     let state = trainer.state();
     eprintln!(
         "{} steps, {} examples, {:.1} s training ({:.0} examples/s); run folder {}",
