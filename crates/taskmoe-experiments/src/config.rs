@@ -69,6 +69,11 @@ pub struct ExperimentConfig {
     /// Runs trained at the same time (each its own process); with `runtime.threads = 1` this is
     /// the number of cores to use. Default 2.
     pub jobs: usize,
+    /// Validation evaluations of every run an experiment trains (mixtures, seen-task models,
+    /// fine-tunes, single-task models): each run is tested, and later stages start, at its
+    /// best validation checkpoint (early stopping), so every arm is compared at its best, not
+    /// at the end of a budget. 0 tests the last step instead. Default 10.
+    pub evals_per_run: u64,
     /// The run configuration every arm starts from, relative to this file; none means the
     /// profile's own. Default none.
     pub run_config: Option<PathBuf>,
@@ -90,27 +95,27 @@ pub struct LowResourceConfig {
     /// The tasks made low-resource; empty means the synthetic benchmark's low-resource tasks
     /// (real data must name them). Default empty.
     pub tasks: Vec<String>,
-    /// The mixture: the low-resource tasks and the related tasks they may learn from, nothing
-    /// else (so claim 1 is not confounded with claim 3); empty means the synthetic benchmark's
-    /// high- and low-resource tasks (real data must name them). Default empty.
+    /// The mixture: the low-resource tasks, the related high-resource tasks they may learn
+    /// from, and unrelated high-resource tasks they should not (the setting where routing can
+    /// choose what to share; the protocol's claim 1); empty means the synthetic benchmark's
+    /// high- and low-resource family tasks and its unrelated tasks (real data must name them).
+    /// Default empty.
     pub mixture: Vec<String>,
     /// Mixture temperatures (examples-proportional sampling, `rate = n^(1/T)`) each
     /// multi-task arm is tuned over: the one with the best validation mean of the
     /// low-resource tasks on the tuning seeds, at the smallest size, is used for that arm
     /// everywhere (reported). Default `[1, 2, 4]`.
     pub temperatures: Vec<f64>,
-    /// Validation evaluations of a single-task run, which is tested at its best one (early
-    /// stopping). Default 10.
-    pub single_task_evals: u64,
     /// Training examples kept per low-resource task (nested subsamples). Default `[32, 128]`.
     pub sizes: Vec<usize>,
     /// Synthetic data only: further values of the relatedness knob `rho`, each run at the
     /// smallest size (the sizes run at the run configuration's own `rho`) with the multi-task
     /// arms. Default `[0.0, 0.5]`.
     pub relatedness: Vec<f64>,
-    /// The arms: `single-task`, `dense`, `token-moe`, `task-moe` (the configured router) or
-    /// `task-moe:<router kind>`; the primary contrast is `task-moe` (the configured router, or
-    /// the first task-MoE arm) minus `dense`. Default: single-task, dense, task-moe.
+    /// The arms: `single-task`, `dense`, `task-dense`, `token-moe`, `task-moe` (the configured
+    /// router) or `task-moe:<router kind>`; the primary contrast is `task-moe` (the configured
+    /// router, or the first task-MoE arm) minus `dense`. Default: single-task, dense,
+    /// task-dense, token-moe, task-moe.
     pub variants: Vec<String>,
 }
 
@@ -145,6 +150,10 @@ pub struct UnrelatedConfig {
     /// (no rehearsal), after which the original tasks are tested again (forgetting).
     /// Default 400.
     pub extra_steps: u64,
+    /// The arms (as `low_resource.variants`, without `single-task`); they must include `dense`
+    /// and a `task-moe` arm, whose difference is the primary contrast. Default: dense,
+    /// task-dense, task-moe.
+    pub variants: Vec<String>,
 }
 
 impl Default for ExperimentConfig {
@@ -153,6 +162,7 @@ impl Default for ExperimentConfig {
             seeds: 3,
             tuning_seeds: 3,
             jobs: 2,
+            evals_per_run: 10,
             run_config: None,
             run_set: Vec::new(),
             low_resource: LowResourceConfig::default(),
@@ -168,10 +178,9 @@ impl Default for LowResourceConfig {
             tasks: Vec::new(),
             mixture: Vec::new(),
             temperatures: vec![1.0, 2.0, 4.0],
-            single_task_evals: 10,
             sizes: vec![32, 128],
-            relatedness: vec![0.0, 0.5],
-            variants: ["single-task", "dense", "task-moe"]
+            relatedness: vec![0.0, 0.5, 0.9],
+            variants: ["single-task", "dense", "task-dense", "token-moe", "task-moe"]
                 .map(String::from)
                 .to_vec(),
         }
@@ -196,6 +205,9 @@ impl Default for UnrelatedConfig {
             base_tasks: Vec::new(),
             new_tasks: Vec::new(),
             extra_steps: 400,
+            variants: ["dense", "task-dense", "task-moe"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }
@@ -324,11 +336,26 @@ impl ExperimentConfig {
                 "needs at least one temperature, all positive",
             );
         }
-        if self.low_resource.single_task_evals == 0 {
-            return err("low_resource.single_task_evals", "must be at least 1");
-        }
         if self.unrelated.extra_steps == 0 {
             return err("unrelated.extra_steps", "must be at least 1");
+        }
+        let arms = self
+            .unrelated
+            .variants
+            .iter()
+            .map(|v| Arm::parse(v))
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| {
+                ExperimentError::Invalid(format!("{origin}: key `unrelated.variants`: {e}"))
+            })?;
+        if arms.iter().any(|a| a.variant == Variant::SingleTask)
+            || !arms.iter().any(|a| a.variant == Variant::Dense && a.label == "dense")
+            || !arms.iter().any(|a| a.variant == Variant::TaskMoe)
+        {
+            return err(
+                "unrelated.variants",
+                "needs `dense` and a `task-moe` arm, and no `single-task`",
+            );
         }
         Ok(())
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::error::Result;
 use taskmoe_data::synthetic::{SyntheticBenchmark, TaskRole};
 use taskmoe_model::param_report;
-use taskmoe_train::{DataSource, RunConfig, RunData};
+use taskmoe_train::{DataSource, RunConfig, RunData, TestCheckpoint};
 
 use taskmoe_data::MixtureSpec;
 
@@ -94,6 +94,33 @@ impl ExperimentContext {
         cfg
     }
 
+    /// `cfg` evaluated on validation `evals_per_run` times and tested at its best validation
+    /// checkpoint (early stopping: `eval.test_checkpoint = "best"`, `checkpoint.keep_best`),
+    /// keeping that checkpoint and the last; unchanged when `evals_per_run` is 0.
+    pub fn early_stopped(&self, cfg: RunConfig) -> RunConfig {
+        let evals = self.loaded.settings.evals_per_run;
+        if evals == 0 {
+            return cfg;
+        }
+        let mut cfg = cfg;
+        cfg.eval.every = (cfg.train.steps / evals).max(1);
+        cfg.checkpoint.keep_best = true;
+        cfg.checkpoint.keep_last = 1;
+        cfg.eval.test_checkpoint = TestCheckpoint::Best;
+        cfg
+    }
+
+    /// How the reports say which weights were tested ([`Self::early_stopped`]).
+    pub fn stopping_text(&self) -> String {
+        match self.loaded.settings.evals_per_run {
+            0 => "Every run is tested at its last step.".into(),
+            n => format!(
+                "Every run is evaluated on validation {n} times and tested at its best \
+                 validation checkpoint (early stopping); later stages start from that checkpoint."
+            ),
+        }
+    }
+
     /// The synthetic benchmark of the base configuration's data; `None` for real data.
     pub fn benchmark(&self) -> Result<Option<SyntheticBenchmark>> {
         if !self.synthetic() {
@@ -148,7 +175,7 @@ impl ExperimentContext {
              same data). Base run configuration: `{source}`; each arm's exact configuration is \
              `configs/<run>.toml` beside this report, its run folder `runs/<run>/`. Model `{}`: d = {}, {} blocks, {} \
              experts of width {} (top-{}) in MoE blocks, dense FFN width {}; {} steps of {} \
-             examples at peak learning rate {:e}.\n\n",
+             examples at peak learning rate {:e}.\n\n{}\n\n",
             self.command,
             self.loaded.profile.name(),
             self.loaded.settings.seeds,
@@ -164,6 +191,7 @@ impl ExperimentContext {
             cfg.train.steps,
             cfg.data.batch_size,
             cfg.schedule.peak_lr,
+            crate::preregistration::provenance_line(),
         )
     }
 }

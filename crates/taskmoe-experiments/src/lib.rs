@@ -18,7 +18,8 @@
 //! its run folder. Reports ([`Report`]) give mean ± standard deviation over seeds and paired
 //! comparisons with 95% intervals; each declares one primary contrast, and the three are
 //! decided together ([`verdicts`]: Holm's correction, TOST for "no effect",
-//! [`stats::Verdict`]). Hyperparameters an arm depends on (mixture temperature, fine-tuning
+//! [`stats::Verdict`]) under the confirmatory protocol `PROTOCOL.md`, whose hash every report
+//! records ([`preregistration`]). Hyperparameters an arm depends on (mixture temperature, fine-tuning
 //! learning rate) are chosen on validation scores of separate tuning seeds, never on test.
 //!
 //! The experiments layer sits on top: it depends on the training, evaluation, model and data
@@ -54,6 +55,7 @@ mod experiment;
 pub mod families;
 pub mod low_resource;
 pub mod plot;
+pub mod preregistration;
 mod protocol;
 pub mod report;
 pub mod results;

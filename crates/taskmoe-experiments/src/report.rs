@@ -24,6 +24,11 @@ pub struct Report {
 }
 
 impl Report {
+    /// Appends a `## {title}` section to the markdown.
+    pub fn append_section(&mut self, title: &str, text: &str) {
+        let _ = writeln!(self.markdown, "## {title}\n\n{text}\n");
+    }
+
     /// Writes `report.md`, `results.json` and the plots into `dir` (each file atomically).
     pub fn write(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -31,6 +36,10 @@ impl Report {
         let mut json = self.json.clone();
         if let Some(obj) = json.as_object_mut() {
             obj.insert("primary".into(), serde_json::to_value(&self.primary)?);
+            obj.insert(
+                "provenance".into(),
+                crate::preregistration::provenance_json(),
+            );
         }
         write_atomic(
             &dir.join("results.json"),

@@ -50,6 +50,24 @@ pub struct BlockRouting {
 }
 
 impl BlockRouting {
+    /// The same block with its tasks ordered by family (stable; first appearance of each
+    /// family), so that [`taskmoe_eval::routing::family_blocks`] outlines each family.
+    /// Unchanged without families.
+    pub fn by_family(&self) -> BlockRouting {
+        if self.families.len() != self.tasks.len() {
+            return self.clone();
+        }
+        let mut order: Vec<usize> = (0..self.tasks.len()).collect();
+        let first = |f: &String| self.families.iter().position(|g| g == f).unwrap_or(0);
+        order.sort_by_key(|&i| first(&self.families[i]));
+        BlockRouting {
+            layer: self.layer,
+            tasks: order.iter().map(|&i| self.tasks[i].clone()).collect(),
+            load: order.iter().map(|&i| self.load[i].clone()).collect(),
+            families: order.iter().map(|&i| self.families[i].clone()).collect(),
+        }
+    }
+
     /// Whether this block's routing follows the task families; `None` without families.
     pub fn family(&self) -> Option<FamilyRouting> {
         (self.families.len() == self.tasks.len() && !self.families.is_empty())
@@ -112,6 +130,13 @@ pub fn family_table(models: &[(&str, Vec<Vec<BlockRouting>>)]) -> Option<String>
             &rows,
         )
     })
+}
+
+/// The step fields of an evaluation line or of `final-test.json`.
+#[derive(Deserialize)]
+struct Step {
+    step: Option<u64>,
+    checkpoint_step: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -180,19 +205,32 @@ impl RunResult {
         (mean(&gaps), mean(&ari))
     }
 
-    /// Each task's headline metric in the last validation evaluation of the run
-    /// (`eval.jsonl`; the trainer always evaluates at the end).
+    /// Each task's headline metric in the validation evaluation of the weights the run tested
+    /// (the step `final-test.json` names: its best validation checkpoint under early
+    /// stopping), or in its last evaluation when the run names none (`eval.jsonl`; the trainer
+    /// always evaluates at the end).
     pub fn validation(dir: &Path) -> Result<BTreeMap<String, f64>> {
         let path = dir.join("eval.jsonl");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        let last = text
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .with_context(|| format!("{} holds no evaluation", path.display()))?;
+        let tested = Self::tested_step(dir)?;
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let line = match tested {
+            Some(step) => lines
+                .iter()
+                .rev()
+                .find(|l| {
+                    serde_json::from_str::<Step>(l).is_ok_and(|s| s.step == Some(step))
+                })
+                .with_context(|| {
+                    format!("{} holds no evaluation at step {step}", path.display())
+                })?,
+            None => lines
+                .last()
+                .with_context(|| format!("{} holds no evaluation", path.display()))?,
+        };
         let parsed: Scores =
-            serde_json::from_str(last).with_context(|| format!("parsing {}", path.display()))?;
+            serde_json::from_str(line).with_context(|| format!("parsing {}", path.display()))?;
         Ok(parsed
             .tasks
             .into_iter()
@@ -200,7 +238,31 @@ impl RunResult {
             .collect())
     }
 
-    /// The mean over `tasks` of the final validation scores of the run in `dir`.
+    /// The step of the weights the run's final test evaluated (`checkpoint_step` of
+    /// `final-test.json`); `None` when the file does not name one.
+    pub fn tested_step(dir: &Path) -> Result<Option<u64>> {
+        let path = dir.join(RESULT_FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let step: Step = serde_json::from_str(&text)
+            .with_context(|| format!("parsing {}", path.display()))?;
+        Ok(step.checkpoint_step)
+    }
+
+    /// The checkpoint whose weights the run's final test evaluated: its best validation
+    /// checkpoint under early stopping (`eval.test_checkpoint = "best"`), else its last. Other
+    /// experiments' stages start from it or test it again, so every arm is used at the weights
+    /// it reports. Falls back to the run folder (its newest usable checkpoint) when the step
+    /// is not named or its folder is gone.
+    pub fn tested_checkpoint(dir: &Path) -> Result<PathBuf> {
+        Ok(Self::tested_step(dir)?
+            .map(|step| taskmoe_train::checkpoint_dir(dir, step))
+            .filter(|ckpt| ckpt.is_dir())
+            .unwrap_or_else(|| dir.to_path_buf()))
+    }
+
+    /// The mean over `tasks` of the validation scores of the tested weights of the run in
+    /// `dir` ([`Self::validation`]).
     pub fn validation_mean(dir: &Path, tasks: &[String]) -> Result<f64> {
         let scores = Self::validation(dir)?;
         let mut sum = 0.0;
@@ -287,6 +349,40 @@ impl RunResult {
 
 /// Sums the `tokens` of `dir/metrics.jsonl`, or of `dir/*/metrics.jsonl` when `dir` holds
 /// one run per task.
+/// Where the early-stopped runs among `dirs` were tested: how many had their best validation
+/// checkpoint at their last evaluation (the budget may have stopped them before their best),
+/// as a sentence for the reports; `None` when no run names its tested step.
+pub fn stopping_summary(dirs: &[PathBuf]) -> Result<Option<String>> {
+    let (mut named, mut at_end, mut fractions) = (0usize, 0usize, Vec::new());
+    for dir in dirs {
+        let Some(step) = RunResult::tested_step(dir)? else {
+            continue;
+        };
+        let path = dir.join("eval.jsonl");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let last = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Step>(l).ok()?.step)
+            .max();
+        let Some(last) = last.filter(|&l| l > 0) else {
+            continue;
+        };
+        named += 1;
+        at_end += usize::from(step >= last);
+        fractions.push(step as f64 / last as f64);
+    }
+    if named == 0 {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "The best validation checkpoint was the last evaluation in {at_end} of {named} runs; \
+         the tested step was at {:.2} of the run on average (1 = the end). Many runs best at \
+         the end would mean the budget stops arms before their best.",
+        Summary::of(&fractions).mean
+    )))
+}
+
 fn training_tokens(dir: &Path) -> Result<u64> {
     let own = dir.join("metrics.jsonl");
     let files: Vec<PathBuf> = if own.is_file() {

@@ -164,6 +164,23 @@ pub struct PrimaryContrast {
     pub b: Vec<f64>,
 }
 
+/// One arm against the claim's baseline on the claim's primary metric, per seed: every arm,
+/// the controls included, becomes a row of the forest plot (uncorrected 95% interval; only
+/// the primary contrast is decided).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct ArmContrast {
+    /// The claim (1, 2 or 3).
+    pub claim: u8,
+    /// The arm compared (`task-moe`, `task-dense`, `task-moe + family routing`, ...).
+    pub arm: String,
+    /// What is compared, in words.
+    pub name: String,
+    /// Per-seed scores of the arm.
+    pub a: Vec<f64>,
+    /// Per-seed scores of the baseline, same seeds.
+    pub b: Vec<f64>,
+}
+
 /// A decided primary contrast.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Decision {

@@ -5,21 +5,29 @@
 use std::path::Path;
 
 use crate::error::Result;
+use crate::results::RunResult;
+use crate::runner::RESULT_FILE;
 use taskmoe_data::{Batch, EncodedExample};
 use taskmoe_model::per_example_loss;
 use taskmoe_train::{model_input, resolve_checkpoint, TrainedRun};
 use tch::{Device, Kind};
 
-/// A trained model loaded from a run folder's newest usable checkpoint (on the CPU).
+/// A trained model loaded from a finished run's tested checkpoint (on the CPU).
 pub struct TrainedModel {
     /// The checkpoint with its run's configuration and data.
     pub run: TrainedRun,
 }
 
 impl TrainedModel {
-    /// Loads `run_dir`'s newest usable checkpoint ([`resolve_checkpoint`]).
+    /// Loads the checkpoint `run_dir`'s final test evaluated ([`RunResult::tested_checkpoint`]:
+    /// its best validation checkpoint under early stopping), or its newest usable one when
+    /// the run names none ([`resolve_checkpoint`]).
     pub fn load(run_dir: &Path) -> Result<Self> {
-        let run = TrainedRun::load(resolve_checkpoint(run_dir)?, &[], Some(Device::Cpu))?;
+        let tested = match run_dir.join(RESULT_FILE).is_file() {
+            true => RunResult::tested_checkpoint(run_dir)?,
+            false => run_dir.to_path_buf(),
+        };
+        let run = TrainedRun::load(resolve_checkpoint(tested)?, &[], Some(Device::Cpu))?;
         Ok(TrainedModel { run })
     }
 

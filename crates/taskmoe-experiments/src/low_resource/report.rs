@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::plot::{line_chart, Series};
 use crate::report::{header, md_table, Report};
 use crate::results::{family_table, BlockRouting};
-use crate::stats::{paired, PrimaryContrast, Summary};
+use crate::stats::{paired, ArmContrast, PrimaryContrast, Summary};
 use crate::verdicts::describe;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -30,7 +30,9 @@ pub(super) fn build_report(
     tuned: &Tuning,
 ) -> Result<Report> {
     let configured = ctx.base().model.moe.router.kind;
-    let dense = arms.iter().position(|a| a.variant == Variant::Dense);
+    let dense = arms.iter().position(|a| a.label == "dense");
+    let task_dense = arms.iter().position(|a| a.label == "task-dense");
+    let token_moe = arms.iter().position(|a| a.variant == Variant::TokenMoe);
     let single = arms.iter().position(|a| a.variant == Variant::SingleTask);
     let task_moe = primary_task_moe(arms, configured);
     let mut md = ctx.preamble("Experiment 1: low-resource transfer");
@@ -46,12 +48,11 @@ pub(super) fn build_report(
     let _ = writeln!(
         md,
         "Equal budgets: every arm trains {} steps of {} examples. Single-task arms train one \
-         dense model per low-resource task with that whole budget and are tested at their best \
-         of {} validation evaluations (early stopping). Multi-task arms sample the mixture \
-         examples-proportionally at the temperature chosen for them below.\n",
+         dense model per low-resource task with that whole budget. {} Multi-task arms sample \
+         the mixture examples-proportionally at the temperature chosen for them below.\n",
         ctx.base().train.steps,
         ctx.base().data.batch_size,
-        ctx.loaded.settings.low_resource.single_task_evals,
+        ctx.stopping_text(),
     );
     let mut head = vec!["arm".to_string()];
     head.extend(tuned.temperatures.iter().map(|t| format!("T = {t}")));
@@ -163,11 +164,16 @@ pub(super) fn build_report(
     let mut cmp_rows = Vec::new();
     for (si, setting) in settings.iter().enumerate() {
         let mut row = vec![setting.label(base_rho)];
-        for (name, a, b) in [
-            ("task-MoE - dense", task_moe, dense),
-            ("task-MoE - single-task", task_moe, single),
-            ("dense - single-task", dense, single),
-        ] {
+        for (name, a, b) in COMPARISONS.map(|(name, a, b)| {
+            let pick = |which: &str| match which {
+                "task-moe" => task_moe,
+                "dense" => dense,
+                "task-dense" => task_dense,
+                "token-moe" => token_moe,
+                _ => single,
+            };
+            (name, pick(a), pick(b))
+        }) {
             match (a, b) {
                 (Some(a), Some(b)) if scores[si][a].low.len() == scores[si][b].low.len() => {
                     let c = paired(&scores[si][a].low, &scores[si][b].low);
@@ -182,15 +188,9 @@ pub(super) fn build_report(
         }
         cmp_rows.push(row);
     }
-    let cmp = md_table(
-        &header(&[
-            "setting",
-            "task-MoE - dense",
-            "task-MoE - single-task",
-            "dense - single-task",
-        ]),
-        &cmp_rows,
-    );
+    let mut cmp_head = vec!["setting".to_string()];
+    cmp_head.extend(COMPARISONS.iter().map(|c| c.0.to_string()));
+    let cmp = md_table(&cmp_head, &cmp_rows);
     let tm_label = task_moe.map_or("-".to_string(), |i| arms[i].label.clone());
     let _ = writeln!(
         md,
@@ -210,10 +210,22 @@ pub(super) fn build_report(
         }),
         _ => None,
     };
-    let verdicts = primary.as_ref().map_or_else(
+    let mut verdicts = primary.as_ref().map_or_else(
         || "No primary contrast: the arms need `dense` and a `task-moe` arm.\n".to_string(),
         describe,
     );
+    let interaction = relatedness_interaction(settings, base_rho, scores, task_moe, dense);
+    if let Some((lo, hi, c)) = &interaction {
+        let _ = write!(
+            verdicts,
+            "\nSecondary (declared in the protocol): the interaction with relatedness, \
+             (task-MoE - dense at rho = {hi}) - (task-MoE - dense at rho = {lo}), seed-paired: \
+             {}. Positive supports sharing between related tasks (the gain grows with \
+             relatedness); negative means task-MoE gains by keeping tasks apart, not by sharing \
+             what is related.\n",
+            c.show()
+        );
+    }
     let _ = writeln!(md, "## Primary contrast\n\n{verdicts}");
 
     let models: Vec<(String, Vec<Vec<BlockRouting>>)> = settings
@@ -345,6 +357,10 @@ pub(super) fn build_report(
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "comparisons": comparisons,
+        "relatedness_interaction": interaction.as_ref().map(|(lo, hi, c)| json!({
+            "low_rho": lo, "high_rho": hi, "result": c,
+        })),
+        "arm_contrasts": arm_contrasts(arms, &scores[0], dense, &settings[0].label(base_rho)),
         "tuning": tuned.temperatures.iter().enumerate().map(|(ti, t)| json!({
             "temperature": t,
             "validation": arms.iter().enumerate().map(|(ai, a)| (a.label.clone(), tuned.validation[ai][ti].clone())).collect::<BTreeMap<_, _>>(),
@@ -362,4 +378,73 @@ pub(super) fn build_report(
         summary,
         primary,
     })
+}
+
+/// The descriptive comparisons on the low-resource mean: name, arm `a`, arm `b` (by role).
+const COMPARISONS: [(&str, &str, &str); 5] = [
+    ("task-MoE - dense", "task-moe", "dense"),
+    ("task-MoE - task-dense", "task-moe", "task-dense"),
+    ("task-MoE - token-MoE", "task-moe", "token-moe"),
+    ("task-MoE - single-task", "task-moe", "single-task"),
+    ("dense - single-task", "dense", "single-task"),
+];
+
+/// The secondary contrast of claim 1 on synthetic data: per seed, (task-MoE - dense) at the
+/// highest relatedness of the smallest size minus the same at the lowest; `None` without two
+/// relatedness values or either arm.
+fn relatedness_interaction(
+    settings: &[Setting],
+    base_rho: Option<f64>,
+    scores: &[Vec<ArmScores>],
+    task_moe: Option<usize>,
+    dense: Option<usize>,
+) -> Option<(f64, f64, crate::stats::Comparison)> {
+    let (t, d) = (task_moe?, dense?);
+    let rho0 = base_rho?;
+    let smallest = settings.first()?.size;
+    let mut at: Vec<(f64, usize)> = settings
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.size == smallest)
+        .map(|(i, s)| (s.rho.unwrap_or(rho0), i))
+        .collect();
+    at.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (&(lo, li), &(hi, hi_i)) = (at.first()?, at.last()?);
+    if li == hi_i {
+        return None;
+    }
+    let gap = |si: usize| -> Vec<f64> {
+        scores[si][t]
+            .low
+            .iter()
+            .zip(&scores[si][d].low)
+            .map(|(a, b)| a - b)
+            .collect()
+    };
+    let (g_hi, g_lo) = (gap(hi_i), gap(li));
+    (g_hi.len() == g_lo.len() && !g_hi.is_empty()).then(|| (lo, hi, paired(&g_hi, &g_lo)))
+}
+
+/// Every multi-task arm but dense against dense on the primary metric at the first setting,
+/// per seed: the rows of the forest plot (`verdicts.rs`).
+fn arm_contrasts(
+    arms: &[Arm],
+    first: &[ArmScores],
+    dense: Option<usize>,
+    setting: &str,
+) -> Vec<ArmContrast> {
+    let Some(d) = dense else {
+        return Vec::new();
+    };
+    arms.iter()
+        .enumerate()
+        .filter(|&(ai, _)| ai != d && first[ai].low.len() == first[d].low.len())
+        .map(|(ai, arm)| ArmContrast {
+            claim: 1,
+            arm: arm.label.clone(),
+            name: format!("{} - dense, low-resource mean at {setting}", arm.label),
+            a: first[ai].low.clone(),
+            b: first[d].low.clone(),
+        })
+        .collect()
 }

@@ -2,34 +2,40 @@
 //!
 //! Per seed, a dense and a task-MoE model (the configured router) train on the seen tasks.
 //! Then, for every held-out task and shot count k (a nested subsample of its training pool),
-//! six arms fine-tune on those k examples alone for the same steps:
+//! seven arms fine-tune on those k examples alone for the same steps. The protocol
+//! (`PROTOCOL.md`, claim 2) gives both models **the same source**: the seen task of the new
+//! task's declared family with the most training examples (the family source).
 //!
-//! - `dense`: the dense multi-task model, the new task starting from the head (and task
-//!   embedding, if any) of the most related seen task;
-//! - `task-moe + routing`: the task-MoE model, the new task taking the routing, head and task
-//!   embedding of the most related seen task (the primary contrast: this minus `dense`);
-//! - `task-moe + family routing`: the same from the seen task its declared family names (the
-//!   family's task with the most training examples), beside the measured choice;
-//! - `task-moe, fresh routing`: measured source, but the new task keeps its own freshly
-//!   initialised routing; under the `task-representation` router, its routing from its own
-//!   k examples (its task state calibrated from them, `init.calibrate_routing`), with no
-//!   source: then `task-moe + routing - fresh routing` is copied against own-example routing
+//! - `dense, family source`: the dense multi-task model, the new task starting from the family
+//!   source's head (and task embedding, if any);
+//! - `task-moe + family routing`: the task-MoE model, the new task taking the family source's
+//!   routing, head and task embedding (the primary contrast: this minus `dense, family
+//!   source`);
+//! - `task-moe, fresh routing`: the family source's head, but the new task keeps its own
+//!   freshly initialised routing (what transferring the routing adds: `family routing - fresh
+//!   routing`); under the `task-representation` router, its routing from its own k examples
+//!   (its task state calibrated from them, `init.calibrate_routing`), with no source's state
 //!   (task states held fixed while fine-tuning in both);
-//! - `task-moe, frozen experts`: measured source with its routing; only the routers (and task
+//! - `task-moe + unrelated routing`: the negative control, routing, head and task embedding
+//!   from the seen task of another family with the most training examples; it must show no
+//!   gain over fresh routing;
+//! - `task-moe + measured routing`: the source chosen by measurement, beside the declared one:
+//!   the seen task whose routing, task embedding and head give the lowest loss on the k
+//!   examples before any fine-tuning ([`crate::transfer`]);
+//! - `task-moe, frozen experts`: the family source with its routing; only the routers (and task
 //!   embeddings) and heads adapt, so what transfers is what the routing carries;
 //! - `scratch`: a dense model of the same size trained from the base run's own initialisation
 //!   (random, or the pretrained encoder when the run configuration has `init.from`).
 //!
 //! Every arm's peak learning rate comes from the same grid (`unseen.peak_lrs`), chosen per arm
-//! on the validation mean of the tuning seeds; the reported seeds run at that choice.
-//! "Most related" is measured, per model, seed and k: the seen task whose routing, task
-//! embedding and head give the lowest loss on the k examples before any fine-tuning
-//! ([`crate::transfer`]). The declared task family is shown beside the choice.
+//! on the validation mean of the tuning seeds; the reported seeds run at that choice. Every
+//! run (seen-task models and fine-tunes) is tested at its best validation checkpoint
+//! (`evals_per_run`), and the fine-tunes start from the seen-task models' tested checkpoints.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::error::{bail, Result};
+use crate::error::{bail, Context, Result};
 use serde_json::json;
 use taskmoe_data::synthetic::TaskRole;
 use taskmoe_router::RouterKind;
@@ -39,7 +45,7 @@ use crate::config::Arm;
 use crate::context::ExperimentContext;
 use crate::experiment::Experiment;
 use crate::report::Report;
-use crate::results::RunResult;
+use crate::results::{stopping_summary, RunResult};
 use crate::runner::Job;
 use crate::stats::Summary;
 use crate::transfer::{Relatedness, TrainedModel};
@@ -48,19 +54,30 @@ mod report;
 use report::build_report;
 
 /// The fine-tuning arms, in table order.
-const METHODS: [&str; 6] = [
-    "dense",
-    "task-moe + routing",
+const METHODS: [&str; 7] = [
+    "dense, family source",
     "task-moe + family routing",
     "task-moe, fresh routing",
+    "task-moe + unrelated routing",
+    "task-moe + measured routing",
     "task-moe, frozen experts",
     "scratch",
 ];
 
-/// Index of `task-moe + routing` (measured source), the arm of the primary contrast.
+/// Index of `dense, family source`, the baseline of the primary contrast.
+const DENSE: usize = 0;
+/// Index of `task-moe + family routing`, the arm of the primary contrast.
 const TRANSFERRED: usize = 1;
+/// Index of `task-moe, fresh routing`.
+const FRESH: usize = 2;
+/// Index of `task-moe + unrelated routing`, the negative control.
+const UNRELATED: usize = 3;
+/// Index of `task-moe + measured routing`.
+const MEASURED: usize = 4;
+/// Index of `task-moe, frozen experts`.
+const FROZEN: usize = 5;
 /// Index of `scratch`.
-const SCRATCH: usize = 5;
+const SCRATCH: usize = 6;
 
 /// Runs the experiment and builds its report.
 pub fn run(ctx: &ExperimentContext) -> Result<Report> {
@@ -108,6 +125,39 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
         syn.unseen_train_examples = syn.unseen_train_examples.max(max_k);
         cfg
     };
+    // Declared sources, the same for both models: the largest seen task of the new task's
+    // family, and (the negative control) the largest seen task of any other family.
+    let largest = |same_family: bool, u: &str| -> Result<String> {
+        let fam = &base_data.specs[base_data.id(u).expect("checked above")].family;
+        training
+            .iter()
+            .filter(|t| {
+                base_data
+                    .id(t)
+                    .is_some_and(|i| (&base_data.specs[i].family == fam) == same_family)
+            })
+            .max_by_key(|t| {
+                let n = base_data.train[base_data.id(t).expect("filtered")]
+                    .examples
+                    .len();
+                (n, std::cmp::Reverse((*t).clone()))
+            })
+            .cloned()
+            .with_context(|| {
+                format!(
+                    "unseen task `{u}` (family `{fam}`): no seen task {} its family; claim 2 \
+                     compares the family's source with another family's (declare the tasks' \
+                     `family` in the registry)",
+                    if same_family { "of" } else { "outside" }
+                )
+            })
+    };
+    let mut family_source = BTreeMap::new();
+    let mut unrelated_source = BTreeMap::new();
+    for u in &unseen {
+        family_source.insert(u.clone(), largest(true, u)?);
+        unrelated_source.insert(u.clone(), largest(false, u)?);
+    }
     let all_seeds: Vec<u64> = ctx.tuning_seeds().into_iter().chain(ctx.seeds()).collect();
     let mut jobs = Vec::new();
     for &seed in &all_seeds {
@@ -120,6 +170,12 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
     }
     let runner = ctx.runner(Experiment::Unseen);
     let base_dirs = runner.run("unseen: seen-task models", &jobs)?;
+    // Every later stage reads the seen-task models at their tested (best validation)
+    // checkpoints.
+    let base_dirs: Vec<PathBuf> = base_dirs
+        .iter()
+        .map(|d| RunResult::tested_checkpoint(d))
+        .collect::<Result<_>>()?;
     let base_dir = |seed: u64, moe: bool| -> PathBuf {
         let i = all_seeds
             .iter()
@@ -140,23 +196,7 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
         cfg.eval.every = 0;
         cfg.schedule.total_steps = 0;
         cfg.schedule.warmup_steps = (s.steps / 10).max(1);
-        cfg
-    };
-    let family_source = |u: &str| -> Option<String> {
-        let fam = &base_data.specs[base_data.id(u)?].family;
-        training
-            .iter()
-            .filter(|t| {
-                base_data
-                    .id(t)
-                    .is_some_and(|i| &base_data.specs[i].family == fam)
-            })
-            .max_by_key(|t| {
-                base_data.train[base_data.id(t).expect("filtered")]
-                    .examples
-                    .len()
-            })
-            .cloned()
+        ctx.early_stopped(cfg)
     };
     let mut choices: Vec<serde_json::Value> = Vec::new();
     let mut chosen: BTreeMap<(String, bool), Vec<String>> = BTreeMap::new();
@@ -201,31 +241,30 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
         }
     }
     let job = |seed: u64, u: &String, k: usize, m: usize, lr: f64| -> Result<Job> {
-        let mut cfg = match m {
-            0 | SCRATCH => fine_tune(&dense_arm, seed, u, k),
-            _ => fine_tune(&moe_arm, seed, u, k),
+        let moe = !matches!(m, DENSE | SCRATCH);
+        let mut cfg = match moe {
+            false => fine_tune(&dense_arm, seed, u, k),
+            true => fine_tune(&moe_arm, seed, u, k),
         };
         cfg.schedule.peak_lr = lr;
         if m != SCRATCH {
             // The checkpoint holds everything, pretrained encoder included.
             cfg.init.from = None;
-            cfg.init.checkpoint = Some(base_dir(seed, m > 0));
-            let measured = &sources[&(seed, u.clone(), k)][usize::from(m > 0)];
-            // Without a seen task in its declared family, the family arm falls back to the
-            // measured source (the report lists the families).
+            cfg.init.checkpoint = Some(base_dir(seed, moe));
             let source = match m {
-                2 => family_source(u).unwrap_or_else(|| measured.clone()),
-                _ => measured.clone(),
+                UNRELATED => unrelated_source[u].clone(),
+                MEASURED => sources[&(seed, u.clone(), k)][1].clone(),
+                _ => family_source[u].clone(),
             };
             cfg.init.task_init = [(u.clone(), source)].into();
-            cfg.init.task_init_routing = m != 3;
-            if m > 0 && cfg.model.moe.router.kind == RouterKind::TaskRepresentation {
+            cfg.init.task_init_routing = m != FRESH;
+            if moe && cfg.model.moe.router.kind == RouterKind::TaskRepresentation {
                 // The new task's state stays what it was given: the source's (copied
                 // routing) or, for `fresh routing`, the mean of its own k examples.
                 cfg.model.moe.router.task_state_momentum = 0.0;
-                cfg.init.calibrate_routing = m == 3;
+                cfg.init.calibrate_routing = m == FRESH;
             }
-            if m == 4 {
+            if m == FROZEN {
                 cfg.train.train_only = vec!["router".into(), "heads".into()];
             }
         }
@@ -315,9 +354,32 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
                 .collect()
         })
         .collect();
-    build_report(
-        ctx, &unseen, &training, &ks, &scores, &per_task, &chosen, &base_data, choices, &tuned,
-    )
+    let sources = Sources {
+        family: family_source,
+        unrelated: unrelated_source,
+        measured: chosen,
+        choices,
+    };
+    let mut report = build_report(
+        ctx, &unseen, &training, &ks, &scores, &per_task, &sources, &base_data, &tuned,
+    )?;
+    if let Some(text) = stopping_summary(&dirs)? {
+        report.append_section("Early stopping (fine-tuning runs)", &text);
+    }
+    Ok(report)
+}
+
+/// The sources the arms started from: declared per unseen task, measured per model and seed.
+struct Sources {
+    /// The family source of each unseen task (both models).
+    family: BTreeMap<String, String>,
+    /// The negative control's source of each unseen task.
+    unrelated: BTreeMap<String, String>,
+    /// Per unseen task and model (`true`: task-MoE), the measured source of each reported
+    /// seed and k.
+    measured: BTreeMap<(String, bool), Vec<String>>,
+    /// Every measured choice with its candidates' losses (`results.json`).
+    choices: Vec<serde_json::Value>,
 }
 
 /// The learning-rate search: per arm and rate, the tuning runs' validation scores.

@@ -5,14 +5,16 @@ use crate::context::ExperimentContext;
 use crate::error::Result;
 use crate::plot::{line_chart, Series};
 use crate::report::{header, md_table, Report};
-use crate::stats::{paired, PrimaryContrast, Summary};
+use crate::stats::{paired, ArmContrast, PrimaryContrast, Summary};
 use crate::verdicts::describe;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use taskmoe_train::RunData;
 
-use super::{LrTuning, METHODS, SCRATCH, TRANSFERRED};
+use super::{
+    LrTuning, Sources, DENSE, FRESH, FROZEN, MEASURED, METHODS, SCRATCH, TRANSFERRED, UNRELATED,
+};
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn build_report(
@@ -22,9 +24,8 @@ pub(super) fn build_report(
     ks: &[usize],
     scores: &[Vec<Vec<f64>>],
     per_task: &BTreeMap<(usize, usize, String), Vec<f64>>,
-    chosen: &BTreeMap<(String, bool), Vec<String>>,
+    sources: &Sources,
     base_data: &RunData,
-    choices: Vec<serde_json::Value>,
     tuned: &LrTuning,
 ) -> Result<Report> {
     let s = &ctx.loaded.settings.unseen;
@@ -33,8 +34,8 @@ pub(super) fn build_report(
         md,
         "Seen tasks ({}): {}. Unseen tasks ({}): {}. Task-MoE router: `{}`.\n\nFine-tuning: \
          {} steps, batch min({}, k), peak learning rate per arm from the grid {:?} (chosen on \
-         validation below), 10% warmup, on the k examples of one unseen task; test accuracy \
-         at the end. Every arm of a seed and k sees the same k examples.\n",
+         validation below), 10% warmup, on the k examples of one unseen task. {} Every arm of \
+         a seed and k sees the same k examples.\n",
         training.len(),
         training.join(", "),
         unseen.len(),
@@ -43,6 +44,35 @@ pub(super) fn build_report(
         s.steps,
         s.batch_size,
         s.peak_lrs,
+        ctx.stopping_text(),
+    );
+    let family = |name: &str| {
+        base_data
+            .id(name)
+            .map_or(String::new(), |i| base_data.specs[i].family.clone())
+    };
+    let source_rows: Vec<Vec<String>> = unseen
+        .iter()
+        .map(|u| {
+            let f = &sources.family[u];
+            let x = &sources.unrelated[u];
+            vec![
+                u.clone(),
+                family(u),
+                format!("{f} ({})", family(f)),
+                format!("{x} ({})", family(x)),
+            ]
+        })
+        .collect();
+    let _ = writeln!(
+        md,
+        "Declared sources, the same for the dense and the task-MoE model: the seen task of the \
+         unseen task's family with the most training examples, and for the negative control \
+         the seen task of another family with the most.\n\n{}",
+        md_table(
+            &header(&["unseen task", "family", "family source", "unrelated source (control)"]),
+            &source_rows
+        )
     );
     if ctx.base().model.moe.router.kind == taskmoe_router::RouterKind::TaskRepresentation {
         let _ = writeln!(
@@ -99,13 +129,16 @@ pub(super) fn build_report(
     );
     let mut cmp_rows = Vec::new();
     let mut comparisons = Vec::new();
+    let mut control = None;
     for (name, a, b) in [
-        ("task-moe + routing - dense", TRANSFERRED, 0),
-        ("task-moe + routing - fresh routing", TRANSFERRED, 3),
-        ("measured source - family source", TRANSFERRED, 2),
-        ("frozen experts - dense", 4, 0),
-        ("task-moe + routing - scratch", TRANSFERRED, SCRATCH),
-        ("dense - scratch", 0, SCRATCH),
+        ("family routing - dense, family source", TRANSFERRED, DENSE),
+        ("family routing - fresh routing", TRANSFERRED, FRESH),
+        ("unrelated routing - fresh routing (control)", UNRELATED, FRESH),
+        ("family routing - unrelated routing", TRANSFERRED, UNRELATED),
+        ("measured routing - family routing", MEASURED, TRANSFERRED),
+        ("frozen experts - dense, family source", FROZEN, DENSE),
+        ("family routing - scratch", TRANSFERRED, SCRATCH),
+        ("dense, family source - scratch", DENSE, SCRATCH),
     ] {
         let mut row = vec![name.to_string()];
         for ki in 0..ks.len() {
@@ -114,6 +147,9 @@ pub(super) fn build_report(
             comparisons.push(json!({"comparison": name, "k": ks[ki], "result": c}));
         }
         let c = paired(&mean_over_k(a), &mean_over_k(b));
+        if a == UNRELATED && b == FRESH {
+            control = Some(c);
+        }
         row.push(c.show());
         comparisons.push(json!({"comparison": name, "k": "mean", "result": c}));
         cmp_rows.push(row);
@@ -129,24 +165,52 @@ pub(super) fn build_report(
     let primary = PrimaryContrast {
         claim: 2,
         name: format!(
-            "task-moe + routing - dense, mean test accuracy of the unseen tasks over k in {ks:?}"
+            "task-moe + family routing - dense from the same family source, mean test accuracy \
+             of the unseen tasks over k in {ks:?}"
         ),
         a: mean_over_k(TRANSFERRED),
-        b: mean_over_k(0),
+        b: mean_over_k(DENSE),
     };
-    let verdicts = describe(&primary);
+    let mut verdicts = describe(&primary);
+    if let Some(c) = control {
+        let gain = c.diff.n >= 2 && c.low > 0.0;
+        let _ = write!(
+            verdicts,
+            "\nNegative control (declared in the protocol): routing from another family's task \
+             minus fresh routing, {}: {}. Secondary: family routing minus fresh routing, {}.\n",
+            c.show(),
+            match gain {
+                true => "**the control shows a gain** (its interval lies above 0), so a gain of \
+                         copied routing is not evidence that related routing transfers",
+                false => "no gain (its interval reaches 0 or below), as the protocol requires",
+            },
+            paired(&mean_over_k(TRANSFERRED), &mean_over_k(FRESH)).show(),
+        );
+    }
+    let arm_contrasts: Vec<ArmContrast> = (0..METHODS.len())
+        .filter(|&m| m != DENSE)
+        .map(|m| ArmContrast {
+            claim: 2,
+            arm: METHODS[m].to_string(),
+            name: format!(
+                "{} - dense, family source, unseen mean over k",
+                METHODS[m]
+            ),
+            a: mean_over_k(m),
+            b: mean_over_k(DENSE),
+        })
+        .collect();
     let _ = writeln!(md, "## Primary contrast\n\n{verdicts}");
 
     // Which seen task was chosen, against the declared family.
-    let family = |name: &str| {
-        base_data
-            .id(name)
-            .map_or(String::new(), |i| base_data.specs[i].family.clone())
-    };
     let mut rows = Vec::new();
     for u in unseen {
         for (moe, model) in [(false, "dense"), (true, "task-moe")] {
-            let picks = chosen.get(&(u.clone(), moe)).cloned().unwrap_or_default();
+            let picks = sources
+                .measured
+                .get(&(u.clone(), moe))
+                .cloned()
+                .unwrap_or_default();
             let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
             for p in &picks {
                 *counts.entry(p.as_str()).or_default() += 1;
@@ -239,7 +303,10 @@ pub(super) fn build_report(
             "per_task": unseen.iter().map(|u| (u.clone(), (0..ks.len()).map(|ki| per_task[&(m, ki, u.clone())].clone()).collect::<Vec<_>>())).collect::<BTreeMap<_, _>>(),
         })).collect::<Vec<_>>(),
         "comparisons": comparisons,
-        "source_choices": choices,
+        "arm_contrasts": arm_contrasts,
+        "family_sources": sources.family,
+        "unrelated_sources": sources.unrelated,
+        "source_choices": sources.choices,
         "learning_rates": { "grid": tuned.grid, "chosen": METHODS.iter().zip(&tuned.chosen).map(|(m, lr)| (m.to_string(), *lr)).collect::<BTreeMap<_, _>>() },
     });
     let summary =
