@@ -30,7 +30,7 @@ pub(super) fn build_report(
     tuned: &Tuning,
 ) -> Result<Report> {
     let configured = ctx.base().model.moe.router.kind;
-    let dense = arms.iter().position(|a| a.variant == Variant::Dense);
+    let dense = arms.iter().position(Arm::is_plain_dense);
     let single = arms.iter().position(|a| a.variant == Variant::SingleTask);
     let task_moe = primary_task_moe(arms, configured);
     let mut md = ctx.preamble("Experiment 1: low-resource transfer");
