@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{bail, Context, ExperimentError, Result};
 use serde::{Deserialize, Serialize};
-use taskmoe_model::Variant;
+use taskmoe_model::{TaskEmbedding, Variant};
 use taskmoe_router::RouterKind;
 use taskmoe_train::{apply_overrides, deserialize_layered, merge_tables, RunConfig};
 
@@ -110,9 +110,10 @@ pub struct LowResourceConfig {
     pub sizes: Vec<usize>,
     /// Synthetic data only: further values of the relatedness knob `rho`, each run at the
     /// smallest size (the sizes run at the run configuration's own `rho`) with the multi-task
-    /// arms. Default `[0.0, 0.5]`.
+    /// arms. Default `[0.0, 0.5, 0.9]`.
     pub relatedness: Vec<f64>,
-    /// The arms: `single-task`, `dense`, `task-dense`, `token-moe`, `task-moe` (the configured
+    /// The arms: `single-task`, `dense`, `task-dense` (the task-conditioned dense control:
+    /// dense with `model.task_embedding = "added"`), `token-moe`, `task-moe` (the configured
     /// router) or `task-moe:<router kind>`; the primary contrast is `task-moe` (the configured
     /// router, or the first task-MoE arm) minus `dense`. Default: single-task, dense,
     /// task-dense, token-moe, task-moe.
@@ -349,7 +350,7 @@ impl ExperimentConfig {
                 ExperimentError::Invalid(format!("{origin}: key `unrelated.variants`: {e}"))
             })?;
         if arms.iter().any(|a| a.variant == Variant::SingleTask)
-            || !arms.iter().any(|a| a.variant == Variant::Dense && a.label == "dense")
+            || !arms.iter().any(Arm::is_plain_dense)
             || !arms.iter().any(|a| a.variant == Variant::TaskMoe)
         {
             return err(
@@ -361,33 +362,42 @@ impl ExperimentConfig {
     }
 }
 
-/// One arm of a comparison: a model variant and, for task-MoE, its router.
+/// One arm of a comparison: a model variant, for task-MoE its router, and for the
+/// task-conditioned dense control its task embedding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Arm {
-    /// How reports name it (`dense`, `task-moe:per-task`, ...).
+    /// How reports name it (`dense`, `task-dense`, `task-moe:per-task`, ...).
     pub label: String,
     /// The model variant.
     pub variant: Variant,
     /// The router kind of a `task-moe` arm; `None` keeps the configured one.
     pub router: Option<RouterKind>,
+    /// How the encoder is told the task: `added` for `task-dense`; `None` keeps the
+    /// configured `model.task_embedding`.
+    pub task_embedding: Option<TaskEmbedding>,
 }
 
 impl Arm {
-    /// Parses `single-task`, `dense`, `token-moe`, `task-moe` or `task-moe:<kind>` with kind
-    /// `task-concat`, `per-task` or `task-level`.
+    /// Parses `single-task`, `dense`, `task-dense`, `token-moe`, `task-moe` or
+    /// `task-moe:<kind>` with kind `task-concat`, `per-task` or `task-level`. `task-dense` is
+    /// the task-conditioned dense control: the dense variant with `model.task_embedding =
+    /// "added"` (a learned vector per task added to every token, above the frozen bottom when
+    /// `model.frozen_layers > 0`), so it separates task-aware routing from an encoder that
+    /// knows the task.
     pub fn parse(text: &str) -> Result<Self> {
         let (name, kind) = match text.split_once(':') {
             Some((n, k)) => (n, Some(k)),
             None => (text, None),
         };
-        let variant = match name {
-            "single-task" => Variant::SingleTask,
-            "dense" => Variant::Dense,
-            "token-moe" => Variant::TokenMoe,
-            "task-moe" => Variant::TaskMoe,
+        let (variant, task_embedding) = match name {
+            "single-task" => (Variant::SingleTask, None),
+            "dense" => (Variant::Dense, None),
+            "task-dense" => (Variant::Dense, Some(TaskEmbedding::Added)),
+            "token-moe" => (Variant::TokenMoe, None),
+            "task-moe" => (Variant::TaskMoe, None),
             other => bail!(
-                "unknown arm `{other}`: expected single-task, dense, token-moe, task-moe or \
-                 task-moe:<router kind>"
+                "unknown arm `{other}`: expected single-task, dense, task-dense, token-moe, \
+                 task-moe or task-moe:<router kind>"
             ),
         };
         let router = match (variant, kind) {
@@ -404,16 +414,27 @@ impl Arm {
             label: text.to_string(),
             variant,
             router,
+            task_embedding,
         })
     }
 
-    /// `base` turned into this arm's run configuration (model only).
+    /// `base` turned into this arm's run configuration (model only): its variant, and its
+    /// router kind and task embedding where it has them.
     pub fn apply(&self, base: &RunConfig) -> RunConfig {
         let mut cfg = base.clone();
         cfg.model = base.model.with_variant(self.variant);
         if let Some(kind) = self.router {
             cfg.model.moe.router.kind = kind;
         }
+        if let Some(mode) = self.task_embedding {
+            cfg.model.task_embedding = mode;
+        }
         cfg
+    }
+
+    /// Whether this is the plain dense arm (`dense`): the dense variant with the configured
+    /// task embedding, the baseline of the primary contrast (`task-dense` is not).
+    pub fn is_plain_dense(&self) -> bool {
+        self.variant == Variant::Dense && self.task_embedding.is_none()
     }
 }

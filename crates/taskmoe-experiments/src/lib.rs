@@ -2,16 +2,22 @@
 //! an honest answer and error bars:
 //!
 //! 1. [`low_resource`]: do low-resource tasks gain from related high-resource tasks in a
-//!    mixture of related tasks only? Early-stopped single-task models, dense multi-task,
-//!    token-MoE and each task-MoE router (each multi-task arm at its own mixture temperature),
-//!    at several low-resource sizes and (synthetic data) several values of the relatedness knob.
+//!    mixture that also holds unrelated ones? Single-task models, dense multi-task, the
+//!    task-conditioned dense control, token-MoE and each task-MoE router (each multi-task arm at
+//!    its own mixture temperature), at several low-resource sizes and (synthetic data) several
+//!    values of the relatedness knob, whose interaction with the gain is the secondary.
 //! 2. [`unseen`]: do held-out tasks learn from few examples faster when they reuse the routing
-//!    of a related seen task? k-shot learning curves from the dense model, task-MoE with the
-//!    routing of the task chosen by few-shot loss or by declared family, with fresh routing,
-//!    with frozen experts, and a model trained from scratch, each at its own learning rate.
+//!    of a related seen task? Dense and task-MoE start from the same family source; task-MoE
+//!    also with fresh routing, with an unrelated family's routing (the negative control), with
+//!    the source chosen by few-shot loss, with frozen experts; and a model trained from
+//!    scratch, each at its own learning rate.
 //! 3. [`unrelated`]: do the original tasks keep their accuracy when unrelated or conflicting
-//!    tasks are added, jointly with matched exposure or sequentially without rehearsal? Dense
-//!    against task-MoE, with routing heatmaps before and after.
+//!    tasks are trained afterwards without rehearsal (forgetting, the primary), or jointly
+//!    with matched exposure? Dense, task-conditioned dense and task-MoE, with routing heatmaps
+//!    (families outlined) before and after.
+//!
+//! Every run is tested at its best validation checkpoint (`evals_per_run`), and the forest
+//! plot of the verdicts shows every arm against its claim's baseline.
 //!
 //! Every arm is an ordinary `taskmoe train` run (a [`Runner`] starts them as processes, a few
 //! at a time, and reuses finished ones), so every number in a report can be reproduced from

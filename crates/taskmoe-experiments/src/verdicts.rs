@@ -20,9 +20,9 @@ use crate::stats::{
 /// The claim each experiment's primary contrast decides, in words.
 pub fn claim_text(claim: u8) -> &'static str {
     match claim {
-        1 => "low-resource tasks gain from related tasks in the mixture more with task-MoE than with dense",
-        2 => "unseen tasks learn from few examples better with task-MoE reusing related routing than with dense",
-        _ => "adding unrelated and conflicting tasks costs the original tasks less with task-MoE than with dense",
+        1 => "low-resource tasks in a mixture of related and unrelated tasks do better with task-MoE than with dense",
+        2 => "unseen tasks learn from few examples better with task-MoE reusing a related task's routing than with dense from the same source",
+        _ => "training on unrelated tasks afterwards makes the original tasks forget less with task-MoE than with dense",
     }
 }
 
@@ -78,6 +78,7 @@ pub fn write(out: &Path) -> Result<String> {
     let decisions = decide(&contrasts);
     let md = markdown(&decisions);
     let json = json!({
+        "provenance": crate::preregistration::provenance_json(),
         "alpha": ALPHA,
         "equivalence_margin": EQUIVALENCE_MARGIN,
         "contrasts_corrected_over": PRIMARY_CONTRASTS,
@@ -103,7 +104,8 @@ fn markdown(decisions: &[Decision]) -> String {
          not run counts as not rejected). **held**: Holm rejects \"no difference\" and task-MoE \
          is better; **worse**: rejected and dense is better; **no effect**: the two one-sided \
          tests at the same level place the difference within ±{EQUIVALENCE_MARGIN}; otherwise \
-         **inconclusive**, with the minimum detectable effect (80% power) of the seeds used.\n"
+         **inconclusive**, with the minimum detectable effect (80% power) of the seeds used.\n\n{}\n",
+        crate::preregistration::provenance_line()
     );
     let rows: Vec<Vec<String>> = decisions
         .iter()

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use taskmoe_data::synthetic::{Generator, SyntheticBenchmark};
 use taskmoe_experiments::{Arm, ExperimentConfig, Profile};
-use taskmoe_model::Variant;
+use taskmoe_model::{TaskEmbedding, Variant};
 use taskmoe_router::RouterKind;
 
 fn scratch(name: &str) -> PathBuf {
@@ -114,6 +114,52 @@ fn arms_parse_variants_and_router_kinds() {
     );
     assert_eq!(Arm::parse("dense").unwrap().router, None);
     assert!(Arm::parse("dense:per-task").is_err());
+    assert!(Arm::parse("task-dense:per-task").is_err());
     assert!(Arm::parse("task-moe:token").is_err());
     assert!(Arm::parse("moe").is_err());
+}
+
+#[test]
+fn the_task_dense_arm_is_dense_with_an_added_task_embedding_over_a_frozen_bottom() {
+    let arm = Arm::parse("task-dense").unwrap();
+    assert_eq!(arm.label, "task-dense");
+    assert_eq!(
+        (arm.variant, arm.router, arm.task_embedding),
+        (Variant::Dense, None, Some(TaskEmbedding::Added))
+    );
+    assert!(!arm.is_plain_dense());
+    assert!(Arm::parse("dense").unwrap().is_plain_dense());
+    // The shape of configs/wordnet-minilm-frozen.toml without its files: a task-MoE block on
+    // top of five frozen dense blocks.
+    let base = taskmoe_train::RunConfig::load(
+        None,
+        &[
+            "model.variant=task-moe".into(),
+            "model.num_layers=6".into(),
+            "model.moe_every=6".into(),
+            "model.frozen_layers=5".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(base.model.task_embedding, TaskEmbedding::None);
+    let cfg = arm.apply(&base);
+    assert_eq!(cfg.model.variant, Variant::Dense);
+    assert_eq!(cfg.model.task_embedding, TaskEmbedding::Added);
+    assert_eq!(cfg.model.frozen_layers, 5);
+    cfg.validate().unwrap();
+    // The other arms leave the task embedding as configured.
+    for other in ["dense", "task-moe", "single-task"] {
+        let cfg = Arm::parse(other).unwrap().apply(&base);
+        assert_eq!(cfg.model.task_embedding, TaskEmbedding::None, "{other}");
+        cfg.validate().unwrap();
+    }
+    // An experiment file may list it.
+    let dir = scratch("task-dense");
+    let set = ["low_resource.variants=[\"dense\", \"task-dense\", \"task-moe\"]".to_string()];
+    let loaded = ExperimentConfig::load(Profile::Quick, None, &set, &[], &dir).unwrap();
+    assert!(loaded
+        .settings
+        .low_resource
+        .variants
+        .contains(&"task-dense".to_string()));
 }

@@ -70,7 +70,11 @@ pub enum TaskEmbedding {
     /// Not at all: only the routers (task-aware variants) and the heads see the task.
     None,
     /// A learned vector per task added to every token's input embedding (like the position
-    /// embedding), before the embedding LayerNorm.
+    /// embedding), before the embedding LayerNorm. Above a frozen bottom
+    /// (`model.frozen_layers > 0`) it is added instead to every token's state entering the
+    /// first trained block (the frozen blocks' output; with `frozen_layers = num_layers`, the
+    /// final states before pooling), so the frozen bottom stays task-blind and its memoised
+    /// states a function of the text alone.
     Added,
     /// A learned task token prepended to the sequence (after embedding, so it takes no
     /// position); it attends and is attended to, and is excluded from pooling.
@@ -112,7 +116,9 @@ pub struct ModelConfig {
     /// Each task's head: `mlp` (BERT's `dense + tanh + out`) or `linear` (`out` alone, so the
     /// shared layers carry the task knowledge). Default `mlp`.
     pub head: HeadStyle,
-    /// How the encoder sees the task. Default `none`.
+    /// How the encoder sees the task: `none`, `added` or `prefix`. With `frozen_layers > 0`
+    /// only `none` and `added` are allowed, and `added` enters above the frozen bottom (see
+    /// [`TaskEmbedding::Added`]). Default `none`.
     pub task_embedding: TaskEmbedding,
     /// Block `i` (0-based) is a MoE block when `(i + 1) % moe_every == 0`: 1 = every block,
     /// 2 = every other block starting with the second (Switch/GShard). Ignored by dense
@@ -121,9 +127,11 @@ pub struct ModelConfig {
     /// Blocks frozen at the bottom of the encoder: the embeddings and blocks `0..frozen_layers`
     /// are never trained and always run as in evaluation (no dropout), so their output is a
     /// fixed function of the text that a trainer computes once per dataset and caches
-    /// ([`crate::FrozenStates`]). They must be dense and see no task (`task_embedding = "none"`);
-    /// MoE blocks go above them (for example `moe_every = 6` on a 6-block encoder frozen up to
-    /// block 5). Default 0: everything trains.
+    /// ([`crate::FrozenStates`]). They must be dense and see no task: `task_embedding =
+    /// "prefix"` is refused, and an `added` task vector (which trains) goes onto their output
+    /// rather than into the frozen embeddings. MoE blocks go above them (for example
+    /// `moe_every = 6` on a 6-block encoder frozen up to block 5). Default 0: everything
+    /// trains.
     pub frozen_layers: usize,
     /// Feed-forward blocks above the pooling, on each example's pooled vector:
     /// `x + dropout(FFN(LN(x)))`, a MoE layer (routed by the example's task) in the MoE variants
@@ -374,15 +382,21 @@ impl ModelConfig {
             return Err(config_error(
                 key,
                 format!(
-                    "block {i} is a MoE block (moe_every = {}) but the first {n} blocks are                      frozen: frozen blocks must be dense (raise moe_every or lower                      frozen_layers)",
+                    "block {i} is a MoE block (moe_every = {}) but the first {n} blocks are \
+                     frozen: frozen blocks must be dense (raise moe_every or lower \
+                     frozen_layers)",
                     self.moe_every
                 ),
             ));
         }
-        if self.task_embedding != TaskEmbedding::None {
+        if self.task_embedding == TaskEmbedding::Prefix {
             return Err(config_error(
-                key,
-                "the frozen embeddings cannot see the task: needs task_embedding = \"none\"",
+                "model.task_embedding",
+                format!(
+                    "a task token (`prefix`) would pass through the {n} frozen blocks \
+                     (model.frozen_layers = {n}), which must not see the task: use `added` \
+                     (the task vector enters above the frozen blocks) or `none`"
+                ),
             ));
         }
         Ok(())

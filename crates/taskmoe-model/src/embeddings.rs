@@ -11,7 +11,9 @@ use crate::config::{ModelConfig, TaskEmbedding};
 /// Parameter names follow HF BERT: `embeddings.word_embeddings.weight [V, d]`,
 /// `embeddings.position_embeddings.weight [P, d]`,
 /// `embeddings.token_type_embeddings.weight [types, d]`, `embeddings.LayerNorm.{weight,bias}`;
-/// the task embedding (added or prefix mode) is `task_embeddings.weight [tasks, d]`.
+/// the task embedding (added or prefix mode) is `task_embeddings.weight [tasks, d]`. Above a
+/// frozen bottom (`frozen_layers > 0`) an added task vector is not part of the input
+/// embedding: the model adds it to the frozen bottom's output ([`Embeddings::add_task_above`]).
 #[derive(Debug)]
 pub(crate) struct Embeddings {
     word: nn::Embedding,
@@ -20,6 +22,9 @@ pub(crate) struct Embeddings {
     layer_norm: nn::LayerNorm,
     task: Option<nn::Embedding>,
     mode: TaskEmbedding,
+    /// Whether an added task vector goes into the input embedding (`frozen_layers = 0`) or,
+    /// above a frozen bottom, into the states entering the first trained block.
+    added_at_input: bool,
     dropout: f64,
 }
 
@@ -56,6 +61,7 @@ impl Embeddings {
             ),
             task,
             mode: cfg.task_embedding,
+            added_at_input: cfg.frozen_layers == 0,
             dropout: cfg.dropout,
         }
     }
@@ -75,7 +81,9 @@ impl Embeddings {
         let mut x = self.word.forward(input_ids)
             + self.position.forward(&positions)
             + self.token_type.forward(token_type_ids);
-        if let (TaskEmbedding::Added, Some(task)) = (self.mode, &self.task) {
+        if let (TaskEmbedding::Added, Some(task), true) =
+            (self.mode, &self.task, self.added_at_input)
+        {
             x += task.forward(task_ids).unsqueeze(1);
         }
         let x = self.layer_norm.forward(&x);
@@ -90,6 +98,20 @@ impl Embeddings {
             _ => x,
         };
         dropout(&x, self.dropout, train)
+    }
+
+    /// The states entering the first trained block above a frozen bottom: `x` plus the task's
+    /// vector at every position when the task embedding is `added` and the input embedding
+    /// left it out (`frozen_layers > 0`), else `x` unchanged. `x` is not written to (it may be
+    /// the frozen-state memo's copy).
+    ///
+    /// # Shapes
+    /// `x: [B, L, d]`, `task_ids: [B]` -> `[B, L, d]`
+    pub(crate) fn add_task_above(&self, x: Tensor, task_ids: &Tensor) -> Tensor {
+        match (self.mode, &self.task, self.added_at_input) {
+            (TaskEmbedding::Added, Some(task), false) => x + task.forward(task_ids).unsqueeze(1),
+            _ => x,
+        }
     }
 
     /// Copies the task embedding of `source` into `task`'s row; `false` when the model has no

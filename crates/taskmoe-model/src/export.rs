@@ -140,6 +140,16 @@ pub fn hf_export(
             cfg.tower_layers
         )));
     }
+    if cfg.frozen_layers > 0 && cfg.task_embedding == TaskEmbedding::Added {
+        // The exported modelling code adds the task vector to the input embedding.
+        return Err(ModelError::Input(format!(
+            "export --format hf does not cover a task embedding added above a frozen bottom \
+             (model.task_embedding = \"added\" with model.frozen_layers = {}): the exported \
+             modelling code adds it to the input embedding; the run's checkpoints evaluate and \
+             predict with taskmoe",
+            cfg.frozen_layers
+        )));
+    }
     let mut encoder = BTreeMap::new();
     let mut all_heads = BTreeMap::new();
     for (name, t) in vs.variables() {

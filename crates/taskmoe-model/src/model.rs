@@ -370,12 +370,11 @@ impl MultiTaskModel {
     }
 
     /// The states entering the first trained block: the embeddings, or (with
-    /// `frozen_layers`) the frozen blocks' output, from the attached [`FrozenStates`] where it
-    /// holds every example of the batch, else computed (in evaluation mode, without gradient)
-    /// and stored there.
+    /// `frozen_layers`) the frozen blocks' output ([`MultiTaskModel::frozen_output`]) plus,
+    /// with `task_embedding = "added"`, the task's vector at every token. The task vector is
+    /// added after the memo, so what the memo holds stays a function of the text alone.
     fn bottom(&self, input: &ModelInput, batch: &PreparedBatch, train: bool) -> Result<Tensor> {
-        let frozen = self.cfg.frozen_layers;
-        if frozen == 0 {
+        if self.cfg.frozen_layers == 0 {
             return Ok(self.embeddings.forward(
                 input.input_ids,
                 &batch.type_ids,
@@ -383,6 +382,15 @@ impl MultiTaskModel {
                 train,
             ));
         }
+        let x = self.frozen_output(input, batch)?;
+        Ok(self.embeddings.add_task_above(x, input.task_ids))
+    }
+
+    /// The frozen blocks' output (`frozen_layers > 0`), which sees no task: from the attached
+    /// [`FrozenStates`] where it holds every example of the batch, else computed (in
+    /// evaluation mode, without gradient) and stored there.
+    fn frozen_output(&self, input: &ModelInput, batch: &PreparedBatch) -> Result<Tensor> {
+        let frozen = self.cfg.frozen_layers;
         let compute = || -> Result<Tensor> {
             tch::no_grad(|| {
                 let mut x = self.embeddings.forward(
@@ -448,7 +456,7 @@ impl MultiTaskModel {
         let before = memo.len();
         for input in inputs {
             let batch = self.prepare(input)?;
-            let _states = self.bottom(input, &batch, false)?;
+            let _states = self.frozen_output(input, &batch)?;
         }
         Ok(memo.len() - before)
     }

@@ -17,7 +17,7 @@ pub struct ParamReport {
     pub total: u64,
     /// The parameters a gradient reaches and the optimizer holds: [`ParamReport::total`] less
     /// the frozen base FFNs of LoRA experts, the frozen bottom (`frozen_layers`: embeddings and
-    /// those blocks) and, after
+    /// those blocks; an `added` task embedding above them trains) and, after
     /// [`ParamReport::with_frozen_pretrained`], less the pretrained encoder
     /// (`train.freeze_pretrained`). `train.train_only` is not reflected here.
     pub trainable: u64,
@@ -182,12 +182,12 @@ pub fn param_report(cfg: &ModelConfig, heads: &[HeadSpec], seq_len: usize) -> Pa
         + moe_blocks * moe_flops
         + tower_flops
         + head_flops;
-    // The frozen bottom (`frozen_layers`) is dense and sees no task: the embeddings and
-    // whole dense blocks.
+    // The frozen bottom (`frozen_layers`) is dense and sees no task: the embeddings (less an
+    // `added` task table, which enters above it and trains) and whole dense blocks.
     let frozen_blocks = cfg.frozen_layers as u64;
     let frozen = match frozen_blocks {
         0 => 0,
-        n => embeddings + n * (attention_block + ffn(cfg.d_ff as u64)),
+        n => embeddings - task_embedding + n * (attention_block + ffn(cfg.d_ff as u64)),
     };
     let frozen_flops = frozen_blocks * (attention_flops + dense_ffn_flops);
     ParamReport {

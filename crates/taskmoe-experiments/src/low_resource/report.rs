@@ -30,7 +30,7 @@ pub(super) fn build_report(
     tuned: &Tuning,
 ) -> Result<Report> {
     let configured = ctx.base().model.moe.router.kind;
-    let dense = arms.iter().position(|a| a.label == "dense");
+    let dense = arms.iter().position(Arm::is_plain_dense);
     let task_dense = arms.iter().position(|a| a.label == "task-dense");
     let token_moe = arms.iter().position(|a| a.variant == Variant::TokenMoe);
     let single = arms.iter().position(|a| a.variant == Variant::SingleTask);

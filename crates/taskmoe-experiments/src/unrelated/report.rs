@@ -30,7 +30,7 @@ pub(super) fn build_report(
     let diff = |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x - y).collect() };
     let dense = arms
         .iter()
-        .position(|a| a.label == "dense")
+        .position(Arm::is_plain_dense)
         .expect("validated: a dense arm");
     let moe = primary_task_moe(arms, ctx.base().model.moe.router.kind)
         .expect("validated: a task-moe arm");

@@ -81,6 +81,31 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
 
+/// `cfg` as the task-conditioned dense control: dense, with an added task embedding (which
+/// enters above the frozen bottom).
+fn added(cfg: ModelConfig) -> ModelConfig {
+    let mut cfg = cfg.with_variant(Variant::Dense);
+    cfg.task_embedding = TaskEmbedding::Added;
+    cfg
+}
+
+/// The memo's states of each example of `b`, one `[1, len, d]` tensor per example (by
+/// [`taskmoe_model::example_key`] of its real tokens).
+fn memo_rows(memo: &FrozenStates, b: &Batch) -> Vec<Tensor> {
+    let lengths: Vec<i64> = Vec::try_from(&b.mask.sum_dim_intlist(1, false, Kind::Int64)).unwrap();
+    let ids: Vec<i64> = Vec::try_from(&b.ids.reshape([-1])).unwrap();
+    let l = b.ids.size()[1] as usize;
+    lengths
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let row = &ids[i * l..i * l + n as usize];
+            let key = taskmoe_model::example_key(row, &vec![0; row.len()]);
+            memo.batch(&[key], &[n], n).expect("the memo holds it")
+        })
+        .collect()
+}
+
 #[test]
 fn frozen_blocks_must_exist_be_dense_and_see_no_task() {
     let mut cfg = config();
@@ -93,10 +118,20 @@ fn frozen_blocks_must_exist_be_dense_and_see_no_task() {
     cfg.frozen_layers = 2;
     let err = cfg.validate().unwrap_err().to_string();
     assert!(err.contains("block 1 is a MoE block"), "{err}");
+    assert!(!err.contains("  "), "one line, no run of spaces: {err}");
+    // A task token would pass through the frozen blocks; an added task vector enters above.
     let mut cfg = config();
-    cfg.task_embedding = TaskEmbedding::Added;
+    cfg.task_embedding = TaskEmbedding::Prefix;
     let err = cfg.validate().unwrap_err().to_string();
-    assert!(err.contains("task_embedding"), "{err}");
+    assert!(
+        err.contains("model.task_embedding") && err.contains("model.frozen_layers"),
+        "{err}"
+    );
+    cfg.task_embedding = TaskEmbedding::Added;
+    cfg.validate().unwrap();
+    cfg.frozen_layers = 0;
+    cfg.task_embedding = TaskEmbedding::Prefix;
+    cfg.validate().unwrap();
     // A dense model may freeze every block (only the heads train).
     let mut cfg = config().with_variant(Variant::Dense);
     cfg.frozen_layers = 2;
@@ -105,9 +140,10 @@ fn frozen_blocks_must_exist_be_dense_and_see_no_task() {
 
 #[test]
 fn the_frozen_parameters_are_the_embeddings_and_the_blocks_below() {
-    let cfg = config();
+    let cfg = added(config());
     let (vs, _model) = build(&cfg);
     let names: Vec<String> = vs.variables().into_keys().collect();
+    assert!(names.iter().any(|n| n == "task_embeddings.weight"));
     for name in &names {
         let bottom = name.starts_with("embeddings.") || name.starts_with("encoder.layer.0.");
         assert_eq!(cfg.is_frozen_param(name), bottom, "{name}");
@@ -298,7 +334,12 @@ fn examples_not_padded_at_the_end_are_computed_not_stored() {
 
 #[test]
 fn the_parameter_report_leaves_the_frozen_bottom_out_of_what_trains() {
-    let cfg = config();
+    report_counts_what_trains(config());
+    // An added task embedding enters above the frozen bottom and trains.
+    report_counts_what_trains(added(config()));
+}
+
+fn report_counts_what_trains(cfg: ModelConfig) {
     let (vs, _model) = build(&cfg);
     let count = |keep: &dyn Fn(&str) -> bool| -> u64 {
         vs.variables()
@@ -326,4 +367,129 @@ fn the_parameter_report_leaves_the_frozen_bottom_out_of_what_trains() {
     assert_eq!(whole.trained_flops_per_token, whole.flops_per_token);
     assert!(report.trained_flops_per_token < report.flops_per_token);
     assert!(format!("{report}").contains("above frozen"));
+}
+
+#[test]
+fn an_added_task_embedding_above_a_frozen_bottom_reads_the_same_memo() {
+    crate::threads();
+    // One frozen block under a trained one, and every block frozen (only the final norm and
+    // the heads run above: the task vector is added to the final states before pooling).
+    for frozen_layers in [1, 2] {
+        let mut cfg = added(config());
+        cfg.frozen_layers = frozen_layers;
+        let (vs, plain) = build(&cfg);
+        let (_vs2, mut cached) = build(&cfg);
+        cached.attach_frozen_states(memo_for(&vs, &cfg)).unwrap();
+        let b = batch(0);
+        let want = tch::no_grad(|| plain.forward(&b.input(), false)).unwrap();
+        let first = tch::no_grad(|| cached.forward(&b.input(), false)).unwrap();
+        let second = tch::no_grad(|| cached.forward(&b.input(), false)).unwrap();
+        assert_eq!(cached.frozen_states().unwrap().len(), 4);
+        for (pass, out) in [("first", &first), ("second", &second)] {
+            let diff = max_diff(&want.logits, &out.logits);
+            assert!(
+                diff < 1e-5,
+                "frozen_layers {frozen_layers}, {pass} pass: {diff}"
+            );
+        }
+        // The same texts under the other tasks: no new entry, and each entry is what the
+        // other tasks' pass stored in a fresh memo (the key and the states see no task).
+        let flipped = Batch {
+            tasks: Tensor::from_slice(&[1i64, 0, 1, 0]),
+            ..batch(0)
+        };
+        let (_vs3, mut other) = build(&cfg);
+        other.attach_frozen_states(memo_for(&vs, &cfg)).unwrap();
+        let out = tch::no_grad(|| other.forward(&flipped.input(), false)).unwrap();
+        tch::no_grad(|| cached.forward(&flipped.input(), false)).unwrap();
+        assert_eq!(cached.frozen_states().unwrap().len(), 4);
+        assert_eq!(other.frozen_states().unwrap().len(), 4);
+        let a = memo_rows(cached.frozen_states().unwrap(), &b);
+        let c = memo_rows(other.frozen_states().unwrap(), &flipped);
+        for (i, (a, c)) in a.iter().zip(&c).enumerate() {
+            assert_eq!(max_diff(a, c), 0.0, "example {i}");
+        }
+        // The task does reach the model: other tasks, other logits (and other hidden states).
+        assert!(max_diff(&out.hidden, &want.hidden) > 1e-4);
+    }
+}
+
+#[test]
+fn an_added_task_embedding_above_a_frozen_bottom_trains_and_tells_tasks_apart() {
+    crate::threads();
+    let three: Vec<HeadSpec> = ["a", "b", "c"]
+        .iter()
+        .map(|n| HeadSpec {
+            name: n.to_string(),
+            kind: HeadKind::Classification { num_labels: 3 },
+        })
+        .collect();
+    for frozen_layers in [1, 2] {
+        let mut cfg = added(config());
+        cfg.frozen_layers = frozen_layers;
+        assert!(!cfg.is_frozen_param("task_embeddings.weight"));
+        let (vs, mut model) = crate::seeded_model(&cfg, &three, 7);
+        model.attach_frozen_states(memo_for(&vs, &cfg)).unwrap();
+        // One text twice, under tasks 0 and 2; task 1 is not in the batch.
+        let ids = Tensor::from_slice(&[5i64, 9, 14, 3, 0, 5, 9, 14, 3, 0]).view([2, 5]);
+        let mask = ids.ne(0).to_kind(Kind::Int64);
+        let tasks = Tensor::from_slice(&[0i64, 2]);
+        let input = ModelInput {
+            input_ids: &ids,
+            attention_mask: &mask,
+            token_type_ids: None,
+            task_ids: &tasks,
+        };
+        // The first pass fills the memo, the second reads it: the gradient flows in both.
+        for pass in ["computed", "memoised"] {
+            vs.variables().values().for_each(|t| {
+                let mut g = t.grad();
+                if g.defined() {
+                    let _ = g.zero_();
+                }
+            });
+            let out = model.forward(&input, false).unwrap();
+            let hidden = out.hidden.narrow(1, 0, 4);
+            let diff = max_diff(&hidden.get(0), &hidden.get(1));
+            assert!(
+                diff > 1e-4,
+                "{frozen_layers} {pass}: same text, other task: {diff}"
+            );
+            // (A sum of the pooled vectors would not do: under the final LayerNorm it is a
+            // constant.)
+            let labels = Tensor::from_slice(&[0i64, 1]);
+            let no_regression = Tensor::zeros([2], (Kind::Float, Device::Cpu));
+            let mask = no_regression.to_kind(Kind::Bool);
+            per_example_loss(&out.logits, &labels, &no_regression, &mask)
+                .mean(Kind::Float)
+                .backward();
+            for (name, t) in vs.variables() {
+                let g = t.grad();
+                let moved = g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0;
+                if cfg.is_frozen_param(&name) {
+                    assert!(!moved, "{pass}: frozen {name} got a gradient");
+                }
+            }
+            let g = vs.variables()["task_embeddings.weight"].grad();
+            let rows: Vec<f64> = (0..3)
+                .map(|t| g.get(t).abs().sum(Kind::Float).double_value(&[]))
+                .collect();
+            assert!(rows[0] > 0.0 && rows[2] > 0.0, "{pass}: {rows:?}");
+            assert_eq!(rows[1], 0.0, "{pass}: task 1 is not in the batch");
+        }
+        assert_eq!(model.frozen_states().unwrap().len(), 1, "one text");
+    }
+}
+
+#[test]
+fn an_export_refuses_a_task_vector_added_above_a_frozen_bottom() {
+    let cfg = added(config());
+    let (vs, model) = build(&cfg);
+    let err = taskmoe_model::hf_export(&model, &vs, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model.task_embedding") && err.contains("model.frozen_layers"),
+        "{err}"
+    );
 }

@@ -1,7 +1,8 @@
 //! `model.frozen_layers` in the trainer: the frozen bottom never moves and holds no optimizer
-//! state, what is above it learns the tiny task set, and the states are computed once per
-//! frozen weights: a second run reads the cache file the first one wrote, an unreadable file
-//! is rebuilt, and other frozen weights get a file of their own.
+//! state, what is above it learns the tiny task set (also the task-conditioned dense control,
+//! whose added task embedding enters above the frozen bottom and trains), and the states are
+//! computed once per frozen weights: a second run reads the cache file the first one wrote, an
+//! unreadable file is rebuilt, and other frozen weights get a file of their own.
 
 use crate::no_eval;
 use std::path::{Path, PathBuf};
@@ -248,6 +249,66 @@ fn a_tower_over_a_frozen_encoder_learns_and_only_it_and_the_heads_train() {
     // As above: 0.04 is three standard errors over 1,600 validation examples. Mean-pooled
     // random features of width 32 are a poor input (a frozen pretrained encoder is what the
     // mode is for: docs/training.md), so the tower trains longer and faster than the toy.
+    assert!(
+        trained > 0.55 && trained > untrained + 0.04,
+        "validation accuracy {untrained:.3} -> {trained:.3}"
+    );
+}
+
+#[test]
+fn a_dense_model_with_an_added_task_embedding_above_a_frozen_bottom_learns() {
+    let out = tempfile::tempdir().unwrap();
+    // The task-dense arm on the two-family toy: dense, block 0 frozen, the task's vector added
+    // to the states entering block 1.
+    let cfg = run(
+        "configs/toy-families.toml",
+        out.path(),
+        "task-dense",
+        &[
+            "train.steps=300",
+            "checkpoint.every=0",
+            "eval.every=0",
+            "model.variant=\"dense\"",
+            "model.task_embedding=\"added\"",
+        ],
+    );
+    let data = RunData::load(&cfg).unwrap();
+    let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
+    assert!(trainer.frozen_states().unwrap().computed > 0);
+    let table = "task_embeddings.weight";
+    let held: Vec<&str> = trainer.optimizer().names().collect();
+    assert!(held.contains(&table), "{held:?}");
+    assert!(
+        !held.iter().any(|n| cfg.model.is_frozen_param(n)),
+        "optimizer state for a frozen parameter"
+    );
+    let before: Vec<(String, tch::Tensor)> = trainer
+        .var_store()
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (n, t.detach().copy()))
+        .collect();
+    let untrained = validation_accuracy(&trainer, &data);
+    trainer.train(&mut no_eval, &mut Silent, None).unwrap();
+    let trained = validation_accuracy(&trainer, &data);
+    let after = trainer.var_store().variables();
+    for (name, old) in &before {
+        if cfg.model.is_frozen_param(name) {
+            let changed = after[name].ne_tensor(old).any().int64_value(&[]) != 0;
+            assert!(!changed, "{name} is frozen but moved");
+        }
+    }
+    // Every training task's row moved from its initial value.
+    let old = &before.iter().find(|(n, _)| n == table).unwrap().1;
+    for &t in &data.train_tasks {
+        let t = t as i64;
+        let moved = (after[table].get(t) - old.get(t))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(moved > 1e-4, "task {t}'s row moved by {moved}");
+    }
+    // As in the first test: 0.04 is three standard errors over 1,600 validation examples.
     assert!(
         trained > 0.55 && trained > untrained + 0.04,
         "validation accuracy {untrained:.3} -> {trained:.3}"
