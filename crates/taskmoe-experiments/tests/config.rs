@@ -41,9 +41,11 @@ fn both_profiles_load_and_their_arms_have_equal_active_ffn_width() {
         assert_eq!(syn.test_split_examples(), 2500);
     }
     let quick = ExperimentConfig::load(Profile::Quick, None, &[], &[], &scratch("q")).unwrap();
-    // 16 reported seeds (a 2-point effect at the measured spread of claim 1), 3 for tuning.
-    assert_eq!(quick.settings.seeds, 16);
+    // The protocol's 64 reported seeds (about 1.2 points detectable at the spread measured
+    // with 16), 3 for tuning; every run early-stopped on 10 validation evaluations.
+    assert_eq!(quick.settings.seeds, 64);
     assert_eq!(quick.settings.tuning_seeds, 3);
+    assert_eq!(quick.settings.evals_per_run, 10);
     assert_eq!(
         quick.run.runtime.threads, 1,
         "quick runs two 1-thread runs at a time"
@@ -97,6 +99,19 @@ fn errors_name_the_file_and_key() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("`seeds`"), "{err}");
+    // Claim 3 needs its baseline and its task-MoE arm.
+    for arms in ["[\"task-dense\", \"task-moe\"]", "[\"dense\", \"token-moe\"]"] {
+        let err = ExperimentConfig::load(
+            Profile::Quick,
+            None,
+            &[format!("unrelated.variants={arms}")],
+            &[],
+            &dir,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`unrelated.variants`"), "{arms}: {err}");
+    }
     let err = format!(
         "{:#}",
         ExperimentConfig::load(Profile::Quick, None, &[], &["train.stepz=3".into()], &dir)

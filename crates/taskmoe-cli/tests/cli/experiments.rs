@@ -51,7 +51,7 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
     assert_eq!(settings.len(), 2, "one size plus one relatedness value");
     for s in settings {
         let arms = s["arms"].as_array().unwrap();
-        assert_eq!(arms.len(), 3);
+        assert_eq!(arms.len(), 4, "single-task, dense, task-dense, task-moe");
         for a in arms {
             let low = a["low_resource_mean"].as_array().unwrap();
             if a["arm"] == "single-task" && !s["relatedness"].is_null() && low.is_empty() {
@@ -74,20 +74,52 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
         .join("low-resource/low-resource-by-relatedness.svg")
         .is_file());
 
-    // Every report declares its primary contrast; the three are decided together.
+    // The mixture holds the unrelated task beside the families' (the protocol's claim 1).
+    assert!(lr["training_tasks"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("lexicon_unrelated")));
+
+    // Every report declares its primary contrast under the embedded protocol, whose hash it
+    // records; every arm's contrast against the claim's baseline is there for the forest plot.
+    let protocol = taskmoe_experiments::preregistration::protocol_sha256();
     for name in ["low-resource", "unseen", "unrelated"] {
         let r = read_json(&out.join(format!("{name}/results.json")));
         assert_eq!(r["primary"]["a"].as_array().unwrap().len(), 2, "{name}");
+        assert_eq!(r["provenance"]["protocol_sha256"], protocol.as_str());
+        let contrasts = r["arm_contrasts"].as_array().unwrap();
+        assert!(contrasts.len() >= 2, "{name}: {contrasts:?}");
+        let md = std::fs::read_to_string(out.join(format!("{name}/report.md"))).unwrap();
+        assert!(md.contains(&protocol), "{name}");
+        // Every run was tested at its best of two validation evaluations.
+        assert!(md.contains("## Early stopping"), "{name}");
     }
     let verdicts = read_json(&out.join("verdicts.json"));
     assert_eq!(verdicts["decisions"].as_array().unwrap().len(), 3);
+    assert_eq!(verdicts["provenance"]["protocol_sha256"], protocol.as_str());
     assert!(std::fs::read_to_string(out.join("verdicts.md"))
         .unwrap()
         .contains("Holm"));
+    let runs = out.join("low-resource/runs");
+    let tested = std::fs::read_dir(&runs)
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("final-test.json")).ok())
+        .filter(|text| text.contains("\"checkpoint_step\""))
+        .count();
+    assert!(tested > 0, "final tests name the step they tested");
 
-    // Unseen: six arms, a choice of source per model, seed, task and k.
+    // Unseen: seven arms, one declared family source for both models and an unrelated one
+    // for the negative control, a measured choice per model, seed, task and k.
     let unseen = read_json(&out.join("unseen/results.json"));
-    assert_eq!(unseen["arms"].as_array().unwrap().len(), 6);
+    assert_eq!(unseen["arms"].as_array().unwrap().len(), 7);
+    assert_eq!(
+        unseen["family_sources"],
+        serde_json::json!({"lexicon_unseen0": "lexicon_hi0", "count_unseen0": "count_hi0"})
+    );
+    for (u, control) in unseen["unrelated_sources"].as_object().unwrap() {
+        let family = |t: &str| t.split('_').next().unwrap().to_string();
+        assert_ne!(family(u), family(control.as_str().unwrap()), "{u}");
+    }
     assert_eq!(
         unseen["unseen_tasks"],
         serde_json::json!(["lexicon_unseen0", "count_unseen0"])

@@ -54,12 +54,14 @@ pub(super) fn build_report(
     let source_rows: Vec<Vec<String>> = unseen
         .iter()
         .map(|u| {
-            let f = &sources.family[u];
             let x = &sources.unrelated[u];
             vec![
                 u.clone(),
                 family(u),
-                format!("{f} ({})", family(f)),
+                match &sources.family[u] {
+                    Some(f) => format!("{f} ({})", family(f)),
+                    None => "none of its family: each model's measured source".into(),
+                },
                 format!("{x} ({})", family(x)),
             ]
         })
