@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-/// What can go wrong when a metric is computed.
+/// What can go wrong when a metric is computed or a baseline fitted.
 #[derive(Debug, Error, PartialEq)]
 pub enum EvalError {
     /// Predictions and labels differ in length.
@@ -41,6 +41,14 @@ pub enum EvalError {
         metric: String,
         /// `class` or `real`.
         expected: &'static str,
+    },
+    /// The bag-of-words baseline cannot be fitted to a task's data or with its settings.
+    #[error("bag-of-words baseline of task `{task}`: {message}")]
+    BagOfWords {
+        /// The task's name.
+        task: String,
+        /// What is wrong.
+        message: String,
     },
 }
 

@@ -32,10 +32,13 @@
 //!   `taskmoe-data`'s task specs do, and [`compute`] evaluates a metric by name;
 //! - [`routing`]: how tasks share experts, and [`routing_quality`]: whether that sharing
 //!   follows the declared task families (within- against across-family overlap, nearest task,
-//!   the adjusted Rand index of a clustering by routing).
+//!   the adjusted Rand index of a clustering by routing);
+//! - [`bag_of_words()`](mod@bag_of_words): a TF-IDF softmax-regression baseline per classification task, the
+//!   floor a report sets beside the neural arms.
 
 #![warn(missing_docs)]
 
+pub mod bag_of_words;
 mod batching;
 mod error;
 mod evaluate;
@@ -44,6 +47,10 @@ pub mod routing;
 pub mod routing_quality;
 mod sharded;
 
+pub use bag_of_words::{
+    bag_of_words, bag_of_words_with, BagOfWordsConfig, BagOfWordsFit, BagOfWordsOutcome,
+    BagOfWordsResult, PenaltyFit,
+};
 pub use batching::{eval_batch, eval_batch_positions, eval_batches, EvalBatching};
 pub use error::{EvalError, Result};
 pub use evaluate::{
