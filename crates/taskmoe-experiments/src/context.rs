@@ -2,7 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use std::collections::BTreeMap;
+
+use crate::error::{Context, Result};
+use taskmoe_eval::bag_of_words;
 use taskmoe_data::synthetic::{SyntheticBenchmark, TaskRole};
 use taskmoe_model::param_report;
 use taskmoe_train::{DataSource, RunConfig, RunData, TestCheckpoint};
@@ -108,6 +111,30 @@ impl ExperimentContext {
         cfg.checkpoint.keep_last = 1;
         cfg.eval.test_checkpoint = TestCheckpoint::Best;
         cfg
+    }
+
+    /// The bag-of-words baseline (TF-IDF and a softmax regression per task,
+    /// [`taskmoe_eval::bag_of_words`]) on `cfg`'s data, its training subsamples included: each
+    /// of `tasks`' test score in its headline metric; a task the baseline skips (a regression
+    /// task, no test labels) is left out.
+    pub fn bag_of_words(&self, cfg: &RunConfig, tasks: &[String]) -> Result<BTreeMap<String, f64>> {
+        let data = RunData::load(cfg)?;
+        let mut scores = BTreeMap::new();
+        for t in tasks {
+            let id = data
+                .id(t)
+                .with_context(|| format!("bag-of-words baseline: task `{t}`"))?;
+            let result = bag_of_words(
+                &data.specs[id],
+                &data.train[id],
+                &data.validation[id],
+                &data.test[id],
+            )?;
+            if let Some(fit) = result.fit() {
+                scores.insert(t.clone(), fit.test_primary);
+            }
+        }
+        Ok(scores)
     }
 
     /// How the reports say which weights were tested ([`Self::early_stopped`]).

@@ -42,6 +42,9 @@ pub enum ExperimentError {
     /// An evaluation.
     #[error(transparent)]
     Evaluate(#[from] taskmoe_eval::EvaluateError),
+    /// A metric or the bag-of-words baseline.
+    #[error(transparent)]
+    Eval(#[from] taskmoe_eval::EvalError),
     /// libtorch.
     #[error(transparent)]
     Torch(#[from] tch::TchError),

@@ -12,9 +12,10 @@ use serde_json::json;
 
 use crate::experiment::Experiment;
 use crate::report::{header, md_table};
+use crate::plot::{forest_plot, ForestRow};
 use crate::stats::{
-    decide, min_detectable_effect, seeds_needed, Decision, PrimaryContrast, Summary, ALPHA,
-    EQUIVALENCE_MARGIN, POWER, PRIMARY_CONTRASTS,
+    decide, min_detectable_effect, paired, seeds_needed, ArmContrast, Decision, PrimaryContrast,
+    Summary, ALPHA, EQUIVALENCE_MARGIN, POWER, PRIMARY_CONTRASTS,
 };
 
 /// The claim each experiment's primary contrast decides, in words.
@@ -56,9 +57,11 @@ pub fn describe(contrast: &PrimaryContrast) -> String {
 }
 
 /// Reads the primary contrast of every experiment whose `results.json` is in `out`, decides
-/// them, writes `out/verdicts.md` and `out/verdicts.json` and returns the markdown.
+/// them, writes `out/verdicts.md`, `out/verdicts.json` and the forest plot `out/forest.svg`
+/// (every arm's contrast against its claim's baseline), and returns the markdown.
 pub fn write(out: &Path) -> Result<String> {
     let mut contrasts = Vec::new();
+    let mut arm_contrasts: Vec<ArmContrast> = Vec::new();
     for experiment in Experiment::ALL {
         let path = out.join(experiment.name()).join("results.json");
         if !path.is_file() {
@@ -73,10 +76,33 @@ pub fn write(out: &Path) -> Result<String> {
                 .with_context(|| format!("{}: key `primary`", path.display()))?;
             contrasts.push(c);
         }
+        if let Some(a) = value.get("arm_contrasts").filter(|a| !a.is_null()) {
+            let arms: Vec<ArmContrast> = serde_json::from_value(a.clone())
+                .with_context(|| format!("{}: key `arm_contrasts`", path.display()))?;
+            arm_contrasts.extend(arms);
+        }
     }
     contrasts.sort_by_key(|c| c.claim);
     let decisions = decide(&contrasts);
-    let md = markdown(&decisions);
+    let mut md = markdown(&decisions);
+    let rows = forest_rows(&decisions, &arm_contrasts);
+    if !rows.is_empty() {
+        let svg = forest_plot(
+            "Every arm against its claim's baseline (seed-paired differences)",
+            "difference in test accuracy (arm - baseline)",
+            &rows,
+            Some(EQUIVALENCE_MARGIN),
+        );
+        let path = out.join("forest.svg");
+        std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
+        let _ = writeln!(
+            md,
+            "\n## Forest plot\n\nEvery arm against its claim's baseline: the primary \
+             contrasts at their Holm interval with their verdict, every other arm (controls \
+             included) at its uncorrected 95% interval, descriptive. The band is the \
+             equivalence margin ±{EQUIVALENCE_MARGIN}.\n\n![forest plot](forest.svg)\n"
+        );
+    }
     let json = json!({
         "provenance": crate::preregistration::provenance_json(),
         "alpha": ALPHA,
@@ -92,6 +118,45 @@ pub fn write(out: &Path) -> Result<String> {
     )
     .with_context(|| format!("writing {}", out.join("verdicts.json").display()))?;
     Ok(md)
+}
+
+/// The forest plot's rows, claim by claim: the decided primary contrast (Holm interval and
+/// verdict) first, then every arm contrast of that claim (uncorrected 95% interval).
+pub fn forest_rows(decisions: &[Decision], arms: &[ArmContrast]) -> Vec<ForestRow> {
+    let mut rows = Vec::new();
+    for claim in 1..=3u8 {
+        let group = match claim {
+            1 => "Claim 1: arm - dense, low-resource tasks' mean",
+            2 => "Claim 2: arm - dense from the family source, unseen tasks' mean",
+            _ => "Claim 3: arm's forgetting - dense's (original tasks)",
+        }
+        .to_string();
+        for d in decisions.iter().filter(|d| d.contrast.claim == claim) {
+            rows.push(ForestRow {
+                group: group.clone(),
+                label: "task-MoE, primary (Holm interval)".into(),
+                estimate: d.diff.mean,
+                low: d.low,
+                high: d.high,
+                verdict: Some(d.verdict.word().to_string()),
+            });
+        }
+        for a in arms.iter().filter(|a| a.claim == claim) {
+            if a.a.len() != a.b.len() || a.a.is_empty() {
+                continue;
+            }
+            let c = paired(&a.a, &a.b);
+            rows.push(ForestRow {
+                group: group.clone(),
+                label: a.arm.clone(),
+                estimate: c.diff.mean,
+                low: c.low,
+                high: c.high,
+                verdict: None,
+            });
+        }
+    }
+    rows
 }
 
 fn markdown(decisions: &[Decision]) -> String {

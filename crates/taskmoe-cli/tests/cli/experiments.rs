@@ -94,8 +94,16 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
         // Every run was tested at its best of two validation evaluations.
         assert!(md.contains("## Early stopping"), "{name}");
     }
+    // The bag-of-words baseline beside the neural arms, one value per seed.
+    let bow = &lr["settings"][0]["bag_of_words"]["low_resource_mean"];
+    assert_eq!(bow.as_array().unwrap().len(), 2, "{bow}");
     let verdicts = read_json(&out.join("verdicts.json"));
     assert_eq!(verdicts["decisions"].as_array().unwrap().len(), 3);
+    // The forest plot: the three primaries and every other arm against its baseline.
+    let forest = std::fs::read_to_string(out.join("forest.svg")).unwrap();
+    for row in ["task-dense", "task-moe + unrelated routing", "primary (Holm interval)"] {
+        assert!(forest.contains(row), "{row} missing from the forest plot");
+    }
     assert_eq!(verdicts["provenance"]["protocol_sha256"], protocol.as_str());
     assert!(std::fs::read_to_string(out.join("verdicts.md"))
         .unwrap()

@@ -285,13 +285,31 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
         }
     }
 
+    // The bag-of-words baseline on each setting's and seed's data (the same subsamples).
+    let data_arm = Arm::parse("dense")?;
+    let mut bow = vec![ArmScores::default(); settings.len()];
+    for (si, setting) in settings.iter().enumerate() {
+        for seed in ctx.seeds() {
+            let scores = ctx.bag_of_words(&arm_config(&data_arm, setting, seed), &low_tasks)?;
+            if scores.len() == low_tasks.len() {
+                bow[si]
+                    .low
+                    .push(scores.values().sum::<f64>() / scores.len() as f64);
+            }
+            for (t, v) in scores {
+                bow[si].per_task.entry(t).or_default().push(v);
+            }
+        }
+    }
+
     let tuned = Tuning {
         temperatures: s.temperatures.clone(),
         validation: tuning,
         chosen,
     };
     let mut report = build_report(
-        ctx, &arms, &settings, base_rho, &low_tasks, &training, &scores, &base_data, &tuned,
+        ctx, &arms, &settings, base_rho, &low_tasks, &training, &scores, &bow, &base_data,
+        &tuned,
     )?;
     if let Some(text) = stopping_summary(&dirs)? {
         report.append_section("Early stopping", &text);

@@ -142,12 +142,25 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
             }
         }
     }
+    // The bag-of-words baseline per seed: mean test score of the original and the added tasks.
+    let mut bow = (Vec::new(), Vec::new());
+    for seed in ctx.seeds() {
+        let scores = ctx.bag_of_words(&cfg_for(&arms[0], seed, &all_tasks), &all_tasks)?;
+        let mean = |tasks: &[String]| -> Option<f64> {
+            let v: Option<Vec<f64>> = tasks.iter().map(|t| scores.get(t).copied()).collect();
+            v.map(|v| v.iter().sum::<f64>() / v.len().max(1) as f64)
+        };
+        if let (Some(b), Some(n)) = (mean(&base_tasks), mean(&new_tasks)) {
+            bow.0.push(b);
+            bow.1.push(n);
+        }
+    }
     let exposure = Exposure {
         share,
         base_steps,
         joint_steps,
     };
-    let mut report = build_report(ctx, &arms, &base_tasks, &new_tasks, &runs, &exposure)?;
+    let mut report = build_report(ctx, &arms, &base_tasks, &new_tasks, &runs, &exposure, &bow)?;
     let all: Vec<std::path::PathBuf> = first_dirs.iter().chain(&second_dirs).cloned().collect();
     if let Some(text) = stopping_summary(&all)? {
         report.append_section("Early stopping", &text);

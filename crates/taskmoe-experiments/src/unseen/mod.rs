@@ -364,6 +364,18 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
                 .collect()
         })
         .collect();
+    // The bag-of-words baseline on the same k examples of each unseen task.
+    let mut bow: BTreeMap<(usize, String), Vec<f64>> = BTreeMap::new();
+    for seed in ctx.seeds() {
+        for u in &unseen {
+            for (ki, &k) in ks.iter().enumerate() {
+                let cfg = fine_tune(&dense_arm, seed, u, k);
+                if let Some(v) = ctx.bag_of_words(&cfg, std::slice::from_ref(u))?.get(u) {
+                    bow.entry((ki, u.clone())).or_default().push(*v);
+                }
+            }
+        }
+    }
     let sources = Sources {
         family: family_source,
         unrelated: unrelated_source,
@@ -371,7 +383,7 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
         choices,
     };
     let mut report = build_report(
-        ctx, &unseen, &training, &ks, &scores, &per_task, &sources, &base_data, &tuned,
+        ctx, &unseen, &training, &ks, &scores, &per_task, &bow, &sources, &base_data, &tuned,
     )?;
     if let Some(text) = stopping_summary(&dirs)? {
         report.append_section("Early stopping (fine-tuning runs)", &text);

@@ -4,7 +4,7 @@
 use crate::context::ExperimentContext;
 use crate::error::Result;
 use crate::plot::{line_chart, Series};
-use crate::report::{header, md_table, Report};
+use crate::report::{header, md_table, Report, BOW};
 use crate::stats::{paired, ArmContrast, PrimaryContrast, Summary};
 use crate::verdicts::describe;
 use serde_json::json;
@@ -24,6 +24,7 @@ pub(super) fn build_report(
     ks: &[usize],
     scores: &[Vec<Vec<f64>>],
     per_task: &BTreeMap<(usize, usize, String), Vec<f64>>,
+    bow: &BTreeMap<(usize, String), Vec<f64>>,
     sources: &Sources,
     base_data: &RunData,
     tuned: &LrTuning,
@@ -124,10 +125,30 @@ pub(super) fn build_report(
             row
         })
         .collect();
+    // The bag-of-words baseline on the same k examples, per k: the mean over unseen tasks
+    // of each seed (when every task has a score).
+    let bow_mean: Vec<Vec<f64>> = (0..ks.len())
+        .map(|ki| {
+            let per: Vec<&Vec<f64>> = unseen.iter().filter_map(|u| bow.get(&(ki, u.clone()))).collect();
+            if per.len() != unseen.len() {
+                return Vec::new();
+            }
+            let seeds = per.iter().map(|v| v.len()).min().unwrap_or(0);
+            (0..seeds)
+                .map(|si| per.iter().map(|v| v[si]).sum::<f64>() / per.len() as f64)
+                .collect()
+        })
+        .collect();
+    let mut rows = rows;
+    let mut bow_row = vec![BOW.to_string()];
+    bow_row.extend(bow_mean.iter().map(|v| Summary::of(v).show()));
+    bow_row.push("-".into());
+    rows.push(bow_row);
     let main = md_table(&head, &rows);
     let _ = writeln!(
         md,
-        "## Mean test accuracy over the unseen tasks (mean ± std over seeds)\n\n{main}"
+        "## Mean test accuracy over the unseen tasks (mean ± std over seeds)\n\nThe last row \
+         is the bag-of-words baseline trained on the same k examples.\n\n{main}"
     );
     let mut cmp_rows = Vec::new();
     let mut comparisons = Vec::new();
@@ -251,7 +272,7 @@ pub(super) fn build_report(
 
     let _ = writeln!(md, "## Per unseen task\n");
     for u in unseen {
-        let rows: Vec<Vec<String>> = METHODS
+        let mut rows: Vec<Vec<String>> = METHODS
             .iter()
             .enumerate()
             .map(|(m, name)| {
@@ -264,6 +285,12 @@ pub(super) fn build_report(
                 row
             })
             .collect();
+        let mut bow_row = vec![BOW.to_string()];
+        bow_row.extend((0..ks.len()).map(|ki| {
+            bow.get(&(ki, u.clone()))
+                .map_or("-".into(), |v| Summary::of(v).show())
+        }));
+        rows.push(bow_row);
         let _ = writeln!(
             md,
             "### {u}\n\n{}",
@@ -305,6 +332,10 @@ pub(super) fn build_report(
             "per_task": unseen.iter().map(|u| (u.clone(), (0..ks.len()).map(|ki| per_task[&(m, ki, u.clone())].clone()).collect::<Vec<_>>())).collect::<BTreeMap<_, _>>(),
         })).collect::<Vec<_>>(),
         "comparisons": comparisons,
+        "bag_of_words": json!({
+            "mean_over_unseen_tasks": bow_mean,
+            "per_task": unseen.iter().map(|u| (u.clone(), (0..ks.len()).map(|ki| bow.get(&(ki, u.clone())).cloned().unwrap_or_default()).collect::<Vec<_>>())).collect::<BTreeMap<_, _>>(),
+        }),
         "arm_contrasts": arm_contrasts,
         "family_sources": sources.family,
         "unrelated_sources": sources.unrelated,
