@@ -236,7 +236,13 @@ fn train_one(cfg: &RunConfig, data: &RunData, resume: bool) -> Result<Option<Eva
     let Some(result) = shared_evaluate(trainer.model(), &test).context("final evaluation")? else {
         return Ok(None); // not rank 0
     };
-    report::write(&result, &run_dir, "final-test", &data.specs, Some(tested_step))?;
+    report::write(
+        &result,
+        &run_dir,
+        "final-test",
+        &data.specs,
+        Some(tested_step),
+    )?;
     let state = trainer.state();
     eprintln!(
         "{} steps, {} examples, {:.1} s training ({:.0} examples/s); run folder {}",

@@ -181,9 +181,15 @@ impl Default for LowResourceConfig {
             temperatures: vec![1.0, 2.0, 4.0],
             sizes: vec![32, 128],
             relatedness: vec![0.0, 0.5, 0.9],
-            variants: ["single-task", "dense", "task-dense", "token-moe", "task-moe"]
-                .map(String::from)
-                .to_vec(),
+            variants: [
+                "single-task",
+                "dense",
+                "task-dense",
+                "token-moe",
+                "task-moe",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }

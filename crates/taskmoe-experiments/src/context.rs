@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::collections::BTreeMap;
 
 use crate::error::{Context, Result};
-use taskmoe_eval::bag_of_words;
 use taskmoe_data::synthetic::{SyntheticBenchmark, TaskRole};
+use taskmoe_eval::bag_of_words;
 use taskmoe_model::param_report;
 use taskmoe_train::{DataSource, RunConfig, RunData, TestCheckpoint};
 

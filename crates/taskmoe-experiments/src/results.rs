@@ -219,9 +219,7 @@ impl RunResult {
             Some(step) => lines
                 .iter()
                 .rev()
-                .find(|l| {
-                    serde_json::from_str::<Step>(l).is_ok_and(|s| s.step == Some(step))
-                })
+                .find(|l| serde_json::from_str::<Step>(l).is_ok_and(|s| s.step == Some(step)))
                 .with_context(|| {
                     format!("{} holds no evaluation at step {step}", path.display())
                 })?,
@@ -244,8 +242,8 @@ impl RunResult {
         let path = dir.join(RESULT_FILE);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        let step: Step = serde_json::from_str(&text)
-            .with_context(|| format!("parsing {}", path.display()))?;
+        let step: Step =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         Ok(step.checkpoint_step)
     }
 

@@ -11,8 +11,8 @@ use crate::error::{Context, Result};
 use serde_json::json;
 
 use crate::experiment::Experiment;
-use crate::report::{header, md_table};
 use crate::plot::{forest_plot, ForestRow};
+use crate::report::{header, md_table};
 use crate::stats::{
     decide, min_detectable_effect, paired, seeds_needed, ArmContrast, Decision, PrimaryContrast,
     Summary, ALPHA, EQUIVALENCE_MARGIN, POWER, PRIMARY_CONTRASTS,

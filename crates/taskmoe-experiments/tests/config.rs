@@ -100,7 +100,10 @@ fn errors_name_the_file_and_key() {
         .to_string();
     assert!(err.contains("`seeds`"), "{err}");
     // Claim 3 needs its baseline and its task-MoE arm.
-    for arms in ["[\"task-dense\", \"task-moe\"]", "[\"dense\", \"token-moe\"]"] {
+    for arms in [
+        "[\"task-dense\", \"task-moe\"]",
+        "[\"dense\", \"token-moe\"]",
+    ] {
         let err = ExperimentConfig::load(
             Profile::Quick,
             None,

@@ -101,7 +101,11 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
     assert_eq!(verdicts["decisions"].as_array().unwrap().len(), 3);
     // The forest plot: the three primaries and every other arm against its baseline.
     let forest = std::fs::read_to_string(out.join("forest.svg")).unwrap();
-    for row in ["task-dense", "task-moe + unrelated routing", "primary (Holm interval)"] {
+    for row in [
+        "task-dense",
+        "task-moe + unrelated routing",
+        "primary (Holm interval)",
+    ] {
         assert!(forest.contains(row), "{row} missing from the forest plot");
     }
     assert_eq!(verdicts["provenance"]["protocol_sha256"], protocol.as_str());

@@ -308,8 +308,7 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
         chosen,
     };
     let mut report = build_report(
-        ctx, &arms, &settings, base_rho, &low_tasks, &training, &scores, &bow, &base_data,
-        &tuned,
+        ctx, &arms, &settings, base_rho, &low_tasks, &training, &scores, &bow, &base_data, &tuned,
     )?;
     if let Some(text) = stopping_summary(&dirs)? {
         report.append_section("Early stopping", &text);

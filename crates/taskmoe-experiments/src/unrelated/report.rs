@@ -4,9 +4,9 @@
 use crate::config::Arm;
 use crate::context::ExperimentContext;
 use crate::error::Result;
+use crate::low_resource::primary_task_moe;
 use crate::report::{header, md_table, Report};
 use crate::results::{family_table, mean_overlap, BlockRouting, RunResult};
-use crate::low_resource::primary_task_moe;
 use crate::stats::{paired, ArmContrast, PrimaryContrast, Summary};
 use crate::verdicts::describe;
 use serde_json::json;

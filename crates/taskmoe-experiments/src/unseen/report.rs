@@ -67,7 +67,8 @@ pub(super) fn build_report(
             ]
         })
         .collect();
-    let _ = writeln!(
+    let _ =
+        writeln!(
         md,
         "Declared sources, the same for the dense and the task-MoE model: the seen task of the \
          unseen task's family with the most training examples, and for the negative control \
@@ -129,7 +130,10 @@ pub(super) fn build_report(
     // of each seed (when every task has a score).
     let bow_mean: Vec<Vec<f64>> = (0..ks.len())
         .map(|ki| {
-            let per: Vec<&Vec<f64>> = unseen.iter().filter_map(|u| bow.get(&(ki, u.clone()))).collect();
+            let per: Vec<&Vec<f64>> = unseen
+                .iter()
+                .filter_map(|u| bow.get(&(ki, u.clone())))
+                .collect();
             if per.len() != unseen.len() {
                 return Vec::new();
             }
@@ -156,7 +160,11 @@ pub(super) fn build_report(
     for (name, a, b) in [
         ("family routing - dense, family source", TRANSFERRED, DENSE),
         ("family routing - fresh routing", TRANSFERRED, FRESH),
-        ("unrelated routing - fresh routing (control)", UNRELATED, FRESH),
+        (
+            "unrelated routing - fresh routing (control)",
+            UNRELATED,
+            FRESH,
+        ),
         ("family routing - unrelated routing", TRANSFERRED, UNRELATED),
         ("measured routing - family routing", MEASURED, TRANSFERRED),
         ("frozen experts - dense, family source", FROZEN, DENSE),
@@ -203,7 +211,8 @@ pub(super) fn build_report(
              minus fresh routing, {}: {}. Secondary: family routing minus fresh routing, {}.\n",
             c.show(),
             match gain {
-                true => "**the control shows a gain** (its interval lies above 0), so a gain of \
+                true =>
+                    "**the control shows a gain** (its interval lies above 0), so a gain of \
                          copied routing is not evidence that related routing transfers",
                 false => "no gain (its interval reaches 0 or below), as the protocol requires",
             },
@@ -215,10 +224,7 @@ pub(super) fn build_report(
         .map(|m| ArmContrast {
             claim: 2,
             arm: METHODS[m].to_string(),
-            name: format!(
-                "{} - dense, family source, unseen mean over k",
-                METHODS[m]
-            ),
+            name: format!("{} - dense, family source, unseen mean over k", METHODS[m]),
             a: mean_over_k(m),
             b: mean_over_k(DENSE),
         })
