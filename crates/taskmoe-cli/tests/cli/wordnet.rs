@@ -143,47 +143,53 @@ fn data_check_passes_on_the_wordnet_registry() {
     }
 }
 
-/// The experiment settings name tasks of the registry in the roles they were built for: the
-/// low-resource tasks train in the base mixture, the unseen ones are held out of it, the
-/// robustness experiment adds the unrelated tasks to exactly that mixture. Needs no data.
+/// The experiment settings (the full fine-tune and the frozen-bottom profile) name tasks of the
+/// registry in the roles the protocol gives them: claim 1's mixture is the base mixture plus
+/// the unrelated tasks, the unseen tasks are held out of it, the robustness experiment adds
+/// the unrelated tasks to exactly the base mixture. Needs no data.
 #[test]
 fn the_experiment_settings_fit_the_registry() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let scratch = std::env::temp_dir().join(format!("taskmoe-cli-{}-wnexp", std::process::id()));
-    let loaded = taskmoe_experiments::ExperimentConfig::load(
-        taskmoe_experiments::Profile::Quick,
-        Some(&root.join("configs/experiments/wordnet.toml")),
-        &[],
-        &["data.tokenizer=tokenizer.json".to_string()],
-        &scratch,
-    )
-    .unwrap();
     let registry =
         taskmoe_data::TaskRegistry::from_toml_file(&root.join("configs/wordnet/tasks.toml"))
             .unwrap();
-    let s = &loaded.settings;
-    let base = &loaded.run.data.tasks;
-    assert_eq!(&s.unrelated.base_tasks, base);
-    assert_eq!(
-        &s.low_resource.mixture, base,
-        "claim 1 trains on the related tasks only"
-    );
-    for t in base {
-        assert!(!registry.get(t).unwrap().held_out, "{t}");
-    }
-    for t in &s.low_resource.tasks {
-        assert!(t.ends_with("_lo") && base.contains(t), "{t}");
-    }
-    for t in &s.unseen.tasks {
-        assert!(registry.get(t).unwrap().held_out, "{t}");
-    }
-    for t in &s.unrelated.new_tasks {
-        let family = &registry.get(t).unwrap().family;
-        assert!(
-            base.iter()
-                .all(|b| &registry.get(b).unwrap().family != family),
-            "{t} shares a family with the base mixture"
+    for file in ["wordnet.toml", "wordnet-frozen.toml"] {
+        let scratch =
+            std::env::temp_dir().join(format!("taskmoe-cli-{}-wnexp-{file}", std::process::id()));
+        let loaded = taskmoe_experiments::ExperimentConfig::load(
+            taskmoe_experiments::Profile::Quick,
+            Some(&root.join("configs/experiments").join(file)),
+            &[],
+            &["data.tokenizer=tokenizer.json".to_string()],
+            &scratch,
+        )
+        .unwrap();
+        let s = &loaded.settings;
+        let base = &loaded.run.data.tasks;
+        assert_eq!(&s.unrelated.base_tasks, base, "{file}");
+        let mut mixture = base.clone();
+        mixture.extend(s.unrelated.new_tasks.iter().cloned());
+        assert_eq!(
+            s.low_resource.mixture, mixture,
+            "{file}: claim 1 trains on the related and the unrelated tasks"
         );
+        for t in base {
+            assert!(!registry.get(t).unwrap().held_out, "{t}");
+        }
+        for t in &s.low_resource.tasks {
+            assert!(t.ends_with("_lo") && base.contains(t), "{t}");
+        }
+        for t in &s.unseen.tasks {
+            assert!(registry.get(t).unwrap().held_out, "{t}");
+        }
+        for t in &s.unrelated.new_tasks {
+            let family = &registry.get(t).unwrap().family;
+            assert!(
+                base.iter()
+                    .all(|b| &registry.get(b).unwrap().family != family),
+                "{t} shares a family with the base mixture"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&scratch);
     }
-    let _ = std::fs::remove_dir_all(&scratch);
 }

@@ -7,7 +7,7 @@
 //! First, each multi-task arm's mixture temperature is chosen on the validation mean of the
 //! low-resource tasks over the tuning seeds, at the smallest size. Then, for every setting (a
 //! low-resource size at the configured relatedness, and on synthetic data the smallest size at
-//! further relatedness values, multi-task arms only) and seed, each arm trains with the same
+//! further relatedness values, dense and the task-MoE arms only) and seed, each arm trains with the same
 //! steps and batch size: multi-task arms on the mixture with the low-resource tasks cut to
 //! `size` training examples (`data.train_examples`) at their temperature, the single-task arm
 //! one dense model per low-resource task. Every run is tested at its best validation
@@ -207,10 +207,12 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
         for seed in ctx.seeds() {
             for (ai, arm) in arms.iter().enumerate() {
                 let arm_id = arm.label.replace(':', "-");
+                if setting.rho.is_some()
+                    && !(arm.is_plain_dense() || arm.variant == Variant::TaskMoe)
+                {
+                    continue; // the relatedness sweep: its interaction needs dense and task-MoE
+                }
                 if arm.variant == Variant::SingleTask {
-                    if setting.rho.is_some() {
-                        continue; // the relatedness sweep compares the multi-task arms
-                    }
                     for t in &low_tasks {
                         let mut one = arm_config(arm, setting, seed);
                         one.data.tasks = vec![t.clone()];
