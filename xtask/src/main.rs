@@ -62,9 +62,11 @@ commands:
                          budget and seeds: test / low-resource means, routing, parameters
   experiment <low-resource|unseen|unrelated|all> [--profile quick|full] [--seeds N]
              [--config FILE] [--set key=value]... [--out DIR]
-                         run the paper's experiments over seeds; report folders + tables
-                         (quick: 3 seeds; all three took 38 min on 2 busy cores, see
-                         docs/results.md)
+                         run the paper's experiments over seeds under the committed protocol
+                         (crates/taskmoe-experiments/PROTOCOL.md); report folders + tables,
+                         verdicts and a forest plot (costs: docs/results.md)
+  verdicts --bench NAME=DIR [--bench ...] --out DIR
+                         every benchmark's three verdicts in one table and one forest plot
   setup [--force]        provision the pinned libtorch (PyTorch wheel from PyPI) into .libtorch/
   test [cargo test args] setup, then cargo fmt --check, clippy -D warnings, cargo test --workspace
   test --repeat N [--only SUBSTR]... [-- test args]
@@ -107,7 +109,9 @@ fn main() -> ExitCode {
         "fetch-data" => wordnet::fetch(rest),
         "gpu-bundle" => gpu_bundle::run(rest),
         "train" | "eval" | "predict" | "verify" | "export" | "inspect" | "experiment"
-        | "config" | "data" | "compare" | "search" | "families" => run::taskmoe(command, rest),
+        | "config" | "data" | "compare" | "search" | "families" | "verdicts" => {
+            run::taskmoe(command, rest)
+        }
         "env" => print_env(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

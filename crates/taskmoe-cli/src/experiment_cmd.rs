@@ -66,3 +66,20 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
     println!("{text}\n(also {})", verdicts.display());
     Ok(())
 }
+
+/// `taskmoe verdicts --bench NAME=DIR... --out DIR`: every benchmark's verdicts in one table
+/// and one forest plot ([`taskmoe_experiments::verdicts::across`]).
+pub fn verdicts(benches: &[String], out: &std::path::Path) -> Result<()> {
+    let parsed: Vec<(String, PathBuf)> = benches
+        .iter()
+        .map(|b| {
+            let (name, dir) = b
+                .split_once('=')
+                .with_context(|| format!("--bench `{b}`: expected NAME=DIR"))?;
+            Ok((name.to_string(), PathBuf::from(dir)))
+        })
+        .collect::<Result<_>>()?;
+    let md = taskmoe_experiments::verdicts::across(&parsed, out)?;
+    println!("{md}\n(also {})", out.join("verdicts.md").display());
+    Ok(())
+}

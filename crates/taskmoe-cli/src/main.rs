@@ -150,6 +150,17 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The three claims decided on several benchmarks side by side: `--bench NAME=DIR` names
+    /// an experiment output folder (its `*/results.json`); writes verdicts.md, verdicts.json and
+    /// forest.svg (every arm of every benchmark against its claim's baseline) into `--out`.
+    Verdicts {
+        /// `NAME=DIR`: a benchmark's name and its experiment output folder; repeat.
+        #[arg(long = "bench", num_args = 1.., required = true)]
+        benches: Vec<String>,
+        /// Folder for verdicts.md, verdicts.json and forest.svg.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// A recipe search on the tuning seeds: each `--axis key=v1,v2,...` tried one at a time
     /// around the base configuration, chosen on the mean validation score; a choice on the
     /// edge of its grid is flagged. Writes search.md / search.json / base.toml.
@@ -343,6 +354,7 @@ fn main() {
         Command::Check(args) => check_cmd::run(&args),
         Command::Compare { a, b, out } => compare_cmd::run(&a, &b, out.as_deref()),
         Command::Search(args) => search_cmd::run(&args),
+        Command::Verdicts { benches, out } => experiment_cmd::verdicts(&benches, &out),
         Command::Families(args) => families_cmd::run(&args),
         Command::Experiment {
             name,

@@ -5,9 +5,9 @@
 //! effect") into `verdicts.md` and `verdicts.json`.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::error::{Context, Result};
+use crate::error::{bail, Context, Result};
 use serde_json::json;
 
 use crate::experiment::Experiment;
@@ -60,32 +60,10 @@ pub fn describe(contrast: &PrimaryContrast) -> String {
 /// them, writes `out/verdicts.md`, `out/verdicts.json` and the forest plot `out/forest.svg`
 /// (every arm's contrast against its claim's baseline), and returns the markdown.
 pub fn write(out: &Path) -> Result<String> {
-    let mut contrasts = Vec::new();
-    let mut arm_contrasts: Vec<ArmContrast> = Vec::new();
-    for experiment in Experiment::ALL {
-        let path = out.join(experiment.name()).join("results.json");
-        if !path.is_file() {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        if let Some(p) = value.get("primary").filter(|p| !p.is_null()) {
-            let c: PrimaryContrast = serde_json::from_value(p.clone())
-                .with_context(|| format!("{}: key `primary`", path.display()))?;
-            contrasts.push(c);
-        }
-        if let Some(a) = value.get("arm_contrasts").filter(|a| !a.is_null()) {
-            let arms: Vec<ArmContrast> = serde_json::from_value(a.clone())
-                .with_context(|| format!("{}: key `arm_contrasts`", path.display()))?;
-            arm_contrasts.extend(arms);
-        }
-    }
-    contrasts.sort_by_key(|c| c.claim);
-    let decisions = decide(&contrasts);
+    let found = read(out)?;
+    let decisions = decide(&found.primaries);
     let mut md = markdown(&decisions);
-    let rows = forest_rows(&decisions, &arm_contrasts);
+    let rows = forest_rows("", &decisions, &found.arms);
     if !rows.is_empty() {
         let svg = forest_plot(
             "Every arm against its claim's baseline (seed-paired differences)",
@@ -120,17 +98,171 @@ pub fn write(out: &Path) -> Result<String> {
     Ok(md)
 }
 
-/// The forest plot's rows, claim by claim: the decided primary contrast (Holm interval and
+/// What the reports of one output folder hold for the verdicts.
+struct Found {
+    /// Each report's primary contrast, by claim.
+    primaries: Vec<PrimaryContrast>,
+    /// Every arm contrast of every report.
+    arms: Vec<ArmContrast>,
+    /// Each report's provenance (`experiment name`, protocol hash and commit).
+    provenance: Vec<(String, serde_json::Value)>,
+}
+
+/// Reads the primary and arm contrasts of every experiment whose `results.json` is in `out`.
+fn read(out: &Path) -> Result<Found> {
+    let mut contrasts = Vec::new();
+    let mut arm_contrasts: Vec<ArmContrast> = Vec::new();
+    let mut provenance = Vec::new();
+    for experiment in Experiment::ALL {
+        let path = out.join(experiment.name()).join("results.json");
+        if !path.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if let Some(p) = value.get("primary").filter(|p| !p.is_null()) {
+            let c: PrimaryContrast = serde_json::from_value(p.clone())
+                .with_context(|| format!("{}: key `primary`", path.display()))?;
+            contrasts.push(c);
+        }
+        if let Some(a) = value.get("arm_contrasts").filter(|a| !a.is_null()) {
+            let arms: Vec<ArmContrast> = serde_json::from_value(a.clone())
+                .with_context(|| format!("{}: key `arm_contrasts`", path.display()))?;
+            arm_contrasts.extend(arms);
+        }
+        if let Some(p) = value.get("provenance") {
+            provenance.push((experiment.name().to_string(), p.clone()));
+        }
+    }
+    contrasts.sort_by_key(|c| c.claim);
+    Ok(Found {
+        primaries: contrasts,
+        arms: arm_contrasts,
+        provenance,
+    })
+}
+
+/// The verdicts of several benchmarks side by side: for each `(name, folder)` (an experiment
+/// output folder), its three claims decided as [`write`] decides them (Holm within the
+/// benchmark), in one table with the provenance of every report, and one forest plot of every
+/// arm of every benchmark. Writes `out/verdicts.md`, `out/verdicts.json` and `out/forest.svg`
+/// and returns the markdown.
+pub fn across(benchmarks: &[(String, PathBuf)], out: &Path) -> Result<String> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut rows = Vec::new();
+    let mut forest = Vec::new();
+    let mut json_benchmarks = Vec::new();
+    let mut sources = String::new();
+    for (name, dir) in benchmarks {
+        let found = read(dir)?;
+        if found.primaries.is_empty() {
+            bail!(
+                "{}: no report with a primary contrast (no */results.json)",
+                dir.display()
+            );
+        }
+        let decisions = decide(&found.primaries);
+        for d in &decisions {
+            rows.push(vec![
+                name.clone(),
+                d.contrast.claim.to_string(),
+                d.diff.n.to_string(),
+                format!("{:+.4}", d.diff.mean),
+                format!("[{:+.4}, {:+.4}]", d.low, d.high),
+                format!("{:.4}", d.p_holm),
+                format!("{:.4}", d.min_detectable_effect),
+                format!("**{}**", d.verdict.word()),
+            ]);
+        }
+        forest.extend(forest_rows(&format!("{name} · "), &decisions, &found.arms));
+        let current = crate::preregistration::protocol_sha256();
+        for (experiment, p) in &found.provenance {
+            let hash = p["protocol_sha256"].as_str().unwrap_or("?");
+            let _ = writeln!(
+                sources,
+                "- {name}, {experiment}: `{}/results.json`, protocol SHA-256 `{hash}`{}, commit \
+                 `{}`",
+                dir.join(experiment).display(),
+                if hash == current {
+                    ""
+                } else {
+                    " (**not the protocol of this build**)"
+                },
+                p["commit"].as_str().unwrap_or("?"),
+            );
+        }
+        json_benchmarks.push(json!({
+            "name": name,
+            "folder": dir,
+            "decisions": decisions,
+            "provenance": found.provenance.iter().map(|(e, p)| (e.clone(), p.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+        }));
+    }
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# The three claims on every benchmark\n\nEach benchmark's three primary contrasts \
+         are decided together as in its own `verdicts.md` (paired t-tests, Holm over three at \
+         family-wise level {ALPHA}, TOST at ±{EQUIVALENCE_MARGIN}). Written by `taskmoe \
+         verdicts` from the reports listed below.\n\n{}\n{}",
+        md_table(
+            &header(&[
+                "benchmark",
+                "claim",
+                "seeds",
+                "difference",
+                "Holm interval",
+                "p (Holm)",
+                "detectable (80%)",
+                "verdict",
+            ]),
+            &rows
+        ),
+        crate::preregistration::provenance_line(),
+    );
+    let svg = forest_plot(
+        "Every arm against its claim's baseline, every benchmark (seed-paired differences)",
+        "difference in test accuracy (arm - baseline)",
+        &forest,
+        Some(EQUIVALENCE_MARGIN),
+    );
+    std::fs::write(out.join("forest.svg"), svg)
+        .with_context(|| format!("writing {}", out.join("forest.svg").display()))?;
+    let _ = writeln!(
+        md,
+        "\n![forest plot](forest.svg)\n\nPrimary contrasts at their Holm interval with their \
+         verdict; every other arm at its uncorrected 95% interval (descriptive).\n\n\
+         ## Sources\n\n{sources}"
+    );
+    let json = json!({
+        "provenance": crate::preregistration::provenance_json(),
+        "alpha": ALPHA,
+        "equivalence_margin": EQUIVALENCE_MARGIN,
+        "benchmarks": json_benchmarks,
+    });
+    std::fs::write(out.join("verdicts.md"), &md)
+        .with_context(|| format!("writing {}", out.join("verdicts.md").display()))?;
+    std::fs::write(
+        out.join("verdicts.json"),
+        serde_json::to_string_pretty(&json)? + "\n",
+    )
+    .with_context(|| format!("writing {}", out.join("verdicts.json").display()))?;
+    Ok(md)
+}
+
+/// The forest plot's rows (their group headings after `prefix`), claim by claim: the decided primary contrast (Holm interval and
 /// verdict) first, then every arm contrast of that claim (uncorrected 95% interval).
-pub fn forest_rows(decisions: &[Decision], arms: &[ArmContrast]) -> Vec<ForestRow> {
+pub fn forest_rows(prefix: &str, decisions: &[Decision], arms: &[ArmContrast]) -> Vec<ForestRow> {
     let mut rows = Vec::new();
     for claim in 1..=3u8 {
         let group = match claim {
             1 => "Claim 1: arm - dense, low-resource tasks' mean",
             2 => "Claim 2: arm - dense from the family source, unseen tasks' mean",
             _ => "Claim 3: arm's forgetting - dense's (original tasks)",
-        }
-        .to_string();
+        };
+        let group = format!("{prefix}{group}");
         for d in decisions.iter().filter(|d| d.contrast.claim == claim) {
             rows.push(ForestRow {
                 group: group.clone(),

@@ -164,6 +164,30 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
         }
     }
 
+    // Two benchmarks side by side (the same folder twice): six decisions, one forest plot,
+    // every report listed as a source under this build's protocol.
+    let across = out.join("across");
+    let both = Command::new(env!("CARGO_BIN_EXE_taskmoe"))
+        .args(["verdicts", "--bench"])
+        .arg(format!("one={}", out.display()))
+        .arg("--bench")
+        .arg(format!("two={}", out.display()))
+        .arg("--out")
+        .arg(&across)
+        .output()
+        .unwrap();
+    assert!(
+        both.status.success(),
+        "{}",
+        String::from_utf8_lossy(&both.stderr)
+    );
+    let v = read_json(&across.join("verdicts.json"));
+    assert_eq!(v["benchmarks"].as_array().unwrap().len(), 2);
+    let md = std::fs::read_to_string(across.join("verdicts.md")).unwrap();
+    assert_eq!(md.matches("| one |").count(), 3, "{md}");
+    assert!(!md.contains("not the protocol of this build"), "{md}");
+    assert!(across.join("forest.svg").is_file());
+
     // Again: nothing is retrained and the numbers are the same.
     let second = experiment("all", &out, &[]);
     let stderr2 = String::from_utf8_lossy(&second.stderr).into_owned();
