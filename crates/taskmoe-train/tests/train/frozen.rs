@@ -86,25 +86,12 @@ fn the_frozen_bottom_stays_and_what_is_above_it_learns() {
         "{report}"
     );
     assert_eq!(report.read, 0);
-    let before: Vec<(String, tch::Tensor)> = trainer
-        .var_store()
-        .variables()
-        .into_iter()
-        .map(|(n, t)| (n, t.detach().copy()))
-        .collect();
-    let untrained = validation_accuracy(&trainer, &data);
-    trainer.train(&mut no_eval, &mut Silent, None).unwrap();
-    let trained = validation_accuracy(&trainer, &data);
-    let after = trainer.var_store().variables();
-    let mut moved = Vec::new();
-    for (name, old) in &before {
-        let changed = after[name].ne_tensor(old).any().int64_value(&[]) != 0;
-        if cfg.model.is_frozen_param(name) {
-            assert!(!changed, "{name} is frozen but moved");
-        } else if changed {
-            moved.push(name.clone());
-        }
-    }
+    let Watched {
+        untrained,
+        trained,
+        moved,
+        ..
+    } = train_and_watch(&mut trainer, &data, &cfg);
     for part in [
         "encoder.layer.1.attention",
         "encoder.layer.1.moe",
@@ -282,22 +269,13 @@ fn a_dense_model_with_an_added_task_embedding_above_a_frozen_bottom_learns() {
         !held.iter().any(|n| cfg.model.is_frozen_param(n)),
         "optimizer state for a frozen parameter"
     );
-    let before: Vec<(String, tch::Tensor)> = trainer
-        .var_store()
-        .variables()
-        .into_iter()
-        .map(|(n, t)| (n, t.detach().copy()))
-        .collect();
-    let untrained = validation_accuracy(&trainer, &data);
-    trainer.train(&mut no_eval, &mut Silent, None).unwrap();
-    let trained = validation_accuracy(&trainer, &data);
+    let Watched {
+        untrained,
+        trained,
+        before,
+        ..
+    } = train_and_watch(&mut trainer, &data, &cfg);
     let after = trainer.var_store().variables();
-    for (name, old) in &before {
-        if cfg.model.is_frozen_param(name) {
-            let changed = after[name].ne_tensor(old).any().int64_value(&[]) != 0;
-            assert!(!changed, "{name} is frozen but moved");
-        }
-    }
     // Every training task's row moved from its initial value.
     let old = &before.iter().find(|(n, _)| n == table).unwrap().1;
     for &t in &data.train_tasks {
@@ -313,4 +291,46 @@ fn a_dense_model_with_an_added_task_embedding_above_a_frozen_bottom_learns() {
         trained > 0.55 && trained > untrained + 0.04,
         "validation accuracy {untrained:.3} -> {trained:.3}"
     );
+}
+
+/// What [`train_and_watch`] saw.
+struct Watched {
+    /// Validation accuracy before training.
+    untrained: f64,
+    /// Validation accuracy after.
+    trained: f64,
+    /// Every parameter before training.
+    before: Vec<(String, tch::Tensor)>,
+    /// The parameters that moved (none of them frozen: that is asserted).
+    moved: Vec<String>,
+}
+
+/// Trains `trainer` to its last step, asserting that no frozen parameter of `cfg`'s model
+/// moved; returns the validation accuracy before and after and what moved.
+fn train_and_watch(trainer: &mut Trainer, data: &RunData, cfg: &RunConfig) -> Watched {
+    let before: Vec<(String, tch::Tensor)> = trainer
+        .var_store()
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (n, t.detach().copy()))
+        .collect();
+    let untrained = validation_accuracy(trainer, data);
+    trainer.train(&mut no_eval, &mut Silent, None).unwrap();
+    let trained = validation_accuracy(trainer, data);
+    let after = trainer.var_store().variables();
+    let mut moved = Vec::new();
+    for (name, old) in &before {
+        let changed = after[name].ne_tensor(old).any().int64_value(&[]) != 0;
+        if cfg.model.is_frozen_param(name) {
+            assert!(!changed, "{name} is frozen but moved");
+        } else if changed {
+            moved.push(name.clone());
+        }
+    }
+    Watched {
+        untrained,
+        trained,
+        before,
+        moved,
+    }
 }
