@@ -2,7 +2,7 @@
 //! tasks.
 //!
 //! `cargo run -p taskmoe-data --example pydocs -- LIB OUT [--registry FILE]
-//! [--write-registry] [--quiet] [--counts]`
+//! [--write-registry] [--quiet] [--counts] [--dump FILE]`
 //!
 //! LIB is a Python 3.11 `lib/python3.11` folder (the benchmark's pinned sizes and fingerprint
 //! are those of Debian bookworm's `libpython3.11-minimal` and `libpython3.11-stdlib`
@@ -11,19 +11,22 @@
 //! warns when FILE is not the generated registry, `--write-registry` rewrites it; the
 //! registry's split paths point at `data/` next to it. `--counts` first prints the usable
 //! docstrings per top-level package and whether a family label takes it (how the labels were
-//! chosen). The summary goes to stderr and OUT to stdout, unless `--quiet`.
+//! chosen). `--dump FILE` writes every docstring found (path, line, kind, object, parameters,
+//! first paragraph; tab-separated, sorted) for `python/pydocs_ast.py` to compare with what
+//! CPython's `ast` finds. The summary goes to stderr and OUT to stdout, unless `--quiet`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use taskmoe_data::pydocs;
 
-const USAGE: &str =
-    "usage: pydocs LIB OUT [--registry FILE] [--write-registry] [--quiet] [--counts]";
+const USAGE: &str = "usage: pydocs LIB OUT [--registry FILE] [--write-registry] [--quiet] \
+                     [--counts] [--dump FILE]";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut paths = Vec::new();
     let (mut registry, mut write_registry, mut quiet, mut counts) = (None, false, false, false);
+    let mut dump = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -31,6 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--write-registry" => write_registry = true,
             "--quiet" => quiet = true,
             "--counts" => counts = true,
+            "--dump" => dump = Some(PathBuf::from(args.next().ok_or(USAGE)?)),
             flag if flag.starts_with('-') => {
                 return Err(format!("unknown flag `{flag}`\n{USAGE}").into())
             }
@@ -63,6 +67,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scan = pydocs::read_tree(lib)?;
     if counts {
         print_counts(&scan);
+    }
+    if let Some(file) = &dump {
+        let mut rows: Vec<String> = scan
+            .docstrings
+            .iter()
+            .map(|d| {
+                let params = d.params.map_or("-".to_string(), |n| n.to_string());
+                let (kind, object) = (d.kind.name(), d.object());
+                format!(
+                    "{}\t{}\t{kind}\t{object}\t{params}\t{}\n",
+                    d.path, d.line, d.summary
+                )
+            })
+            .collect();
+        rows.sort();
+        std::fs::write(file, rows.concat())
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     }
     let files = pydocs::build(&scan)?;
     if pydocs::write_if_changed(out, &files)? {
