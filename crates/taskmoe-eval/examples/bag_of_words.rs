@@ -44,7 +44,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let result = bag_of_words(spec, &data[0], &data[1], &data[2])?;
         let Some(fit) = result.fit() else {
-            println!("{:<14} skipped: {}", spec.name, result.skip_reason().unwrap_or(""));
+            println!(
+                "{:<14} skipped: {}",
+                spec.name,
+                result.skip_reason().unwrap_or("")
+            );
             continue;
         };
         println!(
