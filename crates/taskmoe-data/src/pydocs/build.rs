@@ -165,6 +165,11 @@ pub fn build(scan: &Scan) -> Result<BTreeMap<String, String>> {
         .skipped
         .iter()
         .map(|(why, n)| format!("  {n} {why}"))
+        .chain(
+            scan.unreadable
+                .iter()
+                .map(|f| format!("  skipped file {f}")),
+        )
         .collect();
     let source = format!(
         "Python 3.11 standard library docstrings from Debian bookworm's\n  {}\nwritten by \

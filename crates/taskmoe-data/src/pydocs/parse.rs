@@ -81,6 +81,8 @@ pub struct Scan {
     /// Python would not take as one (bytes, f-string) or that this scanner does not take
     /// (followed by more code: a concatenation, a method call) is skipped alone.
     pub skipped: BTreeMap<String, usize>,
+    /// The files skipped whole, as `path:line: why` (the line where the problem starts).
+    pub unreadable: Vec<String>,
 }
 
 /// The directory names whose files are not scanned: test suites, installed packages, caches.
@@ -293,8 +295,9 @@ fn header<'a>(ll: &'a LogicalLine, skipped: &mut BTreeMap<String, usize>) -> Opt
 }
 
 /// Every `.py` file under `root` (sorted by path; the directories of [`SKIPPED_DIRS`] left
-/// out) scanned for docstrings. A file that is not UTF-8 or cannot be scanned is skipped and
-/// counted; reading errors name the file.
+/// out) scanned for docstrings. A file that is not UTF-8 or cannot be scanned is skipped,
+/// counted and named with the line of the problem ([`Scan::unreadable`]); reading errors name
+/// the file.
 pub fn read_tree(root: &Path) -> Result<Scan> {
     let mut files = Vec::new();
     let mut scan = Scan::default();
@@ -307,14 +310,21 @@ pub fn read_tree(root: &Path) -> Result<Scan> {
             source,
         })?;
         scan.files += 1;
-        let Ok(text) = String::from_utf8(bytes) else {
-            *scan.skipped.entry("file not UTF-8".into()).or_default() += 1;
-            continue;
+        let result = match String::from_utf8(bytes) {
+            Ok(text) => parse_source(&rel, &text, &mut scan.skipped),
+            Err(e) => {
+                let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                Err((
+                    valid.iter().filter(|&&b| b == b'\n').count() + 1,
+                    "not UTF-8",
+                ))
+            }
         };
-        match parse_source(&rel, &text, &mut scan.skipped) {
+        match result {
             Ok(docs) => scan.docstrings.extend(docs),
-            Err((_, message)) => {
+            Err((line, message)) => {
                 *scan.skipped.entry(format!("file: {message}")).or_default() += 1;
+                scan.unreadable.push(format!("{rel}:{line}: {message}"));
             }
         }
     }

@@ -111,8 +111,8 @@ def dup_c():
 "#;
 
 /// The fixture library: `pkg` (package docstring, the module above, a file with a string never
-/// closed, a test folder and a `tests` folder), `other.py`, `idlelib/idle_test` and
-/// `site-packages`.
+/// closed, a Latin-1 file, a test folder and a `tests` folder), `other.py`,
+/// `idlelib/idle_test` and `site-packages`.
 fn fixture_lib() -> PathBuf {
     let lib = scratch("lib");
     write(&lib, "pkg/mod.py", MOD_PY);
@@ -127,6 +127,7 @@ fn fixture_lib() -> PathBuf {
         "\"\"\"The other module's docstring.\"\"\"\n\n\ndef dup_b():\n    \"\"\"Same text in two places.\"\"\"\n",
     );
     write(&lib, "pkg/broken.py", "x = 1\n\"\"\"never closed\n");
+    std::fs::write(lib.join("pkg/latin.py"), b"x = 1\n'''caf\xe9'''\n").unwrap();
     for rel in [
         "pkg/test/test_mod.py",
         "pkg/sub/tests/t.py",
@@ -223,8 +224,9 @@ fn the_scanner_reads_every_docstring_form_and_skips_tests() {
         ("pkg.mod", "pkg")
     );
     assert_eq!(method.name, "Outer.Inner.method");
-    // Four files read (broken.py among them), four test or installed files left out.
-    assert_eq!((scan.files, scan.test_files), (4, 4));
+    // Five files read (broken.py and latin.py among them), four test or installed files left
+    // out.
+    assert_eq!((scan.files, scan.test_files), (5, 4));
     let skipped: Vec<(&str, usize)> = scan.skipped.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     assert_eq!(
         skipped,
@@ -232,6 +234,14 @@ fn the_scanner_reads_every_docstring_form_and_skips_tests() {
             ("bytes or f-string literal where a docstring belongs", 2),
             ("docstring literal followed by more code", 1),
             ("file: a string literal is never closed", 1),
+            ("file: not UTF-8", 1),
+        ]
+    );
+    assert_eq!(
+        scan.unreadable,
+        [
+            "pkg/broken.py:2: a string literal is never closed",
+            "pkg/latin.py:2: not UTF-8"
         ]
     );
 }
