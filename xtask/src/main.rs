@@ -3,11 +3,14 @@
 //! first job).
 
 mod bench;
+mod data;
+mod debian;
 mod gpu_bundle;
 mod launch;
 mod libtorch;
 mod models;
 mod project;
+mod pydocs;
 mod pypi;
 mod repeat;
 mod run;
@@ -85,6 +88,11 @@ commands:
                          WordNet gloss benchmark into configs/wordnet/data/ (prints it; setup
                          first: taskmoe-data builds it); --write-registry also regenerates
                          configs/wordnet/tasks.toml
+  fetch-data pydocs [--write-registry]
+                         download Debian's libpython3.11-minimal and -stdlib (pinned) into
+                         the cache and write the Python docstring benchmark into
+                         configs/pydocs/data/ (prints it; setup first); --write-registry
+                         also regenerates configs/pydocs/tasks.toml
   gpu-bundle             build the release binary + run-gpu-check.sh into target/gpu-bundle/
                          (the one-shot GPU check; needs PyTorch 2.11 CUDA on the GPU machine)
   env                    print shell exports that point LIBTORCH and LD_LIBRARY_PATH at libtorch
@@ -106,7 +114,7 @@ fn main() -> ExitCode {
         "test" => test::run(rest),
         "bench" => bench::run(rest),
         "fetch-model" => models::fetch(rest),
-        "fetch-data" => wordnet::fetch(rest),
+        "fetch-data" => data::fetch(rest),
         "gpu-bundle" => gpu_bundle::run(rest),
         "train" | "eval" | "predict" | "verify" | "export" | "inspect" | "experiment"
         | "config" | "data" | "compare" | "search" | "families" | "verdicts" => {

@@ -14,15 +14,16 @@
 //!    `configs/wordnet/tasks.toml`.
 //!
 //! xtask stays dependency-free (it must build before libtorch exists), so it calls the data
-//! crate through that example rather than linking it; the package pins below repeat those of
-//! `taskmoe_data::wordnet`, and a test checks that they agree.
+//! crate through that example rather than linking it ([`crate::data::run_builder`]); the
+//! package pins below repeat those of `taskmoe_data::wordnet`, and a test checks that they
+//! agree.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::libtorch;
-use crate::project::{self, cargo, run_cmd};
+use crate::data::run_builder;
+use crate::debian::{ensure_deb, unpack, Deb};
+use crate::project;
 use crate::pypi::remove_leftovers;
 use crate::Result;
 
@@ -40,19 +41,22 @@ const DICT_IN_DEB: &str = "usr/share/wordnet";
 const DATA_FILES: [&str; 4] = ["data.noun", "data.verb", "data.adj", "data.adv"];
 /// Marks a complete unpacked folder; holds the package's SHA-256.
 const STAMP_FILE: &str = "taskmoe-data.stamp";
+/// The package, as [`ensure_deb`] fetches it.
+const DEB: Deb = Deb {
+    package: PACKAGE,
+    version: VERSION,
+    file: DEB_NAME,
+    sha256: DEB_SHA256,
+    size: "6.5 MB",
+};
 
-/// `cargo xtask fetch-data wordnet [--write-registry]`: provisions the benchmark and prints its
-/// data folder.
+/// `cargo xtask fetch-data wordnet [--write-registry]` (`args` after `wordnet`): provisions the
+/// benchmark and prints its data folder.
 pub fn fetch(args: &[String]) -> Result<()> {
-    let usage = "usage: cargo xtask fetch-data wordnet [--write-registry]";
-    let (name, rest) = args.split_first().ok_or(usage)?;
-    if name != "wordnet" {
-        return Err(format!("unknown data set `{name}`: the one known is wordnet\n{usage}").into());
-    }
-    let write_registry = match rest {
+    let write_registry = match args {
         [] => false,
         [flag] if flag == "--write-registry" => true,
-        _ => return Err(usage.into()),
+        _ => return Err("usage: cargo xtask fetch-data wordnet [--write-registry]".into()),
     };
     let dict = ensure_dict()?;
     let mut extra = vec![
@@ -84,34 +88,10 @@ pub fn ensure() -> Result<(PathBuf, PathBuf)> {
 }
 
 /// Runs the data crate's builder (`examples/wordnet.rs`) on `dict`, writing [`data_dir`].
-///
-/// The example is built with the whole workspace's examples (`cargo build --workspace
-/// --examples`), not `cargo run -p taskmoe-data`: the workspace resolves its dependencies'
-/// features once, so `cargo test --workspace` afterwards reuses the same tch build instead of
-/// compiling it a second time.
 fn build(dict: &Path, extra: &[String]) -> Result<()> {
-    let lt = libtorch::ensure()?;
-    let mut compile = cargo();
-    compile.args(["build", "--workspace", "--examples", "--quiet"]);
-    lt.apply_env(&mut compile);
-    run_cmd(&mut compile)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| project::root().join("target"));
-    let mut cmd = Command::new(target.join("debug").join("examples").join("wordnet"));
-    cmd.arg(dict).arg(data_dir()).args(extra);
-    lt.apply_env(&mut cmd);
-    run_cmd(&mut cmd)
-}
-
-/// Whether `apt-get` and `dpkg-deb` are on the `PATH` (a Debian-like machine).
-pub fn tools_available() -> bool {
-    ["apt-get", "dpkg-deb"].iter().all(|tool| {
-        Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
+    let mut args = vec![dict.as_os_str().to_owned(), data_dir().into_os_string()];
+    args.extend(extra.iter().map(Into::into));
+    run_builder("wordnet", &args)
 }
 
 /// The folder of the unpacked data files, `<cache>/data/wordnet-base_3.0-37/`, made once.
@@ -123,16 +103,14 @@ pub fn ensure_dict() -> Result<PathBuf> {
     if fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == DEB_SHA256) {
         return Ok(dict);
     }
-    let deb = ensure_deb(&cache.join("debs"))?;
+    let deb = ensure_deb(&cache.join("debs"), &DEB)?;
     fs::create_dir_all(&data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
     let tmp_prefix = ".tmp-wordnet-";
     remove_leftovers(&data, &[tmp_prefix]);
     let tmp = data.join(format!("{tmp_prefix}{}", std::process::id()));
     let unpacked = tmp.join("deb");
     fs::create_dir_all(&unpacked).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    let mut cmd = Command::new("dpkg-deb");
-    cmd.arg("-x").arg(&deb).arg(&unpacked);
-    quiet(&mut cmd, &format!("unpacking {}", deb.display()))?;
+    unpack(&deb, &unpacked)?;
     let fresh = tmp.join("dict");
     fs::create_dir_all(&fresh).map_err(|e| format!("cannot create {}: {e}", fresh.display()))?;
     for file in DATA_FILES {
@@ -149,94 +127,6 @@ pub fn ensure_dict() -> Result<PathBuf> {
         .map_err(|e| format!("cannot move {} into place: {e}", fresh.display()))?;
     let _ = fs::remove_dir_all(&tmp);
     Ok(dict)
-}
-
-/// The package in `debs`, downloaded with apt when missing; its SHA-256 is checked.
-fn ensure_deb(debs: &Path) -> Result<PathBuf> {
-    let deb = debs.join(DEB_NAME);
-    if deb.exists() {
-        check_sha256(&deb)?;
-        return Ok(deb);
-    }
-    fs::create_dir_all(debs).map_err(|e| format!("cannot create {}: {e}", debs.display()))?;
-    remove_leftovers(debs, &[".partial-"]);
-    let partial = debs.join(format!(".partial-{}", std::process::id()));
-    fs::create_dir_all(&partial)
-        .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
-    eprintln!(
-        "downloading {PACKAGE} {VERSION} (Debian, about 6.5 MB) into {}",
-        debs.display()
-    );
-    let mut cmd = Command::new("apt-get");
-    cmd.args(["download", "-q", &format!("{PACKAGE}={VERSION}")])
-        .current_dir(&partial);
-    quiet(&mut cmd, &format!("downloading {PACKAGE} {VERSION}")).map_err(|e| {
-        format!(
-            "{e}\n(the benchmark is pinned to Debian bookworm's {PACKAGE} {VERSION}; without \
-             apt access, put that package at {})",
-            deb.display()
-        )
-    })?;
-    let got: Vec<PathBuf> = fs::read_dir(&partial)
-        .map_err(|e| format!("cannot list {}: {e}", partial.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
-        .collect();
-    let [file] = got.as_slice() else {
-        return Err(format!(
-            "apt-get download left {} .deb files in {}",
-            got.len(),
-            partial.display()
-        )
-        .into());
-    };
-    check_sha256(file)?;
-    fs::rename(file, &deb)
-        .map_err(|e| format!("cannot move {} into place: {e}", file.display()))?;
-    let _ = fs::remove_dir_all(&partial);
-    Ok(deb)
-}
-
-fn check_sha256(deb: &Path) -> Result<()> {
-    let out = Command::new("sha256sum")
-        .arg(deb)
-        .output()
-        .map_err(|e| format!("cannot run sha256sum: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let sum = text.split_whitespace().next().unwrap_or("");
-    if !out.status.success() || sum != DEB_SHA256 {
-        return Err(format!(
-            "{} has SHA-256 {sum:?}, expected {DEB_SHA256} ({PACKAGE} {VERSION}); delete it to \
-             download it again",
-            deb.display()
-        )
-        .into());
-    }
-    Ok(())
-}
-
-/// Runs a helper, showing its error lines (`E: ...` for apt) only when it fails.
-fn quiet(cmd: &mut Command, what: &str) -> Result<()> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{what}: cannot start `{}`: {e}", project::describe(cmd)))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("E:")).collect();
-    let reason = if errors.is_empty() {
-        stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no message")
-            .to_string()
-    } else {
-        errors.join("; ")
-    };
-    Err(format!("failed {what} ({}): {reason}", out.status).into())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 /// What can go wrong when task specs, data files, tokenizers, mixtures, samplers or the WordNet
-/// builder are used.
+/// and docstring builders are used.
 #[derive(Debug, Error)]
 pub enum DataError {
     /// A file or folder could not be read or written.
@@ -108,6 +108,24 @@ pub enum DataError {
         /// Usable synsets left for it.
         found: usize,
         /// Synsets the task asks for.
+        wanted: usize,
+    },
+    /// The Python library holds fewer usable docstrings of a label than a task of the
+    /// docstring benchmark asks for in a split ([`crate::pydocs`]).
+    #[error(
+        "task `{task}`: label `{label}` has {found} usable docstrings left in the {split} \
+         split, {wanted} wanted"
+    )]
+    TooFewDocstrings {
+        /// The task.
+        task: String,
+        /// The label.
+        label: String,
+        /// The split file name (`train`, `dev`, `test`).
+        split: String,
+        /// Usable docstrings left for it.
+        found: usize,
+        /// Docstrings the task asks for.
         wanted: usize,
     },
     /// A name that is not registered.

@@ -24,9 +24,10 @@
 //! sequence length, inputs repeated across splits.
 //!
 //! All randomness goes through [`rng`]: counter-based generators keyed by seed and position,
-//! never a global generator. Besides the [`synthetic`] benchmark, [`wordnet`] builds a
-//! benchmark of real text (WordNet glosses labelled with their supersense) from WordNet's data
-//! files.
+//! never a global generator. Besides the [`synthetic`] benchmark, two builders make
+//! benchmarks of real text: [`wordnet`] (WordNet glosses labelled with their supersense, from
+//! WordNet's data files) and [`pydocs`] (Python standard-library docstrings labelled with the
+//! area of their package or their form, from the library's source files).
 //!
 //! # Example
 //!
@@ -109,6 +110,7 @@ pub mod check;
 mod error;
 mod example;
 mod mixture;
+pub mod pydocs;
 mod readers;
 mod registry;
 pub mod rng;

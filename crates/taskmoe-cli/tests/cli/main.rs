@@ -6,6 +6,7 @@ mod commands;
 mod common;
 mod data_check;
 mod experiments;
+mod pydocs;
 mod run_folder;
 mod torchrun;
 mod using;

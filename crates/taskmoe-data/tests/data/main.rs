@@ -8,6 +8,8 @@
 
 mod check;
 mod mixture;
+mod pydocs;
+mod pydocs_scan;
 mod readers;
 mod sampler;
 mod synthetic;
