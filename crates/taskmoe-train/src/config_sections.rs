@@ -167,6 +167,12 @@ pub struct EvalConfig {
     /// checkpoint of the best validation score, early stopping; needs `checkpoint.keep_best`
     /// and `every > 0`). `final-test.json` names the step. Default `last`.
     pub test_checkpoint: TestCheckpoint,
+    /// Early stopping by patience: training ends after this many consecutive validation
+    /// evaluations that do not improve the best score, with a checkpoint at that step (the
+    /// final test then uses `test_checkpoint`); `train.steps` is the most it trains, and the
+    /// learning-rate schedule still runs over `train.steps`. A resumed run that had stopped
+    /// stays stopped. Needs `every > 0`. 0 = train to `train.steps`. Default 0.
+    pub patience: u64,
 }
 
 /// The `[runtime]` section: where and how the run computes. None of it changes what a step
@@ -312,6 +318,7 @@ impl Default for EvalConfig {
             every: 500,
             batch_size: 256,
             test_checkpoint: TestCheckpoint::Last,
+            patience: 0,
         }
     }
 }

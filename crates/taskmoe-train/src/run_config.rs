@@ -352,6 +352,12 @@ impl RunConfig {
                  `eval.every > 0` (validation scores to choose by)",
             ));
         }
+        if self.eval.patience > 0 && self.eval.every == 0 {
+            return Err(invalid(
+                "config",
+                "key `eval.patience`: needs `eval.every > 0` (validation scores to wait on)",
+            ));
+        }
         let noise = self.init.upcycle_noise;
         if !(noise.is_finite() && noise >= 0.0) {
             return Err(invalid(

@@ -355,7 +355,8 @@ impl Trainer {
         };
         let skipped_before = self.state.skipped_steps;
         self.set_experts_gathered(false)?;
-        while self.state.step < last {
+        // A run that `eval.patience` ended stays ended (it resumes into its final test).
+        while self.state.step < last && self.state.stopped_early_at.is_none() {
             let started = Instant::now();
             let mut log = self.step()?;
             self.state.elapsed_secs += started.elapsed().as_secs_f64();
@@ -388,7 +389,9 @@ impl Trainer {
                 self.set_experts_gathered(true)?;
                 new_best = self.evaluate(evaluate, progress, log_files.as_ref())?;
                 self.set_experts_gathered(false)?;
+                self.count_patience(new_best, step, progress);
             }
+            let stopped_early = self.state.stopped_early_at.is_some();
             let mut stop = interrupted();
             if let Some(d) = &self.dist {
                 // Every rank takes the same checkpoint decision: an interrupt seen by any rank
@@ -397,6 +400,7 @@ impl Trainer {
             }
             let checkpoint_now = every(self.cfg.checkpoint.every)
                 || step == total
+                || stopped_early
                 || (new_best && self.cfg.checkpoint.keep_best);
             if checkpoint_now || stop {
                 if let Some(files) = &mut log_files {
@@ -437,6 +441,29 @@ impl Trainer {
             ));
         }
         Ok(())
+    }
+
+    /// Counts an evaluation at `step` toward `eval.patience` (only once a score is tracked)
+    /// and ends the run (`stopped_early_at`) when that many in a row did not set a new best.
+    /// Every rank takes the same decision: the best is the same everywhere.
+    fn count_patience(&mut self, new_best: bool, step: u64, progress: &mut dyn Progress) {
+        if self.state.best.is_none() {
+            return;
+        }
+        self.state.evals_since_best = match new_best {
+            true => 0,
+            false => self.state.evals_since_best + 1,
+        };
+        let patience = self.cfg.eval.patience;
+        if patience > 0 && self.state.evals_since_best >= patience && step < self.cfg.train.steps
+        {
+            self.state.stopped_early_at = Some(step);
+            progress.message(&format!(
+                "step {step}: {patience} evaluations without a better validation score: \
+                 training stops here (eval.patience = {patience}; best at step {})",
+                self.state.best.as_ref().map_or(0, |b| b.step)
+            ));
+        }
     }
 
     /// Runs the caller's evaluation (on every rank), logs it (rank 0) and records rank 0's

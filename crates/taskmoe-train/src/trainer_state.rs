@@ -63,6 +63,14 @@ pub struct TrainerState {
     /// saved so a resumed run decides as the uninterrupted one would.
     #[serde(default)]
     pub recent_losses: Vec<f64>,
+    /// Validation evaluations since the last one that set a new best (`eval.patience`
+    /// counts them).
+    #[serde(default)]
+    pub evals_since_best: u64,
+    /// The step at which `eval.patience` ended the run before `train.steps`; a resumed run
+    /// that has it is finished.
+    #[serde(default)]
+    pub stopped_early_at: Option<u64>,
 }
 
 impl TrainerState {
@@ -78,6 +86,8 @@ impl TrainerState {
             examples_seen: 0,
             skipped_steps: 0,
             recent_losses: Vec::new(),
+            evals_since_best: 0,
+            stopped_early_at: None,
         }
     }
 

@@ -716,3 +716,59 @@ fn without_the_final_optimizer_earlier_checkpoints_resume_and_the_last_finishes(
     drop(done);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn patience_ends_a_run_that_stopped_improving_and_a_resume_keeps_it_ended() {
+    // Validation every 2 steps of 12; scores improve at steps 2 and 4, then stay below the
+    // best: with patience 2 the run ends at step 8, checkpointed there.
+    let (cfg, out) = tiny(
+        "patience",
+        &[
+            "eval.every=2",
+            "eval.patience=2",
+            "checkpoint.every=100",
+            "checkpoint.keep_last=1",
+        ],
+    );
+    let data = RunData::load(&cfg).unwrap();
+    let scores = |step: u64| match step {
+        2 => 0.5,
+        4 => 0.6,
+        6 => 0.6, // equal is not better
+        _ => 0.55,
+    };
+    let mut evaluated = Vec::new();
+    let mut hook = |_: &taskmoe_model::MultiTaskModel, step: u64| {
+        evaluated.push(step);
+        Ok(taskmoe_train::EvalPoint {
+            record: serde_json::json!({}),
+            score: Some(("validation/mean".into(), scores(step), true)),
+        })
+    };
+    let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
+    trainer.train(&mut hook, &mut Silent, None).unwrap();
+    assert_eq!(evaluated, vec![2, 4, 6, 8]);
+    let state = trainer.state().clone();
+    assert_eq!(state.step, 8);
+    assert_eq!(state.stopped_early_at, Some(8));
+    assert_eq!(state.best.as_ref().map(|b| b.step), Some(4));
+    let run = out.join("run");
+    assert!(run.join("checkpoint-8").is_dir(), "the stopping step is checkpointed");
+    assert!(run.join("checkpoint-4").is_dir(), "the best checkpoint is kept");
+    drop(trainer);
+    // Resumed, it trains nothing more.
+    let mut resumed = Trainer::new(&cfg, &data, true).unwrap();
+    assert_eq!(resumed.state().step, 8);
+    resumed.train(&mut no_eval, &mut Silent, None).unwrap();
+    assert_eq!(resumed.state().step, 8);
+    drop(resumed);
+    // Without evaluations there is nothing to wait on: refused, naming the key.
+    let err = RunConfig::load(
+        Some(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml")),
+        &["eval.every=0".into(), "eval.patience=3".into()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("eval.patience"), "{err}");
+    let _ = std::fs::remove_dir_all(&out);
+}
