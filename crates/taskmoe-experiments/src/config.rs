@@ -74,6 +74,14 @@ pub struct ExperimentConfig {
     /// best validation checkpoint (early stopping), so every arm is compared at its best, not
     /// at the end of a budget. 0 tests the last step instead. Default 10.
     pub evals_per_run: u64,
+    /// With `evals_per_run`: each run may train up to this many times its configured steps
+    /// (the learning-rate schedule spread over all of them), evaluated at the same interval
+    /// (`steps / evals_per_run`), so that a run still improving at its configured length can go
+    /// on. Default 1.
+    pub budget_factor: u64,
+    /// With `evals_per_run`: a run ends after this many evaluations in a row without a better
+    /// validation score (`eval.patience`); 0 trains every run to its budget. Default 0.
+    pub patience: u64,
     /// The run configuration every arm starts from, relative to this file; none means the
     /// profile's own. Default none.
     pub run_config: Option<PathBuf>,
@@ -164,6 +172,8 @@ impl Default for ExperimentConfig {
             tuning_seeds: 3,
             jobs: 2,
             evals_per_run: 10,
+            budget_factor: 1,
+            patience: 0,
             run_config: None,
             run_set: Vec::new(),
             low_resource: LowResourceConfig::default(),
@@ -296,6 +306,15 @@ impl ExperimentConfig {
         }
         if self.jobs == 0 {
             return err("jobs", "must be at least 1");
+        }
+        if self.budget_factor == 0 {
+            return err("budget_factor", "must be at least 1");
+        }
+        if (self.budget_factor > 1 || self.patience > 0) && self.evals_per_run == 0 {
+            return err(
+                "evals_per_run",
+                "`budget_factor` and `patience` need validation evaluations (evals_per_run > 0)",
+            );
         }
         if self.low_resource.sizes.is_empty() || self.low_resource.sizes.contains(&0) {
             return err(

@@ -97,16 +97,28 @@ impl ExperimentContext {
         cfg
     }
 
-    /// `cfg` evaluated on validation `evals_per_run` times and tested at its best validation
-    /// checkpoint (early stopping: `eval.test_checkpoint = "best"`, `checkpoint.keep_best`),
-    /// keeping that checkpoint and the last; unchanged when `evals_per_run` is 0.
+    /// `cfg` evaluated on validation every `steps / evals_per_run` steps and tested at its
+    /// best validation checkpoint (early stopping: `eval.test_checkpoint = "best"`,
+    /// `checkpoint.keep_best`), keeping that checkpoint and the last; with `budget_factor` its
+    /// steps (and checkpoint interval) multiplied, the schedule spread over them; with
+    /// `patience`, ended after that many evaluations without a better score. Unchanged when
+    /// `evals_per_run` is 0.
     pub fn early_stopped(&self, cfg: RunConfig) -> RunConfig {
-        let evals = self.loaded.settings.evals_per_run;
-        if evals == 0 {
+        let s = &self.loaded.settings;
+        if s.evals_per_run == 0 {
             return cfg;
         }
         let mut cfg = cfg;
-        cfg.eval.every = (cfg.train.steps / evals).max(1);
+        cfg.eval.every = (cfg.train.steps / s.evals_per_run).max(1);
+        cfg.train.steps *= s.budget_factor;
+        if cfg.checkpoint.every >= cfg.train.steps / s.budget_factor {
+            // Checkpoints only at the end (and the best): keep it so.
+            cfg.checkpoint.every = cfg.train.steps;
+        }
+        if cfg.schedule.total_steps > 0 {
+            cfg.schedule.total_steps *= s.budget_factor;
+        }
+        cfg.eval.patience = s.patience;
         cfg.checkpoint.keep_best = true;
         cfg.checkpoint.keep_last = 1;
         cfg.eval.test_checkpoint = TestCheckpoint::Best;
@@ -139,13 +151,27 @@ impl ExperimentContext {
 
     /// How the reports say which weights were tested ([`Self::early_stopped`]).
     pub fn stopping_text(&self) -> String {
-        match self.loaded.settings.evals_per_run {
-            0 => "Every run is tested at its last step.".into(),
-            n => format!(
-                "Every run is evaluated on validation {n} times and tested at its best \
-                 validation checkpoint (early stopping); later stages start from that checkpoint."
-            ),
+        let s = &self.loaded.settings;
+        let n = s.evals_per_run;
+        if n == 0 {
+            return "Every run is tested at its last step.".into();
         }
+        let budget = match s.budget_factor {
+            1 => String::new(),
+            f => format!(
+                " Each run may train up to {f} times its configured steps (the schedule spread \
+                 over them), evaluated at the same interval;"
+            ),
+        };
+        let patience = match s.patience {
+            0 => String::new(),
+            p => format!(" it ends after {p} evaluations in a row without a better score;"),
+        };
+        format!(
+            "Every run is evaluated on validation every 1/{n} of its configured steps.{budget}\
+             {patience} it is tested at its best validation checkpoint (early stopping), and \
+             later stages start from that checkpoint."
+        )
     }
 
     /// The synthetic benchmark of the base configuration's data; `None` for real data.

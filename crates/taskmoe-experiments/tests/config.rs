@@ -46,6 +46,11 @@ fn both_profiles_load_and_their_arms_have_equal_active_ffn_width() {
     assert_eq!(quick.settings.seeds, 64);
     assert_eq!(quick.settings.tuning_seeds, 3);
     assert_eq!(quick.settings.evals_per_run, 10);
+    // Trained to their best: up to three times the steps, ended by patience (protocol v3).
+    assert_eq!(
+        (quick.settings.budget_factor, quick.settings.patience),
+        (3, 3)
+    );
     assert_eq!(
         quick.run.runtime.threads, 1,
         "quick runs two 1-thread runs at a time"

@@ -455,8 +455,7 @@ impl Trainer {
             false => self.state.evals_since_best + 1,
         };
         let patience = self.cfg.eval.patience;
-        if patience > 0 && self.state.evals_since_best >= patience && step < self.cfg.train.steps
-        {
+        if patience > 0 && self.state.evals_since_best >= patience && step < self.cfg.train.steps {
             self.state.stopped_early_at = Some(step);
             progress.message(&format!(
                 "step {step}: {patience} evaluations without a better validation score: \

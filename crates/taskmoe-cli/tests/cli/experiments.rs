@@ -122,6 +122,10 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
         .filter(|text| text.contains("\"checkpoint_step\""))
         .count();
     assert!(tested > 0, "final tests name the step they tested");
+    // Every run may train twice its steps and ends by patience (configs/experiments/tiny.toml).
+    let job =
+        std::fs::read_to_string(out.join("low-resource/configs/n8-seed0-dense.toml")).unwrap();
+    assert!(job.contains("patience = 1"), "{job}");
 
     // Unseen: seven arms, one declared family source for both models and an unrelated one
     // for the negative control, a measured choice per model, seed, task and k.

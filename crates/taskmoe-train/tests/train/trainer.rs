@@ -753,8 +753,14 @@ fn patience_ends_a_run_that_stopped_improving_and_a_resume_keeps_it_ended() {
     assert_eq!(state.stopped_early_at, Some(8));
     assert_eq!(state.best.as_ref().map(|b| b.step), Some(4));
     let run = out.join("run");
-    assert!(run.join("checkpoint-8").is_dir(), "the stopping step is checkpointed");
-    assert!(run.join("checkpoint-4").is_dir(), "the best checkpoint is kept");
+    assert!(
+        run.join("checkpoint-8").is_dir(),
+        "the stopping step is checkpointed"
+    );
+    assert!(
+        run.join("checkpoint-4").is_dir(),
+        "the best checkpoint is kept"
+    );
     drop(trainer);
     // Resumed, it trains nothing more.
     let mut resumed = Trainer::new(&cfg, &data, true).unwrap();
