@@ -76,7 +76,7 @@ impl Runner {
             let text = cfg.to_toml();
             let config_path = self.dir.join("configs").join(format!("{}.toml", job.id));
             let run_dir = cfg.run_dir();
-            let same = std::fs::read_to_string(&config_path).is_ok_and(|old| old == text);
+            let same = same_config(&config_path, &text);
             let done = same && run_dir.join(RESULT_FILE).is_file();
             if !done {
                 let resume = same && has_checkpoint(&run_dir);
@@ -211,6 +211,18 @@ struct Todo {
     resume: bool,
 }
 
+/// Whether the run configuration saved at `path` resolves to `text` (a [`RunConfig::to_toml`]):
+/// read back with today's defaults, so a key added since (whose default keeps what runs
+/// computed) does not make finished runs look changed. `false` when it is missing or no longer
+/// loads.
+fn same_config(path: &Path, text: &str) -> bool {
+    match std::fs::read_to_string(path) {
+        Ok(old) if old == text => true,
+        Ok(_) => RunConfig::load(Some(path), &[]).is_ok_and(|cfg| cfg.to_toml() == text),
+        Err(_) => false,
+    }
+}
+
 /// Whether a run folder holds a checkpoint to resume from (a `checkpoint-*` folder with its
 /// manifest; the trainer still verifies it).
 fn has_checkpoint(run_dir: &Path) -> bool {
@@ -247,6 +259,24 @@ pub fn clock(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_saved_config_missing_a_key_added_since_is_the_same_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml");
+        let text = RunConfig::load(Some(&tiny), &[]).unwrap().to_toml();
+        let path = dir.path().join("job.toml");
+        // Written before `init.routing_from` existed: the same run.
+        assert!(text.contains("[init.routing_from]\n"), "{text}");
+        std::fs::write(&path, text.replace("[init.routing_from]\n", "")).unwrap();
+        assert!(same_config(&path, &text));
+        // A value that differs is another run; a file that no longer loads too.
+        let steps = RunConfig::load(Some(&tiny), &["train.steps=7".into()]).unwrap();
+        assert!(!same_config(&path, &steps.to_toml()));
+        std::fs::write(&path, "[train]\nstepz = 3\n").unwrap();
+        assert!(!same_config(&path, &text));
+        assert!(!same_config(&dir.path().join("missing.toml"), &text));
+    }
 
     #[test]
     fn the_eta_applies_the_rate_so_far_to_the_rest() {

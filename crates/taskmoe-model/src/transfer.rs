@@ -50,16 +50,32 @@ impl MultiTaskModel {
             routers: 0,
         };
         if routing {
-            for (_, layer) in self.moe_layers() {
-                if layer
-                    .router()
-                    .init_task_from(task, &[(source, 1.0)])
-                    .map_err(|e| ModelError::Input(e.to_string()))?
-                {
-                    report.routers += 1;
-                }
-            }
+            report.routers = self.copy_routing(task, source)?;
         }
         Ok(report)
+    }
+
+    /// Makes task `task` route as task `source` does, and nothing else: the task-specific
+    /// router parameters of every MoE block (`Router::init_task_from`); returns how many
+    /// routers took them (0 for task-blind routers).
+    pub fn copy_routing(&self, task: usize, source: usize) -> Result<usize> {
+        let n = self.heads_spec.len();
+        if task >= n || source >= n {
+            return Err(ModelError::Input(format!(
+                "task {} is out of range: the model has {n} tasks",
+                task.max(source)
+            )));
+        }
+        let mut routers = 0;
+        for (_, layer) in self.moe_layers() {
+            if layer
+                .router()
+                .init_task_from(task, &[(source, 1.0)])
+                .map_err(|e| ModelError::Input(e.to_string()))?
+            {
+                routers += 1;
+            }
+        }
+        Ok(routers)
     }
 }

@@ -176,6 +176,7 @@ mod tests {
                             "data.train_examples",
                             "train.task_weights",
                             "init.task_init",
+                            "init.routing_from",
                         ]
                         .contains(&key.as_str()) =>
                     {

@@ -93,6 +93,10 @@ pub struct InitConfig {
     /// Whether `task_init` copies the routing of task-aware routers too; `false` leaves the
     /// new task's routing as initialised. Default true.
     pub task_init_routing: bool,
+    /// Before training, after `task_init`, give each key task the routing of the value task
+    /// (`{ new = "seen" }`) and nothing else (`MultiTaskModel::copy_routing`): a head from one
+    /// task and routing from another (the experiments' negative control). Default empty.
+    pub routing_from: BTreeMap<String, String>,
     /// Before step 0, set every `task-representation` router's state of each training task
     /// whose routing `task_init` did not copy to the exact mean of that task's training
     /// examples' token states (`MultiTaskModel::calibrate_routing`): a new task then routes
@@ -255,6 +259,7 @@ impl Default for InitConfig {
             upcycle_drop: 0.0,
             task_init: BTreeMap::new(),
             task_init_routing: true,
+            routing_from: BTreeMap::new(),
             calibrate_routing: false,
         }
     }

@@ -43,6 +43,14 @@ pub(crate) fn initialise(
             .init_task_from(t, s, cfg.init.task_init_routing)
             .map_err(|e| invalid("config", format!("key `init.task_init.{new}`: {e}")))?;
     }
+    for (new, seen) in &cfg.init.routing_from {
+        let (Some(t), Some(s)) = (data.id(new), data.id(seen)) else {
+            unreachable!("RunData::load checked the task names");
+        };
+        model
+            .copy_routing(t, s)
+            .map_err(|e| invalid("config", format!("key `init.routing_from.{new}`: {e}")))?;
+    }
     if cfg.init.calibrate_routing {
         calibrate(model, vs.device(), cfg, data)?;
     }
@@ -103,7 +111,9 @@ fn calibrate(
     data: &RunData,
 ) -> Result<()> {
     let copied = |t: usize| {
-        cfg.init.task_init_routing && cfg.init.task_init.contains_key(&data.specs[t].name)
+        let name = &data.specs[t].name;
+        (cfg.init.task_init_routing && cfg.init.task_init.contains_key(name))
+            || cfg.init.routing_from.contains_key(name)
     };
     let mut batches = Vec::new();
     for &t in data.train_tasks.iter().filter(|&&t| !copied(t)) {

@@ -263,10 +263,15 @@ impl RunData {
                 return Err(self.unknown_task(&format!("train.task_weights.{name}"), name));
             }
         }
-        for (new, seen) in &cfg.init.task_init {
-            for name in [new, seen] {
-                if self.id(name).is_none() {
-                    return Err(self.unknown_task(&format!("init.task_init.{new}"), name));
+        for (key, map) in [
+            ("init.task_init", &cfg.init.task_init),
+            ("init.routing_from", &cfg.init.routing_from),
+        ] {
+            for (new, seen) in map {
+                for name in [new, seen] {
+                    if self.id(name).is_none() {
+                        return Err(self.unknown_task(&format!("{key}.{new}"), name));
+                    }
                 }
             }
         }

@@ -16,9 +16,9 @@
 //!   routing`); under the `task-representation` router, its routing from its own k examples
 //!   (its task state calibrated from them, `init.calibrate_routing`), with no source's state
 //!   (task states held fixed while fine-tuning in both);
-//! - `task-moe + unrelated routing`: the negative control, routing, head and task embedding
-//!   from the seen task of another family with the most training examples; it must show no
-//!   gain over fresh routing;
+//! - `task-moe + unrelated routing`: the negative control, the family source's head and task
+//!   embedding with the routing of the seen task of another family with the most training
+//!   examples (`init.routing_from`); it must show no gain over fresh routing;
 //! - `task-moe + measured routing`: the source chosen by measurement, beside the declared one:
 //!   the seen task whose routing, task embedding and head give the lowest loss on the k
 //!   examples before any fine-tuning ([`crate::transfer`]);
@@ -258,7 +258,6 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
             cfg.init.checkpoint = Some(base_dir(seed, moe));
             let measured = &sources[&(seed, u.clone(), k)];
             let source = match m {
-                UNRELATED => unrelated_source[u].clone(),
                 MEASURED => measured[1].clone(),
                 // The same source for both models; the measured one of each model when the
                 // task's family has no seen task.
@@ -267,7 +266,11 @@ pub fn run(ctx: &ExperimentContext) -> Result<Report> {
                     .unwrap_or_else(|| measured[usize::from(moe)].clone()),
             };
             cfg.init.task_init = [(u.clone(), source)].into();
-            cfg.init.task_init_routing = m != FRESH;
+            cfg.init.task_init_routing = !matches!(m, FRESH | UNRELATED);
+            if m == UNRELATED {
+                // The family source's head and task embedding, another family's routing.
+                cfg.init.routing_from = [(u.clone(), unrelated_source[u].clone())].into();
+            }
             if moe && cfg.model.moe.router.kind == RouterKind::TaskRepresentation {
                 // The new task's state stays what it was given: the source's (copied
                 // routing) or, for `fresh routing`, the mean of its own k examples.

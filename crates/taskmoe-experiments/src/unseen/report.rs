@@ -207,7 +207,8 @@ pub(super) fn build_report(
         let gain = c.diff.n >= 2 && c.low > 0.0;
         let _ = write!(
             verdicts,
-            "\nNegative control (declared in the protocol): routing from another family's task \
+            "\nNegative control (declared in the protocol): the family source's head with another \
+             family's routing \
              minus fresh routing, {}: {}. Secondary: family routing minus fresh routing, {}.\n",
             c.show(),
             match gain {

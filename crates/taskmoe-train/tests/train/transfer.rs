@@ -101,6 +101,48 @@ fn init_checkpoint_starts_from_the_trained_weights_and_task_init_copies_a_task()
         assert!(tensor.equal(&expected), "{name}");
     }
 
+    // A head from one task, routing from another (`init.routing_from`, after `task_init`).
+    let cfg = tiny(
+        &out,
+        "split-sources",
+        &[
+            &from,
+            "data.tasks=[\"lexicon_unseen0\"]",
+            "init.task_init={ lexicon_unseen0 = \"lexicon_hi0\" }",
+            "init.routing_from={ lexicon_unseen0 = \"order_hi0\" }",
+        ],
+    )
+    .unwrap();
+    let data = RunData::load(&cfg).unwrap();
+    let split = Trainer::new(&cfg, &data, false).unwrap();
+    let routing_source = data.id("order_hi0").unwrap();
+    let mut gates = 0;
+    for (name, tensor) in &split.var_store().variables() {
+        if name.starts_with(&format!("heads.{new}.")) {
+            let head = name.replacen(&format!("heads.{new}."), &format!("heads.{seen}."), 1);
+            assert!(
+                tensor.equal(&before[&head]),
+                "{name}: the head is lexicon_hi0's"
+            );
+        } else if name.ends_with("router.weight") && tensor.dim() == 3 {
+            let own = tensor.get(new as i64);
+            assert!(
+                own.equal(&before[name].get(routing_source as i64)),
+                "{name}"
+            );
+            gates += 1;
+        }
+    }
+    assert!(gates > 0, "the tiny model has per-task gates");
+    let unknown = tiny(
+        &out,
+        "w",
+        &["init.routing_from={ lexicon_unseen0 = \"nope\" }"],
+    )
+    .unwrap();
+    let err = RunData::load(&unknown).unwrap_err().to_string();
+    assert!(err.contains("init.routing_from.lexicon_unseen0"), "{err}");
+
     let missing = tiny(&out, "x", &["init.checkpoint=/nonexistent/run"]).unwrap();
     let data = RunData::load(&missing).unwrap();
     let err = Trainer::new(&missing, &data, false)
