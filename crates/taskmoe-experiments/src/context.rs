@@ -126,7 +126,7 @@ impl ExperimentContext {
     }
 
     /// The bag-of-words baseline (TF-IDF and a softmax regression per task,
-    /// [`taskmoe_eval::bag_of_words`]) on `cfg`'s data, its training subsamples included: each
+    /// [`taskmoe_eval::bag_of_words()`]) on `cfg`'s data, its training subsamples included: each
     /// of `tasks`' test score in its headline metric; a task the baseline skips (a regression
     /// task, no test labels) is left out.
     pub fn bag_of_words(&self, cfg: &RunConfig, tasks: &[String]) -> Result<BTreeMap<String, f64>> {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::error::{Context, Result};
 
-/// How the tables name the bag-of-words baseline ([`taskmoe_eval::bag_of_words`]).
+/// How the tables name the bag-of-words baseline ([`taskmoe_eval::bag_of_words()`]).
 pub const BOW: &str = "bag-of-words baseline";
 
 /// What an experiment produced.

@@ -145,7 +145,7 @@ fn read(out: &Path) -> Result<Found> {
 }
 
 /// The verdicts of several benchmarks side by side: for each `(name, folder)` (an experiment
-/// output folder), its three claims decided as [`write`] decides them (Holm within the
+/// output folder), its three claims decided as [`write()`] decides them (Holm within the
 /// benchmark), in one table with the provenance of every report, and one forest plot of every
 /// arm of every benchmark. Writes `out/verdicts.md`, `out/verdicts.json` and `out/forest.svg`
 /// and returns the markdown.
