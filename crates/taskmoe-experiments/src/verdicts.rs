@@ -88,14 +88,7 @@ pub fn write(out: &Path) -> Result<String> {
         "contrasts_corrected_over": PRIMARY_CONTRASTS,
         "decisions": decisions,
     });
-    std::fs::write(out.join("verdicts.md"), &md)
-        .with_context(|| format!("writing {}", out.join("verdicts.md").display()))?;
-    std::fs::write(
-        out.join("verdicts.json"),
-        serde_json::to_string_pretty(&json)? + "\n",
-    )
-    .with_context(|| format!("writing {}", out.join("verdicts.json").display()))?;
-    Ok(md)
+    write_files(out, md, &json)
 }
 
 /// What the reports of one output folder hold for the verdicts.
@@ -242,18 +235,23 @@ pub fn across(benchmarks: &[(String, PathBuf)], out: &Path) -> Result<String> {
         "equivalence_margin": EQUIVALENCE_MARGIN,
         "benchmarks": json_benchmarks,
     });
-    std::fs::write(out.join("verdicts.md"), &md)
-        .with_context(|| format!("writing {}", out.join("verdicts.md").display()))?;
-    std::fs::write(
-        out.join("verdicts.json"),
-        serde_json::to_string_pretty(&json)? + "\n",
-    )
-    .with_context(|| format!("writing {}", out.join("verdicts.json").display()))?;
+    write_files(out, md, &json)
+}
+
+/// Writes `verdicts.md` and `verdicts.json` (with a final newline) into `out`; returns the
+/// markdown.
+fn write_files(out: &Path, md: String, json: &serde_json::Value) -> Result<String> {
+    let md_path = out.join("verdicts.md");
+    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    let json_path = out.join("verdicts.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(json)? + "\n")
+        .with_context(|| format!("writing {}", json_path.display()))?;
     Ok(md)
 }
 
-/// The forest plot's rows (their group headings after `prefix`), claim by claim: the decided primary contrast (Holm interval and
-/// verdict) first, then every arm contrast of that claim (uncorrected 95% interval).
+/// The forest plot's rows (their group headings after `prefix`), claim by claim: the decided
+/// primary contrast (Holm interval and verdict) first, then every arm contrast of that claim
+/// (uncorrected 95% interval).
 pub fn forest_rows(prefix: &str, decisions: &[Decision], arms: &[ArmContrast]) -> Vec<ForestRow> {
     let mut rows = Vec::new();
     for claim in 1..=3u8 {
