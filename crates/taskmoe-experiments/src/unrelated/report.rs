@@ -42,7 +42,8 @@ pub(super) fn build_report(
         "Base mixture ({}): {}. Added tasks ({}): {}.\n\n`base` trains {} steps on the base \
          mixture. `joint` trains base and added tasks together for {} steps: the base tasks hold \
          {:.3} of the joint mixture's sampling probability, so they see as many examples as in \
-         `base` (matched exposure). `sequential` continues `base` for {} steps on the added \
+         `base` (matched exposure; the step counts are the configured ones, which early \
+         stopping may extend or cut). `sequential` continues `base` for {} steps on the added \
          tasks alone (no rehearsal); the original tasks are then tested again (forgetting). \
          Scores are test accuracy. {}\n",
         base_tasks.len(),
