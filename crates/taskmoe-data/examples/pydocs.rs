@@ -20,51 +20,23 @@ use std::path::PathBuf;
 
 use taskmoe_data::pydocs;
 
+mod realtext;
+
 const USAGE: &str = "usage: pydocs LIB OUT [--registry FILE] [--write-registry] [--quiet] \
                      [--counts] [--dump FILE]";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut paths = Vec::new();
-    let (mut registry, mut write_registry, mut quiet, mut counts) = (None, false, false, false);
-    let mut dump = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--registry" => registry = Some(PathBuf::from(args.next().ok_or(USAGE)?)),
-            "--write-registry" => write_registry = true,
-            "--quiet" => quiet = true,
+    let (mut counts, mut dump) = (false, None);
+    let args = realtext::Args::parse(USAGE, |flag, rest| {
+        match flag {
             "--counts" => counts = true,
-            "--dump" => dump = Some(PathBuf::from(args.next().ok_or(USAGE)?)),
-            flag if flag.starts_with('-') => {
-                return Err(format!("unknown flag `{flag}`\n{USAGE}").into())
-            }
-            _ => paths.push(PathBuf::from(arg)),
+            "--dump" => dump = Some(PathBuf::from(rest.next().ok_or(USAGE)?)),
+            _ => return Ok(false),
         }
-    }
-    let [lib, out] = paths.as_slice() else {
-        return Err(USAGE.into());
-    };
-    match (&registry, write_registry) {
-        (Some(file), true) => {
-            std::fs::write(file, pydocs::registry_toml())
-                .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
-            eprintln!("wrote {}", file.display());
-        }
-        (Some(file), false) => {
-            if std::fs::read_to_string(file).ok() != Some(pydocs::registry_toml()) {
-                eprintln!(
-                    "warning: {} differs from the task table of taskmoe_data::pydocs; \
-                     --write-registry rewrites it",
-                    file.display()
-                );
-            }
-        }
-        (None, true) => {
-            return Err(format!("--write-registry needs --registry FILE\n{USAGE}").into())
-        }
-        (None, false) => {}
-    }
-    let scan = pydocs::read_tree(lib)?;
+        Ok(true)
+    })?;
+    args.sync_registry(pydocs::registry_toml(), "pydocs", USAGE)?;
+    let scan = pydocs::read_tree(&args.input)?;
     if counts {
         print_counts(&scan);
     }
@@ -86,16 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     }
     let files = pydocs::build(&scan)?;
-    if pydocs::write_if_changed(out, &files)? {
-        eprintln!("wrote {}", out.display());
-    } else {
-        eprintln!("{} is up to date", out.display());
-    }
-    if !quiet {
-        eprint!("{}", files[pydocs::SOURCE_FILE]);
-        println!("{}", out.display());
-    }
-    Ok(())
+    args.write_data(&files, pydocs::SOURCE_FILE)
 }
 
 /// Usable docstrings per top-level package, most first, with the family label that takes

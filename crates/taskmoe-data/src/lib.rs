@@ -112,6 +112,7 @@ mod example;
 mod mixture;
 pub mod pydocs;
 mod readers;
+pub mod realtext;
 mod registry;
 pub mod rng;
 mod sampler;

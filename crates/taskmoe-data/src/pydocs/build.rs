@@ -10,6 +10,7 @@ use super::parse::{read_tree, Docstring, Scan};
 use super::tasks::{Class, TASKS};
 use super::{MAX_WORDS, MIN_WORDS, PACKAGES, RULES, SOURCE_FILE, SPLIT_FILES};
 use crate::error::{DataError, Result};
+use crate::realtext::{pick, task_row};
 
 /// Every file of the benchmark's data folder (path relative to it, with `/` separators ->
 /// content) from a Python 3.11 library folder (the `usr/lib/python3.11` of Debian's
@@ -90,24 +91,14 @@ pub fn build(scan: &Scan) -> Result<BTreeMap<String, String>> {
             for c in task.classes {
                 let empty = Vec::new();
                 let pool = pools.get(c.label).map_or(&empty, |p| &p[split]);
-                let picked: Vec<(u64, &Docstring)> = pool
-                    .iter()
-                    .filter(|(k, _)| split != 0 || !used_for_training.contains(k))
-                    .take(quota)
-                    .copied()
-                    .collect();
-                if picked.len() < quota {
-                    return Err(DataError::TooFewDocstrings {
+                let picked = pick(pool, split, quota, &mut used_for_training, |(k, _)| *k)
+                    .map_err(|found| DataError::TooFewDocstrings {
                         task: task.name.to_string(),
                         label: c.label.to_string(),
                         split: (*file).to_string(),
-                        found: picked.len(),
+                        found,
                         wanted: quota,
-                    });
-                }
-                if split == 0 {
-                    used_for_training.extend(picked.iter().map(|(k, _)| *k));
-                }
+                    })?;
                 rows.extend(picked.into_iter().map(|(k, d)| (k, d, c.label)));
             }
             rows.sort_by_key(|(k, _, _)| order_of(*k));
@@ -127,19 +118,7 @@ pub fn build(scan: &Scan) -> Result<BTreeMap<String, String>> {
             sizes[split] = rows.len();
             files.insert(path, text);
         }
-        let labels: Vec<&str> = task.classes.iter().map(|c| c.label).collect();
-        let _ = writeln!(
-            table,
-            "{:<13} {:<9} {:<14} {:>5} {:>4} {:>5}  {:.3}  {}",
-            task.name,
-            task.family,
-            task.role.name(),
-            sizes[0],
-            sizes[1],
-            sizes[2],
-            1.0 / labels.len() as f64,
-            labels.join(" / ")
-        );
+        task_row(&mut table, task, 9, sizes);
     }
     let mut pool_table = String::new();
     for c in &classes {

@@ -12,6 +12,7 @@ use super::{
     DEB_NAME, DEB_SHA256, MAX_WORDS, MIN_WORDS, PACKAGE, RULES, SOURCE_FILE, SPLIT_FILES, VERSION,
 };
 use crate::error::{DataError, Result};
+use crate::realtext::{pick, task_row};
 
 /// Every file of the benchmark's data folder (path relative to it, with `/` separators ->
 /// content) from the data files of a WordNet 3.0 `dict` folder: the split files
@@ -58,25 +59,15 @@ pub(crate) fn build(synsets: &[Synset]) -> Result<BTreeMap<String, String>> {
             for c in task.classes {
                 let empty: [Vec<&Synset>; 3] = Default::default();
                 let pool = &pools.get(&(c.pos, c.lexfile)).unwrap_or(&empty)[split];
-                let picked: Vec<&Synset> = pool
-                    .iter()
-                    .filter(|s| split != 0 || !used_for_training.contains(&s.key()))
-                    .take(quota)
-                    .copied()
-                    .collect();
-                if picked.len() < quota {
-                    return Err(DataError::TooFewSynsets {
+                let picked = pick(pool, split, quota, &mut used_for_training, |s| s.key())
+                    .map_err(|found| DataError::TooFewSynsets {
                         task: task.name.to_string(),
                         label: c.label.to_string(),
                         lexname: c.lexname.to_string(),
                         split: (*file).to_string(),
-                        found: picked.len(),
+                        found,
                         wanted: quota,
-                    });
-                }
-                if split == 0 {
-                    used_for_training.extend(picked.iter().map(|s| s.key()));
-                }
+                    })?;
                 rows.extend(picked.into_iter().map(|s| (s, c.label)));
             }
             rows.sort_by_key(|(s, _)| s.order());
@@ -89,19 +80,7 @@ pub(crate) fn build(synsets: &[Synset]) -> Result<BTreeMap<String, String>> {
             sizes[split] = rows.len();
             files.insert(path, text);
         }
-        let labels: Vec<&str> = task.classes.iter().map(|c| c.label).collect();
-        let _ = writeln!(
-            table,
-            "{:<13} {:<11} {:<14} {:>5} {:>4} {:>5}  {:.3}  {}",
-            task.name,
-            task.family,
-            task.role.name(),
-            sizes[0],
-            sizes[1],
-            sizes[2],
-            1.0 / labels.len() as f64,
-            labels.join(" / ")
-        );
+        task_row(&mut table, task, 11, sizes);
     }
     let source = format!(
         "WordNet 3.0 definitions from Debian bookworm's {PACKAGE} {VERSION} ({DEB_NAME}, SHA-256 \

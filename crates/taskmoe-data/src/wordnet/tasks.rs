@@ -1,6 +1,8 @@
 //! The task table of the WordNet gloss benchmark: parts of speech, labels (lexicographer
 //! files), roles and [`TASKS`], from which both the split files and the registry are made.
 
+pub use crate::realtext::Role;
+
 /// A part of speech: one WordNet data file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Pos {
@@ -81,46 +83,13 @@ const ADJECTIVE: Class = class("adjective", Pos::Adj, 0, "adj.all");
 const RELATIONAL: Class = class("relational", Pos::Adj, 1, "adj.pert");
 const ADVERB: Class = class("adverb", Pos::Adv, 2, "adv.all");
 
-/// What a task is for in the experiments.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// A related high-resource task of the training mixture.
-    High,
-    /// A related task with few training examples (the experiments cut it further).
-    Low,
-    /// A held-out task (`held_out = true`): never in a training mixture; its small training
-    /// split is the k-shot pool.
-    HeldOut,
-    /// Different text (another part of speech) and labels of another kind: the tasks added
-    /// in the robustness experiment.
-    Unrelated,
-}
-
-impl Role {
-    /// The role as the registry comments and `SOURCE.txt` write it (`high-resource`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::High => "high-resource",
-            Role::Low => "low-resource",
-            Role::HeldOut => "held-out",
-            Role::Unrelated => "unrelated",
-        }
-    }
-}
-
 /// One task of the benchmark.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TaskDef {
-    /// The task name (registry `name`, folder of its split files).
-    pub name: &'static str,
-    /// The task family (registry `family`): the tasks of a family share labels.
-    pub family: &'static str,
-    /// What the task is for in the experiments.
-    pub role: Role,
-    /// The labels, in label-index order.
-    pub classes: &'static [Class],
-    /// Examples per label in the train, dev and test splits.
-    pub per_class: [usize; 3],
+pub type TaskDef = crate::realtext::TaskDef<Class>;
+
+impl crate::realtext::ClassDef for Class {
+    fn label(&self) -> &'static str {
+        self.label
+    }
 }
 
 /// Examples per label of the high-resource noun tasks: 3,000 / 300 / 750 per task.

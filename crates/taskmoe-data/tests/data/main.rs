@@ -16,3 +16,36 @@ mod synthetic;
 mod synthetic_v2;
 mod tokenize;
 mod wordnet;
+mod realtext {
+    //! What the real-text benchmarks' tests share.
+
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    /// Two extractions of `input` by `extract` are identical, name `fingerprint` in their
+    /// `source_file`, and (when `data` is given: the benchmark's data folder is there) are
+    /// the files it holds; `benchmark` names the `cargo xtask fetch-data` that writes them.
+    pub fn assert_extraction_pinned<E: std::fmt::Debug>(
+        input: &Path,
+        extract: impl Fn(&Path) -> Result<BTreeMap<String, String>, E>,
+        source_file: &str,
+        fingerprint: &str,
+        data: Option<&Path>,
+        benchmark: &str,
+    ) {
+        let first = extract(input).unwrap();
+        assert_eq!(first, extract(input).unwrap());
+        let source = &first[source_file];
+        assert!(source.contains(fingerprint), "{source}");
+        if let Some(data) = data {
+            for (rel, text) in &first {
+                let written = std::fs::read_to_string(data.join(rel)).unwrap();
+                assert!(
+                    &written == text,
+                    "{} is not what the builder writes: `cargo xtask fetch-data {benchmark}`",
+                    data.join(rel).display()
+                );
+            }
+        }
+    }
+}

@@ -279,19 +279,13 @@ fn the_real_extraction_is_deterministic_and_pinned() {
         eprintln!("skipped: TASKMOE_PYDOCS_LIB (the unpacked Python library) is not set");
         return;
     };
-    let first = pydocs::extract(&lib).unwrap();
-    assert_eq!(first, pydocs::extract(&lib).unwrap());
-    let source = &first[pydocs::SOURCE_FILE];
-    assert!(source.contains(FINGERPRINT), "{source}");
-    if registry().is_some() {
-        let data = registry_path().with_file_name("data");
-        for (rel, text) in &first {
-            let written = std::fs::read_to_string(data.join(rel)).unwrap();
-            assert!(
-                &written == text,
-                "{} is not what the builder writes: `cargo xtask fetch-data pydocs`",
-                data.join(rel).display()
-            );
-        }
-    }
+    let data = registry().map(|_| registry_path().with_file_name("data"));
+    crate::realtext::assert_extraction_pinned(
+        &lib,
+        pydocs::extract,
+        pydocs::SOURCE_FILE,
+        FINGERPRINT,
+        data.as_deref(),
+        "pydocs",
+    );
 }

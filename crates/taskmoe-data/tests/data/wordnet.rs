@@ -273,19 +273,13 @@ fn the_real_extraction_is_deterministic_and_pinned() {
         eprintln!("skipped: TASKMOE_WORDNET_DICT (the unpacked wordnet-base files) is not set");
         return;
     };
-    let first = wordnet::extract(&dict).unwrap();
-    assert_eq!(first, wordnet::extract(&dict).unwrap());
-    let source = &first[wordnet::SOURCE_FILE];
-    assert!(source.contains(FINGERPRINT), "{source}");
-    if registry().is_some() {
-        let data = registry_path().with_file_name("data");
-        for (rel, text) in &first {
-            let written = std::fs::read_to_string(data.join(rel)).unwrap();
-            assert!(
-                &written == text,
-                "{} is not what the builder writes: `cargo xtask fetch-data wordnet`",
-                data.join(rel).display()
-            );
-        }
-    }
+    let data = registry().map(|_| registry_path().with_file_name("data"));
+    crate::realtext::assert_extraction_pinned(
+        &dict,
+        wordnet::extract,
+        wordnet::SOURCE_FILE,
+        FINGERPRINT,
+        data.as_deref(),
+        "wordnet",
+    );
 }
