@@ -7,6 +7,7 @@ mod common;
 mod data_check;
 mod experiments;
 mod pydocs;
+mod realtext;
 mod run_folder;
 mod torchrun;
 mod using;

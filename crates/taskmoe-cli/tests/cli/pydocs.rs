@@ -10,89 +10,31 @@
 //! say so and pass; the settings test needs no data.
 
 use std::path::Path;
-use std::process::Command;
 
-use crate::common::minilm;
+use crate::realtext::Benchmark;
 
-/// Whether the docstring data files are there; without them (and without
-/// `TASKMOE_PYDOCS_DATA`, which says they must be) a test says it skips.
-fn pydocs_data(root: &Path) -> bool {
-    let first = root.join("configs/pydocs/data/internet_hi/train.tsv");
-    if !first.exists() {
-        assert!(
-            std::env::var_os("TASKMOE_PYDOCS_DATA").is_none(),
-            "TASKMOE_PYDOCS_DATA is set but {} is missing",
-            first.display()
-        );
-        eprintln!(
-            "skipped: {} is missing (`cargo xtask fetch-data pydocs`)",
-            first.display()
-        );
-        return false;
-    }
-    true
-}
-
-#[test]
-fn train_reads_the_pydocs_registry() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    if !pydocs_data(&root) {
-        return;
-    }
-    let out = std::env::temp_dir().join(format!("taskmoe-cli-{}-pydocs", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let tokenizer = minilm().join("tokenizer.json");
-    let sets = [
-        "model.preset=tiny".to_string(),
-        "model.vocab_size=30522".into(),
-        "model.max_position=64".into(),
-        format!("data.tokenizer={}", tokenizer.display()),
-        "data.batch_size=8".into(),
-        "train.steps=2".into(),
-        "runtime.threads=1".into(),
-        format!("runtime.cache_dir={}", out.join("cache").display()),
-        "schedule.warmup_steps=1".into(),
-        "eval.every=0".into(),
-        "checkpoint.every=2".into(),
-        "eval.batch_size=256".into(),
-        format!("output.dir={}", out.display()),
-        "output.name=pydocs".into(),
-    ];
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskmoe"));
-    cmd.arg("train")
-        .arg("--config")
-        .arg(root.join("configs/pydocs-minilm-frozen.toml"));
-    for s in &sets {
-        cmd.arg("--set").arg(s);
-    }
-    let output = cmd.output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("6 training tasks"), "{stderr}");
-    assert!(!stderr.contains("warning:"), "rows skipped: {stderr}");
-    // The final table scores the six related training tasks on their 120-example test splits,
-    // against a majority baseline of 1/3 (every label equally often).
-    for task in [
+/// The docstring benchmark as these tests see it.
+const PYDOCS: Benchmark = Benchmark {
+    name: "pydocs",
+    first_task: "internet_hi",
+    variable: "TASKMOE_PYDOCS_DATA",
+    config: "pydocs-minilm-frozen.toml",
+    max_position: 64,
+    training: [
         "internet_hi",
         "tooling_hi",
         "system_hi",
         "internet_lo",
         "tooling_lo",
         "system_lo",
-    ] {
-        let row = stdout
-            .lines()
-            .find(|l| l.starts_with(task))
-            .unwrap_or_else(|| panic!("{task}: {stdout}"));
-        let cells: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(cells[1], "120", "{row}");
-        assert_eq!(cells[4], "0.333", "{row}");
-    }
-    for absent in ["internet_new", "doc_kind", "arity"] {
-        assert!(!stdout.contains(absent), "{absent} trained: {stdout}");
-    }
-    std::fs::remove_dir_all(&out).unwrap();
+    ],
+    test_examples: 120,
+    untrained: ["internet_new", "doc_kind", "arity"],
+};
+
+#[test]
+fn train_reads_the_pydocs_registry() {
+    PYDOCS.train_two_steps();
 }
 
 /// `taskmoe data check` on the docstring run configuration: every split of the 11 tasks is
@@ -100,46 +42,7 @@ fn train_reads_the_pydocs_registry() {
 /// only warnings are the few summaries cut at the configured length.
 #[test]
 fn data_check_passes_on_the_pydocs_registry() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    if !pydocs_data(&root) {
-        return;
-    }
-    let tokenizer = format!(
-        "data.tokenizer={}",
-        minilm().join("tokenizer.json").display()
-    );
-    let output = Command::new(env!("CARGO_BIN_EXE_taskmoe"))
-        .args(["data", "check", "--config"])
-        .arg(root.join("configs/pydocs-minilm-frozen.toml"))
-        .args(["--set", &tokenizer])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let rows: Vec<Vec<&str>> = stdout
-        .lines()
-        .skip_while(|l| !l.starts_with("task "))
-        .skip(1)
-        .take_while(|l| !l.is_empty())
-        .map(|l| l.split_whitespace().collect())
-        .collect();
-    assert_eq!(rows.len(), 33, "11 tasks x 3 splits: {stdout}");
-    for row in &rows {
-        let bad = row.iter().position(|c| c.contains('=')).unwrap() - 1;
-        assert_eq!(row[bad], "0", "a bad row: {row:?}");
-        assert_eq!(row[row.len() - 1], "0", "an input in two splits: {row:?}");
-    }
-    assert!(stdout.contains("\n0 errors, "), "{stdout}");
-    for line in stdout
-        .lines()
-        .filter(|l| l.trim_start().starts_with("warning"))
-    {
-        assert!(line.contains("are cut to it"), "{line}");
-    }
+    PYDOCS.data_check_is_clean("pydocs-minilm-frozen.toml");
 }
 
 /// The frozen-bottom experiment settings name tasks of the registry in the roles the protocol
