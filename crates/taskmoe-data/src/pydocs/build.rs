@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::hash::{fnv1a, order_of, split_of, text_key, DEV_BUCKETS, FNV_OFFSET, TRAIN_BUCKETS};
+use super::hash::{order_of, split_of, text_key};
 use super::parse::{read_tree, Docstring, Scan};
 use super::tasks::{Class, TASKS};
 use super::{MAX_WORDS, MIN_WORDS, PACKAGES, RULES, SOURCE_FILE, SPLIT_FILES};
 use crate::error::{DataError, Result};
+use crate::realtext::{fnv1a, DEV_BUCKETS, FNV_OFFSET, TRAIN_BUCKETS};
 use crate::realtext::{pick, task_row};
 
 /// Every file of the benchmark's data folder (path relative to it, with `/` separators ->

@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::hash::{fnv1a, DEV_BUCKETS, FNV_OFFSET, TRAIN_BUCKETS};
 use super::parse::{read_dict, Synset};
 use super::tasks::{Pos, TASKS};
 use super::{
     DEB_NAME, DEB_SHA256, MAX_WORDS, MIN_WORDS, PACKAGE, RULES, SOURCE_FILE, SPLIT_FILES, VERSION,
 };
 use crate::error::{DataError, Result};
+use crate::realtext::{fnv1a, DEV_BUCKETS, FNV_OFFSET, TRAIN_BUCKETS};
 use crate::realtext::{pick, task_row};
 
 /// Every file of the benchmark's data folder (path relative to it, with `/` separators ->
