@@ -20,7 +20,39 @@ mod realtext {
     //! What the real-text benchmarks' tests share.
 
     use std::collections::BTreeMap;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
+
+    use taskmoe_data::TaskRegistry;
+
+    /// The committed registry of benchmark `name` (`configs/<name>/tasks.toml`).
+    pub fn registry_path(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../configs")
+            .join(name)
+            .join("tasks.toml")
+    }
+
+    /// Benchmark `name`'s registry when its files are there (`first_task`'s training split
+    /// shows it); `None` (after saying why) when they are not and `cargo xtask test` did not
+    /// promise them by setting `variable`.
+    pub fn built_registry(name: &str, first_task: &str, variable: &str) -> Option<TaskRegistry> {
+        let registry =
+            TaskRegistry::from_toml_file(&registry_path(name)).expect("the committed registry");
+        let first = registry.split_path(first_task, "train").unwrap().clone();
+        if !first.exists() {
+            assert!(
+                std::env::var_os(variable).is_none(),
+                "{variable} is set but {} is missing",
+                first.display()
+            );
+            eprintln!(
+                "skipped: {} is missing (`cargo xtask fetch-data {name}`)",
+                first.display()
+            );
+            return None;
+        }
+        Some(registry)
+    }
 
     /// Two extractions of `input` by `extract` are identical, name `fingerprint` in their
     /// `source_file`, and (when `data` is given: the benchmark's data folder is there) are

@@ -11,7 +11,7 @@
 //! `pydocs_scan.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use taskmoe_data::pydocs::{self, Docstring, Kind, Role, Rule, Scan, TASKS};
 use taskmoe_data::{DataError, Label, TaskRegistry, TaskSpec};
@@ -184,27 +184,13 @@ const TABLE: [Row; 11] = [
 const SPLITS: [&str; 3] = ["train", "validation", "test"];
 
 fn registry_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/pydocs/tasks.toml")
+    crate::realtext::registry_path("pydocs")
 }
 
 /// The registry when its files are there; `None` (after saying why) when they are not and
 /// `cargo xtask test` did not promise them.
 fn registry() -> Option<TaskRegistry> {
-    let registry = TaskRegistry::from_toml_file(&registry_path()).expect("the committed registry");
-    let first = registry.split_path("internet_hi", "train").unwrap().clone();
-    if !first.exists() {
-        assert!(
-            std::env::var_os("TASKMOE_PYDOCS_DATA").is_none(),
-            "TASKMOE_PYDOCS_DATA is set but {} is missing",
-            first.display()
-        );
-        eprintln!(
-            "skipped: {} is missing (`cargo xtask fetch-data pydocs`)",
-            first.display()
-        );
-        return None;
-    }
-    Some(registry)
+    crate::realtext::built_registry("pydocs", "internet_hi", "TASKMOE_PYDOCS_DATA")
 }
 
 /// One example: id, docstring, label name.

@@ -10,7 +10,7 @@
 //! the pinned fingerprint, and the same files as the data folder.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use taskmoe_data::wordnet;
 use taskmoe_data::{Label, TaskRegistry, TaskSpec};
@@ -108,27 +108,13 @@ const TABLE: [Row; 11] = [
 const SPLITS: [&str; 3] = ["train", "validation", "test"];
 
 fn registry_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/wordnet/tasks.toml")
+    crate::realtext::registry_path("wordnet")
 }
 
 /// The registry when its files are there; `None` (after saying why) when they are not and
 /// `cargo xtask test` did not promise them.
 fn registry() -> Option<TaskRegistry> {
-    let registry = TaskRegistry::from_toml_file(&registry_path()).expect("the committed registry");
-    let first = registry.split_path("living_hi", "train").unwrap().clone();
-    if !first.exists() {
-        assert!(
-            std::env::var_os("TASKMOE_WORDNET_DATA").is_none(),
-            "TASKMOE_WORDNET_DATA is set but {} is missing",
-            first.display()
-        );
-        eprintln!(
-            "skipped: {} is missing (`cargo xtask fetch-data wordnet`)",
-            first.display()
-        );
-        return None;
-    }
-    Some(registry)
+    crate::realtext::built_registry("wordnet", "living_hi", "TASKMOE_WORDNET_DATA")
 }
 
 /// One example: synset id, definition, label name.
