@@ -9,6 +9,8 @@
 //!   replaces the generated part of `docs/benchmarks.md` (machine, threads, command, date,
 //!   tables) unless `--no-write`; `--quick` (a subset, under 10 minutes on 2 cores) only prints.
 //! - `bench kernels`: the routing kernels (criterion);
+//! - `bench logs`: what a step costs the run's logs, `metrics.jsonl` and TensorBoard
+//!   (criterion, `benches/run_log.rs`);
 //! - `bench moe [--quick]`: the MoE layer against the dense FFN as a markdown table;
 //! - `bench step [--quick] [--torch]`: the training-step tables only;
 //! - `bench real [--quick] [--torch]`: the real workload (`benches/real_step.rs`): MiniLM
@@ -57,6 +59,11 @@ pub fn run(args: &[String]) -> Result<()> {
             cmd.args(passthrough);
             run_cmd(&mut cmd)
         }
+        Some("logs") => {
+            let mut cmd = bench_cmd(&lt, "taskmoe-train", "run_log");
+            cmd.args(passthrough);
+            run_cmd(&mut cmd)
+        }
         Some("moe") => {
             let mut cmd = bench_cmd(&lt, "taskmoe-experts", "moe_layer");
             cmd.arg("--summary").args(passthrough);
@@ -75,9 +82,10 @@ pub fn run(args: &[String]) -> Result<()> {
             cmd.args(passthrough);
             run_cmd(&mut cmd)
         }
-        Some(other) => {
-            Err(format!("unknown bench `{other}`: expected kernels, moe, step or real").into())
-        }
+        Some(other) => Err(format!(
+            "unknown bench `{other}`: expected kernels, moe, step, real or logs"
+        )
+        .into()),
     }
 }
 

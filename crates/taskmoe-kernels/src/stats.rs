@@ -97,7 +97,7 @@ pub fn task_gate_sums(probs: &Tensor, task_ids: &Tensor, num_tasks: usize) -> Re
         });
     }
     let p = probs.to_kind(Kind::Float);
-    let entropy = -(&p * p.clamp_min(1e-30).log()).sum_dim_intlist([-1].as_slice(), false, None);
+    let entropy = token_gate_entropy(&p);
     let top = p.topk(e.min(2), -1, true, true).0;
     let margin = match e >= 2 {
         true => top.select(1, 0) - top.select(1, 1),
@@ -106,6 +106,19 @@ pub fn task_gate_sums(probs: &Tensor, task_ids: &Tensor, num_tasks: usize) -> Re
     let columns = Tensor::stack(&[entropy, margin, p.ones_like().select(1, 0)], 1);
     let sums = Tensor::zeros([num_tasks as i64, 3], (Kind::Float, p.device()));
     Ok(sums.index_add(0, task_ids, &columns))
+}
+
+/// The router's gate entropy (nats) averaged over the tokens, from router probabilities
+/// `probs [T, E]`: an fp32 scalar on the device, `ln E` for undecided (uniform) gates and 0 for
+/// one-hot ones. What the training log records per MoE block each step.
+pub fn mean_gate_entropy(probs: &Tensor) -> Result<Tensor> {
+    dims2("mean_gate_entropy", "probs", probs)?;
+    Ok(token_gate_entropy(&probs.to_kind(Kind::Float)).mean(Kind::Float))
+}
+
+/// Each token's gate entropy in nats, `[T]`, from fp32 probabilities `[T, E]`.
+fn token_gate_entropy(p: &Tensor) -> Tensor {
+    -(p * p.clamp_min(1e-30).log()).sum_dim_intlist([-1].as_slice(), false, None)
 }
 
 #[cfg(test)]
@@ -126,5 +139,14 @@ mod tests {
             assert!((got - want).abs() < 1e-6, "{sums:?}");
         }
         assert!(task_gate_sums(&probs, &tasks.narrow(0, 0, 2), 3).is_err());
+    }
+
+    #[test]
+    fn mean_gate_entropy_averages_ln_e_and_0_over_the_tokens() {
+        let uniform = Tensor::full([3, 4], 0.25, (Kind::Float, tch::Device::Cpu));
+        let one_hot = Tensor::from_slice(&[0f32, 1.0, 0.0, 0.0]).view([1, 4]);
+        let mean = mean_gate_entropy(&Tensor::cat(&[uniform, one_hot], 0)).unwrap();
+        assert!((mean.double_value(&[]) - 0.75 * 4f64.ln()).abs() < 1e-6);
+        assert!(mean_gate_entropy(&Tensor::ones([4], (Kind::Float, tch::Device::Cpu))).is_err());
     }
 }

@@ -221,6 +221,11 @@ pub struct OutputConfig {
     pub dir: PathBuf,
     /// The run folder's name; empty means `<variant>-seed<seed>`. Default empty.
     pub name: String,
+    /// Write TensorBoard event files into the run folder (`tensorboard --logdir runs`): every
+    /// step's losses, learning rate, gradient norm, tokens/s and routing measures, every
+    /// evaluation's numbers and the resolved configuration (docs/tensorboard.md). Written by a
+    /// thread of its own, by rank 0 of a job. Default `true`.
+    pub tensorboard: bool,
 }
 
 /// Which weights `taskmoe train`'s final test evaluates ([`EvalConfig::test_checkpoint`]).
@@ -346,6 +351,7 @@ impl Default for OutputConfig {
         OutputConfig {
             dir: PathBuf::from("runs"),
             name: String::new(),
+            tensorboard: true,
         }
     }
 }

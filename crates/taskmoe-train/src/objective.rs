@@ -75,6 +75,8 @@ pub struct StepValues {
     pub dropped: Vec<f64>,
     /// Mean router probability of the first choice per MoE block.
     pub top1_prob: Vec<f64>,
+    /// Mean gate entropy of the router (nats) per MoE block.
+    pub gate_entropy: Vec<f64>,
 }
 
 /// What [`Objective::step`] did.
@@ -251,16 +253,20 @@ fn read_values(loss: &BatchLoss) -> StepValues {
         }
     }
     let per_example = Vec::try_from(&loss.per_example.to_kind(Kind::Double)).unwrap_or_default();
-    let top1_prob = if out.stats.is_empty() {
+    // Both gate measures of every block in one read: `[top1_prob..., gate_entropy...]`.
+    let gates: Vec<f64> = if out.stats.is_empty() {
         Vec::new()
     } else {
-        let probs: Vec<Tensor> = out
-            .stats
-            .iter()
-            .map(|(_, s)| s.top1_prob.shallow_clone())
+        let values: Vec<Tensor> = (out.stats.iter().map(|(_, s)| s.top1_prob.shallow_clone()))
+            .chain(
+                out.stats
+                    .iter()
+                    .map(|(_, s)| s.gate_entropy.shallow_clone()),
+            )
             .collect();
-        Vec::try_from(Tensor::stack(&probs, 0).to_kind(Kind::Double)).unwrap_or_default()
+        Vec::try_from(Tensor::stack(&values, 0).to_kind(Kind::Double)).unwrap_or_default()
     };
+    let (top1_prob, gate_entropy) = gates.split_at(gates.len() / 2);
     StepValues {
         loss: loss.loss.double_value(&[]),
         task_loss: loss.task_loss.double_value(&[]),
@@ -276,6 +282,7 @@ fn read_values(loss: &BatchLoss) -> StepValues {
             .iter()
             .map(|(_, s)| s.routing.dropped_fraction)
             .collect(),
-        top1_prob,
+        top1_prob: top1_prob.to_vec(),
+        gate_entropy: gate_entropy.to_vec(),
     }
 }

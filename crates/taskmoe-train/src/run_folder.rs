@@ -7,6 +7,7 @@
 //!   config.toml           the resolved configuration, written before the first step
 //!   metrics.jsonl         one line per step (StepLog)
 //!   eval.jsonl            one line per evaluation
+//!   events.out.tfevents.* TensorBoard events, one file per process start (tensorboard.rs)
 //!   *.superseded.jsonl    log lines a resume moved aside (rewind_log)
 //!   checkpoint-{step}/    written atomically, with a manifest (CheckpointWriter):
 //!     model.safetensors  optimizer.safetensors  config.toml  config.json

@@ -59,6 +59,8 @@ impl RunGuard<'_> {
         v.extend(task_sums.iter().flat_map(|&(s, n)| [s, n as f64]));
         v.extend(values.expert_load.iter().flatten());
         v.extend(&values.dropped);
+        v.extend(&values.top1_prob);
+        v.extend(&values.gate_entropy);
         let sum = d.sum(&v)?;
         let w = d.world_size() as f64;
         let mut it = sum.into_iter();
@@ -75,7 +77,8 @@ impl RunGuard<'_> {
         for value in values.expert_load.iter_mut().flatten() {
             *value = next() / w;
         }
-        for value in &mut values.dropped {
+        let gate_measures = values.top1_prob.iter_mut().chain(&mut values.gate_entropy);
+        for value in values.dropped.iter_mut().chain(gate_measures) {
             *value = next() / w;
         }
         Ok(())

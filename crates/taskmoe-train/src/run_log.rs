@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::error::{io_err, Result};
 use crate::run_folder::{EVAL_FILE, METRICS_FILE};
+use crate::tensorboard::TensorBoardLog;
 
 /// What one training step did, as written to `metrics.jsonl`.
 #[derive(Clone, Debug, Serialize)]
@@ -50,6 +51,9 @@ pub struct StepLog {
     /// Mean router probability of the first choice per MoE block (the top-1 gate value of a
     /// raw Switch gate; the router's confidence otherwise).
     pub top1_prob: Vec<f64>,
+    /// Mean gate entropy of the router in nats per MoE block (`ln E` while its gates are
+    /// undecided, 0 when every token's gate is one-hot).
+    pub gate_entropy: Vec<f64>,
     /// Whether the update was skipped (non-finite values under `skip-step`).
     pub skipped: bool,
     /// Why the update was skipped: what was not finite, or the loss spike
@@ -94,38 +98,71 @@ pub(crate) struct RunLog {
     metrics_path: PathBuf,
     metrics: File,
     eval_path: PathBuf,
+    /// The TensorBoard event file (`output.tensorboard`).
+    tensorboard: Option<TensorBoardLog>,
 }
 
 impl RunLog {
-    /// Opens `run_dir`'s logs for appending.
-    pub(crate) fn open(run_dir: &Path) -> Result<Self> {
+    /// Opens `run_dir`'s logs for appending, and with `tensorboard` (the resolved
+    /// configuration's text) a new TensorBoard event file for a process starting after
+    /// `start_step`.
+    pub(crate) fn open(run_dir: &Path, start_step: u64, tensorboard: Option<&str>) -> Result<Self> {
         let metrics_path = run_dir.join(METRICS_FILE);
+        let tensorboard = match tensorboard {
+            Some(config) => {
+                let log = TensorBoardLog::create(run_dir, start_step)?;
+                log.text("config", start_step, &format!("```toml\n{config}```"));
+                Some(log)
+            }
+            None => None,
+        };
         Ok(RunLog {
             metrics: append(&metrics_path)?,
             metrics_path,
             eval_path: run_dir.join(EVAL_FILE),
+            tensorboard,
         })
     }
 
-    /// Appends a step's line to `metrics.jsonl`.
+    /// Appends a step's line to `metrics.jsonl` (and queues its TensorBoard event).
     pub(crate) fn step(&mut self, log: &StepLog) -> Result<()> {
         let line = serde_json::to_string(log).expect("logs serialize");
-        writeln!(self.metrics, "{line}").map_err(io_err(&self.metrics_path))
+        writeln!(self.metrics, "{line}").map_err(io_err(&self.metrics_path))?;
+        if let Some(tb) = &self.tensorboard {
+            tb.step(log);
+        }
+        Ok(())
     }
 
-    /// Flushes `metrics.jsonl` (before a checkpoint, so the log holds every step it saved).
+    /// Flushes `metrics.jsonl` and the TensorBoard events (before a checkpoint, so the logs
+    /// hold every step it saved).
     pub(crate) fn flush(&mut self) -> Result<()> {
-        self.metrics.flush().map_err(io_err(&self.metrics_path))
+        self.metrics.flush().map_err(io_err(&self.metrics_path))?;
+        self.tensorboard
+            .as_ref()
+            .map_or(Ok(()), TensorBoardLog::flush)
     }
 
     /// Appends an evaluation's line to `eval.jsonl`: its step, wall time and the caller's
-    /// record (an object's fields are merged in).
+    /// record (an object's fields are merged in); queues its numbers for TensorBoard.
     pub(crate) fn evaluation(&self, step: u64, record: &serde_json::Value) -> Result<()> {
         let mut line = serde_json::json!({ "step": step, "time": unix_time() });
         if let (Some(map), serde_json::Value::Object(extra)) = (line.as_object_mut(), record) {
             map.extend(extra.clone());
         }
-        writeln!(append(&self.eval_path)?, "{line}").map_err(io_err(&self.eval_path))
+        writeln!(append(&self.eval_path)?, "{line}").map_err(io_err(&self.eval_path))?;
+        if let Some(tb) = &self.tensorboard {
+            tb.evaluation(step, record);
+        }
+        Ok(())
+    }
+
+    /// Flushes and closes every log, reporting a TensorBoard write error.
+    pub(crate) fn close(mut self) -> Result<()> {
+        self.flush()?;
+        self.tensorboard
+            .take()
+            .map_or(Ok(()), TensorBoardLog::close)
     }
 }
 

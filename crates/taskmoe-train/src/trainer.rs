@@ -350,7 +350,14 @@ impl Trainer {
         let progress: &mut dyn Progress = if rank0 { progress } else { &mut silent };
         progress.start(total, self.state.step);
         let mut log_files = match rank0 {
-            true => Some(RunLog::open(&self.run_dir)?),
+            true => {
+                let config = self.cfg.output.tensorboard.then(|| self.cfg.to_toml());
+                Some(RunLog::open(
+                    &self.run_dir,
+                    self.state.step,
+                    config.as_deref(),
+                )?)
+            }
             false => None,
         };
         let skipped_before = self.state.skipped_steps;
@@ -427,6 +434,9 @@ impl Trainer {
             }
         }
         progress.finish();
+        if let Some(files) = log_files {
+            files.close()?;
+        }
         if let (Some(report), true) = (&mut self.frozen, rank0) {
             // Evaluations may have added examples of tasks outside the training mixture.
             save_if_grown(&self.model, report)?;
@@ -562,6 +572,7 @@ impl Trainer {
             expert_load: values.expert_load,
             dropped: values.dropped,
             top1_prob: values.top1_prob,
+            gate_entropy: values.gate_entropy,
             skipped: outcome.skipped.is_some(),
             skip_reason: outcome.skipped,
         })

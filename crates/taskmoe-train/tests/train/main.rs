@@ -15,6 +15,7 @@ mod frozen;
 mod lora;
 mod router_gradient;
 mod state;
+mod tensorboard;
 mod trainer;
 mod transfer;
 

@@ -617,6 +617,7 @@ fn a_checkpoint_saved_in_the_old_train_layout_loads_and_resumes() {
         output: taskmoe_train::OutputConfig {
             dir: out.clone(),
             name: "old".into(),
+            ..cfg.output.clone()
         },
         ..cfg.clone()
     };
