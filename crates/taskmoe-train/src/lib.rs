@@ -64,6 +64,7 @@ mod run_folder;
 mod run_guard;
 mod run_lock;
 mod run_log;
+mod saved_paths;
 mod tensorboard;
 mod trained_run;
 mod trainer;
@@ -101,6 +102,7 @@ pub use run_folder::{
 };
 pub use run_lock::{RunLock, LOCK_FILE};
 pub use run_log::{EvalPoint, Progress, Silent, StepLog};
+pub use saved_paths::SAVED_IN;
 pub use tensorboard::{event_files, read_scalars, TensorBoardLog, EVENTS_FILE_PREFIX};
 pub use trained_run::TrainedRun;
 pub use trainer::Trainer;

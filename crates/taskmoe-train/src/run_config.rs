@@ -19,6 +19,7 @@ use crate::config_sections::{
 use crate::error::{invalid, Result};
 use crate::moved_keys::{check_override_keys, migrate_table, refuse_moved};
 use crate::overrides::{apply_overrides, deserialize_layered, merge_tables};
+use crate::saved_paths;
 use taskmoe_optim::{Decay, ScheduleConfig};
 
 /// The keys that hold file paths, by section.
@@ -251,9 +252,11 @@ impl RunConfig {
             return Err(refuse_moved(&origin, &moved));
         }
         check_override_keys(overrides)?;
-        // Paths written in the file are relative to the file; paths given with --set are
-        // relative to the working directory. All become absolute, so a saved config.toml
-        // reads back the same from wherever it is.
+        // Paths written in the file are relative to the file (a saved file's, where that names
+        // nothing, to the folder it was saved in: `saved_paths`); paths given with --set are
+        // relative to the working directory. All become absolute and normalised, so a
+        // configuration compares equal however its paths were spelled.
+        let saved_in = saved_paths::saved_in(&text);
         if let Some(dir) = path.and_then(Path::parent) {
             for (section, key) in PATH_KEYS {
                 let entry = file
@@ -262,7 +265,8 @@ impl RunConfig {
                     .and_then(|s| s.get_mut(key));
                 if let Some(toml::Value::String(p)) = entry {
                     if Path::new(p.as_str()).is_relative() {
-                        *p = dir.join(&*p).to_string_lossy().into_owned();
+                        let resolved = saved_paths::resolve(p, dir, saved_in.as_deref());
+                        *p = resolved.to_string_lossy().into_owned();
                     }
                 }
             }
@@ -291,6 +295,7 @@ impl RunConfig {
         .flatten()
         {
             *p = std::path::absolute(&*p)
+                .map(|absolute| saved_paths::normalize(&absolute))
                 .map_err(|e| invalid("config", format!("{}: {e}", p.display())))?;
         }
         cfg.init.check_exclusive()?;
@@ -510,8 +515,32 @@ impl RunConfig {
         self.output.dir.join(name)
     }
 
-    /// The configuration as TOML, as saved in every checkpoint.
+    /// The configuration as TOML, every path absolute.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("the run config serializes to TOML")
+    }
+
+    /// The configuration as saved in `folder` (a run folder's or a checkpoint's `config.toml`):
+    /// a header naming the folder, and the paths that share more than the filesystem root with
+    /// it written relative to it, so the folder moved or copied with its data reads them where
+    /// they now are, and moved alone still finds them where they were
+    /// ([`RunConfig::load_saved`]).
+    pub fn to_saved_toml(&self, folder: &Path) -> String {
+        let folder = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
+        let folder = saved_paths::normalize(&folder);
+        let mut cfg = self.clone();
+        for p in [
+            &mut cfg.data.registry,
+            &mut cfg.data.tokenizer,
+            &mut cfg.init.from,
+            &mut cfg.init.checkpoint,
+            &mut cfg.runtime.cache_dir,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *p = saved_paths::portable(p, &folder);
+        }
+        saved_paths::header(&folder) + &cfg.to_toml()
     }
 }

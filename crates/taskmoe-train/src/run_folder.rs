@@ -109,7 +109,7 @@ pub(crate) fn start_fresh(run_dir: &Path, cfg: &RunConfig) -> Result<()> {
         File::create(&path).map_err(io_err(&path))?;
     }
     let path = run_dir.join(RUN_CONFIG_FILE);
-    fs::write(&path, cfg.to_toml()).map_err(io_err(&path))
+    fs::write(&path, cfg.to_saved_toml(run_dir)).map_err(io_err(&path))
 }
 
 /// Rewinds a resumed run's logs to `step`: what was logged after the checkpoint moves aside

@@ -636,7 +636,7 @@ impl Trainer {
             model: self.cfg.model.clone(),
             heads: self.model.heads().to_vec(),
         };
-        let config_text = self.cfg.to_toml();
+        let config_text = self.cfg.to_saved_toml(&checkpoint_dir(&self.run_dir, step));
         let best = self.best_step();
         self.writer.protect(best);
         let assets = &self.assets;

@@ -1,7 +1,9 @@
 //! Using what was trained, through the `taskmoe` binary: a model trained on a user's JSONL
 //! dataset predicts on an unlabeled file from a copied checkpoint folder after the data folder
 //! moved; predictions carry source ids and label names; `verify` finds a same-size
-//! corruption that `eval` then skips, saying why; skipped data rows are reported; exports.
+//! corruption that `eval` then skips, saying why; skipped data rows are reported; exports; a
+//! project copied whole resumes, evaluates, predicts and exports from its own data, and a run
+//! folder moved on its own still finds the data where it was.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -291,6 +293,102 @@ fn a_model_trained_on_jsonl_predicts_from_a_copied_checkpoint_after_the_data_mov
         "{table}"
     );
     assert!(root.join("elsewhere/eval-validation-step4.json").exists());
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+/// Copies folder `from` to `to`, recursively.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        match entry.file_type().unwrap().is_dir() {
+            true => copy_tree(&entry.path(), &target),
+            false => drop(std::fs::copy(entry.path(), target).unwrap()),
+        }
+    }
+}
+
+#[test]
+fn a_project_copied_whole_resumes_evaluates_predicts_and_exports_from_its_own_data() {
+    let root = scratch("portable");
+    let project = root.join("project");
+    write_dataset(&project.join("data"));
+    let out = project.join("runs");
+    ok(train_registry(
+        &out,
+        &project.join("data"),
+        &["--set", "train.steps=2", "--set", "schedule.total_steps=4"],
+    ));
+    let saved = std::fs::read_to_string(out.join("user/config.toml")).unwrap();
+    assert!(
+        saved.contains("registry = \"../../data/tasks.toml\"")
+            && saved.contains("tokenizer = \"../../data/vocab.txt\"")
+            && saved.contains(&format!("# saved in: {}", out.join("user").display())),
+        "{saved}"
+    );
+    let checkpoint = std::fs::read_to_string(out.join("user/checkpoint-2/config.toml")).unwrap();
+    assert!(
+        checkpoint.contains("registry = \"../../../data/tasks.toml\""),
+        "{checkpoint}"
+    );
+
+    // The whole project copied elsewhere, the original gone: the copy reads its own data.
+    let copy = root.join("elsewhere/project copy");
+    copy_tree(&project, &copy);
+    std::fs::remove_dir_all(&project).unwrap();
+    let run = copy.join("runs/user");
+    let run_str = run.to_str().unwrap();
+    ok(taskmoe(&[
+        "train",
+        "--run",
+        run_str,
+        "--resume",
+        "--set",
+        "train.steps=4",
+    ]));
+    assert!(run.join("checkpoint-4").is_dir());
+    let (table, _) = ok(taskmoe(&[
+        "eval",
+        "--run",
+        run_str,
+        "--split",
+        "validation",
+    ]));
+    assert!(
+        table.contains("sent") && table.contains("step 4"),
+        "{table}"
+    );
+    let input = root.join("in.jsonl");
+    std::fs::write(&input, "{\"text\": \"very good film\"}\n").unwrap();
+    let (stdout, _) = ok(predict(("--run", &run), &input, &["--task", "sent"]));
+    assert_eq!(jsonl(&stdout).len(), 1);
+    ok(taskmoe(&["export", "--run", run_str, "--format", "hf"]));
+    assert!(run.join("export-hf-step4/config.json").is_file());
+    assert!(!project.exists(), "nothing written at the old place");
+
+    // The run folder moved on its own, its data left in the project: read where it was.
+    let alone = root.join("alone");
+    std::fs::rename(&run, &alone).unwrap();
+    let (table, _) = ok(taskmoe(&[
+        "eval",
+        "--run",
+        alone.to_str().unwrap(),
+        "--split",
+        "validation",
+    ]));
+    assert!(table.contains("sent"), "{table}");
+    // With the data gone too, the error names the key and the path it looked at.
+    std::fs::remove_dir_all(copy.join("data")).unwrap();
+    let err = fails(taskmoe(&[
+        "train",
+        "--run",
+        alone.to_str().unwrap(),
+        "--resume",
+        "--set",
+        "train.steps=6",
+    ]));
+    assert!(err.contains("tasks.toml"), "{err}");
     std::fs::remove_dir_all(root).unwrap();
 }
 
