@@ -51,9 +51,11 @@ commands:
                          table (examples, labels, token lengths, inputs cut, inputs repeated
                          across splits) and every problem with file, line and field; fails
                          on errors
-  compare --a RUN... --b RUN... [--out DIR]
-                         per-task test scores of two sets of runs, paired by seed, with
-                         the paired difference's 95% interval (markdown; JSON with --out)
+  compare RUN... [--out DIR] | compare --a RUN... --b RUN... [--out DIR]
+                         per-task test scores of several runs with deltas against the first;
+                         or of two sets of runs, paired by seed, with the paired difference's
+                         95% interval (markdown; JSON with --out); quoted patterns such as
+                         'runs/dense-seed*' are expanded by taskmoe
   search [--config FILE] [--set key=value]... --axis key=v1,v2,... [--axis ...]
          [--seeds N] [--jobs N] [--out DIR]
                          recipe search on the tuning seeds, one axis at a time around the

@@ -135,16 +135,21 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Two sets of finished runs compared task by task: each side's mean test score and the
-    /// seed-paired difference a - b with its 95% interval (runs pair by their saved seed; one
-    /// against one pairs as given). Shell globs expand to the run folders
-    /// (`--a runs/task-moe-seed* --b runs/dense-seed*`).
+    /// Finished runs compared task by task. `compare RUN...`: each run's test score per task
+    /// with its difference from the first run. `compare --a RUN... --b RUN...`: each side's
+    /// mean test score and the seed-paired difference a - b with its 95% interval (runs pair by
+    /// their saved seed; one against one pairs as given). A run may be a pattern
+    /// (`--a 'runs/task-moe-seed*' --b 'runs/dense-seed*'`), expanded by the shell or, quoted,
+    /// by taskmoe.
     Compare {
+        /// Run folders side by side, each against the first (instead of --a and --b).
+        #[arg(conflicts_with_all = ["a", "b"], required_unless_present_all = ["a", "b"])]
+        runs: Vec<PathBuf>,
         /// Side a's run folders.
-        #[arg(long, num_args = 1.., required = true)]
+        #[arg(long, num_args = 1.., requires = "b")]
         a: Vec<PathBuf>,
         /// Side b's run folders.
-        #[arg(long, num_args = 1.., required = true)]
+        #[arg(long, num_args = 1.., requires = "a")]
         b: Vec<PathBuf>,
         /// Also write compare.md and compare.json into this folder.
         #[arg(long)]
@@ -352,7 +357,7 @@ fn main() {
                 },
         } => data_cmd::check(&config, max_problems),
         Command::Check(args) => check_cmd::run(&args),
-        Command::Compare { a, b, out } => compare_cmd::run(&a, &b, out.as_deref()),
+        Command::Compare { runs, a, b, out } => compare_cmd::run(&runs, &a, &b, out.as_deref()),
         Command::Search(args) => search_cmd::run(&args),
         Command::Verdicts { benches, out } => experiment_cmd::verdicts(&benches, &out),
         Command::Families(args) => families_cmd::run(&args),

@@ -1,7 +1,11 @@
-//! Comparing two sets of finished runs (`taskmoe compare --a RUN... --b RUN...`): per task and
-//! over the tasks both sides were tested on, the mean test score of each side and their
-//! seed-paired difference with its 95% interval. Runs pair by the seed in their saved
-//! configuration; one run against one pairs regardless.
+//! Comparing finished runs (`taskmoe compare`):
+//!
+//! - several runs side by side (`taskmoe compare RUN...`): each one's test score per task and
+//!   over the tasks all were tested on, with its delta against the first;
+//! - two sets of runs (`--a RUN... --b RUN...`): per task and over the tasks both sides were
+//!   tested on, the mean test score of each side and their seed-paired difference with its 95%
+//!   interval. Runs pair by the seed in their saved configuration; one run against one pairs
+//!   regardless.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -131,6 +135,94 @@ pub fn compare(a: &[PathBuf], b: &[PathBuf]) -> Result<RunComparison> {
     Ok(RunComparison { pairs, tasks: rows })
 }
 
+/// Several runs side by side, each against the first.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunTable {
+    /// The run folders, in the order given.
+    pub runs: Vec<PathBuf>,
+    /// Per task all runs were tested on, then `mean` over them.
+    pub tasks: Vec<TaskRow>,
+}
+
+/// One task's test score in each run, and each run's delta against the first.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskRow {
+    /// The task (or `mean` over the common tasks).
+    pub task: String,
+    /// The headline metric of each run, in the order of [`RunTable::runs`].
+    pub scores: Vec<f64>,
+    /// Each run's score minus the first run's (0 for the first).
+    pub deltas: Vec<f64>,
+}
+
+/// The finished runs `runs` side by side (each a run folder with `final-test.json`).
+pub fn compare_runs(runs: &[PathBuf]) -> Result<RunTable> {
+    if runs.is_empty() {
+        bail!("compare needs at least one run");
+    }
+    let results: Vec<RunResult> = runs
+        .iter()
+        .map(|r| RunResult::read(r))
+        .collect::<Result<_>>()?;
+    let tasks: Vec<String> = results[0]
+        .scores
+        .keys()
+        .filter(|t| results.iter().all(|r| r.scores.contains_key(*t)))
+        .cloned()
+        .collect();
+    if tasks.is_empty() {
+        bail!("the runs were tested on no common task");
+    }
+    let row = |task: String, scores: Vec<f64>| TaskRow {
+        deltas: scores.iter().map(|s| s - scores[0]).collect(),
+        task,
+        scores,
+    };
+    let mut rows: Vec<TaskRow> = tasks
+        .iter()
+        .map(|t| row(t.clone(), results.iter().map(|r| r.scores[t]).collect()))
+        .collect();
+    let means = results
+        .iter()
+        .map(|r| r.mean(&tasks))
+        .collect::<Result<_>>()?;
+    rows.push(row("mean".into(), means));
+    Ok(RunTable {
+        runs: runs.to_vec(),
+        tasks: rows,
+    })
+}
+
+impl RunTable {
+    /// The table as markdown: the runs, then one row per task and the mean.
+    pub fn markdown(&self) -> String {
+        let mut md = String::from("# Runs compared\n\n");
+        for (i, run) in self.runs.iter().enumerate() {
+            let _ = writeln!(md, "- run {}: `{}`", i + 1, run.display());
+        }
+        let mut names = vec!["task".to_string(), "run 1".to_string()];
+        names.extend((2..=self.runs.len()).map(|i| format!("run {i} (vs run 1)")));
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let rows: Vec<Vec<String>> = self
+            .tasks
+            .iter()
+            .map(|t| {
+                let mut row = vec![t.task.clone(), format!("{:.4}", t.scores[0])];
+                let others = t.scores.iter().zip(&t.deltas).skip(1);
+                row.extend(others.map(|(s, d)| format!("{s:.4} ({d:+.4})")));
+                row
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "\nTest headline metric per task, and each run's difference from run 1 (one run \
+             each: no interval; give run sets with --a and --b for the seed-paired one):\n\n{}",
+            md_table(&header(&names), &rows)
+        );
+        md
+    }
+}
+
 impl RunComparison {
     /// The comparison as markdown: the pairs, then one row per task and the mean.
     pub fn markdown(&self) -> String {
@@ -214,6 +306,21 @@ mod tests {
         assert!(
             err.contains("seed 0") && err.contains("no run on side b"),
             "{err}"
+        );
+        // Several runs side by side: the tasks all share, deltas against the first.
+        let table = compare_runs(&[a[0].clone(), b[0].clone(), b[1].clone()]).unwrap();
+        let names: Vec<&str> = table.tasks.iter().map(|t| t.task.as_str()).collect();
+        assert_eq!(names, vec!["x", "y", "mean"]);
+        assert_eq!(table.tasks[0].scores, vec![0.8, 0.7, 0.7]);
+        assert!((table.tasks[0].deltas[1] + 0.1).abs() < 1e-12);
+        assert!(
+            (table.tasks[2].scores[0] - 0.7).abs() < 1e-12,
+            "mean of 0.8 and 0.6"
+        );
+        let md = table.markdown();
+        assert!(
+            md.contains("run 3 (vs run 1)") && md.contains("0.7000 (-0.1000)"),
+            "{md}"
         );
         let twice = vec![a[0].clone(), run(&root, "a0bis", 0, &[("x", 0.5)])];
         let err = compare(&twice, &b).unwrap_err().to_string();

@@ -648,3 +648,69 @@ fn families_trains_every_default_arm_on_the_report_seeds_and_tables_them() {
     assert!(err.contains("no-colon"), "{err}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn compare_puts_runs_side_by_side_and_pairs_run_sets_given_as_patterns() {
+    let out = scratch("compare");
+    for (variant, seed) in [("task-moe", 0), ("task-moe", 1), ("dense", 0), ("dense", 1)] {
+        ok(train(
+            &out,
+            &[
+                "--set",
+                &format!("model.variant={variant}"),
+                "--set",
+                &format!("train.seed={seed}"),
+                "--set",
+                &format!("output.name={variant}-seed{seed}"),
+                "--set",
+                "train.steps=2",
+            ],
+        )
+        .output()
+        .unwrap());
+    }
+    let run = |name: &str| out.join(name).to_string_lossy().into_owned();
+    let side_by_side = ok(
+        taskmoe(&["compare", &run("task-moe-seed0"), &run("dense-seed0")])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        side_by_side.contains("run 2 (vs run 1)") && side_by_side.contains("| mean |"),
+        "{side_by_side}"
+    );
+    // Patterns passed as they are (no shell here): taskmoe expands them, pairs by seed.
+    let report = out.join("report");
+    let paired = ok(taskmoe(&[
+        "compare",
+        "--a",
+        &run("task-moe-seed*"),
+        "--b",
+        &run("dense-seed*"),
+        "--out",
+        report.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap());
+    assert!(
+        paired.contains("seed 0") && paired.contains("seed 1") && paired.contains("a - b [95% CI]"),
+        "{paired}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("compare.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["pairs"].as_array().unwrap().len(), 2);
+    let err = fails(
+        taskmoe(&["compare", &run("token-moe-seed*")])
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("matches no run folder"), "{err}");
+    let err = fails(
+        taskmoe(&["compare", "--a", &run("dense-seed0")])
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("--b"), "{err}");
+    std::fs::remove_dir_all(out).unwrap();
+}
