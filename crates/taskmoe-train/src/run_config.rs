@@ -284,16 +284,7 @@ impl RunConfig {
             // task-aware kind for task-moe).
             cfg.model = cfg.model.with_variant(cfg.model.variant);
         }
-        for p in [
-            &mut cfg.data.registry,
-            &mut cfg.data.tokenizer,
-            &mut cfg.init.from,
-            &mut cfg.init.checkpoint,
-            &mut cfg.runtime.cache_dir,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for p in cfg.paths_mut().into_iter().flatten() {
             *p = std::path::absolute(&*p)
                 .map(|absolute| saved_paths::normalize(&absolute))
                 .map_err(|e| invalid("config", format!("{}: {e}", p.display())))?;
@@ -529,18 +520,20 @@ impl RunConfig {
         let folder = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
         let folder = saved_paths::normalize(&folder);
         let mut cfg = self.clone();
-        for p in [
-            &mut cfg.data.registry,
-            &mut cfg.data.tokenizer,
-            &mut cfg.init.from,
-            &mut cfg.init.checkpoint,
-            &mut cfg.runtime.cache_dir,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for p in cfg.paths_mut().into_iter().flatten() {
             *p = saved_paths::portable(p, &folder);
         }
         saved_paths::header(&folder) + &cfg.to_toml()
+    }
+
+    /// The configuration's file and folder paths (the keys of `PATH_KEYS`).
+    fn paths_mut(&mut self) -> [&mut Option<PathBuf>; 5] {
+        [
+            &mut self.data.registry,
+            &mut self.data.tokenizer,
+            &mut self.init.from,
+            &mut self.init.checkpoint,
+            &mut self.runtime.cache_dir,
+        ]
     }
 }
