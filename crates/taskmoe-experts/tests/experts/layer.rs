@@ -93,7 +93,10 @@ proptest! {
                 .forward(&x.narrow(0, t, 1), &tasks.narrow(0, t, 1), false)
                 .unwrap()
                 .y;
-            prop_assert!(alone.allclose(&together.narrow(0, t, 1), 1e-5, 1e-6, false));
+            // Up to fp32 reassociation: the experts' matmuls over 1 row and over the batch
+            // sum in other orders (seed 736 of the token-and-task router: 2.0e-6 on an output
+            // near 0, the same experts and gates). A token routed otherwise differs by ~0.1.
+            prop_assert!(alone.allclose(&together.narrow(0, t, 1), 1e-5, 1e-5, false));
         }
         if KINDS[kind_i].is_task_aware() {
             // And the task matters: the same tokens under another task route differently.
