@@ -9,6 +9,8 @@
 //!   replaces the generated part of `docs/benchmarks.md` (machine, threads, command, date,
 //!   tables) unless `--no-write`; `--quick` (a subset, under 10 minutes on 2 cores) only prints.
 //! - `bench kernels`: the routing kernels (criterion);
+//! - `bench predict [--torch] [--rows N]`: `taskmoe predict`'s throughput on a dense MiniLM
+//!   run against a transformers pipeline on its export (`bench_predict.rs`);
 //! - `bench logs`: what a step costs the run's logs, `metrics.jsonl` and TensorBoard
 //!   (criterion, `benches/run_log.rs`);
 //! - `bench moe [--quick]`: the MoE layer against the dense FFN as a markdown table;
@@ -59,6 +61,7 @@ pub fn run(args: &[String]) -> Result<()> {
             cmd.args(passthrough);
             run_cmd(&mut cmd)
         }
+        Some("predict") => crate::bench_predict::run(ours),
         Some("logs") => {
             let mut cmd = bench_cmd(&lt, "taskmoe-train", "run_log");
             cmd.args(passthrough);
@@ -83,7 +86,7 @@ pub fn run(args: &[String]) -> Result<()> {
             run_cmd(&mut cmd)
         }
         Some(other) => Err(format!(
-            "unknown bench `{other}`: expected kernels, moe, step, real or logs"
+            "unknown bench `{other}`: expected kernels, moe, step, real, logs or predict"
         )
         .into()),
     }

