@@ -14,7 +14,7 @@
 //! configuration's path. Needs MiniLM (`cargo xtask fetch-model minilm`).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::project::{check_status, describe, root};
@@ -69,6 +69,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "model.variant=dense".to_string(),
         format!("init.from={}", minilm.display()),
         "train.steps=1".into(),
+        "schedule.warmup_steps=0".into(),
         "eval.every=0".into(),
         format!("runtime.threads={THREADS}"),
         format!("output.dir={}", dir.display()),
@@ -350,7 +351,7 @@ mod tests {
     fn rows_cycle_the_glue_example_sentences() {
         let dir = std::env::temp_dir().join(format!("xtask-rows-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let path: PathBuf = dir.join("rows.tsv");
+        let path = dir.join("rows.tsv");
         write_rows(&path, 50).unwrap();
         let text = fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
