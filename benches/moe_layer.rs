@@ -22,7 +22,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 #[path = "common.rs"]
 mod common;
-use common::{peak_rss_mib, threads};
+use common::{load_average, peak_rss_mib, threads};
 
 const D_MODEL: usize = 512;
 const D_EXPERT: usize = 2048;
@@ -162,6 +162,7 @@ fn measure(point: Point, runs: usize) -> (f64, f64) {
 }
 
 fn summary(quick: bool) {
+    let load_before = load_average();
     let tokens: &[i64] = if quick {
         &[2048, 8192]
     } else {
@@ -207,6 +208,10 @@ fn summary(quick: bool) {
             }
         }
     }
+    println!(
+        "\nLoad average (1 / 5 / 15 min) before: {load_before}; after: {}.",
+        load_average()
+    );
 }
 
 fn criterion_benches() {

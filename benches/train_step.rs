@@ -45,7 +45,7 @@ use tch::{nn, Device, Kind, Tensor};
 mod common;
 #[path = "step_common.rs"]
 mod step_common;
-use common::{peak_rss_mib, threads};
+use common::{load_average, peak_rss_mib, threads};
 use step_common::{classification_heads, flag_value, timed_step};
 
 /// Classes of every task's head.
@@ -388,6 +388,7 @@ fn scaling_table(title: &str, column: &str, rows: &[(String, String)], runs: usi
 
 /// The whole grid as markdown tables.
 fn summary(quick: bool, python: Option<&str>) {
+    let load_before = load_average();
     let runs = if quick { 3 } else { 5 };
     let small_models: &[(&str, usize)] = &[
         ("dense", 1),
@@ -458,6 +459,10 @@ fn summary(quick: bool, python: Option<&str>) {
         })
         .collect();
     scaling_table("Scaling with tasks (small, per-task router, top-1 of 8, batch 64 x 32 = 2,048 tokens, so every task is in every batch):", "tasks", &task_rows, runs);
+    println!(
+        "Load average (1 / 5 / 15 min) before: {load_before}; after: {}.\n",
+        load_average()
+    );
 }
 
 fn main() {
