@@ -164,15 +164,10 @@ fn write_rows(path: &Path, n: usize) -> Result<()> {
 
 /// Runs `cmd` with its output captured, failing with its standard error.
 fn quiet(cmd: &mut Command) -> Result<()> {
-    eprintln!("$ {}", describe(cmd));
-    let out = cmd.output()?;
-    if !out.status.success() {
-        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    }
-    check_status(cmd, out.status)
+    captured_stderr(cmd).map(drop)
 }
 
-/// Runs `cmd` and returns its standard error.
+/// Runs `cmd` and returns its standard error (printed when it fails).
 fn captured_stderr(cmd: &mut Command) -> Result<String> {
     eprintln!("$ {}", describe(cmd));
     let out = cmd.output()?;

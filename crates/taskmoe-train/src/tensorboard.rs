@@ -65,15 +65,14 @@ impl TensorBoardLog {
             path: dir.to_path_buf(),
             source,
         })?;
-        let prefix = dir.join(EVENTS_FILE_PREFIX);
-        let before = event_files(dir)?;
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map_or_else(|_| "localhost".to_string(), |h| h.trim().to_string());
+        let path = dir.join(format!("{EVENTS_FILE_PREFIX}.out.tfevents.{micros}.{host}"));
         let config = EventWriterConfig { auto_flush: false };
-        let writer = EventWriter::from_prefix(prefix.to_string_lossy(), "", config)
-            .map_err(|e| tb_err(dir, &e))?;
-        let path = event_files(dir)?
-            .into_iter()
-            .find(|p| !before.contains(p))
-            .unwrap_or_else(|| dir.to_path_buf());
+        let writer = EventWriter::create(&path, config).map_err(|e| tb_err(&path, &e))?;
         let mut thread = Worker {
             writer,
             error: None,
