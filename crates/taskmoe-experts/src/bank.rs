@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use taskmoe_device::{draw_for, module_name};
 use tch::{nn, Kind, Tensor};
 
-use taskmoe_kernels::{dropout, grouped_linear, GemmPath, GroupLayout};
+use taskmoe_kernels::{dropout, grouped_linear_with, GemmPath, GroupLayout, WeightGrads};
 
 use crate::error::{ExpertsError, Result};
 use crate::init::{ffn_bias_init, ffn_weight_init};
@@ -32,6 +32,9 @@ pub struct ExpertBank {
     /// Set when the bank runs the per-expert loop instead of the grouped GEMM (benches and
     /// tests switch it through a shared reference).
     loop_gemm: AtomicBool,
+    /// Set when the weight gradients go through autograd's own backward instead of being
+    /// accumulated in place ([`WeightGrads`]; benches and tests switch it).
+    autograd_grads: AtomicBool,
 }
 
 impl ExpertBank {
@@ -47,6 +50,7 @@ impl ExpertBank {
             b2: p.var("b2", &[e, d], ffn_bias_init(f)),
             dropout,
             loop_gemm: AtomicBool::new(false),
+            autograd_grads: AtomicBool::new(false),
         })
     }
 
@@ -81,6 +85,7 @@ impl ExpertBank {
             b2,
             dropout,
             loop_gemm: AtomicBool::new(false),
+            autograd_grads: AtomicBool::new(false),
         })
     }
 
@@ -95,6 +100,7 @@ impl ExpertBank {
             b2: self.b2.f_narrow(0, f, n)?,
             dropout: self.dropout,
             loop_gemm: AtomicBool::new(self.loop_gemm.load(Ordering::Relaxed)),
+            autograd_grads: AtomicBool::new(self.autograd_grads.load(Ordering::Relaxed)),
         })
     }
 
@@ -135,6 +141,23 @@ impl ExpertBank {
             .store(path == GemmPath::Loop, Ordering::Relaxed);
     }
 
+    /// How the experts' weight gradients reach `.grad` in training ([`WeightGrads::InPlace`]
+    /// unless set: accumulated only for the experts that received rows; outside training
+    /// always autograd's).
+    pub fn weight_grads(&self) -> WeightGrads {
+        match self.autograd_grads.load(Ordering::Relaxed) {
+            true => WeightGrads::Autograd,
+            false => WeightGrads::InPlace,
+        }
+    }
+
+    /// Chooses how the weight gradients are computed (benches compare the two; the gradients
+    /// are equal to rounding).
+    pub fn set_weight_grads(&self, grads: WeightGrads) {
+        self.autograd_grads
+            .store(grads == WeightGrads::Autograd, Ordering::Relaxed);
+    }
+
     /// Runs each expert on its rows, given as host counts (the layout is built from them: on
     /// CUDA with [`GemmPath::Grouped`] that is a host-to-device copy; the MoE layer passes the
     /// dispatch plan's device-built layout to [`ExpertBank::forward_layout`] instead).
@@ -169,21 +192,31 @@ impl ExpertBank {
             true => w.to_kind(kind),
             false => w.shallow_clone(),
         };
-        let h = grouped_linear(
+        // In place only in training (an evaluation that records gradients, say for
+        // attribution, gets autograd's, which a functional gradient call can return); cast
+        // weights are not the parameters, so theirs go through autograd anyway.
+        let path = self.gemm_path();
+        let grads = match train {
+            true => self.weight_grads(),
+            false => WeightGrads::Autograd,
+        };
+        let h = grouped_linear_with(
             rows,
             &cast(&self.w1),
             Some(&cast(&self.b1)),
             layout,
-            self.gemm_path(),
+            path,
+            grads,
         )?
         .gelu("none");
         let h = dropout(&h, self.dropout, train);
-        Ok(grouped_linear(
+        Ok(grouped_linear_with(
             &h,
             &cast(&self.w2),
             Some(&cast(&self.b2)),
             layout,
-            self.gemm_path(),
+            path,
+            grads,
         )?)
     }
 }

@@ -2,7 +2,7 @@
 
 use tch::Tensor;
 
-use taskmoe_kernels::{GemmPath, GroupLayout};
+use taskmoe_kernels::{GemmPath, GroupLayout, WeightGrads};
 
 use crate::bank::ExpertBank;
 use crate::dense::DenseFfn;
@@ -58,6 +58,15 @@ impl Experts {
         match self {
             Experts::Ffn(bank) => bank.set_gemm_path(path),
             Experts::Lora(bank) => bank.set_gemm_path(path),
+        }
+    }
+
+    /// Chooses how FFN experts' weight gradients reach `.grad` in training
+    /// ([`ExpertBank::set_weight_grads`]); LoRA experts keep autograd's (their stacked adapters
+    /// are small, and their frozen base weights get no gradient).
+    pub fn set_weight_grads(&self, grads: WeightGrads) {
+        if let Experts::Ffn(bank) = self {
+            bank.set_weight_grads(grads);
         }
     }
 

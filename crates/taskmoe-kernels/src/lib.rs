@@ -71,6 +71,7 @@ pub mod reference;
 pub mod stats;
 mod task_groups;
 mod topk;
+mod weight_grads;
 
 pub use count::count_ids;
 pub use dispatch::{Capacity, DispatchPlan};
@@ -84,3 +85,4 @@ pub use layout::GroupLayout;
 pub use permute::{combine, permute, permute_by_slots, unpermute};
 pub use task_groups::TaskGroups;
 pub use topk::{top_k, top_k_biased, TopK};
+pub use weight_grads::{grad_enabled, grouped_linear_with, in_place_applies, is_leaf, WeightGrads};

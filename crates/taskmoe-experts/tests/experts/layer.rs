@@ -576,3 +576,62 @@ fn drop_upcycling_keeps_the_rest_of_each_expert_and_makes_the_experts_differ() {
         .unwrap();
     assert!(bank.w1.get(2).equal(&w1_dense.tr()));
 }
+
+#[test]
+fn in_place_weight_gradients_equal_autograd_and_skip_experts_without_tokens() {
+    use taskmoe_kernels::{GemmPath, WeightGrads};
+    let _rng = taskmoe_device::lock_global_rng();
+    // 8 experts for 10 tokens of a per-task router: some experts get no token.
+    let mut cfg = config(RouterKind::PerTask, 8, 1, 0.0);
+    cfg.d_ff = 16;
+    cfg.expert_dropout = 0.0;
+    tch::manual_seed(4);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let layer = MoeLayer::new(vs.root(), &cfg, 8, TASKS).unwrap();
+    let x = Tensor::randn([10, 8], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let tasks = Tensor::randint(TASKS as i64, [10], (Kind::Int64, Device::Cpu));
+    let probe = x.randn_like();
+    let vars = vs.variables();
+    let grads = |path: GemmPath, grads: WeightGrads| {
+        layer.experts().set_gemm_path(path);
+        layer.experts().set_weight_grads(grads);
+        for v in vars.values() {
+            if v.grad().defined() {
+                let _ = v.grad().zero_();
+            }
+        }
+        tch::manual_seed(5);
+        let out = layer.forward(&x, &tasks, true).unwrap();
+        (&out.y * &probe).sum(Kind::Float).backward();
+        let load = out.stats.task_expert.sum_dim_intlist(0, false, Kind::Int64);
+        let g: Vec<(String, Tensor)> = vars
+            .iter()
+            .map(|(n, v)| (n.clone(), v.grad().copy()))
+            .collect();
+        (g, Vec::<i64>::try_from(load).unwrap())
+    };
+    for path in [GemmPath::Grouped, GemmPath::Loop] {
+        let (autograd, _) = grads(path, WeightGrads::Autograd);
+        let (in_place, load) = grads(path, WeightGrads::InPlace);
+        assert!(load.contains(&0), "every expert got a token: {load:?}");
+        for ((name, a), (_, b)) in autograd.iter().zip(&in_place) {
+            let diff = (a - b).abs().max().double_value(&[]);
+            assert!(
+                diff < 1e-6,
+                "{path:?}: gradient of {name} differs by {diff}"
+            );
+            let total = b.abs().sum(Kind::Float).double_value(&[]);
+            assert!(total > 0.0, "{path:?}: {name} got no gradient");
+        }
+        // The experts without tokens got exactly none; those with tokens got some.
+        let w1 = &in_place.iter().find(|(n, _)| n == "experts.w1").unwrap().1;
+        for (e, &n) in load.iter().enumerate() {
+            let g = w1.get(e as i64).abs().sum(Kind::Float).double_value(&[]);
+            assert_eq!(
+                g == 0.0,
+                n == 0,
+                "{path:?}: expert {e} with {n} slots has |grad| {g}"
+            );
+        }
+    }
+}

@@ -10,3 +10,4 @@ mod gradients;
 mod grouped_mm;
 mod properties;
 mod units;
+mod weight_grads;
