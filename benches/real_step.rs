@@ -24,14 +24,17 @@
 //!   loop) side by side when a Python is given; the resolved configurations are written to
 //!   `target/bench-real/`; then the `--layers` table;
 //! - `-- --layers [--runs N] [--reps R]`: where a MoE block's time goes: one FFN sub-layer
-//!   at MiniLM's widths on the batch's real tokens, dense against 8 / 16 / 64 experts with the
-//!   grouped GEMM and the loop, forward, backward and AdamW.
+//!   at MiniLM's widths on the batch's real tokens, dense against 8 / 16 / 64 experts of the
+//!   `per-task` router and 64 of the `task-level` one, with the grouped GEMM and the loop, the
+//!   weight gradients in place and through autograd; forward, backward and AdamW.
 //!
-//! A spec is `MODEL:eE:tTASKS:bBATCH:MODE[:loop]`: `MODEL` is `dense`, a router kind
+//! A spec is `MODEL:eE:tTASKS:bBATCH:MODE[:loop][:autograd]`: `MODEL` is `dense`, a router kind
 //! (`token`, `task-concat`, `per-task`, `task-level`) or `lora` (the per-task task-MoE with
 //! LoRA experts of rank 8, alpha 16, on the frozen encoder: `model.moe.expert_kind = "lora"`,
 //! `train.freeze_pretrained = true`), `MODE` `train` or `eval`, and a final `loop` runs the
-//! experts' per-expert matmul loop instead of the grouped GEMM. The optimizer holds what the
+//! experts' per-expert matmul loop instead of the grouped GEMM, and `autograd` computes the
+//! experts' weight gradients with autograd's own backward instead of accumulating them in
+//! place for the experts with tokens (`WeightGrads`). The optimizer holds what the
 //! trainer's would (`taskmoe_train::trainable`); a point also prints its trainable
 //! parameters.
 //!
@@ -43,7 +46,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use taskmoe_data::{TensorBatch, TextTokenizer};
-use taskmoe_kernels::GemmPath;
+use taskmoe_kernels::{GemmPath, WeightGrads};
 use taskmoe_model::{import_bert, MultiTaskModel};
 use taskmoe_optim::AdamW;
 use taskmoe_train::{model_input, Objective, RunConfig};
@@ -81,14 +84,15 @@ struct Spec {
     batch: usize,
     train: bool,
     gemm: GemmPath,
+    grads: WeightGrads,
 }
 
 impl Spec {
     fn parse(text: &str) -> Spec {
         let f: Vec<&str> = text.split(':').collect();
         assert!(
-            f.len() == 5 || f.len() == 6,
-            "bad spec `{text}`: MODEL:eE:tT:bB:MODE[:loop]"
+            (5..=7).contains(&f.len()) && f[5..].iter().all(|o| ["loop", "autograd"].contains(o)),
+            "bad spec `{text}`: MODEL:eE:tT:bB:MODE[:loop][:autograd]"
         );
         let num = |s: &str, p: char| -> usize {
             s.strip_prefix(p)
@@ -102,9 +106,13 @@ impl Spec {
             tasks: num(f[2], 't'),
             batch: num(f[3], 'b'),
             train: f[4] == "train",
-            gemm: match f.get(5) {
-                Some(&"loop") => GemmPath::Loop,
-                _ => GemmPath::Grouped,
+            gemm: match f[5..].contains(&"loop") {
+                true => GemmPath::Loop,
+                false => GemmPath::Grouped,
+            },
+            grads: match f[5..].contains(&"autograd") {
+                true => WeightGrads::Autograd,
+                false => WeightGrads::InPlace,
             },
         }
     }
@@ -223,6 +231,7 @@ fn run_point(text: &str, runs: usize, reps: usize) {
     import_bert(&model, &vs, &minilm_dir(), cfg.init.upcycling()).unwrap();
     for (_, layer) in model.moe_layers() {
         layer.experts().set_gemm_path(spec.gemm);
+        layer.experts().set_weight_grads(spec.grads);
     }
     let tokenizer = TextTokenizer::from_file(&minilm_dir().join("tokenizer.json"), 128).unwrap();
     let x = Inputs::new(&spec, &tokenizer);
@@ -658,12 +667,26 @@ fn layers(runs: usize, rounds: usize) {
             Box::new(move || ffn.forward(&x, true)),
         ));
     }
-    for e in [8usize, 16, 64] {
-        for path in [GemmPath::Grouped, GemmPath::Loop] {
+    let variants = [
+        (GemmPath::Grouped, WeightGrads::InPlace),
+        (GemmPath::Grouped, WeightGrads::Autograd),
+        (GemmPath::Loop, WeightGrads::InPlace),
+        (GemmPath::Loop, WeightGrads::Autograd),
+    ];
+    // (router, experts): `per-task` spreads the tokens over most experts; `task-level` sends
+    // each task's tokens to one expert, so at most `tasks` of 64 get any.
+    let routers = [
+        (RouterKind::PerTask, 8usize),
+        (RouterKind::PerTask, 16),
+        (RouterKind::PerTask, 64),
+        (RouterKind::TaskLevel, 64),
+    ];
+    for (kind, e) in routers {
+        for (path, grads) in variants {
             let vs = nn::VarStore::new(Device::Cpu);
             let cfg = MoeConfig {
                 router: RouterConfig {
-                    kind: RouterKind::PerTask,
+                    kind,
                     num_experts: e,
                     ..RouterConfig::default()
                 },
@@ -672,9 +695,19 @@ fn layers(runs: usize, rounds: usize) {
             };
             let layer = MoeLayer::new(vs.root(), &cfg, d, tasks).unwrap();
             layer.experts().set_gemm_path(path);
+            layer.experts().set_weight_grads(grads);
+            let used = layer.forward(&x, &ids, true).unwrap().stats.task_expert;
+            let used = used
+                .sum_dim_intlist(0, false, Kind::Int64)
+                .gt(0)
+                .sum(Kind::Int64);
+            let used = used.int64_value(&[]);
             let (x, ids) = (x.shallow_clone(), ids.shallow_clone());
             points.push((
-                format!("MoE, E = {e}, {path:?}"),
+                format!(
+                    "MoE {}, E = {e} ({used} with tokens), {path:?}, {grads:?}",
+                    kind.name()
+                ),
                 vs,
                 Box::new(move || layer.forward(&x, &ids, true).unwrap().y),
             ));
@@ -713,8 +746,8 @@ fn layers(runs: usize, rounds: usize) {
         }
     }
     println!(
-        "One FFN sub-layer on the batch's {t} real tokens (d = {d}, FFN {f}, `per-task` router \
-         over {tasks} tasks, top-1, dropless), {} threads; medians of {runs} calls, minimum \
+        "One FFN sub-layer on the batch's {t} real tokens (d = {d}, FFN {f}, routers \
+         over {tasks} tasks, top-1, dropless; gradients `InPlace` or `Autograd`: `WeightGrads`), {} threads; medians of {runs} calls, minimum \
          over {rounds} interleaved rounds.\n",
         threads()
     );

@@ -10,10 +10,12 @@
 //! checks on values already read) are left out (sampling is measured by `benches/data.rs`).
 //!
 //! - `cargo bench -p taskmoe-train --bench train_step -- --point SPEC [--runs N]
-//!   [--aten-adamw]`: one point, printing `POINT <spec> <step ms> <fwd+bwd ms> <optimizer ms>
-//!   <peak RSS MiB> <params> <active params per token>`; `--aten-adamw` updates with libtorch
-//!   ops chunk by chunk (`AdamW::set_fused(false)`, the update before the fused fp32 kernel),
-//!   so both can be timed by one binary;
+//!   [--aten-adamw] [--autograd-expert-grads]`: one point, printing `POINT <spec> <step ms>
+//!   <fwd+bwd ms> <optimizer ms> <peak RSS MiB> <params> <active params per token>`;
+//!   `--aten-adamw` updates with libtorch ops chunk by chunk (`AdamW::set_fused(false)`, the
+//!   update before the fused fp32 kernel) and `--autograd-expert-grads` computes the experts'
+//!   weight gradients with autograd's own backward (`WeightGrads::Autograd`, before they were
+//!   accumulated in place), so both sides of each change can be timed by one binary;
 //! - `benches/torch_step.py` measures the same spec in PyTorch eager and prints the same line;
 //! - `-- --summary [--quick] [--torch PYTHON]`: the grid (variants of both presets, evaluation,
 //!   scaling with tokens, experts and tasks) as markdown tables, each point in its own process,
@@ -35,6 +37,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use taskmoe_data::TensorBatch;
+use taskmoe_kernels::WeightGrads;
 use taskmoe_model::{param_report, HeadKind, HeadSpec, ModelConfig, MultiTaskModel, Variant};
 use taskmoe_optim::{AdamW, AdamWConfig, UnusedExperts};
 use taskmoe_router::RouterKind;
@@ -152,7 +155,7 @@ fn random_batch(spec: &Spec, vocab: usize) -> TensorBatch {
     }
 }
 
-fn run_point(text: &str, runs: usize, fused_adamw: bool) {
+fn run_point(text: &str, runs: usize, fused_adamw: bool, grads: WeightGrads) {
     tch::set_num_threads(threads());
     tch::manual_seed(0);
     let spec = Spec::parse(text);
@@ -160,6 +163,9 @@ fn run_point(text: &str, runs: usize, fused_adamw: bool) {
     let heads = classification_heads(spec.tasks, CLASSES);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = MultiTaskModel::new(&vs.root(), &cfg, &heads).unwrap();
+    for (_, layer) in model.moe_layers() {
+        layer.experts().set_weight_grads(grads);
+    }
     let report = param_report(&cfg, &heads, spec.len as usize);
     let x = random_batch(&spec, cfg.vocab_size);
     let mut times: Vec<(f64, f64, f64)> = Vec::with_capacity(runs);
@@ -477,9 +483,18 @@ fn main() {
         return;
     }
     let fused_adamw = !args.iter().any(|a| a == "--aten-adamw");
+    let grads = match args.iter().any(|a| a == "--autograd-expert-grads") {
+        true => WeightGrads::Autograd,
+        false => WeightGrads::InPlace,
+    };
     match value("--point") {
-        Some(spec) => run_point(&spec, runs, fused_adamw),
+        Some(spec) => run_point(&spec, runs, fused_adamw, grads),
         // `cargo bench --workspace` runs every bench binary with `--bench`: one default point.
-        None => run_point("small:per-task:k1:e8:t4:b32:l64:train", 3, fused_adamw),
+        None => run_point(
+            "small:per-task:k1:e8:t4:b32:l64:train",
+            3,
+            fused_adamw,
+            grads,
+        ),
     }
 }
