@@ -5,9 +5,10 @@
 // gradient of its stacked weight as one new `[G, d_in, d_out]` tensor per call (zero for the
 // groups without rows), which the leaf's AccumulateGrad then adds to `.grad`: two full passes
 // and a full-size buffer per call, however few groups had rows. Here the linear runs on the
-// detached weights (autograd then computes only the input's gradient), and `WeightGradTap`,
-// an identity on its output `y`, adds `x_g^T dy_g` and `sum(dy_g)` straight into `w.grad[g]`
-// and `b.grad[g]` for the groups that have rows, with one in-place GEMM each (the gradient
+// detached weights and without bias (autograd then computes only the input's gradient), and
+// `WeightGradTap` adds the bias to its output in the forward and, in the backward, adds
+// `x_g^T dy_g` and `sum(dy_g)` straight into `w.grad[g]` and `b.grad[g]` for the groups that
+// have rows, with one in-place GEMM each (the gradient
 // accumulation fusion of Megatron-LM's linear layers, per expert). Nothing is computed,
 // allocated or written for an empty group once `.grad` exists; the first call on a parameter
 // without a gradient allocates a zero one, as AccumulateGrad would.

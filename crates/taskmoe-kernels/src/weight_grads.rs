@@ -14,7 +14,8 @@
 //! What it changes for a caller: the gradients land in `.grad` during `backward()`, as
 //! autograd's would (the first backward on a parameter without a gradient allocates a zero
 //! one), equal to autograd's up to the rounding of the accumulation (`grad += x^T dy` in one
-//! GEMM instead of a GEMM then an add; bit for bit where `.grad` was zero, tested). They are
+//! GEMM instead of a GEMM then an add; on the per-group loop bit for bit into a zero `.grad`,
+//! tested). They are
 //! not returned by a functional gradient call (`Tensor::run_backward` with the weights as
 //! inputs) and are not differentiable again (no double backward).
 

@@ -42,6 +42,19 @@ fn run(
     (y.detach(), [x.grad(), w.grad(), b.grad()])
 }
 
+/// `grouped_linear_with` on the grouped GEMM with gradients in place.
+fn in_place(x: &Tensor, w: &Tensor, b: &Tensor, layout: &GroupLayout) -> Tensor {
+    grouped_linear_with(
+        x,
+        w,
+        Some(b),
+        layout,
+        GemmPath::Grouped,
+        WeightGrads::InPlace,
+    )
+    .unwrap()
+}
+
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
@@ -103,25 +116,11 @@ fn gradients_accumulate_over_backward_passes_in_the_same_buffer() {
     // An existing `.grad` (say an optimizer's flat buffer view) is written in place.
     let [x, w, b] = leaves(5, &counts, 16, 8);
     let layout = GroupLayout::from_counts(&counts, Device::Cpu);
-    let y = grouped_linear_with(
-        &x,
-        &w,
-        Some(&b),
-        &layout,
-        GemmPath::Grouped,
-        WeightGrads::InPlace,
-    );
-    y.unwrap().sum(Kind::Float).backward();
+    let y = in_place(&x, &w, &b, &layout);
+    y.sum(Kind::Float).backward();
     let ptr = w.grad().data_ptr();
-    let y = grouped_linear_with(
-        &x,
-        &w,
-        Some(&b),
-        &layout,
-        GemmPath::Grouped,
-        WeightGrads::InPlace,
-    );
-    y.unwrap().sum(Kind::Float).backward();
+    let y = in_place(&x, &w, &b, &layout);
+    y.sum(Kind::Float).backward();
     assert_eq!(
         w.grad().data_ptr(),
         ptr,
@@ -152,38 +151,13 @@ fn it_applies_to_leaves_under_grad_mode_and_falls_back_elsewhere() {
     );
     // A view (expert parallelism's shard) still gets its gradient, through autograd.
     let layout = GroupLayout::from_counts(&counts, Device::Cpu);
-    let y = grouped_linear_with(
-        &x,
-        &view,
-        Some(&b),
-        &layout,
-        GemmPath::Grouped,
-        WeightGrads::InPlace,
-    );
+    let y = in_place(&x, &view, &b, &layout);
     // (Not `y.sum()`: autograd's grouped GEMM refuses the broadcast gradient that makes.)
-    (y.unwrap() * Tensor::ones([7, 8], CPU))
-        .sum(Kind::Float)
-        .backward();
+    (y * Tensor::ones([7, 8], CPU)).sum(Kind::Float).backward();
     assert!(w.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0);
     // Without gradients the output is the same and carries no graph.
-    let plain = grouped_linear_with(
-        &x,
-        &w,
-        Some(&b),
-        &layout,
-        GemmPath::Grouped,
-        WeightGrads::InPlace,
-    );
-    let quiet = tch::no_grad(|| {
-        grouped_linear_with(
-            &x,
-            &w,
-            Some(&b),
-            &layout,
-            GemmPath::Grouped,
-            WeightGrads::InPlace,
-        )
-    });
-    assert!(plain.unwrap().detach().equal(quiet.as_ref().unwrap()));
-    assert!(!quiet.unwrap().requires_grad());
+    let plain = in_place(&x, &w, &b, &layout);
+    let quiet = tch::no_grad(|| in_place(&x, &w, &b, &layout));
+    assert!(plain.detach().equal(&quiet));
+    assert!(!quiet.requires_grad());
 }
