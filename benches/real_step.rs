@@ -57,7 +57,7 @@ mod common;
 #[path = "step_common.rs"]
 mod step_common;
 use common::{load_average, peak_rss_mib, threads};
-use step_common::{classification_heads, flag_value, timed_step};
+use step_common::{classification_heads, flag_value, point_fields, timed_step};
 
 const CLASSES: usize = 3;
 
@@ -337,16 +337,7 @@ fn measure(spec: &str, runs: usize, reps: usize, python: Option<&str>) -> Option
         ])
         .output()
         .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let Some(line) = text.lines().find(|l| l.starts_with("POINT")) else {
-        eprintln!(
-            "{spec} ({}): no result\n{}",
-            python.unwrap_or("taskmoe"),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    };
-    let f: Vec<&str> = line.split_whitespace().collect();
+    let (text, f) = point_fields(spec, python.unwrap_or("taskmoe"), &out)?;
     let config = text
         .split_once("CONFIG\n")
         .map_or("", |(_, c)| c)

@@ -53,3 +53,22 @@ pub fn flag_value(args: &[String], flag: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1))
         .cloned()
 }
+
+/// The whole stdout of a point's process and its `POINT` line split into fields; `None`, after
+/// printing the process's stderr under `spec` and `side` (who measured), when it printed none.
+pub fn point_fields(
+    spec: &str,
+    side: &str,
+    out: &std::process::Output,
+) -> Option<(String, Vec<String>)> {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let Some(line) = text.lines().find(|l| l.starts_with("POINT")) else {
+        eprintln!(
+            "{spec} ({side}): no result\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    };
+    let fields = line.split_whitespace().map(String::from).collect();
+    Some((text, fields))
+}

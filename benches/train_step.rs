@@ -49,7 +49,7 @@ mod common;
 #[path = "step_common.rs"]
 mod step_common;
 use common::{load_average, peak_rss_mib, threads};
-use step_common::{classification_heads, flag_value, timed_step};
+use step_common::{classification_heads, flag_value, point_fields, timed_step};
 
 /// Classes of every task's head.
 const CLASSES: usize = 3;
@@ -247,16 +247,7 @@ fn measure(spec: &str, runs: usize, python: Option<&str>) -> Option<Measured> {
         .args(["--point", spec, "--runs", &runs.to_string()])
         .output()
         .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let Some(line) = text.lines().find(|l| l.starts_with("POINT")) else {
-        eprintln!(
-            "{spec} ({}): no result\n{}",
-            python.unwrap_or("taskmoe"),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    };
-    let f: Vec<&str> = line.split_whitespace().collect();
+    let (_, f) = point_fields(spec, python.unwrap_or("taskmoe"), &out)?;
     Some(Measured {
         step_ms: f[2].parse().ok()?,
         fwd_bwd_ms: f[3].parse().ok()?,
