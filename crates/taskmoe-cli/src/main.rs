@@ -158,8 +158,11 @@ enum Command {
     /// The three claims decided on several benchmarks side by side: `--bench NAME=DIR` names
     /// an experiment output folder (its `*/results.json`); writes verdicts.md, verdicts.json and
     /// forest.svg (every arm of every benchmark against its claim's baseline) into `--out`.
+    /// A name given several times is one benchmark run in chunks of disjoint seeds (`--set
+    /// first_seed=K`): its folders' per-seed results are merged before the decision.
     Verdicts {
-        /// `NAME=DIR`: a benchmark's name and its experiment output folder; repeat.
+        /// `NAME=DIR`: a benchmark's name and its experiment output folder (or one of its
+        /// chunks); repeat.
         #[arg(long = "bench", num_args = 1.., required = true)]
         benches: Vec<String>,
         /// Folder for verdicts.md, verdicts.json and forest.svg.

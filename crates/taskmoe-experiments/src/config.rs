@@ -60,9 +60,13 @@ impl Profile {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExperimentConfig {
-    /// Seeds `0..seeds`; each seed is a fresh draw of everything random (the synthetic
+    /// Seeds `first_seed..seeds`; each seed is a fresh draw of everything random (the synthetic
     /// benchmark, subsamples, initialisation, batches). Default 3.
     pub seeds: u64,
+    /// The first seed: a benchmark run in chunks on machines that do not keep their files
+    /// runs seeds `first_seed..seeds` into a folder of its own, and `taskmoe verdicts` merges
+    /// the chunks' reports (`--bench NAME=DIR` once per chunk). Default 0.
+    pub first_seed: u64,
     /// Seeds hyperparameters are chosen on (validation scores only): `1000..1000 +
     /// tuning_seeds`, disjoint from the reported seeds. Default 3.
     pub tuning_seeds: u64,
@@ -169,6 +173,7 @@ impl Default for ExperimentConfig {
     fn default() -> Self {
         ExperimentConfig {
             seeds: 3,
+            first_seed: 0,
             tuning_seeds: 3,
             jobs: 2,
             evals_per_run: 10,
@@ -303,6 +308,15 @@ impl ExperimentConfig {
         let err = |key: &str, what: &str| bail!("{origin}: key `{key}`: {what}");
         if self.seeds == 0 {
             return err("seeds", "must be at least 1");
+        }
+        if self.first_seed >= self.seeds {
+            return err(
+                "first_seed",
+                &format!(
+                    "{} leaves no seed below `seeds` = {} (the seeds run are first_seed..seeds)",
+                    self.first_seed, self.seeds
+                ),
+            );
         }
         if self.jobs == 0 {
             return err("jobs", "must be at least 1");

@@ -52,9 +52,9 @@ impl ExperimentContext {
         &self.loaded.run
     }
 
-    /// The seeds, `0..seeds`.
+    /// The seeds, `first_seed..seeds`.
     pub fn seeds(&self) -> Vec<u64> {
-        (0..self.loaded.settings.seeds).collect()
+        (self.loaded.settings.first_seed..self.loaded.settings.seeds).collect()
     }
 
     /// The tuning seeds, `TUNING_SEED_BASE..TUNING_SEED_BASE + tuning_seeds`: hyperparameters
@@ -224,14 +224,15 @@ impl ExperimentContext {
             .as_deref()
             .map_or("-".into(), |p: &Path| p.display().to_string());
         format!(
-            "# {title}\n\nCommand: `{}` (profile `{}`, {} seeds: 0..={}, tuning seeds {:?}; every arm of a seed sees the \
+            "# {title}\n\nCommand: `{}` (profile `{}`, {} seeds: {}..={}, tuning seeds {:?}; every arm of a seed sees the \
              same data). Base run configuration: `{source}`; each arm's exact configuration is \
              `configs/<run>.toml` beside this report, its run folder `runs/<run>/`. Model `{}`: d = {}, {} blocks, {} \
              experts of width {} (top-{}) in MoE blocks, dense FFN width {}; {} steps of {} \
              examples at peak learning rate {:e}.\n\n{}\n\n",
             self.command,
             self.loaded.profile.name(),
-            self.loaded.settings.seeds,
+            self.seeds().len(),
+            self.loaded.settings.first_seed,
             self.loaded.settings.seeds.saturating_sub(1),
             self.tuning_seeds(),
             spelling(&cfg.model.variant),

@@ -28,6 +28,11 @@ impl Experiment {
              `base-run.resolved.toml`; each arm's own configuration is in its run folder, \
              `checkpoint-*/config.toml`).\n\n```toml\n{base}```\n"
         );
+        // The seeds behind every per-seed list, so the reports of chunks (disjoint seed ranges)
+        // can be merged (`verdicts::across`).
+        if let Some(obj) = report.json.as_object_mut() {
+            obj.insert("seeds".into(), serde_json::json!(ctx.seeds()));
+        }
         let dir = ctx.dir(self);
         report.write(&dir)?;
         crate::verdicts::write(&ctx.out)?;

@@ -91,21 +91,38 @@ pub fn write(out: &Path) -> Result<String> {
     write_files(out, md, &json)
 }
 
-/// What the reports of one output folder hold for the verdicts.
+/// What the reports of one benchmark hold for the verdicts (one output folder, or the merged
+/// chunks of one).
 struct Found {
     /// Each report's primary contrast, by claim.
     primaries: Vec<PrimaryContrast>,
     /// Every arm contrast of every report.
     arms: Vec<ArmContrast>,
-    /// Each report's provenance (`experiment name`, protocol hash and commit).
-    provenance: Vec<(String, serde_json::Value)>,
+    /// Each report's provenance (`experiment name`, protocol hash and commit) and the
+    /// `results.json` files it was read from.
+    provenance: Vec<(String, serde_json::Value, Vec<PathBuf>)>,
 }
 
-/// Reads the primary and arm contrasts of every experiment whose `results.json` is in `out`.
-fn read(out: &Path) -> Result<Found> {
-    let mut contrasts = Vec::new();
-    let mut arm_contrasts: Vec<ArmContrast> = Vec::new();
-    let mut provenance = Vec::new();
+/// The keys of a `results.json` that record choices made on the tuning seeds: chunks of one
+/// benchmark must agree on them to be merged.
+const CHOICE_KEYS: [&str; 2] = ["chosen_temperature", "learning_rates"];
+
+/// What one experiment's `results.json` holds for the verdicts.
+struct ExperimentResults {
+    experiment: &'static str,
+    path: PathBuf,
+    primary: Option<PrimaryContrast>,
+    arms: Vec<ArmContrast>,
+    provenance: serde_json::Value,
+    /// The seeds behind the per-seed lists (`None` in reports written before chunks existed).
+    seeds: Option<Vec<u64>>,
+    /// The tuning seeds' choices ([`CHOICE_KEYS`]).
+    choices: serde_json::Value,
+}
+
+/// Reads the results of every experiment whose `results.json` is in `out`.
+fn read_folder(out: &Path) -> Result<Vec<ExperimentResults>> {
+    let mut found = Vec::new();
     for experiment in Experiment::ALL {
         let path = out.join(experiment.name()).join("results.json");
         if !path.is_file() {
@@ -115,46 +132,231 @@ fn read(out: &Path) -> Result<Found> {
             .with_context(|| format!("reading {}", path.display()))?;
         let value: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        if let Some(p) = value.get("primary").filter(|p| !p.is_null()) {
-            let c: PrimaryContrast = serde_json::from_value(p.clone())
-                .with_context(|| format!("{}: key `primary`", path.display()))?;
-            contrasts.push(c);
+        let key = |k: &str| value.get(k).filter(|v| !v.is_null()).cloned();
+        let primary = key("primary")
+            .map(serde_json::from_value)
+            .transpose()
+            .with_context(|| format!("{}: key `primary`", path.display()))?;
+        let arms = key("arm_contrasts")
+            .map(serde_json::from_value)
+            .transpose()
+            .with_context(|| format!("{}: key `arm_contrasts`", path.display()))?
+            .unwrap_or_default();
+        let seeds = key("seeds")
+            .map(serde_json::from_value)
+            .transpose()
+            .with_context(|| format!("{}: key `seeds`", path.display()))?;
+        let choices = CHOICE_KEYS
+            .iter()
+            .filter_map(|k| key(k).map(|v| (k.to_string(), v)))
+            .collect::<serde_json::Map<_, _>>();
+        found.push(ExperimentResults {
+            experiment: experiment.name(),
+            primary,
+            arms,
+            provenance: key("provenance").unwrap_or(serde_json::Value::Null),
+            seeds,
+            choices: choices.into(),
+            path,
+        });
+    }
+    Ok(found)
+}
+
+/// Reads the primary and arm contrasts of every experiment whose `results.json` is in `out`.
+fn read(out: &Path) -> Result<Found> {
+    read_chunks(&[out.to_path_buf()])
+}
+
+/// Reads the reports of one benchmark run in chunks (one output folder per seed range) and
+/// merges their per-seed lists in seed order. Chunks merge only when they hold the same
+/// experiments, were written by the same build under the same protocol, made the same choices
+/// on the tuning seeds, compare the same arms and cover disjoint seeds; otherwise the error
+/// names both files.
+fn read_chunks(dirs: &[PathBuf]) -> Result<Found> {
+    let mut chunks = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        chunks.push(read_folder(dir)?);
+    }
+    let mut found = Found {
+        primaries: Vec::new(),
+        arms: Vec::new(),
+        provenance: Vec::new(),
+    };
+    for experiment in Experiment::ALL {
+        let name = experiment.name();
+        let parts: Vec<ExperimentResults> = chunks
+            .iter_mut()
+            .filter_map(|chunk| {
+                let i = chunk.iter().position(|r| r.experiment == name)?;
+                Some(chunk.swap_remove(i))
+            })
+            .collect();
+        if parts.is_empty() {
+            continue;
         }
-        if let Some(a) = value.get("arm_contrasts").filter(|a| !a.is_null()) {
-            let arms: Vec<ArmContrast> = serde_json::from_value(a.clone())
-                .with_context(|| format!("{}: key `arm_contrasts`", path.display()))?;
-            arm_contrasts.extend(arms);
+        if parts.len() != dirs.len() {
+            bail!(
+                "{} has {name}/results.json but {} of the {} chunks given do not: the chunks \
+                 of a benchmark must hold the same experiments",
+                parts[0].path.display(),
+                dirs.len() - parts.len(),
+                dirs.len()
+            );
         }
-        if let Some(p) = value.get("provenance") {
-            provenance.push((experiment.name().to_string(), p.clone()));
+        let merged = merge(parts)?;
+        if let Some(p) = merged.primary {
+            found.primaries.push(p);
+        }
+        found.arms.extend(merged.arms);
+        found
+            .provenance
+            .push((name.to_string(), merged.provenance, merged.paths));
+    }
+    found.primaries.sort_by_key(|c| c.claim);
+    Ok(found)
+}
+
+/// One experiment's results merged over chunks.
+struct Merged {
+    primary: Option<PrimaryContrast>,
+    arms: Vec<ArmContrast>,
+    provenance: serde_json::Value,
+    paths: Vec<PathBuf>,
+}
+
+/// Merges one experiment's results from several chunks (see [`read_chunks`]).
+fn merge(mut parts: Vec<ExperimentResults>) -> Result<Merged> {
+    if parts.len() == 1 {
+        let p = parts.pop().expect("one part");
+        return Ok(Merged {
+            primary: p.primary,
+            arms: p.arms,
+            provenance: p.provenance,
+            paths: vec![p.path],
+        });
+    }
+    for p in &parts {
+        let Some(seeds) = &p.seeds else {
+            bail!(
+                "{}: no `seeds` list (written before reports recorded their seeds), so its \
+                 per-seed numbers cannot be merged with another chunk's",
+                p.path.display()
+            );
+        };
+        let n = p.primary.as_ref().map_or(seeds.len(), |c| c.a.len());
+        if n != seeds.len() {
+            bail!(
+                "{}: {} seeds listed but the primary contrast has {n} per-seed values",
+                p.path.display(),
+                seeds.len()
+            );
         }
     }
-    contrasts.sort_by_key(|c| c.claim);
-    Ok(Found {
-        primaries: contrasts,
-        arms: arm_contrasts,
-        provenance,
-    })
+    parts.sort_by_key(|p| p.seeds.as_ref().and_then(|s| s.first().copied()));
+    let first = &parts[0];
+    let mut seen = std::collections::BTreeMap::new();
+    for p in &parts {
+        for &seed in p.seeds.as_ref().expect("checked above") {
+            if let Some(other) = seen.insert(seed, &p.path) {
+                bail!(
+                    "seed {seed} is in both {} and {}: chunks must cover disjoint seeds",
+                    other.display(),
+                    p.path.display()
+                );
+            }
+        }
+        let differ = |what: &str| -> Result<()> {
+            bail!(
+                "{} and {} differ in {what}: chunks merge only when one build ran them all \
+                 with the same choices",
+                first.path.display(),
+                p.path.display()
+            )
+        };
+        if p.provenance != first.provenance {
+            differ("provenance (protocol hash or build commit)")?;
+        }
+        if p.choices != first.choices {
+            differ("the choices made on the tuning seeds")?;
+        }
+        if p.primary.as_ref().map(|c| (c.claim, &c.name))
+            != first.primary.as_ref().map(|c| (c.claim, &c.name))
+        {
+            differ("their primary contrast")?;
+        }
+        let arm_names = |r: &ExperimentResults| -> Vec<(u8, String, String)> {
+            r.arms
+                .iter()
+                .map(|a| (a.claim, a.arm.clone(), a.name.clone()))
+                .collect()
+        };
+        if arm_names(p) != arm_names(first) {
+            differ("their arms")?;
+        }
+    }
+    let mut merged = Merged {
+        primary: first.primary.clone().map(|mut c| {
+            c.a.clear();
+            c.b.clear();
+            c
+        }),
+        arms: first
+            .arms
+            .iter()
+            .cloned()
+            .map(|mut a| {
+                a.a.clear();
+                a.b.clear();
+                a
+            })
+            .collect(),
+        provenance: first.provenance.clone(),
+        paths: Vec::new(),
+    };
+    for p in parts {
+        if let (Some(m), Some(c)) = (merged.primary.as_mut(), p.primary) {
+            m.a.extend(c.a);
+            m.b.extend(c.b);
+        }
+        for (m, a) in merged.arms.iter_mut().zip(p.arms) {
+            m.a.extend(a.a);
+            m.b.extend(a.b);
+        }
+        merged.paths.push(p.path);
+    }
+    Ok(merged)
 }
 
 /// The verdicts of several benchmarks side by side: for each `(name, folder)` (an experiment
 /// output folder), its three claims decided as [`write()`] decides them (Holm within the
 /// benchmark), in one table with the provenance of every report, and one forest plot of every
-/// arm of every benchmark. Writes `out/verdicts.md`, `out/verdicts.json` and `out/forest.svg`
-/// and returns the markdown.
+/// arm of every benchmark. A name given with several folders is one benchmark run in chunks
+/// (disjoint seed ranges, `first_seed`): their per-seed results are merged first (same build,
+/// protocol and tuning choices, or an error). Writes `out/verdicts.md`, `out/verdicts.json`
+/// and `out/forest.svg` and returns the markdown.
 pub fn across(benchmarks: &[(String, PathBuf)], out: &Path) -> Result<String> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut grouped: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    for (name, dir) in benchmarks {
+        match grouped.iter_mut().find(|(n, _)| n == name) {
+            Some((_, dirs)) => dirs.push(dir.clone()),
+            None => grouped.push((name.clone(), vec![dir.clone()])),
+        }
+    }
     let mut rows = Vec::new();
     let mut forest = Vec::new();
     let mut json_benchmarks = Vec::new();
     let mut sources = String::new();
-    for (name, dir) in benchmarks {
-        let found = read(dir)?;
+    for (name, dirs) in &grouped {
+        let found = read_chunks(dirs)?;
+        let folders = dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         if found.primaries.is_empty() {
-            bail!(
-                "{}: no report with a primary contrast (no */results.json)",
-                dir.display()
-            );
+            bail!("{folders}: no report with a primary contrast (no */results.json)");
         }
         let decisions = decide(&found.primaries);
         for d in &decisions {
@@ -171,13 +373,16 @@ pub fn across(benchmarks: &[(String, PathBuf)], out: &Path) -> Result<String> {
         }
         forest.extend(forest_rows(&format!("{name} · "), &decisions, &found.arms));
         let current = crate::preregistration::protocol_sha256();
-        for (experiment, p) in &found.provenance {
+        for (experiment, p, paths) in &found.provenance {
             let hash = p["protocol_sha256"].as_str().unwrap_or("?");
+            let files = paths
+                .iter()
+                .map(|f| format!("`{}`", f.display()))
+                .collect::<Vec<_>>()
+                .join(" + ");
             let _ = writeln!(
                 sources,
-                "- {name}, {experiment}: `{}/results.json`, protocol SHA-256 `{hash}`{}, commit \
-                 `{}`",
-                dir.join(experiment).display(),
+                "- {name}, {experiment}: {files}, protocol SHA-256 `{hash}`{}, commit `{}`",
                 if hash == current {
                     ""
                 } else {
@@ -188,9 +393,9 @@ pub fn across(benchmarks: &[(String, PathBuf)], out: &Path) -> Result<String> {
         }
         json_benchmarks.push(json!({
             "name": name,
-            "folder": dir,
+            "folders": dirs,
             "decisions": decisions,
-            "provenance": found.provenance.iter().map(|(e, p)| (e.clone(), p.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+            "provenance": found.provenance.iter().map(|(e, p, _)| (e.clone(), p.clone())).collect::<std::collections::BTreeMap<_, _>>(),
         }));
     }
     let mut md = String::new();
@@ -348,4 +553,102 @@ fn markdown(decisions: &[Decision]) -> String {
         );
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake experiment output folder: every experiment's `results.json` with a primary and
+    /// one arm contrast over `seeds`, the values `base + seed / 100`.
+    fn chunk(dir: &Path, seeds: &[u64], commit: &str, temperature: f64) {
+        for (claim, experiment) in Experiment::ALL.iter().enumerate() {
+            let a: Vec<f64> = seeds.iter().map(|&s| 0.8 + s as f64 / 100.0).collect();
+            let b: Vec<f64> = seeds.iter().map(|&s| 0.7 + s as f64 / 100.0).collect();
+            let claim = claim as u8 + 1;
+            let value = json!({
+                "primary": {"claim": claim, "name": "task-moe - dense", "a": a, "b": b},
+                "arm_contrasts": [{"claim": claim, "arm": "task-dense", "name": "task-dense - dense", "a": b, "b": b}],
+                "provenance": {"protocol_sha256": "p", "commit": commit},
+                "chosen_temperature": {"dense": temperature},
+                "seeds": seeds,
+            });
+            let d = dir.join(experiment.name());
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("results.json"), value.to_string()).unwrap();
+        }
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("taskmoe-verdicts-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn chunks_of_disjoint_seeds_merge_in_seed_order() {
+        let root = scratch("merge");
+        let (early, late) = (root.join("early"), root.join("late"));
+        chunk(&early, &[0, 1], "abc", 2.0);
+        chunk(&late, &[2, 3, 4], "abc", 2.0);
+        // Given late first: merged in seed order all the same.
+        let found = read_chunks(&[late.clone(), early.clone()]).unwrap();
+        assert_eq!(found.primaries.len(), 3);
+        for p in &found.primaries {
+            let want: Vec<f64> = (0..5).map(|s| 0.8 + s as f64 / 100.0).collect();
+            assert_eq!(p.a, want, "claim {}", p.claim);
+            assert_eq!(p.b.len(), 5);
+        }
+        assert!(found.arms.iter().all(|a| a.a.len() == 5 && a.b.len() == 5));
+        assert!(found
+            .provenance
+            .iter()
+            .all(|(_, _, files)| files.len() == 2));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn chunks_that_overlap_or_differ_in_build_or_choices_are_refused_by_name() {
+        let root = scratch("refuse");
+        let base = root.join("base");
+        chunk(&base, &[0, 1], "abc", 2.0);
+        let refused = |dir: &Path, seeds: &[u64], commit: &str, t: f64| -> String {
+            let _ = std::fs::remove_dir_all(dir);
+            chunk(dir, seeds, commit, t);
+            match read_chunks(&[base.clone(), dir.to_path_buf()]) {
+                Ok(_) => panic!("merged {}", dir.display()),
+                Err(e) => e.to_string(),
+            }
+        };
+        let e = refused(&root.join("overlap"), &[1, 2], "abc", 2.0);
+        assert!(e.contains("seed 1 is in both"), "{e}");
+        let e = refused(&root.join("build"), &[2, 3], "def", 2.0);
+        assert!(e.contains("provenance") && e.contains("build"), "{e}");
+        let e = refused(&root.join("choice"), &[2, 3], "abc", 1.0);
+        assert!(e.contains("tuning seeds"), "{e}");
+        // A report written before reports listed their seeds cannot be placed.
+        let old = root.join("old");
+        chunk(&old, &[2, 3], "abc", 2.0);
+        let path = old.join("unseen/results.json");
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("seeds");
+        std::fs::write(&path, v.to_string()).unwrap();
+        let e = read_chunks(&[base.clone(), old]).err().unwrap().to_string();
+        assert!(
+            e.contains("unseen/results.json") && e.contains("seeds"),
+            "{e}"
+        );
+        // A chunk without one of the experiments.
+        let partial = root.join("partial");
+        chunk(&partial, &[2, 3], "abc", 2.0);
+        std::fs::remove_dir_all(partial.join("unrelated")).unwrap();
+        let e = read_chunks(&[base.clone(), partial])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("same experiments"), "{e}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

@@ -200,6 +200,39 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
     assert!(stderr2.contains("(0 to train,"), "{stderr2}");
     assert_eq!(read_json(&out.join("low-resource/results.json")), lr);
     assert_eq!(read_json(&out.join("unseen/results.json")), unseen);
+
+    // A chunk of the same benchmark in a folder of its own (`first_seed`, for machines that
+    // lose their files between sessions): seed 1 alone gives seed 1's numbers of the full
+    // run, lists its seed, and merging it with a folder that also holds seed 1 is refused.
+    let chunk = scratch("chunk");
+    let one = experiment("all", &chunk, &["--set", "first_seed=1"]);
+    let stderr = String::from_utf8_lossy(&one.stderr).into_owned();
+    assert!(one.status.success(), "{stderr}");
+    for name in ["low-resource", "unseen", "unrelated"] {
+        let full = read_json(&out.join(format!("{name}/results.json")));
+        let part = read_json(&chunk.join(format!("{name}/results.json")));
+        assert_eq!(full["seeds"], serde_json::json!([0, 1]), "{name}");
+        assert_eq!(part["seeds"], serde_json::json!([1]), "{name}");
+        for side in ["a", "b"] {
+            assert_eq!(
+                part["primary"][side][0], full["primary"][side][1],
+                "{name}: seed 1 alone must equal seed 1 of the full run"
+            );
+        }
+    }
+    let overlap = Command::new(env!("CARGO_BIN_EXE_taskmoe"))
+        .args(["verdicts", "--bench"])
+        .arg(format!("one={}", out.display()))
+        .arg("--bench")
+        .arg(format!("one={}", chunk.display()))
+        .arg("--out")
+        .arg(out.join("merged"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&overlap.stderr).into_owned();
+    assert!(!overlap.status.success());
+    assert!(text.contains("seed 1 is in both"), "{text}");
+    let _ = std::fs::remove_dir_all(&chunk);
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -228,6 +261,11 @@ fn bad_settings_are_named() {
     let text = String::from_utf8_lossy(&arm.stderr).into_owned();
     assert!(!arm.status.success());
     assert!(text.contains("low_resource.variants"), "{text}");
+
+    let range = experiment("low-resource", &out, &["--set", "first_seed=2"]);
+    let text = String::from_utf8_lossy(&range.stderr).into_owned();
+    assert!(!range.status.success());
+    assert!(text.contains("first_seed"), "{text}");
 
     let name = experiment("sideways", &out, &[]);
     let text = String::from_utf8_lossy(&name.stderr).into_owned();
