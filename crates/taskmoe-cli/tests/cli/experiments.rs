@@ -29,6 +29,16 @@ fn experiment(name: &str, out: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `taskmoe verdicts --bench NAME=DIR ... --out OUT`.
+fn run_verdicts(benches: &[(&str, &Path)], out: &Path) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskmoe"));
+    cmd.arg("verdicts");
+    for (name, dir) in benches {
+        cmd.arg("--bench").arg(format!("{name}={}", dir.display()));
+    }
+    cmd.arg("--out").arg(out).output().unwrap()
+}
+
 fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
@@ -171,15 +181,7 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
     // Two benchmarks side by side (the same folder twice): six decisions, one forest plot,
     // every report listed as a source under this build's protocol.
     let across = out.join("across");
-    let both = Command::new(env!("CARGO_BIN_EXE_taskmoe"))
-        .args(["verdicts", "--bench"])
-        .arg(format!("one={}", out.display()))
-        .arg("--bench")
-        .arg(format!("two={}", out.display()))
-        .arg("--out")
-        .arg(&across)
-        .output()
-        .unwrap();
+    let both = run_verdicts(&[("one", &out), ("two", &out)], &across);
     assert!(
         both.status.success(),
         "{}",
@@ -220,15 +222,7 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
             );
         }
     }
-    let overlap = Command::new(env!("CARGO_BIN_EXE_taskmoe"))
-        .args(["verdicts", "--bench"])
-        .arg(format!("one={}", out.display()))
-        .arg("--bench")
-        .arg(format!("one={}", chunk.display()))
-        .arg("--out")
-        .arg(out.join("merged"))
-        .output()
-        .unwrap();
+    let overlap = run_verdicts(&[("one", &out), ("one", &chunk)], &out.join("merged"));
     let text = String::from_utf8_lossy(&overlap.stderr).into_owned();
     assert!(!overlap.status.success());
     assert!(text.contains("seed 1 is in both"), "{text}");
