@@ -10,11 +10,22 @@ fn config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/experiments/tiny.toml")
 }
 
-fn scratch(name: &str) -> PathBuf {
+/// A fresh folder under the temporary directory and the guard that removes it when the test
+/// ends, failed ones included (experiment folders of real-text runs hold gigabytes).
+fn scratch(name: &str) -> (PathBuf, RemoveOnDrop) {
     let dir = std::env::temp_dir().join(format!("taskmoe-exp-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    (dir.clone(), RemoveOnDrop(dir))
+}
+
+/// Removes its folder when dropped (also while a failed assertion unwinds).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn experiment(name: &str, out: &Path, extra: &[&str]) -> Output {
@@ -46,7 +57,7 @@ fn read_json(path: &Path) -> serde_json::Value {
 
 #[test]
 fn every_experiment_writes_a_report_and_reuses_finished_runs() {
-    let out = scratch("all");
+    let (out, _remove_all) = scratch("all");
     let first = experiment("all", &out, &[]);
     let stdout = String::from_utf8_lossy(&first.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&first.stderr).into_owned();
@@ -206,7 +217,7 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
     // A chunk of the same benchmark in a folder of its own (`first_seed`, for machines that
     // lose their files between sessions): seed 1 alone gives seed 1's numbers of the full
     // run, lists its seed, and merging it with a folder that also holds seed 1 is refused.
-    let chunk = scratch("chunk");
+    let (chunk, _remove_chunk) = scratch("chunk");
     let one = experiment("all", &chunk, &["--set", "first_seed=1"]);
     let stderr = String::from_utf8_lossy(&one.stderr).into_owned();
     assert!(one.status.success(), "{stderr}");
@@ -226,13 +237,11 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
     let text = String::from_utf8_lossy(&overlap.stderr).into_owned();
     assert!(!overlap.status.success());
     assert!(text.contains("seed 1 is in both"), "{text}");
-    let _ = std::fs::remove_dir_all(&chunk);
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
 fn bad_settings_are_named() {
-    let out = scratch("bad");
+    let (out, _remove_bad) = scratch("bad");
     let unknown = experiment("low-resource", &out, &["--set", "low_resource.sizez=[4]"]);
     let text = String::from_utf8_lossy(&unknown.stderr).into_owned();
     assert!(!unknown.status.success());
@@ -269,12 +278,11 @@ fn bad_settings_are_named() {
         text.contains("'sideways'") && text.contains("low-resource, unseen, unrelated, all"),
         "{text}"
     );
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
 fn the_unseen_experiment_runs_on_real_tasks_named_in_a_config() {
-    let out = scratch("glue");
+    let (out, _remove_glue) = scratch("glue");
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/experiments/glue.toml");
     let init = format!("init.from={}", minilm().display());
     let output = Command::new(env!("CARGO_BIN_EXE_taskmoe"))
@@ -307,7 +315,6 @@ fn the_unseen_experiment_runs_on_real_tasks_named_in_a_config() {
         assert_eq!(c["chosen"], "rte", "{c}");
         assert_eq!(c["losses"].as_object().unwrap().len(), 1, "{c}");
     }
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// Run folders under `dir/runs` with a complete checkpoint and no final test yet.
@@ -333,7 +340,7 @@ fn interrupted_runs(dir: &Path) -> Vec<String> {
 #[test]
 fn a_killed_experiment_resumes_its_interrupted_runs_exactly_and_reuses_finished_ones() {
     use std::os::unix::process::CommandExt;
-    let out = scratch("killed");
+    let (out, _remove_killed) = scratch("killed");
     // Runs long enough to be caught between checkpoints.
     let longer = [
         "--run-set",
@@ -416,5 +423,4 @@ fn a_killed_experiment_resumes_its_interrupted_runs_exactly_and_reuses_finished_
         tasks(alone.join(id).join("final-test.json")),
         "{id}"
     );
-    let _ = std::fs::remove_dir_all(&out);
 }
