@@ -217,6 +217,33 @@ fn read_chunks(dirs: &[PathBuf]) -> Result<Found> {
     Ok(found)
 }
 
+/// Settings keys that may differ between chunks of one benchmark: which seeds, how many runs
+/// at a time, and where the base run's file was written (inside the chunk's folder).
+const CHUNK_KEYS: [&str; 4] = ["seeds", "first_seed", "jobs", "run_config"];
+
+/// What must be equal for the chunks of a benchmark to merge, read beside `results`: the
+/// experiment settings (`settings.toml`) without [`CHUNK_KEYS`], and the resolved base run
+/// (`base-run.resolved.toml`).
+fn run_settings(results: &Path) -> Result<(toml::Table, String)> {
+    let dir = results.parent().unwrap_or(Path::new("."));
+    let read = |name: &str| -> Result<String> {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (a chunk's settings, compared before merging)",
+                path.display()
+            )
+        })
+    };
+    let settings_path = dir.join("settings.toml");
+    let mut settings: toml::Table = toml::from_str(&read("settings.toml")?)
+        .with_context(|| format!("parsing {}", settings_path.display()))?;
+    for key in CHUNK_KEYS {
+        settings.remove(key);
+    }
+    Ok((settings, read("base-run.resolved.toml")?))
+}
+
 /// One experiment's results merged over chunks.
 struct Merged {
     primary: Option<PrimaryContrast>,
@@ -279,6 +306,9 @@ fn merge(mut parts: Vec<ExperimentResults>) -> Result<Merged> {
         }
         if p.choices != first.choices {
             differ("the choices made on the tuning seeds")?;
+        }
+        if run_settings(&p.path)? != run_settings(&first.path)? {
+            differ("their settings (settings.toml without the seeds, jobs and the path of the base run, or base-run.resolved.toml)")?;
         }
         if p.primary.as_ref().map(|c| (c.claim, &c.name))
             != first.primary.as_ref().map(|c| (c.claim, &c.name))
@@ -576,6 +606,14 @@ mod tests {
             let d = dir.join(experiment.name());
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join("results.json"), value.to_string()).unwrap();
+            let settings = format!(
+                "seeds = {}\nfirst_seed = {}\njobs = 2\nrun_config = \"{}\"\npatience = 3\n",
+                seeds.last().unwrap() + 1,
+                seeds[0],
+                dir.join("base-run.toml").display()
+            );
+            std::fs::write(d.join("settings.toml"), settings).unwrap();
+            std::fs::write(d.join("base-run.resolved.toml"), "[train]\nsteps = 300\n").unwrap();
         }
     }
 
@@ -627,6 +665,25 @@ mod tests {
         assert!(e.contains("provenance") && e.contains("build"), "{e}");
         let e = refused(&root.join("choice"), &[2, 3], "abc", 1.0);
         assert!(e.contains("tuning seeds"), "{e}");
+        // Settings that change what is measured (not the seeds, jobs or folder) are refused.
+        let other = root.join("settings");
+        chunk(&other, &[2, 3], "abc", 2.0);
+        let path = other.join("low-resource/settings.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("patience = 3", "patience = 5")).unwrap();
+        let e = read_chunks(&[base.clone(), other.clone()])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("their settings"), "{e}");
+        std::fs::write(&path, text).unwrap();
+        let run = other.join("unseen/base-run.resolved.toml");
+        std::fs::write(&run, "[train]\nsteps = 301\n").unwrap();
+        let e = read_chunks(&[base.clone(), other])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("base-run.resolved.toml"), "{e}");
         // A report written before reports listed their seeds cannot be placed.
         let old = root.join("old");
         chunk(&old, &[2, 3], "abc", 2.0);
