@@ -204,19 +204,13 @@ pub(super) fn build_report(
     };
     let mut verdicts = describe(&primary);
     if let Some(c) = control {
-        let gain = c.diff.n >= 2 && c.low > 0.0;
         let _ = write!(
             verdicts,
             "\nNegative control (declared in the protocol): the family source's head with another \
              family's routing \
              minus fresh routing, {}: {}. Secondary: family routing minus fresh routing, {}.\n",
             c.show(),
-            match gain {
-                true =>
-                    "**the control shows a gain** (its interval lies above 0), so a gain of \
-                         copied routing is not evidence that related routing transfers",
-                false => "no gain (its interval reaches 0 or below), as the protocol requires",
-            },
+            control_outcome(&c),
             paired(&mean_over_k(TRANSFERRED), &mean_over_k(FRESH)).show(),
         );
     }
@@ -359,4 +353,33 @@ pub(super) fn build_report(
         summary,
         primary: Some(primary),
     })
+}
+
+/// What the negative control says: a gain (its interval above 0) voids the evidence of copied
+/// routing; one seed has no interval, so it says nothing either way.
+fn control_outcome(c: &crate::stats::Comparison) -> &'static str {
+    if c.diff.n < 2 {
+        "not judged (one seed has no interval)"
+    } else if c.low > 0.0 {
+        "**the control shows a gain** (its interval lies above 0), so a gain of copied routing \
+         is not evidence that related routing transfers"
+    } else {
+        "no gain (its interval reaches 0 or below), as the protocol requires"
+    }
+}
+
+#[cfg(test)]
+mod control_tests {
+    use super::control_outcome;
+    use crate::stats::paired;
+
+    #[test]
+    fn the_negative_control_is_judged_only_with_an_interval() {
+        let one = paired(&[0.8], &[0.7]);
+        assert!(control_outcome(&one).starts_with("not judged"));
+        let gain = paired(&[0.80, 0.81, 0.82, 0.80], &[0.70, 0.70, 0.71, 0.70]);
+        assert!(control_outcome(&gain).contains("shows a gain"));
+        let none = paired(&[0.80, 0.70, 0.82, 0.69], &[0.75, 0.75, 0.75, 0.75]);
+        assert!(control_outcome(&none).starts_with("no gain"));
+    }
 }
