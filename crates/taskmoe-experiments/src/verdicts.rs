@@ -179,9 +179,9 @@ fn read(out: &Path) -> Result<Found> {
 
 /// Reads the reports of one benchmark run in chunks (one output folder per seed range) and
 /// merges their per-seed lists in seed order. Chunks merge only when they hold the same
-/// experiments, were written by the same build under the same protocol, made the same choices
-/// on the tuning seeds, compare the same arms and cover disjoint seeds; otherwise the error
-/// names both files.
+/// experiments, were written by the same build under the same protocol with the same settings
+/// ([`run_settings`]), made the same choices on the tuning seeds, compare the same arms and
+/// cover disjoint seeds; otherwise the error names both files.
 fn read_chunks(dirs: &[PathBuf]) -> Result<Found> {
     let mut chunks = Vec::with_capacity(dirs.len());
     for dir in dirs {
