@@ -13,23 +13,8 @@ use crate::error::{ModelError, Result};
 /// Rewrites the header of the safetensors file `path` in place so that its `__metadata__`
 /// holds `entries` (replacing any earlier metadata). The data section is copied unchanged.
 pub fn set_metadata(path: &Path, entries: &[(&str, &str)]) -> Result<()> {
-    let bad = |message: String| ModelError::Checkpoint {
-        path: path.to_path_buf(),
-        problems: vec![message],
-    };
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if bytes.len() < 8 {
-        return Err(bad("shorter than a safetensors header".into()));
-    }
-    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
-    let header = bytes
-        .get(8..8 + n)
-        .ok_or_else(|| bad("header length beyond the end of the file".into()))?;
-    let mut json: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(header).map_err(|e| bad(format!("safetensors header: {e}")))?;
+    let (bytes, n) = read_file(path)?;
+    let mut json: serde_json::Map<String, serde_json::Value> = parse_header(path, &bytes, n)?;
     let meta: serde_json::Map<String, serde_json::Value> = entries
         .iter()
         .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
@@ -52,23 +37,8 @@ pub fn set_metadata(path: &Path, entries: &[(&str, &str)]) -> Result<()> {
 
 /// The `__metadata__` entries of a safetensors file (empty when it has none).
 pub fn read_metadata(path: &Path) -> Result<Vec<(String, String)>> {
-    let bad = |message: String| ModelError::Checkpoint {
-        path: path.to_path_buf(),
-        problems: vec![message],
-    };
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let n = bytes
-        .get(..8)
-        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
-        .ok_or_else(|| bad("shorter than a safetensors header".into()))?;
-    let header = bytes
-        .get(8..8 + n)
-        .ok_or_else(|| bad("header length beyond the end of the file".into()))?;
-    let json: serde_json::Value =
-        serde_json::from_slice(header).map_err(|e| bad(format!("safetensors header: {e}")))?;
+    let (bytes, n) = read_file(path)?;
+    let json: serde_json::Value = parse_header(path, &bytes, n)?;
     Ok(json
         .get("__metadata__")
         .and_then(|m| m.as_object())
@@ -78,4 +48,34 @@ pub fn read_metadata(path: &Path) -> Result<Vec<(String, String)>> {
                 .collect()
         })
         .unwrap_or_default())
+}
+
+/// An error naming `path` as a malformed safetensors file.
+fn malformed(path: &Path, message: String) -> ModelError {
+    ModelError::Checkpoint {
+        path: path.to_path_buf(),
+        problems: vec![message],
+    }
+}
+
+/// The bytes of the safetensors file `path` and the length `n` of its JSON header.
+fn read_file(path: &Path) -> Result<(Vec<u8>, usize)> {
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let n = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+        .ok_or_else(|| malformed(path, "shorter than a safetensors header".into()))?;
+    Ok((bytes, n))
+}
+
+/// The JSON header (`n` bytes after the length) of the safetensors file `path`, as `T`.
+fn parse_header<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8], n: usize) -> Result<T> {
+    let header = n
+        .checked_add(8)
+        .and_then(|end| bytes.get(8..end))
+        .ok_or_else(|| malformed(path, "header length beyond the end of the file".into()))?;
+    serde_json::from_slice(header).map_err(|e| malformed(path, format!("safetensors header: {e}")))
 }

@@ -2,56 +2,10 @@
 //! kill, and the errors a user sees for bad configurations and damaged checkpoints.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::minilm;
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("taskmoe-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn taskmoe(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskmoe"));
-    cmd.args(args);
-    cmd
-}
-
-fn train(out: &Path, extra: &[&str]) -> Command {
-    let fixture = fixture();
-    let out_dir = format!("output.dir={}", out.display());
-    let mut args = vec![
-        "train",
-        "--config",
-        fixture.to_str().unwrap(),
-        "--set",
-        &out_dir,
-    ];
-    args.extend_from_slice(extra);
-    taskmoe(&args)
-}
-
-fn ok(output: Output) -> String {
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "failed: {}\n{text}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    text
-}
-
-fn fails(output: Output) -> String {
-    assert!(!output.status.success(), "expected a failure");
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use crate::common::{command, fails, minilm, ok, scratch, stderr_of, tiny_config, train_tiny};
 
 /// `(step, loss)` of every line of a run's metrics.jsonl, the loss as written.
 fn losses(run: &Path) -> Vec<(u64, String)> {
@@ -68,7 +22,9 @@ fn losses(run: &Path) -> Vec<(u64, String)> {
 #[test]
 fn train_then_eval_reproduces_the_final_table() {
     let out = scratch("e2e");
-    let table = ok(train(&out, &["--set", "output.name=run"]).output().unwrap());
+    let table = ok(train_tiny(&out, &["--set", "output.name=run"])
+        .output()
+        .unwrap());
     assert!(
         table.contains("lexicon_hi0") && table.contains("majority"),
         "{table}"
@@ -100,7 +56,7 @@ fn train_then_eval_reproduces_the_final_table() {
     assert_eq!(run.join("checkpoint-6").exists(), best == 6);
 
     let eval = ok(
-        taskmoe(&["eval", "--run", run.to_str().unwrap(), "--split", "test"])
+        command(&["eval", "--run", run.to_str().unwrap(), "--split", "test"])
             .output()
             .unwrap(),
     );
@@ -128,13 +84,13 @@ fn killed_and_resumed_run_matches_the_uninterrupted_one() {
     let out = scratch("resume");
     let steps = "train.steps=30";
     ok(
-        train(&out, &["--set", "output.name=straight", "--set", steps])
+        train_tiny(&out, &["--set", "output.name=straight", "--set", steps])
             .output()
             .unwrap(),
     );
 
     // Start the same run, kill it once checkpoint-6 exists, resume.
-    let mut child = train(&out, &["--set", "output.name=killed", "--set", steps])
+    let mut child = train_tiny(&out, &["--set", "output.name=killed", "--set", steps])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -155,7 +111,7 @@ fn killed_and_resumed_run_matches_the_uninterrupted_one() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!killed.join("checkpoint-30").exists(), "killed mid-run");
-    ok(train(
+    ok(train_tiny(
         &out,
         &["--set", "output.name=killed", "--set", steps, "--resume"],
     )
@@ -175,12 +131,12 @@ fn killed_and_resumed_run_matches_the_uninterrupted_one() {
 fn a_second_train_without_resume_is_refused() {
     let out = scratch("refuse");
     ok(
-        train(&out, &["--set", "output.name=r", "--set", "train.steps=3"])
+        train_tiny(&out, &["--set", "output.name=r", "--set", "train.steps=3"])
             .output()
             .unwrap(),
     );
     let err = fails(
-        train(&out, &["--set", "output.name=r", "--set", "train.steps=3"])
+        train_tiny(&out, &["--set", "output.name=r", "--set", "train.steps=3"])
             .output()
             .unwrap(),
     );
@@ -211,7 +167,7 @@ fn bad_configurations_fail_with_the_key_named() {
         (&["--set", "runtime.device=tpu"], "runtime.device"),
     ];
     for (args, expected) in cases {
-        let err = fails(train(&out, args).output().unwrap());
+        let err = fails(train_tiny(&out, args).output().unwrap());
         assert!(err.contains(expected), "{args:?}: {err}");
     }
     std::fs::remove_dir_all(out).unwrap();
@@ -228,7 +184,7 @@ fn a_file_in_the_old_train_layout_is_refused_and_migrates_to_the_same_run() {
     .unwrap();
     let path = old.to_str().unwrap();
     let err = fails(
-        taskmoe(&["config", "show", "--config", path])
+        command(&["config", "show", "--config", path])
             .output()
             .unwrap(),
     );
@@ -239,19 +195,19 @@ fn a_file_in_the_old_train_layout_is_refused_and_migrates_to_the_same_run() {
             && err.contains("taskmoe config migrate"),
         "{err}"
     );
-    let printed = ok(taskmoe(&["config", "migrate", path]).output().unwrap());
+    let printed = ok(command(&["config", "migrate", path]).output().unwrap());
     assert!(
         printed.contains("[schedule]") && printed.contains("[eval]"),
         "{printed}"
     );
-    ok(taskmoe(&["config", "migrate", path, "--write"])
+    ok(command(&["config", "migrate", path, "--write"])
         .output()
         .unwrap());
     assert!(out.join("old.toml.old").is_file());
-    let new = ok(taskmoe(&["config", "show", "--bare", "--config", path])
+    let new = ok(command(&["config", "show", "--bare", "--config", path])
         .output()
         .unwrap());
-    let expected = ok(taskmoe(&[
+    let expected = ok(command(&[
         "config",
         "show",
         "--bare",
@@ -268,7 +224,7 @@ fn a_file_in_the_old_train_layout_is_refused_and_migrates_to_the_same_run() {
     .unwrap());
     assert_eq!(new, expected);
     // The documented tree is the same configuration with each key's doc above it.
-    let shown = ok(taskmoe(&["config", "show", "--config", path])
+    let shown = ok(command(&["config", "show", "--config", path])
         .output()
         .unwrap());
     assert!(
@@ -282,7 +238,7 @@ fn a_file_in_the_old_train_layout_is_refused_and_migrates_to_the_same_run() {
 fn a_truncated_checkpoint_is_skipped_for_the_previous_one() {
     let out = scratch("truncated");
     ok(
-        train(&out, &["--set", "output.name=t", "--set", "train.steps=6"])
+        train_tiny(&out, &["--set", "output.name=t", "--set", "train.steps=6"])
             .output()
             .unwrap(),
     );
@@ -295,7 +251,7 @@ fn a_truncated_checkpoint_is_skipped_for_the_previous_one() {
         .unwrap()
         .set_len(len / 2)
         .unwrap();
-    let eval = ok(taskmoe(&["eval", "--run", run.to_str().unwrap()])
+    let eval = ok(command(&["eval", "--run", run.to_str().unwrap()])
         .output()
         .unwrap());
     assert!(
@@ -307,8 +263,8 @@ fn a_truncated_checkpoint_is_skipped_for_the_previous_one() {
 
 #[test]
 fn inspect_shows_every_variant() {
-    let f = fixture();
-    let text = ok(taskmoe(&["inspect", "--config", f.to_str().unwrap()])
+    let f = tiny_config();
+    let text = ok(command(&["inspect", "--config", f.to_str().unwrap()])
         .output()
         .unwrap());
     for v in [
@@ -324,8 +280,8 @@ fn inspect_shows_every_variant() {
 
 #[test]
 fn inspect_counts_lora_experts_and_their_trainable_parameters() {
-    let f = fixture();
-    let text = ok(taskmoe(&[
+    let f = tiny_config();
+    let text = ok(command(&[
         "inspect",
         "--config",
         f.to_str().unwrap(),
@@ -344,7 +300,7 @@ fn inspect_counts_lora_experts_and_their_trainable_parameters() {
 #[test]
 fn single_task_baseline_trains_one_model_per_task() {
     let out = scratch("single");
-    let table = ok(train(
+    let table = ok(train_tiny(
         &out,
         &[
             "--set",
@@ -379,7 +335,7 @@ fn glue_example_fine_tunes_an_upcycled_minilm() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let config = root.join("configs/glue-minilm.toml");
     let registry = root.join("configs/glue-example/tasks.toml");
-    let output = taskmoe(&[
+    let output = command(&[
         "train",
         "--config",
         config.to_str().unwrap(),
@@ -400,7 +356,7 @@ fn glue_example_fine_tunes_an_upcycled_minilm() {
     ])
     .output()
     .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let stderr = stderr_of(&output);
     let table = ok(output);
     for task in ["rte", "sst2", "stsb"] {
         assert!(table.contains(task), "{task}: {table}");
@@ -431,7 +387,7 @@ fn glue_example_fine_tunes_an_upcycled_minilm() {
     )
     .unwrap();
     let prediction = ok(
-        taskmoe(&["predict", "--checkpoint", copy.to_str().unwrap(), "--input"])
+        command(&["predict", "--checkpoint", copy.to_str().unwrap(), "--input"])
             .arg(&input)
             .args(["--task", "rte"])
             .output()
@@ -450,7 +406,7 @@ fn glue_example_fine_tunes_an_upcycled_minilm() {
 fn the_gpu_check_runs_on_the_cpu_at_tiny_sizes() {
     // `--tiny` alone is the seconds-long smoke test the README names.
     let started = Instant::now();
-    let out = ok(taskmoe(&["check", "--device", "cpu", "--tiny"])
+    let out = ok(command(&["check", "--device", "cpu", "--tiny"])
         .output()
         .unwrap());
     assert!(
@@ -471,7 +427,7 @@ fn the_gpu_check_runs_on_the_cpu_at_tiny_sizes() {
 
 #[test]
 fn cuda_on_a_cpu_only_libtorch_names_the_library_and_auto_falls_back() {
-    let out = taskmoe(&["check", "--device", "cuda", "--tiny"])
+    let out = command(&["check", "--device", "cuda", "--tiny"])
         .output()
         .unwrap();
     if out.status.success() {
@@ -481,7 +437,7 @@ fn cuda_on_a_cpu_only_libtorch_names_the_library_and_auto_falls_back() {
     assert!(err.contains("libtorch_cuda.so"), "{err}");
 
     let dir = scratch("auto-bf16");
-    let out = train(
+    let out = train_tiny(
         &dir,
         &[
             "--set",
@@ -494,7 +450,7 @@ fn cuda_on_a_cpu_only_libtorch_names_the_library_and_auto_falls_back() {
     )
     .output()
     .unwrap();
-    let note = String::from_utf8_lossy(&out.stderr).into_owned();
+    let note = stderr_of(&out);
     ok(out);
     assert!(
         note.contains("device auto:") && note.contains("using the CPU"),
@@ -517,8 +473,8 @@ fn cuda_on_a_cpu_only_libtorch_names_the_library_and_auto_falls_back() {
 #[test]
 fn search_tries_each_axis_on_the_tuning_seeds_and_flags_an_edge_choice() {
     let out = scratch("search");
-    let fixture = fixture();
-    let text = ok(taskmoe(&[
+    let fixture = tiny_config();
+    let text = ok(command(&[
         "search",
         "--config",
         fixture.to_str().unwrap(),
@@ -560,7 +516,7 @@ fn search_tries_each_axis_on_the_tuning_seeds_and_flags_an_edge_choice() {
     assert!(base.contains("steps = 6"), "{base}");
     // A key that does not exist is named.
     let err = fails(
-        taskmoe(&[
+        command(&[
             "search",
             "--config",
             fixture.to_str().unwrap(),
@@ -579,7 +535,7 @@ fn search_tries_each_axis_on_the_tuning_seeds_and_flags_an_edge_choice() {
 #[test]
 fn families_trains_every_default_arm_on_the_report_seeds_and_tables_them() {
     let out = scratch("families");
-    let fixture = fixture();
+    let fixture = tiny_config();
     let args = |extra: &[&str]| {
         let mut a = vec![
             "families",
@@ -600,7 +556,7 @@ fn families_trains_every_default_arm_on_the_report_seeds_and_tables_them() {
         a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
     };
     let text = ok(
-        taskmoe(&args(&[]).iter().map(String::as_str).collect::<Vec<_>>())
+        command(&args(&[]).iter().map(String::as_str).collect::<Vec<_>>())
             .output()
             .unwrap(),
     );
@@ -632,7 +588,7 @@ fn families_trains_every_default_arm_on_the_report_seeds_and_tables_them() {
     }
     // An arm of one's own, and a malformed one named.
     let own = args(&["--arm", "wide: model.moe.router.k=2"]);
-    let text = ok(taskmoe(&own.iter().map(String::as_str).collect::<Vec<_>>())
+    let text = ok(command(&own.iter().map(String::as_str).collect::<Vec<_>>())
         .output()
         .unwrap());
     assert!(
@@ -641,7 +597,7 @@ fn families_trains_every_default_arm_on_the_report_seeds_and_tables_them() {
     );
     let bad = args(&["--arm", "no-colon model.moe.router.k=2"]);
     let err = fails(
-        taskmoe(&bad.iter().map(String::as_str).collect::<Vec<_>>())
+        command(&bad.iter().map(String::as_str).collect::<Vec<_>>())
             .output()
             .unwrap(),
     );
@@ -653,7 +609,7 @@ fn families_trains_every_default_arm_on_the_report_seeds_and_tables_them() {
 fn compare_puts_runs_side_by_side_and_pairs_run_sets_given_as_patterns() {
     let out = scratch("compare");
     for (variant, seed) in [("task-moe", 0), ("task-moe", 1), ("dense", 0), ("dense", 1)] {
-        ok(train(
+        ok(train_tiny(
             &out,
             &[
                 "--set",
@@ -671,7 +627,7 @@ fn compare_puts_runs_side_by_side_and_pairs_run_sets_given_as_patterns() {
     }
     let run = |name: &str| out.join(name).to_string_lossy().into_owned();
     let side_by_side = ok(
-        taskmoe(&["compare", &run("task-moe-seed0"), &run("dense-seed0")])
+        command(&["compare", &run("task-moe-seed0"), &run("dense-seed0")])
             .output()
             .unwrap(),
     );
@@ -681,7 +637,7 @@ fn compare_puts_runs_side_by_side_and_pairs_run_sets_given_as_patterns() {
     );
     // Patterns passed as they are (no shell here): taskmoe expands them, pairs by seed.
     let report = out.join("report");
-    let paired = ok(taskmoe(&[
+    let paired = ok(command(&[
         "compare",
         "--a",
         &run("task-moe-seed*"),
@@ -701,13 +657,13 @@ fn compare_puts_runs_side_by_side_and_pairs_run_sets_given_as_patterns() {
             .unwrap();
     assert_eq!(json["pairs"].as_array().unwrap().len(), 2);
     let err = fails(
-        taskmoe(&["compare", &run("token-moe-seed*")])
+        command(&["compare", &run("token-moe-seed*")])
             .output()
             .unwrap(),
     );
     assert!(err.contains("matches no run folder"), "{err}");
     let err = fails(
-        taskmoe(&["compare", "--a", &run("dense-seed0")])
+        command(&["compare", "--a", &run("dense-seed0")])
             .output()
             .unwrap(),
     );

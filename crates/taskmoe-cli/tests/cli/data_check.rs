@@ -4,34 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use crate::common::minilm;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("taskmoe-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, rel: &str, text: &str) {
-    let path = dir.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
+use crate::common::{minilm, scratch, taskmoe, text, write};
 
 fn data_check(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_taskmoe"))
-        .args(["data", "check"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(output: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let mut all = vec!["data", "check"];
+    all.extend_from_slice(args);
+    taskmoe(&all)
 }
 
 /// A run configuration over a registry of two tasks with planted errors: `nli/train.tsv` has

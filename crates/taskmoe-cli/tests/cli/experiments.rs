@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::common::minilm;
+use crate::common::{self, minilm, stderr_of, RemoveOnDrop};
 
 fn config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/experiments/tiny.toml")
@@ -13,19 +13,8 @@ fn config() -> PathBuf {
 /// A fresh folder under the temporary directory and the guard that removes it when the test
 /// ends, failed ones included (experiment folders of real-text runs hold gigabytes).
 fn scratch(name: &str) -> (PathBuf, RemoveOnDrop) {
-    let dir = std::env::temp_dir().join(format!("taskmoe-exp-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch(name);
     (dir.clone(), RemoveOnDrop(dir))
-}
-
-/// Removes its folder when dropped (also while a failed assertion unwinds).
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn experiment(name: &str, out: &Path, extra: &[&str]) -> Output {
@@ -60,7 +49,7 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
     let (out, _remove_all) = scratch("all");
     let first = experiment("all", &out, &[]);
     let stdout = String::from_utf8_lossy(&first.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&first.stderr).into_owned();
+    let stderr = stderr_of(&first);
     assert!(first.status.success(), "{stderr}\n{stdout}");
     for claim in ["Claim 1", "Claim 2", "Claim 3"] {
         assert!(stdout.contains(claim), "{claim} missing from:\n{stdout}");
@@ -207,7 +196,7 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
 
     // Again: nothing is retrained and the numbers are the same.
     let second = experiment("all", &out, &[]);
-    let stderr2 = String::from_utf8_lossy(&second.stderr).into_owned();
+    let stderr2 = stderr_of(&second);
     assert!(second.status.success(), "{stderr2}");
     assert!(!stderr2.contains("to train, 0 reused"), "{stderr2}");
     assert!(stderr2.contains("(0 to train,"), "{stderr2}");
@@ -219,7 +208,7 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
     // run, lists its seed, and merging it with a folder that also holds seed 1 is refused.
     let (chunk, _remove_chunk) = scratch("chunk");
     let one = experiment("all", &chunk, &["--set", "first_seed=1"]);
-    let stderr = String::from_utf8_lossy(&one.stderr).into_owned();
+    let stderr = stderr_of(&one);
     assert!(one.status.success(), "{stderr}");
     for name in ["low-resource", "unseen", "unrelated"] {
         let full = read_json(&out.join(format!("{name}/results.json")));
@@ -234,7 +223,7 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
         }
     }
     let overlap = run_verdicts(&[("one", &out), ("one", &chunk)], &out.join("merged"));
-    let text = String::from_utf8_lossy(&overlap.stderr).into_owned();
+    let text = stderr_of(&overlap);
     assert!(!overlap.status.success());
     assert!(text.contains("seed 1 is in both"), "{text}");
 }
@@ -243,7 +232,7 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
 fn bad_settings_are_named() {
     let (out, _remove_bad) = scratch("bad");
     let unknown = experiment("low-resource", &out, &["--set", "low_resource.sizez=[4]"]);
-    let text = String::from_utf8_lossy(&unknown.stderr).into_owned();
+    let text = stderr_of(&unknown);
     assert!(!unknown.status.success());
     assert!(text.contains("low_resource.sizez"), "{text}");
 
@@ -252,7 +241,7 @@ fn bad_settings_are_named() {
         &out,
         &["--set", "low_resource.tasks=[\"nope\"]"],
     );
-    let text = String::from_utf8_lossy(&task.stderr).into_owned();
+    let text = stderr_of(&task);
     assert!(!task.status.success());
     assert!(text.contains("`nope`"), "{text}");
 
@@ -261,17 +250,17 @@ fn bad_settings_are_named() {
         &out,
         &["--set", "low_resource.variants=[\"task-moe:token\"]"],
     );
-    let text = String::from_utf8_lossy(&arm.stderr).into_owned();
+    let text = stderr_of(&arm);
     assert!(!arm.status.success());
     assert!(text.contains("low_resource.variants"), "{text}");
 
     let range = experiment("low-resource", &out, &["--set", "first_seed=2"]);
-    let text = String::from_utf8_lossy(&range.stderr).into_owned();
+    let text = stderr_of(&range);
     assert!(!range.status.success());
     assert!(text.contains("first_seed"), "{text}");
 
     let name = experiment("sideways", &out, &[]);
-    let text = String::from_utf8_lossy(&name.stderr).into_owned();
+    let text = stderr_of(&name);
     // Experiment names are a clap value enum: the error lists the choices.
     assert!(!name.status.success());
     assert!(
@@ -282,7 +271,7 @@ fn bad_settings_are_named() {
 
 #[test]
 fn the_unseen_experiment_runs_on_real_tasks_named_in_a_config() {
-    let (out, _remove_glue) = scratch("glue");
+    let (out, _remove_glue) = scratch("glue-unseen");
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/experiments/glue.toml");
     let init = format!("init.from={}", minilm().display());
     let output = Command::new(env!("CARGO_BIN_EXE_taskmoe"))
@@ -306,7 +295,7 @@ fn the_unseen_experiment_runs_on_real_tasks_named_in_a_config() {
         .args(["--set", "unseen.k=[4]", "--set", "unseen.steps=2"])
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let stderr = stderr_of(&output);
     assert!(output.status.success(), "{stderr}");
     let unseen = read_json(&out.join("unseen/results.json"));
     assert_eq!(unseen["unseen_tasks"], serde_json::json!(["sst2"]));
@@ -398,7 +387,7 @@ fn a_killed_experiment_resumes_its_interrupted_runs_exactly_and_reuses_finished_
     assert!(!caught.is_empty(), "{listing:#?}");
 
     let again = experiment("low-resource", &out, &longer);
-    let stderr = String::from_utf8_lossy(&again.stderr).into_owned();
+    let stderr = stderr_of(&again);
     assert!(again.status.success(), "{stderr}");
     assert!(stderr.contains("resumed ("), "no run resumed:\n{stderr}");
     assert!(stderr.contains("done in about"), "no ETA:\n{stderr}");

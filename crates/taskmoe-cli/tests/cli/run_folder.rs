@@ -4,24 +4,16 @@
 //! folder resumes with `--run`, and evaluates, predicts and exports where it now is; a resume with nothing to resume from, or a changed
 //! configuration, is an error that changes no file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("taskmoe-runfolder-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use crate::common::{scratch, stderr_of, taskmoe, train_tiny};
 
+/// `taskmoe train` on the tiny configuration into the run `OUT/shared`, then `extra`.
 fn train(out: &Path, extra: &[&str]) -> Command {
-    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskmoe"));
-    cmd.args(["train", "--config", tiny.to_str().unwrap()])
-        .args(["--set", &format!("output.dir={}", out.display())])
-        .args(["--set", "output.name=shared"])
-        .args(extra);
+    let mut cmd = train_tiny(out, &["--set", "output.name=shared"]);
+    cmd.args(extra);
     cmd
 }
 
@@ -56,7 +48,7 @@ fn two_runs_in_one_folder_end_in_one_refusal() {
     let run = out.join("shared");
     wait_for_lines(&run.join("metrics.jsonl"), 1, &mut first);
     let second = train(&out, &steps).output().unwrap();
-    let err = String::from_utf8_lossy(&second.stderr).into_owned();
+    let err = stderr_of(&second);
     assert!(!second.status.success(), "the second run is refused");
     assert!(
         err.contains("is in use by another process")
@@ -99,7 +91,7 @@ fn ctrl_c_checkpoints_the_step_and_says_how_to_resume() {
         .unwrap();
     assert!(status.success());
     let output = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&output.stderr).into_owned();
+    let err = stderr_of(&output);
     assert_eq!(output.status.code(), Some(130), "{err}");
     assert!(
         err.contains("interrupted after step") && err.contains("Resume with"),
@@ -135,18 +127,6 @@ fn ctrl_c_checkpoints_the_step_and_says_how_to_resume() {
     std::fs::remove_dir_all(out).unwrap();
 }
 
-/// `taskmoe train` with `args` only (no config of the helper above).
-fn taskmoe(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_taskmoe"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 fn logged_steps(run: &Path) -> Vec<u64> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
@@ -164,7 +144,7 @@ fn a_moved_run_folder_resumes_evaluates_predicts_and_exports_where_it_now_is() {
     let out = scratch("moved");
     let half = ["--set", "train.steps=6", "--set", "schedule.total_steps=12"];
     let first = train(&out, &half).output().unwrap();
-    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(first.status.success(), "{}", stderr_of(&first));
     std::fs::create_dir_all(out.join("elsewhere")).unwrap();
     let moved = out.join("elsewhere/moved run");
     std::fs::rename(out.join("shared"), &moved).unwrap();
@@ -182,9 +162,9 @@ fn a_moved_run_folder_resumes_evaluates_predicts_and_exports_where_it_now_is() {
     ]);
     assert!(!old.status.success());
     assert!(
-        stderr(&old).contains("was moved") && stderr(&old).contains("--run"),
+        stderr_of(&old).contains("was moved") && stderr_of(&old).contains("--run"),
         "{}",
-        stderr(&old)
+        stderr_of(&old)
     );
     assert!(
         !out.join("shared").exists(),
@@ -204,7 +184,7 @@ fn a_moved_run_folder_resumes_evaluates_predicts_and_exports_where_it_now_is() {
         "--set",
         "data.batch_size=4",
     ]);
-    let err = stderr(&changed);
+    let err = stderr_of(&changed);
     assert!(!changed.status.success());
     assert!(
         err.contains("`train.seed` was 0, is now 5")
@@ -220,13 +200,13 @@ fn a_moved_run_folder_resumes_evaluates_predicts_and_exports_where_it_now_is() {
         "--set",
         "train.steps=12",
     ]);
-    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert!(resumed.status.success(), "{}", stderr_of(&resumed));
     assert_eq!(logged_steps(&moved), (1..=12).collect::<Vec<_>>());
     assert!(moved.join("checkpoint-12").is_dir());
 
     // Where it now is, the run also evaluates, predicts and exports.
     let eval = taskmoe(&["eval", "--run", moved_str, "--split", "test"]);
-    assert!(eval.status.success(), "{}", stderr(&eval));
+    assert!(eval.status.success(), "{}", stderr_of(&eval));
     assert!(moved.join("eval-test-step12.json").is_file());
     let input = out.join("in.tsv");
     std::fs::write(&input, "sentence\nw1 w7 w3\n").unwrap();
@@ -239,10 +219,10 @@ fn a_moved_run_folder_resumes_evaluates_predicts_and_exports_where_it_now_is() {
         "--task",
         "lexicon_hi0",
     ]);
-    assert!(predict.status.success(), "{}", stderr(&predict));
+    assert!(predict.status.success(), "{}", stderr_of(&predict));
     assert_eq!(String::from_utf8_lossy(&predict.stdout).lines().count(), 1);
     let export = taskmoe(&["export", "--run", moved_str, "--format", "hf"]);
-    assert!(export.status.success(), "{}", stderr(&export));
+    assert!(export.status.success(), "{}", stderr_of(&export));
     assert!(moved.join("export-hf-step12/config.json").is_file());
     assert!(
         !out.join("shared").exists(),
@@ -259,9 +239,10 @@ fn a_resume_with_nothing_to_resume_from_changes_no_file() {
     let none = train(&out, &["--resume"]).output().unwrap();
     assert!(!none.status.success());
     assert!(
-        stderr(&none).contains("nothing to resume") && stderr(&none).contains("does not exist"),
+        stderr_of(&none).contains("nothing to resume")
+            && stderr_of(&none).contains("does not exist"),
         "{}",
-        stderr(&none)
+        stderr_of(&none)
     );
     assert!(!run.exists(), "the resume made no folder");
 
@@ -281,7 +262,7 @@ fn a_resume_with_nothing_to_resume_from_changes_no_file() {
     };
     let before = listing(&run);
     let rejected = train(&out, &["--resume"]).output().unwrap();
-    let err = stderr(&rejected);
+    let err = stderr_of(&rejected);
     assert!(!rejected.status.success());
     assert!(
         err.contains("nothing to resume")
@@ -293,23 +274,23 @@ fn a_resume_with_nothing_to_resume_from_changes_no_file() {
     let fresh = train(&out, &[]).output().unwrap();
     assert!(!fresh.status.success());
     assert!(
-        stderr(&fresh).contains("already holds checkpoints"),
+        stderr_of(&fresh).contains("already holds checkpoints"),
         "{}",
-        stderr(&fresh)
+        stderr_of(&fresh)
     );
     std::fs::remove_dir_all(run.join("checkpoint-3")).unwrap();
     let fresh = train(&out, &[]).output().unwrap();
     assert!(!fresh.status.success());
     assert!(
-        stderr(&fresh).contains("logs of an earlier run (metrics.jsonl, eval.jsonl)"),
+        stderr_of(&fresh).contains("logs of an earlier run (metrics.jsonl, eval.jsonl)"),
         "{}",
-        stderr(&fresh)
+        stderr_of(&fresh)
     );
     let no_checkpoint = train(&out, &["--resume"]).output().unwrap();
     assert!(
-        stderr(&no_checkpoint).contains("metrics.jsonl logs 3 steps"),
+        stderr_of(&no_checkpoint).contains("metrics.jsonl logs 3 steps"),
         "{}",
-        stderr(&no_checkpoint)
+        stderr_of(&no_checkpoint)
     );
     assert_eq!(
         std::fs::read_to_string(run.join("metrics.jsonl")).unwrap(),
@@ -331,7 +312,7 @@ fn a_resume_with_nothing_to_resume_from_changes_no_file() {
 fn a_bad_set_key_is_named_as_the_set_not_the_file() {
     let out = scratch("badset");
     let output = train(&out, &["--set", "train.stepz=3"]).output().unwrap();
-    let err = stderr(&output);
+    let err = stderr_of(&output);
     assert!(!output.status.success());
     assert!(
         err.contains("--set train.stepz=3: unknown key `train.stepz`")
@@ -342,9 +323,9 @@ fn a_bad_set_key_is_named_as_the_set_not_the_file() {
         .output()
         .unwrap();
     assert!(
-        stderr(&output).contains("--set train.steps=many: key `train.steps`"),
+        stderr_of(&output).contains("--set train.steps=many: key `train.steps`"),
         "{}",
-        stderr(&output)
+        stderr_of(&output)
     );
     std::fs::remove_dir_all(out).unwrap();
 }

@@ -5,40 +5,10 @@
 //! project copied whole resumes, evaluates, predicts and exports from its own data, and a run
 //! folder moved on its own still finds the data where it was.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn tiny() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("taskmoe-using-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn taskmoe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_taskmoe"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(output: Output) -> (String, String) {
-    let (out, err) = (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    );
-    assert!(output.status.success(), "failed: {err}\n{out}");
-    (out, err)
-}
-
-fn fails(output: Output) -> String {
-    assert!(!output.status.success(), "expected a failure");
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use crate::common::{fails, ok, ok_with_stderr, scratch, taskmoe, tiny_config};
 
 /// `taskmoe predict` on `input` from `source` (`--checkpoint DIR` or `--run DIR`), then `rest`.
 fn predict(source: (&str, &Path), input: &Path, rest: &[&str]) -> Output {
@@ -145,7 +115,7 @@ test = "sim/dev.jsonl"
 }
 
 fn train_registry(out: &Path, data: &Path, extra: &[&str]) -> Output {
-    let tiny = tiny();
+    let tiny = tiny_config();
     let sets = [
         format!("output.dir={}", out.display()),
         "output.name=user".into(),
@@ -169,7 +139,7 @@ fn a_model_trained_on_jsonl_predicts_from_a_copied_checkpoint_after_the_data_mov
     let data = root.join("data");
     write_dataset(&data);
     let out = root.join("runs");
-    let (table, err) = ok(train_registry(&out, &data, &[]));
+    let (table, err) = ok_with_stderr(train_registry(&out, &data, &[]));
     // Skipped rows are reported per file with the first reason.
     assert!(
         err.contains("skipped 1 of 25 rows")
@@ -210,7 +180,7 @@ fn a_model_trained_on_jsonl_predicts_from_a_copied_checkpoint_after_the_data_mov
         "{\"uid\": \"q1\", \"text\": \"very good film\"}\n\n{\"text\": \"awful plot\"}\n",
     )
     .unwrap();
-    let (stdout, _) = ok(predict(
+    let stdout = ok(predict(
         ("--checkpoint", &copy),
         &input,
         &["--task", "sent"],
@@ -281,7 +251,7 @@ fn a_model_trained_on_jsonl_predicts_from_a_copied_checkpoint_after_the_data_mov
     let err = fails(taskmoe(&["eval", "--checkpoint", copy.to_str().unwrap()]));
     assert!(err.contains("data.registry"), "{err}");
     let registry = format!("data.registry={}", moved.join("tasks.toml").display());
-    let (table, _) = ok(taskmoe(&[
+    let table = ok(taskmoe(&[
         "eval",
         "--checkpoint",
         copy.to_str().unwrap(),
@@ -348,7 +318,7 @@ fn a_project_copied_whole_resumes_evaluates_predicts_and_exports_from_its_own_da
         "train.steps=4",
     ]));
     assert!(run.join("checkpoint-4").is_dir());
-    let (table, _) = ok(taskmoe(&[
+    let table = ok(taskmoe(&[
         "eval",
         "--run",
         run_str,
@@ -361,7 +331,7 @@ fn a_project_copied_whole_resumes_evaluates_predicts_and_exports_from_its_own_da
     );
     let input = root.join("in.jsonl");
     std::fs::write(&input, "{\"text\": \"very good film\"}\n").unwrap();
-    let (stdout, _) = ok(predict(("--run", &run), &input, &["--task", "sent"]));
+    let stdout = ok(predict(("--run", &run), &input, &["--task", "sent"]));
     assert_eq!(jsonl(&stdout).len(), 1);
     ok(taskmoe(&["export", "--run", run_str, "--format", "hf"]));
     assert!(run.join("export-hf-step4/config.json").is_file());
@@ -370,7 +340,7 @@ fn a_project_copied_whole_resumes_evaluates_predicts_and_exports_from_its_own_da
     // The run folder moved on its own, its data left in the project: read where it was.
     let alone = root.join("alone");
     std::fs::rename(&run, &alone).unwrap();
-    let (table, _) = ok(taskmoe(&[
+    let table = ok(taskmoe(&[
         "eval",
         "--run",
         alone.to_str().unwrap(),
@@ -395,7 +365,7 @@ fn a_project_copied_whole_resumes_evaluates_predicts_and_exports_from_its_own_da
 #[test]
 fn a_synthetic_run_predicts_and_exports() {
     let out = scratch("synthetic");
-    let tiny = tiny();
+    let tiny = tiny_config();
     let dir = format!("output.dir={}", out.display());
     ok(taskmoe(&[
         "train",
@@ -413,7 +383,7 @@ fn a_synthetic_run_predicts_and_exports() {
     assert!(run.join("checkpoint-3/vocab.txt").exists());
     let input = out.join("in.csv");
     std::fs::write(&input, "sentence\n\"w1 w2 w3\"\nw4 w5\n").unwrap();
-    let (stdout, _) = ok(predict(("--run", &run), &input, &["--task", "lexicon_hi0"]));
+    let stdout = ok(predict(("--run", &run), &input, &["--task", "lexicon_hi0"]));
     let rows = jsonl(&stdout);
     assert_eq!(rows.len(), 2);
     assert!(["0", "1"].contains(&rows[0]["label"].as_str().unwrap()));
@@ -436,17 +406,17 @@ fn a_synthetic_run_predicts_and_exports() {
             && err.contains("--allow-untrained"),
         "{err}"
     );
-    let (stdout, warned) = ok(predict("lexicon_unseen0", &["--allow-untrained"]));
+    let (stdout, warned) = ok_with_stderr(predict("lexicon_unseen0", &["--allow-untrained"]));
     assert_eq!(jsonl(&stdout).len(), 2);
     assert!(warned.contains("did not train on"), "{warned}");
-    let (_, warned) = ok(predict("lexicon_hi0", &[]));
+    let (_, warned) = ok_with_stderr(predict("lexicon_hi0", &[]));
     assert!(
         warned.contains("1 of 2 rows") && warned.contains("truncated (lines 3)"),
         "{warned}"
     );
 
     // The tiny task-MoE (per-task router) exports in taskmoe's layout.
-    let (msg, _) = ok(taskmoe(&[
+    let msg = ok(taskmoe(&[
         "export",
         "--run",
         run.to_str().unwrap(),
@@ -542,7 +512,7 @@ fn a_synthetic_run_predicts_and_exports() {
         "train.steps=2",
     ]));
     let tl = out.join("tl");
-    let (msg, _) = ok(taskmoe(&[
+    let msg = ok(taskmoe(&[
         "export",
         "--run",
         tl.to_str().unwrap(),
@@ -594,7 +564,7 @@ fn a_synthetic_run_predicts_and_exports() {
         "train.steps=2",
     ]));
     let dense = out.join("d");
-    let (msg, _) = ok(taskmoe(&["export", "--run", dense.to_str().unwrap()]));
+    let msg = ok(taskmoe(&["export", "--run", dense.to_str().unwrap()]));
     assert!(msg.contains("BertModel layout"), "{msg}");
     let folder = dense.join("export-hf-step2");
     let config: serde_json::Value =
@@ -644,7 +614,7 @@ fn final_test_rows(run: &Path) -> Vec<String> {
 
 #[test]
 fn export_help_says_which_exports_load_as_bert_model() {
-    let (help, _) = ok(taskmoe(&["export", "--help"]));
+    let help = ok(taskmoe(&["export", "--help"]));
     for want in [
         "transformers.BertModel",
         "post-LN dense",
@@ -661,7 +631,7 @@ fn export_help_says_which_exports_load_as_bert_model() {
 #[test]
 fn verify_finds_a_same_size_corruption_that_eval_and_resume_skip_saying_why() {
     let out = scratch("verify");
-    let tiny = tiny();
+    let tiny = tiny_config();
     let dir = format!("output.dir={}", out.display());
     let train = |extra: &[&str]| {
         let mut args = vec![
@@ -680,7 +650,7 @@ fn verify_finds_a_same_size_corruption_that_eval_and_resume_skip_saying_why() {
     };
     ok(train(&["--set", "train.steps=6"]));
     let run = out.join("v");
-    let (report, _) = ok(taskmoe(&["verify", run.to_str().unwrap()]));
+    let report = ok(taskmoe(&["verify", run.to_str().unwrap()]));
     assert!(report.contains("checkpoint-6 (step 6): ok"), "{report}");
     // Flip one byte near the end of the newest weights: same size, other content.
     let file = run.join("checkpoint-6/model.safetensors");
@@ -695,13 +665,13 @@ fn verify_finds_a_same_size_corruption_that_eval_and_resume_skip_saying_why() {
         report.contains("BAD   model.safetensors: SHA-256 differs"),
         "{report}"
     );
-    let (table, err) = ok(taskmoe(&["eval", "--run", run.to_str().unwrap()]));
+    let (table, err) = ok_with_stderr(taskmoe(&["eval", "--run", run.to_str().unwrap()]));
     assert!(table.contains("step 3"), "{table}");
     assert!(
         err.contains("skipped") && err.contains("checkpoint-6") && err.contains("SHA-256"),
         "{err}"
     );
-    let (_, err) = ok(train(&["--set", "train.steps=6", "--resume"]));
+    let (_, err) = ok_with_stderr(train(&["--set", "train.steps=6", "--resume"]));
     assert!(
         err.contains("--resume skipped") && err.contains("checkpoint-6"),
         "{err}"

@@ -11,7 +11,7 @@ use super::tasks::{Class, TASKS};
 use super::{MAX_WORDS, MIN_WORDS, PACKAGES, RULES, SOURCE_FILE, SPLIT_FILES};
 use crate::error::{DataError, Result};
 use crate::realtext::{fnv1a, DEV_BUCKETS, FNV_OFFSET, TRAIN_BUCKETS};
-use crate::realtext::{pick, task_row};
+use crate::realtext::{pick, task_row, task_table_header};
 
 /// Every file of the benchmark's data folder (path relative to it, with `/` separators ->
 /// content) from a Python 3.11 library folder (the `usr/lib/python3.11` of Debian's
@@ -160,7 +160,7 @@ pub fn build(scan: &Scan) -> Result<BTreeMap<String, String>> {
          copyright file).\n{} .py files read ({} test files left out), {} docstrings found, \
          {} usable.\nskipped:\n{}\nfingerprint {fingerprint:016x}\n\n\
          {:<10} {:>5} {:>4} {:>5}  usable docstrings per label\n{pool_table}\n\
-         {:<13} {:<9} {:<14} {:>5} {:>4} {:>5}  {}  labels\n{table}",
+         {}\n{table}",
         debs.join("\n  "),
         100 - TRAIN_BUCKETS - DEV_BUCKETS,
         scan.files,
@@ -176,13 +176,7 @@ pub fn build(scan: &Scan) -> Result<BTreeMap<String, String>> {
         "train",
         "dev",
         "test",
-        "task",
-        "family",
-        "role",
-        "train",
-        "dev",
-        "test",
-        "majority"
+        task_table_header(9)
     );
     files.insert(SOURCE_FILE.to_string(), source);
     Ok(files)

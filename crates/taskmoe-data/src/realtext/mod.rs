@@ -9,5 +9,5 @@ mod task;
 
 pub(crate) use fingerprint::{fnv1a, split_by_bucket, DEV_BUCKETS, FNV_OFFSET, TRAIN_BUCKETS};
 pub(crate) use registry::registry_toml;
-pub(crate) use select::{pick, task_row};
+pub(crate) use select::{pick, task_row, task_table_header};
 pub use task::{ClassDef, Role, TaskDef};

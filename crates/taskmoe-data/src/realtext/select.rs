@@ -34,6 +34,15 @@ pub(crate) fn pick<T: Copy>(
     Ok(picked)
 }
 
+/// The header line of the size table of `SOURCE.txt` (no newline), its family column
+/// `family_width` wide as in [`task_row`].
+pub(crate) fn task_table_header(family_width: usize) -> String {
+    format!(
+        "{:<13} {:<family_width$} {:<14} {:>5} {:>4} {:>5}  {}  labels",
+        "task", "family", "role", "train", "dev", "test", "majority"
+    )
+}
+
 /// Appends the row of `task` to the size table of `SOURCE.txt`: name, family (padded to
 /// `family_width`), role, the train / dev / test sizes, the majority baseline and the labels.
 pub(crate) fn task_row<C: ClassDef>(

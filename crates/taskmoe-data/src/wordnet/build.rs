@@ -12,7 +12,7 @@ use super::{
 };
 use crate::error::{DataError, Result};
 use crate::realtext::{fnv1a, DEV_BUCKETS, FNV_OFFSET, TRAIN_BUCKETS};
-use crate::realtext::{pick, task_row};
+use crate::realtext::{pick, task_row, task_table_header};
 
 /// Every file of the benchmark's data folder (path relative to it, with `/` separators ->
 /// content) from the data files of a WordNet 3.0 `dict` folder: the split files
@@ -90,16 +90,10 @@ pub(crate) fn build(synsets: &[Synset]) -> Result<BTreeMap<String, String>> {
          (c) Princeton University, under the WordNet 3.0 license (see the package's copyright \
          file).\n{} synsets read, {usable_count} with a definition of their own of {MIN_WORDS}-{MAX_WORDS} words.\nfingerprint \
          {fingerprint:016x}\n\n\
-         {:<13} {:<11} {:<14} {:>5} {:>4} {:>5}  {}  labels\n{table}",
+         {}\n{table}",
         100 - TRAIN_BUCKETS - DEV_BUCKETS,
         synsets.len(),
-        "task",
-        "family",
-        "role",
-        "train",
-        "dev",
-        "test",
-        "majority"
+        task_table_header(11)
     );
     files.insert(SOURCE_FILE.to_string(), source);
     Ok(files)

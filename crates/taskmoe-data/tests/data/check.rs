@@ -4,24 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::files::{scratch, write};
 use taskmoe_data::check::{LabelStats, Problem, ProblemKind, Severity};
 use taskmoe_data::synthetic::{SyntheticBenchmark, SyntheticConfig};
 use taskmoe_data::{DataCheck, DataError, TaskRegistry, TextTokenizer};
-
-/// A fresh temporary folder of this test's own.
-fn scratch(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("taskmoe-data-check-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, rel: &str, text: &str) {
-    let path = dir.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
 
 /// The fixtures' WordPiece vocabulary, cutting at 16 tokens.
 fn tokenizer() -> TextTokenizer {

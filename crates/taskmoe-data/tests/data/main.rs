@@ -7,6 +7,7 @@
 //! temporary folder of its own name. Fixtures live in `tests/fixtures/`.
 
 mod check;
+mod files;
 mod mixture;
 mod pydocs;
 mod pydocs_scan;

@@ -6,22 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::files::{scratch, write};
 use taskmoe_data::pydocs::{self, Docstring, Kind};
 use taskmoe_data::DataError;
-
-/// A scratch folder of this module's own name.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("taskmoe-pydocs-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, rel: &str, text: &str) {
-    let path = dir.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
 
 /// The module with every docstring form: raw module docstring, one-line, decorated
 /// multi-line signature with a `)` in a default and a `(` in a comment, one-quote class

@@ -179,28 +179,24 @@ fn save_load_continue_is_bit_identical_to_an_uninterrupted_run() {
     drop(opt);
 
     // A new process: fresh parameters with the saved weights, a fresh optimizer, the state.
-    let resumed: Vec<(String, Tensor)> = Problem::params()
-        .into_iter()
-        .zip(&weights)
-        .map(|((name, t), w)| {
-            tch::no_grad(|| t.detach().copy_(w));
-            (name, t)
-        })
-        .collect();
+    let with_saved_weights = || -> Vec<(String, Tensor)> {
+        Problem::params()
+            .into_iter()
+            .zip(&weights)
+            .map(|((name, t), w)| {
+                tch::no_grad(|| t.detach().copy_(w));
+                (name, t)
+            })
+            .collect()
+    };
+    let resumed = with_saved_weights();
     let mut opt = AdamW::new(shallow(&resumed), cfg).unwrap();
     opt.load(&path).unwrap();
     assert_eq!(opt.num_steps(), 3);
     problem.train(&mut opt, &resumed, 3..6);
 
     // Without the state the run differs, so the comparison above is not vacuous.
-    let cold: Vec<(String, Tensor)> = Problem::params()
-        .into_iter()
-        .zip(&weights)
-        .map(|((name, t), w)| {
-            tch::no_grad(|| t.detach().copy_(w));
-            (name, t)
-        })
-        .collect();
+    let cold = with_saved_weights();
     let mut cold_opt = AdamW::new(shallow(&cold), cfg).unwrap();
     problem.train(&mut cold_opt, &cold, 3..6);
 

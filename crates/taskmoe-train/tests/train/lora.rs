@@ -111,12 +111,7 @@ fn lora_experts_train_only_their_factors_checkpoint_and_resume_exactly() {
 
     // Interrupted at step 3 and resumed: the same losses and the same weights, bit for bit.
     let cfg = tiny(&out, "resumed", &sets).unwrap();
-    let mut first = Trainer::new(&cfg, &data, false).unwrap();
-    first.train(&mut no_eval, &mut Silent, Some(3)).unwrap();
-    drop(first);
-    let mut resumed = Trainer::new(&cfg, &data, true).unwrap();
-    assert_eq!(resumed.state().step, 3);
-    resumed.train(&mut no_eval, &mut Silent, None).unwrap();
+    let resumed = crate::stopped_at_3_and_resumed(&cfg, &data);
     assert_eq!(losses(&out.join("resumed")), losses(&out.join("straight")));
     for (name, t) in &final_vars {
         assert!(

@@ -39,3 +39,20 @@ pub fn no_eval(
         score: None,
     })
 }
+
+/// A run of `cfg` stopped after step 3 (its trainer dropped, as a killed process's would be)
+/// and resumed to its end: the resumed trainer, checked to have started at step 3.
+pub fn stopped_at_3_and_resumed(
+    cfg: &taskmoe_train::RunConfig,
+    data: &taskmoe_train::RunData,
+) -> taskmoe_train::Trainer {
+    use taskmoe_train::{Silent, Trainer};
+    let mut no_eval = no_eval;
+    let mut first = Trainer::new(cfg, data, false).unwrap();
+    first.train(&mut no_eval, &mut Silent, Some(3)).unwrap();
+    drop(first);
+    let mut resumed = Trainer::new(cfg, data, true).unwrap();
+    assert_eq!(resumed.state().step, 3);
+    resumed.train(&mut no_eval, &mut Silent, None).unwrap();
+    resumed
+}

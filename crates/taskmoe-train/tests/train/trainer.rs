@@ -672,12 +672,7 @@ fn bias_balancing_trains_resumes_exactly_and_stays_out_of_the_optimizer() {
     drop(straight);
 
     let (cfg, out) = tiny("bias-resumed", &sets);
-    let mut first = Trainer::new(&cfg, &data, false).unwrap();
-    first.train(&mut no_eval, &mut Silent, Some(3)).unwrap();
-    drop(first);
-    let mut resumed = Trainer::new(&cfg, &data, true).unwrap();
-    assert_eq!(resumed.state().step, 3);
-    resumed.train(&mut no_eval, &mut Silent, None).unwrap();
+    let resumed = crate::stopped_at_3_and_resumed(&cfg, &data);
     assert_eq!(bias(&resumed), straight_bias);
     assert_eq!(losses(&out), losses(&straight_out));
     std::fs::remove_dir_all(out).unwrap();
