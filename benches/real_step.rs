@@ -57,7 +57,7 @@ mod common;
 #[path = "step_common.rs"]
 mod step_common;
 use common::{load_average, peak_rss_mib, threads};
-use step_common::{classification_heads, flag_value, point_fields, timed_step};
+use step_common::{classification_heads, flag_value, point_fields, spec_number, timed_step};
 
 const CLASSES: usize = 3;
 
@@ -94,11 +94,7 @@ impl Spec {
             (5..=7).contains(&f.len()) && f[5..].iter().all(|o| ["loop", "autograd"].contains(o)),
             "bad spec `{text}`: MODEL:eE:tT:bB:MODE[:loop][:autograd]"
         );
-        let num = |s: &str, p: char| -> usize {
-            s.strip_prefix(p)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("bad field `{s}` in `{text}`"))
-        };
+        let num = |field: &str, prefix: char| spec_number(text, field, prefix);
         Spec {
             text: text.to_string(),
             model: f[0].to_string(),

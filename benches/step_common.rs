@@ -46,6 +46,15 @@ pub fn classification_heads(tasks: usize, classes: usize) -> Vec<HeadSpec> {
         .collect()
 }
 
+/// The number after `prefix` in the field `field` of the point spec `spec` (`e8` with prefix
+/// `e` is 8); a field without it panics, naming both.
+pub fn spec_number(spec: &str, field: &str, prefix: char) -> usize {
+    field
+        .strip_prefix(prefix)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("bad field `{field}` in spec `{spec}`"))
+}
+
 /// The value after `flag` on the command line, if any.
 pub fn flag_value(args: &[String], flag: &str) -> Option<String> {
     args.iter()

@@ -49,7 +49,7 @@ mod common;
 #[path = "step_common.rs"]
 mod step_common;
 use common::{load_average, peak_rss_mib, threads};
-use step_common::{classification_heads, flag_value, point_fields, timed_step};
+use step_common::{classification_heads, flag_value, point_fields, spec_number, timed_step};
 
 /// Classes of every task's head.
 const CLASSES: usize = 3;
@@ -82,11 +82,7 @@ impl Spec {
             8,
             "bad spec `{text}`: preset:model:kK:eE:tT:bB:lL:mode"
         );
-        let num = |s: &str, prefix: char| -> usize {
-            s.strip_prefix(prefix)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("bad field `{s}` in spec `{text}`"))
-        };
+        let num = |field: &str, prefix: char| spec_number(text, field, prefix);
         Spec {
             text: text.to_string(),
             preset: f[0].to_string(),
