@@ -79,3 +79,25 @@ fn parse_header<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8], n: us
         .ok_or_else(|| malformed(path, "header length beyond the end of the file".into()))?;
     serde_json::from_slice(header).map_err(|e| malformed(path, format!("safetensors header: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header length near `usize::MAX` is named as running past the file's end; it must not
+    /// overflow the arithmetic that checks it.
+    #[test]
+    fn a_header_length_that_overflows_is_a_named_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.safetensors");
+        let mut bytes = u64::MAX.to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{}");
+        std::fs::write(&path, bytes).unwrap();
+        let err = read_metadata(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("header length beyond the end of the file"),
+            "{err}"
+        );
+        assert!(err.contains("bad.safetensors"), "{err}");
+    }
+}
