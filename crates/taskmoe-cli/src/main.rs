@@ -4,6 +4,8 @@
 //! taskmoe train   [--config FILE] [--set key.path=value]... [--resume] [--run DIR --resume]
 //! taskmoe eval    (--run DIR | --checkpoint DIR) [--split validation|test|train] [--set ...]
 //!                 [--out DIR]
+//! taskmoe affinity (--run DIR | --checkpoint DIR | --init [--config FILE]) [--set ...]
+//!                 [--split train|validation|test] [--examples N] [--out DIR]
 //! taskmoe predict (--run DIR | --checkpoint DIR) --input FILE (--task NAME | --task-field F)
 //!                 [--output FILE] [--format tsv|csv|jsonl] [--batch-size N]
 //! taskmoe verify  CHECKPOINT_OR_RUN_DIR
@@ -19,6 +21,7 @@
 //! ```
 //! `cargo xtask train` / `eval` / `predict` build this binary and run it.
 
+mod affinity_cmd;
 mod check_cmd;
 mod checkpoint_arg;
 mod compare_cmd;
@@ -103,6 +106,12 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Whether related tasks pull the parameters they share the same way: per task, the
+    /// gradient of its mean loss on a split; per parameter group (shared layers, experts, each
+    /// router's task gates), the cosine between tasks, within against across families, and the
+    /// family ARI of clustering tasks by it. For a checkpoint, or (`--init`) for a
+    /// configuration's model as training starts it.
+    Affinity(affinity_cmd::AffinityArgs),
     /// Predict on new, unlabeled text (TSV / CSV / JSONL) with a trained model; one JSON
     /// line per row: id, task, label and probabilities (or the regression value).
     Predict(predict_cmd::PredictArgs),
@@ -342,6 +351,7 @@ fn main() {
             set,
             out,
         } => eval_cmd::run(run, checkpoint, split, &set, out),
+        Command::Affinity(args) => affinity_cmd::run(&args),
         Command::Predict(args) => predict_cmd::run(&args),
         Command::Verify { path } => verify_cmd::run(&path),
         Command::Export(args) => export_cmd::run(&args),

@@ -33,6 +33,9 @@
 //! - [`routing`]: how tasks share experts, and [`routing_quality`]: whether that sharing
 //!   follows the declared task families (within- against across-family overlap, nearest task,
 //!   the adjusted Rand index of a clustering by routing);
+//! - [`gradient_affinity()`](mod@gradient_affinity): whether two tasks' loss gradients on the
+//!   parameters they share (the trunk, the experts, each router's task gates) point alike, with
+//!   the same family measures: the signal routing needs to follow relatedness;
 //! - [`bag_of_words()`](mod@bag_of_words): a TF-IDF softmax-regression baseline per classification task, the
 //!   floor a report sets beside the neural arms.
 
@@ -42,6 +45,7 @@ pub mod bag_of_words;
 mod batching;
 mod error;
 mod evaluate;
+pub mod gradient_affinity;
 pub mod metrics;
 pub mod routing;
 pub mod routing_quality;
@@ -57,6 +61,7 @@ pub use evaluate::{
     evaluate, evaluate_with, predictions, Answer, EvalData, EvalResult, EvaluateError, GateStats,
     Prediction, TaskScores,
 };
+pub use gradient_affinity::{gradient_affinity, AffinityOptions, GradientAffinity, GroupAffinity};
 pub use metrics::{
     accuracy, average_ranks, balanced_accuracy, binary_f1, compute, macro_f1, majority_baseline,
     majority_class, matthews, mse, pearson, spearman, Confusion, MetricKind, Values,

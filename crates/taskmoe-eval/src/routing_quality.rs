@@ -8,7 +8,9 @@
 
 use serde::Serialize;
 
-/// How one MoE block's routing relates to the declared task families.
+/// How one MoE block's routing (or any task-by-task similarity, see [`family_structure`])
+/// relates to the declared task families. "Overlap" below is the similarity measured: routing
+/// overlap here, gradient cosine in [`crate::gradient_affinity`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FamilyRouting {
     /// Mean overlap over pairs of distinct tasks of one family; `None` without such a pair.
@@ -40,6 +42,16 @@ pub fn family_routing(load: &[Vec<f64>], families: &[String]) -> FamilyRouting {
     let ov: Vec<Vec<f64>> = (0..n)
         .map(|i| (0..n).map(|j| overlap(&load[i], &load[j])).collect())
         .collect();
+    family_structure(&ov, families)
+}
+
+/// The family measures of any task-by-task similarity in which larger means closer (routing
+/// overlap, gradient cosine): its mean within and across families, nearest tasks, and the
+/// family ARI of an average-linkage clustering by distance `1 - similarity`. `similarity` is
+/// square and symmetric; tasks beyond `families` are ignored.
+pub fn family_structure(similarity: &[Vec<f64>], families: &[String]) -> FamilyRouting {
+    let n = similarity.len().min(families.len());
+    let ov = similarity;
     let (mut within, mut across) = (Vec::new(), Vec::new());
     for i in 0..n {
         for j in i + 1..n {

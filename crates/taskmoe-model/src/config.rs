@@ -63,6 +63,22 @@ pub enum HeadStyle {
     Linear,
 }
 
+/// How the task heads start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadStart {
+    /// Every head drawn on its own. Two tasks with the same labels then start by reading
+    /// different directions of the pooled vector, so their gradients on every shared layer
+    /// (and on their gates) start uncorrelated however related the tasks are.
+    #[default]
+    Independent,
+    /// Every head starts as a copy of the first head of its shape (the same number of
+    /// outputs) and diverges by gradient: tasks whose labels agree then start pulling the
+    /// shared layers and their gates the same way, and unrelated tasks do not. Uses no task
+    /// relatedness, only the tasks' label shapes.
+    Shared,
+}
+
 /// How the encoder is told the task (the heads always are).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -116,6 +132,9 @@ pub struct ModelConfig {
     /// Each task's head: `mlp` (BERT's `dense + tanh + out`) or `linear` (`out` alone, so the
     /// shared layers carry the task knowledge). Default `mlp`.
     pub head: HeadStyle,
+    /// How the heads start: `independent` (each drawn on its own) or `shared` (each a copy of
+    /// the first head of its shape, diverging by gradient). Default `independent`.
+    pub head_start: HeadStart,
     /// How the encoder sees the task: `none`, `added` or `prefix`. With `frozen_layers > 0`
     /// only `none` and `added` are allowed, and `added` enters above the frozen bottom (see
     /// [`TaskEmbedding::Added`]). Default `none`.
@@ -170,6 +189,7 @@ impl ModelConfig {
             norm: NormPlacement::Pre,
             pooling: Pooling::Mean,
             head: HeadStyle::Mlp,
+            head_start: HeadStart::Independent,
             task_embedding: TaskEmbedding::None,
             moe_every: 2,
             frozen_layers: 0,

@@ -75,7 +75,9 @@ pub use checkpoint::{
 /// The source of this crate's configuration types: `taskmoe config show` prints each key's
 /// documentation from it beside the value.
 pub const CONFIG_SOURCE: &str = include_str!("config.rs");
-pub use config::{HeadStyle, ModelConfig, NormPlacement, Pooling, TaskEmbedding, Variant};
+pub use config::{
+    HeadStart, HeadStyle, ModelConfig, NormPlacement, Pooling, TaskEmbedding, Variant,
+};
 pub use error::{ModelError, Result};
 pub use export::{
     hf_export, write_hf_export, HfExport, HfLayout, HF_AUTO_MAP, HF_CONFIG_FILE, HF_HEADS_FILE,

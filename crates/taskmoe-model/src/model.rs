@@ -123,6 +123,20 @@ fn example_keys(
     Ok(Some(keys))
 }
 
+/// `model.head_start = "shared"`: every head becomes a copy of the first head with its number
+/// of outputs (the heads are drawn as usual first, so the other modules' draws do not move).
+fn start_heads_shared(heads: &[Head], specs: &[HeadSpec]) {
+    for (i, spec) in specs.iter().enumerate() {
+        let first = specs
+            .iter()
+            .position(|s| s.num_outputs() == spec.num_outputs())
+            .expect("a head has its own shape");
+        if first != i {
+            heads[i].copy_from(&heads[first]);
+        }
+    }
+}
+
 impl MultiTaskModel {
     /// Creates the model's parameters under `root` (normally a `VarStore`'s root) for the
     /// given task heads (task id = position). Validates the configuration first.
@@ -157,7 +171,10 @@ impl MultiTaskModel {
                     cfg.head,
                 )
             })
-            .collect();
+            .collect::<Vec<Head>>();
+        if cfg.head_start == crate::config::HeadStart::Shared {
+            start_heads_shared(&heads_params, heads);
+        }
         let tower = (0..cfg.tower_layers)
             .map(|j| TowerBlock::new(&(root / "tower" / j), cfg, num_tasks))
             .collect::<Result<Vec<_>>>()?;

@@ -268,6 +268,20 @@ impl Router {
         &self.cfg
     }
 
+    /// The names (under the router's path) of its trained variables that hold one row per
+    /// task along their first dimension, row `t` used by task `t` alone: the per-task gates
+    /// (`weight` of `per-task`, `mmoe`, `cgc`; with `gate_start = "shared"` the tasks' deltas),
+    /// the task embeddings (`task-concat`, `task-level`) and DSelect-k's codes and selector
+    /// logits. The router's other variables are shared by every task.
+    pub fn task_indexed_variables(&self) -> &'static [&'static str] {
+        match self.cfg.kind {
+            kind if kind.has_task_gates() => &["weight"],
+            RouterKind::TaskConcat | RouterKind::TaskLevel => &["task_embedding"],
+            RouterKind::DselectK => &["codes", "selector_logits"],
+            _ => &[],
+        }
+    }
+
     /// Number of task slots.
     pub fn num_tasks(&self) -> usize {
         self.num_tasks

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{command, fails, minilm, ok, scratch, stderr_of, tiny_config, train_tiny};
+use crate::common::{
+    command, fails, minilm, ok, scratch, stderr_of, taskmoe, tiny_config, train_tiny,
+};
 
 /// `(step, loss)` of every line of a run's metrics.jsonl, the loss as written.
 fn losses(run: &Path) -> Vec<(u64, String)> {
@@ -668,5 +670,64 @@ fn compare_puts_runs_side_by_side_and_pairs_run_sets_given_as_patterns() {
             .unwrap(),
     );
     assert!(err.contains("--b"), "{err}");
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn affinity_measures_a_fresh_model_and_a_trained_run() {
+    let out = scratch("affinity");
+    let f = tiny_config();
+    // The model as training would start it: nothing written without --out, no run left.
+    let init = ok(command(&[
+        "affinity",
+        "--init",
+        "--config",
+        f.to_str().unwrap(),
+        "--set",
+        &format!("output.dir={}", out.display()),
+        "--examples",
+        "32",
+    ])
+    .output()
+    .unwrap());
+    for group in ["shared", "experts", "router 0", "router 1", "family ARI"] {
+        assert!(init.contains(group), "{group}: {init}");
+    }
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "--init left files"
+    );
+
+    ok(train_tiny(&out, &["--set", "output.name=run"])
+        .output()
+        .unwrap());
+    let run = out.join("run");
+    ok(command(&[
+        "affinity",
+        "--run",
+        run.to_str().unwrap(),
+        "--split",
+        "validation",
+    ])
+    .output()
+    .unwrap());
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("affinity-validation-step12.json")).unwrap(),
+    )
+    .unwrap();
+    let tasks = json["tasks"].as_array().unwrap().len();
+    assert!(tasks >= 2, "{json}");
+    for group in json["groups"].as_array().unwrap() {
+        let cosine = group["cosine"].as_array().unwrap();
+        assert_eq!(cosine.len(), tasks);
+        assert_eq!(group["centred_cosine"].as_array().unwrap().len(), tasks);
+    }
+
+    // A configuration is for --init only; a missing run folder is named.
+    let err = fails(taskmoe(&["affinity", "--config", f.to_str().unwrap()]));
+    assert!(err.contains("--init"), "{err}");
+    let err = fails(taskmoe(&["affinity", "--run", "/nonexistent/run"]));
+    assert!(err.contains("/nonexistent/run"), "{err}");
     std::fs::remove_dir_all(out).unwrap();
 }

@@ -7,6 +7,7 @@
 //! binary. The two-rank test starts this same binary as its ranks with a filter that selects
 //! exactly its worker test ([`test_name`]); the workers print a marker the launcher requires.
 
+mod affinity;
 mod bag_of_words;
 mod bucketing;
 mod learning;

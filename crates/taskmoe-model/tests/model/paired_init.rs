@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use taskmoe_model::{HeadKind, HeadSpec, HeadStyle, ModelConfig, MultiTaskModel, Variant};
+use taskmoe_model::{
+    HeadKind, HeadSpec, HeadStart, HeadStyle, ModelConfig, MultiTaskModel, Variant,
+};
 use taskmoe_router::RouterKind;
 use tch::{nn, Device, Tensor};
 
@@ -99,4 +101,46 @@ fn a_linear_head_starts_as_the_output_layer_of_the_mlp_head() {
     let (a, b) = (build(&mlp, 5), build(&linear, 5));
     let out = "heads.0.out.weight";
     assert!(a[out].equal(&b[out]));
+}
+
+#[test]
+fn shared_heads_start_as_the_first_head_of_their_shape_and_nothing_else_moves() {
+    let specs = |labels: &[usize]| -> Vec<HeadSpec> {
+        labels
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| HeadSpec {
+                name: format!("t{i}"),
+                kind: HeadKind::Classification { num_labels: n },
+            })
+            .collect()
+    };
+    let build_with = |cfg: &ModelConfig| {
+        let vs = nn::VarStore::new(Device::Cpu);
+        taskmoe_device::keyed_initialisation(3, || {
+            MultiTaskModel::new(&vs.root(), cfg, &specs(&[2, 3, 2, 3, 2])).unwrap()
+        });
+        vs.variables()
+    };
+    let independent = ModelConfig::tiny();
+    let shared = ModelConfig {
+        head_start: HeadStart::Shared,
+        ..independent.clone()
+    };
+    let (a, b) = (build_with(&independent), build_with(&shared));
+    for part in ["dense.weight", "dense.bias", "out.weight", "out.bias"] {
+        let head = |m: &HashMap<String, Tensor>, i: usize| m[&format!("heads.{i}.{part}")].copy();
+        assert!(!head(&a, 0).equal(&head(&a, 2)), "independent heads differ");
+        // Two-label heads 0, 2, 4 start as head 0; three-label heads 1, 3 as head 1.
+        for (i, first) in [(2, 0), (4, 0), (3, 1)] {
+            assert!(head(&b, i).equal(&head(&b, first)), "heads.{i}.{part}");
+        }
+        assert!(head(&b, 0).equal(&head(&a, 0)));
+        assert!(head(&b, 1).equal(&head(&a, 1)));
+    }
+    for (name, t) in &a {
+        if !name.starts_with("heads.") {
+            assert!(t.equal(&b[name]), "`{name}` moved with the head start");
+        }
+    }
 }

@@ -590,3 +590,63 @@ fn the_soft_to_sparse_warm_up_lowers_k_linearly_in_training_only() {
         assert!(err.contains("router.k_warmup_steps"), "{kind:?}: {err}");
     }
 }
+
+#[test]
+fn a_task_indexed_variable_gets_gradient_only_in_the_rows_of_the_tasks_routed() {
+    let _rng = taskmoe_device::lock_global_rng();
+    tch::manual_seed(6);
+    for (kind, experts, k) in [
+        (RouterKind::Token, 4, 1),
+        (RouterKind::TaskConcat, 4, 1),
+        (RouterKind::PerTask, 4, 1),
+        (RouterKind::TaskLevel, 4, 1),
+        (RouterKind::Mmoe, 4, 4),
+        (RouterKind::Cgc, 5, 2),
+        (RouterKind::DselectK, 4, 2),
+        (RouterKind::ExpertChoice, 4, 2),
+        (RouterKind::TaskRepresentation, 4, 1),
+    ] {
+        for start in [GateStart::Independent, GateStart::Shared] {
+            let c = RouterConfig {
+                gate_start: start,
+                ..cfg(kind, experts, k)
+            };
+            let (vs, r) = build(&c);
+            let indexed = r.task_indexed_variables();
+            // Expert choice and task-representation see the task through the batch's groups
+            // and the task states (not trained), so none of their variables is per task.
+            let none = matches!(
+                kind,
+                RouterKind::Token | RouterKind::ExpertChoice | RouterKind::TaskRepresentation
+            );
+            assert_eq!(indexed.is_empty(), none, "{kind:?}");
+            // Every token is task 1's.
+            let x = Tensor::randn([6, D as i64], (Kind::Float, Device::Cpu));
+            let ids = Tensor::from_slice(&[1i64; 6]);
+            let out = r.forward(&x, &ids, true).unwrap();
+            let weights = match &out.expert_choice {
+                Some(choice) => choice.weights.shallow_clone(),
+                None => out.routed.weights.shallow_clone(),
+            };
+            (&weights * weights.randn_like())
+                .sum(Kind::Float)
+                .backward();
+            let variables = vs.variables();
+            for name in indexed {
+                let v = &variables[&format!("router.{name}")];
+                assert_eq!(v.size()[0], TASKS as i64, "{kind:?} {name}");
+                let g = v.grad();
+                let mass = |t: i64| g.get(t).abs().sum(Kind::Float).double_value(&[]);
+                assert!(
+                    mass(1) > 0.0,
+                    "{kind:?} {start:?}: no gradient in task 1's row of {name}"
+                );
+                assert_eq!(
+                    mass(0) + mass(2),
+                    0.0,
+                    "{kind:?} {start:?}: {name} moved other tasks' rows"
+                );
+            }
+        }
+    }
+}
