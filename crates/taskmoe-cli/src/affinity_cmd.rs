@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use taskmoe_eval::{gradient_affinity, AffinityOptions, EvalData, GradientAffinity};
+use taskmoe_eval::{gradient_affinity, AffinityOptions, GradientAffinity};
 use taskmoe_model::MultiTaskModel;
 use taskmoe_train::{trainable, RunConfig, RunData, TrainedRun, Trainer};
 use tch::{nn, Device};
@@ -137,21 +137,10 @@ fn measure(
     options: AffinityOptions,
     device: Device,
 ) -> Result<GradientAffinity> {
-    let split_data = match split {
-        Split::Validation => &data.validation,
-        Split::Test => &data.test,
-        Split::Train => &data.train,
-    };
-    let eval_data = EvalData {
-        specs: &data.specs,
-        split: split_data,
-        seq_len: data.seq_len,
-        pad_id: data.pad_id,
-    };
     let params = trainable(vs, cfg)?;
     Ok(gradient_affinity(
         model,
-        &eval_data,
+        &split.of(data),
         &data.train_tasks,
         &params,
         options,

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use taskmoe_eval::{evaluate, EvalData};
-use taskmoe_train::{RunLock, TrainedRun};
+use taskmoe_train::{RunData, RunLock, TrainedRun};
 
 use crate::checkpoint_arg::resolve;
 use crate::report;
@@ -27,6 +27,20 @@ impl Split {
             Split::Validation => "validation",
             Split::Test => "test",
             Split::Train => "train",
+        }
+    }
+
+    /// This split of a run's data, as an evaluation reads it.
+    pub fn of(self, data: &RunData) -> EvalData<'_> {
+        EvalData {
+            specs: &data.specs,
+            split: match self {
+                Split::Validation => &data.validation,
+                Split::Test => &data.test,
+                Split::Train => &data.train,
+            },
+            seq_len: data.seq_len,
+            pad_id: data.pad_id,
         }
     }
 }
@@ -61,20 +75,9 @@ pub fn run(
         ..
     } = TrainedRun::load(ckpt, set, None)?;
     data.warn_skipped();
-    let split_data = match split {
-        Split::Validation => &data.validation,
-        Split::Test => &data.test,
-        Split::Train => &data.train,
-    };
-    let eval_data = EvalData {
-        specs: &data.specs,
-        split: split_data,
-        seq_len: data.seq_len,
-        pad_id: data.pad_id,
-    };
     let result = evaluate(
         &model,
-        &eval_data,
+        &split.of(&data),
         &data.train_tasks,
         cfg.eval.batch_size,
         device,

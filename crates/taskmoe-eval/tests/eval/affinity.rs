@@ -2,7 +2,7 @@
 //! toy families' model as training starts it.
 
 use taskmoe_eval::{gradient_affinity, AffinityOptions, EvalData, GradientAffinity};
-use taskmoe_train::{trainable, RunConfig, RunData, Trainer};
+use taskmoe_train::{trainable, Trainer};
 use tch::{Device, Kind};
 
 /// `configs/toy-families.toml`: two families (lexicon, order) of two tasks each; per-task
@@ -13,15 +13,7 @@ const TOY_FAMILIES: &str = include_str!("../../../../configs/toy-families.toml")
 /// `sets`, and the model's trained parameters afterwards (to check their gradients).
 fn affinity(name: &str, sets: &[&str], tasks: &[usize]) -> (GradientAffinity, Vec<f64>) {
     crate::threads();
-    let dir = std::env::temp_dir().join(format!("taskmoe-affinity-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("run.toml");
-    std::fs::write(&file, TOY_FAMILIES).unwrap();
-    let mut overrides = vec![format!("output.dir={}", dir.display())];
-    overrides.extend(sets.iter().map(|s| s.to_string()));
-    let cfg = RunConfig::load(Some(&file), &overrides).unwrap();
-    let data = RunData::load(&cfg).unwrap();
+    let (dir, cfg, data) = crate::scratch_run(&format!("affinity-{name}"), TOY_FAMILIES, sets);
     let trainer = Trainer::new(&cfg, &data, false).unwrap();
     let params = trainable(trainer.var_store(), &cfg).unwrap();
     let split = EvalData {

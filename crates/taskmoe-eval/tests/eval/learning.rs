@@ -9,10 +9,8 @@
 //! 0.18, which tells the families apart by their input format, pairs against single
 //! sentences). Separation is what the routing loss buys, so the test configures it.
 
-use std::path::PathBuf;
-
 use taskmoe_eval::{evaluate, routing::analyze, EvalData, EvalResult};
-use taskmoe_train::{EvalPoint, RunConfig, RunData, Silent, Trainer};
+use taskmoe_train::{EvalPoint, RunData, Silent, Trainer};
 
 /// Two single-sentence families with different skills (a bag-of-words lexicon and the
 /// position-dependent order skill) on disjoint word weights, one task each; a 2-block pre-LN
@@ -93,15 +91,7 @@ fn train(name: &str, sets: &[&str]) -> (RunData, EvalResult) {
 /// Trains the run configuration `toml` with the overrides `sets` in a scratch folder and
 /// evaluates it on validation.
 fn train_config(name: &str, toml: &str, sets: &[&str]) -> (RunData, EvalResult) {
-    let dir = std::env::temp_dir().join(format!("taskmoe-learning-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("run.toml");
-    std::fs::write(&file, toml).unwrap();
-    let mut overrides = vec![format!("output.dir={}", dir.display())];
-    overrides.extend(sets.iter().map(|s| s.to_string()));
-    let cfg = RunConfig::load(Some(&file), &overrides).unwrap();
-    let data = RunData::load(&cfg).unwrap();
+    let (dir, cfg, data) = crate::scratch_run(&format!("learning-{name}"), toml, sets);
     let mut trainer = Trainer::new(&cfg, &data, false).unwrap();
     let mut no_eval = |_: &taskmoe_model::MultiTaskModel, _: u64| {
         Ok(EvalPoint {
@@ -124,7 +114,7 @@ fn train_config(name: &str, toml: &str, sets: &[&str]) -> (RunData, EvalResult) 
         tch::Device::Cpu,
     )
     .unwrap();
-    let _ = std::fs::remove_dir_all(PathBuf::from(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
     (data, result)
 }
 

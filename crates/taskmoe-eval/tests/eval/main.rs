@@ -31,3 +31,26 @@ fn test_name(module: &str, name: &str) -> String {
         None => name.to_string(),
     }
 }
+
+/// The run configuration `toml` with the overrides `sets`, its outputs in a fresh scratch
+/// folder named after `name` (returned, for the caller to remove), and its data.
+fn scratch_run(
+    name: &str,
+    toml: &str,
+    sets: &[&str],
+) -> (
+    std::path::PathBuf,
+    taskmoe_train::RunConfig,
+    taskmoe_train::RunData,
+) {
+    let dir = std::env::temp_dir().join(format!("taskmoe-eval-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("run.toml");
+    std::fs::write(&file, toml).unwrap();
+    let mut overrides = vec![format!("output.dir={}", dir.display())];
+    overrides.extend(sets.iter().map(|s| s.to_string()));
+    let cfg = taskmoe_train::RunConfig::load(Some(&file), &overrides).unwrap();
+    let data = taskmoe_train::RunData::load(&cfg).unwrap();
+    (dir, cfg, data)
+}

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use tch::{nn, Device, Kind, Tensor};
 
-use taskmoe_router::{AuxLosses, GateStart, Router, RouterConfig, RouterKind};
+use taskmoe_router::{AuxLosses, GateStart, Router, RouterConfig, RouterKind, RouterOutput};
 
 const D: usize = 6;
 const TASKS: usize = 3;
@@ -293,17 +293,52 @@ fn dselect_k_matches_its_formula_and_sends_tokens_to_every_weighted_expert() {
     assert!(out.selection_entropy.unwrap().double_value(&[]).abs() < 1e-9);
 }
 
+/// The multi-task gate families with a valid (experts, k) each.
+const FAMILIES: [(RouterKind, usize, usize); 5] = [
+    (RouterKind::Mmoe, 4, 4),
+    (RouterKind::Cgc, 5, 2),
+    (RouterKind::DselectK, 4, 2),
+    (RouterKind::ExpertChoice, 4, 2),
+    (RouterKind::TaskRepresentation, 4, 1),
+];
+
+/// Every (kind, experts, k) of [`FAMILIES`] and the four original kinds, under both gate
+/// starts: the router built for each.
+fn every_router() -> Vec<(RouterKind, GateStart, nn::VarStore, Router)> {
+    let originals = [
+        (RouterKind::Token, 4, 1),
+        (RouterKind::TaskConcat, 4, 1),
+        (RouterKind::PerTask, 4, 1),
+        (RouterKind::TaskLevel, 4, 1),
+    ];
+    originals
+        .into_iter()
+        .chain(FAMILIES)
+        .flat_map(|(kind, experts, k)| {
+            [GateStart::Independent, GateStart::Shared].map(|start| {
+                let (vs, r) = build(&RouterConfig {
+                    gate_start: start,
+                    ..cfg(kind, experts, k)
+                });
+                (kind, start, vs, r)
+            })
+        })
+        .collect()
+}
+
+/// The combine weights of a routing: expert choice's, else the routed slots'.
+fn combine_weights(out: &RouterOutput) -> Tensor {
+    match &out.expert_choice {
+        Some(choice) => choice.weights.shallow_clone(),
+        None => out.routed.weights.shallow_clone(),
+    }
+}
+
 #[test]
 fn gradients_reach_every_family_gate_and_the_selection_entropy_its_codes() {
     let _rng = taskmoe_device::lock_global_rng();
     tch::manual_seed(4);
-    for (kind, experts, k) in [
-        (RouterKind::Mmoe, 4, 4),
-        (RouterKind::Cgc, 5, 2),
-        (RouterKind::DselectK, 4, 2),
-        (RouterKind::ExpertChoice, 4, 2),
-        (RouterKind::TaskRepresentation, 4, 1),
-    ] {
+    for (kind, experts, k) in FAMILIES {
         for start in [GateStart::Independent, GateStart::Shared] {
             let c = RouterConfig {
                 gate_start: start,
@@ -322,10 +357,7 @@ fn gradients_reach_every_family_gate_and_the_selection_entropy_its_codes() {
             }
             let out = r.forward(&x, &ids, true).unwrap();
             // A task loss through the weights plus the auxiliary losses.
-            let weights = match &out.expert_choice {
-                Some(choice) => choice.weights.shallow_clone(),
-                None => out.routed.weights.shallow_clone(),
-            };
+            let weights = combine_weights(&out);
             let probe = weights.randn_like();
             let aux = AuxLosses::compute(&out, &ids, TASKS).unwrap();
             let loss = (&weights * probe).sum(Kind::Float) + aux.weighted(&c);
@@ -595,58 +627,37 @@ fn the_soft_to_sparse_warm_up_lowers_k_linearly_in_training_only() {
 fn a_task_indexed_variable_gets_gradient_only_in_the_rows_of_the_tasks_routed() {
     let _rng = taskmoe_device::lock_global_rng();
     tch::manual_seed(6);
-    for (kind, experts, k) in [
-        (RouterKind::Token, 4, 1),
-        (RouterKind::TaskConcat, 4, 1),
-        (RouterKind::PerTask, 4, 1),
-        (RouterKind::TaskLevel, 4, 1),
-        (RouterKind::Mmoe, 4, 4),
-        (RouterKind::Cgc, 5, 2),
-        (RouterKind::DselectK, 4, 2),
-        (RouterKind::ExpertChoice, 4, 2),
-        (RouterKind::TaskRepresentation, 4, 1),
-    ] {
-        for start in [GateStart::Independent, GateStart::Shared] {
-            let c = RouterConfig {
-                gate_start: start,
-                ..cfg(kind, experts, k)
-            };
-            let (vs, r) = build(&c);
-            let indexed = r.task_indexed_variables();
-            // Expert choice and task-representation see the task through the batch's groups
-            // and the task states (not trained), so none of their variables is per task.
-            let none = matches!(
-                kind,
-                RouterKind::Token | RouterKind::ExpertChoice | RouterKind::TaskRepresentation
+    for (kind, start, vs, r) in every_router() {
+        let indexed = r.task_indexed_variables();
+        // Expert choice and task-representation see the task through the batch's groups and
+        // the task states (not trained), so none of their variables is per task.
+        let none = matches!(
+            kind,
+            RouterKind::Token | RouterKind::ExpertChoice | RouterKind::TaskRepresentation
+        );
+        assert_eq!(indexed.is_empty(), none, "{kind:?}");
+        // Every token is task 1's.
+        let x = Tensor::randn([6, D as i64], (Kind::Float, Device::Cpu));
+        let ids = Tensor::from_slice(&[1i64; 6]);
+        let weights = combine_weights(&r.forward(&x, &ids, true).unwrap());
+        (&weights * weights.randn_like())
+            .sum(Kind::Float)
+            .backward();
+        let variables = vs.variables();
+        for name in indexed {
+            let v = &variables[&format!("router.{name}")];
+            assert_eq!(v.size()[0], TASKS as i64, "{kind:?} {name}");
+            let g = v.grad();
+            let mass = |t: i64| g.get(t).abs().sum(Kind::Float).double_value(&[]);
+            assert!(
+                mass(1) > 0.0,
+                "{kind:?} {start:?}: no gradient in task 1's row of {name}"
             );
-            assert_eq!(indexed.is_empty(), none, "{kind:?}");
-            // Every token is task 1's.
-            let x = Tensor::randn([6, D as i64], (Kind::Float, Device::Cpu));
-            let ids = Tensor::from_slice(&[1i64; 6]);
-            let out = r.forward(&x, &ids, true).unwrap();
-            let weights = match &out.expert_choice {
-                Some(choice) => choice.weights.shallow_clone(),
-                None => out.routed.weights.shallow_clone(),
-            };
-            (&weights * weights.randn_like())
-                .sum(Kind::Float)
-                .backward();
-            let variables = vs.variables();
-            for name in indexed {
-                let v = &variables[&format!("router.{name}")];
-                assert_eq!(v.size()[0], TASKS as i64, "{kind:?} {name}");
-                let g = v.grad();
-                let mass = |t: i64| g.get(t).abs().sum(Kind::Float).double_value(&[]);
-                assert!(
-                    mass(1) > 0.0,
-                    "{kind:?} {start:?}: no gradient in task 1's row of {name}"
-                );
-                assert_eq!(
-                    mass(0) + mass(2),
-                    0.0,
-                    "{kind:?} {start:?}: {name} moved other tasks' rows"
-                );
-            }
+            assert_eq!(
+                mass(0) + mass(2),
+                0.0,
+                "{kind:?} {start:?}: {name} moved other tasks' rows"
+            );
         }
     }
 }
