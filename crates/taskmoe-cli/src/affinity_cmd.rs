@@ -49,21 +49,18 @@ pub struct AffinityArgs {
     pub out: Option<PathBuf>,
 }
 
-/// Measures and prints the gradient affinity; writes it as JSON where `--out` (or the
-/// checkpoint's run folder) says.
+/// Measures and prints the gradient affinity; writes it as JSON, with the split, the examples
+/// and the resolved configuration, where `--out` (or the checkpoint's run folder) says.
 pub fn run(args: &AffinityArgs) -> Result<()> {
     let options = AffinityOptions {
         examples_per_task: args.examples,
         batch_size: args.batch_size,
     };
-    let (affinity, label, out) = match args.init {
+    let (affinity, cfg, label, out) = match args.init {
         true => {
             let cfg = RunConfig::load(args.config.as_deref(), &args.set)?;
-            (
-                at_init(&cfg, args.split, options)?,
-                "init".to_string(),
-                args.out.clone(),
-            )
+            let affinity = at_init(&cfg, args.split, options)?;
+            (affinity, cfg, "init".to_string(), args.out.clone())
         }
         false => {
             let ckpt = resolve(args.run.as_deref(), args.checkpoint.as_deref())?;
@@ -82,7 +79,7 @@ pub fn run(args: &AffinityArgs) -> Result<()> {
                 options,
                 run.device,
             )?;
-            (affinity, format!("step{step}"), out)
+            (affinity, run.config, format!("step{step}"), out)
         }
     };
     println!(
@@ -95,7 +92,15 @@ pub fn run(args: &AffinityArgs) -> Result<()> {
     if let Some(dir) = out {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let file = dir.join(format!("affinity-{}-{label}.json", args.split.name()));
-        std::fs::write(&file, serde_json::to_string_pretty(&affinity)?)
+        // With what it measured: the split, the examples and the resolved configuration.
+        let mut json = serde_json::to_value(&affinity)?;
+        if let Some(obj) = json.as_object_mut() {
+            obj.insert("split".into(), args.split.name().into());
+            obj.insert("examples_per_task".into(), args.examples.into());
+            obj.insert("measured".into(), label.clone().into());
+            obj.insert("config".into(), serde_json::to_value(&cfg)?);
+        }
+        std::fs::write(&file, serde_json::to_string_pretty(&json)?)
             .with_context(|| format!("writing {}", file.display()))?;
         eprintln!("affinity: {}", file.display());
     }

@@ -718,6 +718,11 @@ fn affinity_measures_a_fresh_model_and_a_trained_run() {
     .unwrap();
     let tasks = json["tasks"].as_array().unwrap().len();
     assert!(tasks >= 2, "{json}");
+    assert_eq!(
+        json["config"]["train"]["steps"], 12,
+        "the resolved configuration"
+    );
+    assert_eq!(json["split"], "validation");
     for group in json["groups"].as_array().unwrap() {
         let cosine = group["cosine"].as_array().unwrap();
         assert_eq!(cosine.len(), tasks);
