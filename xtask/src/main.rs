@@ -61,6 +61,11 @@ commands:
          [--seeds N] [--jobs N] [--out DIR]
                          recipe search on the tuning seeds, one axis at a time around the
                          base, chosen on validation; flags a choice on its grid's edge
+  affinity (--run DIR | --checkpoint DIR | --init [--config FILE]) [--set key=value]...
+           [--split train|validation|test] [--examples N] [--out DIR]
+                         whether related tasks pull alike: per parameter group (shared
+                         layers, experts, each router's task gates) the cosine of the tasks'
+                         loss gradients, within against across families, family ARI
   families [--config FILE] [--set key=value]... [--arm 'name: key=value ...']...
            [--seeds N] [--jobs N] [--out DIR]
                          every router family (dense, token, per-task, task-level, mmoe,
@@ -125,7 +130,7 @@ fn main() -> ExitCode {
         "fetch-data" => data::fetch(rest),
         "gpu-bundle" => gpu_bundle::run(rest),
         "train" | "eval" | "predict" | "verify" | "export" | "inspect" | "experiment"
-        | "config" | "data" | "compare" | "search" | "families" | "verdicts" => {
+        | "config" | "data" | "compare" | "search" | "affinity" | "families" | "verdicts" => {
             run::taskmoe(command, rest)
         }
         "env" => print_env(),
