@@ -62,7 +62,7 @@ commands:
                          recipe search on the tuning seeds, one axis at a time around the
                          base, chosen on validation; flags a choice on its grid's edge
   affinity (--run DIR | --checkpoint DIR | --init [--config FILE]) [--set key=value]...
-           [--split train|validation|test] [--examples N] [--out DIR]
+           [--split train|validation|test] [--examples N] [--batch-size N] [--out DIR]
                          whether related tasks pull alike: per parameter group (shared
                          layers, experts, each router's task gates) the cosine of the tasks'
                          loss gradients, within against across families, family ARI

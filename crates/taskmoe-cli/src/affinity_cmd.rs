@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use taskmoe_eval::{gradient_affinity, AffinityOptions, GradientAffinity};
 use taskmoe_model::MultiTaskModel;
-use taskmoe_train::{trainable, RunConfig, RunData, TrainedRun, Trainer};
+use taskmoe_train::{trainable, RunConfig, RunData, RunLock, TrainedRun, Trainer};
 use tch::{nn, Device};
 
 use crate::checkpoint_arg::resolve;
@@ -60,7 +60,8 @@ pub fn run(args: &AffinityArgs) -> Result<()> {
         true => {
             let cfg = RunConfig::load(args.config.as_deref(), &args.set)?;
             let affinity = at_init(&cfg, args.split, options)?;
-            (affinity, cfg, "init".to_string(), args.out.clone())
+            let out = args.out.clone().map(|dir| (dir, None));
+            (affinity, cfg, "init".to_string(), out)
         }
         false => {
             let ckpt = resolve(args.run.as_deref(), args.checkpoint.as_deref())?;
@@ -68,6 +69,11 @@ pub fn run(args: &AffinityArgs) -> Result<()> {
                 .out
                 .clone()
                 .or_else(|| ckpt.dir.parent().map(Path::to_path_buf));
+            // The folder written into is locked, as `taskmoe eval` locks it.
+            let lock = match &out {
+                Some(dir) => Some(RunLock::acquire(dir, "taskmoe affinity")?),
+                None => None,
+            };
             let run = TrainedRun::load(ckpt, &args.set, None)?;
             let step = run.checkpoint.step;
             let affinity = measure(
@@ -79,7 +85,12 @@ pub fn run(args: &AffinityArgs) -> Result<()> {
                 options,
                 run.device,
             )?;
-            (affinity, run.config, format!("step{step}"), out)
+            (
+                affinity,
+                run.config,
+                format!("step{step}"),
+                out.map(|dir| (dir, lock)),
+            )
         }
     };
     println!(
@@ -89,7 +100,7 @@ pub fn run(args: &AffinityArgs) -> Result<()> {
         args.examples
     );
     print!("{}", table(&affinity));
-    if let Some(dir) = out {
+    if let Some((dir, _lock)) = out {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let file = dir.join(format!("affinity-{}-{label}.json", args.split.name()));
         // With what it measured: the split, the examples and the resolved configuration.
@@ -110,26 +121,31 @@ pub fn run(args: &AffinityArgs) -> Result<()> {
 /// The affinity of `cfg`'s model as a fresh run starts it: a trainer built in a scratch run
 /// folder, which is removed afterwards.
 fn at_init(cfg: &RunConfig, split: Split, options: AffinityOptions) -> Result<GradientAffinity> {
-    let scratch = std::env::temp_dir().join(format!("taskmoe-affinity-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
+    let scratch =
+        ScratchDir(std::env::temp_dir().join(format!("taskmoe-affinity-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&scratch.0);
     let mut cfg = cfg.clone();
-    cfg.output.dir = scratch.clone();
+    cfg.output.dir = scratch.0.clone();
     let data = RunData::load(&cfg)?;
-    let result = Trainer::new(&cfg, &data, false)
-        .map_err(anyhow::Error::from)
-        .and_then(|trainer| {
-            measure(
-                trainer.model(),
-                trainer.var_store(),
-                &cfg,
-                &data,
-                split,
-                options,
-                trainer.var_store().device(),
-            )
-        });
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
+    let trainer = Trainer::new(&cfg, &data, false)?;
+    measure(
+        trainer.model(),
+        trainer.var_store(),
+        &cfg,
+        &data,
+        split,
+        options,
+        trainer.var_store().device(),
+    )
+}
+
+/// A scratch folder removed when dropped, on every way out (errors and panics too).
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The affinity of `model`'s training tasks on `split`, over the parameters training updates.

@@ -5,7 +5,7 @@
 //! taskmoe eval    (--run DIR | --checkpoint DIR) [--split validation|test|train] [--set ...]
 //!                 [--out DIR]
 //! taskmoe affinity (--run DIR | --checkpoint DIR | --init [--config FILE]) [--set ...]
-//!                 [--split train|validation|test] [--examples N] [--out DIR]
+//!                 [--split train|validation|test] [--examples N] [--batch-size N] [--out DIR]
 //! taskmoe predict (--run DIR | --checkpoint DIR) --input FILE (--task NAME | --task-field F)
 //!                 [--output FILE] [--format tsv|csv|jsonl] [--batch-size N]
 //! taskmoe verify  CHECKPOINT_OR_RUN_DIR

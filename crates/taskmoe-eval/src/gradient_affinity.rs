@@ -40,8 +40,9 @@ pub struct AffinityOptions {
     /// The first examples of each task's split (in split order) the loss is averaged over;
     /// 0 takes them all.
     pub examples_per_task: usize,
-    /// Examples per forward pass (the gradient is the same for any batch size, up to
-    /// rounding).
+    /// Examples per forward pass. The gradient is the same for any batch size up to rounding,
+    /// except where evaluation routing depends on the batch (`expert-choice`, whose experts
+    /// choose within each batch, and `capacity_factor_eval > 0`).
     pub batch_size: usize,
 }
 
@@ -105,7 +106,7 @@ fn classify(model: &MultiTaskModel, name: &str) -> Option<(Group, bool)> {
     if name.starts_with("heads.") {
         return None;
     }
-    if name.starts_with("embeddings.task_embeddings.") {
+    if name.starts_with("task_embeddings.") {
         return Some((Group::TaskEmbeddings, true));
     }
     for (block, layer) in model.moe_layers() {
@@ -252,16 +253,40 @@ fn task_loss_backward(
         if !value.is_finite() {
             return Err(format!("the loss is {value}"));
         }
-        loss.backward();
+        loss.f_backward().map_err(|e| e.to_string())?;
     }
     Ok(n)
 }
 
-/// The cosine matrices, norms and family measures of one group's per-task gradients.
+/// The cosine matrices, norms and family measures of one group's per-task gradients. Only the
+/// Gram matrix of the gradients is formed (no copy of them): the centred one follows from it,
+/// `C_ij = G_ij - r_i - r_j + m` with `r` the row means of `G` and `m` its mean.
 fn compare(group: String, per_task: &[Tensor], families: &[String]) -> GroupAffinity {
-    let g = Tensor::stack(per_task, 0).to_kind(Kind::Double);
-    let (cosine, norm) = cosines(&g);
-    let (centred_cosine, _) = cosines(&(&g - g.mean_dim(0, true, Kind::Double)));
+    let n = per_task.len();
+    // Dot products in f64, one vector pair converted at a time.
+    let mut gram = vec![vec![0.0; n]; n];
+    for i in 0..n {
+        let a = per_task[i].to_kind(Kind::Double);
+        for j in 0..=i {
+            let dot = a.dot(&per_task[j].to_kind(Kind::Double)).double_value(&[]);
+            gram[i][j] = dot;
+            gram[j][i] = dot;
+        }
+    }
+    let rows: Vec<f64> = gram
+        .iter()
+        .map(|r| r.iter().sum::<f64>() / n as f64)
+        .collect();
+    let mean = rows.iter().sum::<f64>() / n as f64;
+    let centred: Vec<Vec<f64>> = (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| gram[i][j] - rows[i] - rows[j] + mean)
+                .collect()
+        })
+        .collect();
+    let (cosine, norm) = cosines(&gram);
+    let (centred_cosine, _) = cosines(&centred);
     GroupAffinity {
         family: family_structure(&cosine, families),
         centred_family: family_structure(&centred_cosine, families),
@@ -273,17 +298,15 @@ fn compare(group: String, per_task: &[Tensor], families: &[String]) -> GroupAffi
     }
 }
 
-/// The `[n][n]` cosines of the rows of `g [n, m]` (0 where a row is zero) and the row norms.
-fn cosines(g: &Tensor) -> (Vec<Vec<f64>>, Vec<f64>) {
-    let n = g.size()[0] as usize;
-    let gram: Vec<f64> =
-        Vec::try_from(&g.matmul(&g.tr()).reshape([-1])).expect("a host copy of the Gram matrix");
-    let norm: Vec<f64> = (0..n).map(|i| gram[i * n + i].max(0.0).sqrt()).collect();
+/// The cosines of a Gram matrix's vectors (0 where a vector is zero) and their norms.
+fn cosines(gram: &[Vec<f64>]) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let n = gram.len();
+    let norm: Vec<f64> = (0..n).map(|i| gram[i][i].max(0.0).sqrt()).collect();
     let cosine = (0..n)
         .map(|i| {
             (0..n)
                 .map(|j| match norm[i] * norm[j] {
-                    d if d > 0.0 => (gram[i * n + j] / d).clamp(-1.0, 1.0),
+                    d if d > 0.0 => (gram[i][j] / d).clamp(-1.0, 1.0),
                     _ => 0.0,
                 })
                 .collect()

@@ -51,7 +51,10 @@ pub fn family_routing(load: &[Vec<f64>], families: &[String]) -> FamilyRouting {
 /// square and symmetric; tasks beyond `families` are ignored.
 pub fn family_structure(similarity: &[Vec<f64>], families: &[String]) -> FamilyRouting {
     let n = similarity.len().min(families.len());
-    let ov = similarity;
+    let ov: Vec<Vec<f64>> = similarity[..n]
+        .iter()
+        .map(|row| row[..n].to_vec())
+        .collect();
     let (mut within, mut across) = (Vec::new(), Vec::new());
     for i in 0..n {
         for j in i + 1..n {

@@ -67,15 +67,16 @@ pub enum HeadStyle {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HeadStart {
-    /// Every head drawn on its own. Two tasks with the same labels then start by reading
-    /// different directions of the pooled vector, so their gradients on every shared layer
-    /// (and on their gates) start uncorrelated however related the tasks are.
+    /// Every head drawn on its own: two tasks with the same labels start by reading the
+    /// pooled vector along different random directions, so what their losses ask of the
+    /// shared layers (and of their gates) differs by that rotation.
     #[default]
     Independent,
-    /// Every head starts as a copy of the first head of its shape (the same number of
-    /// outputs) and diverges by gradient: tasks whose labels agree then start pulling the
-    /// shared layers and their gates the same way, and unrelated tasks do not. Uses no task
-    /// relatedness, only the tasks' label shapes.
+    /// Every head starts as a copy of the first head of the same kind (classification with
+    /// as many labels, or regression) and diverges by gradient: tasks start by reading the
+    /// pooled vector the same way, so tasks whose labels agree ask the same of the shared
+    /// layers. Uses no task relatedness, only the tasks' label kinds. Whether the gradients
+    /// then follow the task families is measured by `taskmoe affinity`.
     Shared,
 }
 
@@ -133,7 +134,7 @@ pub struct ModelConfig {
     /// shared layers carry the task knowledge). Default `mlp`.
     pub head: HeadStyle,
     /// How the heads start: `independent` (each drawn on its own) or `shared` (each a copy of
-    /// the first head of its shape, diverging by gradient). Default `independent`.
+    /// the first head of its kind, diverging by gradient). Default `independent`.
     pub head_start: HeadStart,
     /// How the encoder sees the task: `none`, `added` or `prefix`. With `frozen_layers > 0`
     /// only `none` and `added` are allowed, and `added` enters above the frozen bottom (see

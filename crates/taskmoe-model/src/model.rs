@@ -123,14 +123,15 @@ fn example_keys(
     Ok(Some(keys))
 }
 
-/// `model.head_start = "shared"`: every head becomes a copy of the first head with its number
-/// of outputs (the heads are drawn as usual first, so the other modules' draws do not move).
+/// `model.head_start = "shared"`: every head becomes a copy of the first head of its kind (as
+/// many labels, or regression: the heads `init_task_from` copies between), the heads drawn as
+/// usual first, so the other modules' draws do not move.
 fn start_heads_shared(heads: &[Head], specs: &[HeadSpec]) {
     for (i, spec) in specs.iter().enumerate() {
         let first = specs
             .iter()
-            .position(|s| s.num_outputs() == spec.num_outputs())
-            .expect("a head has its own shape");
+            .position(|s| s.kind == spec.kind)
+            .expect("a head is of its own kind");
         if first != i {
             heads[i].copy_from(&heads[first]);
         }

@@ -273,12 +273,23 @@ impl Router {
     /// (`weight` of `per-task`, `mmoe`, `cgc`; with `gate_start = "shared"` the tasks' deltas),
     /// the task embeddings (`task-concat`, `task-level`) and DSelect-k's codes and selector
     /// logits. The router's other variables are shared by every task.
-    pub fn task_indexed_variables(&self) -> &'static [&'static str] {
+    pub fn task_indexed_variables(&self) -> Vec<&'static str> {
+        self.task_rows().into_iter().map(|(name, _)| name).collect()
+    }
+
+    /// The trained variables with one row per task, with their names under the router's path
+    /// (what [`Router::task_indexed_variables`] lists and [`Router::init_task_from`] mixes).
+    fn task_rows(&self) -> Vec<(&'static str, &Tensor)> {
         match self.cfg.kind {
-            kind if kind.has_task_gates() => &["weight"],
-            RouterKind::TaskConcat | RouterKind::TaskLevel => &["task_embedding"],
-            RouterKind::DselectK => &["codes", "selector_logits"],
-            _ => &[],
+            kind if kind.has_task_gates() => vec![("weight", &self.weight)],
+            RouterKind::TaskConcat | RouterKind::TaskLevel => {
+                vec![("task_embedding", self.task_embedding())]
+            }
+            RouterKind::DselectK => {
+                let (logits, _) = self.selectors.as_ref().expect("dselect-k has selectors");
+                vec![("codes", &self.weight), ("selector_logits", logits)]
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -597,25 +608,14 @@ impl Router {
         for &(s, _) in sources {
             self.check_task(s)?;
         }
-        let params: Vec<&Tensor> = match self.cfg.kind {
-            RouterKind::Token => return Ok(false),
-            kind if kind.has_task_gates() => vec![&self.weight],
-            RouterKind::DselectK => {
-                let (logits, _) = self.selectors.as_ref().expect("dselect-k has selectors");
-                vec![&self.weight, logits]
-            }
-            RouterKind::TaskRepresentation => {
-                vec![
-                    &self
-                        .task_state
-                        .as_ref()
-                        .expect("task-representation has states")
-                        .state,
-                ]
-            }
-            RouterKind::ExpertChoice => return Ok(false),
-            _ => vec![self.task_embedding()],
-        };
+        // The per-task rows of the trained variables, and task-representation's task states.
+        let mut params: Vec<&Tensor> = self.task_rows().into_iter().map(|(_, t)| t).collect();
+        if let Some(states) = &self.task_state {
+            params.push(&states.state);
+        }
+        if params.is_empty() {
+            return Ok(false);
+        }
         tch::no_grad(|| {
             for param in params {
                 let mut mix = param.get(sources[0].0 as i64).zeros_like();

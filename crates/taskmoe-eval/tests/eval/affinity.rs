@@ -5,15 +5,12 @@ use taskmoe_eval::{gradient_affinity, AffinityOptions, EvalData, GradientAffinit
 use taskmoe_train::{trainable, Trainer};
 use tch::{Device, Kind};
 
-/// `configs/toy-families.toml`: two families (lexicon, order) of two tasks each; per-task
-/// gates over 4 experts in both blocks, linear heads.
-const TOY_FAMILIES: &str = include_str!("../../../../configs/toy-families.toml");
-
 /// The affinity of `tasks` (task ids, repeats allowed) of the toy families' fresh model with
 /// `sets`, and the model's trained parameters afterwards (to check their gradients).
 fn affinity(name: &str, sets: &[&str], tasks: &[usize]) -> (GradientAffinity, Vec<f64>) {
     crate::threads();
-    let (dir, cfg, data) = crate::scratch_run(&format!("affinity-{name}"), TOY_FAMILIES, sets);
+    let (dir, cfg, data) =
+        crate::scratch_run(&format!("affinity-{name}"), crate::TOY_FAMILIES, sets);
     let trainer = Trainer::new(&cfg, &data, false).unwrap();
     let params = trainable(trainer.var_store(), &cfg).unwrap();
     let split = EvalData {
@@ -112,4 +109,23 @@ fn independent_gates_compare_each_tasks_own_row() {
     }
     assert_eq!(a.families, ["lexicon", "lexicon", "order", "order"]);
     assert!(router.family.within_family.is_some() && router.family.across_family.is_some());
+}
+
+#[test]
+fn task_embeddings_are_a_group_of_their_own_compared_row_by_row() {
+    let (plain, _) = affinity("plain", &[], &[0, 1, 2, 3]);
+    let (added, _) = affinity("added", &["model.task_embedding=added"], &[0, 1, 2, 3]);
+    let group = |a: &taskmoe_eval::GradientAffinity, name: &str| {
+        a.groups.iter().find(|g| g.group == name).map(|g| g.entries)
+    };
+    // d = 32: each task's own row of the `[tasks, d]` table, and not in `shared`.
+    assert_eq!(group(&added, "task embeddings"), Some(32));
+    assert_eq!(group(&plain, "task embeddings"), None);
+    assert_eq!(group(&added, "shared"), group(&plain, "shared"));
+    let rows = added
+        .groups
+        .iter()
+        .find(|g| g.group == "task embeddings")
+        .unwrap();
+    assert!(rows.norm.iter().all(|&n| n > 0.0), "{:?}", rows.norm);
 }

@@ -13,6 +13,10 @@ mod bucketing;
 mod learning;
 mod metrics;
 
+/// `configs/toy-families.toml`: two families (lexicon, order) of two tasks each; per-task
+/// gates over 4 experts in both blocks, shared gate start, linear heads.
+const TOY_FAMILIES: &str = include_str!("../../../../configs/toy-families.toml");
+
 /// libtorch's intra-op thread count in this binary, the one value every test that cares uses.
 const THREADS: i32 = 1;
 
