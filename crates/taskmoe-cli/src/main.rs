@@ -149,7 +149,9 @@ enum Command {
     /// mean test score and the seed-paired difference a - b with its 95% interval (runs pair by
     /// their saved seed; one against one pairs as given). A run may be a pattern
     /// (`--a 'runs/task-moe-seed*' --b 'runs/dense-seed*'`), expanded by the shell or, quoted,
-    /// by taskmoe.
+    /// by taskmoe. `compare --identical A B`: whether two runs made the same computation bit
+    /// for bit (checkpoint tensors, logs, results; wall-clock fields left out), for instance the
+    /// same configuration trained by two builds; fails when they differ.
     Compare {
         /// Run folders side by side, each against the first (instead of --a and --b).
         #[arg(conflicts_with_all = ["a", "b"], required_unless_present_all = ["a", "b"])]
@@ -160,6 +162,10 @@ enum Command {
         /// Side b's run folders.
         #[arg(long, num_args = 1.., requires = "a")]
         b: Vec<PathBuf>,
+        /// Whether two runs (given as RUN RUN) computed the same outputs, file by file; exits
+        /// with an error when any output differs.
+        #[arg(long, conflicts_with_all = ["a", "b"])]
+        identical: bool,
         /// Also write compare.md and compare.json into this folder.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -370,7 +376,16 @@ fn main() {
                 },
         } => data_cmd::check(&config, max_problems),
         Command::Check(args) => check_cmd::run(&args),
-        Command::Compare { runs, a, b, out } => compare_cmd::run(&runs, &a, &b, out.as_deref()),
+        Command::Compare {
+            runs,
+            a,
+            b,
+            identical,
+            out,
+        } => match identical {
+            true => compare_cmd::identical(&runs, out.as_deref()),
+            false => compare_cmd::run(&runs, &a, &b, out.as_deref()),
+        },
         Command::Search(args) => search_cmd::run(&args),
         Command::Verdicts { benches, out } => experiment_cmd::verdicts(&benches, &out),
         Command::Families(args) => families_cmd::run(&args),

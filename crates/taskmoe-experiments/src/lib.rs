@@ -59,6 +59,7 @@ mod context;
 mod error;
 mod experiment;
 pub mod families;
+pub mod identical;
 pub mod low_resource;
 pub mod plot;
 pub mod preregistration;

@@ -610,7 +610,14 @@ fn families_trains_every_default_arm_on_the_report_seeds_and_tables_them() {
 #[test]
 fn compare_puts_runs_side_by_side_and_pairs_run_sets_given_as_patterns() {
     let out = scratch("compare");
-    for (variant, seed) in [("task-moe", 0), ("task-moe", 1), ("dense", 0), ("dense", 1)] {
+    let runs = [
+        ("task-moe", 0, "task-moe-seed0"),
+        ("task-moe", 1, "task-moe-seed1"),
+        ("dense", 0, "dense-seed0"),
+        ("dense", 1, "dense-seed1"),
+        ("task-moe", 0, "again-task-moe-seed0"),
+    ];
+    for (variant, seed, name) in runs {
         ok(train_tiny(
             &out,
             &[
@@ -619,7 +626,7 @@ fn compare_puts_runs_side_by_side_and_pairs_run_sets_given_as_patterns() {
                 "--set",
                 &format!("train.seed={seed}"),
                 "--set",
-                &format!("output.name={variant}-seed{seed}"),
+                &format!("output.name={name}"),
                 "--set",
                 "train.steps=2",
             ],
@@ -670,6 +677,30 @@ fn compare_puts_runs_side_by_side_and_pairs_run_sets_given_as_patterns() {
             .unwrap(),
     );
     assert!(err.contains("--b"), "{err}");
+    // The same configuration trained twice computes the same thing; another seed does not.
+    let same = ok(command(&[
+        "compare",
+        "--identical",
+        &run("task-moe-seed0"),
+        &run("again-task-moe-seed0"),
+    ])
+    .output()
+    .unwrap());
+    assert!(
+        same.contains("**Outputs identical**") && same.contains("model.safetensors"),
+        "{same}"
+    );
+    let err = fails(
+        command(&[
+            "compare",
+            "--identical",
+            &run("task-moe-seed0"),
+            &run("task-moe-seed1"),
+        ])
+        .output()
+        .unwrap(),
+    );
+    assert!(err.contains("differ in"), "{err}");
     std::fs::remove_dir_all(out).unwrap();
 }
 
