@@ -43,7 +43,7 @@ pub fn identical(runs: &[PathBuf], out: Option<&Path>) -> Result<()> {
         serde_json::to_string_pretty(&identity)?,
         out,
     )?;
-    if !identity.identical() {
+    if !identity.identical {
         bail!(
             "{} and {} differ in {} of {} output files (table above)",
             a.display(),

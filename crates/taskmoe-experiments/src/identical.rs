@@ -3,12 +3,16 @@
 //! A change that should not move any number (a refactor, a new configuration key with a
 //! default that keeps the old behaviour, another build profile, another machine of the same
 //! kind) is shown not to by training the same configuration with both builds and comparing the
-//! run folders: every checkpoint's tensors (model and optimizer state, tensor by tensor), its
-//! trainer state and task list, the logged training steps and evaluations, and the final test
-//! results and predictions. Wall-clock measurements ([`WALL_CLOCK_KEYS`]) are left out of every
-//! JSON comparison; the resolved configurations are compared key by key (without `output.*`,
-//! which names the folder) and reported beside the outputs, not counted among them, since a
-//! newer build resolves keys an older one did not have.
+//! run folders: every checkpoint's tensors (model and optimizer state: the files' bytes, or
+//! where those differ each tensor's raw bytes), its trainer state and task list, the logged
+//! training steps and evaluations, and the final test results and predictions. The
+//! wall-clock fields the trainer writes ([`WALL_CLOCK_KEYS`], at the top level of each JSON
+//! line or document) are left out; every other JSON number is compared as the exact `f64` its
+//! text denotes (the workspace builds `serde_json` with `float_roundtrip`). The resolved
+//! configurations are compared key by key (without `output.*`, which names the folder) and
+//! reported beside the outputs, not counted among them, since a newer build resolves keys an
+//! older one did not have. A `single-task` run (one run folder per task under a folder of
+//! combined results) is compared sub-run by sub-run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -23,12 +27,15 @@ use tch::{Kind, Tensor};
 use crate::error::{bail, Context, Result};
 use crate::report::{header, md_table};
 
-/// JSON keys that hold wall-clock measurements (timestamps, durations, throughput): left out
-/// of every JSON comparison, at any depth.
+/// The top-level JSON keys of the run's logs and trainer state that hold wall-clock
+/// measurements (timestamps, durations, throughput): left out of the comparison. Only at the
+/// top level of a line or document, where the trainer writes them: deeper, keys are data (a
+/// task or label may be called `time`).
 pub const WALL_CLOCK_KEYS: &[&str] = &["time", "elapsed_s", "elapsed_secs", "tokens_per_s"];
 
-/// Checkpoint files not compared as outputs: the configuration (compared key by key instead)
-/// and the manifest, which holds the configuration's hash.
+/// Checkpoint files not compared as outputs: the configuration and the model card made from it
+/// (the run's configuration is compared key by key instead) and the manifest, which holds
+/// their hashes.
 const CHECKPOINT_FILES_SKIPPED: &[&str] = &[MANIFEST_FILE, MODEL_CARD_FILE, RUN_CONFIG_FILE];
 
 /// One output file of both runs, compared.
@@ -49,6 +56,8 @@ pub struct RunIdentity {
     pub a: PathBuf,
     /// Run b.
     pub b: PathBuf,
+    /// Whether every output file is identical in both runs.
+    pub identical: bool,
     /// Every output file either run holds, in path order.
     pub files: Vec<FileCheck>,
     /// The resolved configurations' differences, one line per key (`output.*` left out).
@@ -56,11 +65,6 @@ pub struct RunIdentity {
 }
 
 impl RunIdentity {
-    /// Whether every output file is identical in both runs.
-    pub fn identical(&self) -> bool {
-        self.files.iter().all(|f| f.identical)
-    }
-
     /// How many output files differ.
     pub fn differing(&self) -> usize {
         self.files.iter().filter(|f| !f.identical).count()
@@ -87,7 +91,7 @@ impl RunIdentity {
         md.push_str(&md_table(&header(&["file", "result"]), &rows));
         let _ = writeln!(
             md,
-            "\nWall-clock keys left out of the JSON files: {}.",
+            "\nWall-clock keys left out of the JSON files (top level): {}.\n",
             WALL_CLOCK_KEYS.join(", ")
         );
         match self.config_differences.is_empty() {
@@ -104,7 +108,7 @@ impl RunIdentity {
                 }
             }
         }
-        let _ = match self.identical() {
+        let _ = match self.identical {
             true => writeln!(
                 md,
                 "\n**Outputs identical**: {} of {} files.",
@@ -122,27 +126,31 @@ impl RunIdentity {
     }
 }
 
-/// Compares the run folders `a` and `b` (each with its saved configuration): every output file
-/// either holds, and their resolved configurations.
+/// Compares the run folders `a` and `b` (each with its saved configuration, or a
+/// `single-task` run's folder of per-task run folders): every output file either holds, and
+/// their resolved configurations. An error when a folder is not a run or neither holds any
+/// output.
 pub fn identical(a: &Path, b: &Path) -> Result<RunIdentity> {
-    for dir in [a, b] {
-        if !dir.join(RUN_CONFIG_FILE).is_file() {
-            bail!(
-                "{} is not a run folder (it has no {RUN_CONFIG_FILE})",
-                dir.display()
-            );
-        }
-    }
-    let names: BTreeSet<String> = output_files(a)?
+    let (runs_a, runs_b) = (runs_in(a)?, runs_in(b)?);
+    let names: BTreeSet<String> = output_files(a, &runs_a)?
         .into_iter()
-        .chain(output_files(b)?)
+        .chain(output_files(b, &runs_b)?)
         .collect();
+    if names.is_empty() {
+        bail!(
+            "neither {} nor {} holds an output to compare (no logs, results or checkpoints)",
+            a.display(),
+            b.display()
+        );
+    }
     let mut files = Vec::new();
     for name in names {
         let (pa, pb) = (a.join(&name), b.join(&name));
         let check = match (pa.is_file(), pb.is_file()) {
             (true, true) => compare_file(&pa, &pb)?,
-            (only_a, _) => Err(format!("only in {}", if only_a { "a" } else { "b" })),
+            (true, false) => Err("only in a".to_string()),
+            (false, true) => Err("only in b".to_string()),
+            (false, false) => Err("a file in neither run".to_string()),
         };
         files.push(FileCheck {
             file: name,
@@ -150,40 +158,101 @@ pub fn identical(a: &Path, b: &Path) -> Result<RunIdentity> {
             detail: check.unwrap_or_else(|why| why),
         });
     }
+    let mut config_differences = Vec::new();
+    for run in runs_a.union(&runs_b) {
+        let prefix = match run.is_empty() {
+            true => String::new(),
+            false => format!("{run}: "),
+        };
+        let (ca, cb) = (
+            a.join(run).join(RUN_CONFIG_FILE),
+            b.join(run).join(RUN_CONFIG_FILE),
+        );
+        match (ca.is_file(), cb.is_file()) {
+            (true, true) => config_differences.extend(
+                differences(&ca, &cb)?
+                    .into_iter()
+                    .map(|line| format!("{prefix}{line}")),
+            ),
+            (only_a, _) => config_differences.push(format!(
+                "{prefix}a run only in {}",
+                if only_a { "a" } else { "b" }
+            )),
+        }
+    }
     Ok(RunIdentity {
         a: a.to_path_buf(),
         b: b.to_path_buf(),
+        identical: files.iter().all(|f| f.identical),
         files,
-        config_differences: config_differences(&a.join(RUN_CONFIG_FILE), &b.join(RUN_CONFIG_FILE))?,
+        config_differences,
     })
 }
 
-/// The output files of run folder `dir`, relative to it: the training and evaluation logs, the
-/// final (and `taskmoe eval`) results, and every checkpoint's files but its configuration and
-/// manifest. Plots and event files are renderings of these and are not listed.
-fn output_files(dir: &Path) -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
-    for entry in entries {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        let logged = name == METRICS_FILE || name == EVAL_FILE;
-        let results = (name.starts_with("final-") || name.starts_with("eval-"))
-            && (name.ends_with(".json") || name.ends_with(".jsonl"));
-        if logged || results {
-            names.push(name);
+/// The runs of folder `dir`, as paths relative to it: `""` when it holds a saved
+/// configuration, else each subfolder that does (a `single-task` run's per-task runs; a run's
+/// own checkpoint folders, which hold a copy of its configuration, are not runs). An error
+/// when there is none.
+fn runs_in(dir: &Path) -> Result<BTreeSet<String>> {
+    let mut runs = BTreeSet::new();
+    if dir.join(RUN_CONFIG_FILE).is_file() {
+        runs.insert(String::new());
+    } else if dir.is_dir() {
+        let entries =
+            std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            if path.join(RUN_CONFIG_FILE).is_file() {
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                runs.insert(name.unwrap_or_default());
+            }
         }
     }
-    for (_, checkpoint) in list_checkpoints(dir)? {
-        let folder = checkpoint
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned());
-        let folder = folder.unwrap_or_default();
-        let entries = std::fs::read_dir(&checkpoint)
-            .with_context(|| format!("reading {}", checkpoint.display()))?;
+    if runs.is_empty() {
+        bail!(
+            "{} is not a run folder (it has no {RUN_CONFIG_FILE}, nor a subfolder with one)",
+            dir.display()
+        );
+    }
+    Ok(runs)
+}
+
+/// The output files of folder `dir` and of its `runs` (see [`runs_in`]), relative to `dir`:
+/// the training and evaluation logs, the final (and `taskmoe eval`) results, and every
+/// checkpoint's files but its configuration, model card and manifest. Plots and event files
+/// are renderings of these and are not listed.
+fn output_files(dir: &Path, runs: &BTreeSet<String>) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    let folders = std::iter::once(String::new()).chain(runs.iter().cloned());
+    for run in folders.collect::<BTreeSet<String>>() {
+        let run_dir = dir.join(&run);
+        let at = |name: &str| match run.is_empty() {
+            true => name.to_string(),
+            false => format!("{run}/{name}"),
+        };
+        let entries = std::fs::read_dir(&run_dir)
+            .with_context(|| format!("reading {}", run_dir.display()))?;
         for entry in entries {
             let name = entry?.file_name().to_string_lossy().into_owned();
-            if !CHECKPOINT_FILES_SKIPPED.contains(&name.as_str()) {
-                names.push(format!("{folder}/{name}"));
+            let logged = name == METRICS_FILE || name == EVAL_FILE;
+            let results = (name.starts_with("final-") || name.starts_with("eval-"))
+                && (name.ends_with(".json") || name.ends_with(".jsonl"));
+            if logged || results {
+                names.push(at(&name));
+            }
+        }
+        for (_, checkpoint) in list_checkpoints(&run_dir)? {
+            let folder = checkpoint
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            let folder = folder.unwrap_or_default();
+            let entries = std::fs::read_dir(&checkpoint)
+                .with_context(|| format!("reading {}", checkpoint.display()))?;
+            for entry in entries {
+                let name = entry?.file_name().to_string_lossy().into_owned();
+                if !CHECKPOINT_FILES_SKIPPED.contains(&name.as_str()) {
+                    names.push(at(&format!("{folder}/{name}")));
+                }
             }
         }
     }
@@ -209,24 +278,30 @@ fn compare_file(a: &Path, b: &Path) -> Result<std::result::Result<String, String
             false => Err(format!("{} B against {} B", bytes_a.len(), bytes_b.len())),
         });
     }
-    let parse = |bytes: &[u8], path: &Path| -> Result<Vec<Value>> {
+    // A line that does not parse (a run killed while writing it) is a difference, not an error.
+    let parse = |bytes: &[u8], side: &str| -> std::result::Result<Vec<Value>, String> {
         let text = String::from_utf8_lossy(bytes);
-        let values = match jsonl {
-            true => text
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .enumerate()
-                .map(|(i, l)| {
-                    serde_json::from_str(l)
-                        .with_context(|| format!("{} line {}", path.display(), i + 1))
-                })
-                .collect::<Result<Vec<Value>>>()?,
-            false => vec![serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", path.display()))?],
+        let lines: Vec<&str> = match jsonl {
+            true => text.lines().filter(|l| !l.trim().is_empty()).collect(),
+            false => vec![&text],
         };
-        Ok(values.into_iter().map(without_wall_clock).collect())
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::from_str(l)
+                    .map(without_wall_clock)
+                    .map_err(|e| match jsonl {
+                        true => format!("line {} of {side} does not parse: {e}", i + 1),
+                        false => format!("{side} does not parse: {e}"),
+                    })
+            })
+            .collect()
     };
-    let (values_a, values_b) = (parse(&bytes_a, a)?, parse(&bytes_b, b)?);
+    let (values_a, values_b) = match (parse(&bytes_a, "a"), parse(&bytes_b, "b")) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(why), _) | (_, Err(why)) => return Ok(Err(why)),
+    };
     for (i, (va, vb)) in values_a.iter().zip(&values_b).enumerate() {
         if let Some(at) = first_difference(va, vb, "") {
             return Ok(Err(match jsonl {
@@ -249,7 +324,8 @@ fn compare_file(a: &Path, b: &Path) -> Result<std::result::Result<String, String
 }
 
 /// The tensors of two safetensors files whose bytes differ, compared by name, kind, shape and
-/// value: `Ok` when only the files' metadata differ.
+/// raw bytes (so -0.0 is not 0.0, and a NaN equals only the same NaN): `Ok` when only the
+/// files' metadata or tensor order differ.
 fn compare_tensors(a: &Path, b: &Path) -> Result<std::result::Result<String, String>> {
     let load = |p: &Path| -> Result<BTreeMap<String, Tensor>> {
         Ok(Tensor::read_safetensors(p)
@@ -281,10 +357,14 @@ fn compare_tensors(a: &Path, b: &Path) -> Result<std::result::Result<String, Str
             ));
             continue;
         }
-        if !x.equal(y) {
+        // Each tensor's raw bytes (flattened first: a 0-d tensor cannot change its dtype).
+        let bytes = |t: &Tensor| t.contiguous().reshape([-1]).f_view_dtype(Kind::Uint8);
+        if !bytes(x)?.equal(&bytes(y)?) {
             differing += 1;
+            // NaN against anything (or another NaN's bits) counts as an infinite gap.
             let gap = (x.to_kind(Kind::Double) - y.to_kind(Kind::Double))
                 .abs()
+                .nan_to_num(f64::INFINITY, None, None)
                 .max()
                 .double_value(&[]);
             if largest.as_ref().is_none_or(|(g, _)| gap > *g) {
@@ -307,16 +387,13 @@ fn compare_tensors(a: &Path, b: &Path) -> Result<std::result::Result<String, Str
     })
 }
 
-/// `value` without [`WALL_CLOCK_KEYS`], at any depth.
+/// `value` without [`WALL_CLOCK_KEYS`] at its top level.
 fn without_wall_clock(value: Value) -> Value {
     match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(k, _)| !WALL_CLOCK_KEYS.contains(&k.as_str()))
-                .map(|(k, v)| (k, without_wall_clock(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(without_wall_clock).collect()),
+        Value::Object(mut map) => {
+            map.retain(|k, _| !WALL_CLOCK_KEYS.contains(&k.as_str()));
+            Value::Object(map)
+        }
         other => other,
     }
 }
@@ -366,7 +443,7 @@ fn shorten(v: &Value) -> String {
 
 /// The keys (dotted paths) whose values differ between two saved configurations, without
 /// `output.*`: `key: a against b`, or `key only in a` / `b`.
-fn config_differences(a: &Path, b: &Path) -> Result<Vec<String>> {
+fn differences(a: &Path, b: &Path) -> Result<Vec<String>> {
     let load = |p: &Path| -> Result<BTreeMap<String, String>> {
         let text =
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;

@@ -683,6 +683,8 @@ fn compare_puts_runs_side_by_side_and_pairs_run_sets_given_as_patterns() {
         "--identical",
         &run("task-moe-seed0"),
         &run("again-task-moe-seed0"),
+        "--out",
+        report.to_str().unwrap(),
     ])
     .output()
     .unwrap());
@@ -690,6 +692,16 @@ fn compare_puts_runs_side_by_side_and_pairs_run_sets_given_as_patterns() {
         same.contains("**Outputs identical**") && same.contains("model.safetensors"),
         "{same}"
     );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("compare.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["identical"], serde_json::json!(true));
+    let err = fails(
+        command(&["compare", "--identical", &run("task-moe-seed0")])
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("takes two run folders, got 1"), "{err}");
     let err = fails(
         command(&[
             "compare",
