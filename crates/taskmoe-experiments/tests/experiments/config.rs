@@ -1,19 +1,12 @@
 //! Experiment settings: profiles, a user file over a profile, overrides, and errors that name
 //! the file and key.
 
-use std::path::PathBuf;
-
 use taskmoe_data::synthetic::{Generator, SyntheticBenchmark};
 use taskmoe_experiments::{Arm, ExperimentConfig, Profile};
 use taskmoe_model::{TaskEmbedding, Variant};
 use taskmoe_router::RouterKind;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("taskmoe-expcfg-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use crate::scratch;
 
 #[test]
 fn both_profiles_load_and_their_arms_have_equal_active_ffn_width() {

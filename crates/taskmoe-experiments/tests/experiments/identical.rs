@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use taskmoe_experiments::identical::{identical, FileCheck, RunIdentity};
+
+use crate::scratch;
 use tch::Tensor;
 
 /// A run folder `name` under `root`: a configuration, a metrics log with wall-clock fields
@@ -53,13 +55,6 @@ fn run_folder(root: &Path, name: &str, seed: u64, time: f64, weight: f32) -> Pat
         format!("{{\"time\": {time}}}"),
     )
     .unwrap();
-    dir
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("taskmoe-identical-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
