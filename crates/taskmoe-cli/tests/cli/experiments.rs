@@ -192,6 +192,10 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
     let md = std::fs::read_to_string(across.join("verdicts.md")).unwrap();
     assert_eq!(md.matches("| one |").count(), 3, "{md}");
     assert!(!md.contains("not the protocol of this build"), "{md}");
+    assert!(
+        md.contains("merged by a build of commit") && md.contains("with each source below"),
+        "the table says which commit merged and where the runs' commit is: {md}"
+    );
     assert!(across.join("forest.svg").is_file());
 
     // Again: nothing is retrained and the numbers are the same.
