@@ -482,8 +482,6 @@ pub fn across(benchmarks: &[(String, PathBuf)], out: &Path) -> Result<String> {
     write_files(out, md, &json)
 }
 
-/// Writes `verdicts.md` and `verdicts.json` (with a final newline) into `out`; returns the
-/// markdown.
 /// The provenance line of the table across benchmarks: the protocol, the commit that merged
 /// the reports, and where the runs' own build commit is named (the merge refuses chunks of
 /// different builds, so each source names one).
@@ -497,6 +495,8 @@ fn merge_provenance_line() -> String {
     )
 }
 
+/// Writes `verdicts.md` and `verdicts.json` (with a final newline) into `out`; returns the
+/// markdown.
 fn write_files(out: &Path, md: String, json: &serde_json::Value) -> Result<String> {
     let md_path = out.join("verdicts.md");
     std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
