@@ -22,12 +22,31 @@ pub fn build_commit() -> &'static str {
     option_env!("TASKMOE_GIT_COMMIT").unwrap_or("unknown")
 }
 
+/// Which protocol, by its hash: the start of every provenance line.
+fn protocol_clause() -> String {
+    format!(
+        "Protocol: `PROTOCOL.md` (crates/taskmoe-experiments), SHA-256 `{}`",
+        protocol_sha256()
+    )
+}
+
 /// The line every report and `verdicts.md` carries.
 pub fn provenance_line() -> String {
     format!(
-        "Protocol: `PROTOCOL.md` (crates/taskmoe-experiments), SHA-256 `{}`; built from commit \
-         `{}`.",
-        protocol_sha256(),
+        "{}; built from commit `{}`.",
+        protocol_clause(),
+        build_commit()
+    )
+}
+
+/// The line of the table merged across benchmarks (`verdicts::across`): the protocol, the
+/// commit that merged the reports, and where the runs' own build commit is named (each
+/// benchmark's chunks merge only when one build made them, and each source names it).
+pub fn merge_provenance_line() -> String {
+    format!(
+        "{}. This table was merged by a build of commit `{}`; the commit that built the runs \
+         is named with each source below.",
+        protocol_clause(),
         build_commit()
     )
 }
@@ -51,5 +70,7 @@ mod tests {
         assert_eq!(h.len(), 64);
         assert!(h.bytes().all(|b| b.is_ascii_hexdigit()));
         assert!(provenance_line().contains(&h));
+        assert!(merge_provenance_line().contains(&h));
+        assert!(merge_provenance_line().contains(build_commit()));
     }
 }

@@ -457,7 +457,7 @@ pub fn across(benchmarks: &[(String, PathBuf)], out: &Path) -> Result<String> {
             ]),
             &rows
         ),
-        merge_provenance_line(),
+        crate::preregistration::merge_provenance_line(),
     );
     let svg = forest_plot(
         "Every arm against its claim's baseline, every benchmark (seed-paired differences)",
@@ -480,19 +480,6 @@ pub fn across(benchmarks: &[(String, PathBuf)], out: &Path) -> Result<String> {
         "benchmarks": json_benchmarks,
     });
     write_files(out, md, &json)
-}
-
-/// The provenance line of the table across benchmarks: the protocol, the commit that merged
-/// the reports, and where the runs' own build commit is named (the merge refuses chunks of
-/// different builds, so each source names one).
-fn merge_provenance_line() -> String {
-    format!(
-        "Protocol: `PROTOCOL.md` (crates/taskmoe-experiments), SHA-256 `{}`. This table was \
-         merged by a build of commit `{}`; the commit that built the runs is named with each \
-         source below.",
-        crate::preregistration::protocol_sha256(),
-        crate::preregistration::build_commit()
-    )
 }
 
 /// Writes `verdicts.md` and `verdicts.json` (with a final newline) into `out`; returns the

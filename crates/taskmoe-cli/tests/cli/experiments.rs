@@ -196,6 +196,12 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
         md.contains("merged by a build of commit") && md.contains("with each source below"),
         "the table says which commit merged and where the runs' commit is: {md}"
     );
+    let sources = md.split("## Sources").nth(1).unwrap_or_default();
+    assert_eq!(
+        sources.matches(", commit `").count(),
+        6,
+        "each of the six sources (two benchmarks, three experiments) names the runs' commit: {md}"
+    );
     assert!(across.join("forest.svg").is_file());
 
     // Again: nothing is retrained and the numbers are the same.
