@@ -8,10 +8,10 @@ use std::path::Path;
 use super::hash::{order_of, split_of, text_key};
 use super::parse::{read_tree, Docstring, Scan};
 use super::tasks::{Class, TASKS};
-use super::{MAX_WORDS, MIN_WORDS, PACKAGES, RULES, SOURCE_FILE, SPLIT_FILES};
+use super::{MAX_WORDS, MIN_WORDS, PACKAGES, RULES, SOURCE_FILE};
 use crate::error::{DataError, Result};
-use crate::realtext::{fnv1a, DEV_BUCKETS, FNV_OFFSET, TRAIN_BUCKETS};
-use crate::realtext::{pick, task_row, task_table_header};
+use crate::realtext::{split_files, task_table_header, SplitFiles, SplitSource};
+use crate::realtext::{DEV_BUCKETS, TRAIN_BUCKETS};
 
 /// Every file of the benchmark's data folder (path relative to it, with `/` separators ->
 /// content) from a Python 3.11 library folder (the `usr/lib/python3.11` of Debian's
@@ -53,6 +53,47 @@ pub fn usable(docstrings: &[Docstring]) -> Vec<&Docstring> {
     out
 }
 
+/// The usable docstrings per label and split (with their text keys), in hash order.
+struct Pools<'a>(HashMap<&'static str, [Vec<(u64, &'a Docstring)>; 3]>);
+
+impl<'a> SplitSource<Class> for Pools<'a> {
+    type Item = (u64, &'a Docstring);
+    const HEADER: &'static str = "id\tobject\tdocstring\tlabel";
+
+    fn pool(&self, c: &Class, split: usize) -> &[(u64, &'a Docstring)] {
+        self.0.get(c.label).map_or(&[], |p| &p[split])
+    }
+
+    fn key((k, _): &(u64, &'a Docstring)) -> u64 {
+        *k
+    }
+
+    fn order((k, _): &(u64, &'a Docstring)) -> (u64, u64) {
+        order_of(*k)
+    }
+
+    fn write_row(text: &mut String, (_, d): &(u64, &'a Docstring), label: &str) {
+        let _ = writeln!(
+            text,
+            "{}:{}\t{}\t{}\t{label}",
+            d.path,
+            d.line,
+            d.object(),
+            d.summary
+        );
+    }
+
+    fn too_few(task: &str, c: &Class, split: &str, found: usize, wanted: usize) -> DataError {
+        DataError::TooFewDocstrings {
+            task: task.to_string(),
+            label: c.label.to_string(),
+            split: split.to_string(),
+            found,
+            wanted,
+        }
+    }
+}
+
 /// The task files and `SOURCE.txt` from a scan (its docstrings in any order).
 pub fn build(scan: &Scan) -> Result<BTreeMap<String, String>> {
     let mut docstrings = scan.docstrings.clone();
@@ -80,50 +121,16 @@ pub fn build(scan: &Scan) -> Result<BTreeMap<String, String>> {
         }
     }
 
-    let mut files = BTreeMap::new();
-    let mut used_for_training: HashSet<u64> = HashSet::new();
-    let mut fingerprint = FNV_OFFSET;
-    let mut table = String::new();
-    for task in TASKS {
-        let mut sizes = [0usize; 3];
-        for (split, file) in SPLIT_FILES.iter().enumerate() {
-            let quota = task.per_class[split];
-            let mut rows: Vec<(u64, &Docstring, &str)> = Vec::new();
-            for c in task.classes {
-                let empty = Vec::new();
-                let pool = pools.get(c.label).map_or(&empty, |p| &p[split]);
-                let picked = pick(pool, split, quota, &mut used_for_training, |(k, _)| *k)
-                    .map_err(|found| DataError::TooFewDocstrings {
-                        task: task.name.to_string(),
-                        label: c.label.to_string(),
-                        split: (*file).to_string(),
-                        found,
-                        wanted: quota,
-                    })?;
-                rows.extend(picked.into_iter().map(|(k, d)| (k, d, c.label)));
-            }
-            rows.sort_by_key(|(k, _, _)| order_of(*k));
-            let mut text = String::from("id\tobject\tdocstring\tlabel\n");
-            for (_, d, label) in &rows {
-                let _ = writeln!(
-                    text,
-                    "{}:{}\t{}\t{}\t{label}",
-                    d.path,
-                    d.line,
-                    d.object(),
-                    d.summary
-                );
-            }
-            let path = format!("{}/{file}.tsv", task.name);
-            fingerprint = fnv1a(fnv1a(fingerprint, path.as_bytes()), text.as_bytes());
-            sizes[split] = rows.len();
-            files.insert(path, text);
-        }
-        task_row(&mut table, task, 9, sizes);
-    }
+    let pools = Pools(pools);
+    let SplitFiles {
+        mut files,
+        fingerprint,
+        table,
+    } = split_files(TASKS, 9, &pools)?;
     let mut pool_table = String::new();
     for c in &classes {
         let n = pools
+            .0
             .get(c.label)
             .map_or([0; 3], |p| p.each_ref().map(Vec::len));
         let _ = writeln!(

@@ -89,8 +89,7 @@ pub const RULES: u32 = 1;
 pub const MIN_WORDS: usize = 3;
 /// Summaries with more words are dropped (a first paragraph that is a whole description).
 pub const MAX_WORDS: usize = 40;
-/// The split file names (`<task>/<name>.tsv`) of the train, validation and test splits.
-pub const SPLIT_FILES: [&str; 3] = ["train", "dev", "test"];
+pub use crate::realtext::SPLIT_FILES;
 /// The provenance file of the data folder: packages, rules, sizes and the fingerprint of the
 /// split files.
 pub const SOURCE_FILE: &str = "SOURCE.txt";

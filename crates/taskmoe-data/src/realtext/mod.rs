@@ -7,7 +7,8 @@ mod registry;
 mod select;
 mod task;
 
-pub(crate) use fingerprint::{fnv1a, split_by_bucket, DEV_BUCKETS, FNV_OFFSET, TRAIN_BUCKETS};
+pub(crate) use fingerprint::{split_by_bucket, DEV_BUCKETS, TRAIN_BUCKETS};
 pub(crate) use registry::registry_toml;
-pub(crate) use select::{pick, task_row, task_table_header};
+pub use select::SPLIT_FILES;
+pub(crate) use select::{split_files, task_table_header, SplitFiles, SplitSource};
 pub use task::{ClassDef, Role, TaskDef};

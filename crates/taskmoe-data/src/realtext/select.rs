@@ -1,18 +1,24 @@
 //! The balanced selection of a task's split files: per label and split, the first examples
 //! of the label's pool in hash order, a training example serving one task only; and the
-//! task's row of the size table in `SOURCE.txt`.
+//! task's row of the size table in `SOURCE.txt`; and the split files of every task
+//! ([`split_files`]).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
+use super::fingerprint::{fnv1a, FNV_OFFSET};
 use super::task::{ClassDef, TaskDef};
+use crate::error::DataError;
+
+/// The split file names (`<task>/<name>.tsv`) of the train, validation and test splits.
+pub const SPLIT_FILES: [&str; 3] = ["train", "dev", "test"];
 
 /// The first `quota` examples of `pool` (one label's usable examples of split `split`, in hash
 /// order). In the training split (`split == 0`) it skips the examples whose `key` is in
 /// `used_for_training` and adds the keys of those it picks, so a training example serves one
 /// task only; validation and test examples may serve several. `Err(found)` when the pool
 /// holds fewer than `quota`.
-pub(crate) fn pick<T: Copy>(
+fn pick<T: Copy>(
     pool: &[T],
     split: usize,
     quota: usize,
@@ -64,4 +70,75 @@ pub(crate) fn task_row<C: ClassDef>(
         1.0 / labels.len() as f64,
         labels.join(" / ")
     );
+}
+
+/// What a benchmark's builder gives [`split_files`]: its pools of usable examples per label
+/// and split, how an example is keyed, ordered and written, and the error for a short pool.
+pub(crate) trait SplitSource<C> {
+    /// One usable example (a reference or a small copyable tuple).
+    type Item: Copy;
+    /// The header line of every split file (column names, tab-separated, no newline).
+    const HEADER: &'static str;
+    /// The usable examples of `class` in split `split` (0 train, 1 dev, 2 test), in hash
+    /// order; empty where the class has none.
+    fn pool(&self, class: &C, split: usize) -> &[Self::Item];
+    /// The example's key: a training example serves one task only, by key.
+    fn key(item: &Self::Item) -> u64;
+    /// Where the example stands in a split file (its hash order).
+    fn order(item: &Self::Item) -> (u64, u64);
+    /// Appends the example's line (with its newline) under label `label`.
+    fn write_row(text: &mut String, item: &Self::Item, label: &str);
+    /// The error for a pool of `found` examples where `task`'s `class` needs `wanted` in
+    /// split file `split`.
+    fn too_few(task: &str, class: &C, split: &str, found: usize, wanted: usize) -> DataError;
+}
+
+/// The split files of every task of a benchmark, their fingerprint and the size table.
+pub(crate) struct SplitFiles {
+    /// `<task>/{train,dev,test}.tsv` -> content.
+    pub files: BTreeMap<String, String>,
+    /// FNV-1a over every file's path and content, in task and split order.
+    pub fingerprint: u64,
+    /// The size table's rows ([`task_row`]), one per task.
+    pub table: String,
+}
+
+/// Writes every task's split files from `source`'s pools: per label and split the first
+/// examples in hash order ([`pick`]), the rows of a file in hash order, the fingerprint over
+/// paths and contents, and the size table with its family column `family_width` wide.
+pub(crate) fn split_files<C: ClassDef, S: SplitSource<C>>(
+    tasks: &[TaskDef<C>],
+    family_width: usize,
+    source: &S,
+) -> crate::error::Result<SplitFiles> {
+    let mut out = SplitFiles {
+        files: BTreeMap::new(),
+        fingerprint: FNV_OFFSET,
+        table: String::new(),
+    };
+    let mut used_for_training: HashSet<u64> = HashSet::new();
+    for task in tasks {
+        let mut sizes = [0usize; 3];
+        for (split, file) in SPLIT_FILES.iter().enumerate() {
+            let quota = task.per_class[split];
+            let mut rows: Vec<(S::Item, &str)> = Vec::new();
+            for c in task.classes {
+                let pool = source.pool(c, split);
+                let picked = pick(pool, split, quota, &mut used_for_training, S::key)
+                    .map_err(|found| S::too_few(task.name, c, file, found, quota))?;
+                rows.extend(picked.into_iter().map(|x| (x, c.label())));
+            }
+            rows.sort_by_key(|(x, _)| S::order(x));
+            let mut text = format!("{}\n", S::HEADER);
+            for (x, label) in &rows {
+                S::write_row(&mut text, x, label);
+            }
+            let path = format!("{}/{file}.tsv", task.name);
+            out.fingerprint = fnv1a(fnv1a(out.fingerprint, path.as_bytes()), text.as_bytes());
+            sizes[split] = rows.len();
+            out.files.insert(path, text);
+        }
+        task_row(&mut out.table, task, family_width, sizes);
+    }
+    Ok(out)
 }

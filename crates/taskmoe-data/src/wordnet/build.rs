@@ -1,18 +1,16 @@
 //! Building the benchmark's files from parsed synsets: usable definitions, per-label quotas
 //! per split, one training task per synset, and `SOURCE.txt` with the fingerprint.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
 use super::parse::{read_dict, Synset};
-use super::tasks::{Pos, TASKS};
-use super::{
-    DEB_NAME, DEB_SHA256, MAX_WORDS, MIN_WORDS, PACKAGE, RULES, SOURCE_FILE, SPLIT_FILES, VERSION,
-};
+use super::tasks::{Class, Pos, TASKS};
+use super::{DEB_NAME, DEB_SHA256, MAX_WORDS, MIN_WORDS, PACKAGE, RULES, SOURCE_FILE, VERSION};
 use crate::error::{DataError, Result};
-use crate::realtext::{fnv1a, DEV_BUCKETS, FNV_OFFSET, TRAIN_BUCKETS};
-use crate::realtext::{pick, task_row, task_table_header};
+use crate::realtext::{split_files, task_table_header, SplitFiles, SplitSource};
+use crate::realtext::{DEV_BUCKETS, TRAIN_BUCKETS};
 
 /// Every file of the benchmark's data folder (path relative to it, with `/` separators ->
 /// content) from the data files of a WordNet 3.0 `dict` folder: the split files
@@ -21,6 +19,41 @@ use crate::realtext::{pick, task_row, task_table_header};
 /// file, or the task, label and split whose quota the data cannot fill.
 pub fn extract(dict: &Path) -> Result<BTreeMap<String, String>> {
     build(&read_dict(dict)?)
+}
+
+/// The usable synsets per category (`(pos, lexfile)`) and split, in hash order.
+struct Pools<'a>(HashMap<(Pos, u8), [Vec<&'a Synset>; 3]>);
+
+impl<'a> SplitSource<Class> for Pools<'a> {
+    type Item = &'a Synset;
+    const HEADER: &'static str = "synset\tgloss\tlabel";
+
+    fn pool(&self, c: &Class, split: usize) -> &[&'a Synset] {
+        self.0.get(&(c.pos, c.lexfile)).map_or(&[], |p| &p[split])
+    }
+
+    fn key(s: &&'a Synset) -> u64 {
+        s.key()
+    }
+
+    fn order(s: &&'a Synset) -> (u64, u64) {
+        s.order()
+    }
+
+    fn write_row(text: &mut String, s: &&'a Synset, label: &str) {
+        let _ = writeln!(text, "{}\t{}\t{label}", s.id(), s.definition);
+    }
+
+    fn too_few(task: &str, c: &Class, split: &str, found: usize, wanted: usize) -> DataError {
+        DataError::TooFewSynsets {
+            task: task.to_string(),
+            label: c.label.to_string(),
+            lexname: c.lexname.to_string(),
+            split: split.to_string(),
+            found,
+            wanted,
+        }
+    }
 }
 
 /// The task files and `SOURCE.txt` from parsed synsets.
@@ -47,41 +80,11 @@ pub(crate) fn build(synsets: &[Synset]) -> Result<BTreeMap<String, String>> {
         }
     }
 
-    let mut files = BTreeMap::new();
-    let mut used_for_training: HashSet<u64> = HashSet::new();
-    let mut fingerprint = FNV_OFFSET;
-    let mut table = String::new();
-    for task in TASKS {
-        let mut sizes = [0usize; 3];
-        for (split, file) in SPLIT_FILES.iter().enumerate() {
-            let quota = task.per_class[split];
-            let mut rows: Vec<(&Synset, &str)> = Vec::new();
-            for c in task.classes {
-                let empty: [Vec<&Synset>; 3] = Default::default();
-                let pool = &pools.get(&(c.pos, c.lexfile)).unwrap_or(&empty)[split];
-                let picked = pick(pool, split, quota, &mut used_for_training, |s| s.key())
-                    .map_err(|found| DataError::TooFewSynsets {
-                        task: task.name.to_string(),
-                        label: c.label.to_string(),
-                        lexname: c.lexname.to_string(),
-                        split: (*file).to_string(),
-                        found,
-                        wanted: quota,
-                    })?;
-                rows.extend(picked.into_iter().map(|s| (s, c.label)));
-            }
-            rows.sort_by_key(|(s, _)| s.order());
-            let mut text = String::from("synset\tgloss\tlabel\n");
-            for (s, label) in &rows {
-                let _ = writeln!(text, "{}\t{}\t{label}", s.id(), s.definition);
-            }
-            let path = format!("{}/{file}.tsv", task.name);
-            fingerprint = fnv1a(fnv1a(fingerprint, path.as_bytes()), text.as_bytes());
-            sizes[split] = rows.len();
-            files.insert(path, text);
-        }
-        task_row(&mut table, task, 11, sizes);
-    }
+    let SplitFiles {
+        mut files,
+        fingerprint,
+        table,
+    } = split_files(TASKS, 11, &Pools(pools))?;
     let source = format!(
         "WordNet 3.0 definitions from Debian bookworm's {PACKAGE} {VERSION} ({DEB_NAME}, SHA-256 \
          {DEB_SHA256}),\nwritten by `cargo xtask fetch-data wordnet` \
@@ -102,6 +105,8 @@ pub(crate) fn build(synsets: &[Synset]) -> Result<BTreeMap<String, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::realtext::SPLIT_FILES;
+    use std::collections::HashSet;
 
     /// Synthetic synsets: `n` per category of every task, with distinct definitions.
     fn synthetic(n: u32) -> Vec<Synset> {

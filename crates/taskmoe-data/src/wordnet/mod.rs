@@ -56,8 +56,7 @@ pub const MIN_WORDS: usize = 3;
 /// Definitions with more words are dropped: 14 words are at most about 22 MiniLM word
 /// pieces for nine in ten definitions, so `data.seq_len = 24` truncates few.
 pub const MAX_WORDS: usize = 14;
-/// The split file names (`<task>/<name>.tsv`) of the train, validation and test splits.
-pub const SPLIT_FILES: [&str; 3] = ["train", "dev", "test"];
+pub use crate::realtext::SPLIT_FILES;
 /// The provenance file of the data folder: package, rules, sizes and the fingerprint of the
 /// split files.
 pub const SOURCE_FILE: &str = "SOURCE.txt";
