@@ -113,15 +113,13 @@ fn check_sha256(path: &Path, deb: &Deb) -> Result<()> {
 
 /// Runs a helper, showing its error lines (`E: ...` for apt) only when it fails.
 fn quiet(cmd: &mut Command, what: &str) -> Result<()> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{what}: cannot start `{}`: {e}", project::describe(cmd)))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    project::run_quiet(cmd, what, apt_reason)
+}
+
+/// apt's `E:` lines, else the last line of `stderr`.
+fn apt_reason(stderr: &str) -> String {
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("E:")).collect();
-    let reason = if errors.is_empty() {
+    if errors.is_empty() {
         stderr
             .lines()
             .rev()
@@ -130,6 +128,5 @@ fn quiet(cmd: &mut Command, what: &str) -> Result<()> {
             .to_string()
     } else {
         errors.join("; ")
-    };
-    Err(format!("failed {what} ({}): {reason}", out.status).into())
+    }
 }

@@ -68,6 +68,19 @@ pub fn describe(cmd: &Command) -> String {
     s
 }
 
+/// Runs a helper program, showing nothing unless it fails; then the error is one line:
+/// `what`, the exit status and `reason` of the helper's stderr.
+pub fn run_quiet(cmd: &mut Command, what: &str, reason: fn(&str) -> String) -> Result<()> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot start `{}`: {e}", describe(cmd)))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Err(format!("failed {what} ({}): {}", out.status, reason(&stderr)).into())
+}
+
 /// `cargo` as invoked by the user (cargo sets `$CARGO` for the programs it runs).
 pub fn cargo() -> Command {
     let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));

@@ -141,19 +141,7 @@ fn download(python: &Path, cache: &Path, wheels: &[&Wheel], size: &str) -> Resul
 
 /// Runs a helper program, showing its output only when it fails, as one line.
 pub fn run_quiet(cmd: &mut Command, what: &str) -> Result<()> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{what}: cannot start `{}`: {e}", project::describe(cmd)))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    Err(format!(
-        "failed {what} ({}): {}",
-        out.status,
-        failure_reason(&stderr)
-    )
-    .into())
+    project::run_quiet(cmd, what, failure_reason)
 }
 
 /// One line saying why a helper failed: an unreachable index first (pip then also reports

@@ -6,31 +6,73 @@ use anyhow::{Context, Result};
 use taskmoe_experiments::{Experiment, ExperimentConfig, ExperimentContext, Profile};
 
 /// What `taskmoe experiment` was asked.
+#[derive(clap::Args, Debug)]
 pub struct ExperimentArgs {
-    /// `low-resource`, `unseen`, `unrelated` or `all`.
-    pub name: String,
-    /// `quick` or `full`.
-    pub profile: String,
-    /// Overrides the profile's seed count.
+    /// Which experiment.
+    #[arg(value_enum)]
+    pub name: ExperimentName,
+    /// quick (minutes on 2 CPU cores) or full (sized for a GPU).
+    #[arg(long, value_enum, default_value_t = ProfileName::Quick)]
+    pub profile: ProfileName,
+    /// Number of seeds (default: the profile's, 3 for quick).
+    #[arg(long)]
     pub seeds: Option<u64>,
-    /// Overrides the profile's parallel runs.
+    /// Runs trained at the same time (default: the profile's).
+    #[arg(long)]
     pub jobs: Option<usize>,
-    /// Experiment settings over the profile's.
+    /// Experiment settings (TOML) over the profile's; its `run_config` names the run
+    /// configuration, e.g. real tasks.
+    #[arg(long)]
     pub config: Option<PathBuf>,
-    /// `key.path=value` overrides of the settings.
+    /// Override a setting, e.g. `--set unseen.k=[16,64]` or
+    /// `--set run_set=["train.steps=400"]`.
+    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
     pub set: Vec<String>,
-    /// `key.path=value` overrides of the run configuration, after the settings' `run_set`.
+    /// Override a key of the run configuration every arm starts from, after the
+    /// settings' `run_set`, e.g. `--run-set init.from=DIR`.
+    #[arg(long = "run-set", value_name = "KEY.PATH=VALUE")]
     pub run_set: Vec<String>,
-    /// Report folder; default `runs/experiments/<profile>`.
+    /// Report folder (default `runs/experiments/<profile>`).
+    #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
+/// The experiments, as on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ExperimentName {
+    /// Claim 1: low-resource tasks in a related mixture.
+    LowResource,
+    /// Claim 2: k-shot transfer to held-out tasks.
+    Unseen,
+    /// Claim 3: adding unrelated or conflicting tasks.
+    Unrelated,
+    /// All three.
+    All,
+}
+
+/// The experiment profiles, as on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ProfileName {
+    /// Minutes on 2 CPU cores.
+    Quick,
+    /// Sized for a GPU.
+    Full,
+}
+
+/// The command-line spelling of a value enum.
+fn spelling(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
+}
+
 /// Runs the experiments, writes each report folder and prints each summary.
-pub fn run(args: ExperimentArgs) -> Result<()> {
-    let experiments = Experiment::parse_list(&args.name)?;
-    let profile = Profile::parse(&args.profile)?;
+pub fn run(args: &ExperimentArgs) -> Result<()> {
+    let experiments = Experiment::parse_list(&spelling(args.name))?;
+    let profile = Profile::parse(&spelling(args.profile))?;
     let out = args
         .out
+        .clone()
         .unwrap_or_else(|| PathBuf::from("runs/experiments").join(profile.name()));
     let out = std::path::absolute(&out)?;
     let mut set = args.set.clone();

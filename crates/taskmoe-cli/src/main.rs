@@ -208,35 +208,7 @@ enum Command {
     Check(check_cmd::CheckArgs),
     /// Run an experiment of the paper's three claims (or all): every arm trained over
     /// several seeds, a report folder (markdown, JSON, SVG plots) and a printed table.
-    Experiment {
-        /// Which experiment.
-        #[arg(value_enum)]
-        name: ExperimentName,
-        /// quick (minutes on 2 CPU cores) or full (sized for a GPU).
-        #[arg(long, value_enum, default_value_t = ProfileName::Quick)]
-        profile: ProfileName,
-        /// Number of seeds (default: the profile's, 3 for quick).
-        #[arg(long)]
-        seeds: Option<u64>,
-        /// Runs trained at the same time (default: the profile's).
-        #[arg(long)]
-        jobs: Option<usize>,
-        /// Experiment settings (TOML) over the profile's; its `run_config` names the run
-        /// configuration, e.g. real tasks.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Override a setting, e.g. `--set unseen.k=[16,64]` or
-        /// `--set run_set=["train.steps=400"]`.
-        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
-        set: Vec<String>,
-        /// Override a key of the run configuration every arm starts from, after the
-        /// settings' `run_set`, e.g. `--run-set init.from=DIR`.
-        #[arg(long = "run-set", value_name = "KEY.PATH=VALUE")]
-        run_set: Vec<String>,
-        /// Report folder (default `runs/experiments/<profile>`).
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Experiment(experiment_cmd::ExperimentArgs),
 }
 
 #[derive(Subcommand)]
@@ -280,28 +252,6 @@ enum DataAction {
     },
 }
 
-/// The experiments, as on the command line.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum ExperimentName {
-    /// Claim 1: low-resource tasks in a related mixture.
-    LowResource,
-    /// Claim 2: k-shot transfer to held-out tasks.
-    Unseen,
-    /// Claim 3: adding unrelated or conflicting tasks.
-    Unrelated,
-    /// All three.
-    All,
-}
-
-/// The experiment profiles, as on the command line.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum ProfileName {
-    /// Minutes on 2 CPU cores.
-    Quick,
-    /// Sized for a GPU.
-    Full,
-}
-
 /// A device, as `runtime.device` spells it.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum DeviceArg {
@@ -322,13 +272,6 @@ impl DeviceArg {
             DeviceArg::Auto => "auto",
         }
     }
-}
-
-/// The command-line spelling of a value enum.
-fn spelling(v: impl clap::ValueEnum) -> String {
-    v.to_possible_value()
-        .map(|p| p.get_name().to_string())
-        .unwrap_or_default()
 }
 
 /// `arg` as a POSIX shell reads it back as one word: unchanged when it holds only characters no
@@ -389,25 +332,7 @@ fn main() {
         Command::Search(args) => search_cmd::run(&args),
         Command::Verdicts { benches, out } => experiment_cmd::verdicts(&benches, &out),
         Command::Families(args) => families_cmd::run(&args),
-        Command::Experiment {
-            name,
-            profile,
-            seeds,
-            jobs,
-            config,
-            set,
-            run_set,
-            out,
-        } => experiment_cmd::run(experiment_cmd::ExperimentArgs {
-            name: spelling(name),
-            profile: spelling(profile),
-            seeds,
-            jobs,
-            config,
-            set,
-            run_set,
-            out,
-        }),
+        Command::Experiment(args) => experiment_cmd::run(&args),
     };
     if let Err(e) = result {
         if let Some(taskmoe_train::TrainError::Interrupted { step, checkpoint }) = e.downcast_ref()

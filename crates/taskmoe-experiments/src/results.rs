@@ -182,6 +182,17 @@ impl RunResult {
         } else {
             Vec::new()
         };
+        Self::with_tokens(dir, scores, metrics, routing)
+    }
+
+    /// The result of run folder `dir` from its scores, metrics and routing, with the training
+    /// tokens read from the run's `metrics.jsonl`.
+    fn with_tokens(
+        dir: &Path,
+        scores: BTreeMap<String, f64>,
+        metrics: BTreeMap<String, BTreeMap<String, f64>>,
+        routing: Vec<BlockRouting>,
+    ) -> Result<Self> {
         Ok(RunResult {
             dir: dir.to_path_buf(),
             scores,
@@ -323,13 +334,7 @@ impl RunResult {
                 }
             })
             .collect();
-        Ok(RunResult {
-            dir: dir.to_path_buf(),
-            scores,
-            metrics,
-            routing,
-            tokens: training_tokens(dir)?,
-        })
+        Self::with_tokens(dir, scores, metrics, routing)
     }
 
     /// The mean headline metric over `tasks`.

@@ -6,7 +6,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    command, fails, minilm, ok, scratch, stderr_of, taskmoe, tiny_config, train_tiny,
+    command, fails, minilm, ok, on_run, scratch, stderr_of, taskmoe, tiny_config, train_tiny,
+    train_tiny_steps,
 };
 
 /// `(step, loss)` of every line of a run's metrics.jsonl, the loss as written.
@@ -57,11 +58,7 @@ fn train_then_eval_reproduces_the_final_table() {
     );
     assert_eq!(run.join("checkpoint-6").exists(), best == 6);
 
-    let eval = ok(
-        command(&["eval", "--run", run.to_str().unwrap(), "--split", "test"])
-            .output()
-            .unwrap(),
-    );
+    let eval = ok(on_run("eval", &run, &["--split", "test"]));
     let read = |p: PathBuf| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
     };
@@ -132,16 +129,8 @@ fn killed_and_resumed_run_matches_the_uninterrupted_one() {
 #[test]
 fn a_second_train_without_resume_is_refused() {
     let out = scratch("refuse");
-    ok(
-        train_tiny(&out, &["--set", "output.name=r", "--set", "train.steps=3"])
-            .output()
-            .unwrap(),
-    );
-    let err = fails(
-        train_tiny(&out, &["--set", "output.name=r", "--set", "train.steps=3"])
-            .output()
-            .unwrap(),
-    );
+    ok(train_tiny_steps(&out, "r", 3));
+    let err = fails(train_tiny_steps(&out, "r", 3));
     assert!(err.contains("--resume"), "{err}");
     std::fs::remove_dir_all(out).unwrap();
 }
@@ -239,11 +228,7 @@ fn a_file_in_the_old_train_layout_is_refused_and_migrates_to_the_same_run() {
 #[test]
 fn a_truncated_checkpoint_is_skipped_for_the_previous_one() {
     let out = scratch("truncated");
-    ok(
-        train_tiny(&out, &["--set", "output.name=t", "--set", "train.steps=6"])
-            .output()
-            .unwrap(),
-    );
+    ok(train_tiny_steps(&out, "t", 6));
     let run = out.join("t");
     let newest = run.join("checkpoint-6/model.safetensors");
     let len = std::fs::metadata(&newest).unwrap().len();
@@ -746,15 +731,7 @@ fn affinity_measures_a_fresh_model_and_a_trained_run() {
         .output()
         .unwrap());
     let run = out.join("run");
-    ok(command(&[
-        "affinity",
-        "--run",
-        run.to_str().unwrap(),
-        "--split",
-        "validation",
-    ])
-    .output()
-    .unwrap());
+    ok(on_run("affinity", &run, &["--split", "validation"]));
     let json: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(run.join("affinity-validation-step12.json")).unwrap(),
     )

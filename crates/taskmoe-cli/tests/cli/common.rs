@@ -63,6 +63,15 @@ pub fn taskmoe(args: &[&str]) -> Output {
     command(args).output().unwrap()
 }
 
+/// Runs `taskmoe <subcommand> --run <run>`, then `rest`, to its end.
+pub fn on_run(subcommand: &str, run: impl AsRef<Path>, rest: &[&str]) -> Output {
+    let run = run.as_ref().to_str().unwrap();
+    command(&[subcommand, "--run", run])
+        .args(rest)
+        .output()
+        .unwrap()
+}
+
 /// `taskmoe train` on the tiny configuration with its runs under `out`, then `extra`; not
 /// yet started.
 pub fn train_tiny(out: &Path, extra: &[&str]) -> Command {
@@ -70,6 +79,18 @@ pub fn train_tiny(out: &Path, extra: &[&str]) -> Command {
     cmd.args(["--set", &format!("output.dir={}", out.display())])
         .args(extra);
     cmd
+}
+
+/// `taskmoe train` on the tiny configuration for `steps` steps, its run `out/name`, to its
+/// end.
+pub fn train_tiny_steps(out: &Path, name: &str, steps: u64) -> Output {
+    let (name, steps) = (
+        format!("output.name={name}"),
+        format!("train.steps={steps}"),
+    );
+    train_tiny(out, &["--set", &name, "--set", &steps])
+        .output()
+        .unwrap()
 }
 
 /// The standard output and standard error of a command.

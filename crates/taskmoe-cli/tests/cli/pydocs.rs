@@ -9,9 +9,8 @@
 //! `TASKMOE_PYDOCS_DATA`, so there the tests must find it. Elsewhere, without the files, they
 //! say so and pass; the settings test needs no data.
 
-use std::path::Path;
-
 use crate::realtext::Benchmark;
+use crate::wordnet::WORDNET;
 
 /// The docstring benchmark as these tests see it.
 const PYDOCS: Benchmark = Benchmark {
@@ -53,22 +52,7 @@ fn data_check_passes_on_the_pydocs_registry() {
 /// data.
 #[test]
 fn the_experiment_settings_fit_the_registry() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let registry =
-        taskmoe_data::TaskRegistry::from_toml_file(&root.join("configs/pydocs/tasks.toml"))
-            .unwrap();
-    let scratch = std::env::temp_dir().join(format!("taskmoe-cli-{}-pdexp", std::process::id()));
-    let load = |file: &str| {
-        taskmoe_experiments::ExperimentConfig::load(
-            taskmoe_experiments::Profile::Quick,
-            Some(&root.join("configs/experiments").join(file)),
-            &[],
-            &["data.tokenizer=tokenizer.json".to_string()],
-            &scratch.join(file),
-        )
-        .unwrap()
-    };
-    let loaded = load("pydocs-frozen.toml");
+    let (registry, loaded) = PYDOCS.experiment_roles("pydocs-frozen.toml");
     let s = &loaded.settings;
     let base = &loaded.run.data.tasks;
     let names = |suffix: &str| -> Vec<String> {
@@ -79,30 +63,9 @@ fn the_experiment_settings_fit_the_registry() {
     let mut related = names("hi");
     related.extend(names("lo"));
     assert_eq!(base, &related);
-    assert_eq!(&s.unrelated.base_tasks, base);
     assert_eq!(s.unrelated.new_tasks, ["doc_kind", "arity"]);
-    let mut mixture = base.clone();
-    mixture.extend(s.unrelated.new_tasks.iter().cloned());
-    assert_eq!(
-        s.low_resource.mixture, mixture,
-        "claim 1 trains on all eight"
-    );
     assert_eq!(s.low_resource.tasks, names("lo"));
     assert_eq!(s.unseen.tasks, names("new"));
-    for t in base {
-        assert!(!registry.get(t).unwrap().held_out, "{t}");
-    }
-    for t in &s.unseen.tasks {
-        assert!(registry.get(t).unwrap().held_out, "{t}");
-    }
-    for t in &s.unrelated.new_tasks {
-        let family = &registry.get(t).unwrap().family;
-        assert!(
-            base.iter()
-                .all(|b| &registry.get(b).unwrap().family != family),
-            "{t} shares a family with the base mixture"
-        );
-    }
     // The low-resource and k-shot cuts fit the 45-example pools.
     for t in s.low_resource.tasks.iter().chain(&s.unseen.tasks) {
         let pool = registry.read_split(t, "train").map(|r| r.examples.len());
@@ -118,7 +81,7 @@ fn the_experiment_settings_fit_the_registry() {
         }
     }
     // The structure is WordNet's frozen-bottom profile's.
-    let wordnet = load("wordnet-frozen.toml").settings;
+    let wordnet = WORDNET.experiment_roles("wordnet-frozen.toml").1.settings;
     assert_eq!(
         (s.seeds, s.tuning_seeds, s.evals_per_run),
         (20, 1, wordnet.evals_per_run)
@@ -141,5 +104,4 @@ fn the_experiment_settings_fit_the_registry() {
         (&s.low_resource.sizes, &s.unseen.k),
         (&wordnet.low_resource.sizes, &wordnet.unseen.k)
     );
-    let _ = std::fs::remove_dir_all(&scratch);
 }

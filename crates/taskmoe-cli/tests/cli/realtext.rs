@@ -1,9 +1,13 @@
 //! What the real-text benchmarks' CLI tests (`wordnet.rs`, `pydocs.rs`) share: whether a
 //! benchmark's data is there, a two-step `taskmoe train` with a tiny model and MiniLM's
-//! tokenizer whose final table is checked, and `taskmoe data check` on the whole registry.
+//! tokenizer whose final table is checked, `taskmoe data check` on the whole registry, and the
+//! roles the experiment settings give the registry's tasks.
 
 use std::path::Path;
 use std::process::Command;
+
+use taskmoe_data::TaskRegistry;
+use taskmoe_experiments::{ExperimentConfig, Loaded, Profile};
 
 use crate::common::minilm;
 
@@ -164,5 +168,55 @@ impl Benchmark {
         {
             assert!(line.contains("are cut to it"), "{line}");
         }
+    }
+
+    /// The experiment settings `file` (under `configs/experiments/`, quick profile, tokenizer
+    /// left unread) with the benchmark's registry, after checking the roles the protocol
+    /// gives the tasks: claim 1's mixture is the base mixture plus the unrelated tasks, the
+    /// robustness experiment adds the unrelated tasks (families of their own) to exactly the
+    /// base mixture, the unseen tasks are held out and the base tasks are not. Needs no data.
+    pub fn experiment_roles(&self, file: &str) -> (TaskRegistry, Loaded) {
+        let registry = TaskRegistry::from_toml_file(
+            &Self::root().join(format!("configs/{}/tasks.toml", self.name)),
+        )
+        .unwrap();
+        let scratch = std::env::temp_dir().join(format!(
+            "taskmoe-cli-{}-{}-roles-{file}",
+            std::process::id(),
+            self.name
+        ));
+        let loaded = ExperimentConfig::load(
+            Profile::Quick,
+            Some(&Self::root().join("configs/experiments").join(file)),
+            &[],
+            &["data.tokenizer=tokenizer.json".to_string()],
+            &scratch,
+        )
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&scratch);
+        let s = &loaded.settings;
+        let base = &loaded.run.data.tasks;
+        assert_eq!(&s.unrelated.base_tasks, base, "{file}");
+        let mut mixture = base.clone();
+        mixture.extend(s.unrelated.new_tasks.iter().cloned());
+        assert_eq!(
+            s.low_resource.mixture, mixture,
+            "{file}: claim 1 trains on the related and the unrelated tasks"
+        );
+        for t in base {
+            assert!(!registry.get(t).unwrap().held_out, "{file}: {t}");
+        }
+        for t in &s.unseen.tasks {
+            assert!(registry.get(t).unwrap().held_out, "{file}: {t}");
+        }
+        for t in &s.unrelated.new_tasks {
+            let family = &registry.get(t).unwrap().family;
+            assert!(
+                base.iter()
+                    .all(|b| &registry.get(b).unwrap().family != family),
+                "{file}: {t} shares a family with the base mixture"
+            );
+        }
+        (registry, loaded)
     }
 }

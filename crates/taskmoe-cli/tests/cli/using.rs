@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::common::{fails, ok, ok_with_stderr, scratch, taskmoe, tiny_config};
+use crate::common::{fails, ok, ok_with_stderr, on_run, scratch, taskmoe, tiny_config};
 
 /// `taskmoe predict` on `input` from `source` (`--checkpoint DIR` or `--run DIR`), then `rest`.
 fn predict(source: (&str, &Path), input: &Path, rest: &[&str]) -> Output {
@@ -309,22 +309,13 @@ fn a_project_copied_whole_resumes_evaluates_predicts_and_exports_from_its_own_da
     std::fs::remove_dir_all(&project).unwrap();
     let run = copy.join("runs/user");
     let run_str = run.to_str().unwrap();
-    ok(taskmoe(&[
+    ok(on_run(
         "train",
-        "--run",
         run_str,
-        "--resume",
-        "--set",
-        "train.steps=4",
-    ]));
+        &["--resume", "--set", "train.steps=4"],
+    ));
     assert!(run.join("checkpoint-4").is_dir());
-    let table = ok(taskmoe(&[
-        "eval",
-        "--run",
-        run_str,
-        "--split",
-        "validation",
-    ]));
+    let table = ok(on_run("eval", run_str, &["--split", "validation"]));
     assert!(
         table.contains("sent") && table.contains("step 4"),
         "{table}"
@@ -340,24 +331,15 @@ fn a_project_copied_whole_resumes_evaluates_predicts_and_exports_from_its_own_da
     // The run folder moved on its own, its data left in the project: read where it was.
     let alone = root.join("alone");
     std::fs::rename(&run, &alone).unwrap();
-    let table = ok(taskmoe(&[
-        "eval",
-        "--run",
-        alone.to_str().unwrap(),
-        "--split",
-        "validation",
-    ]));
+    let table = ok(on_run("eval", &alone, &["--split", "validation"]));
     assert!(table.contains("sent"), "{table}");
     // With the data gone too, the error names the key and the path it looked at.
     std::fs::remove_dir_all(copy.join("data")).unwrap();
-    let err = fails(taskmoe(&[
+    let err = fails(on_run(
         "train",
-        "--run",
-        alone.to_str().unwrap(),
-        "--resume",
-        "--set",
-        "train.steps=6",
-    ]));
+        &alone,
+        &["--resume", "--set", "train.steps=6"],
+    ));
     assert!(err.contains("tasks.toml"), "{err}");
     std::fs::remove_dir_all(root).unwrap();
 }
@@ -416,15 +398,11 @@ fn a_synthetic_run_predicts_and_exports() {
     );
 
     // The tiny task-MoE (per-task router) exports in taskmoe's layout.
-    let msg = ok(taskmoe(&[
+    let msg = ok(on_run(
         "export",
-        "--run",
-        run.to_str().unwrap(),
-        "--format",
-        "hf",
-        "--dtype",
-        "bf16",
-    ]));
+        &run,
+        &["--format", "hf", "--dtype", "bf16"],
+    ));
     assert!(msg.contains("taskmoe layout"), "{msg}");
     let folder = run.join("export-hf-step3");
     let config: serde_json::Value =
@@ -512,13 +490,7 @@ fn a_synthetic_run_predicts_and_exports() {
         "train.steps=2",
     ]));
     let tl = out.join("tl");
-    let msg = ok(taskmoe(&[
-        "export",
-        "--run",
-        tl.to_str().unwrap(),
-        "--task",
-        "lexicon_hi0",
-    ]));
+    let msg = ok(on_run("export", &tl, &["--task", "lexicon_hi0"]));
     assert!(msg.contains("trust_remote_code=True"), "{msg}");
     let folder = tl.join("export-hf-step2-lexicon_hi0");
     assert!(folder.join("modeling_taskmoe.py").exists());
@@ -537,13 +509,7 @@ fn a_synthetic_run_predicts_and_exports() {
         assert_eq!(card.contains(&row), own, "{row}\n{card}");
     }
     // A dense model exports as a BertModel folder; --task needs a task-level router.
-    let err = fails(taskmoe(&[
-        "export",
-        "--run",
-        run.to_str().unwrap(),
-        "--task",
-        "lexicon_hi0",
-    ]));
+    let err = fails(on_run("export", &run, &["--task", "lexicon_hi0"]));
     assert!(err.contains("task-level"), "{err}");
 
     // A dense post-LN model (BERT's layout; the presets are pre-LN) exports as a
