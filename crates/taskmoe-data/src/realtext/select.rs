@@ -142,3 +142,129 @@ pub(crate) fn split_files<C: ClassDef, S: SplitSource<C>>(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::realtext::Role;
+
+    /// A label of the toy benchmark: its pool is the numbers `base..base + 10` in every split.
+    struct Toy {
+        label: &'static str,
+        base: u64,
+    }
+
+    impl ClassDef for Toy {
+        fn label(&self) -> &'static str {
+            self.label
+        }
+    }
+
+    /// Pools in descending "hash" order (the order is the number reversed), so a file's
+    /// rows must be re-sorted to come out ascending by order.
+    struct ToyPools(Vec<Vec<u64>>);
+
+    impl SplitSource<Toy> for ToyPools {
+        type Item = u64;
+        const HEADER: &'static str = "n\tlabel";
+
+        fn pool(&self, c: &Toy, _split: usize) -> &[u64] {
+            &self.0[(c.base / 10) as usize]
+        }
+        fn key(n: &u64) -> u64 {
+            *n
+        }
+        fn order(n: &u64) -> (u64, u64) {
+            (u64::MAX - n, *n)
+        }
+        fn write_row(text: &mut String, n: &u64, label: &str) {
+            let _ = writeln!(text, "{n}\t{label}");
+        }
+        fn too_few(task: &str, c: &Toy, split: &str, found: usize, wanted: usize) -> DataError {
+            DataError::TooFewDocstrings {
+                task: task.to_string(),
+                label: c.label.to_string(),
+                split: split.to_string(),
+                found,
+                wanted,
+            }
+        }
+    }
+
+    const CLASSES: [Toy; 2] = [
+        Toy {
+            label: "a",
+            base: 0,
+        },
+        Toy {
+            label: "b",
+            base: 10,
+        },
+    ];
+
+    fn task(name: &'static str, per_class: [usize; 3]) -> TaskDef<Toy> {
+        TaskDef {
+            name,
+            family: "toy",
+            role: Role::High,
+            classes: &CLASSES,
+            per_class,
+        }
+    }
+
+    fn pools() -> ToyPools {
+        // In hash order: descending numbers.
+        ToyPools(vec![(0..10).rev().collect(), (10..20).rev().collect()])
+    }
+
+    #[test]
+    fn a_training_example_serves_one_task_and_files_are_in_hash_order() {
+        let tasks = [task("one", [3, 2, 2]), task("two", [3, 2, 2])];
+        let out = split_files(&tasks, 4, &pools()).unwrap();
+        // Task one takes each label's first three in hash order; task two the next three in
+        // training, the same dev and test rows (they may serve several tasks).
+        assert_eq!(
+            out.files["one/train.tsv"],
+            "n\tlabel\n19\tb\n18\tb\n17\tb\n9\ta\n8\ta\n7\ta\n"
+        );
+        assert_eq!(
+            out.files["two/train.tsv"],
+            "n\tlabel\n16\tb\n15\tb\n14\tb\n6\ta\n5\ta\n4\ta\n"
+        );
+        assert_eq!(out.files["one/dev.tsv"], out.files["two/dev.tsv"]);
+        assert_eq!(
+            out.files["one/test.tsv"],
+            "n\tlabel\n19\tb\n18\tb\n9\ta\n8\ta\n"
+        );
+        assert_eq!(out.files.len(), 6);
+        assert_eq!(out.table.lines().count(), 2);
+        assert!(out
+            .table
+            .starts_with("one           toy  high-resource      6    4     4"));
+        // The fingerprint covers every file: one row of task two's training file changes it.
+        let mut other = pools();
+        other.0[0][5] = 99;
+        let changed = split_files(&tasks, 4, &other).unwrap();
+        assert_eq!(changed.files["one/train.tsv"], out.files["one/train.tsv"]);
+        assert_ne!(changed.files["two/train.tsv"], out.files["two/train.tsv"]);
+        assert_ne!(changed.fingerprint, out.fingerprint);
+        // An example past every quota changes nothing.
+        let mut unused = pools();
+        unused.0[0][9] = 99;
+        assert_eq!(
+            split_files(&tasks, 4, &unused).unwrap().fingerprint,
+            out.fingerprint
+        );
+    }
+
+    #[test]
+    fn a_short_pool_names_task_label_split_and_counts() {
+        let tasks = [task("one", [4, 1, 1]), task("two", [7, 1, 1])];
+        let err = split_files(&tasks, 4, &pools()).err().unwrap();
+        assert!(
+            matches!(&err, DataError::TooFewDocstrings { task, label, split, found: 6, wanted: 7 }
+                if task == "two" && label == "a" && split == "train"),
+            "{err}"
+        );
+    }
+}
