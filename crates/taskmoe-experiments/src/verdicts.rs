@@ -373,7 +373,8 @@ fn merge(mut parts: Vec<ExperimentResults>) -> Result<Merged> {
 /// arm of every benchmark. A name given with several folders is one benchmark run in chunks
 /// (disjoint seed ranges, `first_seed`): their per-seed results are merged first (same build,
 /// protocol and tuning choices, or an error). Writes `out/verdicts.md`, `out/verdicts.json`
-/// and `out/forest.svg` and returns the markdown.
+/// (the merging build's protocol and commit under `merged_by`; each benchmark's runs' under
+/// its `provenance`, per experiment) and `out/forest.svg` and returns the markdown.
 pub fn across(benchmarks: &[(String, PathBuf)], out: &Path) -> Result<String> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut grouped: Vec<(String, Vec<PathBuf>)> = Vec::new();
@@ -473,8 +474,10 @@ pub fn across(benchmarks: &[(String, PathBuf)], out: &Path) -> Result<String> {
          verdict; every other arm at its uncorrected 95% interval (descriptive).\n\n\
          ## Sources\n\n{sources}"
     );
+    // The merging build's protocol and commit under their own name: the runs' build is in
+    // each benchmark's `provenance` (one build per benchmark, checked when its chunks merge).
     let json = json!({
-        "provenance": crate::preregistration::provenance_json(),
+        "merged_by": crate::preregistration::provenance_json(),
         "alpha": ALPHA,
         "equivalence_margin": EQUIVALENCE_MARGIN,
         "benchmarks": json_benchmarks,
