@@ -190,7 +190,10 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
     let v = read_json(&across.join("verdicts.json"));
     assert_eq!(v["benchmarks"].as_array().unwrap().len(), 2);
     assert_eq!(v["merged_by"]["protocol_sha256"], protocol.as_str());
-    assert!(v.get("provenance").is_none(), "the merging build is not the runs' build");
+    assert!(
+        v.get("provenance").is_none(),
+        "the merging build is not the runs' build"
+    );
     for b in v["benchmarks"].as_array().unwrap() {
         let p = b["provenance"].as_object().unwrap();
         assert_eq!(p.len(), 3, "one entry per experiment: {b}");

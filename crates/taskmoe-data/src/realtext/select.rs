@@ -1,7 +1,6 @@
-//! The balanced selection of a task's split files: per label and split, the first examples
-//! of the label's pool in hash order, a training example serving one task only; and the
-//! task's row of the size table in `SOURCE.txt`; and the split files of every task
-//! ([`split_files`]).
+//! The split files of every task of a real-text benchmark ([`split_files`]): per label and
+//! split the first examples of the label's pool in hash order, a training example serving one
+//! task only, the files' fingerprint, and each task's row of the size table in `SOURCE.txt`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -160,8 +159,8 @@ mod tests {
         }
     }
 
-    /// Pools in descending "hash" order (the order is the number reversed), so a file's
-    /// rows must be re-sorted to come out ascending by order.
+    /// Pools in hash order (descending numbers: the order key is the number reversed); a
+    /// file's rows, gathered label by label, must be re-sorted into that order across labels.
     struct ToyPools(Vec<Vec<u64>>);
 
     impl SplitSource<Toy> for ToyPools {
