@@ -180,10 +180,11 @@ mod tests {
             let _ = writeln!(text, "{n}\t{label}");
         }
         fn too_few(task: &str, c: &Toy, split: &str, found: usize, wanted: usize) -> DataError {
+            let (task, label, split) = (task.into(), c.label.into(), split.into());
             DataError::TooFewDocstrings {
-                task: task.to_string(),
-                label: c.label.to_string(),
-                split: split.to_string(),
+                task,
+                label,
+                split,
                 found,
                 wanted,
             }
