@@ -6,8 +6,8 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use std::time::Duration;
-use taskmoe_data::synthetic::{SyntheticBenchmark, SyntheticConfig, PAD_ID};
-use taskmoe_data::{Mixture, MixtureSpec, MixtureTask, Sampler, SamplerConfig, TaskData};
+use taskmoe_data::synthetic::{SyntheticBenchmark, SyntheticConfig};
+use taskmoe_data::MixtureSpec;
 use tch::Device;
 
 fn bench_data(c: &mut Criterion) {
@@ -18,37 +18,12 @@ fn bench_data(c: &mut Criterion) {
     });
 
     let bench = SyntheticBenchmark::default_benchmark();
-    let registry = bench.registry().unwrap();
-    let seen = registry.seen();
-    let data: Vec<TaskData> = seen
-        .iter()
-        .map(|(id, _)| bench.task_data(*id, "train").unwrap())
-        .collect();
-    let tasks = seen
-        .iter()
-        .zip(&data)
-        .map(|((id, s), d)| MixtureTask {
-            name: s.name.clone(),
-            task_id: *id,
-            num_examples: d.examples.len(),
-        })
-        .collect();
     let spec = MixtureSpec::ExamplesProportional {
         cap: Some(2000.0),
         temperature: 2.0,
         scale: 1.0,
     };
-    let sampler = Sampler::new(
-        Mixture::new(&spec, tasks).unwrap(),
-        data,
-        SamplerConfig {
-            batch_size: 64,
-            seq_len: bench.max_seq_len(),
-            pad_id: PAD_ID,
-            seed: 0,
-        },
-    )
-    .unwrap();
+    let sampler = bench.train_sampler(&spec, 64, 0).unwrap();
     let mut step = 0u64;
     g.bench_function("sampler_batch_64", |b| {
         b.iter(|| {

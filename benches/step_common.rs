@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use taskmoe_data::TensorBatch;
-use taskmoe_model::{HeadKind, HeadSpec, MultiTaskModel};
+use taskmoe_model::{HeadSpec, MultiTaskModel};
 use taskmoe_optim::AdamW;
 use taskmoe_train::{Objective, Timed};
 
@@ -37,12 +37,7 @@ pub fn timed_step(
 /// `tasks` classification heads of `classes` labels, named `task0`, `task1`, ...
 pub fn classification_heads(tasks: usize, classes: usize) -> Vec<HeadSpec> {
     (0..tasks)
-        .map(|i| HeadSpec {
-            name: format!("task{i}"),
-            kind: HeadKind::Classification {
-                num_labels: classes,
-            },
-        })
+        .map(|i| HeadSpec::classification(format!("task{i}"), classes))
         .collect()
 }
 

@@ -38,7 +38,7 @@ use std::time::Instant;
 
 use taskmoe_data::TensorBatch;
 use taskmoe_kernels::WeightGrads;
-use taskmoe_model::{param_report, HeadKind, HeadSpec, ModelConfig, MultiTaskModel, Variant};
+use taskmoe_model::{param_report, HeadSpec, ModelConfig, MultiTaskModel, Variant};
 use taskmoe_optim::{AdamW, AdamWConfig, UnusedExperts};
 use taskmoe_router::RouterKind;
 use taskmoe_train::{model_input, Objective};
@@ -302,12 +302,7 @@ fn variant_table(
         let ratio = dense_ms.get(&k).map(|d| m.step_ms / d);
         let cfg = Spec::parse(&s).config();
         let heads: Vec<HeadSpec> = (0..8)
-            .map(|i| HeadSpec {
-                name: format!("t{i}"),
-                kind: HeadKind::Classification {
-                    num_labels: CLASSES,
-                },
-            })
+            .map(|i| HeadSpec::classification(format!("t{i}"), CLASSES))
             .collect();
         let report = param_report(&cfg, &heads, Spec::parse(&s).len as usize);
         let torch = python.map(|py| measure(&s, runs, Some(py)));

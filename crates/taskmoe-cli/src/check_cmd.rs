@@ -22,8 +22,8 @@ use taskmoe_data::TensorBatch;
 use taskmoe_device::{autocast, DeviceRequest, Precision};
 use taskmoe_experts::{DenseFfn, MoeConfig, MoeLayer};
 use taskmoe_model::{
-    load_card, load_weights, param_report, save_card, save_weights, ExportDtype, HeadKind,
-    HeadSpec, ModelCard, ModelConfig, ModelInput, MultiTaskModel, MISSING_CLASS_LOGIT,
+    load_card, load_weights, param_report, save_card, save_weights, ExportDtype, HeadSpec,
+    ModelCard, ModelConfig, ModelInput, MultiTaskModel, MISSING_CLASS_LOGIT,
 };
 use taskmoe_optim::{AdamW, AdamWConfig};
 use taskmoe_router::{RouterConfig, RouterKind};
@@ -207,10 +207,7 @@ pub fn run(args: &CheckArgs) -> Result<()> {
 
 fn heads() -> Vec<HeadSpec> {
     (0..4)
-        .map(|i| HeadSpec {
-            name: format!("task{i}"),
-            kind: HeadKind::Classification { num_labels: 2 },
-        })
+        .map(|i| HeadSpec::classification(format!("task{i}"), 2))
         .collect()
 }
 

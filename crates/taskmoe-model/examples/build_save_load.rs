@@ -6,8 +6,8 @@
 //! Run with `cargo run -p taskmoe-model --example build_save_load`.
 
 use taskmoe_model::{
-    load_weights, param_report, per_example_loss, save_weights, ExportDtype, HeadKind, HeadSpec,
-    ModelConfig, ModelInput, MultiTaskModel, Variant, IGNORE_INDEX,
+    load_weights, param_report, per_example_loss, save_weights, ExportDtype, HeadSpec, ModelConfig,
+    ModelInput, MultiTaskModel, Variant, IGNORE_INDEX,
 };
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
@@ -16,18 +16,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tch::manual_seed(0);
     let cfg = ModelConfig::tiny().with_variant(Variant::TaskMoe);
     let heads = vec![
-        HeadSpec {
-            name: "sentiment".into(),
-            kind: HeadKind::Classification { num_labels: 2 },
-        },
-        HeadSpec {
-            name: "topic".into(),
-            kind: HeadKind::Classification { num_labels: 3 },
-        },
-        HeadSpec {
-            name: "similarity".into(),
-            kind: HeadKind::Regression,
-        },
+        HeadSpec::classification("sentiment", 2),
+        HeadSpec::classification("topic", 3),
+        HeadSpec::regression("similarity"),
     ];
     let vs = nn::VarStore::new(Device::Cpu);
     let model = MultiTaskModel::new(&vs.root(), &cfg, &heads)?;

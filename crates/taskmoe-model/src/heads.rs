@@ -32,6 +32,22 @@ pub struct HeadSpec {
 }
 
 impl HeadSpec {
+    /// The head of task `name` predicting one of `num_labels` classes.
+    pub fn classification(name: impl Into<String>, num_labels: usize) -> Self {
+        Self {
+            name: name.into(),
+            kind: HeadKind::Classification { num_labels },
+        }
+    }
+
+    /// The head of task `name` predicting one real value.
+    pub fn regression(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            kind: HeadKind::Regression,
+        }
+    }
+
     /// Outputs of the head: the class count, or 1 for regression.
     pub fn num_outputs(&self) -> usize {
         match self.kind {

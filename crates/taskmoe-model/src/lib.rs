@@ -4,15 +4,12 @@
 //! tasks:
 //!
 //! ```rust
-//! use taskmoe_model::{HeadKind, HeadSpec, ModelConfig, ModelInput, MultiTaskModel, Variant};
+//! use taskmoe_model::{HeadSpec, ModelConfig, ModelInput, MultiTaskModel, Variant};
 //! use tch::{nn, Device, Kind, Tensor};
 //!
 //! # fn main() -> taskmoe_model::Result<()> {
 //! let cfg = ModelConfig::preset("tiny").unwrap().with_variant(Variant::TaskMoe);
-//! let heads = [("nli", 3), ("sentiment", 2)].map(|(name, n)| HeadSpec {
-//!     name: name.into(),
-//!     kind: HeadKind::Classification { num_labels: n },
-//! });
+//! let heads = [("nli", 3), ("sentiment", 2)].map(|(name, n)| HeadSpec::classification(name, n));
 //! let vs = nn::VarStore::new(Device::Cpu);
 //! let model = MultiTaskModel::new(&vs.root(), &cfg, &heads)?;
 //! let ids = Tensor::from_slice(&[2i64, 7, 9, 3, 5, 6, 0, 0]).view([2, 4]); // 0 = padding

@@ -7,7 +7,7 @@ use taskmoe_data::{
     subsample, LabelMode, Mixture, MixtureTask, Sampler, SamplerConfig, TaskData, TaskKind,
     TaskRegistry, TaskSpec, TextTokenizer,
 };
-use taskmoe_model::{HeadKind, HeadSpec};
+use taskmoe_model::HeadSpec;
 
 use crate::error::{invalid, Result, TrainError};
 use crate::run_config::{DataSource, RunConfig};
@@ -287,14 +287,11 @@ impl RunData {
     pub fn heads(&self) -> Vec<HeadSpec> {
         self.specs
             .iter()
-            .map(|s| HeadSpec {
-                name: s.name.clone(),
-                kind: match s.kind {
-                    TaskKind::Classification => HeadKind::Classification {
-                        num_labels: s.labels.len().max(2),
-                    },
-                    TaskKind::Regression => HeadKind::Regression,
-                },
+            .map(|s| match s.kind {
+                TaskKind::Classification => {
+                    HeadSpec::classification(s.name.clone(), s.labels.len().max(2))
+                }
+                TaskKind::Regression => HeadSpec::regression(s.name.clone()),
             })
             .collect()
     }

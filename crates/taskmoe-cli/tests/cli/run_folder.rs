@@ -5,7 +5,7 @@
 //! configuration, is an error that changes no file.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{scratch, stderr_of, taskmoe, train_tiny};
@@ -17,8 +17,13 @@ fn train(out: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
+/// Starts `cmd` in the background, its output dropped and its error stream to `stderr`.
+fn spawn(mut cmd: Command, stderr: Stdio) -> Child {
+    cmd.stdout(Stdio::null()).stderr(stderr).spawn().unwrap()
+}
+
 /// Waits until `path` holds at least `lines` lines.
-fn wait_for_lines(path: &Path, lines: usize, child: &mut std::process::Child) {
+fn wait_for_lines(path: &Path, lines: usize, child: &mut Child) {
     let started = Instant::now();
     loop {
         let n = std::fs::read_to_string(path)
@@ -40,11 +45,7 @@ fn wait_for_lines(path: &Path, lines: usize, child: &mut std::process::Child) {
 fn two_runs_in_one_folder_end_in_one_refusal() {
     let out = scratch("twice");
     let steps = ["--set", "train.steps=60", "--set", "checkpoint.every=20"];
-    let mut first = train(&out, &steps)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = spawn(train(&out, &steps), Stdio::null());
     let run = out.join("shared");
     wait_for_lines(&run.join("metrics.jsonl"), 1, &mut first);
     let second = train(&out, &steps).output().unwrap();
@@ -56,13 +57,11 @@ fn two_runs_in_one_folder_end_in_one_refusal() {
         "{err}"
     );
     assert!(first.wait().unwrap().success(), "the first run is unharmed");
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let steps: Vec<u64> = lines.iter().map(|l| l["step"].as_u64().unwrap()).collect();
-    assert_eq!(steps, (1..=60).collect::<Vec<_>>(), "one history");
+    assert_eq!(
+        logged_steps(&run),
+        (1..=60).collect::<Vec<_>>(),
+        "one history"
+    );
     std::fs::remove_dir_all(out).unwrap();
 }
 
@@ -78,11 +77,7 @@ fn ctrl_c_checkpoints_the_step_and_says_how_to_resume() {
         "--set",
         "output.name=my run",
     ];
-    let mut child = train(&out, &steps)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(train(&out, &steps), Stdio::piped());
     let run = out.join("my run");
     wait_for_lines(&run.join("metrics.jsonl"), 3, &mut child);
     let status = Command::new("kill")
@@ -127,6 +122,7 @@ fn ctrl_c_checkpoints_the_step_and_says_how_to_resume() {
     std::fs::remove_dir_all(out).unwrap();
 }
 
+/// The steps `run`'s `metrics.jsonl` logged, in order.
 fn logged_steps(run: &Path) -> Vec<u64> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()

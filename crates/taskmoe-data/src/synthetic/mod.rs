@@ -45,8 +45,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::example::{EncodedExample, Label, TaskData, TextExample};
+use crate::mixture::{Mixture, MixtureSpec, MixtureTask};
 use crate::registry::TaskRegistry;
 use crate::rng::{hash_str, permutation, Rng};
+use crate::sampler::{Sampler, SamplerConfig};
 use crate::spec::{Metric, OnInvalid, TaskKind, TaskSpec};
 
 /// The part a task plays in the benchmark.
@@ -555,5 +557,36 @@ impl SyntheticBenchmark {
                 .map(|(i, e)| e.encode(&self.vocab, i as u64))
                 .collect(),
         })
+    }
+
+    /// A [`Sampler`] over the seen tasks' training splits, mixed as `spec` says, drawing
+    /// batches of `batch_size` padded to [`Self::max_seq_len`] with `seed`: the batches a
+    /// model trained on this benchmark sees.
+    pub fn train_sampler(
+        &self,
+        spec: &MixtureSpec,
+        batch_size: usize,
+        seed: u64,
+    ) -> Result<Sampler> {
+        let (mut tasks, mut data) = (Vec::new(), Vec::new());
+        for (task_id, spec) in self.registry()?.seen() {
+            // Every generated task has a training split; unseen tasks are not in `seen`.
+            let Some(d) = self.task_data(task_id, "train") else {
+                continue;
+            };
+            tasks.push(MixtureTask {
+                name: spec.name.clone(),
+                task_id,
+                num_examples: d.examples.len(),
+            });
+            data.push(d);
+        }
+        let config = SamplerConfig {
+            batch_size,
+            seq_len: self.max_seq_len(),
+            pad_id: PAD_ID,
+            seed,
+        };
+        Sampler::new(Mixture::new(spec, tasks)?, data, config)
     }
 }

@@ -17,29 +17,7 @@ fn sampler(seed: u64, spec: &MixtureSpec) -> Sampler {
         ..SyntheticConfig::default()
     };
     let bench = SyntheticBenchmark::generate(&config).unwrap();
-    let registry = bench.registry().unwrap();
-    let seen = registry.seen();
-    let data: Vec<TaskData> = seen
-        .iter()
-        .map(|(id, _)| bench.task_data(*id, "train").unwrap())
-        .collect();
-    let tasks = seen
-        .iter()
-        .zip(&data)
-        .map(|((id, spec), d)| MixtureTask {
-            name: spec.name.clone(),
-            task_id: *id,
-            num_examples: d.examples.len(),
-        })
-        .collect();
-    let mixture = Mixture::new(spec, tasks).unwrap();
-    let config = SamplerConfig {
-        batch_size: 16,
-        seq_len: bench.max_seq_len(),
-        pad_id: PAD_ID,
-        seed,
-    };
-    Sampler::new(mixture, data, config).unwrap()
+    bench.train_sampler(spec, 16, seed).unwrap()
 }
 
 fn proportional() -> MixtureSpec {

@@ -13,27 +13,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use taskmoe_model::{
-    hf_export, read_metadata, write_hf_export, ExportDtype, HeadKind, HeadSpec, HfLayout,
-    ModelConfig, ModelInput, MultiTaskModel, NormPlacement, Pooling, TaskEmbedding, Variant,
-    HF_AUTO_MAP, HF_CONFIG_FILE, HF_HEADS_FILE, HF_MODELING_FILES, HF_MODEL_FILE,
+    hf_export, read_metadata, write_hf_export, ExportDtype, HeadSpec, HfLayout, ModelConfig,
+    ModelInput, MultiTaskModel, NormPlacement, Pooling, TaskEmbedding, Variant, HF_AUTO_MAP,
+    HF_CONFIG_FILE, HF_HEADS_FILE, HF_MODELING_FILES, HF_MODEL_FILE,
 };
 use taskmoe_router::RouterKind;
 use tch::{nn, Device, Kind, Tensor};
 
 fn heads() -> Vec<HeadSpec> {
     vec![
-        HeadSpec {
-            name: "two".into(),
-            kind: HeadKind::Classification { num_labels: 2 },
-        },
-        HeadSpec {
-            name: "three".into(),
-            kind: HeadKind::Classification { num_labels: 3 },
-        },
-        HeadSpec {
-            name: "score".into(),
-            kind: HeadKind::Regression,
-        },
+        HeadSpec::classification("two", 2),
+        HeadSpec::classification("three", 3),
+        HeadSpec::regression("score"),
     ]
 }
 

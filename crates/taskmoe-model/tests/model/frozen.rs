@@ -5,7 +5,7 @@
 use tch::{nn, Device, Kind, Tensor};
 
 use taskmoe_model::{
-    frozen_prefix_key, per_example_loss, FrozenStates, HeadKind, HeadSpec, ModelConfig, ModelInput,
+    frozen_prefix_key, per_example_loss, FrozenStates, HeadSpec, ModelConfig, ModelInput,
     MultiTaskModel, TaskEmbedding, Variant,
 };
 
@@ -24,10 +24,7 @@ fn config() -> ModelConfig {
 fn heads() -> Vec<HeadSpec> {
     ["a", "b"]
         .iter()
-        .map(|n| HeadSpec {
-            name: n.to_string(),
-            kind: HeadKind::Classification { num_labels: 3 },
-        })
+        .map(|n| HeadSpec::classification(n.to_string(), 3))
         .collect()
 }
 
@@ -419,10 +416,7 @@ fn an_added_task_embedding_above_a_frozen_bottom_trains_and_tells_tasks_apart() 
     crate::threads();
     let three: Vec<HeadSpec> = ["a", "b", "c"]
         .iter()
-        .map(|n| HeadSpec {
-            name: n.to_string(),
-            kind: HeadKind::Classification { num_labels: 3 },
-        })
+        .map(|n| HeadSpec::classification(n.to_string(), 3))
         .collect();
     for frozen_layers in [1, 2] {
         let mut cfg = added(config());

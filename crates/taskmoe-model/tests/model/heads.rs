@@ -5,25 +5,18 @@
 use std::collections::BTreeMap;
 
 use taskmoe_model::{
-    HeadKind, HeadSpec, ModelConfig, ModelInput, MultiTaskModel, Variant, MISSING_CLASS_LOGIT,
+    HeadSpec, ModelConfig, ModelInput, MultiTaskModel, Variant, MISSING_CLASS_LOGIT,
 };
 use taskmoe_router::RouterKind;
 use tch::{nn, Device, Kind, Tensor};
 
 fn heads() -> Vec<HeadSpec> {
-    let class = |name: &str, n| HeadSpec {
-        name: name.into(),
-        kind: HeadKind::Classification { num_labels: n },
-    };
     vec![
-        class("two", 2),
-        class("three", 3),
-        HeadSpec {
-            name: "score".into(),
-            kind: HeadKind::Regression,
-        },
-        class("absent", 4),
-        class("five", 5),
+        HeadSpec::classification("two", 2),
+        HeadSpec::classification("three", 3),
+        HeadSpec::regression("score"),
+        HeadSpec::classification("absent", 4),
+        HeadSpec::classification("five", 5),
     ]
 }
 

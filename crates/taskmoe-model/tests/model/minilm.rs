@@ -8,8 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use taskmoe_model::{
-    bert_config, import_bert, HeadKind, HeadSpec, ModelConfig, ModelInput, MultiTaskModel,
-    Upcycling, Variant,
+    bert_config, import_bert, HeadSpec, ModelConfig, ModelInput, MultiTaskModel, Upcycling, Variant,
 };
 use tch::{nn, Device, Kind, Tensor};
 
@@ -38,10 +37,7 @@ fn fixture() -> HashMap<String, Tensor> {
 }
 
 fn heads() -> Vec<HeadSpec> {
-    vec![HeadSpec {
-        name: "probe".into(),
-        kind: HeadKind::Classification { num_labels: 2 },
-    }]
+    vec![HeadSpec::classification("probe", 2)]
 }
 
 /// Hidden states of the fixture's inputs, and the mask of real tokens.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use taskmoe_model::{
     is_pretrained_param, load_weights, param_report, per_example_loss, save_weights, ExportDtype,
-    HeadKind, HeadSpec, HeadStyle, ModelConfig, ModelInput, MultiTaskModel, NormPlacement, Pooling,
+    HeadSpec, HeadStyle, ModelConfig, ModelInput, MultiTaskModel, NormPlacement, Pooling,
     TaskEmbedding, Variant, IGNORE_INDEX, MISSING_CLASS_LOGIT,
 };
 use taskmoe_router::{GateStart, RouterKind};
@@ -17,18 +17,9 @@ const L: i64 = 10;
 
 fn heads() -> Vec<HeadSpec> {
     vec![
-        HeadSpec {
-            name: "parity".into(),
-            kind: HeadKind::Classification { num_labels: 2 },
-        },
-        HeadSpec {
-            name: "three-way".into(),
-            kind: HeadKind::Classification { num_labels: 3 },
-        },
-        HeadSpec {
-            name: "score".into(),
-            kind: HeadKind::Regression,
-        },
+        HeadSpec::classification("parity", 2),
+        HeadSpec::classification("three-way", 3),
+        HeadSpec::regression("score"),
     ]
 }
 

@@ -3,19 +3,14 @@
 
 use std::collections::HashMap;
 
-use taskmoe_model::{
-    HeadKind, HeadSpec, HeadStart, HeadStyle, ModelConfig, MultiTaskModel, Variant,
-};
+use taskmoe_model::{HeadSpec, HeadStart, HeadStyle, ModelConfig, MultiTaskModel, Variant};
 use taskmoe_router::RouterKind;
 use tch::{nn, Device, Tensor};
 
 fn heads() -> Vec<HeadSpec> {
     ["a", "b", "c"]
         .iter()
-        .map(|n| HeadSpec {
-            name: (*n).into(),
-            kind: HeadKind::Classification { num_labels: 3 },
-        })
+        .map(|n| HeadSpec::classification(*n, 3))
         .collect()
 }
 
@@ -109,10 +104,7 @@ fn shared_heads_start_as_the_first_head_of_their_shape_and_nothing_else_moves() 
         labels
             .iter()
             .enumerate()
-            .map(|(i, &n)| HeadSpec {
-                name: format!("t{i}"),
-                kind: HeadKind::Classification { num_labels: n },
-            })
+            .map(|(i, &n)| HeadSpec::classification(format!("t{i}"), n))
             .collect()
     };
     let build_with = |cfg: &ModelConfig| {

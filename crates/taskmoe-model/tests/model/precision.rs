@@ -5,16 +5,13 @@ use tch::{nn, Device, Kind, Tensor};
 
 use taskmoe_device::{autocast, Precision};
 use taskmoe_model::{
-    per_example_loss, HeadKind, HeadSpec, ModelConfig, ModelInput, MultiTaskModel, NormPlacement,
-    Variant, MISSING_CLASS_LOGIT,
+    per_example_loss, HeadSpec, ModelConfig, ModelInput, MultiTaskModel, NormPlacement, Variant,
+    MISSING_CLASS_LOGIT,
 };
 
 fn heads() -> Vec<HeadSpec> {
     (0..3)
-        .map(|i| HeadSpec {
-            name: format!("t{i}"),
-            kind: HeadKind::Classification { num_labels: 2 + i },
-        })
+        .map(|i| HeadSpec::classification(format!("t{i}"), 2 + i))
         .collect()
 }
 

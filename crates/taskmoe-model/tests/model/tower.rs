@@ -7,17 +7,14 @@
 use tch::{nn, Device, Kind, Tensor};
 
 use taskmoe_model::{
-    hf_export, param_report, per_example_loss, HeadKind, HeadSpec, ModelConfig, ModelInput,
-    MultiTaskModel, Variant,
+    hf_export, param_report, per_example_loss, HeadSpec, ModelConfig, ModelInput, MultiTaskModel,
+    Variant,
 };
 
 fn heads() -> Vec<HeadSpec> {
     ["a", "b", "c"]
         .iter()
-        .map(|n| HeadSpec {
-            name: n.to_string(),
-            kind: HeadKind::Classification { num_labels: 3 },
-        })
+        .map(|n| HeadSpec::classification(n.to_string(), 3))
         .collect()
 }
 

@@ -4,17 +4,15 @@
 
 use tch::{nn, Device, Kind, Tensor};
 
-use taskmoe_model::{
-    HeadKind, HeadSpec, ModelConfig, ModelInput, MultiTaskModel, TaskEmbedding, Variant,
-};
+use taskmoe_model::{HeadSpec, ModelConfig, ModelInput, MultiTaskModel, TaskEmbedding, Variant};
 use taskmoe_router::RouterKind;
 
 fn heads() -> Vec<HeadSpec> {
-    let class = |name: &str, n| HeadSpec {
-        name: name.into(),
-        kind: HeadKind::Classification { num_labels: n },
-    };
-    vec![class("seen", 2), class("three-way", 3), class("new", 2)]
+    vec![
+        HeadSpec::classification("seen", 2),
+        HeadSpec::classification("three-way", 3),
+        HeadSpec::classification("new", 2),
+    ]
 }
 
 fn model(kind: RouterKind, seed: i64) -> (nn::VarStore, MultiTaskModel) {

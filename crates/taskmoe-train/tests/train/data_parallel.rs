@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use taskmoe_dist::{expect_all_ok, run_local};
+use taskmoe_dist::{expect_all_ok, run_local, RankOutput};
 use taskmoe_train::{EvalPoint, RunConfig, RunData, Silent, Trainer};
 
 const CASE: &str = "TMT_DP_CASE";
@@ -90,6 +90,36 @@ fn losses(run_dir: &Path) -> Vec<(u64, f64, f64)> {
         .collect()
 }
 
+/// This test binary's `worker` test as a command, running case `case` into `out`.
+fn worker_command(case: &str, out: &Path) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.arg(crate::test_name(module_path!(), "worker"))
+        .args(["--exact", "--nocapture", "--test-threads=1"])
+        .env(CASE, case)
+        .env(OUT, out);
+    c
+}
+
+/// The training worker, with `expert_parallel` ranks per expert group and the aux losses on
+/// or off (see [`config`]).
+fn train_worker(out: &Path, expert_parallel: usize, aux: bool) -> Command {
+    let mut c = worker_command("train", out);
+    c.env(EP, expert_parallel.to_string())
+        .env(AUX, (aux as u8).to_string());
+    c
+}
+
+/// `world` ranks of `command` over loopback, each collective given 30 s and the job 120 s.
+fn ranks(world: usize, command: impl Fn() -> Command) -> Vec<RankOutput> {
+    run_local(
+        world,
+        Duration::from_secs(30),
+        Duration::from_secs(120),
+        |_| command(),
+    )
+    .unwrap()
+}
+
 fn dp_job(out: &Path, stop_after: Option<u64>, expert_parallel: usize, aux: bool) {
     job(2, out, stop_after, expert_parallel, aux);
 }
@@ -98,19 +128,11 @@ fn dp_job(out: &Path, stop_after: Option<u64>, expert_parallel: usize, aux: bool
 /// flushing, no cleanup of any kind).
 fn killed_job(out: &Path, steps: u64, expert_parallel: usize, aux: bool) {
     use std::os::unix::process::ExitStatusExt;
-    let exe = std::env::current_exe().unwrap();
-    let outs = run_local(2, Duration::from_secs(30), Duration::from_secs(120), |_| {
-        let mut c = Command::new(&exe);
-        c.arg(crate::test_name(module_path!(), "worker"))
-            .args(["--exact", "--nocapture", "--test-threads=1"])
-            .env(CASE, "train")
-            .env(OUT, out)
-            .env(EP, expert_parallel.to_string())
-            .env(AUX, (aux as u8).to_string())
-            .env(KILL, steps.to_string());
+    let outs = ranks(2, || {
+        let mut c = train_worker(out, expert_parallel, aux);
+        c.env(KILL, steps.to_string());
         c
-    })
-    .unwrap();
+    });
     for o in &outs {
         assert_eq!(
             o.status.and_then(|s| s.signal()),
@@ -126,26 +148,13 @@ fn killed_job(out: &Path, steps: u64, expert_parallel: usize, aux: bool) {
 /// Runs `world` ranks of the worker; a world of 1 is a plain single-process run (torchrun's
 /// `WORLD_SIZE=1`).
 fn job(world: usize, out: &Path, stop_after: Option<u64>, expert_parallel: usize, aux: bool) {
-    let exe = std::env::current_exe().unwrap();
-    let outs = run_local(
-        world,
-        Duration::from_secs(30),
-        Duration::from_secs(120),
-        |_| {
-            let mut c = Command::new(&exe);
-            c.arg(crate::test_name(module_path!(), "worker"))
-                .args(["--exact", "--nocapture", "--test-threads=1"])
-                .env(CASE, "train")
-                .env(OUT, out)
-                .env(EP, expert_parallel.to_string())
-                .env(AUX, (aux as u8).to_string());
-            if let Some(n) = stop_after {
-                c.env(STOP, n.to_string());
-            }
-            c
-        },
-    )
-    .unwrap();
+    let outs = ranks(world, || {
+        let mut c = train_worker(out, expert_parallel, aux);
+        if let Some(n) = stop_after {
+            c.env(STOP, n.to_string());
+        }
+        c
+    });
     expect_all_ok(&outs, "WORKER OK");
 }
 
@@ -277,16 +286,7 @@ fn best_worker() {
 #[test]
 fn every_rank_records_rank0s_best_and_restores_it() {
     let out = scratch("best");
-    let exe = std::env::current_exe().unwrap();
-    let outs = run_local(2, Duration::from_secs(30), Duration::from_secs(120), |_| {
-        let mut c = Command::new(&exe);
-        c.arg(crate::test_name(module_path!(), "worker"))
-            .args(["--exact", "--nocapture", "--test-threads=1"])
-            .env(CASE, "best")
-            .env(OUT, &out);
-        c
-    })
-    .unwrap();
+    let outs = ranks(2, || worker_command("best", &out));
     expect_all_ok(&outs, "WORKER OK");
     let _ = std::fs::remove_dir_all(out);
 }
