@@ -242,6 +242,14 @@ fn every_experiment_writes_a_report_and_reuses_finished_runs() {
             );
         }
     }
+    // The one-seed routing of the chunk's unrelated report is its first seed's, and says so.
+    let report = std::fs::read_to_string(chunk.join("unrelated/report.md")).unwrap();
+    assert!(
+        report.contains("| base (seed 1; added tasks untrained) |")
+            && report.contains("## Routing heatmaps (task-MoE, seed 1)")
+            && !report.contains("seed 0"),
+        "{report}"
+    );
     let overlap = run_verdicts(&[("one", &out), ("one", &chunk)], &out.join("merged"));
     let text = stderr_of(&overlap);
     assert!(!overlap.status.success());

@@ -35,7 +35,9 @@ pub(super) fn build_report(
         .expect("validated: a dense arm");
     let moe = primary_task_moe(arms, ctx.base().model.moe.router.kind)
         .expect("validated: a task-moe arm");
+    // The routing shown for one seed (the base model's, and the heatmaps) is the first seed's.
     let before: Vec<BlockRouting> = runs[moe][0][0].routing.clone();
+    let shown_seed = ctx.seeds()[0];
     let mut md = ctx.preamble("Experiment 3: adding unrelated and conflicting tasks");
     let _ = writeln!(
         md,
@@ -170,7 +172,10 @@ pub(super) fn build_report(
             "added vs added",
         ]),
         &[
-            overlap_row("base (seed 0; added tasks untrained)", &[before.to_vec()]),
+            overlap_row(
+                &format!("base (seed {shown_seed}; added tasks untrained)"),
+                &[before.to_vec()],
+            ),
             overlap_row("joint", &routing_of(1)),
             overlap_row("sequential", &routing_of(2)),
         ],
@@ -208,7 +213,8 @@ pub(super) fn build_report(
                 .collect();
             let svg = heatmap_svg(
                 &format!(
-                    "task-MoE, {stage}, block {}: P(expert | task), seed 0; families outlined",
+                    "task-MoE, {stage}, block {}: P(expert | task), seed {shown_seed}; families \
+                     outlined",
                     block.layer
                 ),
                 &block.tasks,
@@ -221,7 +227,7 @@ pub(super) fn build_report(
             plots.push((format!("routing-{stage}-block{}.svg", block.layer), svg));
         }
     }
-    let _ = writeln!(md, "## Routing heatmaps (task-MoE, seed 0)\n");
+    let _ = writeln!(md, "## Routing heatmaps (task-MoE, seed {shown_seed})\n");
     for (name, _) in &plots {
         let _ = writeln!(md, "![{name}]({name})\n");
     }
