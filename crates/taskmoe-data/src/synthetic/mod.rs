@@ -569,13 +569,13 @@ impl SyntheticBenchmark {
         seed: u64,
     ) -> Result<Sampler> {
         let (mut tasks, mut data) = (Vec::new(), Vec::new());
-        for (task_id, spec) in self.registry()?.seen() {
+        for (task_id, task) in self.registry()?.seen() {
             // Every generated task has a training split; unseen tasks are not in `seen`.
             let Some(d) = self.task_data(task_id, "train") else {
                 continue;
             };
             tasks.push(MixtureTask {
-                name: spec.name.clone(),
+                name: task.name.clone(),
                 task_id,
                 num_examples: d.examples.len(),
             });
