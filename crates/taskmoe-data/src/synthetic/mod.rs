@@ -43,7 +43,7 @@ pub use vocab::{SyntheticVocab, CLS_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{invalid, Result};
 use crate::example::{EncodedExample, Label, TaskData, TextExample};
 use crate::mixture::{Mixture, MixtureSpec, MixtureTask};
 use crate::registry::TaskRegistry;
@@ -561,7 +561,8 @@ impl SyntheticBenchmark {
 
     /// A [`Sampler`] over the seen tasks' training splits, mixed as `spec` says, drawing
     /// batches of `batch_size` padded to [`Self::max_seq_len`] with `seed`: the batches a
-    /// model trained on this benchmark sees.
+    /// model trained on this benchmark sees. Fails as [`Mixture::new`] and [`Sampler::new`]
+    /// do (an invalid mixture spec, a batch size of 0).
     pub fn train_sampler(
         &self,
         spec: &MixtureSpec,
@@ -570,10 +571,10 @@ impl SyntheticBenchmark {
     ) -> Result<Sampler> {
         let (mut tasks, mut data) = (Vec::new(), Vec::new());
         for (task_id, task) in self.registry()?.seen() {
-            // Every generated task has a training split; unseen tasks are not in `seen`.
-            let Some(d) = self.task_data(task_id, "train") else {
-                continue;
-            };
+            // Every generated task has a training split; one without would be a generator bug.
+            let d = self
+                .task_data(task_id, "train")
+                .ok_or_else(|| invalid(&task.name, "the synthetic task has no training split"))?;
             tasks.push(MixtureTask {
                 name: task.name.clone(),
                 task_id,
