@@ -22,33 +22,16 @@ fn planted(dir: &Path) -> PathBuf {
         "vocab.txt",
         "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\na\ncat\ndog\nsleeps\nplays\nmusic\n",
     );
-    write(
-        dir,
-        "data/tasks.toml",
-        r#"
-[[tasks]]
-name = "nli"
-family = "pairs"
-kind = "classification"
-labels = ["yes", "no"]
-text_fields = ["premise", "hypothesis"]
-metrics = ["accuracy"]
-[tasks.splits]
-train = "nli/train.tsv"
-validation = "nli/dev.tsv"
-test = "nli/test.tsv"
-
-[[tasks]]
-name = "sent"
-family = "single"
-kind = "classification"
-labels = ["neg", "pos"]
-text_fields = ["sentence"]
-metrics = ["accuracy"]
-[tasks.splits]
-train = "sent/train.jsonl"
-"#,
-    );
+    // taskmoe-data's data-check registry without `sent`'s validation split, so that the
+    // registry itself draws a warning.
+    let registry = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../taskmoe-data/tests/fixtures/check/tasks.toml"),
+    )
+    .unwrap();
+    let without_dev = registry.replace("validation = \"sent/dev.jsonl\"\n", "");
+    assert_ne!(without_dev, registry, "the fixture declares sent/dev.jsonl");
+    write(dir, "data/tasks.toml", &without_dev);
     let long = "the cat plays music ".repeat(5);
     write(
         dir,

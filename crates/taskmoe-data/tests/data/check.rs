@@ -15,30 +15,9 @@ fn tokenizer() -> TextTokenizer {
     TextTokenizer::from_wordpiece_vocab(&vocab, true, 16).unwrap()
 }
 
-const REGISTRY: &str = r#"
-[[tasks]]
-name = "nli"
-family = "pairs"
-kind = "classification"
-labels = ["yes", "no"]
-text_fields = ["premise", "hypothesis"]
-metrics = ["accuracy"]
-[tasks.splits]
-train = "nli/train.tsv"
-validation = "nli/dev.tsv"
-test = "nli/test.tsv"
-
-[[tasks]]
-name = "sent"
-family = "single"
-kind = "classification"
-labels = ["neg", "pos"]
-text_fields = ["sentence"]
-metrics = ["accuracy"]
-[tasks.splits]
-train = "sent/train.jsonl"
-validation = "sent/dev.jsonl"
-"#;
+/// The two-task registry the planted data sets are written for (shared with the CLI's
+/// `data check` tests).
+const REGISTRY: &str = include_str!("../fixtures/check/tasks.toml");
 
 /// The planted data set: `nli/train.tsv` has an unknown label on line 3, an input of 20
 /// tokens on line 5 and a short row on line 6; `nli/dev.tsv` does not exist; `nli/test.tsv`

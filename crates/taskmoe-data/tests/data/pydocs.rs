@@ -11,10 +11,11 @@
 //! `pydocs_scan.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
 
 use taskmoe_data::pydocs::{self, Docstring, Kind, Role, Rule, Scan, TASKS};
-use taskmoe_data::{DataError, Label, TaskRegistry, TaskSpec};
+use taskmoe_data::DataError;
+
+use crate::realtext::{read_named, Benchmark};
 
 /// Synthetic docstrings: `n` per family label (in the label's first package), and from a
 /// package of no family `n` classes and `3 n` functions and methods each, with 0 to 3
@@ -183,36 +184,18 @@ const TABLE: [Row; 11] = [
 
 const SPLITS: [&str; 3] = ["train", "validation", "test"];
 
-fn registry_path() -> PathBuf {
-    crate::realtext::registry_path("pydocs")
-}
-
-/// The registry when its files are there; `None` (after saying why) when they are not and
-/// `cargo xtask test` did not promise them.
-fn registry() -> Option<TaskRegistry> {
-    crate::realtext::built_registry("pydocs", "internet_hi", "TASKMOE_PYDOCS_DATA")
-}
-
-/// One example: id, docstring, label name.
-fn read(registry: &TaskRegistry, spec: &TaskSpec, split: &str) -> Vec<(String, String, String)> {
-    let report = registry.read_split(&spec.name, split).unwrap();
-    assert!(report.skipped.is_empty());
-    report
-        .examples
-        .into_iter()
-        .map(|e| {
-            let label = match e.label {
-                Label::Class(c) => spec.labels[c as usize].clone(),
-                other => panic!("{}: label {other:?}", spec.name),
-            };
-            (e.source_id.expect("id_field id"), e.text_a, label)
-        })
-        .collect()
-}
+/// The benchmark these tests check.
+const BENCHMARK: Benchmark = Benchmark {
+    name: "pydocs",
+    first_task: "internet_hi",
+    data_variable: "TASKMOE_PYDOCS_DATA",
+};
 
 #[test]
 fn the_built_registry_has_its_sizes_labels_and_no_leaks() {
-    let Some(registry) = registry() else { return };
+    let Some(registry) = BENCHMARK.registry() else {
+        return;
+    };
     let names: Vec<&str> = registry.tasks().iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, TABLE.map(|r| r.0));
     let mut split_of: HashMap<String, &str> = HashMap::new();
@@ -225,7 +208,7 @@ fn the_built_registry_has_its_sizes_labels_and_no_leaks() {
         );
         assert_eq!(spec.labels, labels, "{name}");
         for (split, size) in SPLITS.iter().zip(sizes) {
-            let rows = read(&registry, spec, split);
+            let rows = read_named(&registry, spec, split);
             assert_eq!(rows.len(), size, "{name} {split}");
             let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
             for (_, _, label) in &rows {
@@ -261,17 +244,10 @@ const FINGERPRINT: &str = "fingerprint 617edf01fc41533e";
 /// pinned fingerprint, and (when the data folder is there) are the files it holds.
 #[test]
 fn the_real_extraction_is_deterministic_and_pinned() {
-    let Some(lib) = std::env::var_os("TASKMOE_PYDOCS_LIB").map(PathBuf::from) else {
-        eprintln!("skipped: TASKMOE_PYDOCS_LIB (the unpacked Python library) is not set");
-        return;
-    };
-    let data = registry().map(|_| registry_path().with_file_name("data"));
-    crate::realtext::assert_extraction_pinned(
-        &lib,
+    BENCHMARK.assert_extraction_pinned(
+        ("TASKMOE_PYDOCS_LIB", "the unpacked Python library"),
         pydocs::extract,
         pydocs::SOURCE_FILE,
         FINGERPRINT,
-        data.as_deref(),
-        "pydocs",
     );
 }

@@ -10,10 +10,11 @@
 //! the pinned fingerprint, and the same files as the data folder.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
 
 use taskmoe_data::wordnet;
-use taskmoe_data::{Label, TaskRegistry, TaskSpec};
+use taskmoe_data::{TaskRegistry, TaskSpec};
+
+use crate::realtext::{read_named, Benchmark};
 
 /// name, family, held out, train / dev / test sizes, labels.
 type Row = (
@@ -107,15 +108,12 @@ const TABLE: [Row; 11] = [
 
 const SPLITS: [&str; 3] = ["train", "validation", "test"];
 
-fn registry_path() -> PathBuf {
-    crate::realtext::registry_path("wordnet")
-}
-
-/// The registry when its files are there; `None` (after saying why) when they are not and
-/// `cargo xtask test` did not promise them.
-fn registry() -> Option<TaskRegistry> {
-    crate::realtext::built_registry("wordnet", "living_hi", "TASKMOE_WORDNET_DATA")
-}
+/// The benchmark these tests check.
+const BENCHMARK: Benchmark = Benchmark {
+    name: "wordnet",
+    first_task: "living_hi",
+    data_variable: "TASKMOE_WORDNET_DATA",
+};
 
 /// One example: synset id, definition, label name.
 struct Ex {
@@ -125,25 +123,21 @@ struct Ex {
 }
 
 fn read(registry: &TaskRegistry, spec: &TaskSpec, split: &str) -> Vec<Ex> {
-    let report = registry.read_split(&spec.name, split).unwrap();
-    assert!(report.skipped.is_empty());
-    report
-        .examples
+    read_named(registry, spec, split)
         .into_iter()
-        .map(|e| Ex {
-            synset: e.source_id.expect("id_field synset"),
-            gloss: e.text_a,
-            label: match e.label {
-                Label::Class(c) => spec.labels[c as usize].clone(),
-                other => panic!("{}: label {other:?}", spec.name),
-            },
+        .map(|(synset, gloss, label)| Ex {
+            synset,
+            gloss,
+            label,
         })
         .collect()
 }
 
 #[test]
 fn tasks_sizes_and_exact_label_balance() {
-    let Some(registry) = registry() else { return };
+    let Some(registry) = BENCHMARK.registry() else {
+        return;
+    };
     let names: Vec<&str> = registry.tasks().iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, TABLE.map(|r| r.0));
     for (spec, (name, family, held_out, sizes, labels)) in registry.tasks().iter().zip(TABLE) {
@@ -182,7 +176,9 @@ fn tasks_sizes_and_exact_label_balance() {
 
 #[test]
 fn no_synset_or_definition_crosses_splits_or_trains_two_tasks() {
-    let Some(registry) = registry() else { return };
+    let Some(registry) = BENCHMARK.registry() else {
+        return;
+    };
     let mut split_of_synset: HashMap<String, &str> = HashMap::new();
     let mut split_of_gloss: HashMap<String, &str> = HashMap::new();
     let mut synset_of_gloss: HashMap<String, String> = HashMap::new();
@@ -215,7 +211,9 @@ fn no_synset_or_definition_crosses_splits_or_trains_two_tasks() {
 
 #[test]
 fn relatedness_follows_the_declared_families() {
-    let Some(registry) = registry() else { return };
+    let Some(registry) = BENCHMARK.registry() else {
+        return;
+    };
     let labels = |name: &str| -> BTreeSet<&str> {
         registry
             .get(name)
@@ -255,17 +253,10 @@ const FINGERPRINT: &str = "fingerprint 17dfbbbbb3c65709";
 /// pinned fingerprint, and (when the data folder is there) are the files it holds.
 #[test]
 fn the_real_extraction_is_deterministic_and_pinned() {
-    let Some(dict) = std::env::var_os("TASKMOE_WORDNET_DICT").map(PathBuf::from) else {
-        eprintln!("skipped: TASKMOE_WORDNET_DICT (the unpacked wordnet-base files) is not set");
-        return;
-    };
-    let data = registry().map(|_| registry_path().with_file_name("data"));
-    crate::realtext::assert_extraction_pinned(
-        &dict,
+    BENCHMARK.assert_extraction_pinned(
+        ("TASKMOE_WORDNET_DICT", "the unpacked wordnet-base files"),
         wordnet::extract,
         wordnet::SOURCE_FILE,
         FINGERPRINT,
-        data.as_deref(),
-        "wordnet",
     );
 }

@@ -19,56 +19,7 @@ const RANK_DIR: &str = "TASKMOE_SHARDED_EVAL_DIR";
 
 /// A fresh (untrained) per-task MoE over two classification tasks and one regression task
 /// with sentence lengths from 2 to 12 words; sentence pairs included.
-const RUN: &str = r#"
-[model]
-variant = "task-moe"
-vocab_size = 48
-max_position = 32
-d_model = 16
-num_layers = 2
-num_heads = 2
-d_ff = 32
-moe_every = 1
-
-[model.moe]
-d_ff = 32
-
-[model.moe.router]
-kind = "per-task"
-num_experts = 4
-
-[data]
-batch_size = 8
-
-[data.synthetic]
-vocab_size = 32
-word_classes = 4
-min_words = 2
-max_words = 12
-high_resource_examples = 50
-eval_examples = 90
-extra_tasks = []
-
-[[data.synthetic.families]]
-name = "lexicon"
-skill = "lexicon"
-high_resource = 1
-low_resource = 0
-unseen = 0
-
-[[data.synthetic.families]]
-name = "overlap"
-skill = "overlap"
-high_resource = 1
-low_resource = 0
-unseen = 0
-
-[train]
-steps = 200
-
-[runtime]
-threads = 1
-"#;
+const RUN: &str = include_str!("../fixtures/bucketing.toml");
 
 fn assert_same(a: &EvalResult, b: &EvalResult, what: &str) {
     assert_eq!(a.routing, b.routing, "{what}: routing counts");

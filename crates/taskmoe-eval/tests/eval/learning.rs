@@ -17,74 +17,7 @@ use crate::TOY_FAMILIES;
 /// Two single-sentence families with different skills (a bag-of-words lexicon and the
 /// position-dependent order skill) on disjoint word weights, one task each; a 2-block pre-LN
 /// model whose blocks are both MoE (4 experts, top-1 straight-through, dropless).
-const TWO_FAMILIES: &str = r#"
-[model]
-variant = "task-moe"
-vocab_size = 48
-max_position = 24
-d_model = 32
-num_layers = 2
-num_heads = 2
-d_ff = 64
-norm = "pre"
-moe_every = 1
-dropout = 0.0
-attention_dropout = 0.0
-
-[model.moe]
-d_ff = 64
-
-[model.moe.router]
-kind = "per-task"
-num_experts = 4
-mutual_information_coef = 0.3
-
-[data]
-batch_size = 32
-
-[data.synthetic]
-vocab_size = 32
-word_classes = 4
-min_words = 4
-max_words = 8
-label_noise = 0.0
-high_resource_examples = 2000
-eval_examples = 400
-extra_tasks = []
-
-[[data.synthetic.families]]
-name = "lexicon"
-skill = "lexicon"
-high_resource = 1
-low_resource = 0
-unseen = 0
-
-[[data.synthetic.families]]
-name = "count"
-skill = "count"
-high_resource = 1
-low_resource = 0
-unseen = 0
-
-[train]
-steps = 300
-
-[checkpoint]
-every = 300
-keep_last = 1
-save_optimizer = false
-
-[eval]
-every = 0
-batch_size = 400
-
-[runtime]
-threads = 1
-
-[schedule]
-peak_lr = 3e-3
-warmup_steps = 20
-"#;
+const TWO_FAMILIES: &str = include_str!("../fixtures/two-families.toml");
 
 fn train(name: &str, sets: &[&str]) -> (RunData, EvalResult) {
     train_config(name, TWO_FAMILIES, sets)

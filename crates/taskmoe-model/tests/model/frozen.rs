@@ -33,13 +33,7 @@ fn build(cfg: &ModelConfig) -> (nn::VarStore, MultiTaskModel) {
 }
 
 /// Right-padded batch of 4: lengths 5, 3, 6, 2 of 6 positions; tasks 0, 1, 0, 1.
-struct Batch {
-    ids: Tensor,
-    mask: Tensor,
-    tasks: Tensor,
-}
-
-fn batch(offset: i64) -> Batch {
+fn batch(offset: i64) -> crate::Batch {
     let lengths = [5i64, 3, 6, 2];
     let ids = (Tensor::arange(24, (Kind::Int64, Device::Cpu)) * 7 + offset)
         .remainder(60)
@@ -52,21 +46,10 @@ fn batch(offset: i64) -> Batch {
             .collect::<Vec<_>>(),
     )
     .view([4, 6]);
-    Batch {
+    crate::Batch {
         ids: &ids * &mask,
         mask,
         tasks: Tensor::from_slice(&[0i64, 1, 0, 1]),
-    }
-}
-
-impl Batch {
-    fn input(&self) -> ModelInput<'_> {
-        ModelInput {
-            input_ids: &self.ids,
-            attention_mask: &self.mask,
-            token_type_ids: None,
-            task_ids: &self.tasks,
-        }
     }
 }
 
@@ -88,7 +71,7 @@ fn added(cfg: ModelConfig) -> ModelConfig {
 
 /// The memo's states of each example of `b`, one `[1, len, d]` tensor per example (by
 /// [`taskmoe_model::example_key`] of its real tokens).
-fn memo_rows(memo: &FrozenStates, b: &Batch) -> Vec<Tensor> {
+fn memo_rows(memo: &FrozenStates, b: &crate::Batch) -> Vec<Tensor> {
     let lengths: Vec<i64> = Vec::try_from(&b.mask.sum_dim_intlist(1, false, Kind::Int64)).unwrap();
     let ids: Vec<i64> = Vec::try_from(&b.ids.reshape([-1])).unwrap();
     let l = b.ids.size()[1] as usize;
@@ -391,7 +374,7 @@ fn an_added_task_embedding_above_a_frozen_bottom_reads_the_same_memo() {
         }
         // The same texts under the other tasks: no new entry, and each entry is what the
         // other tasks' pass stored in a fresh memo (the key and the states see no task).
-        let flipped = Batch {
+        let flipped = crate::Batch {
             tasks: Tensor::from_slice(&[1i64, 0, 1, 0]),
             ..batch(0)
         };

@@ -26,6 +26,25 @@ fn threads() {
     tch::set_num_threads(THREADS);
 }
 
+/// Token ids, their attention mask and each row's task: a batch the tests build by hand.
+struct Batch {
+    ids: tch::Tensor,
+    mask: tch::Tensor,
+    tasks: tch::Tensor,
+}
+
+impl Batch {
+    /// The model's input: these tensors, no token types.
+    fn input(&self) -> taskmoe_model::ModelInput<'_> {
+        taskmoe_model::ModelInput {
+            input_ids: &self.ids,
+            attention_mask: &self.mask,
+            token_type_ids: None,
+            task_ids: &self.tasks,
+        }
+    }
+}
+
 /// A model of `cfg` with `heads`, its parameters drawn after seeding libtorch with `seed`,
 /// holding the global generator's lock meanwhile.
 fn seeded_model(

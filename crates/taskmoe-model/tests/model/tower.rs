@@ -7,8 +7,7 @@
 use tch::{nn, Device, Kind, Tensor};
 
 use taskmoe_model::{
-    hf_export, param_report, per_example_loss, HeadSpec, ModelConfig, ModelInput, MultiTaskModel,
-    Variant,
+    hf_export, param_report, per_example_loss, HeadSpec, ModelConfig, MultiTaskModel, Variant,
 };
 
 fn heads() -> Vec<HeadSpec> {
@@ -28,31 +27,14 @@ fn build(cfg: &ModelConfig) -> (nn::VarStore, MultiTaskModel) {
     crate::seeded_model(cfg, &heads(), 3)
 }
 
-struct Batch {
-    ids: Tensor,
-    mask: Tensor,
-    tasks: Tensor,
-}
-
-fn batch() -> Batch {
+fn batch() -> crate::Batch {
     let ids = (Tensor::arange(30, (Kind::Int64, Device::Cpu)) * 5).remainder(60) + 2;
     let ids = ids.view([6, 5]);
     let mask = Tensor::from_slice(&[1i64, 1, 1, 0, 0]).repeat([6, 1]);
-    Batch {
+    crate::Batch {
         ids: &ids * &mask,
         mask,
         tasks: Tensor::from_slice(&[0i64, 1, 2, 0, 1, 1]),
-    }
-}
-
-impl Batch {
-    fn input(&self) -> ModelInput<'_> {
-        ModelInput {
-            input_ids: &self.ids,
-            attention_mask: &self.mask,
-            token_type_ids: None,
-            task_ids: &self.tasks,
-        }
     }
 }
 
