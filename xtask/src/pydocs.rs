@@ -19,10 +19,9 @@
 use std::fs;
 use std::path::PathBuf;
 
-use crate::data::run_builder;
-use crate::debian::{ensure_deb, unpack, Deb};
+use crate::data::{install_unpacked, RealText};
+use crate::debian::{ensure_deb, Deb};
 use crate::project;
-use crate::pypi::remove_leftovers;
 use crate::Result;
 
 /// The packages (`taskmoe_data::pydocs::PACKAGES`), amd64's `.deb` files.
@@ -42,6 +41,7 @@ const DEBS: [Deb; 2] = [
         size: "1.8 MB",
     },
 ];
+
 /// Where the library sits inside the packages (`taskmoe_data::pydocs::LIB_DIR`).
 const LIB_IN_DEB: &str = "usr/lib/python3.11";
 /// The cache folder of the unpacked library.
@@ -49,49 +49,11 @@ const LIB_NAME: &str = "python3.11-stdlib_3.11.2-6+deb12u7";
 /// Marks a complete unpacked folder; holds the packages' SHA-256, one a line.
 const STAMP_FILE: &str = "taskmoe-data.stamp";
 
-/// `cargo xtask fetch-data pydocs [--write-registry]` (`args` after `pydocs`): provisions the
-/// benchmark and prints its data folder.
-pub fn fetch(args: &[String]) -> Result<()> {
-    let write_registry = match args {
-        [] => false,
-        [flag] if flag == "--write-registry" => true,
-        _ => return Err("usage: cargo xtask fetch-data pydocs [--write-registry]".into()),
-    };
-    let lib = ensure_lib()?;
-    let mut extra = vec![
-        "--registry".to_string(),
-        registry_path().display().to_string(),
-    ];
-    if write_registry {
-        extra.push("--write-registry".into());
-    }
-    build(&lib, &extra)
-}
-
-/// The committed registry of the benchmark.
-fn registry_path() -> PathBuf {
-    project::root().join("configs/pydocs/tasks.toml")
-}
-
-/// The folder the task files are written to (git-ignored; the registry's paths point there).
-fn data_dir() -> PathBuf {
-    project::root().join("configs/pydocs/data")
-}
-
-/// Downloads and unpacks the packages when needed and (re)writes the task files when they
-/// differ from what the rules give; returns the unpacked library and the data folder.
-pub fn ensure() -> Result<(PathBuf, PathBuf)> {
-    let lib = ensure_lib()?;
-    build(&lib, &["--quiet".to_string()])?;
-    Ok((lib, data_dir()))
-}
-
-/// Runs the data crate's builder (`examples/pydocs.rs`) on `lib`, writing [`data_dir`].
-fn build(lib: &std::path::Path, extra: &[String]) -> Result<()> {
-    let mut args = vec![lib.as_os_str().to_owned(), data_dir().into_os_string()];
-    args.extend(extra.iter().map(Into::into));
-    run_builder("pydocs", &args)
-}
+/// The benchmark: its input is the unpacked library.
+pub const BENCHMARK: RealText = RealText {
+    name: "pydocs",
+    input: ensure_lib,
+};
 
 /// The folder of the unpacked library, `<cache>/data/python3.11-stdlib_3.11.2-6+deb12u7/`,
 /// made once.
@@ -107,27 +69,13 @@ pub fn ensure_lib() -> Result<PathBuf> {
         .iter()
         .map(|d| ensure_deb(&cache.join("debs"), d))
         .collect::<Result<Vec<_>>>()?;
-    fs::create_dir_all(&data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
-    let tmp_prefix = ".tmp-pydocs-";
-    remove_leftovers(&data, &[tmp_prefix]);
-    let tmp = data.join(format!("{tmp_prefix}{}", std::process::id()));
-    let unpacked = tmp.join("deb");
-    fs::create_dir_all(&unpacked).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    for deb in &debs {
-        unpack(deb, &unpacked)?;
-    }
-    let fresh = unpacked.join(LIB_IN_DEB);
-    if !fresh.join("os.py").exists() || !fresh.join("asyncio").exists() {
-        return Err(format!("the packages lack {LIB_IN_DEB}/os.py or asyncio/").into());
-    }
-    fs::write(fresh.join(STAMP_FILE), &stamp_text)
-        .map_err(|e| format!("cannot write the stamp in {}: {e}", fresh.display()))?;
-    if lib.exists() {
-        fs::remove_dir_all(&lib).map_err(|e| format!("cannot replace {}: {e}", lib.display()))?;
-    }
-    fs::rename(&fresh, &lib)
-        .map_err(|e| format!("cannot move {} into place: {e}", fresh.display()))?;
-    let _ = fs::remove_dir_all(&tmp);
+    install_unpacked(&debs, &lib, (STAMP_FILE, &stamp_text), |unpacked, _| {
+        let fresh = unpacked.join(LIB_IN_DEB);
+        if !fresh.join("os.py").exists() || !fresh.join("asyncio").exists() {
+            return Err(format!("the packages lack {LIB_IN_DEB}/os.py or asyncio/").into());
+        }
+        Ok(fresh)
+    })?;
     Ok(lib)
 }
 

@@ -19,12 +19,11 @@
 //! agree.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::data::run_builder;
-use crate::debian::{ensure_deb, unpack, Deb};
+use crate::data::{install_unpacked, RealText};
+use crate::debian::{ensure_deb, Deb};
 use crate::project;
-use crate::pypi::remove_leftovers;
 use crate::Result;
 
 /// The Debian package the text comes from (`taskmoe_data::wordnet::PACKAGE`).
@@ -50,49 +49,11 @@ const DEB: Deb = Deb {
     size: "6.5 MB",
 };
 
-/// `cargo xtask fetch-data wordnet [--write-registry]` (`args` after `wordnet`): provisions the
-/// benchmark and prints its data folder.
-pub fn fetch(args: &[String]) -> Result<()> {
-    let write_registry = match args {
-        [] => false,
-        [flag] if flag == "--write-registry" => true,
-        _ => return Err("usage: cargo xtask fetch-data wordnet [--write-registry]".into()),
-    };
-    let dict = ensure_dict()?;
-    let mut extra = vec![
-        "--registry".to_string(),
-        registry_path().display().to_string(),
-    ];
-    if write_registry {
-        extra.push("--write-registry".into());
-    }
-    build(&dict, &extra)
-}
-
-/// The committed registry of the benchmark.
-fn registry_path() -> PathBuf {
-    project::root().join("configs/wordnet/tasks.toml")
-}
-
-/// The folder the task files are written to (git-ignored; the registry's paths point there).
-fn data_dir() -> PathBuf {
-    project::root().join("configs/wordnet/data")
-}
-
-/// Downloads and unpacks the package when needed and (re)writes the task files when they
-/// differ from what the rules give; returns the unpacked `dict` folder and the data folder.
-pub fn ensure() -> Result<(PathBuf, PathBuf)> {
-    let dict = ensure_dict()?;
-    build(&dict, &["--quiet".to_string()])?;
-    Ok((dict, data_dir()))
-}
-
-/// Runs the data crate's builder (`examples/wordnet.rs`) on `dict`, writing [`data_dir`].
-fn build(dict: &Path, extra: &[String]) -> Result<()> {
-    let mut args = vec![dict.as_os_str().to_owned(), data_dir().into_os_string()];
-    args.extend(extra.iter().map(Into::into));
-    run_builder("wordnet", &args)
-}
+/// The benchmark: its input is the unpacked `dict` folder.
+pub const BENCHMARK: RealText = RealText {
+    name: "wordnet",
+    input: ensure_dict,
+};
 
 /// The folder of the unpacked data files, `<cache>/data/wordnet-base_3.0-37/`, made once.
 pub fn ensure_dict() -> Result<PathBuf> {
@@ -104,28 +65,22 @@ pub fn ensure_dict() -> Result<PathBuf> {
         return Ok(dict);
     }
     let deb = ensure_deb(&cache.join("debs"), &DEB)?;
-    fs::create_dir_all(&data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
-    let tmp_prefix = ".tmp-wordnet-";
-    remove_leftovers(&data, &[tmp_prefix]);
-    let tmp = data.join(format!("{tmp_prefix}{}", std::process::id()));
-    let unpacked = tmp.join("deb");
-    fs::create_dir_all(&unpacked).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    unpack(&deb, &unpacked)?;
-    let fresh = tmp.join("dict");
-    fs::create_dir_all(&fresh).map_err(|e| format!("cannot create {}: {e}", fresh.display()))?;
-    for file in DATA_FILES {
-        let from = unpacked.join(DICT_IN_DEB).join(file);
-        fs::rename(&from, fresh.join(file))
-            .map_err(|e| format!("{} lacks {}: {e}", deb.display(), from.display()))?;
-    }
-    fs::write(fresh.join(STAMP_FILE), DEB_SHA256)
-        .map_err(|e| format!("cannot write the stamp in {}: {e}", fresh.display()))?;
-    if dict.exists() {
-        fs::remove_dir_all(&dict).map_err(|e| format!("cannot replace {}: {e}", dict.display()))?;
-    }
-    fs::rename(&fresh, &dict)
-        .map_err(|e| format!("cannot move {} into place: {e}", fresh.display()))?;
-    let _ = fs::remove_dir_all(&tmp);
+    install_unpacked(
+        std::slice::from_ref(&deb),
+        &dict,
+        (STAMP_FILE, DEB_SHA256),
+        |unpacked, tmp| {
+            let fresh = tmp.join("dict");
+            fs::create_dir_all(&fresh)
+                .map_err(|e| format!("cannot create {}: {e}", fresh.display()))?;
+            for file in DATA_FILES {
+                let from = unpacked.join(DICT_IN_DEB).join(file);
+                fs::rename(&from, fresh.join(file))
+                    .map_err(|e| format!("{} lacks {}: {e}", deb.display(), from.display()))?;
+            }
+            Ok(fresh)
+        },
+    )?;
     Ok(dict)
 }
 
