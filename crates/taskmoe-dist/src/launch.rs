@@ -28,6 +28,26 @@ impl RankOutput {
     }
 }
 
+/// The running test binary as a command that runs exactly one of its tests, test `name` of
+/// the module whose `module_path!()` is `module`, on one test thread with its output not
+/// captured: the rank of a multi-process test whose ranks are a worker test of the same binary
+/// (started by [`run_local`]; the worker prints a marker that [`expect_all_ok`] requires, so a
+/// filter that selected nothing fails). The test's name is the module path below the binary's
+/// crate name, as `--exact` wants it.
+///
+/// # Panics
+/// When the path of the running executable cannot be read.
+pub fn worker_test(module: &str, name: &str) -> Command {
+    let test = match module.split_once("::") {
+        Some((_binary, path)) => format!("{path}::{name}"),
+        None => name.to_string(),
+    };
+    let exe = std::env::current_exe().expect("the path of the running test binary");
+    let mut command = Command::new(exe);
+    command.args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"]);
+    command
+}
+
 /// Panics, naming the rank, its exit status and its output, unless every rank of `outs`
 /// exited with status 0 and printed `marker` on its standard output (a test's worker prints
 /// it last, so a worker that returned early does not pass).

@@ -65,5 +65,5 @@ pub use buckets::GradBuckets;
 pub use env::{free_loopback_port, DistEnv, DEFAULT_TIMEOUT_SECS, TIMEOUT_ENV};
 pub use error::{DistError, Result};
 pub use group::{CollectiveStats, ProcessGroup};
-pub use launch::{expect_all_ok, run_local, RankOutput};
+pub use launch::{expect_all_ok, run_local, worker_test, RankOutput};
 pub use topology::Topology;

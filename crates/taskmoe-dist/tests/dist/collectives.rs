@@ -5,26 +5,17 @@
 //! Each test starts this test binary twice as the worker `worker` (selected by
 //! `TMD_TEST_CASE`), with torchrun's variables set by `run_local`.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use taskmoe_dist::{expect_all_ok, run_local, DistEnv, ProcessGroup, RankOutput};
+use taskmoe_dist::{expect_all_ok, run_local, worker_test, DistEnv, ProcessGroup, RankOutput};
 use tch::{Kind, Tensor};
 
 const CASE: &str = "TMD_TEST_CASE";
 
 fn launch(case: &str, collective_timeout: Duration) -> Vec<RankOutput> {
-    let exe = std::env::current_exe().expect("test binary");
-    let worker = crate::test_name(module_path!(), "worker");
     run_local(2, collective_timeout, Duration::from_secs(60), |_| {
-        let mut c = Command::new(&exe);
-        c.args([
-            worker.as_str(),
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CASE, case);
+        let mut c = worker_test(module_path!(), "worker");
+        c.env(CASE, case);
         c
     })
     .expect("spawn ranks")

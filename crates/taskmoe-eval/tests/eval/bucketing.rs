@@ -5,10 +5,9 @@
 //! the single-process result.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use taskmoe_dist::{expect_all_ok, run_local, DistEnv, ProcessGroup};
+use taskmoe_dist::{expect_all_ok, run_local, worker_test, DistEnv, ProcessGroup};
 use taskmoe_eval::{
     eval_batch_positions, evaluate_sharded, evaluate_with, EvalBatching, EvalData, EvalResult,
 };
@@ -188,17 +187,9 @@ fn sharded_evaluation_rank() {
 fn sharded_evaluation_over_two_ranks_gives_rank0_the_single_process_result() {
     let dir = std::env::temp_dir().join(format!("taskmoe-sharded-eval-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let exe = std::env::current_exe().expect("test binary");
-    let worker = crate::test_name(module_path!(), "sharded_evaluation_rank");
     let outs = run_local(2, Duration::from_secs(60), Duration::from_secs(240), |_| {
-        let mut c = Command::new(&exe);
-        c.args([
-            worker.as_str(),
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(RANK_DIR, &dir);
+        let mut c = worker_test(module_path!(), "sharded_evaluation_rank");
+        c.env(RANK_DIR, &dir);
         c
     })
     .expect("spawn ranks");

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use taskmoe_dist::{expect_all_ok, run_local, RankOutput};
+use taskmoe_dist::{expect_all_ok, run_local, worker_test, RankOutput};
 use taskmoe_train::{EvalPoint, RunConfig, RunData, Silent, Trainer};
 
 const CASE: &str = "TMT_DP_CASE";
@@ -92,11 +92,8 @@ fn losses(run_dir: &Path) -> Vec<(u64, f64, f64)> {
 
 /// This test binary's `worker` test as a command, running case `case` into `out`.
 fn worker_command(case: &str, out: &Path) -> Command {
-    let mut c = Command::new(std::env::current_exe().unwrap());
-    c.arg(crate::test_name(module_path!(), "worker"))
-        .args(["--exact", "--nocapture", "--test-threads=1"])
-        .env(CASE, case)
-        .env(OUT, out);
+    let mut c = worker_test(module_path!(), "worker");
+    c.env(CASE, case).env(OUT, out);
     c
 }
 

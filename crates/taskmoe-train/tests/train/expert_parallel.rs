@@ -5,13 +5,12 @@
 //! with the experts sharded (each rank storing its 2), the same in training and evaluation,
 //! and gathering them back gives the single-process weights.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tch::{nn, Device, Kind, Tensor};
 
-use taskmoe_dist::{expect_all_ok, run_local, DistEnv, ProcessGroup};
+use taskmoe_dist::{expect_all_ok, run_local, worker_test, DistEnv, ProcessGroup};
 use taskmoe_experts::{MoeConfig, MoeLayer, MoeOutput};
 use taskmoe_router::{RouterConfig, RouterKind};
 use taskmoe_train::ExpertGroup;
@@ -195,12 +194,9 @@ fn worker() {
 
 #[test]
 fn an_expert_parallel_layer_equals_the_single_process_layer() {
-    let exe = std::env::current_exe().unwrap();
     let outs = run_local(2, Duration::from_secs(20), Duration::from_secs(60), |_| {
-        let mut c = Command::new(&exe);
-        c.arg(crate::test_name(module_path!(), "worker"))
-            .args(["--exact", "--nocapture", "--test-threads=1"])
-            .env(CASE, "layer");
+        let mut c = worker_test(module_path!(), "worker");
+        c.env(CASE, "layer");
         c
     })
     .unwrap();

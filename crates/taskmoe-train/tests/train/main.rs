@@ -5,7 +5,7 @@
 //! trainer holds `taskmoe_device::lock_global_rng()` while it seeds and draws, and so does
 //! every test here that draws from libtorch's generator; the trainers here run with
 //! `runtime.threads = 1`. The data- and expert-parallel tests start this binary again as ranks,
-//! each selecting its worker by its full test name ([`test_name`]).
+//! each selecting its worker by its full test name ([`taskmoe_dist::worker_test`]).
 
 mod checkpoint;
 mod config_layers;
@@ -18,15 +18,6 @@ mod state;
 mod tensorboard;
 mod trainer;
 mod transfer;
-
-/// The name `--exact` selects test `name` of the module at `module` (`module_path!()`) by:
-/// the path below the binary's root.
-pub fn test_name(module: &str, name: &str) -> String {
-    match module.split_once("::") {
-        Some((_binary, path)) => format!("{path}::{name}"),
-        None => name.to_string(),
-    }
-}
 
 /// An evaluation that records nothing and scores nothing, for runs whose evaluations a test
 /// does not look at.
