@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{scratch, stderr_of, taskmoe, train_tiny};
+use crate::common::{on_run, scratch, stderr_of, taskmoe, train_tiny};
 
 /// `taskmoe train` on the tiny configuration into the run `OUT/shared`, then `extra`.
 fn train(out: &Path, extra: &[&str]) -> Command {
@@ -168,18 +168,19 @@ fn a_moved_run_folder_resumes_evaluates_predicts_and_exports_where_it_now_is() {
     );
 
     // A changed configuration is refused, naming every key that differs with both values.
-    let changed = taskmoe(&[
+    let changed = on_run(
         "train",
-        "--run",
         moved_str,
-        "--resume",
-        "--set",
-        "train.steps=12",
-        "--set",
-        "train.seed=5",
-        "--set",
-        "data.batch_size=4",
-    ]);
+        &[
+            "--resume",
+            "--set",
+            "train.steps=12",
+            "--set",
+            "train.seed=5",
+            "--set",
+            "data.batch_size=4",
+        ],
+    );
     let err = stderr_of(&changed);
     assert!(!changed.status.success());
     assert!(
@@ -188,20 +189,13 @@ fn a_moved_run_folder_resumes_evaluates_predicts_and_exports_where_it_now_is() {
         "{err}"
     );
 
-    let resumed = taskmoe(&[
-        "train",
-        "--run",
-        moved_str,
-        "--resume",
-        "--set",
-        "train.steps=12",
-    ]);
+    let resumed = on_run("train", moved_str, &["--resume", "--set", "train.steps=12"]);
     assert!(resumed.status.success(), "{}", stderr_of(&resumed));
     assert_eq!(logged_steps(&moved), (1..=12).collect::<Vec<_>>());
     assert!(moved.join("checkpoint-12").is_dir());
 
     // Where it now is, the run also evaluates, predicts and exports.
-    let eval = taskmoe(&["eval", "--run", moved_str, "--split", "test"]);
+    let eval = on_run("eval", moved_str, &["--split", "test"]);
     assert!(eval.status.success(), "{}", stderr_of(&eval));
     assert!(moved.join("eval-test-step12.json").is_file());
     let input = out.join("in.tsv");
@@ -217,7 +211,7 @@ fn a_moved_run_folder_resumes_evaluates_predicts_and_exports_where_it_now_is() {
     ]);
     assert!(predict.status.success(), "{}", stderr_of(&predict));
     assert_eq!(String::from_utf8_lossy(&predict.stdout).lines().count(), 1);
-    let export = taskmoe(&["export", "--run", moved_str, "--format", "hf"]);
+    let export = on_run("export", moved_str, &["--format", "hf"]);
     assert!(export.status.success(), "{}", stderr_of(&export));
     assert!(moved.join("export-hf-step12/config.json").is_file());
     assert!(
