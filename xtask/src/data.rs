@@ -97,7 +97,7 @@ impl RealText {
     }
 }
 
-/// Unpacks the packages `debs` into a temporary folder of `<cache>/data/`, lets `keep` make
+/// Unpacks the packages `debs` into a temporary folder beside `dest`, lets `keep` make
 /// the finished folder from the unpacked tree (`keep(unpacked, scratch)` returns a folder
 /// inside the temporary one), writes `stamp` into it as `stamp_file`, and moves it to `dest`,
 /// replacing what was there: a folder at `dest` is always complete.
